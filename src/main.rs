@@ -1,0 +1,151 @@
+//! `hush`: the one binary. Thin wiring over the library crates:
+//!
+//! ```text
+//!   hush keygen       ──▶ hush-crypto (generate) ──▶ keyfile (write 0600)
+//!   hush fingerprint  ──▶ keyfile (read) ──▶ hush-crypto (fingerprint)
+//! ```
+//!
+//! Errors are `anyhow` here and only here; each says what went wrong and
+//! what to do next, and exits non-zero.
+
+mod keyfile;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use hush_crypto::{DEFAULT_BITS, Identity};
+
+/// End-to-end encrypted chat rooms on a relay you host yourself.
+#[derive(Debug, Parser)]
+#[command(name = "hush", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create an identity key pair: PATH (private, mode 0600) and PATH.pub.
+    Keygen(KeygenArgs),
+    /// Print the fingerprint of a private or public key file.
+    Fingerprint {
+        /// A key file made by `hush keygen` (private or .pub).
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct KeygenArgs {
+    /// Where to write the private key; the public key goes to PATH.pub.
+    #[arg(short = 'o', long = "output", value_name = "PATH")]
+    output: PathBuf,
+    /// RSA modulus size in bits (2048..=8192).
+    #[arg(long, default_value_t = DEFAULT_BITS)]
+    bits: usize,
+    /// Protect the private key with a passphrase (asked twice, or taken
+    /// from HUSH_PASSPHRASE).
+    #[arg(long)]
+    passphrase: bool,
+    /// Replace existing files at PATH and PATH.pub.
+    #[arg(long)]
+    force: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Keygen(args) => keygen(&args),
+        Command::Fingerprint { file } => fingerprint(&file),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hush: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn keygen(args: &KeygenArgs) -> Result<()> {
+    // Everything that can be refused is refused before the slow part.
+    hush_crypto::identity::check_bits(args.bits)
+        .map_err(|e| anyhow::anyhow!("--bits {}: {e}", args.bits))?;
+    let pub_path = keyfile::public_path(&args.output);
+    if !args.force {
+        for p in [&args.output, &pub_path] {
+            if p.exists() {
+                anyhow::bail!(
+                    "{} already exists; choose another path, or add --force to replace it (the old key is lost)",
+                    p.display()
+                );
+            }
+        }
+    }
+    let passphrase = if args.passphrase {
+        Some(keyfile::new_passphrase()?)
+    } else {
+        None
+    };
+
+    let identity = with_spinner(&format!("generating a {}-bit RSA key", args.bits), || {
+        Identity::generate(args.bits)
+    })?;
+    let fp = identity.fingerprint();
+    let date = keyfile::utc_date_today();
+
+    let private_pem = identity.to_pem(passphrase.as_ref().map(|p| p.as_bytes()))?;
+    let mut private_text = zeroize::Zeroizing::new(format!(
+        "# hush identity key (private: never share this file)\n# created: {date}\n# public key: {fp}\n"
+    ));
+    private_text.push_str(&private_pem);
+    keyfile::write_new_file(&args.output, private_text.as_bytes(), 0o600, args.force)?;
+
+    let public_text = format!(
+        "# hush identity public key\n# created: {date}\n# fingerprint: {fp}\n{}",
+        identity.public().to_pem()?
+    );
+    keyfile::write_new_file(&pub_path, public_text.as_bytes(), 0o644, args.force)?;
+
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "wrote {} (private key, mode 0600)",
+        args.output.display()
+    )?;
+    writeln!(out, "wrote {} (public key)", pub_path.display())?;
+    writeln!(out, "{fp}")?;
+    Ok(())
+}
+
+fn fingerprint(file: &std::path::Path) -> Result<()> {
+    let public = keyfile::load_public(file)?;
+    println!("{}", public.fingerprint());
+    Ok(())
+}
+
+/// Runs `work` while a spinner turns on stderr, if stderr is a terminal.
+fn with_spinner<T>(label: &str, work: impl FnOnce() -> T) -> T {
+    if !std::io::stderr().is_terminal() {
+        return work();
+    }
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let label = label.to_owned();
+    let spinner = std::thread::spawn(move || {
+        let frames = ['|', '/', '-', '\\'];
+        let mut i = 0;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            eprint!("\r{} {label}...", frames[i % frames.len()]);
+            i += 1;
+            std::thread::sleep(std::time::Duration::from_millis(120));
+        }
+        eprint!("\r\x1b[2K");
+    });
+    let out = work();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = spinner.join();
+    out
+}
