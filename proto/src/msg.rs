@@ -1,0 +1,384 @@
+//! Wire messages, serialised with postcard.
+//!
+//! Two groups: the handshake messages, which travel as plain frames before
+//! any key exists, and [`ClientMsg`] / [`RelayMsg`], which travel only
+//! inside sealed records (see [`crate::record`]).
+//!
+//! Room events have two layers. The relay sees the [`RoomEvent`] envelope
+//! (room, sender, kind, epoch) because it routes, orders and enforces the
+//! one-commit-per-epoch rule by it; the `body` is opaque to it: signed and
+//! sealed end to end by the members' clients.
+
+use hush_crypto::Fingerprint;
+use serde::{Deserialize, Serialize};
+
+use crate::names::RoomName;
+
+/// Bytes that open every handshake message, so that a hush peer talking to
+/// something else (or something else talking to a hush relay) is told so
+/// plainly.
+pub const MAGIC: [u8; 4] = *b"hush";
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Decodes one message from a frame body, refusing trailing bytes.
+///
+/// # Errors
+/// [`DecodeError`] if the bytes are not exactly one `T`.
+pub fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, DecodeError> {
+    match postcard::take_from_bytes::<T>(body) {
+        Ok((value, [])) => Ok(value),
+        Ok(_) => Err(DecodeError::TrailingBytes),
+        Err(_) => Err(DecodeError::Malformed),
+    }
+}
+
+/// Encodes a message as a frame body.
+#[must_use]
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // postcard serialisation into a Vec cannot fail for these types: no
+    // maps with non-string keys, no unbounded recursion, no I/O.
+    postcard::to_allocvec(value).unwrap_or_default()
+}
+
+/// Why a frame body is not the message it should be.
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not a valid encoding of the expected message.
+    #[error("malformed message")]
+    Malformed,
+    /// A valid message followed by extra bytes.
+    #[error("trailing bytes after message")]
+    TrailingBytes,
+}
+
+/// Fingerprints travel as their 32 raw bytes.
+pub(crate) mod fp_bytes {
+    use hush_crypto::Fingerprint;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(fp: &Fingerprint, s: S) -> Result<S::Ok, S::Error> {
+        fp.as_bytes().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Fingerprint, D::Error> {
+        <[u8; 32]>::deserialize(d).map(Fingerprint::from_bytes)
+    }
+
+    pub mod vec {
+        use super::*;
+        pub fn serialize<S: Serializer>(fps: &[Fingerprint], s: S) -> Result<S::Ok, S::Error> {
+            let raw: Vec<[u8; 32]> = fps.iter().map(|f| *f.as_bytes()).collect();
+            raw.serialize(s)
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Fingerprint>, D::Error> {
+            Vec::<[u8; 32]>::deserialize(d)
+                .map(|v| v.into_iter().map(Fingerprint::from_bytes).collect())
+        }
+    }
+}
+
+// ─── Handshake (plain frames) ────────────────────────────────────────────
+
+/// Handshake message 1, client → relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientHello {
+    /// Always [`MAGIC`].
+    pub magic: [u8; 4],
+    /// The client's [`PROTOCOL_VERSION`].
+    pub version: u16,
+    /// Fresh randomness: makes the transcript, and so the keys, unique.
+    pub client_nonce: [u8; 32],
+}
+
+/// Handshake message 2, relay → client. Its first two fields keep this
+/// layout in every protocol version, so a peer of another version can
+/// always read which version the relay speaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayGreeting {
+    /// Always [`MAGIC`].
+    pub magic: [u8; 4],
+    /// The relay's protocol version. If it differs from the client's, the
+    /// relay closes after this message and `hello` is empty.
+    pub version: u16,
+    /// A postcard [`RelayHello`] when the versions match, else empty.
+    pub hello: Vec<u8>,
+}
+
+/// The version-specific part of the relay's greeting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayHello {
+    /// The relay's identity public key, SPKI DER. The client pins it per
+    /// `host:port` on first use.
+    pub relay_key: Vec<u8>,
+    /// Fresh randomness: makes the client's signature fresh.
+    pub relay_nonce: [u8; 32],
+}
+
+/// Handshake message 3, client → relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientAuth {
+    /// The client's identity public key, SPKI DER.
+    pub client_key: Vec<u8>,
+    /// The client's 32-byte link secret, RSA-OAEP-wrapped to the relay key
+    /// with label `hush/v1/link-secret`.
+    pub wrapped_secret: Vec<u8>,
+    /// RSA-PSS signature, context `hush/v1/link-auth`, over the transcript
+    /// hash of messages 1, 2 and this message's first two fields.
+    pub signature: Vec<u8>,
+}
+
+/// Handshake message 4, relay → client: the first sealed record. Only the
+/// holder of the relay's private key could unwrap the link secret, so a
+/// Welcome that opens proves the relay's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The fingerprint the relay bound this connection to.
+    #[serde(with = "fp_bytes")]
+    pub client: Fingerprint,
+    /// The relay's clock, ms since the UNIX epoch.
+    pub relay_time_ms: u64,
+    /// Largest frame body the relay accepts.
+    pub max_frame: u32,
+    /// The relay closes a connection silent for this long; clients send
+    /// something (a ping) well before.
+    pub idle_timeout_ms: u64,
+}
+
+// ─── Room events ─────────────────────────────────────────────────────────
+
+/// What a room event is, as far as the relay needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    /// A member's message (text, nickname change, …: the client knows).
+    Message,
+    /// Opens a new epoch: new member list and key. At most one per parent.
+    Commit,
+    /// A newcomer asks the members to admit it.
+    JoinRequest,
+    /// A member announces it is leaving.
+    Leave,
+    /// Other signed control data between members (invites, settings).
+    Control,
+}
+
+/// A room event as a member sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomEvent {
+    /// The room it belongs to.
+    pub room: RoomName,
+    /// Who sent it: must equal the connection's authenticated identity.
+    #[serde(with = "fp_bytes")]
+    pub sender: Fingerprint,
+    /// What it is.
+    pub kind: EventKind,
+    /// For a [`EventKind::Commit`], the epoch it opens (its parent + 1);
+    /// otherwise the epoch it was sent in (0 before the room has one).
+    pub epoch: u64,
+    /// Opaque to the relay: signed and sealed by the sender's client.
+    pub body: Vec<u8>,
+}
+
+/// A room event as the relay delivers it: with its place in the room's
+/// order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequencedEvent {
+    /// Position in the room: 1, 2, 3, … with no gaps.
+    pub seq: u64,
+    /// The relay's clock when it accepted the event, ms since the epoch.
+    pub received_at_ms: u64,
+    /// The event itself, exactly as the sender sent it.
+    pub event: RoomEvent,
+}
+
+// ─── Link messages (inside sealed records) ───────────────────────────────
+
+/// Client → relay, after the handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientMsg {
+    /// Subscribe to a room's events and presence (creating it if new).
+    Join {
+        /// Which room.
+        room: RoomName,
+    },
+    /// Stop receiving a room's events.
+    Leave {
+        /// Which room.
+        room: RoomName,
+    },
+    /// Submit an event for sequencing. The client sees it again, with its
+    /// sequence number, as a [`RelayMsg::Event`], or gets a
+    /// [`RelayMsg::Rejected`] carrying the same `request`.
+    Publish {
+        /// The client's id for this request, echoed in a rejection.
+        request: u64,
+        /// The event.
+        event: RoomEvent,
+    },
+    /// Ask for the room's logged events with `seq > after_seq`.
+    Backfill {
+        /// Which room (must be joined).
+        room: RoomName,
+        /// Last sequence number the client already has.
+        after_seq: u64,
+    },
+    /// Liveness probe; the relay answers with [`RelayMsg::Pong`].
+    Ping {
+        /// Echoed back.
+        nonce: u64,
+    },
+    /// Answer to a [`RelayMsg::Ping`].
+    Pong {
+        /// The relay's nonce.
+        nonce: u64,
+    },
+}
+
+/// Relay → client, after the handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RelayMsg {
+    /// The handshake's last message (first record only).
+    Welcome(Welcome),
+    /// The client is now subscribed to the room. Every event with
+    /// `seq > head_seq` will arrive live; earlier ones by backfill.
+    Joined {
+        /// Which room.
+        room: RoomName,
+        /// The room's last committed sequence number (0 if empty).
+        head_seq: u64,
+        /// The room's current epoch (0 if no commit yet).
+        epoch: u64,
+        /// Identities currently connected to the room (including this one).
+        #[serde(with = "fp_bytes::vec")]
+        online: Vec<Fingerprint>,
+    },
+    /// The client left the room.
+    Left {
+        /// Which room.
+        room: RoomName,
+    },
+    /// A committed room event.
+    Event(SequencedEvent),
+    /// End of a backfill answer.
+    BackfillDone {
+        /// Which room.
+        room: RoomName,
+        /// The last sequence number sent in this answer (or `after_seq`).
+        up_to: u64,
+        /// False if more events exist: ask again from `up_to`.
+        complete: bool,
+    },
+    /// Someone connected to, or disconnected from, a room.
+    Presence {
+        /// Which room.
+        room: RoomName,
+        /// Who.
+        #[serde(with = "fp_bytes")]
+        member: Fingerprint,
+        /// Whether they are now online.
+        online: bool,
+    },
+    /// A request was refused; the connection stays open.
+    Rejected {
+        /// The `request` of the refused [`ClientMsg::Publish`] (0 for other
+        /// requests).
+        request: u64,
+        /// The room concerned.
+        room: RoomName,
+        /// Why.
+        reason: Rejection,
+    },
+    /// Liveness probe; the client answers with [`ClientMsg::Pong`].
+    Ping {
+        /// Echoed back.
+        nonce: u64,
+    },
+    /// Answer to a [`ClientMsg::Ping`].
+    Pong {
+        /// The client's nonce.
+        nonce: u64,
+    },
+    /// The relay is about to close this connection, and why.
+    Closing {
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rejection {
+    /// The connection has not joined that room.
+    NotJoined,
+    /// The event's sender is not the connection's identity.
+    SpoofedSender,
+    /// A commit whose parent is not the room's current epoch: another
+    /// commit won. Rebase on `current` and try again.
+    StaleEpoch {
+        /// The room's epoch now.
+        current: u64,
+    },
+    /// An event claiming an epoch the room has not reached.
+    FutureEpoch {
+        /// The room's epoch now.
+        current: u64,
+    },
+    /// The connection is in as many rooms as the relay allows.
+    TooManyRooms {
+        /// The limit.
+        limit: u32,
+    },
+}
+
+/// Why the relay closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CloseReason {
+    /// The relay is shutting down; reconnect later.
+    Shutdown,
+    /// Nothing was received for the idle timeout.
+    Idle,
+    /// The client did not read fast enough; reconnect and backfill.
+    TooSlow,
+    /// The client sent something invalid.
+    ProtocolViolation,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_refuses_trailing_bytes_and_garbage() {
+        let msg = ClientMsg::Ping { nonce: 7 };
+        let mut bytes = encode(&msg);
+        assert_eq!(decode::<ClientMsg>(&bytes), Ok(msg));
+        bytes.push(0);
+        assert_eq!(decode::<ClientMsg>(&bytes), Err(DecodeError::TrailingBytes));
+        assert_eq!(
+            decode::<ClientMsg>(&[0xff, 0xff]),
+            Err(DecodeError::Malformed)
+        );
+        assert_eq!(decode::<ClientMsg>(&[]), Err(DecodeError::Malformed));
+    }
+
+    #[test]
+    fn every_truncation_of_a_message_is_refused() {
+        let msg = ClientMsg::Publish {
+            request: 9,
+            event: RoomEvent {
+                room: RoomName::new("lobby").unwrap(),
+                sender: Fingerprint::from_bytes([3; 32]),
+                kind: EventKind::Commit,
+                epoch: 2,
+                body: vec![1, 2, 3],
+            },
+        };
+        let bytes = encode(&msg);
+        for cut in 0..bytes.len() {
+            assert!(decode::<ClientMsg>(&bytes[..cut]).is_err(), "cut {cut}");
+        }
+        assert_eq!(decode::<ClientMsg>(&bytes), Ok(msg));
+    }
+}
