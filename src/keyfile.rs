@@ -27,7 +27,6 @@ const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 ///
 /// # Errors
 /// Every failure names the file and says what to do.
-#[allow(dead_code, reason = "wired into `hush server --key` next")]
 pub fn load_identity(path: &Path) -> Result<Identity> {
     check_private_permissions(path)?;
     let text = read_key_text(path)?;

@@ -3,12 +3,15 @@
 //! ```text
 //!   hush keygen       ──▶ hush-crypto (generate) ──▶ keyfile (write 0600)
 //!   hush fingerprint  ──▶ keyfile (read) ──▶ hush-crypto (fingerprint)
+//!   hush server       ──▶ keyfile (relay key) ──▶ hush-server (Relay::bind, run until a signal)
 //! ```
 //!
 //! Errors are `anyhow` here and only here; each says what went wrong and
 //! what to do next, and exits non-zero.
 
 mod keyfile;
+mod paths;
+mod server_cmd;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -35,6 +38,9 @@ enum Command {
         /// A key file made by `hush keygen` (private or .pub).
         file: PathBuf,
     },
+    /// Run a relay: it forwards only ciphertext, orders room events and
+    /// keeps a durable log of them.
+    Server(server_cmd::ServerArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,6 +65,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Keygen(args) => keygen(&args),
         Command::Fingerprint { file } => fingerprint(&file),
+        Command::Server(args) => server_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -67,6 +74,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes a new identity key pair: PATH (0600) with comment lines, and
+/// PATH.pub. Returns the identity.
+pub(crate) fn write_identity(
+    path: &std::path::Path,
+    identity: &Identity,
+    passphrase: Option<&[u8]>,
+    force: bool,
+) -> Result<()> {
+    let fp = identity.fingerprint();
+    let date = keyfile::utc_date_today();
+    let private_pem = identity.to_pem(passphrase)?;
+    let mut private_text = zeroize::Zeroizing::new(format!(
+        "# hush identity key (private: never share this file)\n# created: {date}\n# public key: {fp}\n"
+    ));
+    private_text.push_str(&private_pem);
+    keyfile::write_new_file(path, private_text.as_bytes(), 0o600, force)?;
+    let public_text = format!(
+        "# hush identity public key\n# created: {date}\n# fingerprint: {fp}\n{}",
+        identity.public().to_pem()?
+    );
+    keyfile::write_new_file(&keyfile::public_path(path), public_text.as_bytes(), 0o644, force)
 }
 
 fn keygen(args: &KeygenArgs) -> Result<()> {
@@ -94,20 +124,12 @@ fn keygen(args: &KeygenArgs) -> Result<()> {
         Identity::generate(args.bits)
     })?;
     let fp = identity.fingerprint();
-    let date = keyfile::utc_date_today();
-
-    let private_pem = identity.to_pem(passphrase.as_ref().map(|p| p.as_bytes()))?;
-    let mut private_text = zeroize::Zeroizing::new(format!(
-        "# hush identity key (private: never share this file)\n# created: {date}\n# public key: {fp}\n"
-    ));
-    private_text.push_str(&private_pem);
-    keyfile::write_new_file(&args.output, private_text.as_bytes(), 0o600, args.force)?;
-
-    let public_text = format!(
-        "# hush identity public key\n# created: {date}\n# fingerprint: {fp}\n{}",
-        identity.public().to_pem()?
-    );
-    keyfile::write_new_file(&pub_path, public_text.as_bytes(), 0o644, args.force)?;
+    write_identity(
+        &args.output,
+        &identity,
+        passphrase.as_ref().map(|p| p.as_bytes()),
+        args.force,
+    )?;
 
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -127,7 +149,7 @@ fn fingerprint(file: &std::path::Path) -> Result<()> {
 }
 
 /// Runs `work` while a spinner turns on stderr, if stderr is a terminal.
-fn with_spinner<T>(label: &str, work: impl FnOnce() -> T) -> T {
+pub(crate) fn with_spinner<T>(label: &str, work: impl FnOnce() -> T) -> T {
     if !std::io::stderr().is_terminal() {
         return work();
     }

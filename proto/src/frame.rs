@@ -103,6 +103,93 @@ pub fn bytes_wanted(buf: &[u8]) -> usize {
     }
 }
 
+/// A bounded read buffer that turns a byte stream into frames.
+///
+/// The caller reads from its socket into [`FrameBuffer::read_space`] and
+/// reports how much arrived with [`FrameBuffer::advance`]; frames then come
+/// out of [`FrameBuffer::next_frame`]. The buffer never holds more than one
+/// frame's limit plus what a single read brought, and the limit is checked
+/// from the length prefix before the body is read.
+pub struct FrameBuffer {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    limit: usize,
+}
+
+/// Size of a fresh buffer, and of the read window it offers.
+const READ_CHUNK: usize = 16 * 1024;
+
+impl FrameBuffer {
+    /// A buffer for frames of at most `limit` body bytes.
+    #[must_use]
+    pub fn new(limit: usize) -> Self {
+        Self {
+            buf: vec![0; READ_CHUNK.min(limit + LENGTH_PREFIX).max(LENGTH_PREFIX)],
+            start: 0,
+            end: 0,
+            limit,
+        }
+    }
+
+    /// Where the next read should write. Never empty.
+    pub fn read_space(&mut self) -> &mut [u8] {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        let pending = self.end - self.start;
+        // Room for the frame being assembled (its size is known once the
+        // prefix is in and has passed the limit check in next_frame), or
+        // at least one read chunk.
+        let wanted = bytes_wanted(&self.buf[self.start..self.end])
+            .min(self.limit + LENGTH_PREFIX)
+            .max(READ_CHUNK.min(self.limit + LENGTH_PREFIX));
+        if self.buf.len() - self.end < wanted {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.start = 0;
+            self.end = pending;
+            let need = pending + wanted;
+            if self.buf.len() < need {
+                self.buf.resize(need, 0);
+            }
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Records that `n` bytes were written into [`Self::read_space`].
+    pub fn advance(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.buf.len());
+    }
+
+    /// The next whole frame's body, if one has arrived.
+    ///
+    /// # Errors
+    /// [`FrameError`] as soon as a length prefix is invalid.
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
+        match parse_frame(&self.buf[self.start..self.end], self.limit)? {
+            Some((used, body)) => {
+                let body = body.to_vec();
+                self.start += used;
+                Ok(Some(body))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Changes the frame limit (the link's records may be larger than its
+    /// handshake messages). Bytes already buffered are kept.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
+    /// Bytes received but not yet returned as frames.
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -152,6 +239,46 @@ mod tests {
         assert_eq!(bytes_wanted(&buf[..2]), 2);
         assert_eq!(bytes_wanted(&buf[..4]), 3);
         assert_eq!(bytes_wanted(&buf), 0);
+    }
+
+    fn feed(fb: &mut FrameBuffer, mut bytes: &[u8], chunk: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let space = fb.read_space();
+            let n = space.len().min(chunk).min(bytes.len());
+            space[..n].copy_from_slice(&bytes[..n]);
+            fb.advance(n);
+            bytes = &bytes[n..];
+            while let Some(f) = fb.next_frame().unwrap() {
+                out.push(f);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn frame_buffer_reassembles_frames_split_anywhere() {
+        let mut wire = Vec::new();
+        let bodies: Vec<Vec<u8>> = (1..50u8).map(|i| vec![i; usize::from(i) * 300]).collect();
+        for b in &bodies {
+            encode_frame(b, 20_000, &mut wire).unwrap();
+        }
+        for chunk in [1, 3, 4, 5, 1000, 65_536] {
+            let mut fb = FrameBuffer::new(20_000);
+            assert_eq!(feed(&mut fb, &wire, chunk), bodies, "chunk {chunk}");
+            assert_eq!(fb.buffered(), 0);
+            assert!(fb.buf.len() <= 20_004 + READ_CHUNK, "buffer stays bounded");
+        }
+    }
+
+    #[test]
+    fn frame_buffer_refuses_an_oversized_prefix_without_buffering_it() {
+        let mut fb = FrameBuffer::new(100);
+        let space = fb.read_space();
+        space[..4].copy_from_slice(&1_000_000u32.to_be_bytes());
+        fb.advance(4);
+        assert!(fb.next_frame().is_err());
+        assert!(fb.buf.len() <= 104);
     }
 
     proptest! {

@@ -24,13 +24,16 @@
 //! the client's), trust a length before checking it, or panic on input.
 #![forbid(unsafe_code)]
 
+/// The TCP port hush relays listen on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 40623;
+
 pub mod frame;
 pub mod handshake;
 pub mod msg;
 pub mod names;
 pub mod record;
 
-pub use frame::{DEFAULT_MAX_FRAME, FrameError};
+pub use frame::{DEFAULT_MAX_FRAME, FrameBuffer, FrameError};
 pub use handshake::{HandshakeError, Link};
 pub use msg::{
     ClientMsg, CloseReason, EventKind, PROTOCOL_VERSION, Rejection, RelayMsg, RoomEvent,

@@ -329,6 +329,9 @@ pub enum Rejection {
         /// The limit.
         limit: u32,
     },
+    /// The relay could not write its log; nothing was delivered. Retry
+    /// later.
+    StorageFailed,
 }
 
 /// Why the relay closes a connection.

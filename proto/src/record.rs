@@ -79,9 +79,17 @@ impl RecordSealer {
     /// # Errors
     /// [`RecordError::MessageTooLarge`] if it does not fit in a frame.
     pub fn push<T: Serialize>(&mut self, message: &T) -> Result<(), RecordError> {
-        let body = msg::encode(message);
+        self.push_encoded(&msg::encode(message))
+    }
+
+    /// Queues one message already encoded with [`msg::encode`] (so that a
+    /// message fanned out to many connections is encoded once).
+    ///
+    /// # Errors
+    /// [`RecordError::MessageTooLarge`] if it does not fit in a frame.
+    pub fn push_encoded(&mut self, body: &[u8]) -> Result<(), RecordError> {
         let mut framed = Vec::with_capacity(body.len() + LENGTH_PREFIX);
-        frame::encode_frame(&body, self.max_frame, &mut framed)
+        frame::encode_frame(body, self.max_frame, &mut framed)
             .map_err(|_| RecordError::MessageTooLarge)?;
         self.queued_bytes += framed.len();
         self.queue.push_back(framed);

@@ -1,8 +1,279 @@
 //! # hush-server: the relay
 //!
-//! The relay routes and orders room events; it never holds a room key or
-//! a plaintext. It owns the listener, connections, rooms, fan-out, the
-//! durable [`log`], limits and shutdown.
+//! The relay routes and orders room events; it never holds a room key or a
+//! plaintext. Nothing in this crate can name a type that does: room event
+//! bodies are `Vec<u8>` it stores and forwards unread.
+//!
+//! ```text
+//!   Listener ── accept (connection slots, per-IP limits, handshake rate)
+//!      │
+//!      ├─▶ connection task ×N  (connection.rs: handshake, records, limits)
+//!      │        │ Join/Leave ──────────▶ Hub (hub.rs: membership, fan-out)
+//!      │        │ Publish ─▶ Sequencer thread (sequencer.rs) ─▶ EventLog (log.rs, SQLite)
+//!      │        │                             └── after commit ─▶ Hub.fan_out
+//!      │        └ Backfill ─▶ log readers
+//!      └─▶ shutdown: stop accepting, close connections, drain sequencer
+//! ```
+//!
+//! What it must never do: deliver an event before it is committed, let one
+//! connection's input stall another, trust a length before checking it, or
+//! panic on anything a peer sends.
 #![forbid(unsafe_code)]
 
+pub mod config;
+mod connection;
+mod hub;
 pub mod log;
+mod sequencer;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hush_crypto::Identity;
+use hush_proto::RoomName;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+pub use config::{Limits, RelayConfig};
+pub use connection::BACKFILL_PAGE;
+pub use log::Retention;
+
+use crate::config::TokenBucket;
+use crate::connection::{ReaderPool, Shared};
+use crate::hub::Hub;
+use crate::log::EventLog;
+
+/// File name of the durable log inside the data folder.
+pub const LOG_FILE: &str = "events.sqlite";
+
+/// Why the relay could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The data folder could not be created or used.
+    #[error("cannot use data folder {path}: {source}")]
+    DataDir {
+        /// The folder.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The durable log could not be opened.
+    #[error("cannot open the event log: {0}")]
+    Log(#[from] log::LogError),
+    /// A thread could not be started.
+    #[error("cannot start the sequencer: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A bound relay, ready to [`Relay::run`].
+pub struct Relay {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    sequencer: std::thread::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Opens (or creates) the log in `config.data_dir`, restores every
+    /// room's head from it, and binds `addr`.
+    ///
+    /// # Errors
+    /// [`RelayError`] naming what failed.
+    pub async fn bind(
+        addr: SocketAddr,
+        identity: Arc<Identity>,
+        config: RelayConfig,
+    ) -> Result<Self, RelayError> {
+        create_private_dir(&config.data_dir)?;
+        let path = config.data_dir.join(LOG_FILE);
+        let log = EventLog::open(&path)?;
+        let heads = log.room_heads()?;
+        let hub = Hub::default();
+        for h in &heads {
+            if let Ok(room) = RoomName::new(&h.room) {
+                hub.seed(room, h.last_seq, h.epoch);
+            }
+        }
+        let (publish, sequencer) = sequencer::spawn(
+            log,
+            heads,
+            hub.clone(),
+            config.retention,
+            config.limits.outbound_queue.max(1024),
+        )
+        .map_err(RelayError::Thread)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| RelayError::Bind { addr, source })?;
+        let limits = config.limits;
+        let shared = Arc::new(Shared {
+            identity,
+            handshake_pool: Semaphore::new(limits.handshake_workers.max(1)),
+            limits,
+            hub,
+            publish,
+            readers: ReaderPool::new(path),
+            next_id: std::sync::atomic::AtomicU64::new(1),
+        });
+        Ok(Self {
+            listener,
+            shared,
+            sequencer,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    ///
+    /// # Errors
+    /// If the socket cannot report it.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, closes
+    /// every connection (telling each why), commits everything already
+    /// accepted, and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Self {
+            listener,
+            shared,
+            sequencer,
+        } = self;
+        let limits = shared.limits.clone();
+        let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let per_ip = Arc::new(Mutex::new(HashMap::<IpAddr, usize>::new()));
+        let mut handshake_buckets = HashMap::<IpAddr, TokenBucket>::new();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        tokio::pin!(shutdown);
+
+        loop {
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                () = &mut shutdown => break,
+            };
+            let (stream, addr) = tokio::select! {
+                a = accept(&listener) => a,
+                () = &mut shutdown => break,
+            };
+            let ip = addr.ip();
+            let Some(ip_guard) = IpSlot::take(&per_ip, ip, limits.max_connections_per_ip) else {
+                tracing::debug!(%ip, "per-IP connection limit reached");
+                continue;
+            };
+            if handshake_buckets.len() > 10_000 {
+                handshake_buckets.retain(|_, b| !b.is_full());
+            }
+            let bucket = handshake_buckets.entry(ip).or_insert_with(|| {
+                TokenBucket::new(
+                    limits.handshakes_per_ip_per_sec,
+                    limits.handshakes_per_ip_per_sec.saturating_mul(2),
+                )
+            });
+            if !bucket.try_take() {
+                tracing::debug!(%ip, "per-IP handshake rate exceeded");
+                continue;
+            }
+            let shared = shared.clone();
+            let stop_rx = stop_rx.clone();
+            let done = done_tx.clone();
+            tokio::spawn(async move {
+                connection::serve(stream, shared, stop_rx).await;
+                drop(ip_guard);
+                drop(permit);
+                drop(done);
+            });
+        }
+
+        tracing::info!("shutting down: closing connections");
+        drop(listener);
+        let _ = stop_tx.send(true);
+        drop(done_tx);
+        let _ = done_rx.recv().await;
+        // Every connection task is gone; dropping the last handle on the
+        // shared state closes the sequencer's channel, and it commits what
+        // it holds and exits.
+        drop(shared);
+        let _ = tokio::task::spawn_blocking(move || sequencer.join()).await;
+        tracing::info!("relay stopped; every accepted event is committed");
+    }
+}
+
+/// Accepts the next connection, backing off on errors such as running out
+/// of file descriptors instead of spinning or giving up.
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        match listener.accept().await {
+            Ok(pair) => return pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed; backing off");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// A counted connection slot for one IP address; released on drop.
+struct IpSlot {
+    map: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl IpSlot {
+    fn take(map: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, limit: usize) -> Option<Self> {
+        let mut m = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = m.entry(ip).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            map: map.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Creates the data folder (and parents) readable only by its owner.
+///
+/// # Errors
+/// [`RelayError::DataDir`] naming the folder.
+pub fn create_private_dir(path: &Path) -> Result<(), RelayError> {
+    let err = |source| RelayError::DataDir {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path).map_err(err)
+}

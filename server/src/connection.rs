@@ -1,0 +1,480 @@
+//! One client connection: handshake, then a reader loop and a writer task.
+//!
+//! ```text
+//!            ┌──────────── connection task ─────────────┐
+//!  socket ──▶│ FrameBuffer ─▶ RecordOpener ─▶ handle()  │──▶ hub (join/leave), sequencer (publish),
+//!            │   idle timer, rate limit, shutdown       │    log readers (backfill)
+//!            └──────────────────────────────────────────┘
+//!            ┌──────────── writer task ─────────────────┐
+//!  socket ◀──│ RecordSealer ◀─ batch ◀─ bounded queue   │◀── hub fan-out, replies
+//!            └──────────────────────────────────────────┘
+//! ```
+//!
+//! The writer drains everything queued into one record per write, so a
+//! busy connection pays for sealing and system calls per batch. Either
+//! side stopping stops both, through the connection's [`Stop`] signal.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hush_crypto::{Fingerprint, Identity};
+use hush_proto::frame::{self, FrameBuffer};
+use hush_proto::handshake::{self, RelayFirstStep};
+use hush_proto::msg::encode;
+use hush_proto::{
+    ClientMsg, CloseReason, Link, RecordOpener, RecordSealer, Rejection, RelayMsg, RoomEvent,
+    RoomName, SequencedEvent,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::time::Instant;
+
+use crate::config::{Limits, TokenBucket};
+use crate::hub::{Hub, Outbound, Peer, Stop};
+use crate::log::EventLog;
+use crate::sequencer::{PublishRequest, now_ms, wire_kind};
+
+/// Events sent per backfill answer; the client asks again for more.
+pub const BACKFILL_PAGE: usize = 1000;
+
+/// How long the writer tries to deliver a final `Closing` message.
+const CLOSING_GRACE: Duration = Duration::from_secs(1);
+
+/// What every connection shares.
+pub(crate) struct Shared {
+    pub(crate) identity: Arc<Identity>,
+    pub(crate) limits: Limits,
+    pub(crate) hub: Hub,
+    pub(crate) publish: mpsc::Sender<PublishRequest>,
+    pub(crate) handshake_pool: Semaphore,
+    pub(crate) readers: ReaderPool,
+    pub(crate) next_id: std::sync::atomic::AtomicU64,
+}
+
+/// Read-only connections to the log, for backfill, reused between
+/// requests. WAL lets them read while the sequencer writes.
+pub(crate) struct ReaderPool {
+    path: std::path::PathBuf,
+    idle: std::sync::Mutex<Vec<EventLog>>,
+}
+
+/// Reader connections kept open between backfills.
+const IDLE_READERS: usize = 8;
+
+impl ReaderPool {
+    pub(crate) fn new(path: std::path::PathBuf) -> Self {
+        Self {
+            path,
+            idle: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&EventLog) -> Result<T, crate::log::LogError>,
+    ) -> Result<T, crate::log::LogError> {
+        let pooled = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let reader = match pooled {
+            Some(r) => r,
+            None => EventLog::open_reader(&self.path)?,
+        };
+        let out = f(&reader);
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() < IDLE_READERS {
+            idle.push(reader);
+        }
+        out
+    }
+}
+
+/// Why a handshake did not complete (logged at debug level only: the
+/// client is told nothing).
+#[derive(Debug, thiserror::Error)]
+enum HandshakeFailure {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Protocol(#[from] handshake::HandshakeError),
+    #[error("{0}")]
+    Frame(#[from] frame::FrameError),
+    #[error("connection closed during handshake")]
+    Eof,
+    #[error("handshake worker failed")]
+    Worker,
+}
+
+async fn read_frame(
+    stream: &mut TcpStream,
+    fb: &mut FrameBuffer,
+) -> Result<Vec<u8>, HandshakeFailure> {
+    loop {
+        if let Some(f) = fb.next_frame()? {
+            return Ok(f);
+        }
+        let n = stream.read(fb.read_space()).await?;
+        if n == 0 {
+            return Err(HandshakeFailure::Eof);
+        }
+        fb.advance(n);
+    }
+}
+
+async fn write_frame(stream: &mut TcpStream, body: &[u8], limit: usize) -> Result<(), HandshakeFailure> {
+    let mut out = Vec::with_capacity(body.len() + frame::LENGTH_PREFIX);
+    frame::encode_frame(body, limit, &mut out)?;
+    stream.write_all(&out).await?;
+    Ok(())
+}
+
+async fn handshake(
+    stream: &mut TcpStream,
+    fb: &mut FrameBuffer,
+    shared: &Shared,
+) -> Result<(Link, Fingerprint), HandshakeFailure> {
+    let max_frame = shared.limits.max_frame_bytes;
+    let hello = read_frame(stream, fb).await?;
+    let state = match handshake::relay_start(shared.identity.clone(), &hello)? {
+        RelayFirstStep::Continue(state, greeting) => {
+            write_frame(stream, &greeting, max_frame).await?;
+            state
+        }
+        RelayFirstStep::Refuse(greeting, why) => {
+            write_frame(stream, &greeting, max_frame).await?;
+            return Err(why.into());
+        }
+    };
+    let auth = read_frame(stream, fb).await?;
+    // The RSA work runs on the blocking pool, at most `handshake_workers`
+    // at a time, so a handshake flood cannot starve established rooms.
+    let accepted = {
+        let _permit = shared
+            .handshake_pool
+            .acquire()
+            .await
+            .map_err(|_| HandshakeFailure::Worker)?;
+        let idle_ms = u64::try_from(shared.limits.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        tokio::task::spawn_blocking(move || {
+            state.on_client_auth(&auth, max_frame, now_ms(), idle_ms)
+        })
+        .await
+        .map_err(|_| HandshakeFailure::Worker)??
+    };
+    stream.write_all(&accepted.welcome_wire).await?;
+    Ok((accepted.link, accepted.client.fingerprint()))
+}
+
+/// Serves one accepted TCP connection until it ends or the relay shuts
+/// down.
+pub(crate) async fn serve(
+    mut stream: TcpStream,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let peer_addr = stream.peer_addr().ok();
+    let _ = stream.set_nodelay(true);
+    let mut fb = FrameBuffer::new(shared.limits.max_frame_bytes);
+    let outcome = tokio::time::timeout(
+        shared.limits.handshake_timeout,
+        handshake(&mut stream, &mut fb, &shared),
+    )
+    .await;
+    let (link, fingerprint) = match outcome {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => {
+            tracing::debug!(peer = ?peer_addr, error = %e, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(peer = ?peer_addr, "handshake deadline passed");
+            return;
+        }
+    };
+    let id = shared
+        .next_id
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(peer = ?peer_addr, conn = id, client = %fingerprint, "client connected");
+    let Link { sealer, opener } = link;
+    fb.set_limit(opener.max_record_wire());
+
+    let (read_half, write_half) = stream.into_split();
+    let (tx, rx) = mpsc::channel::<Outbound>(shared.limits.outbound_queue.max(1));
+    let (stop_tx, stop_rx) = watch::channel(Stop::Running);
+    let peer = Peer {
+        id,
+        fingerprint,
+        tx,
+        kill: stop_tx,
+    };
+    let writer = tokio::spawn(write_loop(write_half, sealer, rx, stop_rx.clone()));
+    let mut conn = Connection {
+        shared: shared.clone(),
+        peer,
+        rooms: HashMap::new(),
+        bucket: TokenBucket::new(shared.limits.publish_rate, shared.limits.publish_burst),
+    };
+    let stop = conn.read_loop(read_half, fb, opener, stop_rx, shutdown).await;
+    let rooms: Vec<RoomName> = conn.rooms.keys().cloned().collect();
+    shared.hub.leave_all(&rooms, id);
+    // The first reason wins (a TooSlow from fan-out stays TooSlow).
+    conn.peer.kill.send_if_modified(|s| {
+        let first = *s == Stop::Running;
+        if first {
+            *s = stop;
+        }
+        first
+    });
+    drop(conn);
+    let _ = writer.await;
+    tracing::info!(conn = id, client = %fingerprint, reason = ?stop, "client disconnected");
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    peer: Peer,
+    /// Joined rooms, with the head each was joined at: backfill serves up
+    /// to it, live delivery covers what follows.
+    rooms: HashMap<RoomName, u64>,
+    bucket: TokenBucket,
+}
+
+impl Connection {
+    async fn read_loop(
+        &mut self,
+        mut rd: OwnedReadHalf,
+        mut fb: FrameBuffer,
+        mut opener: RecordOpener,
+        mut stop_rx: watch::Receiver<Stop>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Stop {
+        let idle = self.shared.limits.idle_timeout;
+        let mut last_inbound = Instant::now();
+        let mut tick = tokio::time::interval(idle / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ping_nonce = 0u64;
+        loop {
+            tokio::select! {
+                read = rd.read(fb.read_space()) => {
+                    let n = match read {
+                        Ok(0) | Err(_) => return Stop::Quiet,
+                        Ok(n) => n,
+                    };
+                    fb.advance(n);
+                    last_inbound = Instant::now();
+                    loop {
+                        let record = match fb.next_frame() {
+                            Ok(Some(r)) => r,
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::debug!(conn = self.peer.id, error = %e, "bad frame");
+                                return Stop::Tell(CloseReason::ProtocolViolation);
+                            }
+                        };
+                        let messages: Vec<ClientMsg> = match opener.open(&record) {
+                            Ok(m) => m,
+                            Err(e) => {
+                                tracing::debug!(conn = self.peer.id, error = %e, "bad record");
+                                return Stop::Tell(CloseReason::ProtocolViolation);
+                            }
+                        };
+                        for m in messages {
+                            self.handle(m).await;
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    let quiet = last_inbound.elapsed();
+                    if quiet >= idle {
+                        return Stop::Tell(CloseReason::Idle);
+                    }
+                    if quiet >= idle / 3 {
+                        ping_nonce += 1;
+                        self.send(&RelayMsg::Ping { nonce: ping_nonce });
+                    }
+                }
+                changed = stop_rx.changed() => {
+                    let stop = *stop_rx.borrow();
+                    if changed.is_err() || stop != Stop::Running {
+                        return if stop == Stop::Running { Stop::Quiet } else { stop };
+                    }
+                }
+                _ = shutdown.changed() => return Stop::Tell(CloseReason::Shutdown),
+            }
+        }
+    }
+
+    fn send(&self, msg: &RelayMsg) {
+        self.peer.deliver(encode(msg).into());
+    }
+
+    fn reject(&self, request: u64, room: RoomName, reason: Rejection) {
+        self.send(&RelayMsg::Rejected {
+            request,
+            room,
+            reason,
+        });
+    }
+
+    async fn handle(&mut self, msg: ClientMsg) {
+        match msg {
+            ClientMsg::Join { room } => {
+                let limit = self.shared.limits.max_rooms_per_connection;
+                if !self.rooms.contains_key(&room) && self.rooms.len() >= limit {
+                    let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+                    self.reject(0, room, Rejection::TooManyRooms { limit });
+                    return;
+                }
+                let info = self.shared.hub.join(&room, &self.peer);
+                self.rooms.insert(room, info.head_seq);
+            }
+            ClientMsg::Leave { room } => {
+                if self.rooms.remove(&room).is_some() {
+                    self.shared.hub.leave(&room, self.peer.id);
+                }
+                self.send(&RelayMsg::Left { room });
+            }
+            ClientMsg::Publish { request, event } => self.publish(request, event).await,
+            ClientMsg::Backfill { room, after_seq } => self.backfill(room, after_seq).await,
+            ClientMsg::Ping { nonce } => self.send(&RelayMsg::Pong { nonce }),
+            ClientMsg::Pong { .. } => {}
+        }
+    }
+
+    async fn publish(&mut self, request: u64, event: RoomEvent) {
+        if !self.rooms.contains_key(&event.room) {
+            self.reject(request, event.room, Rejection::NotJoined);
+            return;
+        }
+        if event.sender != self.peer.fingerprint {
+            tracing::debug!(conn = self.peer.id, "refused an event with a spoofed sender");
+            self.reject(request, event.room, Rejection::SpoofedSender);
+            return;
+        }
+        // Over the rate: wait for a token instead of reading on, so TCP
+        // pushes back on the flooder and everyone else is unaffected.
+        let wait = self.bucket.wait_time();
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        self.bucket.try_take();
+        let req = PublishRequest {
+            peer: self.peer.clone(),
+            request,
+            event,
+        };
+        if self.shared.publish.send(req).await.is_err() {
+            tracing::warn!("sequencer gone; dropping publish");
+        }
+    }
+
+    async fn backfill(&mut self, room: RoomName, after_seq: u64) {
+        let Some(&cap) = self.rooms.get(&room) else {
+            self.reject(0, room, Rejection::NotJoined);
+            return;
+        };
+        let shared = self.shared.clone();
+        let name = room.clone();
+        // SQLite reads block: run them on the blocking pool.
+        let rows = tokio::task::spawn_blocking(move || {
+            shared
+                .readers
+                .with_reader(|r| r.events_after(name.as_str(), after_seq, BACKFILL_PAGE))
+        })
+        .await;
+        let rows = match rows {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "backfill read failed");
+                self.reject(0, room, Rejection::StorageFailed);
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "backfill read failed");
+                self.reject(0, room, Rejection::StorageFailed);
+                return;
+            }
+        };
+        let page_full = rows.len() == BACKFILL_PAGE;
+        let mut last = after_seq;
+        for row in rows.into_iter().take_while(|r| r.seq <= cap) {
+            last = row.seq;
+            let event = RoomEvent {
+                room: room.clone(),
+                sender: Fingerprint::from_bytes(row.sender),
+                kind: wire_kind(row.kind),
+                epoch: row.epoch,
+                body: row.body,
+            };
+            self.send(&RelayMsg::Event(SequencedEvent {
+                seq: row.seq,
+                received_at_ms: row.received_at_ms,
+                event,
+            }));
+        }
+        let complete = !page_full || last >= cap;
+        self.send(&RelayMsg::BackfillDone {
+            room,
+            up_to: if complete { cap.max(after_seq) } else { last },
+            complete,
+        });
+    }
+}
+
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut sealer: RecordSealer,
+    mut rx: mpsc::Receiver<Outbound>,
+    mut stop_rx: watch::Receiver<Stop>,
+) {
+    /// Stop adding to a batch past this many bytes, so one write stays
+    /// a bounded size.
+    const BATCH_BYTES: usize = 256 * 1024;
+    let mut wire = Vec::new();
+    loop {
+        tokio::select! {
+            biased;
+            changed = stop_rx.changed() => {
+                let stop = *stop_rx.borrow();
+                if changed.is_err() || stop != Stop::Running {
+                    if let Stop::Tell(reason) = stop {
+                        wire.clear();
+                        if sealer.push(&RelayMsg::Closing { reason }).is_ok()
+                            && sealer.seal_pending(&mut wire).is_ok()
+                        {
+                            let _ = tokio::time::timeout(CLOSING_GRACE, wr.write_all(&wire)).await;
+                        }
+                    }
+                    break;
+                }
+            }
+            msg = rx.recv() => {
+                let Some(first) = msg else { break };
+                let mut ok = sealer.push_encoded(&first).is_ok();
+                while ok && sealer.pending_bytes() < BATCH_BYTES {
+                    match rx.try_recv() {
+                        Ok(m) => ok = sealer.push_encoded(&m).is_ok(),
+                        Err(_) => break,
+                    }
+                }
+                wire.clear();
+                if !ok || sealer.seal_pending(&mut wire).is_err() {
+                    break;
+                }
+                tokio::select! {
+                    r = wr.write_all(&wire) => if r.is_err() { break },
+                    _ = stop_rx.changed() => break,
+                }
+            }
+        }
+    }
+    let _ = tokio::time::timeout(CLOSING_GRACE, wr.shutdown()).await;
+}

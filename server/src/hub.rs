@@ -1,0 +1,195 @@
+//! Who is in which room, and delivery to them.
+//!
+//! The hub is the one piece of state shared by every connection task and
+//! the sequencer thread. It sits behind a `std::sync::Mutex` (not an async
+//! one) because every critical section is short, never awaits, and must
+//! be atomic with respect to fan-out: a connection that joins at head `H`
+//! is added in the same critical section that reads `H`, so it receives
+//! every event after `H` live and nothing twice.
+//!
+//! Delivery never blocks: each connection has a bounded queue, and a
+//! connection whose queue is full is cut off (it catches up from the log on
+//! reconnect), so one slow reader never slows a room.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use hush_crypto::Fingerprint;
+use hush_proto::msg::encode;
+use hush_proto::{CloseReason, RelayMsg, RoomName};
+use tokio::sync::{mpsc, watch};
+
+/// An encoded `RelayMsg` frame body, shared between all its recipients.
+pub(crate) type Outbound = Arc<[u8]>;
+
+/// Identifies one connection for the life of the relay process.
+pub(crate) type ConnId = u64;
+
+/// What the hub holds for each connection: where to send, and how to cut
+/// it off.
+#[derive(Clone)]
+pub(crate) struct Peer {
+    pub(crate) id: ConnId,
+    pub(crate) fingerprint: Fingerprint,
+    pub(crate) tx: mpsc::Sender<Outbound>,
+    pub(crate) kill: watch::Sender<Stop>,
+}
+
+/// How a connection is asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// Keep going.
+    Running,
+    /// Close without a word (the peer went away, or broke the protocol
+    /// before there was a sealed link to explain on).
+    Quiet,
+    /// Tell the client why, then close.
+    Tell(CloseReason),
+}
+
+impl Peer {
+    /// Queues `msg`; a full or closed queue cuts the connection off.
+    /// Returns false if it was cut off.
+    pub(crate) fn deliver(&self, msg: Outbound) -> bool {
+        match self.tx.try_send(msg) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.kill.send_if_modified(|stop| {
+                    let first = *stop == Stop::Running;
+                    if first {
+                        *stop = Stop::Tell(CloseReason::TooSlow);
+                    }
+                    first
+                });
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Room {
+    /// Last sequence number committed to the log (and so deliverable).
+    committed_seq: u64,
+    /// Current epoch as of `committed_seq`.
+    epoch: u64,
+    members: HashMap<ConnId, Peer>,
+}
+
+/// Result of a join: what the joiner needs to know.
+pub(crate) struct JoinInfo {
+    pub(crate) head_seq: u64,
+}
+
+#[derive(Default)]
+struct HubState {
+    rooms: HashMap<RoomName, Room>,
+}
+
+/// Shared room membership. Cheap to clone.
+#[derive(Clone, Default)]
+pub(crate) struct Hub {
+    state: Arc<Mutex<HubState>>,
+}
+
+impl Hub {
+    fn lock(&self) -> MutexGuard<'_, HubState> {
+        // A panic while holding this lock would be a bug in this module;
+        // the state stays consistent (every section is a few map updates),
+        // so recover the guard rather than take the relay down.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Seeds a room's committed head (at startup, from the log).
+    pub(crate) fn seed(&self, room: RoomName, committed_seq: u64, epoch: u64) {
+        let mut st = self.lock();
+        let r = st.rooms.entry(room).or_default();
+        r.committed_seq = committed_seq;
+        r.epoch = epoch;
+    }
+
+    /// Adds `peer` to `room`, queues `Joined` for it and `Presence` for the
+    /// others, atomically with respect to fan-out.
+    pub(crate) fn join(&self, room: &RoomName, peer: &Peer) -> JoinInfo {
+        let mut st = self.lock();
+        let r = st.rooms.entry(room.clone()).or_default();
+        r.members.insert(peer.id, peer.clone());
+        let mut online: Vec<Fingerprint> = r.members.values().map(|p| p.fingerprint).collect();
+        online.sort();
+        online.dedup();
+        peer.deliver(encode(&RelayMsg::Joined {
+            room: room.clone(),
+            head_seq: r.committed_seq,
+            epoch: r.epoch,
+            online,
+        })
+        .into());
+        let presence: Outbound = encode(&RelayMsg::Presence {
+            room: room.clone(),
+            member: peer.fingerprint,
+            online: true,
+        })
+        .into();
+        for other in r.members.values().filter(|p| p.id != peer.id) {
+            other.deliver(presence.clone());
+        }
+        JoinInfo {
+            head_seq: r.committed_seq,
+        }
+    }
+
+    /// Removes a connection from a room and tells the others.
+    pub(crate) fn leave(&self, room: &RoomName, id: ConnId) {
+        let mut st = self.lock();
+        Self::leave_locked(&mut st, room, id);
+    }
+
+    fn leave_locked(st: &mut HubState, room: &RoomName, id: ConnId) {
+        let Some(r) = st.rooms.get_mut(room) else {
+            return;
+        };
+        let Some(peer) = r.members.remove(&id) else {
+            return;
+        };
+        // Another connection of the same identity keeps it online.
+        if r.members.values().any(|p| p.fingerprint == peer.fingerprint) {
+            return;
+        }
+        let presence: Outbound = encode(&RelayMsg::Presence {
+            room: room.clone(),
+            member: peer.fingerprint,
+            online: false,
+        })
+        .into();
+        for other in r.members.values() {
+            other.deliver(presence.clone());
+        }
+    }
+
+    /// Removes a connection from every room it is in.
+    pub(crate) fn leave_all(&self, rooms: &[RoomName], id: ConnId) {
+        let mut st = self.lock();
+        for room in rooms {
+            Self::leave_locked(&mut st, room, id);
+        }
+    }
+
+    /// Delivers committed events of one room, in order, and advances its
+    /// committed head.
+    pub(crate) fn fan_out(&self, room: &RoomName, seq: u64, epoch: u64, msg: &Outbound) {
+        let mut st = self.lock();
+        let r = st.rooms.entry(room.clone()).or_default();
+        r.committed_seq = seq;
+        r.epoch = epoch;
+        for peer in r.members.values() {
+            peer.deliver(msg.clone());
+        }
+    }
+
+    /// Number of connections in a room (tests, diagnostics).
+    #[cfg(test)]
+    pub(crate) fn members(&self, room: &RoomName) -> usize {
+        self.lock().rooms.get(room).map_or(0, |r| r.members.len())
+    }
+}

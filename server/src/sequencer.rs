@@ -1,0 +1,228 @@
+//! The sequencer: one thread that orders, persists and then delivers
+//! every room event.
+//!
+//! ```text
+//!  connection tasks ──Publish──▶ [bounded channel] ──▶ sequencer thread
+//!                                                      │ 1. take everything queued (a batch)
+//!                                                      │ 2. per event: epoch rule, next seq
+//!                                                      │ 3. one SQLite transaction (group commit)
+//!                                                      │ 4. only then: hub.fan_out, in seq order
+//!                                                      ▼
+//!                                         members' outbound queues
+//! ```
+//!
+//! Being the single writer makes it the single point of order: sequence
+//! numbers are assigned in the order the batch is committed, and "first
+//! commit per parent epoch wins" is decided here without locks. A burst of
+//! events costs one fsync, not one per event. Nothing is delivered, to
+//! anyone, before the transaction that holds it has committed.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use hush_proto::msg::encode;
+use hush_proto::{EventKind, Rejection, RelayMsg, RoomEvent, RoomName, SequencedEvent};
+use tokio::sync::mpsc;
+
+use crate::hub::{Hub, Peer};
+use crate::log::{self, EventLog, LoggedEvent, Retention, RoomHead};
+
+/// Most events committed in one transaction. Large enough that a burst
+/// is one fsync; small enough that one batch's delivery stays prompt.
+const MAX_BATCH: usize = 1024;
+
+/// How often retention runs, when configured.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// One event submitted for sequencing, with where to send a rejection.
+pub(crate) struct PublishRequest {
+    pub(crate) peer: Peer,
+    pub(crate) request: u64,
+    pub(crate) event: RoomEvent,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Head {
+    last_seq: u64,
+    epoch: u64,
+}
+
+/// Milliseconds since the UNIX epoch, by the relay's clock.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn log_kind(kind: EventKind) -> log::EventKind {
+    match kind {
+        EventKind::Message => log::EventKind::Message,
+        EventKind::Commit => log::EventKind::Commit,
+        EventKind::JoinRequest => log::EventKind::JoinRequest,
+        EventKind::Leave => log::EventKind::Leave,
+        EventKind::Control => log::EventKind::Control,
+    }
+}
+
+/// Maps a logged kind back to the wire kind.
+pub(crate) fn wire_kind(kind: log::EventKind) -> EventKind {
+    match kind {
+        log::EventKind::Message => EventKind::Message,
+        log::EventKind::Commit => EventKind::Commit,
+        log::EventKind::JoinRequest => EventKind::JoinRequest,
+        log::EventKind::Leave => EventKind::Leave,
+        log::EventKind::Control => EventKind::Control,
+    }
+}
+
+/// The epoch rule. A commit must name the current epoch as its parent
+/// (open exactly `current + 1`); anything else may not claim an epoch the
+/// room has not reached.
+fn check_epoch(kind: EventKind, epoch: u64, current: u64) -> Result<(), Rejection> {
+    match kind {
+        EventKind::Commit if epoch == current.saturating_add(1) => Ok(()),
+        EventKind::Commit if epoch <= current => Err(Rejection::StaleEpoch { current }),
+        EventKind::Commit => Err(Rejection::FutureEpoch { current }),
+        _ if epoch <= current => Ok(()),
+        _ => Err(Rejection::FutureEpoch { current }),
+    }
+}
+
+fn reject(peer: &Peer, request: u64, room: RoomName, reason: Rejection) {
+    peer.deliver(encode(&RelayMsg::Rejected { request, room, reason }).into());
+}
+
+/// Starts the sequencer thread. It runs until every sender of the returned
+/// channel is dropped, then commits what it has and exits.
+pub(crate) fn spawn(
+    mut log: EventLog,
+    heads: Vec<RoomHead>,
+    hub: Hub,
+    retention: Retention,
+    capacity: usize,
+) -> std::io::Result<(mpsc::Sender<PublishRequest>, std::thread::JoinHandle<()>)> {
+    let (tx, mut rx) = mpsc::channel::<PublishRequest>(capacity);
+    let mut state: HashMap<RoomName, Head> = HashMap::new();
+    for h in heads {
+        if let Ok(room) = RoomName::new(&h.room) {
+            state.insert(
+                room,
+                Head {
+                    last_seq: h.last_seq,
+                    epoch: h.epoch,
+                },
+            );
+        }
+    }
+    let handle = std::thread::Builder::new()
+        .name("hush-sequencer".into())
+        .spawn(move || {
+            let prune = retention.max_events.is_some() || retention.max_age_ms.is_some();
+            let mut last_prune = Instant::now();
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            while let Some(first) = rx.blocking_recv() {
+                batch.push(first);
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(req) => batch.push(req),
+                        Err(_) => break,
+                    }
+                }
+                commit_batch(&mut log, &mut state, &hub, &mut batch);
+                if prune && last_prune.elapsed() >= PRUNE_INTERVAL {
+                    last_prune = Instant::now();
+                    match log.prune(retention, now_ms()) {
+                        Ok(n) if n > 0 => tracing::info!(deleted = n, "retention pruned the log"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "retention failed"),
+                    }
+                }
+            }
+            tracing::debug!("sequencer drained and stopped");
+        })?;
+    Ok((tx, handle))
+}
+
+fn commit_batch(
+    log: &mut EventLog,
+    state: &mut HashMap<RoomName, Head>,
+    hub: &Hub,
+    batch: &mut Vec<PublishRequest>,
+) {
+    let received_at_ms = now_ms();
+    let mut before: HashMap<RoomName, Head> = HashMap::new();
+    let mut accepted: Vec<(PublishRequest, u64, u64)> = Vec::with_capacity(batch.len());
+    let mut rows: Vec<LoggedEvent> = Vec::with_capacity(batch.len());
+    for req in batch.drain(..) {
+        let head = state.entry(req.event.room.clone()).or_default();
+        before.entry(req.event.room.clone()).or_insert(*head);
+        if let Err(reason) = check_epoch(req.event.kind, req.event.epoch, head.epoch) {
+            reject(&req.peer, req.request, req.event.room.clone(), reason);
+            continue;
+        }
+        head.last_seq += 1;
+        if req.event.kind == EventKind::Commit {
+            head.epoch = req.event.epoch;
+        }
+        rows.push(LoggedEvent {
+            room: req.event.room.as_str().to_owned(),
+            seq: head.last_seq,
+            kind: log_kind(req.event.kind),
+            sender: *req.event.sender.as_bytes(),
+            epoch: req.event.epoch,
+            received_at_ms,
+            body: Vec::new(), // filled below without a second copy
+        });
+        accepted.push((req, head.last_seq, head.epoch));
+    }
+    if rows.is_empty() {
+        return;
+    }
+    for (row, (req, _, _)) in rows.iter_mut().zip(accepted.iter_mut()) {
+        row.body = std::mem::take(&mut req.event.body);
+    }
+    match log.append_batch(&rows) {
+        Ok(()) => {
+            for (row, (req, seq, epoch)) in rows.into_iter().zip(accepted) {
+                let mut event = req.event;
+                event.body = row.body;
+                let room = event.room.clone();
+                let msg = encode(&RelayMsg::Event(SequencedEvent {
+                    seq,
+                    received_at_ms,
+                    event,
+                }));
+                hub.fan_out(&room, seq, epoch, &msg.into());
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, events = rows.len(), "could not commit events; refusing them");
+            for (room, head) in before {
+                state.insert(room, head);
+            }
+            for (req, _, _) in accepted {
+                reject(&req.peer, req.request, req.event.room, Rejection::StorageFailed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_rule() {
+        use EventKind::*;
+        assert_eq!(check_epoch(Commit, 1, 0), Ok(()));
+        assert_eq!(check_epoch(Commit, 1, 1), Err(Rejection::StaleEpoch { current: 1 }));
+        assert_eq!(check_epoch(Commit, 3, 1), Err(Rejection::FutureEpoch { current: 1 }));
+        assert_eq!(check_epoch(Message, 1, 2), Ok(()), "in flight during a rekey");
+        assert_eq!(check_epoch(Message, 3, 2), Err(Rejection::FutureEpoch { current: 2 }));
+        assert_eq!(check_epoch(JoinRequest, 0, 5), Ok(()));
+        assert_eq!(
+            check_epoch(Commit, u64::MAX, u64::MAX),
+            Err(Rejection::StaleEpoch { current: u64::MAX })
+        );
+    }
+}

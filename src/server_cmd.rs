@@ -1,0 +1,181 @@
+//! `hush server`: flags (each also a `HUSH_` environment variable) →
+//! `hush_server::RelayConfig`, the relay key, signals → shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use hush_server::{Limits, Relay, RelayConfig, Retention};
+
+use crate::keyfile;
+use crate::paths::{default_data_dir, parse_duration};
+
+/// File name of the relay key generated in the data folder when `--key`
+/// is not given.
+const RELAY_KEY_FILE: &str = "relay-key.pem";
+
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HUSH_BIND", default_value = "0.0.0.0:40623")]
+    bind: SocketAddr,
+    /// Folder for the event log and the generated relay key
+    /// [default: $XDG_DATA_HOME/hush/relay or ~/.local/share/hush/relay].
+    #[arg(long, env = "HUSH_DATA", value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// The relay's identity key [default: DIR/relay-key.pem, generated on
+    /// first start].
+    #[arg(long, env = "HUSH_KEY", value_name = "PATH")]
+    key: Option<PathBuf>,
+    /// Largest frame a peer may send, in bytes (4096..=16777216).
+    #[arg(long, env = "HUSH_MAX_FRAME_BYTES", default_value_t = hush_proto::DEFAULT_MAX_FRAME,
+          value_parser = parse_frame_limit)]
+    max_frame_bytes: usize,
+    /// Connections held at once.
+    #[arg(long, env = "HUSH_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Connections from one IP address.
+    #[arg(long, env = "HUSH_MAX_CONNECTIONS_PER_IP", default_value_t = Limits::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
+    /// Time allowed to complete the handshake (e.g. 10s).
+    #[arg(long, env = "HUSH_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    handshake_timeout: Duration,
+    /// Close a connection silent for this long; pings keep live ones open (e.g. 90s).
+    #[arg(long, env = "HUSH_IDLE_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// Sustained room events per second per connection.
+    #[arg(long, env = "HUSH_PUBLISH_RATE", default_value_t = Limits::default().publish_rate)]
+    publish_rate: u32,
+    /// Events per connection allowed in a burst above the rate.
+    #[arg(long, env = "HUSH_PUBLISH_BURST", default_value_t = Limits::default().publish_burst)]
+    publish_burst: u32,
+    /// Rooms one connection may join.
+    #[arg(long, env = "HUSH_MAX_ROOMS_PER_CONNECTION", default_value_t = Limits::default().max_rooms_per_connection)]
+    max_rooms_per_connection: usize,
+    /// Messages queued for a connection before it is dropped as too slow.
+    #[arg(long, env = "HUSH_OUTBOUND_QUEUE", default_value_t = Limits::default().outbound_queue)]
+    outbound_queue: usize,
+    /// Handshakes (RSA operations) processed at once [default: number of cores].
+    #[arg(long, env = "HUSH_HANDSHAKE_WORKERS")]
+    handshake_workers: Option<usize>,
+    /// New handshakes per second from one IP address.
+    #[arg(long, env = "HUSH_HANDSHAKES_PER_IP", default_value_t = Limits::default().handshakes_per_ip_per_sec)]
+    handshakes_per_ip: u32,
+    /// Keep at most this many events per room [default: unlimited].
+    #[arg(long, env = "HUSH_RETENTION_EVENTS")]
+    retention_events: Option<u64>,
+    /// Delete events older than this (e.g. 30d) [default: keep forever].
+    #[arg(long, env = "HUSH_RETENTION_AGE", value_parser = parse_duration)]
+    retention_age: Option<Duration>,
+}
+
+fn parse_frame_limit(text: &str) -> Result<usize, String> {
+    const MAX: usize = 16 * 1024 * 1024;
+    let min = hush_proto::frame::MIN_MAX_FRAME;
+    match text.trim().parse::<usize>() {
+        Ok(n) if (min..=MAX).contains(&n) => Ok(n),
+        _ => Err(format!("use a number of bytes from {min} to {MAX}")),
+    }
+}
+
+pub fn run(args: ServerArgs) -> Result<()> {
+    init_logging();
+    let data = match args.data.clone() {
+        Some(d) => d,
+        None => default_data_dir("relay")?,
+    };
+    hush_server::create_private_dir(&data)?;
+    let identity = Arc::new(relay_identity(args.key.as_deref(), &data)?);
+    let defaults = Limits::default();
+    let limits = Limits {
+        max_frame_bytes: args.max_frame_bytes,
+        max_connections: args.max_connections.max(1),
+        max_connections_per_ip: args.max_connections_per_ip.max(1),
+        handshake_timeout: args.handshake_timeout,
+        idle_timeout: args.idle_timeout.max(Duration::from_millis(300)),
+        publish_rate: args.publish_rate.max(1),
+        publish_burst: args.publish_burst.max(1),
+        max_rooms_per_connection: args.max_rooms_per_connection.max(1),
+        outbound_queue: args.outbound_queue.max(16),
+        handshake_workers: args.handshake_workers.unwrap_or(defaults.handshake_workers).max(1),
+        handshakes_per_ip_per_sec: args.handshakes_per_ip.max(1),
+    };
+    let retention = Retention {
+        max_events: args.retention_events,
+        max_age_ms: args
+            .retention_age
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    };
+    let config = RelayConfig {
+        data_dir: data.clone(),
+        limits,
+        retention,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let relay = Relay::bind(args.bind, identity.clone(), config).await?;
+        let addr = relay.local_addr()?;
+        println!("hush relay listening on {addr}");
+        println!("relay fingerprint: {}", identity.fingerprint());
+        println!("data folder: {}", data.display());
+        tracing::info!(%addr, fingerprint = %identity.fingerprint(), "relay started");
+        relay.run(shutdown_signal()).await;
+        println!("hush relay stopped");
+        Ok(())
+    })
+}
+
+fn relay_identity(key: Option<&std::path::Path>, data: &std::path::Path) -> Result<hush_crypto::Identity> {
+    if let Some(path) = key {
+        return keyfile::load_identity(path);
+    }
+    let path = data.join(RELAY_KEY_FILE);
+    if path.exists() {
+        return keyfile::load_identity(&path);
+    }
+    let identity = crate::with_spinner("generating the relay's key", || {
+        hush_crypto::Identity::generate(hush_crypto::DEFAULT_BITS)
+    })?;
+    crate::write_identity(&path, &identity, None, false)?;
+    println!("generated relay key {}", path.display());
+    Ok(identity)
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("signal received");
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
