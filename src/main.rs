@@ -96,7 +96,12 @@ pub(crate) fn write_identity(
         "# hush identity public key\n# created: {date}\n# fingerprint: {fp}\n{}",
         identity.public().to_pem()?
     );
-    keyfile::write_new_file(&keyfile::public_path(path), public_text.as_bytes(), 0o644, force)
+    keyfile::write_new_file(
+        &keyfile::public_path(path),
+        public_text.as_bytes(),
+        0o644,
+        force,
+    )
 }
 
 fn keygen(args: &KeygenArgs) -> Result<()> {

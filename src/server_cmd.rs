@@ -99,7 +99,10 @@ pub fn run(args: ServerArgs) -> Result<()> {
         publish_burst: args.publish_burst.max(1),
         max_rooms_per_connection: args.max_rooms_per_connection.max(1),
         outbound_queue: args.outbound_queue.max(16),
-        handshake_workers: args.handshake_workers.unwrap_or(defaults.handshake_workers).max(1),
+        handshake_workers: args
+            .handshake_workers
+            .unwrap_or(defaults.handshake_workers)
+            .max(1),
         handshakes_per_ip_per_sec: args.handshakes_per_ip.max(1),
     };
     let retention = Retention {
@@ -130,7 +133,10 @@ pub fn run(args: ServerArgs) -> Result<()> {
     })
 }
 
-fn relay_identity(key: Option<&std::path::Path>, data: &std::path::Path) -> Result<hush_crypto::Identity> {
+fn relay_identity(
+    key: Option<&std::path::Path>,
+    data: &std::path::Path,
+) -> Result<hush_crypto::Identity> {
     if let Some(path) = key {
         return keyfile::load_identity(path);
     }

@@ -215,6 +215,16 @@ impl LinkWriter {
         Ok(())
     }
 
+    /// Writes bytes as they are, bypassing sealing. Only for tests that
+    /// play a hostile or broken peer.
+    ///
+    /// # Errors
+    /// If the socket fails.
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
+        self.wr.write_all(bytes).await?;
+        Ok(())
+    }
+
     /// Closes the sending direction.
     ///
     /// # Errors

@@ -332,6 +332,24 @@ pub enum Rejection {
     /// The relay could not write its log; nothing was delivered. Retry
     /// later.
     StorageFailed,
+    /// The event's body is larger than the relay delivers.
+    TooLarge {
+        /// Largest body accepted, in bytes.
+        max_body: u32,
+    },
+}
+
+/// Bytes reserved in a frame for everything of a delivered
+/// [`RelayMsg::Event`] except the body: tag, sequence number, time, room
+/// name (at most 64 bytes), sender, kind, epoch and length prefixes. The
+/// real overhead is below 130 bytes.
+pub const EVENT_ENVELOPE_RESERVE: usize = 256;
+
+/// Largest event body a relay with frame limit `max_frame` accepts, so
+/// that the event, once sequenced, still fits in a frame.
+#[must_use]
+pub const fn max_event_body(max_frame: usize) -> usize {
+    max_frame.saturating_sub(EVENT_ENVELOPE_RESERVE)
 }
 
 /// Why the relay closes a connection.
@@ -364,6 +382,23 @@ mod tests {
             Err(DecodeError::Malformed)
         );
         assert_eq!(decode::<ClientMsg>(&[]), Err(DecodeError::Malformed));
+    }
+
+    #[test]
+    fn a_maximal_event_fits_its_frame() {
+        let max_frame = crate::DEFAULT_MAX_FRAME;
+        let event = RelayMsg::Event(SequencedEvent {
+            seq: u64::MAX,
+            received_at_ms: u64::MAX,
+            event: RoomEvent {
+                room: RoomName::new(&"r".repeat(crate::names::MAX_ROOM_NAME)).unwrap(),
+                sender: Fingerprint::from_bytes([0xff; 32]),
+                kind: EventKind::Control,
+                epoch: u64::MAX,
+                body: vec![0xff; max_event_body(max_frame)],
+            },
+        });
+        assert!(encode(&event).len() <= max_frame);
     }
 
     #[test]

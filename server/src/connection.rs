@@ -129,7 +129,11 @@ async fn read_frame(
     }
 }
 
-async fn write_frame(stream: &mut TcpStream, body: &[u8], limit: usize) -> Result<(), HandshakeFailure> {
+async fn write_frame(
+    stream: &mut TcpStream,
+    body: &[u8],
+    limit: usize,
+) -> Result<(), HandshakeFailure> {
     let mut out = Vec::with_capacity(body.len() + frame::LENGTH_PREFIX);
     frame::encode_frame(body, limit, &mut out)?;
     stream.write_all(&out).await?;
@@ -222,7 +226,9 @@ pub(crate) async fn serve(
         rooms: HashMap::new(),
         bucket: TokenBucket::new(shared.limits.publish_rate, shared.limits.publish_burst),
     };
-    let stop = conn.read_loop(read_half, fb, opener, stop_rx, shutdown).await;
+    let stop = conn
+        .read_loop(read_half, fb, opener, stop_rx, shutdown)
+        .await;
     let rooms: Vec<RoomName> = conn.rooms.keys().cloned().collect();
     shared.hub.leave_all(&rooms, id);
     // The first reason wins (a TooSlow from fan-out stays TooSlow).
@@ -354,8 +360,17 @@ impl Connection {
             self.reject(request, event.room, Rejection::NotJoined);
             return;
         }
+        let max_body = hush_proto::msg::max_event_body(self.shared.limits.max_frame_bytes);
+        if event.body.len() > max_body {
+            let max_body = u32::try_from(max_body).unwrap_or(u32::MAX);
+            self.reject(request, event.room, Rejection::TooLarge { max_body });
+            return;
+        }
         if event.sender != self.peer.fingerprint {
-            tracing::debug!(conn = self.peer.id, "refused an event with a spoofed sender");
+            tracing::debug!(
+                conn = self.peer.id,
+                "refused an event with a spoofed sender"
+            );
             self.reject(request, event.room, Rejection::SpoofedSender);
             return;
         }
@@ -383,11 +398,16 @@ impl Connection {
         };
         let shared = self.shared.clone();
         let name = room.clone();
+        // A page never takes more than a quarter of the outbound queue, so
+        // live fan-out always has room beside it.
+        let page = BACKFILL_PAGE
+            .min(self.shared.limits.outbound_queue / 4)
+            .max(1);
         // SQLite reads block: run them on the blocking pool.
         let rows = tokio::task::spawn_blocking(move || {
             shared
                 .readers
-                .with_reader(|r| r.events_after(name.as_str(), after_seq, BACKFILL_PAGE))
+                .with_reader(|r| r.events_after(name.as_str(), after_seq, page))
         })
         .await;
         let rows = match rows {
@@ -403,7 +423,7 @@ impl Connection {
                 return;
             }
         };
-        let page_full = rows.len() == BACKFILL_PAGE;
+        let page_full = rows.len() == page;
         let mut last = after_seq;
         for row in rows.into_iter().take_while(|r| r.seq <= cap) {
             last = row.seq;
@@ -414,11 +434,26 @@ impl Connection {
                 epoch: row.epoch,
                 body: row.body,
             };
-            self.send(&RelayMsg::Event(SequencedEvent {
+            // Wait for queue space: a client reading its backfill slowly
+            // holds up only itself.
+            let msg: Outbound = encode(&RelayMsg::Event(SequencedEvent {
                 seq: row.seq,
                 received_at_ms: row.received_at_ms,
                 event,
-            }));
+            }))
+            .into();
+            let idle = self.shared.limits.idle_timeout;
+            match tokio::time::timeout(idle, self.peer.tx.send(msg)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    // Not reading at all: same fate as any slow reader.
+                    self.peer
+                        .kill
+                        .send_replace(Stop::Tell(CloseReason::TooSlow));
+                    return;
+                }
+            }
         }
         let complete = !page_full || last >= cap;
         self.send(&RelayMsg::BackfillDone {
@@ -458,15 +493,26 @@ async fn write_loop(
             }
             msg = rx.recv() => {
                 let Some(first) = msg else { break };
-                let mut ok = sealer.push_encoded(&first).is_ok();
-                while ok && sealer.pending_bytes() < BATCH_BYTES {
+                // A message too large for a frame is a relay bug, never the
+                // recipient's fault: skip it rather than cut them off.
+                if sealer.push_encoded(&first).is_err() {
+                    tracing::error!(bytes = first.len(), "dropped an outbound message too large for a frame");
+                }
+                while sealer.pending_bytes() < BATCH_BYTES {
                     match rx.try_recv() {
-                        Ok(m) => ok = sealer.push_encoded(&m).is_ok(),
+                        Ok(m) => {
+                            if sealer.push_encoded(&m).is_err() {
+                                tracing::error!(bytes = m.len(), "dropped an outbound message too large for a frame");
+                            }
+                        }
                         Err(_) => break,
                     }
                 }
+                if !sealer.has_pending() {
+                    continue;
+                }
                 wire.clear();
-                if !ok || sealer.seal_pending(&mut wire).is_err() {
+                if sealer.seal_pending(&mut wire).is_err() {
                     break;
                 }
                 tokio::select! {

@@ -98,7 +98,9 @@ impl Hub {
         // A panic while holding this lock would be a bug in this module;
         // the state stays consistent (every section is a few map updates),
         // so recover the guard rather than take the relay down.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Seeds a room's committed head (at startup, from the log).
@@ -118,13 +120,15 @@ impl Hub {
         let mut online: Vec<Fingerprint> = r.members.values().map(|p| p.fingerprint).collect();
         online.sort();
         online.dedup();
-        peer.deliver(encode(&RelayMsg::Joined {
-            room: room.clone(),
-            head_seq: r.committed_seq,
-            epoch: r.epoch,
-            online,
-        })
-        .into());
+        peer.deliver(
+            encode(&RelayMsg::Joined {
+                room: room.clone(),
+                head_seq: r.committed_seq,
+                epoch: r.epoch,
+                online,
+            })
+            .into(),
+        );
         let presence: Outbound = encode(&RelayMsg::Presence {
             room: room.clone(),
             member: peer.fingerprint,
@@ -153,7 +157,10 @@ impl Hub {
             return;
         };
         // Another connection of the same identity keeps it online.
-        if r.members.values().any(|p| p.fingerprint == peer.fingerprint) {
+        if r.members
+            .values()
+            .any(|p| p.fingerprint == peer.fingerprint)
+        {
             return;
         }
         let presence: Outbound = encode(&RelayMsg::Presence {
@@ -185,11 +192,5 @@ impl Hub {
         for peer in r.members.values() {
             peer.deliver(msg.clone());
         }
-    }
-
-    /// Number of connections in a room (tests, diagnostics).
-    #[cfg(test)]
-    pub(crate) fn members(&self, room: &RoomName) -> usize {
-        self.lock().rooms.get(room).map_or(0, |r| r.members.len())
     }
 }

@@ -234,7 +234,9 @@ struct IpSlot {
 
 impl IpSlot {
     fn take(map: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, limit: usize) -> Option<Self> {
-        let mut m = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut m = map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = m.entry(ip).or_insert(0);
         if *n >= limit {
             return None;
@@ -249,7 +251,10 @@ impl IpSlot {
 
 impl Drop for IpSlot {
     fn drop(&mut self) {
-        let mut m = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut m = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(n) = m.get_mut(&self.ip) {
             *n = n.saturating_sub(1);
             if *n == 0 {

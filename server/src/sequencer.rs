@@ -89,7 +89,14 @@ fn check_epoch(kind: EventKind, epoch: u64, current: u64) -> Result<(), Rejectio
 }
 
 fn reject(peer: &Peer, request: u64, room: RoomName, reason: Rejection) {
-    peer.deliver(encode(&RelayMsg::Rejected { request, room, reason }).into());
+    peer.deliver(
+        encode(&RelayMsg::Rejected {
+            request,
+            room,
+            reason,
+        })
+        .into(),
+    );
 }
 
 /// Starts the sequencer thread. It runs until every sender of the returned
@@ -201,7 +208,12 @@ fn commit_batch(
                 state.insert(room, head);
             }
             for (req, _, _) in accepted {
-                reject(&req.peer, req.request, req.event.room, Rejection::StorageFailed);
+                reject(
+                    &req.peer,
+                    req.request,
+                    req.event.room,
+                    Rejection::StorageFailed,
+                );
             }
         }
     }
@@ -215,10 +227,23 @@ mod tests {
     fn epoch_rule() {
         use EventKind::*;
         assert_eq!(check_epoch(Commit, 1, 0), Ok(()));
-        assert_eq!(check_epoch(Commit, 1, 1), Err(Rejection::StaleEpoch { current: 1 }));
-        assert_eq!(check_epoch(Commit, 3, 1), Err(Rejection::FutureEpoch { current: 1 }));
-        assert_eq!(check_epoch(Message, 1, 2), Ok(()), "in flight during a rekey");
-        assert_eq!(check_epoch(Message, 3, 2), Err(Rejection::FutureEpoch { current: 2 }));
+        assert_eq!(
+            check_epoch(Commit, 1, 1),
+            Err(Rejection::StaleEpoch { current: 1 })
+        );
+        assert_eq!(
+            check_epoch(Commit, 3, 1),
+            Err(Rejection::FutureEpoch { current: 1 })
+        );
+        assert_eq!(
+            check_epoch(Message, 1, 2),
+            Ok(()),
+            "in flight during a rekey"
+        );
+        assert_eq!(
+            check_epoch(Message, 3, 2),
+            Err(Rejection::FutureEpoch { current: 2 })
+        );
         assert_eq!(check_epoch(JoinRequest, 0, 5), Ok(()));
         assert_eq!(
             check_epoch(Commit, u64::MAX, u64::MAX),

@@ -1,0 +1,833 @@
+//! The relay against its real listener on 127.0.0.1, driven by a small
+//! test client built on hush-proto (hush-client's link).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use hush_client::link::{Connection, LinkError};
+use hush_crypto::{Fingerprint, Identity};
+use hush_proto::{
+    ClientMsg, CloseReason, EventKind, Rejection, RelayMsg, RoomEvent, RoomName, SequencedEvent,
+};
+use hush_server::{Limits, Relay, RelayConfig, Retention};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+const MAX: usize = hush_proto::DEFAULT_MAX_FRAME;
+const STEP: Duration = Duration::from_secs(10);
+
+fn ident(pem: &'static str, cell: &'static OnceLock<Arc<Identity>>) -> Arc<Identity> {
+    cell.get_or_init(|| Arc::new(Identity::from_pem(pem, None).unwrap()))
+        .clone()
+}
+fn alice() -> Arc<Identity> {
+    static C: OnceLock<Arc<Identity>> = OnceLock::new();
+    ident(include_str!("../../keys.example/alice.pem"), &C)
+}
+fn bob() -> Arc<Identity> {
+    static C: OnceLock<Arc<Identity>> = OnceLock::new();
+    ident(include_str!("../../keys.example/bob.pem"), &C)
+}
+fn carol() -> Arc<Identity> {
+    static C: OnceLock<Arc<Identity>> = OnceLock::new();
+    ident(include_str!("../../keys.example/carol.pem"), &C)
+}
+fn relay_key() -> Arc<Identity> {
+    static C: OnceLock<Arc<Identity>> = OnceLock::new();
+    ident(include_str!("../../keys.example/relay.pem"), &C)
+}
+
+struct TestRelay {
+    addr: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestRelay {
+    async fn start(dir: &std::path::Path, limits: Limits) -> Self {
+        let config = RelayConfig {
+            data_dir: dir.to_path_buf(),
+            limits,
+            retention: Retention::default(),
+        };
+        let relay = Relay::bind("127.0.0.1:0".parse().unwrap(), relay_key(), config)
+            .await
+            .unwrap();
+        let addr = relay.local_addr().unwrap().to_string();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(relay.run(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn shutdown(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(STEP, self.task)
+            .await
+            .expect("relay stops promptly")
+            .unwrap();
+    }
+}
+
+fn room(name: &str) -> RoomName {
+    RoomName::new(name).unwrap()
+}
+
+fn event(from: &Identity, r: &str, kind: EventKind, epoch: u64, body: &[u8]) -> RoomEvent {
+    RoomEvent {
+        room: room(r),
+        sender: from.fingerprint(),
+        kind,
+        epoch,
+        body: body.to_vec(),
+    }
+}
+
+struct Client {
+    conn: Connection,
+}
+
+impl Client {
+    async fn connect(relay: &TestRelay, who: Arc<Identity>) -> Self {
+        let conn = Connection::connect(&relay.addr, who, MAX, |_| Ok(()))
+            .await
+            .unwrap();
+        Self { conn }
+    }
+
+    async fn send(&mut self, msg: ClientMsg) {
+        self.conn.writer.send(&msg).await.unwrap();
+    }
+
+    /// Next message that is not a ping, presence or pong.
+    async fn next(&mut self) -> RelayMsg {
+        loop {
+            let msg = tokio::time::timeout(STEP, self.conn.reader.recv())
+                .await
+                .expect("a message in time")
+                .expect("link alive");
+            match msg {
+                RelayMsg::Ping { nonce } => self.send(ClientMsg::Pong { nonce }).await,
+                RelayMsg::Presence { .. } | RelayMsg::Pong { .. } => {}
+                other => return other,
+            }
+        }
+    }
+
+    async fn join(&mut self, r: &str) -> (u64, u64, Vec<Fingerprint>) {
+        self.send(ClientMsg::Join { room: room(r) }).await;
+        match self.next().await {
+            RelayMsg::Joined {
+                head_seq,
+                epoch,
+                online,
+                ..
+            } => (head_seq, epoch, online),
+            other => panic!("expected Joined, got {other:?}"),
+        }
+    }
+
+    async fn publish(&mut self, request: u64, ev: RoomEvent) {
+        self.send(ClientMsg::Publish { request, event: ev }).await;
+    }
+
+    async fn next_event(&mut self) -> SequencedEvent {
+        match self.next().await {
+            RelayMsg::Event(e) => e,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    async fn backfill(&mut self, r: &str, after: u64) -> Vec<SequencedEvent> {
+        let mut out = Vec::new();
+        let mut after = after;
+        loop {
+            self.send(ClientMsg::Backfill {
+                room: room(r),
+                after_seq: after,
+            })
+            .await;
+            loop {
+                match self.next().await {
+                    RelayMsg::Event(e) => out.push(e),
+                    RelayMsg::BackfillDone {
+                        up_to, complete, ..
+                    } => {
+                        if complete {
+                            return out;
+                        }
+                        after = up_to;
+                        break;
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_see_the_same_events_in_the_same_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path(), Limits::default()).await;
+    let mut a = Client::connect(&relay, alice()).await;
+    let mut b = Client::connect(&relay, bob()).await;
+    assert_eq!(a.join("lobby").await.0, 0);
+    let (_, _, online) = b.join("lobby").await;
+    assert!(online.contains(&alice().fingerprint()) && online.contains(&bob().fingerprint()));
+    // Both publish interleaved; both see one order, gapless from 1.
+    for i in 0..20u64 {
+        a.publish(
+            i,
+            event(&alice(), "lobby", EventKind::Message, 0, &i.to_be_bytes()),
+        )
+        .await;
+        b.publish(
+            i,
+            event(&bob(), "lobby", EventKind::Message, 0, &i.to_be_bytes()),
+        )
+        .await;
+    }
+    let mut seen_a = Vec::new();
+    let mut seen_b = Vec::new();
+    for _ in 0..40 {
+        seen_a.push(a.next_event().await);
+        seen_b.push(b.next_event().await);
+    }
+    assert_eq!(seen_a, seen_b);
+    let seqs: Vec<u64> = seen_a.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=40).collect::<Vec<_>>());
+    // Each sender's own events keep their order.
+    let alice_bodies: Vec<Vec<u8>> = seen_a
+        .iter()
+        .filter(|e| e.event.sender == alice().fingerprint())
+        .map(|e| e.event.body.clone())
+        .collect();
+    assert_eq!(
+        alice_bodies,
+        (0..20u64)
+            .map(|i| i.to_be_bytes().to_vec())
+            .collect::<Vec<_>>()
+    );
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_backfills_everything_without_gaps_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path(), Limits::default()).await;
+    let mut a = Client::connect(&relay, alice()).await;
+    a.join("lobby").await;
+    // More than one backfill page.
+    let total = hush_server::BACKFILL_PAGE as u64 + 150;
+    let mut batch = Vec::new();
+    for i in 0..total {
+        batch.push(ClientMsg::Publish {
+            request: i,
+            event: event(&alice(), "lobby", EventKind::Message, 0, &i.to_be_bytes()),
+        });
+        if batch.len() == 50 {
+            a.conn.writer.send_all(&batch).await.unwrap();
+            batch.clear();
+        }
+    }
+    for _ in 0..total {
+        a.next_event().await;
+    }
+    let mut c = Client::connect(&relay, carol()).await;
+    let (head, _, _) = c.join("lobby").await;
+    assert_eq!(head, total);
+    // Something new arrives live while carol backfills.
+    a.publish(
+        9999,
+        event(&alice(), "lobby", EventKind::Message, 0, b"live"),
+    )
+    .await;
+    // The live event may arrive while the backfill answer is streaming:
+    // the client orders by seq. Together: every event exactly once.
+    let mut got = c.backfill("lobby", 0).await;
+    if !got.iter().any(|e| e.seq == total + 1) {
+        got.push(c.next_event().await);
+    }
+    got.sort_by_key(|e| e.seq);
+    let seqs: Vec<u64> = got.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=total + 1).collect::<Vec<_>>(),
+        "no gaps, no duplicates"
+    );
+    assert_eq!(got.last().unwrap().event.body, b"live");
+    // Backfill from the middle.
+    let tail = c.backfill("lobby", total - 5).await;
+    assert_eq!(tail.len(), 5);
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_oversized_frames_close_only_their_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path(), Limits::default()).await;
+    let mut a = Client::connect(&relay, alice()).await;
+    let mut b = Client::connect(&relay, bob()).await;
+    a.join("lobby").await;
+    b.join("lobby").await;
+
+    let attacks: Vec<Vec<u8>> = vec![
+        u32::MAX.to_be_bytes().to_vec(),               // oversized prefix
+        ((MAX as u32) + 1).to_be_bytes().to_vec(),     // just over
+        vec![0, 0, 0, 0],                              // empty frame
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), // not hush
+        [&[0, 0, 0, 8][..], b"hush\x01abc"].concat(),  // truncated hello
+        (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect(), // noise
+    ];
+    for bytes in attacks {
+        let mut s = TcpStream::connect(&relay.addr).await.unwrap();
+        s.write_all(&bytes).await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(STEP, s.read(&mut buf))
+            .await
+            .expect("relay closes promptly")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "relay says nothing and closes: {bytes:?}");
+    }
+    // Established clients that send a record that does not open, and an
+    // oversized record prefix: each is told ProtocolViolation and closed.
+    let mut forged = Vec::new();
+    hush_proto::frame::encode_frame(&[0x42; 40], 1000, &mut forged).unwrap();
+    for bytes in [forged, u32::MAX.to_be_bytes().to_vec()] {
+        let mut c = Client::connect(&relay, carol()).await;
+        c.join("lobby").await;
+        c.conn.writer.write_raw(&bytes).await.unwrap();
+        assert_eq!(
+            c.next().await,
+            RelayMsg::Closing {
+                reason: CloseReason::ProtocolViolation
+            }
+        );
+        assert!(matches!(
+            tokio::time::timeout(STEP, c.conn.reader.recv())
+                .await
+                .unwrap(),
+            Err(LinkError::Closed | LinkError::Io(_))
+        ));
+    }
+
+    a.publish(
+        1,
+        event(&alice(), "lobby", EventKind::Message, 0, b"still here"),
+    )
+    .await;
+    assert_eq!(b.next_event().await.event.body, b"still here");
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_finishes_its_handshake_is_closed_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        handshake_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let relay = TestRelay::start(dir.path(), limits).await;
+    let started = std::time::Instant::now();
+    // Silent, and half a hello.
+    let mut silent = TcpStream::connect(&relay.addr).await.unwrap();
+    let mut partial = TcpStream::connect(&relay.addr).await.unwrap();
+    partial.write_all(&[0, 0, 0, 40, b'h', b'u']).await.unwrap();
+    for s in [&mut silent, &mut partial] {
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(STEP, s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(450),
+        "closed too early: {waited:?}"
+    );
+    // Meanwhile a real client gets through.
+    let mut a = Client::connect(&relay, alice()).await;
+    a.join("x").await;
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoofed_sender_is_refused_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path(), Limits::default()).await;
+    let mut mallory = Client::connect(&relay, carol()).await;
+    let mut b = Client::connect(&relay, bob()).await;
+    mallory.join("lobby").await;
+    b.join("lobby").await;
+    // Claims to be alice.
+    mallory
+        .publish(
+            7,
+            event(&alice(), "lobby", EventKind::Message, 0, b"i am alice"),
+        )
+        .await;
+    assert_eq!(
+        mallory.next().await,
+        RelayMsg::Rejected {
+            request: 7,
+            room: room("lobby"),
+            reason: Rejection::SpoofedSender
+        }
+    );
+    // Not joined: refused too.
+    mallory
+        .publish(
+            8,
+            event(&carol(), "elsewhere", EventKind::Message, 0, b"hi"),
+        )
+        .await;
+    assert!(matches!(
+        mallory.next().await,
+        RelayMsg::Rejected {
+            request: 8,
+            reason: Rejection::NotJoined,
+            ..
+        }
+    ));
+    // The connection still works, and bob saw none of it.
+    mallory
+        .publish(
+            9,
+            event(&carol(), "lobby", EventKind::Message, 0, b"honest"),
+        )
+        .await;
+    let e = b.next_event().await;
+    assert_eq!((e.seq, e.event.body.as_slice()), (1, &b"honest"[..]));
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_is_disconnected_while_a_fast_reader_gets_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        outbound_queue: 64,
+        publish_rate: 100_000,
+        publish_burst: 100_000,
+        ..Limits::default()
+    };
+    let relay = TestRelay::start(dir.path(), limits).await;
+    let mut a = Client::connect(&relay, alice()).await;
+    let mut fast = Client::connect(&relay, bob()).await;
+    let mut slow = Client::connect(&relay, carol()).await;
+    a.join("lobby").await;
+    fast.join("lobby").await;
+    slow.join("lobby").await;
+    // The slow client stops reading; big events fill its socket and queue.
+    let total = 400u64;
+    let body = vec![0x33; 30_000];
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while got.len() < total as usize {
+            got.push(fast.next_event().await.seq);
+        }
+        got
+    });
+    // Alice publishes in windows of 8 and reads her own echoes, as a real
+    // client does; carol reads nothing.
+    for window in 0..total / 8 {
+        for i in 0..8 {
+            a.publish(
+                window * 8 + i,
+                event(&alice(), "lobby", EventKind::Message, 0, &body),
+            )
+            .await;
+        }
+        for _ in 0..8 {
+            a.next_event().await;
+        }
+    }
+    let got = tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got,
+        (1..=total).collect::<Vec<_>>(),
+        "the fast reader misses nothing"
+    );
+    // The slow one was cut off: after what was buffered, the link ends.
+    let mut saw_too_slow = false;
+    loop {
+        match tokio::time::timeout(STEP, slow.conn.reader.recv())
+            .await
+            .unwrap()
+        {
+            Ok(RelayMsg::Closing { reason }) => {
+                assert_eq!(reason, CloseReason::TooSlow);
+                saw_too_slow = true;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = saw_too_slow; // best effort: the queue was full when it was cut
+    // It reconnects and backfills everything.
+    let mut again = Client::connect(&relay, carol()).await;
+    again.join("lobby").await;
+    assert_eq!(again.backfill("lobby", 0).await.len(), total as usize);
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_relay_serves_every_committed_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path(), Limits::default()).await;
+    let mut a = Client::connect(&relay, alice()).await;
+    a.join("lobby").await;
+    a.publish(
+        0,
+        event(&alice(), "lobby", EventKind::Commit, 1, b"epoch one"),
+    )
+    .await;
+    for i in 1..=30u64 {
+        a.publish(
+            i,
+            event(&alice(), "lobby", EventKind::Message, 1, &i.to_be_bytes()),
+        )
+        .await;
+    }
+    let mut before = Vec::new();
+    for _ in 0..31 {
+        before.push(a.next_event().await);
+    }
+    relay.shutdown().await;
+
+    let relay = TestRelay::start(dir.path(), Limits::default()).await;
+    let mut b = Client::connect(&relay, bob()).await;
+    let (head, epoch, _) = b.join("lobby").await;
+    assert_eq!((head, epoch), (31, 1), "head and epoch survive a restart");
+    assert_eq!(b.backfill("lobby", 0).await, before);
+    // Sequencing continues where it stopped, and the epoch rule holds.
+    b.publish(1, event(&bob(), "lobby", EventKind::Commit, 1, b"stale"))
+        .await;
+    assert!(matches!(
+        b.next().await,
+        RelayMsg::Rejected {
+            reason: Rejection::StaleEpoch { current: 1 },
+            ..
+        }
+    ));
+    b.publish(2, event(&bob(), "lobby", EventKind::Message, 1, b"next"))
+        .await;
+    assert_eq!(b.next_event().await.seq, 32);
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_concurrent_commits_on_one_parent_exactly_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path(), Limits::default()).await;
+    for round in 0..5u64 {
+        let r = format!("race{round}");
+        let mut a = Client::connect(&relay, alice()).await;
+        let mut b = Client::connect(&relay, bob()).await;
+        a.join(&r).await;
+        b.join(&r).await;
+        let (ea, eb) = (
+            event(&alice(), &r, EventKind::Commit, 1, b"alice's epoch"),
+            event(&bob(), &r, EventKind::Commit, 1, b"bob's epoch"),
+        );
+        tokio::join!(a.publish(1, ea), b.publish(1, eb));
+        // Each sees exactly one commit event, the same one; the loser
+        // also gets StaleEpoch.
+        let mut winners = Vec::new();
+        let mut rejections = 0;
+        for c in [&mut a, &mut b] {
+            loop {
+                match c.next().await {
+                    RelayMsg::Event(e) => {
+                        winners.push(e);
+                        break;
+                    }
+                    RelayMsg::Rejected {
+                        reason: Rejection::StaleEpoch { current: 1 },
+                        ..
+                    } => rejections += 1,
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        for c in [&mut a, &mut b] {
+            while let Ok(Ok(m)) =
+                tokio::time::timeout(Duration::from_millis(300), c.conn.reader.recv()).await
+            {
+                if let RelayMsg::Rejected { reason, .. } = m {
+                    assert_eq!(reason, Rejection::StaleEpoch { current: 1 });
+                    rejections += 1;
+                }
+            }
+        }
+        assert_eq!(rejections, 1, "exactly one loser");
+        assert_eq!(winners[0], winners[1], "both see the same winner");
+        assert_eq!(winners[0].seq, 1);
+        // The log holds exactly one commit.
+        let mut c = Client::connect(&relay, carol()).await;
+        let (head, epoch, _) = c.join(&r).await;
+        assert_eq!((head, epoch), (1, 1));
+    }
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_links_are_pinged_and_silent_ones_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        idle_timeout: Duration::from_millis(900),
+        ..Limits::default()
+    };
+    let relay = TestRelay::start(dir.path(), limits).await;
+    // A client that answers pings stays connected well past the timeout.
+    let mut live = Client::connect(&relay, alice()).await;
+    live.join("lobby").await;
+    let answering = tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        let mut pings = 0;
+        while tokio::time::Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_millis(200), live.conn.reader.recv()).await {
+                Ok(Ok(RelayMsg::Ping { nonce })) => {
+                    pings += 1;
+                    live.send(ClientMsg::Pong { nonce }).await;
+                }
+                Ok(Ok(RelayMsg::Closing { reason })) => panic!("closed: {reason:?}"),
+                Ok(Err(e)) => panic!("link broke: {e}"),
+                _ => {}
+            }
+        }
+        (live, pings)
+    });
+    // A client that never answers is closed with Idle.
+    let mut silent = Client::connect(&relay, bob()).await;
+    let mut closed = None;
+    while closed.is_none() {
+        match tokio::time::timeout(STEP, silent.conn.reader.recv())
+            .await
+            .unwrap()
+        {
+            Ok(RelayMsg::Closing { reason }) => closed = Some(reason),
+            Ok(_) => {}
+            Err(e) => panic!("closed without a reason: {e}"),
+        }
+    }
+    assert_eq!(closed, Some(CloseReason::Idle));
+    let (mut live, pings) = answering.await.unwrap();
+    assert!(pings >= 2, "the relay pinged the quiet client ({pings})");
+    live.publish(
+        1,
+        event(&alice(), "lobby", EventKind::Message, 0, b"still here"),
+    )
+    .await;
+    assert_eq!(live.next_event().await.seq, 1);
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_is_slowed_to_the_rate_and_others_still_get_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        publish_rate: 20,
+        publish_burst: 10,
+        ..Limits::default()
+    };
+    let relay = TestRelay::start(dir.path(), limits).await;
+    let mut flooder = Client::connect(&relay, alice()).await;
+    let mut b = Client::connect(&relay, bob()).await;
+    flooder.join("lobby").await;
+    b.join("lobby").await;
+    let started = std::time::Instant::now();
+    let flood: Vec<ClientMsg> = (0..50)
+        .map(|i| ClientMsg::Publish {
+            request: i,
+            event: event(&alice(), "lobby", EventKind::Message, 0, b"spam"),
+        })
+        .collect();
+    flooder.conn.writer.send_all(&flood).await.unwrap();
+    b.publish(1, event(&bob(), "lobby", EventKind::Message, 0, b"hello"))
+        .await;
+    let mut bobs_at = None;
+    for i in 0..51 {
+        let e = b.next_event().await;
+        if e.event.sender == bob().fingerprint() {
+            bobs_at = Some(i);
+        }
+    }
+    let took = started.elapsed();
+    // 10 at once, then 40 at 20/s: about two seconds.
+    assert!(
+        took >= Duration::from_millis(1500),
+        "flood not slowed: {took:?}"
+    );
+    assert!(
+        bobs_at.unwrap() < 20,
+        "bob's message was not stuck behind the flood"
+    );
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_and_size_limits_are_enforced_with_clear_rejections() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_rooms_per_connection: 2,
+        ..Limits::default()
+    };
+    let relay = TestRelay::start(dir.path(), limits).await;
+    let mut a = Client::connect(&relay, alice()).await;
+    a.join("one").await;
+    a.join("two").await;
+    a.send(ClientMsg::Join {
+        room: room("three"),
+    })
+    .await;
+    assert_eq!(
+        a.next().await,
+        RelayMsg::Rejected {
+            request: 0,
+            room: room("three"),
+            reason: Rejection::TooManyRooms { limit: 2 }
+        }
+    );
+    // Leaving frees a slot.
+    a.send(ClientMsg::Leave { room: room("one") }).await;
+    assert_eq!(a.next().await, RelayMsg::Left { room: room("one") });
+    a.join("three").await;
+    // A body too large to deliver is refused, not stored.
+    let max_body = hush_proto::msg::max_event_body(MAX);
+    a.publish(
+        5,
+        event(
+            &alice(),
+            "two",
+            EventKind::Message,
+            0,
+            &vec![1; max_body + 1],
+        ),
+    )
+    .await;
+    assert_eq!(
+        a.next().await,
+        RelayMsg::Rejected {
+            request: 5,
+            room: room("two"),
+            reason: Rejection::TooLarge {
+                max_body: max_body as u32
+            }
+        }
+    );
+    a.publish(
+        6,
+        event(&alice(), "two", EventKind::Message, 0, &vec![1; max_body]),
+    )
+    .await;
+    assert_eq!(a.next_event().await.event.body.len(), max_body);
+    // Epoch rules for non-commits.
+    a.publish(
+        7,
+        event(&alice(), "two", EventKind::Message, 3, b"from the future"),
+    )
+    .await;
+    assert!(matches!(
+        a.next().await,
+        RelayMsg::Rejected {
+            request: 7,
+            reason: Rejection::FutureEpoch { current: 0 },
+            ..
+        }
+    ));
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_ip_connection_limit_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_connections_per_ip: 3,
+        ..Limits::default()
+    };
+    let relay = TestRelay::start(dir.path(), limits).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(Client::connect(&relay, alice()).await);
+    }
+    let fourth = Connection::connect(&relay.addr, bob(), MAX, |_| Ok(())).await;
+    assert!(
+        fourth.is_err(),
+        "a fourth connection from one address is refused"
+    );
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = Client::connect(&relay, bob()).await;
+    again.join("x").await;
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_tells_clients_and_loses_nothing_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path(), Limits::default()).await;
+    let mut a = Client::connect(&relay, alice()).await;
+    a.join("lobby").await;
+    let burst: Vec<ClientMsg> = (0..100)
+        .map(|i| ClientMsg::Publish {
+            request: i,
+            event: event(&alice(), "lobby", EventKind::Message, 0, &[i as u8]),
+        })
+        .collect();
+    a.conn.writer.send_all(&burst).await.unwrap();
+    // Wait until the first is delivered, then stop the relay mid-stream.
+    a.next_event().await;
+    relay.shutdown().await;
+    let mut delivered = 1;
+    let mut told = None;
+    while let Ok(Ok(m)) = tokio::time::timeout(STEP, a.conn.reader.recv()).await {
+        match m {
+            RelayMsg::Event(_) => delivered += 1,
+            RelayMsg::Closing { reason } => told = Some(reason),
+            _ => {}
+        }
+    }
+    assert_eq!(told, Some(CloseReason::Shutdown));
+    // Everything delivered before the stop is in the log after it.
+    let relay = TestRelay::start(dir.path(), Limits::default()).await;
+    let mut b = Client::connect(&relay, bob()).await;
+    let (head, _, _) = b.join("lobby").await;
+    assert!(head >= delivered, "delivered {delivered}, logged {head}");
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_another_protocol_version_is_told_the_relays_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path(), Limits::default()).await;
+    let mut s = TcpStream::connect(&relay.addr).await.unwrap();
+    // magic, version 7 (varint), a nonce
+    let hello = [&b"hush"[..], &[7], &[0u8; 32]].concat();
+    let mut framed = Vec::new();
+    hush_proto::frame::encode_frame(&hello, MAX, &mut framed).unwrap();
+    s.write_all(&framed).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(STEP, s.read_to_end(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, body) = hush_proto::frame::parse_frame(&reply, MAX)
+        .unwrap()
+        .unwrap();
+    let greeting: hush_proto::msg::RelayGreeting = hush_proto::msg::decode(body).unwrap();
+    assert_eq!(greeting.version, hush_proto::PROTOCOL_VERSION);
+    assert!(greeting.hello.is_empty());
+    relay.shutdown().await;
+}
