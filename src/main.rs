@@ -4,11 +4,13 @@
 //!   hush keygen       ──▶ hush-crypto (generate) ──▶ keyfile (write 0600)
 //!   hush fingerprint  ──▶ keyfile (read) ──▶ hush-crypto (fingerprint)
 //!   hush server       ──▶ keyfile (relay key) ──▶ hush-server (Relay::bind, run until a signal)
+//!   hush client       ──▶ keyfile (--key) ──▶ hush-client (app::run on stdin/stdout)
 //! ```
 //!
 //! Errors are `anyhow` here and only here; each says what went wrong and
 //! what to do next, and exits non-zero.
 
+mod client_cmd;
 mod keyfile;
 mod paths;
 mod server_cmd;
@@ -41,6 +43,9 @@ enum Command {
     /// Run a relay: it forwards only ciphertext, orders room events and
     /// keeps a durable log of them.
     Server(server_cmd::ServerArgs),
+    /// Chat in a room: signs and seals what you type, verifies and opens
+    /// what others send.
+    Client(client_cmd::ClientArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -66,6 +71,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => keygen(&args),
         Command::Fingerprint { file } => fingerprint(&file),
         Command::Server(args) => server_cmd::run(args),
+        Command::Client(args) => client_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

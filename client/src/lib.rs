@@ -1,9 +1,27 @@
 //! # hush-client: the terminal client
 //!
-//! Connection and reconnect, room key state, sending and verifying
-//! messages, display and JSON output, commands.
+//! ```text
+//!   stdin ─▶ command ─▶ app ─▶ room (sign, seal) ─▶ link ─▶ relay
+//!   relay ─▶ link ─▶ app ─▶ room (order, verify, open) ─▶ display ─▶ stdout / transcript
+//! ```
 //!
 //! - [`link`]: TCP + the link handshake + sealed records, as async halves.
+//! - [`pins`]: the relay keys pinned on first contact.
+//! - [`room`]: a member's end-to-end state for one room, without I/O:
+//!   ordering, verification, epochs, admissions and removals.
+//! - [`display`]: what the user sees, as lines or JSON, with anything
+//!   received neutralised before it reaches a terminal.
+//! - [`command`]: what the user types.
+//! - [`app`]: the loop that ties them to a connection that retries.
+//!
+//! It must never show anything it has not verified and opened, reuse a
+//! (key, nonce) pair, or unwrap a key from a commit it has not
+//! authenticated.
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod command;
+pub mod display;
 pub mod link;
+pub mod pins;
+pub mod room;

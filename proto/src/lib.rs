@@ -19,6 +19,7 @@
 //! - [`handshake`]: the link handshake as distinct state types.
 //! - [`record`]: sealed records carrying batches of frames.
 //! - [`msg`]: the messages, and [`names`]: validated room names.
+//! - [`e2e`]: the end-to-end bodies members exchange inside room events.
 //!
 //! It must never: hold a room key or plaintext of a room message (those are
 //! the client's), trust a length before checking it, or panic on input.
@@ -27,6 +28,7 @@
 /// The TCP port hush relays listen on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 40623;
 
+pub mod e2e;
 pub mod frame;
 pub mod handshake;
 pub mod msg;

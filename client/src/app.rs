@@ -1,0 +1,507 @@
+//! The client program: one task that owns the link, the room state and
+//! the screen, looping over "a message from the relay", "a line from the
+//! user" and "a tick".
+//!
+//! ```text
+//!   stdin ──lines──▶ ┐
+//!   relay ──msgs──▶  ├─▶ Room (room.rs) ─▶ Actions ─▶ screen / -o transcript
+//!   tick (1 s)  ──▶  ┘                           └──▶ relay (Publish)
+//! ```
+//!
+//! The connection is retried with backoff, both at start (the relay may
+//! not be up yet) and after a drop; each time it re-joins and backfills
+//! from the last sequence number it processed, so nothing is missed and
+//! nothing shown twice. Lines typed while disconnected are sealed and sent
+//! once the link is back.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hush_crypto::{Fingerprint, Identity};
+use hush_proto::handshake::HandshakeError;
+use hush_proto::{ClientMsg, RelayMsg, RoomName};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use tokio::sync::mpsc;
+
+use crate::command::{Command, HELP, Input, parse_line};
+use crate::display::{ClientEvent, render_json, render_line};
+use crate::link::{Connection, LinkError, LinkWriter};
+use crate::pins::{KnownRelays, PinCheck, PinError};
+use crate::room::{Action, Room, now_ms};
+
+/// First retry delay after a failed connection.
+const BACKOFF_START: Duration = Duration::from_millis(250);
+/// Longest delay between connection attempts.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// After /quit or end of input, how long to wait for our last messages to
+/// be confirmed by the relay.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// What the client needs to run.
+pub struct ClientConfig {
+    /// `host:port` of the relay.
+    pub server: String,
+    /// Our identity.
+    pub identity: Arc<Identity>,
+    /// The room to join.
+    pub room: RoomName,
+    /// Our display name.
+    pub nick: String,
+    /// One JSON object per event instead of lines.
+    pub json: bool,
+    /// Append the plaintext transcript here (opt-in).
+    pub transcript: Option<PathBuf>,
+    /// Pinned relay keys.
+    pub known_relays: KnownRelays,
+    /// Largest frame accepted from the relay.
+    pub max_frame: usize,
+}
+
+/// Why the client stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The relay cannot be used (not hush, other version, bad key, ...).
+    #[error("{0}")]
+    Relay(String),
+    /// The relay's key is not the pinned one.
+    #[error("{0}")]
+    Pin(#[from] PinError),
+    /// Writing output failed.
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// The screen, and the transcript file if any.
+struct Screen<W: Write> {
+    json: bool,
+    out: W,
+    transcript: Option<std::fs::File>,
+}
+
+impl<W: Write> Screen<W> {
+    fn show(&mut self, ev: &ClientEvent) -> std::io::Result<()> {
+        let line = render_line(ev);
+        let shown = if self.json {
+            render_json(ev)
+        } else {
+            line.clone()
+        };
+        writeln!(self.out, "{shown}")?;
+        self.out.flush()?;
+        if let Some(t) = &mut self.transcript {
+            writeln!(t, "{line}")?;
+        }
+        Ok(())
+    }
+
+    fn notice(&mut self, room: Option<&RoomName>, text: String) -> std::io::Result<()> {
+        self.show(&ClientEvent::Notice {
+            room: room.cloned(),
+            text,
+        })
+    }
+}
+
+/// How a connection attempt failed.
+enum ConnectFailure {
+    /// Try again later (relay down, network trouble).
+    Retry(String),
+    /// Give up (not a hush relay, wrong key, ...).
+    Fatal(ClientError),
+}
+
+fn classify(e: LinkError, ever_connected: bool) -> ConnectFailure {
+    match e {
+        LinkError::Io(io) => ConnectFailure::Retry(io.to_string()),
+        LinkError::RelayKeyRefused(msg) => ConnectFailure::Fatal(ClientError::Relay(msg)),
+        other if ever_connected => ConnectFailure::Retry(other.to_string()),
+        LinkError::Handshake(HandshakeError::NotHush) => ConnectFailure::Fatal(ClientError::Relay(
+            "the server did not answer as a hush relay: check the address and port".into(),
+        )),
+        LinkError::Handshake(HandshakeError::VersionMismatch { ours, theirs }) => {
+            ConnectFailure::Fatal(ClientError::Relay(format!(
+                "the relay speaks hush protocol {theirs} and this client speaks {ours}: upgrade the older one"
+            )))
+        }
+        LinkError::Closed => ConnectFailure::Fatal(ClientError::Relay(
+            "the relay closed the connection during the handshake (is it a hush relay, and does it accept you?)".into(),
+        )),
+        other => ConnectFailure::Fatal(ClientError::Relay(format!(
+            "cannot establish a secure link with the relay: {other}"
+        ))),
+    }
+}
+
+/// Runs the client until `/quit`, `/leave`, the end of `input`, or a fatal
+/// error.
+///
+/// # Errors
+/// [`ClientError`] for a relay that cannot be used or a pin mismatch.
+pub async fn run<R, W>(config: ClientConfig, input: R, out: W) -> Result<(), ClientError>
+where
+    R: AsyncBufRead + Unpin + Send + 'static,
+    W: Write,
+{
+    let transcript = match &config.transcript {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| {
+                    ClientError::Relay(format!(
+                        "cannot open the transcript file {}: {e}",
+                        p.display()
+                    ))
+                })?,
+        ),
+        None => None,
+    };
+    let mut screen = Screen {
+        json: config.json,
+        out,
+        transcript,
+    };
+    let (line_tx, mut lines) = mpsc::channel::<String>(64);
+    tokio::spawn(async move {
+        let mut reader = input.lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            if line_tx.send(line).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let mut room = Room::new(
+        config.room.clone(),
+        config.identity.clone(),
+        config.nick.clone(),
+    );
+    let mut state = Session {
+        quitting: None,
+        input_open: true,
+        left: false,
+    };
+    let mut ever_connected = false;
+    let mut said_waiting = false;
+    let mut backoff = BACKOFF_START;
+
+    loop {
+        let pins = config.known_relays.clone();
+        let server = config.server.clone();
+        let pinned = std::sync::Mutex::new(None);
+        let attempt = Connection::connect(
+            &config.server,
+            config.identity.clone(),
+            config.max_frame,
+            |relay| match pins.check(&server, relay.fingerprint()) {
+                Ok(check) => {
+                    if let Ok(mut p) = pinned.lock() {
+                        *p = Some((check, relay.fingerprint()));
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            },
+        )
+        .await;
+        let conn = match attempt {
+            Ok(c) => c,
+            Err(e) => match classify(e, ever_connected) {
+                ConnectFailure::Fatal(err) => return Err(err),
+                ConnectFailure::Retry(why) => {
+                    if !said_waiting {
+                        said_waiting = true;
+                        screen.notice(None, format!(
+                            "cannot reach the relay at {} ({why}); retrying until it answers (Ctrl-C to stop)",
+                            config.server
+                        ))?;
+                    }
+                    if wait_offline(&mut room, &mut lines, &mut screen, &mut state, backoff).await?
+                    {
+                        return Ok(());
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            },
+        };
+        backoff = BACKOFF_START;
+        said_waiting = false;
+        if let Ok(Some((check, fp))) = pinned.into_inner()
+            && check == PinCheck::Pinned
+        {
+            screen.notice(None, format!(
+                "first contact with {}: pinned its key {fp} in {} (compare it with the relay operator's)",
+                config.server,
+                config.known_relays.path().display()
+            ))?;
+        }
+        screen.notice(None, format!("connected to {}", config.server))?;
+        ever_connected = true;
+        match session(conn, &mut room, &mut lines, &mut screen, &mut state).await? {
+            SessionEnd::Done => return Ok(()),
+            SessionEnd::Reconnect(why) => {
+                screen.notice(
+                    None,
+                    format!("connection to the relay lost ({why}); reconnecting"),
+                )?;
+                tokio::time::sleep(BACKOFF_START).await;
+            }
+        }
+    }
+}
+
+struct Session {
+    /// Set by /quit, /leave or end of input: exit once our events are
+    /// confirmed, or at this deadline.
+    quitting: Option<Instant>,
+    input_open: bool,
+    left: bool,
+}
+
+enum SessionEnd {
+    Done,
+    Reconnect(String),
+}
+
+/// While the relay is unreachable: keep taking input for `delay`.
+/// Returns true if the user quit.
+async fn wait_offline<W: Write>(
+    room: &mut Room,
+    lines: &mut mpsc::Receiver<String>,
+    screen: &mut Screen<W>,
+    state: &mut Session,
+    delay: Duration,
+) -> Result<bool, ClientError> {
+    let until = tokio::time::Instant::now() + delay;
+    loop {
+        if state
+            .quitting
+            .is_some_and(|d| !room.has_unconfirmed() || Instant::now() >= d)
+        {
+            return Ok(true);
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => return Ok(false),
+            line = lines.recv(), if state.input_open => {
+                // Offline: Publish actions are kept as unconfirmed and sent
+                // after the reconnect.
+                let actions = handle_line(line, room, screen, state)?;
+                for a in actions {
+                    if let Action::Show(ev) = a {
+                        screen.show(&ev)?;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn session<W: Write>(
+    conn: Connection,
+    room: &mut Room,
+    lines: &mut mpsc::Receiver<String>,
+    screen: &mut Screen<W>,
+    state: &mut Session,
+) -> Result<SessionEnd, ClientError> {
+    let Connection {
+        mut reader,
+        mut writer,
+        ..
+    } = conn;
+    let name = room.name().clone();
+    if let Err(e) = writer.send(&ClientMsg::Join { room: name.clone() }).await {
+        return Ok(SessionEnd::Reconnect(e.to_string()));
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        if state
+            .quitting
+            .is_some_and(|d| !room.has_unconfirmed() || Instant::now() >= d)
+        {
+            if state.left {
+                let _ = writer.send(&ClientMsg::Leave { room: name.clone() }).await;
+            }
+            let _ = writer.shutdown().await;
+            return Ok(SessionEnd::Done);
+        }
+        let actions = tokio::select! {
+            msg = reader.recv() => match msg {
+                Ok(m) => match on_relay(m, room, &mut writer, screen).await? {
+                    Ok(actions) => actions,
+                    Err(end) => return Ok(end),
+                },
+                Err(e) => return Ok(SessionEnd::Reconnect(e.to_string())),
+            },
+            line = lines.recv(), if state.input_open => handle_line(line, room, screen, state)?,
+            _ = tick.tick() => room.tick(Instant::now()),
+        };
+        if let Err(e) = perform(actions, &mut writer, screen).await? {
+            return Ok(SessionEnd::Reconnect(e));
+        }
+    }
+}
+
+/// Shows what is to be shown and sends what is to be sent. The outer
+/// error is fatal (output); the inner one means the link broke.
+async fn perform<W: Write>(
+    actions: Vec<Action>,
+    writer: &mut LinkWriter,
+    screen: &mut Screen<W>,
+) -> Result<Result<(), String>, ClientError> {
+    let mut outgoing = Vec::new();
+    for a in actions {
+        match a {
+            Action::Show(ev) => screen.show(&ev)?,
+            Action::Publish { request, event } => {
+                outgoing.push(ClientMsg::Publish { request, event })
+            }
+        }
+    }
+    if !outgoing.is_empty()
+        && let Err(e) = writer.send_all(&outgoing).await
+    {
+        return Ok(Err(e.to_string()));
+    }
+    Ok(Ok(()))
+}
+
+async fn on_relay<W: Write>(
+    msg: RelayMsg,
+    room: &mut Room,
+    writer: &mut LinkWriter,
+    screen: &mut Screen<W>,
+) -> Result<Result<Vec<Action>, SessionEnd>, ClientError> {
+    let now = Instant::now();
+    let name = room.name().clone();
+    let actions = match msg {
+        RelayMsg::Joined { online, .. } => {
+            room.on_joined(&online);
+            if let Err(e) = writer
+                .send(&ClientMsg::Backfill {
+                    room: name,
+                    after_seq: room.last_seq(),
+                })
+                .await
+            {
+                return Ok(Err(SessionEnd::Reconnect(e.to_string())));
+            }
+            Vec::new()
+        }
+        RelayMsg::Event(e) => room.on_event(e, now),
+        RelayMsg::BackfillDone {
+            up_to, complete, ..
+        } => {
+            let mut actions = room.on_backfill_done(up_to, now);
+            if complete {
+                actions.extend(room.caught_up(now));
+            } else if let Err(e) = writer
+                .send(&ClientMsg::Backfill {
+                    room: name,
+                    after_seq: up_to,
+                })
+                .await
+            {
+                return Ok(Err(SessionEnd::Reconnect(e.to_string())));
+            }
+            actions
+        }
+        RelayMsg::Presence { member, online, .. } => {
+            room.on_presence(member, online);
+            Vec::new()
+        }
+        RelayMsg::Rejected {
+            request, reason, ..
+        } => room.on_rejected(request, reason, now),
+        RelayMsg::Ping { nonce } => {
+            if let Err(e) = writer.send(&ClientMsg::Pong { nonce }).await {
+                return Ok(Err(SessionEnd::Reconnect(e.to_string())));
+            }
+            Vec::new()
+        }
+        RelayMsg::Closing { reason } => {
+            return Ok(Err(SessionEnd::Reconnect(format!(
+                "the relay closed it: {reason:?}"
+            ))));
+        }
+        RelayMsg::Left { .. } => return Ok(Err(SessionEnd::Done)),
+        RelayMsg::Pong { .. } | RelayMsg::Welcome(_) => Vec::new(),
+    };
+    let _ = screen;
+    Ok(Ok(actions))
+}
+
+fn handle_line<W: Write>(
+    line: Option<String>,
+    room: &mut Room,
+    screen: &mut Screen<W>,
+    state: &mut Session,
+) -> Result<Vec<Action>, ClientError> {
+    let Some(line) = line else {
+        // End of input: finish sending, then exit.
+        state.input_open = false;
+        state.quitting.get_or_insert(Instant::now() + DRAIN_LIMIT);
+        return Ok(Vec::new());
+    };
+    let input = match parse_line(&line) {
+        Ok(Some(i)) => i,
+        Ok(None) => return Ok(Vec::new()),
+        Err(e) => {
+            screen.show(&ClientEvent::Error {
+                text: e.to_string(),
+            })?;
+            return Ok(Vec::new());
+        }
+    };
+    let name = room.name().clone();
+    Ok(match input {
+        Input::Text(text) => room.send_text(text, now_ms()),
+        Input::Command(Command::Nick(nick)) => room.set_nick(nick, now_ms()),
+        Input::Command(Command::Members) => {
+            let members = room.members();
+            let mut text = format!("members of #{name} (epoch {}):", room.epoch());
+            for (fp, nick, online) in members {
+                text.push_str(&format!(
+                    " {nick} ({}){}",
+                    fp.short_id(),
+                    if online { "" } else { " [offline]" }
+                ));
+            }
+            screen.notice(Some(&name), text)?;
+            Vec::new()
+        }
+        Input::Command(Command::Whois(q)) => {
+            let found: Vec<(Fingerprint, String)> = room.whois(&q);
+            if found.is_empty() {
+                screen.show(&ClientEvent::Error {
+                    text: format!("nobody in #{name} is called {q}; /members lists who is"),
+                })?;
+            }
+            for (fp, nick) in found {
+                screen.notice(Some(&name), format!("{nick}: {fp}"))?;
+            }
+            Vec::new()
+        }
+        Input::Command(Command::Leave) => {
+            state.left = true;
+            state.input_open = false;
+            state.quitting.get_or_insert(Instant::now() + DRAIN_LIMIT);
+            screen.notice(Some(&name), format!("leaving #{name}"))?;
+            room.leave()
+        }
+        Input::Command(Command::Quit) => {
+            state.input_open = false;
+            state.quitting.get_or_insert(Instant::now() + DRAIN_LIMIT);
+            Vec::new()
+        }
+        Input::Command(Command::Help) => {
+            for line in HELP.lines() {
+                screen.notice(None, line.to_owned())?;
+            }
+            Vec::new()
+        }
+    })
+}

@@ -1,0 +1,459 @@
+//! What the user types: one input line parsed into text to send or a slash
+//! command.
+//!
+//! - An empty or whitespace-only line (any Unicode whitespace) is ignored.
+//! - A line starting with `//` sends the rest with a single leading `/`
+//!   (`//etc` sends `/etc`).
+//! - Any other line starting with `/` is a command; command names are
+//!   case-insensitive (`/NICK` works).
+//! - Everything else is sent exactly as typed (leading and trailing spaces
+//!   kept), minus a trailing line ending.
+
+use thiserror::Error;
+
+/// One line of user input, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Text to send to the room (already checked non-empty after trimming; kept exactly as
+    /// typed except that a trailing "\r" or "\n" is removed).
+    Text(String),
+    /// A slash command.
+    Command(Command),
+}
+
+/// A slash command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `/nick NAME`: change our nickname (already validated by [`validate_nick`]).
+    Nick(String),
+    /// `/members`: list the room's members.
+    Members,
+    /// `/whois NICK|FINGERPRINT`: the argument as typed; resolution happens elsewhere.
+    Whois(String),
+    /// `/leave`: leave the room.
+    Leave,
+    /// `/quit`: disconnect and exit.
+    Quit,
+    /// `/help`: show [`HELP`].
+    Help,
+}
+
+/// Why an input line was refused. Every message says what to do next.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CommandError {
+    /// A `/word` that is not a command (the word as typed, without the `/`).
+    #[error(
+        "unknown command /{0}: type /help for the list, or start the line with // to send text beginning with /"
+    )]
+    Unknown(String),
+    /// A command that needs an argument was given none.
+    #[error("/{command} needs an argument: usage: {usage}")]
+    MissingArgument {
+        /// The command name, without the `/`.
+        command: &'static str,
+        /// How to use it.
+        usage: &'static str,
+    },
+    /// A command was given more arguments than it takes.
+    #[error("too many arguments to /{command}: usage: {usage}")]
+    TooManyArguments {
+        /// The command name, without the `/`.
+        command: &'static str,
+        /// How to use it.
+        usage: &'static str,
+    },
+    /// The nickname is not acceptable; the reason says what is allowed.
+    #[error("invalid nickname: {0}")]
+    BadNick(String),
+    /// The text is longer than [`MAX_TEXT_BYTES`].
+    #[error(
+        "message too long: {len} bytes, the limit is {max} bytes; split it into several messages"
+    )]
+    TooLong {
+        /// The limit, in bytes.
+        max: usize,
+        /// The refused text's length, in bytes.
+        len: usize,
+    },
+}
+
+/// Longest nickname, in characters.
+pub const MAX_NICK_CHARS: usize = 32;
+
+/// Longest text message a user may send, in bytes (8 KiB); longer lines are
+/// refused by [`parse_line`] with [`CommandError::TooLong`].
+pub const MAX_TEXT_BYTES: usize = 8192;
+
+/// The `/help` text: one line per command with a short description.
+pub const HELP: &str = "\
+/nick NAME               change your nickname (1 to 32 characters, no spaces)
+/members                 list the room's members with their fingerprints
+/whois NICK|FINGERPRINT  show who uses a nickname, or the nickname of a fingerprint
+/leave                   leave the room
+/quit                    disconnect and exit
+/help                    show this list
+//text                   send a line that begins with /";
+
+const USAGE_NICK: &str = "/nick NAME";
+const USAGE_WHOIS: &str = "/whois NICK|FINGERPRINT";
+
+/// What nicknames may look like, appended to every [`CommandError::BadNick`].
+const NICK_RULES: &str =
+    "use 1 to 32 characters with no spaces, control or invisible characters, not starting with /";
+
+/// Characters that are invisible or reorder text: allowing them in nicknames
+/// would let one member look like another.
+fn is_invisible_or_bidi(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E007F}'
+    )
+}
+
+/// Validates a nickname and returns it trimmed.
+///
+/// After trimming surrounding whitespace a nickname is 1 to
+/// [`MAX_NICK_CHARS`] characters, contains no whitespace at all, no control
+/// characters, no bidirectional controls or invisible characters (zero-width
+/// spaces, joiners, variation selectors, ...), and does not start with `/`.
+///
+/// # Errors
+/// [`CommandError::BadNick`], whose reason says what is allowed.
+pub fn validate_nick(s: &str) -> Result<String, CommandError> {
+    let nick = s.trim();
+    let bad = |why: &str| Err(CommandError::BadNick(format!("{why}; {NICK_RULES}")));
+    if nick.is_empty() {
+        return bad("it is empty");
+    }
+    let chars = nick.chars().count();
+    if chars > MAX_NICK_CHARS {
+        return bad(&format!("it is {chars} characters long"));
+    }
+    if nick.starts_with('/') {
+        return bad("it starts with /");
+    }
+    if nick.chars().any(char::is_whitespace) {
+        return bad("it contains a space");
+    }
+    if nick.chars().any(char::is_control) {
+        return bad("it contains a control character");
+    }
+    if nick.chars().any(is_invisible_or_bidi) {
+        return bad("it contains an invisible or text-direction character");
+    }
+    Ok(nick.to_owned())
+}
+
+/// Text to send, after the length check.
+fn text(s: &str) -> Result<Option<Input>, CommandError> {
+    if s.len() > MAX_TEXT_BYTES {
+        return Err(CommandError::TooLong {
+            max: MAX_TEXT_BYTES,
+            len: s.len(),
+        });
+    }
+    Ok(Some(Input::Text(s.to_owned())))
+}
+
+/// Refuses arguments to a command that takes none.
+fn no_args(
+    args: &str,
+    command: &'static str,
+    usage: &'static str,
+    cmd: Command,
+) -> Result<Option<Input>, CommandError> {
+    if args.is_empty() {
+        Ok(Some(Input::Command(cmd)))
+    } else {
+        Err(CommandError::TooManyArguments { command, usage })
+    }
+}
+
+/// Parses one input line.
+///
+/// Returns `Ok(None)` for lines that must not be sent: empty or
+/// whitespace-only (spaces, tabs, any Unicode whitespace). A trailing
+/// `"\n"`, `"\r\n"` or `"\r"` is removed first. A line starting with `//`
+/// sends the rest starting with a single `/` (escape for text that starts
+/// with a slash). Any other line starting with `/` is a command, its name
+/// case-insensitive. Anything else is [`Input::Text`], kept as typed.
+///
+/// # Errors
+/// - [`CommandError::Unknown`] for a `/word` that is not a command;
+/// - [`CommandError::MissingArgument`] for `/nick` or `/whois` alone;
+/// - [`CommandError::TooManyArguments`] for arguments to `/members`,
+///   `/leave`, `/quit`, `/help`, or more than one to `/whois`;
+/// - [`CommandError::BadNick`] for a `/nick` argument [`validate_nick`] refuses;
+/// - [`CommandError::TooLong`] for text longer than [`MAX_TEXT_BYTES`].
+pub fn parse_line(line: &str) -> Result<Option<Input>, CommandError> {
+    let line = line.strip_suffix('\n').unwrap_or(line);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    if line.starts_with("//") {
+        // Drop the first '/' of the escape, keep the second.
+        return text(&line[1..]);
+    }
+    let Some(body) = line.strip_prefix('/') else {
+        return text(line);
+    };
+    let (name, args) = match body.find(char::is_whitespace) {
+        Some(i) => (&body[..i], body[i..].trim()),
+        None => (body, ""),
+    };
+    match name.to_lowercase().as_str() {
+        "nick" => {
+            if args.is_empty() {
+                return Err(CommandError::MissingArgument {
+                    command: "nick",
+                    usage: USAGE_NICK,
+                });
+            }
+            let nick = validate_nick(args)?;
+            Ok(Some(Input::Command(Command::Nick(nick))))
+        }
+        "whois" => {
+            if args.is_empty() {
+                return Err(CommandError::MissingArgument {
+                    command: "whois",
+                    usage: USAGE_WHOIS,
+                });
+            }
+            if args.contains(char::is_whitespace) {
+                return Err(CommandError::TooManyArguments {
+                    command: "whois",
+                    usage: USAGE_WHOIS,
+                });
+            }
+            Ok(Some(Input::Command(Command::Whois(args.to_owned()))))
+        }
+        "members" => no_args(args, "members", "/members", Command::Members),
+        "leave" => no_args(args, "leave", "/leave", Command::Leave),
+        "quit" => no_args(args, "quit", "/quit", Command::Quit),
+        "help" => no_args(args, "help", "/help", Command::Help),
+        _ => Err(CommandError::Unknown(name.to_owned())),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn cmd(line: &str) -> Command {
+        match parse_line(line) {
+            Ok(Some(Input::Command(c))) => c,
+            other => panic!("{line:?} parsed as {other:?}"),
+        }
+    }
+
+    fn txt(line: &str) -> String {
+        match parse_line(line) {
+            Ok(Some(Input::Text(t))) => t,
+            other => panic!("{line:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn blank_lines_are_ignored() {
+        for line in [
+            "",
+            "   ",
+            "\t",
+            "\u{3000}",
+            " \t\u{a0}\u{2003} ",
+            "\n",
+            "\r\n",
+            "  \r\n",
+        ] {
+            assert_eq!(parse_line(line), Ok(None), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn text_is_kept_as_typed() {
+        assert_eq!(txt("hi"), "hi");
+        assert_eq!(txt("  hi  "), "  hi  ");
+        assert_eq!(txt("hi\n"), "hi");
+        assert_eq!(txt("hi\r\n"), "hi");
+        assert_eq!(txt("hi\r"), "hi");
+        assert_eq!(txt("a\tb 👋 日本"), "a\tb 👋 日本");
+        assert_eq!(txt("  /nick bob"), "  /nick bob");
+        assert_eq!(txt("//etc"), "/etc");
+        assert_eq!(txt("//"), "/");
+        assert_eq!(txt("// x"), "/ x");
+        assert_eq!(txt("///"), "//");
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(cmd("/nick bob"), Command::Nick("bob".into()));
+        assert_eq!(cmd("/NICK bob"), Command::Nick("bob".into()));
+        assert_eq!(cmd("/Nick   bob  \n"), Command::Nick("bob".into()));
+        assert_eq!(cmd("/members"), Command::Members);
+        assert_eq!(cmd("/Members "), Command::Members);
+        assert_eq!(cmd("/whois bob"), Command::Whois("bob".into()));
+        let fp = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU";
+        assert_eq!(cmd(&format!("/whois {fp}")), Command::Whois(fp.into()));
+        assert_eq!(cmd("/leave"), Command::Leave);
+        assert_eq!(cmd("/quit"), Command::Quit);
+        assert_eq!(cmd("/QUIT\r\n"), Command::Quit);
+        assert_eq!(cmd("/help"), Command::Help);
+    }
+
+    #[test]
+    fn missing_arguments() {
+        for line in ["/nick", "/nick   ", "/NICK\n"] {
+            let e = parse_line(line).unwrap_err();
+            assert_eq!(
+                e,
+                CommandError::MissingArgument {
+                    command: "nick",
+                    usage: "/nick NAME"
+                }
+            );
+            assert!(e.to_string().contains("/nick NAME"), "{e}");
+        }
+        let e = parse_line("/whois").unwrap_err();
+        assert!(matches!(
+            e,
+            CommandError::MissingArgument {
+                command: "whois",
+                ..
+            }
+        ));
+        assert!(e.to_string().contains("/whois NICK|FINGERPRINT"), "{e}");
+    }
+
+    #[test]
+    fn extra_arguments() {
+        for (line, usage) in [
+            ("/quit now", "/quit"),
+            ("/members all", "/members"),
+            ("/leave #ops", "/leave"),
+            ("/help nick", "/help"),
+            ("/whois bob alice", "/whois NICK|FINGERPRINT"),
+        ] {
+            let e = parse_line(line).unwrap_err();
+            assert!(
+                matches!(e, CommandError::TooManyArguments { usage: u, .. } if u == usage),
+                "{line:?}: {e:?}"
+            );
+            assert!(e.to_string().contains(usage), "{e}");
+        }
+    }
+
+    #[test]
+    fn unknown_commands() {
+        let e = parse_line("/frobnicate").unwrap_err();
+        assert_eq!(e, CommandError::Unknown("frobnicate".into()));
+        let msg = e.to_string();
+        assert!(msg.contains("/frobnicate") && msg.contains("/help") && msg.contains("//"));
+        assert!(matches!(
+            parse_line("/usr/bin/env"),
+            Err(CommandError::Unknown(_))
+        ));
+        assert!(matches!(parse_line("/"), Err(CommandError::Unknown(_))));
+        assert!(matches!(parse_line("/ hi"), Err(CommandError::Unknown(_))));
+    }
+
+    #[test]
+    fn long_lines() {
+        let ok = "a".repeat(MAX_TEXT_BYTES);
+        assert_eq!(txt(&ok), ok);
+        assert_eq!(txt(&format!("{ok}\n")), ok);
+        let long = "a".repeat(MAX_TEXT_BYTES + 1);
+        let e = parse_line(&long).unwrap_err();
+        assert_eq!(
+            e,
+            CommandError::TooLong {
+                max: MAX_TEXT_BYTES,
+                len: MAX_TEXT_BYTES + 1
+            }
+        );
+        assert!(e.to_string().contains("8192"), "{e}");
+        // Bytes, not characters.
+        let wide = "日".repeat(MAX_TEXT_BYTES / 3 + 1);
+        assert!(matches!(
+            parse_line(&wide),
+            Err(CommandError::TooLong { .. })
+        ));
+        // The // escape counts what is sent.
+        let slash = format!("/{}", "a".repeat(MAX_TEXT_BYTES - 1));
+        assert_eq!(txt(&format!("/{slash}")), slash);
+        assert!(matches!(
+            parse_line(&format!("//{ok}")),
+            Err(CommandError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn nicks() {
+        assert_eq!(validate_nick("bob"), Ok("bob".into()));
+        assert_eq!(validate_nick("  bob\t"), Ok("bob".into()));
+        assert_eq!(validate_nick("日本の名前"), Ok("日本の名前".into()));
+        assert_eq!(validate_nick("bob👋"), Ok("bob👋".into()));
+        let max = "x".repeat(MAX_NICK_CHARS);
+        assert_eq!(validate_nick(&max), Ok(max.clone()));
+        let bad = [
+            "",
+            "   ",
+            "bob smith",
+            "bob\u{3000}smith",
+            "bob\x1b[31m",
+            "bob\u{7f}",
+            "bob\u{9b}",
+            "bob\u{202e}",
+            "bob\u{200b}",
+            "bo\u{feff}b",
+            "/bob",
+        ];
+        for n in bad {
+            let e = validate_nick(n).unwrap_err();
+            assert!(matches!(e, CommandError::BadNick(_)), "{n:?}");
+            assert!(e.to_string().contains("1 to 32 characters"), "{e}");
+        }
+        assert!(validate_nick(&"x".repeat(MAX_NICK_CHARS + 1)).is_err());
+        assert!(matches!(
+            parse_line("/nick bob smith"),
+            Err(CommandError::BadNick(_))
+        ));
+        assert!(matches!(
+            parse_line("/nick /bob"),
+            Err(CommandError::BadNick(_))
+        ));
+    }
+
+    #[test]
+    fn help_lists_every_command() {
+        for line in HELP.lines() {
+            let first = line.split_whitespace().next().unwrap();
+            assert!(first.starts_with('/'), "{line}");
+        }
+        for name in ["/nick", "/members", "/whois", "/leave", "/quit", "/help"] {
+            assert!(
+                HELP.lines().any(|l| l.starts_with(&format!("{name} "))),
+                "{name} missing from HELP"
+            );
+            // The name HELP shows parses as a command (never Unknown).
+            assert!(!matches!(parse_line(name), Err(CommandError::Unknown(_))));
+        }
+    }
+}

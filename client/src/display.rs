@@ -1,0 +1,805 @@
+//! What the user sees: [`ClientEvent`]s rendered as terminal lines
+//! ([`render_line`]) or as one JSON object per line for bots and scripts
+//! ([`render_json`]).
+//!
+//! Everything a peer sends (nicknames, message text) is hostile until shown
+//! otherwise. In line mode every such string goes through [`sanitize`], so a
+//! message can neither drive the terminal (escape sequences, bells, title
+//! changes), nor forge a second line (`\r`, `\n`, U+2028), nor reorder what
+//! is shown (bidi overrides). In JSON mode strings are kept exactly as
+//! received: JSON string escaping already makes them inert, and bots need
+//! the exact text.
+
+use std::fmt::Write as _;
+
+use hush_crypto::Fingerprint;
+use hush_proto::RoomName;
+use serde_json::{Value, json};
+
+/// Something to show the user. Produced by the client's room logic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// We are in the room (connected and joined, or re-joined after a reconnect).
+    Joined {
+        /// The room.
+        room: RoomName,
+        /// Our own fingerprint.
+        me: Fingerprint,
+        /// Our nickname.
+        nick: String,
+        /// The current epoch; 0 while we wait to be given the room key.
+        epoch: u64,
+    },
+    /// A verified, decrypted message.
+    Message {
+        /// The room.
+        room: RoomName,
+        /// The relay's sequence number.
+        seq: u64,
+        /// The sender's fingerprint (verified signature).
+        from: Fingerprint,
+        /// The sender's nickname, as they chose it (unsanitized).
+        nick: String,
+        /// The message text, as sent (unsanitized).
+        text: String,
+        /// When the sender says it was sent (sender's clock), ms since the Unix epoch.
+        sent_at_ms: u64,
+        /// When the relay received it (the relay's ordering clock), ms since the Unix epoch.
+        received_at_ms: u64,
+        /// Other members currently using the same nickname (empty normally).
+        same_nick: Vec<Fingerprint>,
+    },
+    /// Someone joined the room.
+    MemberJoined {
+        /// The room.
+        room: RoomName,
+        /// The relay's sequence number.
+        seq: u64,
+        /// Who joined.
+        member: Fingerprint,
+        /// Their nickname (unsanitized).
+        nick: String,
+    },
+    /// Someone left the room.
+    MemberLeft {
+        /// The room.
+        room: RoomName,
+        /// The relay's sequence number.
+        seq: u64,
+        /// Who left.
+        member: Fingerprint,
+        /// Their nickname (unsanitized).
+        nick: String,
+    },
+    /// A new epoch (room key) took effect.
+    Epoch {
+        /// The room.
+        room: RoomName,
+        /// The relay's sequence number.
+        seq: u64,
+        /// The new epoch number.
+        epoch: u64,
+        /// The members holding the new key, with their nicknames (unsanitized).
+        members: Vec<(Fingerprint, String)>,
+    },
+    /// Informational line (connection status, nick changes, /members output, /help text...).
+    ///
+    /// Rendered as a single line and sanitized like everything else: emit
+    /// multi-line text (such as the `/help` text) as one notice per line.
+    Notice {
+        /// The room it concerns, if any.
+        room: Option<RoomName>,
+        /// The text.
+        text: String,
+    },
+    /// Something is wrong with what was received; `kind` is a stable machine-readable tag
+    /// such as "bad_signature", "undecryptable", "replay", "relay_key_changed".
+    Warning {
+        /// The room it concerns, if any.
+        room: Option<RoomName>,
+        /// The relay's sequence number of the offending frame, if any.
+        seq: Option<u64>,
+        /// The claimed sender, if any.
+        from: Option<Fingerprint>,
+        /// Stable machine-readable tag.
+        kind: String,
+        /// Human-readable explanation.
+        text: String,
+    },
+    /// A local error (bad command, ...).
+    Error {
+        /// Human-readable explanation, including what to do next.
+        text: String,
+    },
+}
+
+/// Clock skew between a message's claimed send time and its relay receive
+/// time above which line mode points it out.
+const SKEW_NOTE_MS: u64 = 5 * 60 * 1000;
+
+/// Whether `c` is a bidirectional-text control or a line/paragraph separator.
+fn is_bidi_or_separator(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{061C}'
+            | '\u{2028}'
+            | '\u{2029}'
+    )
+}
+
+/// Makes a string from the network safe to print on a terminal line.
+///
+/// Every control character (`char::is_control`: C0 including `\n`, `\r`,
+/// `\t` and ESC, DEL, and C1 U+0080..=U+009F) is replaced by a visible
+/// escape: ESC becomes `^[`, other C0 characters and DEL use caret notation
+/// (`^@`..`^_`, `^?`), C1 characters become `\u{9b}` (lowercase hex).
+/// Bidirectional controls (U+202A..=U+202E, U+2066..=U+2069, U+200E,
+/// U+200F, U+061C) and the line/paragraph separators U+2028/U+2029 become
+/// `\u{202e}`-style escapes. Everything else, ordinary Unicode text and
+/// emoji included, passes through unchanged.
+///
+/// Used by [`render_line`] only: [`render_json`] keeps strings exact.
+#[must_use]
+pub fn sanitize(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let code = u32::from(c);
+        if c == '\u{7f}' {
+            out.push_str("^?");
+        } else if code < 0x20 {
+            // Caret notation: 0x00 -> '@', 0x1b (ESC) -> '[', 0x1f -> '_'.
+            out.push('^');
+            out.push(char::from(b'@' + u8::try_from(code).unwrap_or(0)));
+        } else if c.is_control() || is_bidi_or_separator(c) {
+            let _ = write!(out, "\\u{{{code:x}}}");
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Days since 1970-01-01 to a (year, month, day) civil date (proleptic
+/// Gregorian), after Howard Hinnant's `civil_from_days`.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    // Shift the era start to 0000-03-01 so leap days fall at the end of a year.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097; // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
+    let day = doy - (153 * mp + 2) / 5 + 1; // [1, 31]
+    let month = if mp < 10 { mp + 3 } else { mp - 9 }; // [1, 12]
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// "HH:MM" of a Unix time in milliseconds, in UTC.
+#[must_use]
+pub fn format_hhmm(ms_since_epoch: u64) -> String {
+    let secs_of_day = (ms_since_epoch / 1000) % 86_400;
+    format!("{:02}:{:02}", secs_of_day / 3600, (secs_of_day / 60) % 60)
+}
+
+/// RFC 3339 form of a Unix time in milliseconds, in UTC with seconds
+/// precision, such as `2026-11-24T11:35:07Z`.
+#[must_use]
+pub fn format_rfc3339(ms_since_epoch: u64) -> String {
+    let secs = ms_since_epoch / 1000;
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let sod = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60
+    )
+}
+
+/// `nick (shortid)`, nick sanitized.
+fn who(nick: &str, fp: &Fingerprint) -> String {
+    format!("{} ({})", sanitize(nick), fp.short_id())
+}
+
+/// The note appended to a message whose claimed send time is far from the
+/// relay's receive time, or `None`.
+fn skew_note(sent_at_ms: u64, received_at_ms: u64) -> Option<String> {
+    if received_at_ms.saturating_sub(sent_at_ms) > SKEW_NOTE_MS {
+        let mins = (received_at_ms - sent_at_ms) / 60_000;
+        Some(format!(
+            " (sent {}, {mins} min earlier)",
+            format_hhmm(sent_at_ms)
+        ))
+    } else if sent_at_ms.saturating_sub(received_at_ms) > SKEW_NOTE_MS {
+        let mins = (sent_at_ms - received_at_ms) / 60_000;
+        Some(format!(" (claims to be sent {mins} min later)"))
+    } else {
+        None
+    }
+}
+
+/// Renders an event as one terminal line, without a trailing newline.
+///
+/// Messages look like `[HH:MM] nick (shortid): text`; everything else
+/// starts with `-- ` (notices, membership) or `!! ` (warnings, errors) so it
+/// cannot be mistaken for a message. Every string that came from the network
+/// (and notice, warning and error text, which may quote it) is passed
+/// through [`sanitize`].
+#[must_use]
+pub fn render_line(ev: &ClientEvent) -> String {
+    match ev {
+        ClientEvent::Joined {
+            room,
+            me,
+            nick,
+            epoch,
+        } => {
+            let mut line = format!("-- joined #{room} as {}", who(nick, me));
+            if *epoch != 0 {
+                let _ = write!(line, ", epoch {epoch}");
+            }
+            line
+        }
+        ClientEvent::Message {
+            from,
+            nick,
+            text,
+            sent_at_ms,
+            received_at_ms,
+            same_nick,
+            ..
+        } => {
+            let mut line = format!("[{}] {}", format_hhmm(*received_at_ms), who(nick, from));
+            if !same_nick.is_empty() {
+                let ids: Vec<String> = same_nick.iter().map(Fingerprint::short_id).collect();
+                let _ = write!(line, " [same name as {}]", ids.join(", "));
+            }
+            line.push_str(": ");
+            line.push_str(&sanitize(text));
+            if let Some(note) = skew_note(*sent_at_ms, *received_at_ms) {
+                line.push_str(&note);
+            }
+            line
+        }
+        ClientEvent::MemberJoined {
+            room, member, nick, ..
+        } => format!("-- {} joined #{room}", who(nick, member)),
+        ClientEvent::MemberLeft {
+            room, member, nick, ..
+        } => format!("-- {} left #{room}", who(nick, member)),
+        ClientEvent::Epoch {
+            room,
+            epoch,
+            members,
+            ..
+        } => {
+            let count = members.len();
+            let noun = if count == 1 { "member" } else { "members" };
+            let mut line = format!("-- #{room} is now at epoch {epoch} with {count} {noun}");
+            if !members.is_empty() {
+                let list: Vec<String> = members.iter().map(|(fp, n)| who(n, fp)).collect();
+                let _ = write!(line, ": {}", list.join(", "));
+            }
+            line
+        }
+        ClientEvent::Notice { text, .. } => format!("-- {}", sanitize(text)),
+        ClientEvent::Warning { kind, text, .. } => {
+            format!("!! warning[{}]: {}", sanitize(kind), sanitize(text))
+        }
+        ClientEvent::Error { text } => format!("!! error: {}", sanitize(text)),
+    }
+}
+
+/// A room as a JSON value: its name, or null.
+fn room_value(room: Option<&RoomName>) -> Value {
+    room.map_or(Value::Null, |r| Value::String(r.as_str().to_owned()))
+}
+
+/// Renders an event as one compact JSON object (no trailing newline).
+///
+/// Every object has `"type"` (`joined`, `message`, `member_joined`,
+/// `member_left`, `epoch`, `notice`, `warning`, `error`) and `"room"` (the
+/// room name, or null). Fingerprints are in full (`SHA256:...`) form. Strings
+/// from the network are kept exactly as received, not [`sanitize`]d: JSON
+/// escaping already makes control characters inert.
+///
+/// - `joined`: `me`, `nick`, `epoch`.
+/// - `message`: `seq`, `from`, `nick`, `text`, `sent_at` (RFC 3339),
+///   `sent_at_ms`, `received_at` (RFC 3339), `received_at_ms`,
+///   `verified` (always true: only verified messages become message
+///   events), `same_nick` (array of fingerprints, usually empty).
+/// - `member_joined` / `member_left`: `seq`, `from` (the member), `nick`.
+/// - `epoch`: `seq`, `epoch`, `members` (array of `{"fingerprint", "nick"}`).
+/// - `notice`: `text`.
+/// - `warning`: `kind`, `text`, `seq` (or null), `from` (or null).
+/// - `error`: `text`.
+#[must_use]
+pub fn render_json(ev: &ClientEvent) -> String {
+    let value = match ev {
+        ClientEvent::Joined {
+            room,
+            me,
+            nick,
+            epoch,
+        } => json!({
+            "type": "joined",
+            "room": room_value(Some(room)),
+            "me": me.to_string(),
+            "nick": nick,
+            "epoch": epoch,
+        }),
+        ClientEvent::Message {
+            room,
+            seq,
+            from,
+            nick,
+            text,
+            sent_at_ms,
+            received_at_ms,
+            same_nick,
+        } => json!({
+            "type": "message",
+            "room": room_value(Some(room)),
+            "seq": seq,
+            "from": from.to_string(),
+            "nick": nick,
+            "text": text,
+            "sent_at": format_rfc3339(*sent_at_ms),
+            "sent_at_ms": sent_at_ms,
+            "received_at": format_rfc3339(*received_at_ms),
+            "received_at_ms": received_at_ms,
+            "verified": true,
+            "same_nick": same_nick.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }),
+        ClientEvent::MemberJoined {
+            room,
+            seq,
+            member,
+            nick,
+        } => json!({
+            "type": "member_joined",
+            "room": room_value(Some(room)),
+            "seq": seq,
+            "from": member.to_string(),
+            "nick": nick,
+        }),
+        ClientEvent::MemberLeft {
+            room,
+            seq,
+            member,
+            nick,
+        } => json!({
+            "type": "member_left",
+            "room": room_value(Some(room)),
+            "seq": seq,
+            "from": member.to_string(),
+            "nick": nick,
+        }),
+        ClientEvent::Epoch {
+            room,
+            seq,
+            epoch,
+            members,
+        } => json!({
+            "type": "epoch",
+            "room": room_value(Some(room)),
+            "seq": seq,
+            "epoch": epoch,
+            "members": members
+                .iter()
+                .map(|(fp, nick)| json!({"fingerprint": fp.to_string(), "nick": nick}))
+                .collect::<Vec<_>>(),
+        }),
+        ClientEvent::Notice { room, text } => json!({
+            "type": "notice",
+            "room": room_value(room.as_ref()),
+            "text": text,
+        }),
+        ClientEvent::Warning {
+            room,
+            seq,
+            from,
+            kind,
+            text,
+        } => json!({
+            "type": "warning",
+            "room": room_value(room.as_ref()),
+            "seq": seq,
+            "from": from.as_ref().map(ToString::to_string),
+            "kind": kind,
+            "text": text,
+        }),
+        ClientEvent::Error { text } => json!({
+            "type": "error",
+            "room": Value::Null,
+            "text": text,
+        }),
+    };
+    value.to_string()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// 2023-11-14T22:13:20Z.
+    const T: u64 = 1_700_000_000_000;
+
+    fn fp(b: u8) -> Fingerprint {
+        Fingerprint::from_bytes([b; 32])
+    }
+
+    fn room() -> RoomName {
+        RoomName::new("ops").unwrap()
+    }
+
+    fn message(text: &str, sent_at_ms: u64, same_nick: Vec<Fingerprint>) -> ClientEvent {
+        ClientEvent::Message {
+            room: room(),
+            seq: 7,
+            from: fp(1),
+            nick: "alice".into(),
+            text: text.into(),
+            sent_at_ms,
+            received_at_ms: T,
+            same_nick,
+        }
+    }
+
+    fn parse(ev: &ClientEvent) -> Value {
+        let s = render_json(ev);
+        assert!(!s.contains('\n'), "JSON output must be one line: {s}");
+        serde_json::from_str(&s).unwrap()
+    }
+
+    fn no_controls(s: &str) -> bool {
+        !s.chars().any(|c| c.is_control() || is_bidi_or_separator(c))
+    }
+
+    #[test]
+    fn sanitize_escape_sequences_become_visible() {
+        let s = sanitize("\x1b[2J\x1b]0;title\x07");
+        assert_eq!(s, "^[[2J^[]0;title^G");
+        assert!(!s.contains('\x1b') && !s.contains('\x07'));
+        assert!(no_controls(&s));
+    }
+
+    #[test]
+    fn sanitize_line_breaks_cannot_forge_lines() {
+        let s = sanitize("hi\r\n[22:13] bob (AAAAAAAA): fake\u{2028}x\u{2029}\t\0\x7f");
+        assert_eq!(
+            s,
+            "hi^M^J[22:13] bob (AAAAAAAA): fake\\u{2028}x\\u{2029}^I^@^?"
+        );
+        assert!(no_controls(&s));
+    }
+
+    #[test]
+    fn sanitize_c1_and_bidi() {
+        assert_eq!(sanitize("a\u{9b}31mb"), "a\\u{9b}31mb");
+        assert_eq!(sanitize("\u{85}\u{80}\u{9f}"), "\\u{85}\\u{80}\\u{9f}");
+        assert_eq!(sanitize("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");
+        let all = "\u{202a}\u{202b}\u{202c}\u{202d}\u{202e}\u{2066}\u{2067}\u{2068}\u{2069}\u{200e}\u{200f}\u{061c}";
+        let s = sanitize(all);
+        assert!(no_controls(&s));
+        assert_eq!(s.matches("\\u{").count(), 12);
+        assert!(s.contains("\\u{61c}"));
+    }
+
+    #[test]
+    fn sanitize_keeps_ordinary_text() {
+        for s in [
+            "héllo 👋 日本",
+            "plain ASCII ~!@#$%^&*()",
+            "👨\u{200d}👩\u{200d}👧",
+            "",
+        ] {
+            assert_eq!(sanitize(s), s);
+        }
+    }
+
+    #[test]
+    fn time_formats() {
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(format_rfc3339(T), "2023-11-14T22:13:20Z");
+        assert_eq!(format_rfc3339(T + 999), "2023-11-14T22:13:20Z");
+        assert_eq!(format_rfc3339(1_709_251_199_000), "2024-02-29T23:59:59Z");
+        assert_eq!(format_rfc3339(1_709_251_200_000), "2024-03-01T00:00:00Z");
+        assert_eq!(format_rfc3339(4_102_444_800_000), "2100-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339(1_798_761_599_000), "2026-12-31T23:59:59Z");
+        assert_eq!(format_hhmm(0), "00:00");
+        assert_eq!(format_hhmm(T), "22:13");
+        assert_eq!(format_hhmm(T + 47 * 60_000), "23:00");
+        // Must not panic at the extreme.
+        let _ = format_rfc3339(u64::MAX);
+    }
+
+    #[test]
+    fn line_message_plain() {
+        let id = fp(1).short_id();
+        assert_eq!(
+            render_line(&message("hello", T - 2_000, vec![])),
+            format!("[22:13] alice ({id}): hello")
+        );
+        // Exactly 5 minutes of skew either way is not remarked on.
+        assert!(!render_line(&message("x", T - SKEW_NOTE_MS, vec![])).contains("sent"));
+        assert!(!render_line(&message("x", T + SKEW_NOTE_MS, vec![])).contains("sent"));
+    }
+
+    #[test]
+    fn line_message_skew_and_same_nick() {
+        let id = fp(1).short_id();
+        assert_eq!(
+            render_line(&message("late", T - 3_600_000, vec![])),
+            format!("[22:13] alice ({id}): late (sent 21:13, 60 min earlier)")
+        );
+        assert_eq!(
+            render_line(&message("early", T + 10 * 60_000, vec![])),
+            format!("[22:13] alice ({id}): early (claims to be sent 10 min later)")
+        );
+        let (a, b) = (fp(2), fp(3));
+        assert_eq!(
+            render_line(&message("hi", T, vec![a, b])),
+            format!(
+                "[22:13] alice ({id}) [same name as {}, {}]: hi",
+                a.short_id(),
+                b.short_id()
+            )
+        );
+    }
+
+    #[test]
+    fn line_message_is_sanitized() {
+        let ev = ClientEvent::Message {
+            room: room(),
+            seq: 1,
+            from: fp(1),
+            nick: "ev\x1b[31mil\n".into(),
+            text: "ok\n[22:14] bob (XXXXXXXX): pay me\x1b]0;t\x07".into(),
+            sent_at_ms: T,
+            received_at_ms: T,
+            same_nick: vec![],
+        };
+        let line = render_line(&ev);
+        assert!(no_controls(&line), "{line:?}");
+        assert_eq!(
+            line,
+            format!(
+                "[22:13] ev^[[31mil^J ({}): ok^J[22:14] bob (XXXXXXXX): pay me^[]0;t^G",
+                fp(1).short_id()
+            )
+        );
+    }
+
+    #[test]
+    fn line_other_events() {
+        let id = fp(1).short_id();
+        let id2 = fp(2).short_id();
+        assert_eq!(
+            render_line(&ClientEvent::Joined {
+                room: room(),
+                me: fp(1),
+                nick: "alice".into(),
+                epoch: 3
+            }),
+            format!("-- joined #ops as alice ({id}), epoch 3")
+        );
+        assert_eq!(
+            render_line(&ClientEvent::Joined {
+                room: room(),
+                me: fp(1),
+                nick: "alice".into(),
+                epoch: 0
+            }),
+            format!("-- joined #ops as alice ({id})")
+        );
+        assert_eq!(
+            render_line(&ClientEvent::MemberJoined {
+                room: room(),
+                seq: 4,
+                member: fp(1),
+                nick: "alice".into()
+            }),
+            format!("-- alice ({id}) joined #ops")
+        );
+        assert_eq!(
+            render_line(&ClientEvent::MemberLeft {
+                room: room(),
+                seq: 4,
+                member: fp(1),
+                nick: "al\rice".into()
+            }),
+            format!("-- al^Mice ({id}) left #ops")
+        );
+        assert_eq!(
+            render_line(&ClientEvent::Epoch {
+                room: room(),
+                seq: 9,
+                epoch: 4,
+                members: vec![(fp(1), "alice".into()), (fp(2), "bob".into())]
+            }),
+            format!("-- #ops is now at epoch 4 with 2 members: alice ({id}), bob ({id2})")
+        );
+        assert_eq!(
+            render_line(&ClientEvent::Epoch {
+                room: room(),
+                seq: 9,
+                epoch: 5,
+                members: vec![(fp(1), "alice".into())]
+            }),
+            format!("-- #ops is now at epoch 5 with 1 member: alice ({id})")
+        );
+        assert_eq!(
+            render_line(&ClientEvent::Notice {
+                room: None,
+                text: "reconnecting in 2s".into()
+            }),
+            "-- reconnecting in 2s"
+        );
+        assert_eq!(
+            render_line(&ClientEvent::Notice {
+                room: Some(room()),
+                text: "bob is now\nbobby".into()
+            }),
+            "-- bob is now^Jbobby"
+        );
+        assert_eq!(
+            render_line(&ClientEvent::Warning {
+                room: Some(room()),
+                seq: Some(3),
+                from: Some(fp(2)),
+                kind: "bad_signature".into(),
+                text: "message 3 has a bad signature; it was dropped".into()
+            }),
+            "!! warning[bad_signature]: message 3 has a bad signature; it was dropped"
+        );
+        assert_eq!(
+            render_line(&ClientEvent::Error {
+                text: "unknown command /x\x1b".into()
+            }),
+            "!! error: unknown command /x^["
+        );
+    }
+
+    #[test]
+    fn json_message() {
+        let text = "line1\nline2\x1b[2J\u{202e} 👋";
+        let ev = ClientEvent::Message {
+            room: room(),
+            seq: 7,
+            from: fp(1),
+            nick: "al\x07ice".into(),
+            text: text.into(),
+            sent_at_ms: T - 1_000,
+            received_at_ms: T,
+            same_nick: vec![fp(2)],
+        };
+        let v = parse(&ev);
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["room"], "ops");
+        assert_eq!(v["seq"], 7);
+        assert_eq!(v["from"], fp(1).to_string());
+        assert_eq!(v["nick"], "al\x07ice");
+        assert_eq!(v["text"], text);
+        assert_eq!(v["verified"], true);
+        assert_eq!(v["sent_at"], "2023-11-14T22:13:19Z");
+        assert_eq!(v["sent_at_ms"], T - 1_000);
+        assert_eq!(v["received_at"], "2023-11-14T22:13:20Z");
+        assert_eq!(v["received_at_ms"], T);
+        assert_eq!(v["same_nick"], json!([fp(2).to_string()]));
+        // The full fingerprint round-trips.
+        let back: Fingerprint = v["from"].as_str().unwrap().parse().unwrap();
+        assert_eq!(back, fp(1));
+
+        let plain = parse(&message("x", T, vec![]));
+        assert_eq!(plain["same_nick"], json!([]));
+    }
+
+    #[test]
+    fn json_other_events() {
+        let v = parse(&ClientEvent::Joined {
+            room: room(),
+            me: fp(1),
+            nick: "alice".into(),
+            epoch: 2,
+        });
+        assert_eq!(v["type"], "joined");
+        assert_eq!(v["room"], "ops");
+        assert_eq!(v["me"], fp(1).to_string());
+        assert_eq!(v["nick"], "alice");
+        assert_eq!(v["epoch"], 2);
+
+        for (ev, ty) in [
+            (
+                ClientEvent::MemberJoined {
+                    room: room(),
+                    seq: 5,
+                    member: fp(2),
+                    nick: "bob".into(),
+                },
+                "member_joined",
+            ),
+            (
+                ClientEvent::MemberLeft {
+                    room: room(),
+                    seq: 5,
+                    member: fp(2),
+                    nick: "bob".into(),
+                },
+                "member_left",
+            ),
+        ] {
+            let v = parse(&ev);
+            assert_eq!(v["type"], ty);
+            assert_eq!(v["room"], "ops");
+            assert_eq!(v["seq"], 5);
+            assert_eq!(v["from"], fp(2).to_string());
+            assert_eq!(v["nick"], "bob");
+        }
+
+        let v = parse(&ClientEvent::Epoch {
+            room: room(),
+            seq: 9,
+            epoch: 4,
+            members: vec![(fp(1), "alice".into()), (fp(2), "bob".into())],
+        });
+        assert_eq!(v["type"], "epoch");
+        assert_eq!(v["seq"], 9);
+        assert_eq!(v["epoch"], 4);
+        assert_eq!(
+            v["members"],
+            json!([
+                {"fingerprint": fp(1).to_string(), "nick": "alice"},
+                {"fingerprint": fp(2).to_string(), "nick": "bob"},
+            ])
+        );
+
+        let v = parse(&ClientEvent::Notice {
+            room: None,
+            text: "connected".into(),
+        });
+        assert_eq!(v["type"], "notice");
+        assert_eq!(v["room"], Value::Null);
+        assert_eq!(v["text"], "connected");
+
+        let v = parse(&ClientEvent::Warning {
+            room: Some(room()),
+            seq: Some(3),
+            from: Some(fp(2)),
+            kind: "replay".into(),
+            text: "seen before".into(),
+        });
+        assert_eq!(v["type"], "warning");
+        assert_eq!(v["room"], "ops");
+        assert_eq!(v["seq"], 3);
+        assert_eq!(v["from"], fp(2).to_string());
+        assert_eq!(v["kind"], "replay");
+        assert_eq!(v["text"], "seen before");
+
+        let v = parse(&ClientEvent::Warning {
+            room: None,
+            seq: None,
+            from: None,
+            kind: "relay_key_changed".into(),
+            text: "the relay's key changed".into(),
+        });
+        assert_eq!(v["room"], Value::Null);
+        assert_eq!(v["seq"], Value::Null);
+        assert_eq!(v["from"], Value::Null);
+        assert_eq!(v["kind"], "relay_key_changed");
+
+        let v = parse(&ClientEvent::Error {
+            text: "bad\ncommand".into(),
+        });
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["room"], Value::Null);
+        assert_eq!(v["text"], "bad\ncommand");
+    }
+}

@@ -1,0 +1,1123 @@
+//! One room, end to end: the state a member keeps and the rules it applies
+//! to every event, with no I/O.
+//!
+//! ```text
+//!   relay events (any order) ─▶ reorder by seq ─▶ hash chain ─▶ verify signature ─▶ apply
+//!                                                                 │ JoinRequest: queue admission
+//!                                                                 │ Commit:  check committer, roster; unwrap our envelope
+//!                                                                 │ Message: open with the sender's key ─▶ Show
+//!                                                                 └ Leave:   queue removal
+//!   user input ─▶ seal + sign ─▶ Publish
+//!   pending admissions/removals ─▶ (designated member) Commit ─▶ Publish
+//! ```
+//!
+//! Nothing is shown before its signature verified and (for messages) its
+//! ciphertext opened; a failure becomes a [`ClientEvent::Warning`] naming
+//! the *claimed* sender, never the message. An epoch key is unwrapped only
+//! from a commit whose signature by a member of the parent epoch (or, for
+//! the room's first commit, by the creator it names) has verified: no
+//! private-key operation runs on bytes the relay alone chose.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hush_crypto::{
+    Fingerprint, Identity, NonceCounter, PublicIdentity, SealingKey, Secret32, derive_secret,
+};
+use hush_proto::e2e::{
+    self, Commit, Content, EPOCH_KEY_LABEL, EVENT_SIGNATURE_CONTEXT, JoinRequest, KeyEnvelope,
+    MAX_NICK_BYTES, MAX_ROSTER, MESSAGE_KEY_INFO, Member, Payload, SealedMessage, SignedBody,
+};
+use hush_proto::msg::{decode, encode};
+use hush_proto::{EventKind, Rejection, RoomEvent, RoomName, SequencedEvent};
+
+use crate::display::ClientEvent;
+
+/// A member that is not the designated admitter commits on its own after
+/// an admission or removal has waited this long (the designated one may be
+/// gone).
+pub const FALLBACK_COMMIT_AFTER: Duration = Duration::from_secs(5);
+
+/// Messages typed before admission, kept to send once admitted.
+const MAX_QUEUED_TEXTS: usize = 100;
+
+/// Events received ahead of a gap, kept until the gap fills.
+const MAX_REORDER: usize = 10_000;
+
+/// Something the caller must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Show this to the user.
+    Show(ClientEvent),
+    /// Send this event to the relay.
+    Publish {
+        /// Correlates a rejection.
+        request: u64,
+        /// The event.
+        event: RoomEvent,
+    },
+}
+
+/// One epoch as this member knows it.
+struct Epoch {
+    roster: BTreeMap<Fingerprint, RosterEntry>,
+    /// Present if we were a member and unwrapped it.
+    key: Option<Secret32>,
+}
+
+#[derive(Clone)]
+struct RosterEntry {
+    key: PublicIdentity,
+    nick: String,
+}
+
+/// A pending change to the roster, waiting for a commit.
+struct Pending {
+    since: Instant,
+}
+
+/// The room state of one member.
+pub struct Room {
+    name: RoomName,
+    me: Arc<Identity>,
+    nick: String,
+    /// Random per run; salts our message keys (see [`SealedMessage::session`]).
+    session: [u8; 16],
+    epochs: BTreeMap<u64, Epoch>,
+    current: u64,
+    last_seq: u64,
+    chain_head: [u8; 32],
+    reorder: BTreeMap<u64, SequencedEvent>,
+    nicks: HashMap<Fingerprint, String>,
+    online: BTreeSet<Fingerprint>,
+    pending_joins: BTreeMap<Fingerprint, (PublicIdentity, String, Pending)>,
+    pending_removals: BTreeMap<Fingerprint, Pending>,
+    counters: HashMap<u64, NonceCounter>,
+    seen: HashSet<(Fingerprint, [u8; 16], u64, u64)>,
+    commit_in_flight: Option<u64>,
+    join_requested: bool,
+    caught_up: bool,
+    leaving: bool,
+    queued: Vec<String>,
+    unreadable: u64,
+    next_request: u64,
+    /// Events we published and have not yet seen sequenced (or refused).
+    /// After a reconnect, those the relay never committed are sent again:
+    /// the same sealed bytes, so a copy that did get through is recognised
+    /// by its body and nothing is shown twice.
+    unconfirmed: Vec<(u64, RoomEvent)>,
+}
+
+impl Room {
+    /// A fresh member state for `name`.
+    #[must_use]
+    pub fn new(name: RoomName, me: Arc<Identity>, nick: String) -> Self {
+        let mut session = [0u8; 16];
+        hush_crypto::random_bytes(&mut session);
+        let mut nicks = HashMap::new();
+        nicks.insert(me.fingerprint(), nick.clone());
+        Self {
+            name,
+            me,
+            nick,
+            session,
+            epochs: BTreeMap::new(),
+            current: 0,
+            last_seq: 0,
+            chain_head: [0; 32],
+            reorder: BTreeMap::new(),
+            nicks,
+            online: BTreeSet::new(),
+            pending_joins: BTreeMap::new(),
+            pending_removals: BTreeMap::new(),
+            counters: HashMap::new(),
+            seen: HashSet::new(),
+            commit_in_flight: None,
+            join_requested: false,
+            caught_up: false,
+            leaving: false,
+            queued: Vec::new(),
+            unreadable: 0,
+            next_request: 1,
+            unconfirmed: Vec::new(),
+        }
+    }
+
+    /// The room's name.
+    #[must_use]
+    pub fn name(&self) -> &RoomName {
+        &self.name
+    }
+
+    /// Last sequence number processed (ask the relay for what follows).
+    #[must_use]
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// The hash-chain head after [`Self::last_seq`].
+    #[must_use]
+    pub fn chain_head(&self) -> [u8; 32] {
+        self.chain_head
+    }
+
+    /// The current epoch as far as this member has processed.
+    #[must_use]
+    pub fn epoch(&self) -> u64 {
+        self.current
+    }
+
+    /// Whether we hold the current epoch's key (can send).
+    #[must_use]
+    pub fn is_member(&self) -> bool {
+        self.epochs
+            .get(&self.current)
+            .is_some_and(|e| e.key.is_some() && e.roster.contains_key(&self.me.fingerprint()))
+    }
+
+    /// Whether events we published are still unconfirmed.
+    #[must_use]
+    pub fn has_unconfirmed(&self) -> bool {
+        !self.unconfirmed.is_empty()
+    }
+
+    /// Our display name.
+    #[must_use]
+    pub fn nick(&self) -> &str {
+        &self.nick
+    }
+
+    /// The current roster: fingerprint, nick, online.
+    #[must_use]
+    pub fn members(&self) -> Vec<(Fingerprint, String, bool)> {
+        self.epochs
+            .get(&self.current)
+            .map(|e| {
+                e.roster
+                    .keys()
+                    .map(|fp| (*fp, self.nick_of(fp), self.online.contains(fp)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Finds members by nickname or fingerprint (full or short id).
+    #[must_use]
+    pub fn whois(&self, query: &str) -> Vec<(Fingerprint, String)> {
+        let q = query.trim();
+        let mut out: Vec<(Fingerprint, String)> = self
+            .nicks
+            .iter()
+            .filter(|(fp, nick)| nick.as_str() == q || fp.to_string() == q || fp.short_id() == q)
+            .map(|(fp, nick)| (*fp, nick.clone()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn nick_of(&self, fp: &Fingerprint) -> String {
+        self.nicks.get(fp).cloned().unwrap_or_else(|| fp.short_id())
+    }
+
+    /// Other members of the current roster using `nick` besides `fp`.
+    fn same_nick(&self, fp: &Fingerprint, nick: &str) -> Vec<Fingerprint> {
+        let Some(e) = self.epochs.get(&self.current) else {
+            return Vec::new();
+        };
+        e.roster
+            .keys()
+            .filter(|other| *other != fp && self.nicks.get(other).is_some_and(|n| n == nick))
+            .copied()
+            .collect()
+    }
+
+    fn warn(
+        &self,
+        seq: Option<u64>,
+        from: Option<Fingerprint>,
+        kind: &str,
+        text: String,
+    ) -> Action {
+        Action::Show(ClientEvent::Warning {
+            room: Some(self.name.clone()),
+            seq,
+            from,
+            kind: kind.to_owned(),
+            text,
+        })
+    }
+
+    fn notice(&self, text: String) -> Action {
+        Action::Show(ClientEvent::Notice {
+            room: Some(self.name.clone()),
+            text,
+        })
+    }
+
+    fn who(&self, fp: &Fingerprint) -> String {
+        format!("{} ({})", self.nick_of(fp), fp.short_id())
+    }
+
+    // ─── From the relay ──────────────────────────────────────────────────
+
+    /// The relay confirmed our subscription; `online` are the identities
+    /// connected to the room.
+    pub fn on_joined(&mut self, online: &[Fingerprint]) {
+        self.online = online.iter().copied().collect();
+        self.caught_up = false;
+        self.commit_in_flight = None;
+    }
+
+    /// Someone connected or disconnected.
+    pub fn on_presence(&mut self, member: Fingerprint, online: bool) {
+        if online {
+            self.online.insert(member);
+        } else {
+            self.online.remove(&member);
+        }
+    }
+
+    /// A sequenced event: processed in order once every earlier one has
+    /// been (live events may overtake a backfill answer).
+    pub fn on_event(&mut self, event: SequencedEvent, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if event.seq <= self.last_seq || event.event.room != self.name {
+            return actions; // already processed (a backfill overlap)
+        }
+        if self.reorder.len() >= MAX_REORDER {
+            actions.push(self.warn(
+                None,
+                None,
+                "reorder_overflow",
+                "too many events arrived out of order; dropping the newest".into(),
+            ));
+            return actions;
+        }
+        self.reorder.insert(event.seq, event);
+        self.drain_reorder(now, &mut actions);
+        actions
+    }
+
+    fn drain_reorder(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        while let Some(entry) = self.reorder.first_entry() {
+            if *entry.key() != self.last_seq + 1 {
+                break;
+            }
+            let ev = entry.remove();
+            self.apply(ev, now, actions);
+        }
+    }
+
+    /// The end of a backfill answer: events up to `up_to` that did not
+    /// come were removed by the relay's retention; skip past them.
+    pub fn on_backfill_done(&mut self, up_to: u64, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if up_to > self.last_seq {
+            let next_known = self.reorder.keys().next().copied();
+            if next_known.is_none_or(|n| n > self.last_seq + 1) {
+                let skipped = up_to - self.last_seq;
+                if self.last_seq > 0 || self.caught_up {
+                    actions.push(self.notice(format!(
+                        "{skipped} earlier events are no longer kept by the relay"
+                    )));
+                }
+                self.last_seq = up_to;
+                self.drain_reorder(now, &mut actions);
+            }
+        }
+        actions
+    }
+
+    /// The initial backfill is complete: create the room, ask to be
+    /// admitted, or announce that we are in.
+    pub fn caught_up(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let first = !self.caught_up;
+        self.caught_up = true;
+        if self.unreadable > 0 && first {
+            actions.push(self.notice(format!(
+                "{} earlier messages are from before you were admitted and cannot be read",
+                self.unreadable
+            )));
+        }
+        self.resend_unconfirmed(&mut actions);
+        if self.leaving {
+            return actions;
+        }
+        if self.is_member() {
+            actions.push(Action::Show(ClientEvent::Joined {
+                room: self.name.clone(),
+                me: self.me.fingerprint(),
+                nick: self.nick.clone(),
+                epoch: self.current,
+            }));
+            self.flush_queue(&mut actions);
+        } else if self.current == 0 && self.epochs.is_empty() {
+            // An empty room: open epoch 1 with ourselves in it.
+            actions.push(self.notice(format!("#{} is new: creating it", self.name)));
+            let me = (self.me.public().clone(), self.nick.clone());
+            if let Some(a) = self.commit(vec![me]) {
+                actions.push(a);
+            }
+        } else {
+            self.request_join(&mut actions);
+        }
+        self.maybe_commit(now, &mut actions);
+        actions
+    }
+
+    fn request_join(&mut self, actions: &mut Vec<Action>) {
+        if self.join_requested {
+            return;
+        }
+        self.join_requested = true;
+        let payload = Payload::JoinRequest(JoinRequest {
+            public_key: self.me.public().spki_der().to_vec(),
+            nick: self.nick.clone(),
+        });
+        actions.push(Action::Show(ClientEvent::Notice {
+            room: Some(self.name.clone()),
+            text: format!("asking the members of #{} to admit you", self.name),
+        }));
+        if let Some(a) = self.publish(EventKind::JoinRequest, self.current, &payload) {
+            actions.push(a);
+        }
+    }
+
+    /// A request was refused by the relay.
+    pub fn on_rejected(&mut self, request: u64, reason: Rejection, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.unconfirmed.retain(|(r, _)| *r != request);
+        match reason {
+            Rejection::StaleEpoch { .. } => {
+                // Another commit won; when it arrives we rebase.
+                self.commit_in_flight = None;
+                self.maybe_commit(now, &mut actions);
+            }
+            Rejection::FutureEpoch { current } => {
+                actions.push(self.warn(
+                    None,
+                    None,
+                    "relay_epoch",
+                    format!(
+                        "the relay says #{} is at epoch {current}; waiting to catch up",
+                        self.name
+                    ),
+                ));
+            }
+            other => {
+                self.commit_in_flight = None;
+                actions.push(Action::Show(ClientEvent::Error {
+                    text: format!("the relay refused a request: {}", describe_rejection(other)),
+                }));
+            }
+        }
+        actions
+    }
+
+    // ─── Applying one event, in order ───────────────────────────────────
+
+    fn apply(&mut self, ev: SequencedEvent, now: Instant, actions: &mut Vec<Action>) {
+        self.last_seq = ev.seq;
+        self.chain_head = e2e::chain_next(&self.chain_head, &ev);
+        let sender = ev.event.sender;
+        if sender == self.me.fingerprint() {
+            let body = &ev.event.body;
+            self.unconfirmed.retain(|(_, e)| e.body != *body);
+        }
+        let body: SignedBody = match decode(&ev.event.body) {
+            Ok(b) => b,
+            Err(_) => {
+                actions.push(self.warn(
+                    Some(ev.seq),
+                    Some(sender),
+                    "malformed",
+                    format!(
+                        "an unreadable event claiming to be from {} was ignored",
+                        self.who(&sender)
+                    ),
+                ));
+                return;
+            }
+        };
+        let payload: Payload = match decode::<Payload>(&body.payload) {
+            Ok(p) if p.kind() == ev.event.kind => p,
+            _ => {
+                actions.push(self.warn(
+                    Some(ev.seq),
+                    Some(sender),
+                    "malformed",
+                    format!(
+                        "a malformed event claiming to be from {} was ignored",
+                        self.who(&sender)
+                    ),
+                ));
+                return;
+            }
+        };
+        let digest = e2e::signing_digest(
+            &ev.event.room,
+            &sender,
+            ev.event.kind,
+            ev.event.epoch,
+            &body.payload,
+        );
+        match payload {
+            Payload::JoinRequest(req) => {
+                self.apply_join_request(&ev, &digest, &body, req, now, actions)
+            }
+            Payload::Commit(c) => self.apply_commit(&ev, &digest, &body, c, now, actions),
+            Payload::Message(m) => self.apply_message(&ev, &digest, &body, &m, actions),
+            Payload::Leave => self.apply_leave(&ev, &digest, &body, now, actions),
+        }
+        self.maybe_commit(now, actions);
+    }
+
+    /// The key that must have signed an event from `sender` in `epoch`,
+    /// from that epoch's roster.
+    fn roster_key(&self, epoch: u64, sender: &Fingerprint) -> Option<PublicIdentity> {
+        self.epochs
+            .get(&epoch)
+            .and_then(|e| e.roster.get(sender))
+            .map(|r| r.key.clone())
+    }
+
+    fn bad_signature(&self, ev: &SequencedEvent, what: &str) -> Action {
+        self.warn(
+            Some(ev.seq),
+            Some(ev.event.sender),
+            "bad_signature",
+            format!(
+                "a {what} claiming to be from {} failed signature verification and was not shown",
+                self.who(&ev.event.sender)
+            ),
+        )
+    }
+
+    fn apply_join_request(
+        &mut self,
+        ev: &SequencedEvent,
+        digest: &[u8; 32],
+        body: &SignedBody,
+        req: JoinRequest,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        let Ok(key) = PublicIdentity::from_spki_der(&req.public_key) else {
+            actions.push(self.bad_signature(ev, "join request"));
+            return;
+        };
+        if key.fingerprint() != ev.event.sender
+            || key
+                .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
+                .is_err()
+        {
+            actions.push(self.bad_signature(ev, "join request"));
+            return;
+        }
+        let fp = key.fingerprint();
+        let nick = clean_nick(&req.nick, &fp);
+        if fp == self.me.fingerprint() {
+            return;
+        }
+        if self
+            .epochs
+            .get(&self.current)
+            .is_some_and(|e| e.roster.contains_key(&fp))
+        {
+            return; // already a member (a repeated request)
+        }
+        self.nicks.entry(fp).or_insert_with(|| nick.clone());
+        if self.is_member() {
+            actions.push(self.notice(format!(
+                "{nick} ({}) asks to join #{}",
+                fp.short_id(),
+                self.name
+            )));
+        }
+        self.pending_joins
+            .entry(fp)
+            .or_insert((key, nick, Pending { since: now }));
+    }
+
+    fn apply_leave(
+        &mut self,
+        ev: &SequencedEvent,
+        digest: &[u8; 32],
+        body: &SignedBody,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        let sender = ev.event.sender;
+        let Some(key) = self.roster_key(self.current, &sender) else {
+            return; // not a member: nothing to remove
+        };
+        if key
+            .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
+            .is_err()
+        {
+            actions.push(self.bad_signature(ev, "leave notice"));
+            return;
+        }
+        if sender == self.me.fingerprint() {
+            return;
+        }
+        self.pending_removals
+            .entry(sender)
+            .or_insert(Pending { since: now });
+    }
+
+    fn apply_commit(
+        &mut self,
+        ev: &SequencedEvent,
+        digest: &[u8; 32],
+        body: &SignedBody,
+        c: Commit,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        let sender = ev.event.sender;
+        let epoch = ev.event.epoch;
+        let mine = sender == self.me.fingerprint();
+        if mine {
+            self.commit_in_flight = None;
+        }
+        // Structure first: the envelope's epoch, the parent, the committer.
+        let Ok(committer) = PublicIdentity::from_spki_der(&c.committer_key) else {
+            actions.push(self.bad_signature(ev, "commit"));
+            return;
+        };
+        if committer.fingerprint() != sender
+            || committer
+                .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
+                .is_err()
+        {
+            actions.push(self.bad_signature(ev, "commit"));
+            return;
+        }
+        if c.parent_epoch.checked_add(1) != Some(epoch) {
+            actions.push(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "bad_commit",
+                format!(
+                    "a commit from {} names an impossible parent epoch; ignored",
+                    self.who(&sender)
+                ),
+            ));
+            return;
+        }
+        // Authority: a member of the parent epoch, or the creator of the
+        // room's first epoch, or (first sight of a room whose early history
+        // the relay no longer keeps) the roster we are shown.
+        if self.epochs.is_empty() {
+            if c.parent_epoch != 0 {
+                actions.push(self.notice(format!(
+                    "history of #{} before epoch {epoch} is no longer kept; trusting its roster as first seen",
+                    self.name
+                )));
+            }
+        } else if c.parent_epoch != self.current {
+            actions.push(self.warn(Some(ev.seq), Some(sender), "epoch_fork",
+                format!("the relay delivered a commit for epoch {epoch} while #{} is at epoch {}; ignored", self.name, self.current)));
+            return;
+        } else if self.roster_key(c.parent_epoch, &sender).is_none() {
+            actions.push(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "not_member",
+                format!(
+                    "{} tried to change #{}'s members without being one; ignored",
+                    self.who(&sender),
+                    self.name
+                ),
+            ));
+            return;
+        }
+        // The roster.
+        if c.members.is_empty() || c.members.len() > MAX_ROSTER || c.envelopes.len() > MAX_ROSTER {
+            actions.push(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "bad_commit",
+                format!(
+                    "a commit from {} has an impossible roster; ignored",
+                    self.who(&sender)
+                ),
+            ));
+            return;
+        }
+        let mut roster = BTreeMap::new();
+        for m in &c.members {
+            let Ok(key) = PublicIdentity::from_spki_der(&m.public_key) else {
+                actions.push(self.warn(
+                    Some(ev.seq),
+                    Some(sender),
+                    "bad_commit",
+                    format!(
+                        "a commit from {} lists an invalid key; ignored",
+                        self.who(&sender)
+                    ),
+                ));
+                return;
+            };
+            let fp = key.fingerprint();
+            let nick = clean_nick(&m.nick, &fp);
+            roster.insert(fp, RosterEntry { key, nick });
+        }
+        if roster.len() != c.members.len() || !roster.contains_key(&sender) {
+            actions.push(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "bad_commit",
+                format!(
+                    "a commit from {} has a duplicate or missing member; ignored",
+                    self.who(&sender)
+                ),
+            ));
+            return;
+        }
+        // Our key, only now that the commit is authenticated.
+        let me = self.me.fingerprint();
+        let was_member = self.is_member();
+        let key = if roster.contains_key(&me) {
+            match c.envelopes.iter().find(|e| e.member == me) {
+                Some(env) => match self.me.unwrap(EPOCH_KEY_LABEL, &env.wrapped) {
+                    Ok(k) => Some(k),
+                    Err(_) => {
+                        actions.push(self.warn(
+                            Some(ev.seq),
+                            Some(sender),
+                            "undecryptable",
+                            format!(
+                                "the key for epoch {epoch} of #{} from {} could not be opened",
+                                self.name,
+                                self.who(&sender)
+                            ),
+                        ));
+                        None
+                    }
+                },
+                None => {
+                    actions.push(self.warn(
+                        Some(ev.seq),
+                        Some(sender),
+                        "undecryptable",
+                        format!(
+                            "{} admitted you to epoch {epoch} without giving you its key",
+                            self.who(&sender)
+                        ),
+                    ));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        // Who came and went.
+        let before: BTreeSet<Fingerprint> = self
+            .epochs
+            .get(&self.current)
+            .map(|e| e.roster.keys().copied().collect())
+            .unwrap_or_default();
+        for (fp, entry) in &roster {
+            if !self.nicks.contains_key(fp) || !before.contains(fp) {
+                self.nicks.insert(*fp, entry.nick.clone());
+            }
+        }
+        let first_view = self.epochs.is_empty();
+        if !first_view {
+            for fp in roster.keys().filter(|fp| !before.contains(fp)) {
+                actions.push(Action::Show(ClientEvent::MemberJoined {
+                    room: self.name.clone(),
+                    seq: ev.seq,
+                    member: *fp,
+                    nick: self.nick_of(fp),
+                }));
+            }
+            for fp in before.iter().filter(|fp| !roster.contains_key(fp)) {
+                actions.push(Action::Show(ClientEvent::MemberLeft {
+                    room: self.name.clone(),
+                    seq: ev.seq,
+                    member: *fp,
+                    nick: self.nick_of(fp),
+                }));
+            }
+        }
+        for fp in roster.keys() {
+            self.pending_joins.remove(fp);
+        }
+        self.pending_removals
+            .retain(|fp, _| roster.contains_key(fp));
+        let now_member = key.is_some();
+        self.epochs.insert(epoch, Epoch { roster, key });
+        self.current = epoch;
+        let members: Vec<(Fingerprint, String)> = self.epochs[&epoch]
+            .roster
+            .keys()
+            .map(|fp| (*fp, self.nick_of(fp)))
+            .collect();
+        if now_member || was_member {
+            actions.push(Action::Show(ClientEvent::Epoch {
+                room: self.name.clone(),
+                seq: ev.seq,
+                epoch,
+                members,
+            }));
+        }
+        if now_member && !was_member && self.caught_up {
+            self.join_requested = false;
+            actions.push(Action::Show(ClientEvent::Joined {
+                room: self.name.clone(),
+                me,
+                nick: self.nick.clone(),
+                epoch,
+            }));
+            self.flush_queue(actions);
+        } else if was_member && !now_member && !self.leaving {
+            actions.push(self.notice(format!("you are no longer a member of #{}", self.name)));
+        }
+        let _ = now;
+    }
+
+    fn apply_message(
+        &mut self,
+        ev: &SequencedEvent,
+        digest: &[u8; 32],
+        body: &SignedBody,
+        m: &SealedMessage,
+        actions: &mut Vec<Action>,
+    ) {
+        let sender = ev.event.sender;
+        let epoch = ev.event.epoch;
+        let Some(e) = self.epochs.get(&epoch) else {
+            self.unreadable += 1; // before our time in the room
+            return;
+        };
+        let Some(entry) = e.roster.get(&sender) else {
+            actions.push(self.warn(Some(ev.seq), Some(sender), "not_member",
+                format!("a message claiming to be from {} who is not a member of epoch {epoch} was not shown", self.who(&sender))));
+            return;
+        };
+        if entry
+            .key
+            .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
+            .is_err()
+        {
+            actions.push(self.bad_signature(ev, "message"));
+            return;
+        }
+        let Some(epoch_key) = &e.key else {
+            self.unreadable += 1;
+            return;
+        };
+        if !self.seen.insert((sender, m.session, epoch, m.counter)) {
+            actions.push(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "replay",
+                format!("a repeated message from {} was dropped", self.who(&sender)),
+            ));
+            return;
+        }
+        let key = SealingKey::new(&derive_secret(
+            epoch_key,
+            &e2e::message_key_salt(&sender, &m.session),
+            MESSAGE_KEY_INFO,
+        ));
+        let aad = e2e::message_aad(&self.name, &sender, epoch, m);
+        let content = key
+            .open(m.counter, &aad, &m.ciphertext)
+            .ok()
+            .and_then(|plain| decode::<Content>(&plain).ok());
+        match content {
+            Some(Content::Text(text)) => {
+                let nick = self.nick_of(&sender);
+                actions.push(Action::Show(ClientEvent::Message {
+                    room: self.name.clone(),
+                    seq: ev.seq,
+                    from: sender,
+                    same_nick: self.same_nick(&sender, &nick),
+                    nick,
+                    text,
+                    sent_at_ms: m.sent_at_ms,
+                    received_at_ms: ev.received_at_ms,
+                }));
+            }
+            Some(Content::Nick(new)) => {
+                let new = clean_nick(&new, &sender);
+                let old = self.nick_of(&sender);
+                self.nicks.insert(sender, new.clone());
+                if sender == self.me.fingerprint() {
+                    self.nick.clone_from(&new);
+                }
+                actions.push(self.notice(format!(
+                    "{old} ({}) is now known as {new}",
+                    sender.short_id()
+                )));
+                let dups = self.same_nick(&sender, &new);
+                if !dups.is_empty() {
+                    let ids: Vec<String> = dups.iter().map(Fingerprint::short_id).collect();
+                    actions.push(self.warn(
+                        Some(ev.seq),
+                        Some(sender),
+                        "same_nick",
+                        format!(
+                            "{new} is also the name of {}: check fingerprints with /whois {new}",
+                            ids.join(", ")
+                        ),
+                    ));
+                }
+            }
+            None => actions.push(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "undecryptable",
+                format!(
+                    "a message claiming to be from {} could not be decrypted and was not shown",
+                    self.who(&sender)
+                ),
+            )),
+        }
+    }
+
+    // ─── Commits we make ─────────────────────────────────────────────────
+
+    /// Whether we are the member expected to make the next commit: the
+    /// online member of the current roster with the lowest fingerprint.
+    fn designated(&self) -> bool {
+        let me = self.me.fingerprint();
+        let Some(e) = self.epochs.get(&self.current) else {
+            return false;
+        };
+        e.roster
+            .keys()
+            .find(|fp| **fp == me || self.online.contains(fp))
+            .is_some_and(|fp| *fp == me)
+    }
+
+    /// Periodic check: fallback commits when the designated member is gone.
+    pub fn tick(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.maybe_commit(now, &mut actions);
+        actions
+    }
+
+    fn maybe_commit(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        if !self.caught_up || self.leaving || self.commit_in_flight.is_some() || !self.is_member() {
+            return;
+        }
+        if self.pending_joins.is_empty() && self.pending_removals.is_empty() {
+            return;
+        }
+        let oldest = self
+            .pending_joins
+            .values()
+            .map(|(_, _, p)| p.since)
+            .chain(self.pending_removals.values().map(|p| p.since))
+            .min();
+        let overdue = oldest.is_some_and(|t| now.duration_since(t) >= FALLBACK_COMMIT_AFTER);
+        if !self.designated() && !overdue {
+            return;
+        }
+        let Some(e) = self.epochs.get(&self.current) else {
+            return;
+        };
+        let mut members: Vec<(PublicIdentity, String)> = e
+            .roster
+            .iter()
+            .filter(|(fp, _)| !self.pending_removals.contains_key(fp))
+            .map(|(fp, r)| (r.key.clone(), self.nick_of(fp)))
+            .collect();
+        for (key, nick, _) in self.pending_joins.values() {
+            if members.len() < MAX_ROSTER {
+                members.push((key.clone(), nick.clone()));
+            }
+        }
+        if let Some(a) = self.commit(members) {
+            actions.push(a);
+        }
+    }
+
+    /// Builds a commit opening `current + 1` with a fresh key for
+    /// `members`.
+    fn commit(&mut self, members: Vec<(PublicIdentity, String)>) -> Option<Action> {
+        let key = Secret32::random();
+        let mut envelopes = Vec::with_capacity(members.len());
+        for (m, _) in &members {
+            envelopes.push(KeyEnvelope {
+                member: m.fingerprint(),
+                wrapped: m.wrap(EPOCH_KEY_LABEL, &key).ok()?.as_bytes().to_vec(),
+            });
+        }
+        let payload = Payload::Commit(Commit {
+            parent_epoch: self.current,
+            committer_key: self.me.public().spki_der().to_vec(),
+            members: members
+                .into_iter()
+                .map(|(k, nick)| Member {
+                    public_key: k.spki_der().to_vec(),
+                    nick,
+                })
+                .collect(),
+            envelopes,
+        });
+        let epoch = self.current.checked_add(1)?;
+        self.commit_in_flight = Some(epoch);
+        self.publish(EventKind::Commit, epoch, &payload)
+    }
+
+    fn publish(&mut self, kind: EventKind, epoch: u64, payload: &Payload) -> Option<Action> {
+        let payload = encode(payload);
+        let digest = e2e::signing_digest(&self.name, &self.me.fingerprint(), kind, epoch, &payload);
+        let signature = self
+            .me
+            .sign(EVENT_SIGNATURE_CONTEXT, &digest)
+            .ok()?
+            .into_bytes();
+        let event = RoomEvent {
+            room: self.name.clone(),
+            sender: self.me.fingerprint(),
+            kind,
+            epoch,
+            body: encode(&SignedBody { payload, signature }),
+        };
+        Some(self.track(event))
+    }
+
+    fn track(&mut self, event: RoomEvent) -> Action {
+        let request = self.next_request;
+        self.next_request += 1;
+        self.unconfirmed.push((request, event.clone()));
+        Action::Publish { request, event }
+    }
+
+    /// After a reconnect and catch-up: sends again what the relay never
+    /// committed. Commits are not resent (their parent may be stale: the
+    /// pending changes are recomputed instead).
+    fn resend_unconfirmed(&mut self, actions: &mut Vec<Action>) {
+        let pending = std::mem::take(&mut self.unconfirmed);
+        for (_, event) in pending {
+            if event.kind != EventKind::Commit {
+                actions.push(self.track(event));
+            }
+        }
+    }
+
+    // ─── From the user ───────────────────────────────────────────────────
+
+    /// Seals and signs a line of text (or queues it until we are admitted).
+    pub fn send_text(&mut self, text: String, now_ms: u64) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if !self.is_member() || !self.caught_up {
+            if self.queued.len() >= MAX_QUEUED_TEXTS {
+                actions.push(Action::Show(ClientEvent::Error {
+                    text:
+                        "not admitted yet and too many messages are waiting; this one was not sent"
+                            .into(),
+                }));
+            } else {
+                self.queued.push(text);
+                actions.push(self.notice(
+                    "not admitted yet: your message will be sent once a member lets you in".into(),
+                ));
+            }
+            return actions;
+        }
+        if let Some(a) = self.seal(Content::Text(text), now_ms) {
+            actions.push(a);
+        }
+        actions
+    }
+
+    /// Announces a new display name to the room.
+    pub fn set_nick(&mut self, nick: String, now_ms: u64) -> Vec<Action> {
+        self.nick.clone_from(&nick);
+        self.nicks.insert(self.me.fingerprint(), nick.clone());
+        if !self.is_member() {
+            return vec![self.notice(format!("you will be known as {nick}"))];
+        }
+        self.seal(Content::Nick(nick), now_ms).into_iter().collect()
+    }
+
+    /// Leaves the room: members rekey without us.
+    pub fn leave(&mut self) -> Vec<Action> {
+        self.leaving = true;
+        if !self.is_member() {
+            return Vec::new();
+        }
+        self.publish(EventKind::Leave, self.current, &Payload::Leave)
+            .into_iter()
+            .collect()
+    }
+
+    fn flush_queue(&mut self, actions: &mut Vec<Action>) {
+        let now_ms = now_ms();
+        for text in std::mem::take(&mut self.queued) {
+            if let Some(a) = self.seal(Content::Text(text), now_ms) {
+                actions.push(a);
+            }
+        }
+    }
+
+    fn seal(&mut self, content: Content, now_ms: u64) -> Option<Action> {
+        let epoch = self.current;
+        let epoch_key = self.epochs.get(&epoch)?.key.as_ref()?;
+        let me = self.me.fingerprint();
+        let key = SealingKey::new(&derive_secret(
+            epoch_key,
+            &e2e::message_key_salt(&me, &self.session),
+            MESSAGE_KEY_INFO,
+        ));
+        let nonce = self.counters.entry(epoch).or_default().next_nonce().ok()?;
+        let mut m = SealedMessage {
+            session: self.session,
+            counter: nonce.counter(),
+            sent_at_ms: now_ms,
+            seen_seq: self.last_seq,
+            seen_head: self.chain_head,
+            ciphertext: Vec::new(),
+        };
+        let aad = e2e::message_aad(&self.name, &me, epoch, &m);
+        m.ciphertext = key.seal(nonce, &aad, &encode(&content)).ok()?;
+        self.publish(EventKind::Message, epoch, &Payload::Message(m))
+    }
+}
+
+/// Milliseconds since the UNIX epoch by this machine's clock.
+#[must_use]
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A received nickname made safe to keep: bounded length, never empty.
+fn clean_nick(nick: &str, fp: &Fingerprint) -> String {
+    let mut n: String = nick.trim().chars().take(MAX_NICK_BYTES).collect();
+    while n.len() > MAX_NICK_BYTES {
+        n.pop();
+    }
+    if n.is_empty() { fp.short_id() } else { n }
+}
+
+/// What a rejection means, for a person.
+#[must_use]
+pub fn describe_rejection(r: Rejection) -> String {
+    match r {
+        Rejection::NotJoined => "not joined to that room".into(),
+        Rejection::SpoofedSender => "sender mismatch (this is a bug in the client)".into(),
+        Rejection::StaleEpoch { current } => {
+            format!("another change won; the room is at epoch {current}")
+        }
+        Rejection::FutureEpoch { current } => format!("the room is only at epoch {current}"),
+        Rejection::TooManyRooms { limit } => {
+            format!("this relay allows {limit} rooms per connection")
+        }
+        Rejection::StorageFailed => "the relay could not store it; try again later".into(),
+        Rejection::TooLarge { max_body } => {
+            format!("too large: this relay accepts at most {max_body} bytes")
+        }
+    }
+}

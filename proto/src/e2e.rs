@@ -1,0 +1,216 @@
+//! End-to-end room event bodies: what members say to each other inside
+//! [`crate::RoomEvent::body`], opaque to the relay.
+//!
+//! ```text
+//!  RoomEvent { room, sender, kind, epoch, body }          ← relay-visible envelope
+//!                                         └─ SignedBody { payload, signature }
+//!                                               └─ Payload::JoinRequest | Commit | Message | Leave
+//!                                                                           └─ SealedMessage { session, counter, sent_at, seen_*, ciphertext }
+//!                                                                                                   └─ AES-256-GCM(Content)
+//! ```
+//!
+//! Every body is signed (RSA-PSS, context [`EVENT_SIGNATURE_CONTEXT`]) over
+//! [`signing_digest`], which binds the relay-visible envelope too (room,
+//! sender, kind, epoch): the relay cannot move an event to another room,
+//! epoch or kind, or attribute it to someone else. Types here carry no
+//! keys; the client owns those.
+
+use hush_crypto::{Fingerprint, Transcript};
+use serde::{Deserialize, Serialize};
+
+use crate::msg::{EventKind, fp_bytes};
+use crate::names::RoomName;
+
+/// Signature context of every room event body.
+pub const EVENT_SIGNATURE_CONTEXT: &str = "hush/v1/room-event";
+/// OAEP label of an epoch key wrapped for a member.
+pub const EPOCH_KEY_LABEL: &str = "hush/v1/epoch-key";
+/// HKDF info deriving a sender's message key from the epoch key.
+pub const MESSAGE_KEY_INFO: &[u8] = b"hush/v1/message-key";
+/// Most members a room may have. Bounds the work and memory one commit
+/// can cost every member (an RSA-3072 roster entry is ~400 bytes plus a
+/// 384-byte envelope: 1000 members fit in 1 MiB frames, not the default
+/// 64 KiB ones, so the frame limit binds first in practice).
+pub const MAX_ROSTER: usize = 1000;
+/// Longest nickname, in bytes.
+pub const MAX_NICK_BYTES: usize = 64;
+
+/// The signed body of every room event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedBody {
+    /// A postcard [`Payload`].
+    pub payload: Vec<u8>,
+    /// RSA-PSS over [`signing_digest`] by the sender's identity key.
+    pub signature: Vec<u8>,
+}
+
+/// What a body says; its variant must match the envelope's kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Payload {
+    /// A newcomer asks to be admitted.
+    JoinRequest(JoinRequest),
+    /// A new epoch: roster and key envelopes.
+    Commit(Commit),
+    /// A sealed message.
+    Message(SealedMessage),
+    /// The sender leaves the room; members rekey without it.
+    Leave,
+}
+
+impl Payload {
+    /// The envelope kind this payload must travel under.
+    #[must_use]
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Self::JoinRequest(_) => EventKind::JoinRequest,
+            Self::Commit(_) => EventKind::Commit,
+            Self::Message(_) => EventKind::Message,
+            Self::Leave => EventKind::Leave,
+        }
+    }
+}
+
+/// A newcomer's request, signed with the key it carries (self-certifying:
+/// the fingerprint of `public_key` must be the envelope's sender).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// The newcomer's identity key, SPKI DER.
+    pub public_key: Vec<u8>,
+    /// The name it asks to be shown under.
+    pub nick: String,
+}
+
+/// One member of an epoch's roster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Identity key, SPKI DER (its SHA-256 is the member's fingerprint).
+    pub public_key: Vec<u8>,
+    /// Display name as last known to the committer.
+    pub nick: String,
+}
+
+/// The epoch key wrapped (RSA-OAEP, label [`EPOCH_KEY_LABEL`]) to one member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyEnvelope {
+    /// Whose key it is wrapped to.
+    #[serde(with = "fp_bytes")]
+    pub member: Fingerprint,
+    /// The wrapped 32-byte epoch key.
+    pub wrapped: Vec<u8>,
+}
+
+/// Opens epoch `parent_epoch + 1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commit {
+    /// The epoch this one follows (0 for the room's first commit).
+    pub parent_epoch: u64,
+    /// The committer's identity key, SPKI DER: lets anyone verify a
+    /// creating commit, whose committer is in no earlier roster.
+    pub committer_key: Vec<u8>,
+    /// Everyone who holds the new key.
+    pub members: Vec<Member>,
+    /// One envelope per member.
+    pub envelopes: Vec<KeyEnvelope>,
+}
+
+/// A message sealed with the sender's key for its epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedMessage {
+    /// Random per client run: the sender's key is derived from the epoch
+    /// key, its fingerprint and this, so a restarted client never reuses a
+    /// (key, nonce) pair even without saved state.
+    pub session: [u8; 16],
+    /// The sender's nonce counter in this (epoch, session).
+    pub counter: u64,
+    /// The sender's clock when it sent, ms since the UNIX epoch (a claim).
+    pub sent_at_ms: u64,
+    /// The room sequence number the sender had seen last.
+    pub seen_seq: u64,
+    /// The sender's hash-chain head at `seen_seq` (DESIGN.md §5).
+    pub seen_head: [u8; 32],
+    /// AES-256-GCM of a postcard [`Content`]; AAD from [`message_aad`].
+    pub ciphertext: Vec<u8>,
+}
+
+/// What a message says, once opened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Content {
+    /// A line of text.
+    Text(String),
+    /// The sender's new display name.
+    Nick(String),
+}
+
+/// The digest every room event signature covers: the relay-visible
+/// envelope fields and the payload, length-framed.
+#[must_use]
+pub fn signing_digest(
+    room: &RoomName,
+    sender: &Fingerprint,
+    kind: EventKind,
+    epoch: u64,
+    payload: &[u8],
+) -> [u8; 32] {
+    let mut t = Transcript::new("hush/v1/room-event-signing");
+    t.absorb(room.as_str().as_bytes());
+    t.absorb(sender.as_bytes());
+    t.absorb(&[kind_byte(kind)]);
+    t.absorb(&epoch.to_be_bytes());
+    t.absorb(payload);
+    t.finish()
+}
+
+/// Associated data of a sealed message: every field that gives the
+/// ciphertext its meaning.
+#[must_use]
+pub fn message_aad(
+    room: &RoomName,
+    sender: &Fingerprint,
+    epoch: u64,
+    m: &SealedMessage,
+) -> [u8; 32] {
+    let mut t = Transcript::new("hush/v1/message-aad");
+    t.absorb(room.as_str().as_bytes());
+    t.absorb(sender.as_bytes());
+    t.absorb(&[kind_byte(EventKind::Message)]);
+    t.absorb(&epoch.to_be_bytes());
+    t.absorb(&m.session);
+    t.absorb(&m.counter.to_be_bytes());
+    t.absorb(&m.sent_at_ms.to_be_bytes());
+    t.absorb(&m.seen_seq.to_be_bytes());
+    t.absorb(&m.seen_head);
+    t.finish()
+}
+
+/// The salt of a sender's message key: its fingerprint and session.
+#[must_use]
+pub fn message_key_salt(sender: &Fingerprint, session: &[u8; 16]) -> [u8; 48] {
+    let mut salt = [0u8; 48];
+    salt[..32].copy_from_slice(sender.as_bytes());
+    salt[32..].copy_from_slice(session);
+    salt
+}
+
+/// Folds one sequenced event into a room's hash chain (DESIGN.md §5).
+#[must_use]
+pub fn chain_next(head: &[u8; 32], event: &crate::SequencedEvent) -> [u8; 32] {
+    let mut t = Transcript::new("hush/v1/chain");
+    t.absorb(head);
+    t.absorb(&event.seq.to_be_bytes());
+    t.absorb(event.event.room.as_str().as_bytes());
+    t.absorb(event.event.sender.as_bytes());
+    t.absorb(&[kind_byte(event.event.kind)]);
+    t.absorb(&event.event.epoch.to_be_bytes());
+    t.absorb(&event.event.body);
+    t.finish()
+}
+
+fn kind_byte(kind: EventKind) -> u8 {
+    match kind {
+        EventKind::Message => 0,
+        EventKind::Commit => 1,
+        EventKind::JoinRequest => 2,
+        EventKind::Leave => 3,
+        EventKind::Control => 4,
+    }
+}

@@ -1,0 +1,140 @@
+//! `hush client`: flags → `hush_client::app::ClientConfig`, then run the
+//! client on stdin/stdout.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use hush_client::app::{self, ClientConfig};
+use hush_client::command::validate_nick;
+use hush_client::pins::KnownRelays;
+use hush_proto::RoomName;
+
+use crate::keyfile;
+use crate::paths::default_data_dir;
+
+#[derive(Debug, clap::Args)]
+pub struct ClientArgs {
+    /// The relay: HOST or HOST:PORT (port 40623 if none is given).
+    #[arg(long, env = "HUSH_SERVER", value_name = "HOST[:PORT]")]
+    server: String,
+    /// Your private key file (made with `hush keygen`).
+    #[arg(long, env = "HUSH_KEY", value_name = "PATH")]
+    key: PathBuf,
+    /// The room to join (created if it does not exist).
+    #[arg(long, env = "HUSH_ROOM", value_name = "NAME")]
+    room: String,
+    /// Your display name [default: the key file's name, e.g. alice for alice.pem].
+    #[arg(long, env = "HUSH_NICK", value_name = "NAME")]
+    nick: Option<String>,
+    /// Print one JSON object per event instead of lines (for scripts and bots).
+    #[arg(long)]
+    json: bool,
+    /// Also append the plaintext transcript to FILE (off unless asked for).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Folder for client state [default: $XDG_DATA_HOME/hush/client or ~/.local/share/hush/client].
+    #[arg(long, env = "HUSH_DATA", value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// File of pinned relay keys [default: DIR/known_relays].
+    #[arg(long, env = "HUSH_KNOWN_RELAYS", value_name = "FILE")]
+    known_relays: Option<PathBuf>,
+}
+
+/// `host:port`, adding the default port when there is none.
+fn with_default_port(server: &str) -> Result<String> {
+    let s = server.trim();
+    if s.is_empty() {
+        bail!("--server is empty: give the relay's HOST or HOST:PORT");
+    }
+    let has_port = if let Some(rest) = s.strip_prefix('[') {
+        // [v6]:port
+        rest.split_once(']')
+            .is_some_and(|(_, after)| after.starts_with(':'))
+    } else {
+        s.matches(':').count() == 1
+    };
+    if has_port {
+        let port = s.rsplit(':').next().unwrap_or("");
+        if port.parse::<u16>().is_err() {
+            bail!("--server {s}: '{port}' is not a port number (1-65535)");
+        }
+        Ok(s.to_owned())
+    } else if s.contains(':') {
+        Ok(format!("[{s}]:{}", hush_proto::DEFAULT_PORT))
+    } else {
+        Ok(format!("{s}:{}", hush_proto::DEFAULT_PORT))
+    }
+}
+
+pub fn run(args: ClientArgs) -> Result<()> {
+    let server = with_default_port(&args.server)?;
+    let room =
+        RoomName::new(&args.room).map_err(|e| anyhow::anyhow!("--room {}: {e}", args.room))?;
+    let nick = match &args.nick {
+        Some(n) => validate_nick(n).map_err(|e| anyhow::anyhow!("--nick: {e}"))?,
+        None => {
+            let stem = args
+                .key
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("me")
+                .to_owned();
+            validate_nick(&stem).unwrap_or_else(|_| "me".to_owned())
+        }
+    };
+    let identity = Arc::new(keyfile::load_identity(&args.key)?);
+    let data = match args.data {
+        Some(d) => d,
+        None => default_data_dir("client")?,
+    };
+    let known = args
+        .known_relays
+        .unwrap_or_else(|| data.join("known_relays"));
+    let config = ClientConfig {
+        server,
+        identity,
+        room,
+        nick,
+        json: args.json,
+        transcript: args.output,
+        known_relays: KnownRelays::new(known),
+        max_frame: hush_proto::DEFAULT_MAX_FRAME,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let result = runtime.block_on(app::run(config, stdin, std::io::stdout()));
+    // The stdin reader may be blocked in a read that never returns; do not
+    // wait for it.
+    runtime.shutdown_background();
+    result.map_err(Into::into)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_default_port;
+
+    #[test]
+    fn default_port_is_added_only_when_missing() {
+        assert_eq!(
+            with_default_port("example.org").ok().as_deref(),
+            Some("example.org:40623")
+        );
+        assert_eq!(with_default_port("h:1234").ok().as_deref(), Some("h:1234"));
+        assert_eq!(
+            with_default_port("::1").ok().as_deref(),
+            Some("[::1]:40623")
+        );
+        assert_eq!(
+            with_default_port("[::1]:5").ok().as_deref(),
+            Some("[::1]:5")
+        );
+        assert!(with_default_port("h:notaport").is_err());
+        assert!(with_default_port("h:70000").is_err());
+        assert!(with_default_port("").is_err());
+    }
+}
