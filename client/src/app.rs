@@ -125,6 +125,9 @@ fn classify(e: LinkError, ever_connected: bool) -> ConnectFailure {
                 "the relay speaks hush protocol {theirs} and this client speaks {ours}: upgrade the older one"
             )))
         }
+        LinkError::Protocol(_) => ConnectFailure::Fatal(ClientError::Relay(
+            "the server did not answer as a hush relay: check the address and port".into(),
+        )),
         LinkError::Closed => ConnectFailure::Fatal(ClientError::Relay(
             "the relay closed the connection during the handshake (is it a hush relay, and does it accept you?)".into(),
         )),

@@ -24,7 +24,7 @@ pub enum PinCheck {
 pub enum PinError {
     /// The relay presented a different key from the pinned one.
     #[error(
-        "the relay at {addr} presented key {presented}, but {file} pins {pinned} (line {line}).\n\
+        "the relay at {addr} presented key {presented}, but {file} pins {pinned} (line {line}). \
          Someone may be intercepting the connection. If the relay's operator really changed its key, \
          confirm the new fingerprint with them, then delete line {line} of {file} and connect again."
     )]

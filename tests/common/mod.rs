@@ -149,3 +149,237 @@ pub fn example_identity(name: &str) -> std::sync::Arc<hush_crypto::Identity> {
     let pem = std::fs::read_to_string(examples_dir().join(format!("{name}.pem"))).unwrap();
     std::sync::Arc::new(hush_crypto::Identity::from_pem(&pem, None).unwrap())
 }
+
+/// A running `hush client`, its stdin and its stdout lines.
+pub struct ClientProcess {
+    pub child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every stdout line seen so far.
+    pub seen: Vec<String>,
+    pub data: tempfile::TempDir,
+    _key_dir: tempfile::TempDir,
+}
+
+impl ClientProcess {
+    /// Starts `hush client` as `name` (a keys.example identity) in `room`.
+    pub fn start(server: &str, name: &str, room: &str, json: bool, extra: &[&str]) -> Self {
+        let (key_dir, key) = example_key(name);
+        let data = tempfile::tempdir().unwrap();
+        Self::start_with(server, &key, data, key_dir, room, json, extra)
+    }
+
+    /// Starts a client with a given data folder (to restart the same user).
+    pub fn start_with(
+        server: &str,
+        key: &std::path::Path,
+        data: tempfile::TempDir,
+        key_dir: tempfile::TempDir,
+        room: &str,
+        json: bool,
+        extra: &[&str],
+    ) -> Self {
+        use std::io::BufRead;
+        let mut cmd = hush();
+        cmd.args(["client", "--server", server, "--room", room, "--key"])
+            .arg(key)
+            .arg("--data")
+            .arg(data.path())
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit());
+        if json {
+            cmd.arg("--json");
+        }
+        let mut child = cmd.spawn().expect("start hush client");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+            data,
+            _key_dir: key_dir,
+        }
+    }
+
+    /// Types a line.
+    pub fn say(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Closes stdin (end of input: the client finishes sending and exits).
+    pub fn close_input(&mut self) {
+        self.stdin.take();
+    }
+
+    /// Waits for a stdout line satisfying `pred`; returns it.
+    pub fn wait_for(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        if let Some(l) = self.seen.iter().find(|l| pred(l)) {
+            return l.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "timed out waiting for {what}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits for a JSON event with `"type": ty` whose fields satisfy `pred`.
+    pub fn wait_json(
+        &mut self,
+        ty: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let line = self.wait_for(ty, |l| {
+            serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v["type"] == ty && pred(&v))
+        });
+        serde_json::from_str(&line).unwrap()
+    }
+
+    /// Collects whatever arrives within `d`.
+    pub fn drain_for(&mut self, d: std::time::Duration) {
+        let deadline = std::time::Instant::now() + d;
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            self.seen.push(line);
+        }
+    }
+
+    /// Every JSON event seen so far of type `ty`.
+    pub fn json_events(&self, ty: &str) -> Vec<serde_json::Value> {
+        self.seen
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["type"] == ty)
+            .collect()
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let status = wait_timeout(&mut self.child, std::time::Duration::from_secs(30));
+        self.drain_for(std::time::Duration::from_millis(200));
+        status
+    }
+}
+
+impl Drop for ClientProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP proxy on loopback that records every byte in both directions
+/// and can alter bytes going to the client on its first connection.
+pub struct Proxy {
+    pub addr: String,
+    pub recorded: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    /// From now on, flip one bit in every 97th byte the relay sends on the
+    /// proxy's first connection (if it was started with `tamper_first`).
+    pub fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Forwards to `upstream`. With `tamper_first`, the first connection
+    /// can be tampered with once [`Proxy::arm`] is called.
+    pub fn start(upstream: &str, tamper_first: bool) -> Self {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let recorded = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let rec = recorded.clone();
+        let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let armed_in = armed.clone();
+        let upstream = upstream.to_owned();
+        std::thread::spawn(move || {
+            for (n, conn) in listener.incoming().enumerate() {
+                let Ok(client) = conn else { break };
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let tamper = tamper_first && n == 0;
+                for (mut from, mut to, tamper) in [
+                    (
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                        false,
+                    ),
+                    (server, client, tamper),
+                ] {
+                    let rec = rec.clone();
+                    let armed = armed_in.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 8192];
+                        let mut total = 0usize;
+                        loop {
+                            let k = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(k) => k,
+                            };
+                            rec.lock().unwrap().extend_from_slice(&buf[..k]);
+                            if tamper && armed.load(std::sync::atomic::Ordering::SeqCst) {
+                                for (i, b) in buf[..k].iter_mut().enumerate() {
+                                    if (total + i) % 97 == 0 {
+                                        *b ^= 0x04;
+                                    }
+                                }
+                            }
+                            total += k;
+                            if to.write_all(&buf[..k]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self {
+            addr,
+            recorded,
+            armed,
+        }
+    }
+}
+
+/// A port that is free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,0 +1,203 @@
+//! `hush client` given bad input: each is one clear line on stderr and a
+//! non-zero exit, never a panic or a hang.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use common::{ClientProcess, RelayProcess, example_identity, example_key, hush, run, wait_timeout};
+
+/// Runs a client to completion (with a deadline) and returns (ok, stderr).
+fn client(args: &[&str], key: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = hush();
+    cmd.arg("client")
+        .args(args)
+        .arg("--key")
+        .arg(key)
+        .arg("--data")
+        .arg(data.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let status = wait_timeout(&mut child, Duration::from_secs(40));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (status.success(), stderr)
+}
+
+fn one_line_error(stderr: &str) {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        lines.len() == 1 && lines[0].starts_with("hush: error: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_key_files_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--server", "127.0.0.1:1", "--room", "lobby"];
+
+    let (ok, err) = client(&args, &dir.path().join("missing.pem"), &[]);
+    assert!(
+        !ok && err.contains("does not exist") && err.contains("hush keygen"),
+        "{err}"
+    );
+    one_line_error(&err);
+
+    let (_keys, key) = example_key("alice");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, err) = client(&args, &key, &[]);
+    assert!(!ok && err.contains("chmod 600"), "{err}");
+    one_line_error(&err);
+
+    let locked = dir.path().join("locked.pem");
+    let out = run(hush()
+        .env("HUSH_PASSPHRASE", "right")
+        .args(["keygen", "--passphrase", "--bits", "2048", "-o"])
+        .arg(&locked));
+    assert!(out.ok, "{}", out.stderr);
+    let (ok, err) = client(&args, &locked, &[("HUSH_PASSPHRASE", "wrong")]);
+    assert!(!ok && err.contains("wrong passphrase"), "{err}");
+    one_line_error(&err);
+
+    let unreadable = dir.path().join("unreadable.pem");
+    std::fs::write(&unreadable, "junk").unwrap();
+    std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, err) = client(&args, &unreadable, &[]);
+    assert!(!ok && err.contains("not a key hush can read"), "{err}");
+}
+
+#[test]
+fn a_server_that_is_not_a_hush_relay_is_named_as_such() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { break };
+            let _ = s.write_all(b"SSH-2.0-OpenSSH_9.6\r\n");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let (_keys, key) = example_key("alice");
+    let (ok, err) = client(&["--server", &addr, "--room", "lobby"], &key, &[]);
+    assert!(!ok && err.contains("not answer as a hush relay"), "{err}");
+    one_line_error(&err);
+}
+
+#[test]
+fn a_relay_that_closes_mid_handshake_is_an_error_not_a_hang() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { break };
+            let mut buf = [0u8; 64];
+            let _ = s.read(&mut buf); // the hello, then hang up
+        }
+    });
+    let (_keys, key) = example_key("alice");
+    let started = std::time::Instant::now();
+    let (ok, err) = client(&["--server", &addr, "--room", "lobby"], &key, &[]);
+    assert!(
+        !ok && err.contains("closed the connection during the handshake"),
+        "{err}"
+    );
+    one_line_error(&err);
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn a_changed_relay_key_is_refused_with_both_fingerprints() {
+    let data = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let (_keys, relay_key) = example_key("relay");
+    let relay = RelayProcess::start(data.path(), port, &["--key", relay_key.to_str().unwrap()]);
+    let addr = relay.addr.clone();
+    let mut alice = ClientProcess::start(&addr, "alice", "lobby", true, &[]);
+    alice.wait_json("joined", |_| true);
+    let known = alice.data.path().join("known_relays");
+    assert!(
+        std::fs::read_to_string(&known)
+            .unwrap()
+            .contains(&relay.fingerprint)
+    );
+    alice.close_input();
+    assert!(alice.wait_exit().success());
+    assert!(relay.signal("-TERM").success());
+
+    // Same address, another key (mallory's).
+    let (_k2, impostor) = example_key("mallory");
+    let _relay = RelayProcess::start(data.path(), port, &["--key", impostor.to_str().unwrap()]);
+    let (_k3, alice_key) = example_key("alice");
+    let mut cmd = hush();
+    cmd.args(["client", "--server", &addr, "--room", "lobby", "--key"])
+        .arg(&alice_key)
+        .arg("--known-relays")
+        .arg(&known)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let status = wait_timeout(&mut child, Duration::from_secs(30));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains(&example_identity("relay").fingerprint().to_string()),
+        "{err}"
+    );
+    assert!(
+        err.contains(&example_identity("mallory").fingerprint().to_string()),
+        "{err}"
+    );
+    assert!(err.contains("delete line 1"), "{err}");
+    one_line_error(&err);
+}
+
+#[test]
+fn typos_in_client_flags_are_explained() {
+    let (_keys, key) = example_key("alice");
+    let (ok, err) = client(&["--server", "h:notaport", "--room", "lobby"], &key, &[]);
+    assert!(!ok && err.contains("not a port number"), "{err}");
+    let (ok, err) = client(
+        &["--server", "127.0.0.1:1", "--room", "no spaces"],
+        &key,
+        &[],
+    );
+    assert!(!ok && err.contains("invalid room name"), "{err}");
+    let (ok, err) = client(
+        &[
+            "--server",
+            "127.0.0.1:1",
+            "--room",
+            "ok",
+            "--nick",
+            "two words",
+        ],
+        &key,
+        &[],
+    );
+    assert!(!ok && err.contains("--nick"), "{err}");
+    let out = run(hush().args(["client", "--room", "x"]));
+    assert!(!out.ok && out.stderr.contains("--server"), "{}", out.stderr);
+}

@@ -1,0 +1,271 @@
+//! Three people chatting through the real `hush` binary: a relay and
+//! clients for alice, bob and carol from keys.example, on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ClientProcess, Proxy, RelayProcess, example_identity, free_port};
+
+fn fp(name: &str) -> String {
+    example_identity(name).fingerprint().to_string()
+}
+
+/// A relay and three JSON clients, all admitted to `room`.
+fn three_in_a_room(room: &str) -> (tempfile::TempDir, RelayProcess, [ClientProcess; 3]) {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &[]);
+    let mut alice = ClientProcess::start(&relay.addr, "alice", room, true, &[]);
+    alice.wait_json("joined", |_| true);
+    let mut bob = ClientProcess::start(&relay.addr, "bob", room, true, &[]);
+    bob.wait_json("joined", |_| true);
+    let mut carol = ClientProcess::start(&relay.addr, "carol", room, true, &[]);
+    carol.wait_json("joined", |_| true);
+    // Everyone has seen the epoch with all three.
+    for c in [&mut alice, &mut bob, &mut carol] {
+        c.wait_json("epoch", |v| {
+            v["members"].as_array().is_some_and(|m| m.len() == 3)
+        });
+    }
+    (data, relay, [alice, bob, carol])
+}
+
+#[test]
+fn alices_message_reaches_bob_and_carol_verified_and_empty_lines_send_nothing() {
+    let (_data, _relay, [mut alice, mut bob, mut carol]) = three_in_a_room("lobby");
+    alice.say("hello, both of you");
+    for c in [&mut bob, &mut carol, &mut alice] {
+        let m = c.wait_json("message", |v| v["text"] == "hello, both of you");
+        assert_eq!(m["from"], fp("alice"));
+        assert_eq!(m["nick"], "alice");
+        assert_eq!(m["verified"], true);
+        assert_eq!(m["room"], "lobby");
+        assert!(m["seq"].as_u64().unwrap() > 0);
+        assert!(m["sent_at"].as_str().unwrap().ends_with('Z'));
+    }
+    // Bob's empty and whitespace-only lines are not sent.
+    bob.say("");
+    bob.say("   ");
+    bob.say("\t \t");
+    bob.say("and now something real");
+    alice.wait_json("message", |v| v["text"] == "and now something real");
+    carol.wait_json("message", |v| v["text"] == "and now something real");
+    alice.drain_for(Duration::from_millis(500));
+    let from_bob: Vec<_> = alice
+        .json_events("message")
+        .into_iter()
+        .filter(|v| v["from"] == fp("bob"))
+        .collect();
+    assert_eq!(
+        from_bob.len(),
+        1,
+        "only the real line was sent: {from_bob:?}"
+    );
+}
+
+#[test]
+fn the_relay_sees_no_plaintext_on_the_wire_or_on_disk() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &[]);
+    let proxy = Proxy::start(&relay.addr, false);
+    let mut alice = ClientProcess::start(&proxy.addr, "alice", "secrets", true, &[]);
+    alice.wait_json("joined", |_| true);
+    let mut bob = ClientProcess::start(&proxy.addr, "bob", "secrets", true, &[]);
+    bob.wait_json("joined", |_| true);
+    let canary = "CANARY-c0ffee-7f3a9c-the-eagle-lands-at-midnight";
+    alice.say(canary);
+    bob.wait_json("message", |v| v["text"] == canary);
+    bob.say("/nick NICKCANARY");
+    alice.wait_json("notice", |v| {
+        v["text"].as_str().unwrap_or("").contains("NICKCANARY")
+    });
+    // The bytes on the wire.
+    let wire = proxy.recorded.lock().unwrap().clone();
+    assert!(wire.len() > 1000, "the proxy saw the traffic");
+    for needle in [canary.as_bytes(), b"NICKCANARY"] {
+        assert!(!contains(&wire, needle), "plaintext on the wire");
+    }
+    // Everything the relay stored (log, WAL, keys).
+    drop(alice);
+    drop(bob);
+    let relay_dir = relay.data.clone();
+    assert!(relay.signal("-TERM").success());
+    for entry in walk(&relay_dir) {
+        let bytes = std::fs::read(&entry).unwrap();
+        for needle in [canary.as_bytes(), b"NICKCANARY"] {
+            assert!(
+                !contains(&bytes, needle),
+                "plaintext in {}",
+                entry.display()
+            );
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    assert!(!out.is_empty());
+    out
+}
+
+#[test]
+fn bytes_flipped_on_the_wire_never_become_a_displayed_message() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &[]);
+    let mut alice = ClientProcess::start(&relay.addr, "alice", "flips", true, &[]);
+    alice.wait_json("joined", |_| true);
+    // Bob's first connection goes through a proxy that flips bits in what
+    // the relay sends him after the handshake.
+    let proxy = Proxy::start(&relay.addr, true);
+    let mut bob = ClientProcess::start(&proxy.addr, "bob", "flips", true, &[]);
+    bob.wait_json("joined", |_| true);
+    alice.wait_json("epoch", |v| {
+        v["members"].as_array().is_some_and(|m| m.len() == 2)
+    });
+    proxy.arm();
+    let sent: Vec<String> = (0..20)
+        .map(|i| format!("message number {i} with some padding text"))
+        .collect();
+    for s in &sent {
+        alice.say(s);
+    }
+    // Bob's tampered link fails, he reconnects (untampered) and catches up.
+    bob.wait_json("message", |v| v["text"] == sent[19].as_str());
+    bob.drain_for(Duration::from_millis(500));
+    let shown: Vec<String> = bob
+        .json_events("message")
+        .iter()
+        .map(|v| v["text"].as_str().unwrap().to_owned())
+        .collect();
+    for s in &shown {
+        assert!(
+            sent.contains(s),
+            "a message bob displayed was never sent: {s:?}"
+        );
+    }
+    let mut unique = shown.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), shown.len(), "nothing shown twice");
+    assert!(
+        bob.seen
+            .iter()
+            .any(|l| l.contains("connection to the relay lost")),
+        "the flipped bytes were detected and the link dropped"
+    );
+}
+
+#[test]
+fn carol_leaves_and_cannot_read_what_follows() {
+    let (_data, relay, [mut alice, mut bob, mut carol]) = three_in_a_room("club");
+    carol.say("/leave");
+    assert!(carol.wait_exit().success());
+    for c in [&mut alice, &mut bob] {
+        c.wait_json("member_left", |v| v["from"] == fp("carol"));
+        c.wait_json("epoch", |v| {
+            v["members"].as_array().is_some_and(|m| m.len() == 2)
+        });
+    }
+    let secret = "said after carol left: she must not read this";
+    alice.say(secret);
+    bob.wait_json("message", |v| v["text"] == secret);
+    // Carol comes back with the same key: she is admitted anew, but the
+    // message sent while she was out stays unreadable to her.
+    let mut again = ClientProcess::start(&relay.addr, "carol", "club", true, &[]);
+    again.wait_json("joined", |_| true);
+    alice.say("welcome back carol");
+    again.wait_json("message", |v| v["text"] == "welcome back carol");
+    again.drain_for(Duration::from_millis(300));
+    assert!(
+        !again.seen.iter().any(|l| l.contains(secret)),
+        "carol read a message from an epoch she was not in"
+    );
+}
+
+#[test]
+fn a_client_started_before_the_relay_connects_when_it_comes_up() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut alice = ClientProcess::start(&addr, "alice", "early", false, &[]);
+    alice.wait_for("a notice that the relay is not reachable yet", |l| {
+        l.contains("cannot reach the relay") && l.contains("retrying")
+    });
+    alice.say("typed while the relay was down");
+    let data = tempfile::tempdir().unwrap();
+    let _relay = RelayProcess::start(data.path(), port, &[]);
+    alice.wait_for("joined", |l| l.contains("joined #early"));
+    alice.wait_for("the early message, sent once admitted", |l| {
+        l.contains("alice (") && l.ends_with("typed while the relay was down")
+    });
+    // The waiting notice was shown once, not per retry.
+    let waits = alice
+        .seen
+        .iter()
+        .filter(|l| l.contains("cannot reach the relay"))
+        .count();
+    assert_eq!(waits, 1);
+}
+
+#[test]
+fn escape_sequences_from_a_member_arrive_neutralised() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &[]);
+    let mut alice = ClientProcess::start(&relay.addr, "alice", "esc", true, &[]);
+    alice.wait_json("joined", |_| true);
+    let mut bob = ClientProcess::start(&relay.addr, "bob", "esc", false, &[]);
+    bob.wait_for("joined", |l| l.contains("joined #esc"));
+    alice.say("clear \u{1b}[2J title \u{1b}]0;pwned\u{7} bidi \u{202e}olleh end");
+    let line = bob.wait_for("alice's message", |l| {
+        l.contains("clear ") && l.contains(" end")
+    });
+    assert!(
+        !line.contains('\u{1b}') && !line.contains('\u{7}') && !line.contains('\u{202e}'),
+        "{line:?}"
+    );
+    assert!(line.contains("^[[2J"), "{line:?}");
+    assert!(
+        line.starts_with('[') && line.contains("] alice ("),
+        "{line:?}"
+    );
+    // Alice's JSON keeps the exact text (escaped by JSON itself).
+    let m = alice.wait_json("message", |v| {
+        v["text"].as_str().unwrap_or("").contains("clear")
+    });
+    assert!(m["text"].as_str().unwrap().contains('\u{1b}'));
+}
+
+#[test]
+fn the_transcript_file_gets_the_plaintext_only_when_asked() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &[]);
+    let out = tempfile::tempdir().unwrap();
+    let transcript = out.path().join("lobby.txt");
+    let t = transcript.to_str().unwrap().to_owned();
+    let mut alice = ClientProcess::start(&relay.addr, "alice", "lobby", true, &["-o", &t]);
+    alice.wait_json("joined", |_| true);
+    alice.say("for the record");
+    alice.wait_json("message", |v| v["text"] == "for the record");
+    let text = std::fs::read_to_string(&transcript).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("alice (") && l.ends_with(": for the record")),
+        "{text}"
+    );
+    // Without -o nothing is written to the client's data folder.
+    for entry in std::fs::read_dir(alice.data.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!contains(&bytes, b"for the record"));
+    }
+}
