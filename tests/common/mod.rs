@@ -352,7 +352,7 @@ impl Proxy {
                             rec.lock().unwrap().extend_from_slice(&buf[..k]);
                             if tamper && armed.load(std::sync::atomic::Ordering::SeqCst) {
                                 for (i, b) in buf[..k].iter_mut().enumerate() {
-                                    if (total + i) % 97 == 0 {
+                                    if (total + i).is_multiple_of(97) {
                                         *b ^= 0x04;
                                     }
                                 }
