@@ -283,7 +283,7 @@ async fn wait_offline<W: Write>(
     loop {
         if state
             .quitting
-            .is_some_and(|d| !room.has_unconfirmed() || Instant::now() >= d)
+            .is_some_and(|d| room.is_settled() || Instant::now() >= d)
         {
             return Ok(true);
         }
@@ -323,7 +323,7 @@ async fn session<W: Write>(
     loop {
         if state
             .quitting
-            .is_some_and(|d| !room.has_unconfirmed() || Instant::now() >= d)
+            .is_some_and(|d| room.is_settled() || Instant::now() >= d)
         {
             if state.left {
                 let _ = writer.send(&ClientMsg::Leave { room: name.clone() }).await;

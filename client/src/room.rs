@@ -60,6 +60,7 @@ pub enum Action {
 }
 
 /// One epoch as this member knows it.
+#[derive(Clone)]
 struct Epoch {
     roster: BTreeMap<Fingerprint, RosterEntry>,
     /// Present if we were a member and unwrapped it.
@@ -70,6 +71,29 @@ struct Epoch {
 struct RosterEntry {
     key: PublicIdentity,
     nick: String,
+}
+
+/// Why a commit is not honoured.
+enum CommitFault {
+    /// Sequenced but invalid: its epoch inherits the previous one.
+    Void(Box<Action>),
+    /// Not the relay's next epoch for us: a sign of a forked history.
+    Fork(Box<Action>),
+    /// Valid, but the first roster we see of a room whose earlier history
+    /// is gone: accepted as first seen, with this notice.
+    Anchor(Box<Action>, BTreeMap<Fingerprint, RosterEntry>),
+}
+
+impl CommitFault {
+    fn void(warning: Action) -> Self {
+        Self::Void(Box::new(warning))
+    }
+    fn fork(warning: Action) -> Self {
+        Self::Fork(Box::new(warning))
+    }
+    fn anchor(notice: Action, roster: BTreeMap<Fingerprint, RosterEntry>) -> Self {
+        Self::Anchor(Box::new(notice), roster)
+    }
 }
 
 /// A pending change to the roster, waiting for a commit.
@@ -96,6 +120,9 @@ pub struct Room {
     counters: HashMap<u64, NonceCounter>,
     seen: HashSet<(Fingerprint, [u8; 16], u64, u64)>,
     commit_in_flight: Option<u64>,
+    /// The relay said another commit won and the room is at this epoch:
+    /// commit nothing until that commit has been processed.
+    awaiting_epoch: u64,
     join_requested: bool,
     caught_up: bool,
     leaving: bool,
@@ -134,6 +161,7 @@ impl Room {
             counters: HashMap::new(),
             seen: HashSet::new(),
             commit_in_flight: None,
+            awaiting_epoch: 0,
             join_requested: false,
             caught_up: false,
             leaving: false,
@@ -176,10 +204,12 @@ impl Room {
             .is_some_and(|e| e.key.is_some() && e.roster.contains_key(&self.me.fingerprint()))
     }
 
-    /// Whether events we published are still unconfirmed.
+    /// Whether everything the user typed has been sent and confirmed: the
+    /// room was caught up at least once, nothing is queued for admission
+    /// and the relay has sequenced every event we published.
     #[must_use]
-    pub fn has_unconfirmed(&self) -> bool {
-        !self.unconfirmed.is_empty()
+    pub fn is_settled(&self) -> bool {
+        self.caught_up && self.unconfirmed.is_empty() && self.queued.is_empty()
     }
 
     /// Our display name.
@@ -282,7 +312,7 @@ impl Room {
     /// been (live events may overtake a backfill answer).
     pub fn on_event(&mut self, event: SequencedEvent, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
-        if event.seq <= self.last_seq || event.event.room != self.name {
+        if event.seq <= self.last_seq {
             return actions; // already processed (a backfill overlap)
         }
         if self.reorder.len() >= MAX_REORDER {
@@ -390,9 +420,12 @@ impl Room {
         let mut actions = Vec::new();
         self.unconfirmed.retain(|(r, _)| *r != request);
         match reason {
-            Rejection::StaleEpoch { .. } => {
-                // Another commit won; when it arrives we rebase.
+            Rejection::StaleEpoch { current } => {
+                // Another commit won. Its event may not have arrived yet:
+                // wait for it, then rebase (maybe_commit runs after every
+                // event), instead of committing again on a stale parent.
                 self.commit_in_flight = None;
+                self.awaiting_epoch = self.awaiting_epoch.max(current);
                 self.maybe_commit(now, &mut actions);
             }
             Rejection::FutureEpoch { current } => {
@@ -426,35 +459,41 @@ impl Room {
             let body = &ev.event.body;
             self.unconfirmed.retain(|(_, e)| e.body != *body);
         }
-        let body: SignedBody = match decode(&ev.event.body) {
-            Ok(b) => b,
-            Err(_) => {
-                actions.push(self.warn(
-                    Some(ev.seq),
-                    Some(sender),
-                    "malformed",
-                    format!(
-                        "an unreadable event claiming to be from {} was ignored",
-                        self.who(&sender)
-                    ),
-                ));
-                return;
+        if ev.event.room != self.name {
+            // Signatures bind the room, so this cannot be genuine here.
+            actions.push(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "malformed",
+                format!(
+                    "the relay delivered an event for another room, claiming to be from {}; ignored",
+                    self.who(&sender)
+                ),
+            ));
+            return;
+        }
+        let parsed = decode::<SignedBody>(&ev.event.body).ok().and_then(|body| {
+            decode::<Payload>(&body.payload)
+                .ok()
+                .filter(|p| p.kind() == ev.event.kind)
+                .map(|p| (body, p))
+        });
+        let Some((body, payload)) = parsed else {
+            let warning = self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "malformed",
+                format!(
+                    "a malformed event claiming to be from {} was ignored",
+                    self.who(&sender)
+                ),
+            );
+            if ev.event.kind == EventKind::Commit {
+                self.void_commit(&ev, warning, actions);
+            } else {
+                actions.push(warning);
             }
-        };
-        let payload: Payload = match decode::<Payload>(&body.payload) {
-            Ok(p) if p.kind() == ev.event.kind => p,
-            _ => {
-                actions.push(self.warn(
-                    Some(ev.seq),
-                    Some(sender),
-                    "malformed",
-                    format!(
-                        "a malformed event claiming to be from {} was ignored",
-                        self.who(&sender)
-                    ),
-                ));
-                return;
-            }
+            return;
         };
         let digest = e2e::signing_digest(
             &ev.event.room,
@@ -583,101 +622,16 @@ impl Room {
         if mine {
             self.commit_in_flight = None;
         }
-        // Structure first: the envelope's epoch, the parent, the committer.
-        let Ok(committer) = PublicIdentity::from_spki_der(&c.committer_key) else {
-            actions.push(self.bad_signature(ev, "commit"));
-            return;
-        };
-        if committer.fingerprint() != sender
-            || committer
-                .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
-                .is_err()
-        {
-            actions.push(self.bad_signature(ev, "commit"));
-            return;
-        }
-        if c.parent_epoch.checked_add(1) != Some(epoch) {
-            actions.push(self.warn(
-                Some(ev.seq),
-                Some(sender),
-                "bad_commit",
-                format!(
-                    "a commit from {} names an impossible parent epoch; ignored",
-                    self.who(&sender)
-                ),
-            ));
-            return;
-        }
-        // Authority: a member of the parent epoch, or the creator of the
-        // room's first epoch, or (first sight of a room whose early history
-        // the relay no longer keeps) the roster we are shown.
-        if self.epochs.is_empty() {
-            if c.parent_epoch != 0 {
-                actions.push(self.notice(format!(
-                    "history of #{} before epoch {epoch} is no longer kept; trusting its roster as first seen",
-                    self.name
-                )));
+        let roster = match self.validate_commit(ev, digest, body, &c) {
+            Ok(roster) => roster,
+            Err(CommitFault::Void(warning)) => return self.void_commit(ev, *warning, actions),
+            Err(CommitFault::Fork(warning)) => return actions.push(*warning),
+            Err(CommitFault::Anchor(notice, roster)) => {
+                actions.push(*notice);
+                self.current = c.parent_epoch;
+                roster
             }
-        } else if c.parent_epoch != self.current {
-            actions.push(self.warn(Some(ev.seq), Some(sender), "epoch_fork",
-                format!("the relay delivered a commit for epoch {epoch} while #{} is at epoch {}; ignored", self.name, self.current)));
-            return;
-        } else if self.roster_key(c.parent_epoch, &sender).is_none() {
-            actions.push(self.warn(
-                Some(ev.seq),
-                Some(sender),
-                "not_member",
-                format!(
-                    "{} tried to change #{}'s members without being one; ignored",
-                    self.who(&sender),
-                    self.name
-                ),
-            ));
-            return;
-        }
-        // The roster.
-        if c.members.is_empty() || c.members.len() > MAX_ROSTER || c.envelopes.len() > MAX_ROSTER {
-            actions.push(self.warn(
-                Some(ev.seq),
-                Some(sender),
-                "bad_commit",
-                format!(
-                    "a commit from {} has an impossible roster; ignored",
-                    self.who(&sender)
-                ),
-            ));
-            return;
-        }
-        let mut roster = BTreeMap::new();
-        for m in &c.members {
-            let Ok(key) = PublicIdentity::from_spki_der(&m.public_key) else {
-                actions.push(self.warn(
-                    Some(ev.seq),
-                    Some(sender),
-                    "bad_commit",
-                    format!(
-                        "a commit from {} lists an invalid key; ignored",
-                        self.who(&sender)
-                    ),
-                ));
-                return;
-            };
-            let fp = key.fingerprint();
-            let nick = clean_nick(&m.nick, &fp);
-            roster.insert(fp, RosterEntry { key, nick });
-        }
-        if roster.len() != c.members.len() || !roster.contains_key(&sender) {
-            actions.push(self.warn(
-                Some(ev.seq),
-                Some(sender),
-                "bad_commit",
-                format!(
-                    "a commit from {} has a duplicate or missing member; ignored",
-                    self.who(&sender)
-                ),
-            ));
-            return;
-        }
+        };
         // Our key, only now that the commit is authenticated.
         let me = self.me.fingerprint();
         let was_member = self.is_member();
@@ -781,6 +735,121 @@ impl Room {
         let _ = now;
     }
 
+    /// Checks a commit: signature by the committer key it carries, parent
+    /// epoch, the committer's authority, and the roster. The roster, or why
+    /// the commit is void (the relay sequenced it but members ignore it)
+    /// or a sign of a forked history.
+    fn validate_commit(
+        &self,
+        ev: &SequencedEvent,
+        digest: &[u8; 32],
+        body: &SignedBody,
+        c: &Commit,
+    ) -> Result<BTreeMap<Fingerprint, RosterEntry>, CommitFault> {
+        let sender = ev.event.sender;
+        let epoch = ev.event.epoch;
+        let bad = |what: &str| {
+            CommitFault::void(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "bad_commit",
+                format!("a commit from {} {what}; ignored", self.who(&sender)),
+            ))
+        };
+        let Ok(committer) = PublicIdentity::from_spki_der(&c.committer_key) else {
+            return Err(CommitFault::void(self.bad_signature(ev, "commit")));
+        };
+        if committer.fingerprint() != sender
+            || committer
+                .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
+                .is_err()
+        {
+            return Err(CommitFault::void(self.bad_signature(ev, "commit")));
+        }
+        if c.parent_epoch.checked_add(1) != Some(epoch) {
+            return Err(bad("names an impossible parent epoch"));
+        }
+        let fork = || {
+            CommitFault::fork(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "epoch_fork",
+                format!(
+                    "the relay delivered a commit for epoch {epoch} while #{} is at epoch {}; ignored",
+                    self.name, self.current
+                ),
+            ))
+        };
+        // Authority: a member of the parent epoch; or, before we know any
+        // roster, the creator of the room (parent 0) or the first roster we
+        // are shown when the relay no longer keeps earlier history.
+        let mut anchored = false;
+        if self.epochs.is_empty() {
+            if c.parent_epoch < self.current {
+                return Err(fork());
+            }
+            anchored = c.parent_epoch > self.current;
+        } else if c.parent_epoch != self.current {
+            return Err(fork());
+        } else if self.roster_key(c.parent_epoch, &sender).is_none() {
+            return Err(CommitFault::void(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "not_member",
+                format!(
+                    "{} tried to change #{}'s members without being one; ignored",
+                    self.who(&sender),
+                    self.name
+                ),
+            )));
+        }
+        if c.members.is_empty() || c.members.len() > MAX_ROSTER || c.envelopes.len() > MAX_ROSTER {
+            return Err(bad("has an impossible roster"));
+        }
+        let mut roster = BTreeMap::new();
+        for m in &c.members {
+            let Ok(key) = PublicIdentity::from_spki_der(&m.public_key) else {
+                return Err(bad("lists an invalid key"));
+            };
+            let fp = key.fingerprint();
+            let nick = clean_nick(&m.nick, &fp);
+            roster.insert(fp, RosterEntry { key, nick });
+        }
+        if roster.len() != c.members.len() || !roster.contains_key(&sender) {
+            return Err(bad("has a duplicate or missing member"));
+        }
+        if anchored {
+            return Err(CommitFault::anchor(
+                self.notice(format!(
+                    "history of #{} before epoch {epoch} is no longer kept; trusting its roster as first seen",
+                    self.name
+                )),
+                roster,
+            ));
+        }
+        Ok(roster)
+    }
+
+    /// A commit the relay sequenced (so its epoch number is taken) but that
+    /// members must not honour: its epoch carries on the roster and key of
+    /// the one before, so every member stays in step with the relay and the
+    /// room keeps working. Every member reaches the same verdict, since it
+    /// depends only on the history they share.
+    fn void_commit(&mut self, ev: &SequencedEvent, warning: Action, actions: &mut Vec<Action>) {
+        actions.push(warning);
+        let epoch = ev.event.epoch;
+        if epoch != self.current.saturating_add(1) {
+            return; // not the relay's next epoch: nothing to keep in step with
+        }
+        if ev.event.sender == self.me.fingerprint() {
+            self.commit_in_flight = None;
+        }
+        if let Some(prev) = self.epochs.get(&self.current).cloned() {
+            self.epochs.insert(epoch, prev);
+        }
+        self.current = epoch;
+    }
+
     fn apply_message(
         &mut self,
         ev: &SequencedEvent,
@@ -791,6 +860,19 @@ impl Room {
     ) {
         let sender = ev.event.sender;
         let epoch = ev.event.epoch;
+        if epoch > self.current {
+            actions.push(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "epoch_fork",
+                format!(
+                    "a message claiming to be from {} names epoch {epoch}, which #{} has not reached; not shown",
+                    self.who(&sender),
+                    self.name
+                ),
+            ));
+            return;
+        }
         let Some(e) = self.epochs.get(&epoch) else {
             self.unreadable += 1; // before our time in the room
             return;
@@ -905,7 +987,12 @@ impl Room {
     }
 
     fn maybe_commit(&mut self, now: Instant, actions: &mut Vec<Action>) {
-        if !self.caught_up || self.leaving || self.commit_in_flight.is_some() || !self.is_member() {
+        if !self.caught_up
+            || self.leaving
+            || self.commit_in_flight.is_some()
+            || self.awaiting_epoch > self.current
+            || !self.is_member()
+        {
             return;
         }
         if self.pending_joins.is_empty() && self.pending_removals.is_empty() {

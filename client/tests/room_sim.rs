@@ -1,0 +1,1377 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+//! End-to-end room logic in memory: several [`Room`]s talking through a
+//! simulated relay that applies the real relay's epoch rule, with no
+//! network and no threads.
+//!
+//! Each test asserts what a user would notice: which messages, warnings,
+//! notices and membership changes each member's screen shows.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use hush_client::display::ClientEvent;
+use hush_client::room::{Action, FALLBACK_COMMIT_AFTER, Room};
+use hush_crypto::{Fingerprint, Identity};
+use hush_proto::e2e::{self, EVENT_SIGNATURE_CONTEXT, Payload, SealedMessage, SignedBody};
+use hush_proto::msg::{decode, encode};
+use hush_proto::{EventKind, Rejection, RoomEvent, RoomName, SequencedEvent};
+
+// ─── Identities ──────────────────────────────────────────────────────────
+
+fn load(slot: &'static OnceLock<Arc<Identity>>, pem: &str) -> Arc<Identity> {
+    slot.get_or_init(|| Arc::new(Identity::from_pem(pem, None).expect("example key")))
+        .clone()
+}
+
+fn alice_id() -> Arc<Identity> {
+    static K: OnceLock<Arc<Identity>> = OnceLock::new();
+    load(&K, include_str!("../../keys.example/alice.pem"))
+}
+
+fn bob_id() -> Arc<Identity> {
+    static K: OnceLock<Arc<Identity>> = OnceLock::new();
+    load(&K, include_str!("../../keys.example/bob.pem"))
+}
+
+fn carol_id() -> Arc<Identity> {
+    static K: OnceLock<Arc<Identity>> = OnceLock::new();
+    load(&K, include_str!("../../keys.example/carol.pem"))
+}
+
+fn mallory_id() -> Arc<Identity> {
+    static K: OnceLock<Arc<Identity>> = OnceLock::new();
+    load(&K, include_str!("../../keys.example/mallory.pem"))
+}
+
+fn room_name() -> RoomName {
+    RoomName::new("sim-room").unwrap()
+}
+
+/// The relay's clock, fixed.
+const RECEIVED_AT_MS: u64 = 1_700_000_000_000;
+
+fn now_ms() -> u64 {
+    hush_client::room::now_ms()
+}
+
+/// A moment at which every pending admission or removal is overdue.
+fn fallback_time() -> Instant {
+    Instant::now() + FALLBACK_COMMIT_AFTER + Duration::from_secs(1)
+}
+
+// ─── The simulated relay ─────────────────────────────────────────────────
+
+/// One room on a relay: a log, the room's epoch, and the real relay's
+/// epoch rule (`server/src/sequencer.rs`, `check_epoch`).
+struct SimRelay {
+    log: Vec<SequencedEvent>,
+    epoch: u64,
+    /// Every refusal, for the tests to look at.
+    rejected: Vec<(Fingerprint, u64, Rejection)>,
+}
+
+impl SimRelay {
+    fn new() -> Self {
+        Self {
+            log: Vec::new(),
+            epoch: 0,
+            rejected: Vec::new(),
+        }
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.log.len() as u64
+    }
+
+    fn check_epoch(kind: EventKind, epoch: u64, current: u64) -> Result<(), Rejection> {
+        match kind {
+            EventKind::Commit if epoch == current.saturating_add(1) => Ok(()),
+            EventKind::Commit if epoch <= current => Err(Rejection::StaleEpoch { current }),
+            EventKind::Commit => Err(Rejection::FutureEpoch { current }),
+            _ if epoch <= current => Ok(()),
+            _ => Err(Rejection::FutureEpoch { current }),
+        }
+    }
+
+    /// What the relay does with a `Publish` from the connection of `from`.
+    fn publish(
+        &mut self,
+        from: Fingerprint,
+        request: u64,
+        event: RoomEvent,
+    ) -> Result<SequencedEvent, Rejection> {
+        let verdict = if event.sender == from {
+            Self::check_epoch(event.kind, event.epoch, self.epoch)
+        } else {
+            Err(Rejection::SpoofedSender)
+        };
+        if let Err(reason) = verdict {
+            self.rejected.push((from, request, reason));
+            return Err(reason);
+        }
+        if event.kind == EventKind::Commit {
+            self.epoch = event.epoch;
+        }
+        Ok(self.append(event))
+    }
+
+    /// Sequences an event without any check: what a malicious relay (or
+    /// one that was tampered with) can do.
+    fn append(&mut self, event: RoomEvent) -> SequencedEvent {
+        let ev = SequencedEvent {
+            seq: self.last_seq() + 1,
+            received_at_ms: RECEIVED_AT_MS,
+            event,
+        };
+        self.log.push(ev.clone());
+        ev
+    }
+}
+
+// ─── Simulated members ───────────────────────────────────────────────────
+
+struct Member {
+    id: Arc<Identity>,
+    room: Room,
+    /// Everything the user was shown, in order.
+    shown: Vec<ClientEvent>,
+    /// Publish actions not yet sent to the relay.
+    outbox: Vec<(u64, RoomEvent)>,
+    /// Whether the relay delivers events to this member.
+    connected: bool,
+    /// Last seq handed to `room.on_event`.
+    delivered: u64,
+}
+
+impl Member {
+    fn new(id: Arc<Identity>, nick: &str) -> Self {
+        Self {
+            room: Room::new(room_name(), id.clone(), nick.into()),
+            id,
+            shown: Vec::new(),
+            outbox: Vec::new(),
+            connected: false,
+            delivered: 0,
+        }
+    }
+
+    fn fp(&self) -> Fingerprint {
+        self.id.fingerprint()
+    }
+
+    fn handle(&mut self, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Show(ev) => self.shown.push(ev),
+                Action::Publish { request, event } => self.outbox.push((request, event)),
+            }
+        }
+    }
+
+    fn deliver(&mut self, ev: SequencedEvent) {
+        let actions = self.room.on_event(ev, Instant::now());
+        self.handle(actions);
+    }
+
+    fn send_text(&mut self, text: &str) {
+        let actions = self.room.send_text(text.into(), now_ms());
+        self.handle(actions);
+    }
+
+    fn set_nick(&mut self, nick: &str) {
+        let actions = self.room.set_nick(nick.into(), now_ms());
+        self.handle(actions);
+    }
+
+    fn tick(&mut self, at: Instant) {
+        let actions = self.room.tick(at);
+        self.handle(actions);
+    }
+
+    /// `(from, text, seq)` of every message shown.
+    fn messages(&self) -> Vec<(Fingerprint, String, u64)> {
+        self.shown
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Message {
+                    from, text, seq, ..
+                } => Some((*from, text.clone(), *seq)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn texts(&self) -> Vec<String> {
+        self.messages().into_iter().map(|(_, t, _)| t).collect()
+    }
+
+    fn count_text(&self, text: &str) -> usize {
+        self.texts().iter().filter(|t| *t == text).count()
+    }
+
+    fn warnings(&self) -> Vec<(String, Option<Fingerprint>)> {
+        self.shown
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Warning { kind, from, .. } => Some((kind.clone(), *from)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn warning_kinds(&self) -> Vec<String> {
+        self.warnings().into_iter().map(|(k, _)| k).collect()
+    }
+
+    fn notices(&self) -> Vec<String> {
+        self.shown
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Notice { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn errors(&self) -> Vec<String> {
+        self.shown
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Error { text } => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn joined_shown(&self, who: Fingerprint) -> usize {
+        self.shown
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::MemberJoined { member, .. } if *member == who))
+            .count()
+    }
+
+    fn left_shown(&self, who: Fingerprint) -> usize {
+        self.shown
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::MemberLeft { member, .. } if *member == who))
+            .count()
+    }
+
+    fn roster(&self) -> Vec<Fingerprint> {
+        self.room
+            .members()
+            .into_iter()
+            .map(|(fp, _, _)| fp)
+            .collect()
+    }
+
+    /// Forgets what was shown so far (to look at one step's output).
+    fn clear_shown(&mut self) {
+        self.shown.clear();
+    }
+}
+
+/// Sends every member's queued publishes to the relay; rejections go back
+/// to the member. Returns whether anything was sent.
+fn flush(relay: &mut SimRelay, members: &mut [&mut Member]) -> bool {
+    let mut any = false;
+    for m in members.iter_mut() {
+        let outbox = std::mem::take(&mut m.outbox);
+        for (request, event) in outbox {
+            any = true;
+            if let Err(reason) = relay.publish(m.fp(), request, event) {
+                let actions = m.room.on_rejected(request, reason, Instant::now());
+                m.handle(actions);
+            }
+        }
+    }
+    any
+}
+
+/// Delivers every logged event a connected member has not had yet, in
+/// order. Returns whether anything was delivered.
+fn deliver(relay: &SimRelay, members: &mut [&mut Member]) -> bool {
+    let mut any = false;
+    for m in members.iter_mut().filter(|m| m.connected) {
+        while m.delivered < relay.last_seq() {
+            let ev = relay.log[usize::try_from(m.delivered).unwrap()].clone();
+            m.delivered = ev.seq;
+            m.deliver(ev);
+            any = true;
+        }
+    }
+    any
+}
+
+/// Runs publish / deliver rounds until nothing moves.
+fn pump(relay: &mut SimRelay, members: &mut [&mut Member]) {
+    assert!(
+        pump_at_most(relay, members, 1000),
+        "the simulated room never settled"
+    );
+}
+
+/// Like [`pump`], for at most `rounds` rounds; whether it settled.
+fn pump_at_most(relay: &mut SimRelay, members: &mut [&mut Member], rounds: usize) -> bool {
+    for _ in 0..rounds {
+        let sent = flush(relay, members);
+        let delivered = deliver(relay, members);
+        if !sent && !delivered {
+            return true;
+        }
+    }
+    false
+}
+
+/// Connects `newcomer` like the real client: joined (with who is online),
+/// backfill of everything logged, backfill done, caught up. The others
+/// connected see it come online. Nothing is published yet.
+fn connect(relay: &SimRelay, newcomer: &mut Member, others: &mut [&mut Member]) {
+    let now = Instant::now();
+    let mut online: Vec<Fingerprint> = others
+        .iter()
+        .filter(|m| m.connected)
+        .map(|m| m.fp())
+        .collect();
+    online.push(newcomer.fp());
+    online.sort();
+    online.dedup();
+    for o in others.iter_mut().filter(|o| o.connected) {
+        o.room.on_presence(newcomer.fp(), true);
+    }
+    newcomer.room.on_joined(&online);
+    newcomer.connected = true;
+    while newcomer.delivered < relay.last_seq() {
+        let ev = relay.log[usize::try_from(newcomer.delivered).unwrap()].clone();
+        newcomer.delivered = ev.seq;
+        newcomer.deliver(ev);
+    }
+    let actions = newcomer.room.on_backfill_done(relay.last_seq(), now);
+    newcomer.handle(actions);
+    let actions = newcomer.room.caught_up(now);
+    newcomer.handle(actions);
+}
+
+/// The member goes offline for everybody else (its room keeps its state).
+fn disconnect(leaver: &mut Member, others: &mut [&mut Member]) {
+    leaver.connected = false;
+    for o in others.iter_mut().filter(|o| o.connected) {
+        o.room.on_presence(leaver.fp(), false);
+    }
+}
+
+/// Alice creates the room; bob then carol join and are admitted.
+fn three_members() -> (SimRelay, Member, Member, Member) {
+    let mut relay = SimRelay::new();
+    let mut alice = Member::new(alice_id(), "alice");
+    let mut bob = Member::new(bob_id(), "bob");
+    let mut carol = Member::new(carol_id(), "carol");
+    connect(&relay, &mut alice, &mut []);
+    pump(&mut relay, &mut [&mut alice]);
+    connect(&relay, &mut bob, &mut [&mut alice]);
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    connect(&relay, &mut carol, &mut [&mut alice, &mut bob]);
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    for m in [&alice, &bob, &carol] {
+        assert!(m.room.is_member(), "everyone is admitted: {:?}", m.shown);
+        assert_eq!(m.room.epoch(), relay.epoch);
+    }
+    (relay, alice, bob, carol)
+}
+
+/// Two members: alice created the room, bob was admitted.
+fn two_members() -> (SimRelay, Member, Member) {
+    let mut relay = SimRelay::new();
+    let mut alice = Member::new(alice_id(), "alice");
+    let mut bob = Member::new(bob_id(), "bob");
+    connect(&relay, &mut alice, &mut []);
+    pump(&mut relay, &mut [&mut alice]);
+    connect(&relay, &mut bob, &mut [&mut alice]);
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert!(alice.room.is_member() && bob.room.is_member());
+    (relay, alice, bob)
+}
+
+fn no_errors(members: &[&Member]) {
+    for m in members {
+        assert!(m.errors().is_empty(), "errors shown: {:?}", m.errors());
+    }
+}
+
+fn signed_body(ev: &RoomEvent) -> SignedBody {
+    decode(&ev.body).expect("a signed body")
+}
+
+fn sealed(ev: &RoomEvent) -> SealedMessage {
+    match decode::<Payload>(&signed_body(ev).payload).expect("a payload") {
+        Payload::Message(m) => m,
+        other => panic!("not a message: {other:?}"),
+    }
+}
+
+/// Signs `payload` as `id` under the given envelope, the way a client does.
+fn sign_event(
+    id: &Identity,
+    sender: Fingerprint,
+    kind: EventKind,
+    epoch: u64,
+    payload: &Payload,
+) -> RoomEvent {
+    let payload = encode(payload);
+    let digest = e2e::signing_digest(&room_name(), &sender, kind, epoch, &payload);
+    let signature = id
+        .sign(EVENT_SIGNATURE_CONTEXT, &digest)
+        .unwrap()
+        .into_bytes();
+    RoomEvent {
+        room: room_name(),
+        sender,
+        kind,
+        epoch,
+        body: encode(&SignedBody { payload, signature }),
+    }
+}
+
+/// A sealed message with a random (wrong) key: what someone without the
+/// epoch key can produce.
+fn garbage_message() -> Payload {
+    let mut ciphertext = vec![0u8; 48];
+    hush_crypto::random_bytes(&mut ciphertext);
+    let mut session = [0u8; 16];
+    hush_crypto::random_bytes(&mut session);
+    Payload::Message(SealedMessage {
+        session,
+        counter: 1,
+        sent_at_ms: now_ms(),
+        seen_seq: 0,
+        seen_head: [0; 32],
+        ciphertext,
+    })
+}
+
+// ─── 1. Create, admit, talk ──────────────────────────────────────────────
+
+#[test]
+fn create_admit_and_talk() {
+    let mut relay = SimRelay::new();
+    let mut alice = Member::new(alice_id(), "alice");
+    let mut bob = Member::new(bob_id(), "bob");
+    let mut carol = Member::new(carol_id(), "carol");
+
+    // The first member opens epoch 1.
+    connect(&relay, &mut alice, &mut []);
+    assert!(
+        alice.notices().iter().any(|n| n.contains("is new")),
+        "{:?}",
+        alice.shown
+    );
+    pump(&mut relay, &mut [&mut alice]);
+    assert_eq!(relay.epoch, 1);
+    assert_eq!(alice.room.epoch(), 1);
+    assert!(alice.room.is_member());
+    assert!(alice.shown.iter().any(|e| matches!(
+        e,
+        ClientEvent::Joined { epoch: 1, me, .. } if *me == alice.fp()
+    )));
+
+    // Bob asks and is admitted without anyone doing anything.
+    connect(&relay, &mut bob, &mut [&mut alice]);
+    assert!(!bob.room.is_member());
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert!(bob.room.is_member());
+    assert_eq!(relay.epoch, 2);
+    assert_eq!(alice.joined_shown(bob.fp()), 1, "{:?}", alice.shown);
+    assert!(bob.shown.iter().any(|e| matches!(
+        e,
+        ClientEvent::Epoch { epoch: 2, members, .. } if members.len() == 2
+    )));
+    assert!(
+        bob.shown
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Joined { epoch: 2, .. }))
+    );
+
+    // Carol too.
+    connect(&relay, &mut carol, &mut [&mut alice, &mut bob]);
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    assert!(carol.room.is_member());
+    assert_eq!(relay.epoch, 3);
+    assert_eq!(alice.joined_shown(carol.fp()), 1);
+    assert_eq!(bob.joined_shown(carol.fp()), 1);
+    for m in [&alice, &bob, &carol] {
+        assert_eq!(m.room.epoch(), 3);
+        let mut roster = m.roster();
+        roster.sort();
+        let mut expected = vec![alice.fp(), bob.fp(), carol.fp()];
+        expected.sort();
+        assert_eq!(roster, expected);
+    }
+
+    alice.send_text("hello");
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    for m in [&alice, &bob, &carol] {
+        let msgs = m.messages();
+        assert_eq!(msgs.len(), 1, "{:?}", m.shown);
+        assert_eq!(msgs[0].0, alice.fp());
+        assert_eq!(msgs[0].1, "hello");
+        assert!(m.warnings().is_empty(), "{:?}", m.warnings());
+    }
+    no_errors(&[&alice, &bob, &carol]);
+    assert!(relay.rejected.is_empty(), "{:?}", relay.rejected);
+}
+
+// ─── 2. Tampering ────────────────────────────────────────────────────────
+
+/// Alice, bob, carol; alice says "hello", which `tamper` alters in the
+/// relay's log before anyone receives it. Bob must not show it, must show a
+/// warning of one of `kinds`, and must still show alice's next message.
+fn tamper_case(what: &str, kinds: &[&str], tamper: impl FnOnce(&mut RoomEvent)) {
+    let (mut relay, mut alice, mut bob, mut carol) = three_members();
+    for m in [&mut alice, &mut bob, &mut carol] {
+        m.clear_shown();
+    }
+    alice.send_text("hello");
+    flush(&mut relay, &mut [&mut alice]);
+    let at = relay.log.len() - 1;
+    let original = relay.log[at].event.clone();
+    tamper(&mut relay.log[at].event);
+    assert_ne!(
+        relay.log[at].event, original,
+        "{what}: tampering changed nothing"
+    );
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+
+    // Every problem is collected, so one failure tells the whole story.
+    let mut problems = Vec::new();
+    for (who, m) in [("bob", &bob), ("carol", &carol)] {
+        if m.count_text("hello") != 0 {
+            problems.push(format!("{who} showed the tampered message"));
+        }
+        if !m
+            .warning_kinds()
+            .iter()
+            .any(|k| kinds.contains(&k.as_str()))
+        {
+            problems.push(format!(
+                "{who} showed no warning of kind {kinds:?} (shown: {:?})",
+                m.shown
+            ));
+        }
+    }
+
+    // The room goes on.
+    alice.send_text("still here");
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    for (who, m) in [("bob", &bob), ("carol", &carol)] {
+        if m.count_text("still here") != 1 {
+            problems.push(format!(
+                "{who} did not show alice's next genuine message (last_seq {} of {})",
+                m.room.last_seq(),
+                relay.last_seq()
+            ));
+        }
+    }
+    for (who, m) in [("alice", &alice), ("bob", &bob), ("carol", &carol)] {
+        if !m.errors().is_empty() {
+            problems.push(format!("{who} showed errors {:?}", m.errors()));
+        }
+    }
+    assert!(problems.is_empty(), "{what}:\n  {}", problems.join("\n  "));
+}
+
+fn edit_body(ev: &mut RoomEvent, f: impl FnOnce(&mut SignedBody)) {
+    let mut body = signed_body(ev);
+    f(&mut body);
+    ev.body = encode(&body);
+}
+
+fn edit_sealed(ev: &mut RoomEvent, f: impl FnOnce(&mut SealedMessage)) {
+    edit_body(ev, |body| {
+        let Payload::Message(mut m) = decode::<Payload>(&body.payload).unwrap() else {
+            panic!("not a message");
+        };
+        f(&mut m);
+        body.payload = encode(&Payload::Message(m));
+    });
+}
+
+#[test]
+fn tamper_signature_first_byte() {
+    tamper_case("signature[0]", &["bad_signature"], |ev| {
+        edit_body(ev, |b| b.signature[0] ^= 0x01);
+    });
+}
+
+#[test]
+fn tamper_signature_middle_byte() {
+    tamper_case("signature[mid]", &["bad_signature"], |ev| {
+        edit_body(ev, |b| {
+            let mid = b.signature.len() / 2;
+            b.signature[mid] ^= 0x80;
+        });
+    });
+}
+
+#[test]
+fn tamper_signature_last_byte() {
+    tamper_case("signature[last]", &["bad_signature"], |ev| {
+        edit_body(ev, |b| {
+            let last = b.signature.len() - 1;
+            b.signature[last] ^= 0x10;
+        });
+    });
+}
+
+#[test]
+fn tamper_signature_truncated() {
+    tamper_case("signature truncated", &["bad_signature"], |ev| {
+        edit_body(ev, |b| {
+            b.signature.pop();
+        });
+    });
+}
+
+#[test]
+fn tamper_ciphertext_first_byte() {
+    tamper_case("ciphertext[0]", &["bad_signature"], |ev| {
+        edit_sealed(ev, |m| m.ciphertext[0] ^= 0x01);
+    });
+}
+
+#[test]
+fn tamper_ciphertext_tag() {
+    tamper_case("ciphertext tag", &["bad_signature"], |ev| {
+        edit_sealed(ev, |m| {
+            let last = m.ciphertext.len() - 1;
+            m.ciphertext[last] ^= 0x40;
+        });
+    });
+}
+
+#[test]
+fn tamper_header_counter() {
+    tamper_case("counter", &["bad_signature"], |ev| {
+        edit_sealed(ev, |m| m.counter += 1);
+    });
+}
+
+#[test]
+fn tamper_header_session() {
+    tamper_case("session", &["bad_signature"], |ev| {
+        edit_sealed(ev, |m| m.session[3] ^= 0x08);
+    });
+}
+
+#[test]
+fn tamper_header_sent_at() {
+    tamper_case("sent_at_ms", &["bad_signature"], |ev| {
+        edit_sealed(ev, |m| m.sent_at_ms -= 3_600_000);
+    });
+}
+
+#[test]
+fn tamper_header_seen_head() {
+    tamper_case("seen_head", &["bad_signature"], |ev| {
+        edit_sealed(ev, |m| m.seen_head[0] ^= 0xff);
+    });
+}
+
+/// Raw bit flips across the encoded body: in the length prefix, the
+/// payload's variant tag, the middle and the end.
+#[test]
+fn tamper_raw_body_bytes() {
+    for pick in [0usize, 1, 2, 3, 20, 200, usize::MAX / 2, usize::MAX] {
+        tamper_case(
+            &format!("raw body byte {pick}"),
+            &["malformed", "bad_signature", "undecryptable"],
+            |ev| {
+                let len = ev.body.len();
+                let at = match pick {
+                    usize::MAX => len - 1,
+                    p if p == usize::MAX / 2 => len / 2,
+                    p => p,
+                };
+                ev.body[at] ^= 0x01;
+            },
+        );
+    }
+}
+
+#[test]
+fn tamper_body_trailing_byte() {
+    tamper_case("trailing byte", &["malformed"], |ev| ev.body.push(0));
+}
+
+#[test]
+fn tamper_body_truncated() {
+    tamper_case("truncated body", &["malformed"], |ev| {
+        ev.body.truncate(ev.body.len() / 2);
+    });
+}
+
+/// The epoch field moved to an earlier epoch the members know (alice was a
+/// member of it): the signature covers the epoch.
+#[test]
+fn tamper_envelope_epoch_earlier() {
+    tamper_case("epoch - 1", &["bad_signature"], |ev| ev.epoch -= 1);
+}
+
+/// The epoch field moved to one the room has not reached (the real relay
+/// refuses this from a client; a tampered log can still hold it).
+#[test]
+fn tamper_envelope_epoch_future() {
+    tamper_case(
+        "epoch + 1",
+        &[
+            "bad_signature",
+            "malformed",
+            "not_member",
+            "undecryptable",
+            "epoch_fork",
+        ],
+        |ev| ev.epoch += 1,
+    );
+}
+
+#[test]
+fn tamper_envelope_kind_commit() {
+    tamper_case("kind Commit", &["malformed"], |ev| {
+        ev.kind = EventKind::Commit
+    });
+}
+
+#[test]
+fn tamper_envelope_kind_leave() {
+    tamper_case("kind Leave", &["malformed"], |ev| {
+        ev.kind = EventKind::Leave
+    });
+}
+
+#[test]
+fn tamper_envelope_kind_join_request() {
+    tamper_case("kind JoinRequest", &["malformed"], |ev| {
+        ev.kind = EventKind::JoinRequest;
+    });
+}
+
+#[test]
+fn tamper_envelope_kind_control() {
+    tamper_case("kind Control", &["malformed"], |ev| {
+        ev.kind = EventKind::Control
+    });
+}
+
+#[test]
+fn tamper_envelope_sender_bob() {
+    tamper_case("sender bob", &["bad_signature"], |ev| {
+        ev.sender = bob_id().fingerprint()
+    });
+}
+
+#[test]
+fn tamper_envelope_sender_mallory() {
+    tamper_case("sender mallory", &["not_member", "bad_signature"], |ev| {
+        ev.sender = mallory_id().fingerprint();
+    });
+}
+
+#[test]
+fn tamper_envelope_room_name() {
+    tamper_case(
+        "room name",
+        &["bad_signature", "malformed", "wrong_room"],
+        |ev| ev.room = RoomName::new("other-room").unwrap(),
+    );
+}
+
+/// A member (carol) who holds the epoch key and signs properly, but sends
+/// a ciphertext that does not open: shown as undecryptable, attributed to
+/// carol, never as a message.
+#[test]
+fn member_sends_undecryptable_message() {
+    let (mut relay, mut alice, mut bob, mut carol) = three_members();
+    let epoch = relay.epoch;
+    let ev = sign_event(
+        &carol_id(),
+        carol.fp(),
+        EventKind::Message,
+        epoch,
+        &garbage_message(),
+    );
+    relay.publish(carol.fp(), 900, ev).unwrap();
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    for m in [&alice, &bob] {
+        assert!(m.messages().is_empty(), "{:?}", m.shown);
+        assert!(
+            m.warnings()
+                .iter()
+                .any(|(k, from)| k == "undecryptable" && *from == Some(carol.fp())),
+            "{:?}",
+            m.shown
+        );
+    }
+}
+
+// ─── 3. Replay ───────────────────────────────────────────────────────────
+
+#[test]
+fn replayed_message_is_dropped() {
+    let (mut relay, mut alice, mut bob, mut carol) = three_members();
+    alice.send_text("hello");
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    assert_eq!(bob.count_text("hello"), 1);
+    let original = relay
+        .log
+        .iter()
+        .rev()
+        .find(|e| e.event.kind == EventKind::Message)
+        .unwrap()
+        .clone();
+
+    // The relay sequences the very same event again.
+    let replayed = relay
+        .publish(alice.fp(), 999, original.event.clone())
+        .unwrap();
+    assert_ne!(replayed.seq, original.seq);
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+
+    for m in [&bob, &carol, &alice] {
+        assert_eq!(m.count_text("hello"), 1, "shown twice: {:?}", m.shown);
+        assert!(
+            m.warnings()
+                .iter()
+                .any(|(k, from)| k == "replay" && *from == Some(alice.fp())),
+            "{:?}",
+            m.shown
+        );
+    }
+    no_errors(&[&alice, &bob, &carol]);
+}
+
+// ─── 4. Leave ────────────────────────────────────────────────────────────
+
+#[test]
+fn leave_rekeys_without_the_leaver() {
+    let (mut relay, mut alice, mut bob, mut carol) = three_members();
+    let epoch_before = relay.epoch;
+    for m in [&mut alice, &mut bob, &mut carol] {
+        m.clear_shown();
+    }
+
+    // Carol leaves: her Leave is sequenced and delivered, then her client
+    // quits (it goes offline), as the real one does.
+    let actions = carol.room.leave();
+    carol.handle(actions);
+    assert_eq!(carol.outbox.len(), 1);
+    assert_eq!(carol.outbox[0].1.kind, EventKind::Leave);
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    disconnect(&mut carol, &mut [&mut alice, &mut bob]);
+    // Carol's room keeps being fed (a stale connection, or a relay that
+    // keeps sending): it must still not read what follows.
+    carol.connected = true;
+
+    // The periodic tick: the designated remaining member commits.
+    let now = Instant::now();
+    alice.tick(now);
+    bob.tick(now);
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+
+    let designated = alice.fp().min(bob.fp());
+    assert_eq!(relay.epoch, epoch_before + 1, "one commit removed carol");
+    let commit = relay
+        .log
+        .iter()
+        .rev()
+        .find(|e| e.event.kind == EventKind::Commit)
+        .unwrap();
+    assert_eq!(
+        commit.event.sender, designated,
+        "the designated member (lowest online fingerprint) committed"
+    );
+    for m in [&alice, &bob] {
+        assert_eq!(m.room.epoch(), epoch_before + 1);
+        assert_eq!(m.left_shown(carol.fp()), 1, "{:?}", m.shown);
+        assert!(!m.roster().contains(&carol.fp()));
+        assert!(m.room.is_member());
+    }
+    assert!(!carol.room.is_member(), "carol is no longer a member");
+
+    alice.send_text("secret after carol left");
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    assert_eq!(bob.count_text("secret after carol left"), 1);
+    assert_eq!(alice.count_text("secret after carol left"), 1);
+    assert_eq!(
+        carol.count_text("secret after carol left"),
+        0,
+        "the leaver read a message of the next epoch"
+    );
+    assert!(carol.messages().is_empty(), "{:?}", carol.messages());
+    assert!(!carol.room.is_member());
+    no_errors(&[&alice, &bob, &carol]);
+}
+
+// ─── 5. Concurrent commits ───────────────────────────────────────────────
+
+/// Alice and bob both admit carol before either commit is sequenced.
+/// `designated_first`: whose commit the relay sequences first.
+fn concurrent_commits(designated_first: bool) {
+    let (mut relay, mut alice, mut bob) = two_members();
+    let mut carol = Member::new(carol_id(), "carol");
+    let epoch_before = relay.epoch;
+
+    connect(&relay, &mut carol, &mut [&mut alice, &mut bob]);
+    // Carol's request is sequenced and delivered, nothing else published.
+    flush(&mut relay, &mut [&mut carol]);
+    deliver(&relay, &mut [&mut alice, &mut bob, &mut carol]);
+
+    let (mut first, mut second) = if alice.fp() < bob.fp() {
+        (alice, bob)
+    } else {
+        (bob, alice)
+    };
+    // `first` is designated and has committed at once; `second` commits on
+    // the fallback timer, not knowing about the other commit.
+    assert!(
+        first
+            .outbox
+            .iter()
+            .any(|(_, e)| e.kind == EventKind::Commit),
+        "the designated member commits at once"
+    );
+    assert!(second.outbox.is_empty());
+    let later = fallback_time();
+    second.tick(later);
+    first.tick(later);
+    assert_eq!(
+        second
+            .outbox
+            .iter()
+            .filter(|(_, e)| e.kind == EventKind::Commit)
+            .count(),
+        1
+    );
+    assert_eq!(first.outbox.len(), 1, "one commit in flight at a time");
+    for (_, e) in first.outbox.iter().chain(&second.outbox) {
+        assert_eq!(e.epoch, epoch_before + 1);
+    }
+
+    if designated_first {
+        pump(&mut relay, &mut [&mut first, &mut second, &mut carol]);
+    } else {
+        pump(&mut relay, &mut [&mut second, &mut first, &mut carol]);
+    }
+
+    assert_eq!(relay.epoch, epoch_before + 1, "exactly one commit won");
+    assert!(
+        relay.rejected.iter().any(|(_, _, r)| *r
+            == Rejection::StaleEpoch {
+                current: epoch_before + 1
+            }),
+        "{:?}",
+        relay.rejected
+    );
+    assert!(
+        relay
+            .rejected
+            .iter()
+            .all(|(_, _, r)| matches!(r, Rejection::StaleEpoch { .. })),
+        "{:?}",
+        relay.rejected
+    );
+    let commits = relay
+        .log
+        .iter()
+        .filter(|e| e.event.kind == EventKind::Commit && e.event.epoch == epoch_before + 1)
+        .count();
+    assert_eq!(commits, 1);
+
+    assert!(carol.room.is_member());
+    for m in [&first, &second, &carol] {
+        assert_eq!(m.room.epoch(), relay.epoch, "members disagree on the epoch");
+        assert_eq!(
+            m.roster().iter().filter(|fp| **fp == carol.fp()).count(),
+            1,
+            "carol is a member exactly once"
+        );
+        assert_eq!(m.roster().len(), 3);
+        assert!(
+            !m.warning_kinds().iter().any(|k| k == "epoch_fork"),
+            "{:?}",
+            m.warnings()
+        );
+    }
+    for m in [&first, &second] {
+        assert_eq!(m.joined_shown(carol.fp()), 1, "{:?}", m.shown);
+    }
+    assert_eq!(
+        carol
+            .shown
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::Joined { .. }))
+            .count(),
+        1
+    );
+    no_errors(&[&first, &second, &carol]);
+
+    // And the new epoch works for everyone.
+    carol.send_text("glad to be here");
+    pump(&mut relay, &mut [&mut first, &mut second, &mut carol]);
+    for m in [&first, &second, &carol] {
+        assert_eq!(m.count_text("glad to be here"), 1, "{:?}", m.shown);
+    }
+}
+
+#[test]
+fn concurrent_commits_designated_wins() {
+    concurrent_commits(true);
+}
+
+#[test]
+fn concurrent_commits_fallback_wins() {
+    concurrent_commits(false);
+}
+
+// ─── 6. A non-member ─────────────────────────────────────────────────────
+
+#[test]
+fn non_member_message_is_not_shown() {
+    let (mut relay, mut alice, mut bob, mut carol) = three_members();
+    let mallory = mallory_id();
+    let epoch = relay.epoch;
+    let ev = sign_event(
+        &mallory,
+        mallory.fingerprint(),
+        EventKind::Message,
+        epoch,
+        &garbage_message(),
+    );
+    // The relay cannot tell: it accepts it.
+    relay.publish(mallory.fingerprint(), 1, ev).unwrap();
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    for m in [&alice, &bob, &carol] {
+        assert!(m.messages().is_empty(), "{:?}", m.shown);
+        assert!(
+            m.warnings()
+                .iter()
+                .any(|(k, from)| (k == "not_member" || k == "bad_signature")
+                    && *from == Some(mallory.fingerprint())),
+            "{:?}",
+            m.shown
+        );
+    }
+}
+
+#[test]
+fn non_member_message_as_alice_is_not_shown() {
+    let (mut relay, mut alice, mut bob, mut carol) = three_members();
+    let mallory = mallory_id();
+    let epoch = relay.epoch;
+    // Signed by mallory, claiming alice: only a malicious relay lets this
+    // through (the real one refuses a spoofed sender).
+    let ev = sign_event(
+        &mallory,
+        alice.fp(),
+        EventKind::Message,
+        epoch,
+        &garbage_message(),
+    );
+    assert_eq!(
+        relay.publish(mallory.fingerprint(), 1, ev.clone()),
+        Err(Rejection::SpoofedSender)
+    );
+    relay.append(ev);
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    for m in [&alice, &bob, &carol] {
+        assert!(m.messages().is_empty(), "{:?}", m.shown);
+        assert!(
+            m.warning_kinds().iter().any(|k| k == "bad_signature"),
+            "{:?}",
+            m.shown
+        );
+    }
+}
+
+/// Beyond the brief: a non-member's commit. The relay cannot tell members
+/// from others, so it accepts a commit from anyone that names the next
+/// epoch, and the room's epoch moves on at the relay while every member
+/// (rightly) ignores that commit. What a user must not notice: their client
+/// committing again and again in a tight loop, each time refused.
+#[test]
+fn non_member_commit_does_not_cause_a_commit_storm() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    let mallory = mallory_id();
+    let epoch = relay.epoch;
+    let key = hush_crypto::Secret32::random();
+    let payload = Payload::Commit(e2e::Commit {
+        parent_epoch: epoch,
+        committer_key: mallory.public().spki_der().to_vec(),
+        members: vec![e2e::Member {
+            public_key: mallory.public().spki_der().to_vec(),
+            nick: "mallory".into(),
+        }],
+        envelopes: vec![e2e::KeyEnvelope {
+            member: mallory.fingerprint(),
+            wrapped: mallory
+                .public()
+                .wrap(e2e::EPOCH_KEY_LABEL, &key)
+                .unwrap()
+                .as_bytes()
+                .to_vec(),
+        }],
+    });
+    let ev = sign_event(
+        &mallory,
+        mallory.fingerprint(),
+        EventKind::Commit,
+        epoch + 1,
+        &payload,
+    );
+    relay.publish(mallory.fingerprint(), 1, ev).unwrap();
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    for m in [&alice, &bob] {
+        assert!(
+            m.warning_kinds().iter().any(|k| k == "not_member"),
+            "{:?}",
+            m.shown
+        );
+        // The relay took the epoch number, so members keep in step with it,
+        // but the forged roster and key were ignored: the new epoch carries
+        // on the previous one.
+        assert_eq!(m.room.epoch(), epoch + 1, "in step with the relay");
+        assert!(m.room.is_member());
+        assert!(
+            !m.room
+                .members()
+                .iter()
+                .any(|(fp, _, _)| *fp == mallory.fingerprint()),
+            "the forged commit did not admit mallory"
+        );
+    }
+
+    // Carol asks to join: the designated member commits epoch + 1, which
+    // the relay now refuses as stale.
+    let mut carol = Member::new(carol_id(), "carol");
+    connect(&relay, &mut carol, &mut [&mut alice, &mut bob]);
+    let settled = pump_at_most(&mut relay, &mut [&mut alice, &mut bob, &mut carol], 50);
+    let refusals = relay.rejected.len();
+    assert!(
+        settled && refusals <= 2,
+        "the clients kept committing: {refusals} commits refused as {:?} in 50 rounds",
+        relay.rejected.last().map(|(_, _, r)| *r)
+    );
+}
+
+// ─── 7. Nicknames ────────────────────────────────────────────────────────
+
+#[test]
+fn nick_change_and_same_nick_warning() {
+    let (mut relay, mut alice, mut bob, mut carol) = three_members();
+    for m in [&mut alice, &mut bob, &mut carol] {
+        m.clear_shown();
+    }
+    bob.set_nick("robert");
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    for m in [&alice, &carol] {
+        assert!(
+            m.notices().iter().any(|n| n.contains("robert")),
+            "{:?}",
+            m.shown
+        );
+        assert!(m.warnings().is_empty(), "{:?}", m.warnings());
+        assert_eq!(
+            m.room.whois("robert"),
+            vec![(bob.fp(), "robert".to_owned())]
+        );
+    }
+
+    carol.set_nick("robert");
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    for m in [&alice, &bob] {
+        assert!(
+            m.warnings()
+                .iter()
+                .any(|(k, from)| k == "same_nick" && *from == Some(carol.fp())),
+            "{:?}",
+            m.shown
+        );
+        assert_eq!(m.room.whois("robert").len(), 2);
+    }
+
+    carol.send_text("it's me, robert");
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    for m in [&alice, &bob] {
+        let shown: Vec<&ClientEvent> = m
+            .shown
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::Message { .. }))
+            .collect();
+        assert_eq!(shown.len(), 1);
+        let ClientEvent::Message {
+            from,
+            nick,
+            same_nick,
+            ..
+        } = shown[0]
+        else {
+            unreachable!()
+        };
+        assert_eq!(*from, carol.fp());
+        assert_eq!(nick, "robert");
+        assert!(!same_nick.is_empty(), "the same-nick mark is missing");
+        assert!(same_nick.contains(&bob.fp()));
+    }
+    no_errors(&[&alice, &bob, &carol]);
+}
+
+// ─── 8. Messages typed before admission ──────────────────────────────────
+
+#[test]
+fn messages_typed_before_admission_are_sent_once_admitted() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    let mut carol = Member::new(carol_id(), "carol");
+
+    // Typed before even connecting.
+    carol.send_text("typed before connecting");
+    connect(&relay, &mut carol, &mut [&mut alice, &mut bob]);
+    // Typed while the join request waits.
+    carol.send_text("typed while waiting");
+    assert!(
+        carol
+            .notices()
+            .iter()
+            .filter(|n| n.contains("not admitted yet"))
+            .count()
+            >= 2,
+        "{:?}",
+        carol.shown
+    );
+    assert!(
+        carol
+            .outbox
+            .iter()
+            .all(|(_, e)| e.kind == EventKind::JoinRequest),
+        "nothing sent before admission"
+    );
+
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    assert!(carol.room.is_member());
+    for m in [&alice, &bob, &carol] {
+        let from_carol: Vec<String> = m
+            .messages()
+            .into_iter()
+            .filter(|(fp, _, _)| *fp == carol.fp())
+            .map(|(_, t, _)| t)
+            .collect();
+        assert_eq!(
+            from_carol,
+            vec![
+                "typed before connecting".to_owned(),
+                "typed while waiting".to_owned()
+            ],
+            "{:?}",
+            m.shown
+        );
+        assert!(m.warnings().is_empty(), "{:?}", m.warnings());
+    }
+    no_errors(&[&alice, &bob, &carol]);
+}
+
+// ─── 9. Reordering ───────────────────────────────────────────────────────
+
+#[test]
+fn events_out_of_order_are_shown_in_order() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    bob.connected = false; // held back: delivered by hand below
+    alice.send_text("one");
+    alice.send_text("two");
+    alice.send_text("three");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    let n = relay.log.len();
+    let e1 = relay.log[n - 3].clone();
+    let e2 = relay.log[n - 2].clone();
+    let e3 = relay.log[n - 1].clone();
+    assert_eq!(bob.delivered, e1.seq - 1);
+
+    bob.deliver(e3.clone());
+    assert!(
+        bob.messages().is_empty(),
+        "shown across a gap: {:?}",
+        bob.shown
+    );
+    bob.deliver(e2.clone());
+    assert!(
+        bob.messages().is_empty(),
+        "shown across a gap: {:?}",
+        bob.shown
+    );
+    bob.deliver(e1.clone());
+    let msgs = bob.messages();
+    assert_eq!(
+        msgs.iter().map(|(_, t, _)| t.as_str()).collect::<Vec<_>>(),
+        vec!["one", "two", "three"]
+    );
+    assert_eq!(
+        msgs.iter().map(|(_, _, s)| *s).collect::<Vec<_>>(),
+        vec![e1.seq, e2.seq, e3.seq]
+    );
+    // A late duplicate of an event already processed changes nothing.
+    bob.deliver(e2);
+    assert_eq!(bob.messages().len(), 3);
+    assert!(bob.warnings().is_empty(), "{:?}", bob.warnings());
+    assert_eq!(bob.room.last_seq(), e3.seq);
+
+    bob.delivered = e3.seq;
+    bob.connected = true;
+    alice.send_text("four");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert_eq!(bob.texts(), vec!["one", "two", "three", "four"]);
+}
+
+// ─── 10. A restarted client ──────────────────────────────────────────────
+
+#[test]
+fn restarted_client_sends_under_a_new_session() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    alice.send_text("before restart");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert_eq!(bob.count_text("before restart"), 1);
+
+    // Alice's client stops and starts again with no saved state.
+    disconnect(&mut alice, &mut [&mut bob]);
+    let mut alice2 = Member::new(alice_id(), "alice");
+    connect(&relay, &mut alice2, &mut [&mut bob]);
+    assert!(alice2.room.is_member(), "{:?}", alice2.shown);
+    assert!(
+        alice2
+            .shown
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Joined { .. }))
+    );
+    assert!(
+        alice2.outbox.is_empty(),
+        "a member does not ask to join again"
+    );
+    assert_eq!(alice2.room.epoch(), relay.epoch);
+    assert_eq!(alice2.count_text("before restart"), 1, "history readable");
+    let log_before = relay.log.len();
+
+    alice2.send_text("after restart");
+    pump(&mut relay, &mut [&mut alice2, &mut bob]);
+    assert_eq!(relay.log.len(), log_before + 1);
+    assert_eq!(bob.count_text("after restart"), 1, "{:?}", bob.shown);
+    assert_eq!(alice2.count_text("after restart"), 1);
+    assert!(bob.warnings().is_empty(), "{:?}", bob.warnings());
+    assert!(alice2.warnings().is_empty(), "{:?}", alice2.warnings());
+
+    // Different sessions: the message keys differ, so the same counter
+    // does not reuse a (key, nonce) pair.
+    let msgs: Vec<SealedMessage> = relay
+        .log
+        .iter()
+        .filter(|e| e.event.kind == EventKind::Message && e.event.sender == alice2.fp())
+        .map(|e| sealed(&e.event))
+        .collect();
+    assert_eq!(msgs.len(), 2);
+    assert_ne!(msgs[0].session, msgs[1].session);
+    no_errors(&[&alice2, &bob]);
+}
