@@ -366,10 +366,12 @@ impl Room {
         let first = !self.caught_up;
         self.caught_up = true;
         if self.unreadable > 0 && first {
-            actions.push(self.notice(format!(
-                "{} earlier messages are from before you were admitted and cannot be read",
-                self.unreadable
-            )));
+            let n = self.unreadable;
+            actions.push(self.notice(if n == 1 {
+                "1 earlier message is from before you were admitted and cannot be read".to_owned()
+            } else {
+                format!("{n} earlier messages are from before you were admitted and cannot be read")
+            }));
         }
         self.resend_unconfirmed(&mut actions);
         if self.leaving {
