@@ -83,16 +83,6 @@ impl SimRelay {
         self.log.len() as u64
     }
 
-    fn check_epoch(kind: EventKind, epoch: u64, current: u64) -> Result<(), Rejection> {
-        match kind {
-            EventKind::Commit if epoch == current.saturating_add(1) => Ok(()),
-            EventKind::Commit if epoch <= current => Err(Rejection::StaleEpoch { current }),
-            EventKind::Commit => Err(Rejection::FutureEpoch { current }),
-            _ if epoch <= current => Ok(()),
-            _ => Err(Rejection::FutureEpoch { current }),
-        }
-    }
-
     /// What the relay does with a `Publish` from the connection of `from`.
     fn publish(
         &mut self,
@@ -101,7 +91,7 @@ impl SimRelay {
         event: RoomEvent,
     ) -> Result<SequencedEvent, Rejection> {
         let verdict = if event.sender == from {
-            Self::check_epoch(event.kind, event.epoch, self.epoch)
+            hush_proto::msg::check_epoch(event.kind, event.epoch, self.epoch)
         } else {
             Err(Rejection::SpoofedSender)
         };

@@ -339,6 +339,22 @@ pub enum Rejection {
     },
 }
 
+/// The relay's epoch rule. A commit must name the current epoch as its parent
+/// (open exactly `current + 1`); anything else may not claim an epoch the
+/// room has not reached.
+///
+/// # Errors
+/// The [`Rejection`] the relay sends.
+pub fn check_epoch(kind: EventKind, epoch: u64, current: u64) -> Result<(), Rejection> {
+    match kind {
+        EventKind::Commit if current.checked_add(1) == Some(epoch) => Ok(()),
+        EventKind::Commit if epoch <= current => Err(Rejection::StaleEpoch { current }),
+        EventKind::Commit => Err(Rejection::FutureEpoch { current }),
+        _ if epoch <= current => Ok(()),
+        _ => Err(Rejection::FutureEpoch { current }),
+    }
+}
+
 /// Bytes reserved in a frame for everything of a delivered
 /// [`RelayMsg::Event`] except the body: tag, sequence number, time, room
 /// name (at most 64 bytes), sender, kind, epoch and length prefixes. The
@@ -382,6 +398,34 @@ mod tests {
             Err(DecodeError::Malformed)
         );
         assert_eq!(decode::<ClientMsg>(&[]), Err(DecodeError::Malformed));
+    }
+
+    #[test]
+    fn epoch_rule() {
+        use EventKind::*;
+        assert_eq!(check_epoch(Commit, 1, 0), Ok(()));
+        assert_eq!(
+            check_epoch(Commit, 1, 1),
+            Err(Rejection::StaleEpoch { current: 1 })
+        );
+        assert_eq!(
+            check_epoch(Commit, 3, 1),
+            Err(Rejection::FutureEpoch { current: 1 })
+        );
+        assert_eq!(
+            check_epoch(Message, 1, 2),
+            Ok(()),
+            "in flight during a rekey"
+        );
+        assert_eq!(
+            check_epoch(Message, 3, 2),
+            Err(Rejection::FutureEpoch { current: 2 })
+        );
+        assert_eq!(check_epoch(JoinRequest, 0, 5), Ok(()));
+        assert_eq!(
+            check_epoch(Commit, u64::MAX, u64::MAX),
+            Err(Rejection::StaleEpoch { current: u64::MAX })
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use hush_proto::msg::check_epoch;
 use hush_proto::msg::encode;
 use hush_proto::{EventKind, Rejection, RelayMsg, RoomEvent, RoomName, SequencedEvent};
 use tokio::sync::mpsc;
@@ -72,19 +73,6 @@ pub(crate) fn wire_kind(kind: log::EventKind) -> EventKind {
         log::EventKind::JoinRequest => EventKind::JoinRequest,
         log::EventKind::Leave => EventKind::Leave,
         log::EventKind::Control => EventKind::Control,
-    }
-}
-
-/// The epoch rule. A commit must name the current epoch as its parent
-/// (open exactly `current + 1`); anything else may not claim an epoch the
-/// room has not reached.
-fn check_epoch(kind: EventKind, epoch: u64, current: u64) -> Result<(), Rejection> {
-    match kind {
-        EventKind::Commit if epoch == current.saturating_add(1) => Ok(()),
-        EventKind::Commit if epoch <= current => Err(Rejection::StaleEpoch { current }),
-        EventKind::Commit => Err(Rejection::FutureEpoch { current }),
-        _ if epoch <= current => Ok(()),
-        _ => Err(Rejection::FutureEpoch { current }),
     }
 }
 
@@ -216,38 +204,5 @@ fn commit_batch(
                 );
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn epoch_rule() {
-        use EventKind::*;
-        assert_eq!(check_epoch(Commit, 1, 0), Ok(()));
-        assert_eq!(
-            check_epoch(Commit, 1, 1),
-            Err(Rejection::StaleEpoch { current: 1 })
-        );
-        assert_eq!(
-            check_epoch(Commit, 3, 1),
-            Err(Rejection::FutureEpoch { current: 1 })
-        );
-        assert_eq!(
-            check_epoch(Message, 1, 2),
-            Ok(()),
-            "in flight during a rekey"
-        );
-        assert_eq!(
-            check_epoch(Message, 3, 2),
-            Err(Rejection::FutureEpoch { current: 2 })
-        );
-        assert_eq!(check_epoch(JoinRequest, 0, 5), Ok(()));
-        assert_eq!(
-            check_epoch(Commit, u64::MAX, u64::MAX),
-            Err(Rejection::StaleEpoch { current: u64::MAX })
-        );
     }
 }
