@@ -269,3 +269,52 @@ fn the_transcript_file_gets_the_plaintext_only_when_asked() {
         assert!(!contains(&bytes, b"for the record"));
     }
 }
+
+#[test]
+fn clients_ride_out_a_relay_restart_without_gaps_or_duplicates() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let relay = RelayProcess::start(data.path(), port, &[]);
+    let addr = relay.addr.clone();
+    let mut alice = ClientProcess::start(&addr, "alice", "steady", true, &[]);
+    alice.wait_json("joined", |_| true);
+    let mut bob = ClientProcess::start(&addr, "bob", "steady", true, &[]);
+    bob.wait_json("joined", |_| true);
+    alice.say("before the restart");
+    bob.wait_json("message", |v| v["text"] == "before the restart");
+
+    assert!(relay.signal("-TERM").success());
+    alice.wait_json("notice", |v| {
+        v["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("connection to the relay lost")
+    });
+    // Typed while the relay is down: sent once it is back.
+    alice.say("while the relay was down");
+    let _relay = RelayProcess::start(data.path(), port, &[]);
+    bob.wait_json("message", |v| v["text"] == "while the relay was down");
+    alice.say("after the restart");
+    bob.wait_json("message", |v| v["text"] == "after the restart");
+    bob.drain_for(Duration::from_millis(500));
+    let texts: Vec<String> = bob
+        .json_events("message")
+        .iter()
+        .map(|v| v["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "before the restart",
+            "while the relay was down",
+            "after the restart"
+        ],
+        "each message once, in order"
+    );
+    let seqs: Vec<u64> = bob
+        .json_events("message")
+        .iter()
+        .map(|v| v["seq"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+}
