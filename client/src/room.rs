@@ -339,22 +339,33 @@ impl Room {
         }
     }
 
-    /// The end of a backfill answer: events up to `up_to` that did not
-    /// come were removed by the relay's retention; skip past them.
+    /// The end of a backfill answer. Every logged event up to `up_to` has
+    /// been sent before it, so a gap below `up_to` is one the relay's
+    /// retention removed: skip each such gap and go on with what follows.
     pub fn on_backfill_done(&mut self, up_to: u64, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
-        if up_to > self.last_seq {
-            let next_known = self.reorder.keys().next().copied();
-            if next_known.is_none_or(|n| n > self.last_seq + 1) {
-                let skipped = up_to - self.last_seq;
-                if self.last_seq > 0 || self.caught_up {
-                    actions.push(self.notice(format!(
-                        "{skipped} earlier events are no longer kept by the relay"
-                    )));
+        let mut skipped = 0;
+        loop {
+            self.drain_reorder(now, &mut actions);
+            match self.reorder.keys().next().copied() {
+                // drain stopped, so n > last_seq + 1: a pruned gap before n.
+                Some(n) if n <= up_to => {
+                    skipped += n - 1 - self.last_seq;
+                    self.last_seq = n - 1;
                 }
-                self.last_seq = up_to;
-                self.drain_reorder(now, &mut actions);
+                _ => break,
             }
+        }
+        if up_to > self.last_seq {
+            skipped += up_to - self.last_seq;
+            self.last_seq = up_to;
+            self.drain_reorder(now, &mut actions);
+        }
+        if skipped > 0 {
+            actions.push(self.notice(format!(
+                "{skipped} earlier events of #{} are no longer kept by the relay",
+                self.name
+            )));
         }
         actions
     }

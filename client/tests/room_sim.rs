@@ -1365,3 +1365,65 @@ fn restarted_client_sends_under_a_new_session() {
     assert_ne!(msgs[0].session, msgs[1].session);
     no_errors(&[&alice2, &bob]);
 }
+
+/// The relay's retention removed the start of the log (keeping the latest
+/// commit): a newcomer skips the gaps, takes the kept commit as its first
+/// view of the room, asks to join instead of re-creating the room, and is
+/// admitted.
+#[test]
+fn a_newcomer_after_retention_skips_the_pruned_gaps_and_is_admitted() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    for i in 0..5 {
+        alice.send_text(&format!("old {i}"));
+    }
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    let last = relay.last_seq();
+    let latest_commit = relay
+        .log
+        .iter()
+        .rev()
+        .find(|e| e.event.kind == EventKind::Commit)
+        .unwrap()
+        .seq;
+    // The relay kept the latest commit and the last two events only.
+    let kept: Vec<SequencedEvent> = relay
+        .log
+        .iter()
+        .filter(|e| e.seq == latest_commit || e.seq + 2 > last)
+        .cloned()
+        .collect();
+    assert!(kept.len() < relay.log.len());
+
+    let mut carol = Member::new(carol_id(), "carol");
+    let now = Instant::now();
+    let online = vec![alice.fp(), bob.fp(), carol.fp()];
+    for o in [&mut alice, &mut bob] {
+        o.room.on_presence(carol.fp(), true);
+    }
+    carol.room.on_joined(&online);
+    carol.connected = true;
+    for ev in kept {
+        carol.deliver(ev);
+    }
+    carol.delivered = last;
+    let actions = carol.room.on_backfill_done(last, now);
+    carol.handle(actions);
+    assert_eq!(carol.room.last_seq(), last, "the gaps were skipped");
+    assert!(
+        carol.notices().iter().any(|n| n.contains("no longer kept")),
+        "{:?}",
+        carol.shown
+    );
+    let actions = carol.room.caught_up(now);
+    carol.handle(actions);
+    assert!(
+        !carol.notices().iter().any(|n| n.contains("is new")),
+        "carol must not re-create an existing room: {:?}",
+        carol.shown
+    );
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    assert!(carol.room.is_member(), "{:?}", carol.shown);
+    alice.send_text("after retention");
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    assert_eq!(carol.count_text("after retention"), 1);
+}
