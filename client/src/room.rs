@@ -45,6 +45,10 @@ const MAX_QUEUED_TEXTS: usize = 100;
 /// Events received ahead of a gap, kept until the gap fills.
 const MAX_REORDER: usize = 10_000;
 
+/// Chain heads remembered, to check the heads senders sign against our
+/// own. A sender's view older than this many events is not checked.
+const MAX_HEADS: usize = 50_000;
+
 /// Something the caller must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -113,6 +117,15 @@ pub struct Room {
     last_seq: u64,
     chain_head: [u8; 32],
     reorder: BTreeMap<u64, SequencedEvent>,
+    /// Our chain head after each recent seq (and 0 → all zeros), while the
+    /// chain is anchored at the room's first event.
+    heads: BTreeMap<u64, [u8; 32]>,
+    /// False once the relay's retention made us skip events: our chain no
+    /// longer matches the members' who saw them, so heads are not compared.
+    chain_anchored: bool,
+    /// Next counter expected per (sender, session, epoch): a jump reveals
+    /// messages the relay withheld, a step back a reordering.
+    next_counter: HashMap<(Fingerprint, [u8; 16], u64), u64>,
     nicks: HashMap<Fingerprint, String>,
     online: BTreeSet<Fingerprint>,
     pending_joins: BTreeMap<Fingerprint, (PublicIdentity, String, Pending)>,
@@ -154,6 +167,9 @@ impl Room {
             last_seq: 0,
             chain_head: [0; 32],
             reorder: BTreeMap::new(),
+            heads: BTreeMap::from([(0, [0; 32])]),
+            chain_anchored: true,
+            next_counter: HashMap::new(),
             nicks,
             online: BTreeSet::new(),
             pending_joins: BTreeMap::new(),
@@ -362,6 +378,8 @@ impl Room {
             self.drain_reorder(now, &mut actions);
         }
         if skipped > 0 {
+            self.chain_anchored = false;
+            self.heads.clear();
             actions.push(self.notice(format!(
                 "{skipped} earlier events of #{} are no longer kept by the relay",
                 self.name
@@ -467,6 +485,12 @@ impl Room {
     fn apply(&mut self, ev: SequencedEvent, now: Instant, actions: &mut Vec<Action>) {
         self.last_seq = ev.seq;
         self.chain_head = e2e::chain_next(&self.chain_head, &ev);
+        if self.chain_anchored {
+            self.heads.insert(ev.seq, self.chain_head);
+            if self.heads.len() > MAX_HEADS {
+                self.heads.pop_first();
+            }
+        }
         let sender = ev.event.sender;
         if sender == self.me.fingerprint() {
             let body = &ev.event.body;
@@ -783,13 +807,23 @@ impl Room {
             return Err(bad("names an impossible parent epoch"));
         }
         let fork = || {
+            let (kind, why) = if c.parent_epoch > self.current {
+                (
+                    "missing_commit",
+                    "the relay withheld the commits in between from you",
+                )
+            } else {
+                ("fork", "the relay showed the committer a different history")
+            };
             CommitFault::fork(self.warn(
                 Some(ev.seq),
                 Some(sender),
-                "epoch_fork",
+                kind,
                 format!(
-                    "the relay delivered a commit for epoch {epoch} while #{} is at epoch {}; ignored",
-                    self.name, self.current
+                    "a commit from {} opens epoch {epoch} while #{} is at epoch {} for you: {why}; ignored",
+                    self.who(&sender),
+                    self.name,
+                    self.current
                 ),
             ))
         };
@@ -877,9 +911,9 @@ impl Room {
             actions.push(self.warn(
                 Some(ev.seq),
                 Some(sender),
-                "epoch_fork",
+                "missing_commit",
                 format!(
-                    "a message claiming to be from {} names epoch {epoch}, which #{} has not reached; not shown",
+                    "a message claiming to be from {} is in epoch {epoch} of #{}, but the relay has not delivered you that epoch's commit; not shown",
                     self.who(&sender),
                     self.name
                 ),
@@ -916,8 +950,10 @@ impl Room {
             ));
             return;
         }
+        let epoch_key = epoch_key.clone();
+        self.check_transcript(ev, m, actions);
         let key = SealingKey::new(&derive_secret(
-            epoch_key,
+            &epoch_key,
             &e2e::message_key_salt(&sender, &m.session),
             MESSAGE_KEY_INFO,
         ));
@@ -975,6 +1011,74 @@ impl Room {
                 ),
             )),
         }
+    }
+
+    /// What an authenticated message says about the relay's honesty
+    /// (DESIGN.md §5): the sender signed the sequence number and chain head
+    /// it had seen, and its counter. Each problem is a warning; the message
+    /// itself is genuine and is still shown.
+    fn check_transcript(
+        &mut self,
+        ev: &SequencedEvent,
+        m: &SealedMessage,
+        actions: &mut Vec<Action>,
+    ) {
+        let sender = ev.event.sender;
+        let who = self.who(&sender);
+        if m.seen_seq >= ev.seq {
+            actions.push(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "reordered",
+                format!(
+                    "the relay placed a message from {who} at seq {} although {who} had already seen seq {}: it reordered or removed events of #{}",
+                    ev.seq, m.seen_seq, self.name
+                ),
+            ));
+        } else if self.chain_anchored
+            && let Some(head) = self.heads.get(&m.seen_seq)
+            && *head != m.seen_head
+        {
+            actions.push(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "fork",
+                format!(
+                    "{who} saw a different history of #{} up to seq {} than you did: the relay is showing members different histories",
+                    self.name, m.seen_seq
+                ),
+            ));
+        }
+        let slot = (sender, m.session, ev.event.epoch);
+        let expected = match self.next_counter.get(&slot) {
+            Some(n) => *n,
+            // The first message of a sender's session in an epoch is
+            // counter 0, unless retention took the start of the log.
+            None if self.chain_anchored => 0,
+            None => m.counter,
+        };
+        if m.counter > expected {
+            let missing = m.counter - expected;
+            actions.push(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "dropped",
+                format!(
+                    "{missing} message{} from {who} before this one never reached you: the relay withheld {}",
+                    if missing == 1 { "" } else { "s" },
+                    if missing == 1 { "it" } else { "them" }
+                ),
+            ));
+        } else if m.counter < expected {
+            actions.push(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "reordered",
+                format!("a message from {who} arrived after one {who} sent later: the relay reordered #{}", self.name),
+            ));
+        }
+        self.next_counter
+            .insert(slot, expected.max(m.counter.saturating_add(1)));
     }
 
     // ─── Commits we make ─────────────────────────────────────────────────

@@ -717,7 +717,7 @@ fn tamper_envelope_epoch_future() {
             "malformed",
             "not_member",
             "undecryptable",
-            "epoch_fork",
+            "missing_commit",
         ],
         |ev| ev.epoch += 1,
     );
@@ -985,7 +985,9 @@ fn concurrent_commits(designated_first: bool) {
         );
         assert_eq!(m.roster().len(), 3);
         assert!(
-            !m.warning_kinds().iter().any(|k| k == "epoch_fork"),
+            !m.warning_kinds()
+                .iter()
+                .any(|k| k == "fork" || k == "missing_commit"),
             "{:?}",
             m.warnings()
         );
@@ -1426,4 +1428,164 @@ fn a_newcomer_after_retention_skips_the_pruned_gaps_and_is_admitted() {
     alice.send_text("after retention");
     pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
     assert_eq!(carol.count_text("after retention"), 1);
+}
+
+// ─── Transcript integrity: a relay that cheats (DESIGN.md §5) ──────────────
+//
+// The relay in these tests hands one member its own edited view of the
+// log (renumbered so that it looks gapless), as a cheating relay would.
+
+/// Delivers `events` to `m` as the next events of its view of the room,
+/// renumbered to follow what it already has.
+fn feed_view(m: &mut Member, events: Vec<SequencedEvent>) {
+    for mut ev in events {
+        ev.seq = m.delivered + 1;
+        m.delivered = ev.seq;
+        m.deliver(ev);
+    }
+}
+
+/// The events `m` has not been given yet, as the honest log has them.
+fn undelivered(relay: &SimRelay, m: &Member) -> Vec<SequencedEvent> {
+    relay.log[usize::try_from(m.delivered).unwrap()..].to_vec()
+}
+
+fn is_message_from(ev: &SequencedEvent, who: Fingerprint) -> bool {
+    ev.event.kind == EventKind::Message && ev.event.sender == who
+}
+
+#[test]
+fn an_honest_relay_raises_no_integrity_warnings() {
+    let (mut relay, mut alice, mut bob, mut carol) = three_members();
+    for i in 0..3 {
+        alice.send_text(&format!("a{i}"));
+        bob.send_text(&format!("b{i}"));
+        pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+        carol.send_text(&format!("c{i}"));
+    }
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    for m in [&alice, &bob, &carol] {
+        assert_eq!(m.texts().len(), 9, "{:?}", m.shown);
+        assert!(m.warnings().is_empty(), "{:?}", m.warnings());
+    }
+}
+
+#[test]
+fn a_message_dropped_for_one_member_is_reported_to_that_member() {
+    let (mut relay, mut alice, mut bob, mut carol) = three_members();
+    bob.connected = false; // the relay edits bob's view by hand
+    for text in ["one", "two", "three"] {
+        alice.send_text(text);
+        pump(&mut relay, &mut [&mut alice, &mut carol]);
+    }
+    carol.send_text("carol saw all three");
+    pump(&mut relay, &mut [&mut alice, &mut carol]);
+    let mut second = 0;
+    let view: Vec<SequencedEvent> = undelivered(&relay, &bob)
+        .into_iter()
+        .filter(|e| {
+            if is_message_from(e, alice.fp()) {
+                second += 1;
+                second != 2
+            } else {
+                true
+            }
+        })
+        .collect();
+    feed_view(&mut bob, view);
+    assert_eq!(bob.count_text("two"), 0);
+    assert_eq!(
+        bob.count_text("three"),
+        1,
+        "genuine messages are still shown"
+    );
+    let kinds = bob.warning_kinds();
+    assert!(kinds.iter().any(|k| k == "dropped"), "{kinds:?}");
+    // Later messages were signed over a history bob was not shown: with
+    // the event gone, their signed positions no longer fit his log.
+    assert!(
+        kinds.iter().any(|k| k == "fork" || k == "reordered"),
+        "{kinds:?}"
+    );
+    for m in [&alice, &carol] {
+        assert!(m.warnings().is_empty(), "{:?}", m.warnings());
+    }
+}
+
+#[test]
+fn a_reply_placed_before_the_message_it_answers_is_reported() {
+    let (mut relay, mut alice, mut bob, mut carol) = three_members();
+    carol.connected = false;
+    alice.send_text("question");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    bob.send_text("answer");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    let mut view = undelivered(&relay, &carol);
+    let q = view
+        .iter()
+        .position(|e| is_message_from(e, alice.fp()))
+        .unwrap();
+    let a = view
+        .iter()
+        .position(|e| is_message_from(e, bob.fp()))
+        .unwrap();
+    view.swap(q, a);
+    feed_view(&mut carol, view);
+    let kinds = carol.warning_kinds();
+    assert!(kinds.iter().any(|k| k == "reordered"), "{kinds:?}");
+    assert_eq!(carol.count_text("answer"), 1);
+}
+
+#[test]
+fn two_members_shown_different_histories_find_out() {
+    let (mut relay, mut alice, mut bob, mut carol) = three_members();
+    for m in [&mut alice, &mut bob, &mut carol] {
+        m.connected = false;
+    }
+    // Alice and carol speak at once; neither has seen the other's line.
+    alice.send_text("from alice");
+    carol.send_text("from carol");
+    flush(&mut relay, &mut [&mut alice, &mut carol]);
+    let honest = undelivered(&relay, &bob);
+    let mut swapped = undelivered(&relay, &carol);
+    let n = swapped.len();
+    swapped.swap(n - 2, n - 1);
+    feed_view(&mut bob, honest);
+    feed_view(&mut carol, swapped);
+    // Bob speaks; his message carries the head of his (honest) history.
+    bob.send_text("bob saw both");
+    flush(&mut relay, &mut [&mut bob]);
+    let last = relay.log.last().unwrap().clone();
+    feed_view(&mut carol, vec![last]);
+    let kinds = carol.warning_kinds();
+    assert!(kinds.iter().any(|k| k == "fork"), "{kinds:?}");
+    assert_eq!(carol.count_text("bob saw both"), 1);
+}
+
+#[test]
+fn a_commit_withheld_from_one_member_is_reported_and_nothing_is_shown_in_its_epoch() {
+    let (mut relay, mut alice, mut bob, mut carol) = three_members();
+    bob.connected = false;
+    for o in [&mut alice, &mut carol] {
+        o.room.on_presence(bob.fp(), false);
+    }
+    // Carol leaves; alice (the online member with the lowest fingerprint
+    // now that bob is offline) rekeys without her.
+    let actions = carol.room.leave();
+    carol.handle(actions);
+    pump(&mut relay, &mut [&mut alice, &mut carol]);
+    let actions = alice.room.tick(fallback_time());
+    alice.handle(actions);
+    pump(&mut relay, &mut [&mut alice, &mut carol]);
+    assert_eq!(alice.room.epoch(), bob.room.epoch() + 1, "alice rekeyed");
+    alice.send_text("in the new epoch");
+    pump(&mut relay, &mut [&mut alice]);
+    let view: Vec<SequencedEvent> = undelivered(&relay, &bob)
+        .into_iter()
+        .filter(|e| e.event.kind != EventKind::Commit)
+        .collect();
+    feed_view(&mut bob, view);
+    assert_eq!(bob.count_text("in the new epoch"), 0);
+    let kinds = bob.warning_kinds();
+    assert!(kinds.iter().any(|k| k == "missing_commit"), "{kinds:?}");
 }
