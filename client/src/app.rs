@@ -488,6 +488,33 @@ fn handle_line<W: Write>(
             }
             Vec::new()
         }
+        Input::Command(Command::Verify(None)) => {
+            match room.room_fingerprint() {
+                Some(digits) => screen.notice(Some(&name), format!(
+                    "room fingerprint of #{name} at epoch {}: {digits} (members who see the same digits share this room's members and history)",
+                    room.epoch()
+                ))?,
+                None => screen.show(&ClientEvent::Error {
+                    text: format!("#{name} has no members yet; try again once you are admitted"),
+                })?,
+            }
+            Vec::new()
+        }
+        Input::Command(Command::Verify(Some(q))) => {
+            let found = room.whois(&q);
+            if found.is_empty() {
+                screen.show(&ClientEvent::Error {
+                    text: format!("nobody in #{name} is called {q}; /members lists who is"),
+                })?;
+            }
+            for (fp, nick) in found {
+                screen.notice(Some(&name), format!(
+                    "safety number with {nick} ({fp}): {} (read it to each other out of band: the same digits mean neither key was swapped)",
+                    room.safety_number(&fp)
+                ))?;
+            }
+            Vec::new()
+        }
         Input::Command(Command::Leave) => {
             state.left = true;
             state.input_open = false;

@@ -30,6 +30,9 @@ pub enum Command {
     Members,
     /// `/whois NICK|FINGERPRINT`: the argument as typed; resolution happens elsewhere.
     Whois(String),
+    /// `/verify [NICK|FINGERPRINT]`: the room fingerprint, or the safety
+    /// number shared with one member.
+    Verify(Option<String>),
     /// `/leave`: leave the room.
     Leave,
     /// `/quit`: disconnect and exit.
@@ -89,6 +92,8 @@ pub const HELP: &str = "\
 /nick NAME               change your nickname (1 to 32 characters, no spaces)
 /members                 list the room's members with their fingerprints
 /whois NICK|FINGERPRINT  show who uses a nickname, or the nickname of a fingerprint
+/verify                  show the room fingerprint: members who see the same one share the same room
+/verify NICK|FINGERPRINT show your safety number with one member, to compare out of band
 /leave                   leave the room
 /quit                    disconnect and exit
 /help                    show this list
@@ -244,6 +249,16 @@ pub fn parse_line(line: &str) -> Result<Option<Input>, CommandError> {
             }
             Ok(Some(Input::Command(Command::Whois(args.to_owned()))))
         }
+        "verify" => {
+            if args.contains(char::is_whitespace) {
+                return Err(CommandError::TooManyArguments {
+                    command: "verify",
+                    usage: "/verify [NICK|FINGERPRINT]",
+                });
+            }
+            let who = (!args.is_empty()).then(|| args.to_owned());
+            Ok(Some(Input::Command(Command::Verify(who))))
+        }
         "members" => no_args(args, "members", "/members", Command::Members),
         "leave" => no_args(args, "leave", "/leave", Command::Leave),
         "quit" => no_args(args, "quit", "/quit", Command::Quit),
@@ -310,6 +325,9 @@ mod tests {
         assert_eq!(cmd("/members"), Command::Members);
         assert_eq!(cmd("/Members "), Command::Members);
         assert_eq!(cmd("/whois bob"), Command::Whois("bob".into()));
+        assert_eq!(cmd("/verify"), Command::Verify(None));
+        assert_eq!(cmd("/VERIFY bob"), Command::Verify(Some("bob".into())));
+        assert!(parse_line("/verify bob carol").is_err());
         let fp = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU";
         assert_eq!(cmd(&format!("/whois {fp}")), Command::Whois(fp.into()));
         assert_eq!(cmd("/leave"), Command::Leave);

@@ -123,6 +123,9 @@ pub struct Room {
     /// False once the relay's retention made us skip events: our chain no
     /// longer matches the members' who saw them, so heads are not compared.
     chain_anchored: bool,
+    /// Our chain head right after each epoch's commit: the history every
+    /// member of that epoch must share, bound into the room fingerprint.
+    epoch_heads: HashMap<u64, [u8; 32]>,
     /// Next counter expected per (sender, session, epoch): a jump reveals
     /// messages the relay withheld, a step back a reordering.
     next_counter: HashMap<(Fingerprint, [u8; 16], u64), u64>,
@@ -170,6 +173,7 @@ impl Room {
             heads: BTreeMap::from([(0, [0; 32])]),
             chain_anchored: true,
             next_counter: HashMap::new(),
+            epoch_heads: HashMap::new(),
             nicks,
             online: BTreeSet::new(),
             pending_joins: BTreeMap::new(),
@@ -260,6 +264,51 @@ impl Room {
             .collect();
         out.sort();
         out
+    }
+
+    /// The room fingerprint: a digest of the room's name, current epoch,
+    /// roster and the hash-chain head at that epoch's commit, as 30 digits.
+    /// Members who read out the same digits share one history up to the
+    /// current epoch and one member list: the relay cannot have shown them
+    /// different ones. `None` before we have seen any epoch.
+    #[must_use]
+    pub fn room_fingerprint(&self) -> Option<String> {
+        let e = self.epochs.get(&self.current)?;
+        let mut t = hush_crypto::Transcript::new("hush/v1/room-fingerprint");
+        t.absorb(self.name.as_str().as_bytes());
+        t.absorb(&self.current.to_be_bytes());
+        for fp in e.roster.keys() {
+            t.absorb(fp.as_bytes());
+        }
+        // Members whose chain starts mid-log (retention) cannot know it.
+        let head = self
+            .epoch_heads
+            .get(&self.current)
+            .copied()
+            .unwrap_or([0; 32]);
+        t.absorb(if self.chain_anchored {
+            &head
+        } else {
+            &[0u8; 32]
+        });
+        Some(digits(&t.finish()))
+    }
+
+    /// The safety number we share with `other`: the same 30 digits on both
+    /// sides (the fingerprints are taken in sorted order). Comparing it out
+    /// of band proves each holds the other's real key.
+    #[must_use]
+    pub fn safety_number(&self, other: &Fingerprint) -> String {
+        let me = self.me.fingerprint();
+        let (a, b) = if me <= *other {
+            (me, *other)
+        } else {
+            (*other, me)
+        };
+        let mut t = hush_crypto::Transcript::new("hush/v1/safety-number");
+        t.absorb(a.as_bytes());
+        t.absorb(b.as_bytes());
+        digits(&t.finish())
     }
 
     fn nick_of(&self, fp: &Fingerprint) -> String {
@@ -744,6 +793,7 @@ impl Room {
         let now_member = key.is_some();
         self.epochs.insert(epoch, Epoch { roster, key });
         self.current = epoch;
+        self.epoch_heads.insert(epoch, self.chain_head);
         let members: Vec<(Fingerprint, String)> = self.epochs[&epoch]
             .roster
             .keys()
@@ -895,6 +945,7 @@ impl Room {
             self.epochs.insert(epoch, prev);
         }
         self.current = epoch;
+        self.epoch_heads.insert(epoch, self.chain_head);
     }
 
     fn apply_message(
@@ -1295,6 +1346,20 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// 30 decimal digits in six groups of five, from a digest: short enough
+/// to read aloud, long enough (about 100 bits) that a match is no accident.
+fn digits(digest: &[u8; 32]) -> String {
+    digest
+        .chunks(5)
+        .take(6)
+        .map(|c| {
+            let n = c.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+            format!("{:05}", n % 100_000)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A received nickname made safe to keep: bounded length, never empty.

@@ -1589,3 +1589,24 @@ fn a_commit_withheld_from_one_member_is_reported_and_nothing_is_shown_in_its_epo
     let kinds = bob.warning_kinds();
     assert!(kinds.iter().any(|k| k == "missing_commit"), "{kinds:?}");
 }
+
+#[test]
+fn verify_digits_agree_between_members_and_differ_when_they_should() {
+    let (relay, alice, bob, carol) = three_members();
+    let fps: Vec<String> = [&alice, &bob, &carol]
+        .iter()
+        .map(|m| m.room.room_fingerprint().unwrap())
+        .collect();
+    assert!(fps.iter().all(|f| *f == fps[0]), "{fps:?}");
+    assert_eq!(fps[0].len(), 35, "six groups of five digits: {}", fps[0]);
+    assert!(fps[0].chars().all(|c| c.is_ascii_digit() || c == ' '));
+    // The pairwise safety number is symmetric and per pair.
+    let ab = alice.room.safety_number(&bob.fp());
+    assert_eq!(ab, bob.room.safety_number(&alice.fp()));
+    assert_ne!(ab, alice.room.safety_number(&carol.fp()));
+    // A member shown another history (here: a stranger replaying the
+    // room's log into a fresh room state of its own) gets other digits.
+    let mut replica = Member::new(mallory_id(), "mallory");
+    feed_view(&mut replica, relay.log[..relay.log.len() - 1].to_vec());
+    assert_ne!(replica.room.room_fingerprint(), Some(fps[0].clone()));
+}
