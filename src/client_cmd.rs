@@ -8,10 +8,11 @@ use anyhow::{Context, Result, bail};
 use hush_client::app::{self, ClientConfig};
 use hush_client::command::validate_nick;
 use hush_client::pins::KnownRelays;
+use hush_client::room::RekeyPolicy;
 use hush_proto::RoomName;
 
 use crate::keyfile;
-use crate::paths::default_data_dir;
+use crate::paths::{default_data_dir, parse_duration};
 
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
@@ -39,6 +40,12 @@ pub struct ClientArgs {
     /// File of pinned relay keys [default: DIR/known_relays].
     #[arg(long, env = "HUSH_KNOWN_RELAYS", value_name = "FILE")]
     known_relays: Option<PathBuf>,
+    /// Replace the room key after this many messages in one epoch (0: never).
+    #[arg(long, env = "HUSH_REKEY_MESSAGES", value_name = "N", default_value_t = RekeyPolicy::default().max_messages)]
+    rekey_messages: u64,
+    /// Replace the room key once an epoch is this old, e.g. 12h (0: never).
+    #[arg(long, env = "HUSH_REKEY_AFTER", value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    rekey_after: std::time::Duration,
 }
 
 /// `host:port`, adding the default port when there is none.
@@ -100,6 +107,10 @@ pub fn run(args: ClientArgs) -> Result<()> {
         transcript: args.output,
         known_relays: KnownRelays::new(known),
         max_frame: hush_proto::DEFAULT_MAX_FRAME,
+        rekey: RekeyPolicy {
+            max_messages: args.rekey_messages,
+            max_age: args.rekey_after,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -57,6 +57,8 @@ pub struct ClientConfig {
     pub known_relays: KnownRelays,
     /// Largest frame accepted from the relay.
     pub max_frame: usize,
+    /// When to rekey the room although nobody joined or left.
+    pub rekey: crate::room::RekeyPolicy,
 }
 
 /// Why the client stopped with an error.

@@ -39,6 +39,29 @@ use crate::display::ClientEvent;
 /// gone).
 pub const FALLBACK_COMMIT_AFTER: Duration = Duration::from_secs(5);
 
+/// When members replace an epoch's key although nobody joined or left:
+/// after this many messages in it, or once it is this old (zero disables
+/// a limit). Bounds how much one leaked epoch key exposes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RekeyPolicy {
+    /// Messages sequenced in one epoch before it is replaced.
+    pub max_messages: u64,
+    /// Age of an epoch (from when this client processed its commit) before
+    /// it is replaced.
+    pub max_age: Duration,
+}
+
+impl Default for RekeyPolicy {
+    /// 1,000 messages or one day: a busy room rekeys a few times a day, a
+    /// quiet one daily, each at the cost of one commit.
+    fn default() -> Self {
+        Self {
+            max_messages: 1000,
+            max_age: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
 /// Messages typed before admission, kept to send once admitted.
 const MAX_QUEUED_TEXTS: usize = 100;
 
@@ -126,6 +149,15 @@ pub struct Room {
     /// Our chain head right after each epoch's commit: the history every
     /// member of that epoch must share, bound into the room fingerprint.
     epoch_heads: HashMap<u64, [u8; 32]>,
+    rekey: RekeyPolicy,
+    /// Messages sequenced in the current epoch.
+    epoch_messages: u64,
+    /// When we processed the current epoch's commit, by our own clock (a
+    /// relay's timestamps must not be able to force rekeys).
+    epoch_started: Option<Instant>,
+    /// When a rekey first became due (a non-designated member waits
+    /// [`FALLBACK_COMMIT_AFTER`] from then).
+    rekey_due_since: Option<Instant>,
     /// Next counter expected per (sender, session, epoch): a jump reveals
     /// messages the relay withheld, a step back a reordering.
     next_counter: HashMap<(Fingerprint, [u8; 16], u64), u64>,
@@ -173,6 +205,10 @@ impl Room {
             heads: BTreeMap::from([(0, [0; 32])]),
             chain_anchored: true,
             next_counter: HashMap::new(),
+            rekey: RekeyPolicy::default(),
+            epoch_messages: 0,
+            epoch_started: None,
+            rekey_due_since: None,
             epoch_heads: HashMap::new(),
             nicks,
             online: BTreeSet::new(),
@@ -190,6 +226,13 @@ impl Room {
             next_request: 1,
             unconfirmed: Vec::new(),
         }
+    }
+
+    /// Uses `policy` for periodic rekeying instead of the default.
+    #[must_use]
+    pub fn with_rekey_policy(mut self, policy: RekeyPolicy) -> Self {
+        self.rekey = policy;
+        self
     }
 
     /// The room's name.
@@ -794,6 +837,9 @@ impl Room {
         self.epochs.insert(epoch, Epoch { roster, key });
         self.current = epoch;
         self.epoch_heads.insert(epoch, self.chain_head);
+        self.epoch_messages = 0;
+        self.epoch_started = Some(now);
+        self.rekey_due_since = None;
         let members: Vec<(Fingerprint, String)> = self.epochs[&epoch]
             .roster
             .keys()
@@ -819,7 +865,6 @@ impl Room {
         } else if was_member && !now_member && !self.leaving {
             actions.push(self.notice(format!("you are no longer a member of #{}", self.name)));
         }
-        let _ = now;
     }
 
     /// Checks a commit: signature by the committer key it carries, parent
@@ -958,6 +1003,9 @@ impl Room {
     ) {
         let sender = ev.event.sender;
         let epoch = ev.event.epoch;
+        if epoch == self.current {
+            self.epoch_messages += 1;
+        }
         if epoch > self.current {
             actions.push(self.warn(
                 Some(ev.seq),
@@ -1163,7 +1211,17 @@ impl Room {
         {
             return;
         }
-        if self.pending_joins.is_empty() && self.pending_removals.is_empty() {
+        // Zero means "never" for either limit.
+        let age = self
+            .epoch_started
+            .map_or(Duration::ZERO, |t| now.duration_since(t));
+        let rekey_due = (self.rekey.max_messages > 0
+            && self.epoch_messages >= self.rekey.max_messages)
+            || (!self.rekey.max_age.is_zero() && age >= self.rekey.max_age);
+        if rekey_due {
+            self.rekey_due_since.get_or_insert(now);
+        }
+        if self.pending_joins.is_empty() && self.pending_removals.is_empty() && !rekey_due {
             return;
         }
         let oldest = self
@@ -1171,6 +1229,7 @@ impl Room {
             .values()
             .map(|(_, _, p)| p.since)
             .chain(self.pending_removals.values().map(|p| p.since))
+            .chain(self.rekey_due_since)
             .min();
         let overdue = oldest.is_some_and(|t| now.duration_since(t) >= FALLBACK_COMMIT_AFTER);
         if !self.designated() && !overdue {

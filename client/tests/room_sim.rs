@@ -1610,3 +1610,32 @@ fn verify_digits_agree_between_members_and_differ_when_they_should() {
     feed_view(&mut replica, relay.log[..relay.log.len() - 1].to_vec());
     assert_ne!(replica.room.room_fingerprint(), Some(fps[0].clone()));
 }
+
+#[test]
+fn rooms_rekey_after_the_configured_number_of_messages() {
+    let mut relay = SimRelay::new();
+    let policy = hush_client::room::RekeyPolicy {
+        max_messages: 3,
+        max_age: Duration::ZERO,
+    };
+    let mut alice = Member::new(alice_id(), "alice");
+    let mut bob = Member::new(bob_id(), "bob");
+    for m in [&mut alice, &mut bob] {
+        m.room = Room::new(room_name(), m.id.clone(), "x".into()).with_rekey_policy(policy);
+    }
+    connect(&relay, &mut alice, &mut []);
+    pump(&mut relay, &mut [&mut alice]);
+    connect(&relay, &mut bob, &mut [&mut alice]);
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    let start = alice.room.epoch();
+    for i in 0..7 {
+        alice.send_text(&format!("m{i}"));
+        pump(&mut relay, &mut [&mut alice, &mut bob]);
+    }
+    // 7 messages at 3 per epoch: two rekeys, same members, nothing lost.
+    assert_eq!(alice.room.epoch(), start + 2);
+    assert_eq!(bob.room.epoch(), start + 2);
+    assert_eq!(bob.texts().len(), 7);
+    assert_eq!(alice.roster(), bob.roster());
+    assert!(bob.warnings().is_empty(), "{:?}", bob.warnings());
+}
