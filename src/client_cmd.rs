@@ -111,6 +111,7 @@ pub fn run(args: ClientArgs) -> Result<()> {
             max_messages: args.rekey_messages,
             max_age: args.rekey_after,
         },
+        state_dir: Some(data),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -263,10 +263,12 @@ fn the_transcript_file_gets_the_plaintext_only_when_asked() {
             .any(|l| l.contains("alice (") && l.ends_with(": for the record")),
         "{text}"
     );
-    // Without -o nothing is written to the client's data folder.
-    for entry in std::fs::read_dir(alice.data.path()).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        assert!(!contains(&bytes, b"for the record"));
+    // The client's own files (pins, sealed room state) hold no plaintext.
+    alice.say("/quit");
+    assert!(alice.wait_exit().success());
+    for entry in walk(alice.data.path()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(!contains(&bytes, b"for the record"), "{}", entry.display());
     }
 }
 
@@ -317,4 +319,39 @@ fn clients_ride_out_a_relay_restart_without_gaps_or_duplicates() {
         .map(|v| v["seq"].as_u64().unwrap())
         .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+}
+
+#[test]
+fn a_member_who_was_away_reads_what_it_missed_once_and_nothing_twice() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &[]);
+    let mut alice = ClientProcess::start(&relay.addr, "alice", "away", true, &[]);
+    alice.wait_json("joined", |_| true);
+    let mut bob = ClientProcess::start(&relay.addr, "bob", "away", true, &[]);
+    bob.wait_json("joined", |_| true);
+    alice.say("seen before leaving");
+    bob.wait_json("message", |v| v["text"] == "seen before leaving");
+    bob.say("/quit");
+    assert!(bob.wait_exit().success());
+    let bob_data = bob.into_data();
+
+    for i in 0..3 {
+        alice.say(&format!("missed {i}"));
+        alice.wait_json("message", |v| v["text"] == format!("missed {i}").as_str());
+    }
+    // Bob comes back with his data folder (and so his saved state).
+    let (key_dir, key) = common::example_key("bob");
+    let mut back =
+        ClientProcess::start_with(&relay.addr, &key, bob_data, key_dir, "away", true, &[]);
+    back.wait_json("notice", |v| {
+        v["text"].as_str().unwrap_or("").contains("resuming #away")
+    });
+    back.wait_json("message", |v| v["text"] == "missed 2");
+    back.drain_for(Duration::from_millis(500));
+    let texts: Vec<String> = back
+        .json_events("message")
+        .iter()
+        .map(|v| v["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(texts, ["missed 0", "missed 1", "missed 2"]);
 }

@@ -30,6 +30,7 @@ use crate::display::{ClientEvent, render_json, render_line};
 use crate::link::{Connection, LinkError, LinkWriter};
 use crate::pins::{KnownRelays, PinCheck, PinError};
 use crate::room::{Action, Room, now_ms};
+use crate::state::StateStore;
 
 /// First retry delay after a failed connection.
 const BACKOFF_START: Duration = Duration::from_millis(250);
@@ -59,6 +60,9 @@ pub struct ClientConfig {
     pub max_frame: usize,
     /// When to rekey the room although nobody joined or left.
     pub rekey: crate::room::RekeyPolicy,
+    /// Where to keep the sealed room state between runs (`None`: keep
+    /// nothing; every run re-reads the relay's log).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Why the client stopped with an error.
@@ -179,11 +183,15 @@ where
         }
     });
 
-    let mut room = Room::new(
-        config.room.clone(),
-        config.identity.clone(),
-        config.nick.clone(),
-    );
+    let store = config.state_dir.as_ref().map(|dir| {
+        StateStore::new(
+            dir,
+            &config.server,
+            config.room.as_str(),
+            config.identity.clone(),
+        )
+    });
+    let mut room = restore_room(&config, store.as_ref(), &mut screen)?;
     let mut state = Session {
         quitting: None,
         input_open: true,
@@ -246,7 +254,17 @@ where
         }
         screen.notice(None, format!("connected to {}", config.server))?;
         ever_connected = true;
-        match session(conn, &mut room, &mut lines, &mut screen, &mut state).await? {
+        let end = session(
+            conn,
+            &mut room,
+            &mut lines,
+            &mut screen,
+            &mut state,
+            store.as_ref(),
+        )
+        .await?;
+        save_state(&mut room, store.as_ref(), &mut screen)?;
+        match end {
             SessionEnd::Done => return Ok(()),
             SessionEnd::Reconnect(why) => {
                 screen.notice(
@@ -305,12 +323,88 @@ async fn wait_offline<W: Write>(
     }
 }
 
+/// The room as saved by an earlier run, or a fresh one.
+fn restore_room<W: Write>(
+    config: &ClientConfig,
+    store: Option<&StateStore>,
+    screen: &mut Screen<W>,
+) -> Result<Room, ClientError> {
+    let fresh = || {
+        Room::new(
+            config.room.clone(),
+            config.identity.clone(),
+            config.nick.clone(),
+        )
+        .with_rekey_policy(config.rekey)
+    };
+    let Some(store) = store else {
+        return Ok(fresh());
+    };
+    let problem = match store.load() {
+        Ok(None) => return Ok(fresh()),
+        Ok(Some(snap)) => {
+            match Room::restore(config.room.clone(), config.identity.clone(), &snap) {
+                Ok(room) => {
+                    screen.notice(
+                        Some(&config.room),
+                        format!(
+                            "resuming #{} after seq {} from saved state",
+                            config.room,
+                            room.last_seq()
+                        ),
+                    )?;
+                    return Ok(room.with_rekey_policy(config.rekey));
+                }
+                Err(e) => e.to_string(),
+            }
+        }
+        Err(e) => e.to_string(),
+    };
+    let aside = store
+        .set_aside()
+        .map(|p| format!("moved it to {}", p.display()))
+        .unwrap_or_else(|e| e.to_string());
+    screen.show(&ClientEvent::Warning {
+        room: Some(config.room.clone()),
+        seq: None,
+        from: None,
+        kind: "state_unreadable".into(),
+        text: format!("could not use the saved state ({problem}); {aside}; reading the room's history from the relay again"),
+    })?;
+    Ok(fresh())
+}
+
+/// Saves the room state if it changed; a failure is shown, not fatal.
+fn save_state<W: Write>(
+    room: &mut Room,
+    store: Option<&StateStore>,
+    screen: &mut Screen<W>,
+) -> Result<(), ClientError> {
+    let Some(store) = store else {
+        return Ok(());
+    };
+    if !room.take_dirty() {
+        return Ok(());
+    }
+    if let Err(e) = store.save(&room.snapshot()) {
+        screen.show(&ClientEvent::Warning {
+            room: Some(room.name().clone()),
+            seq: None,
+            from: None,
+            kind: "state_not_saved".into(),
+            text: format!("could not save the room state: {e}"),
+        })?;
+    }
+    Ok(())
+}
+
 async fn session<W: Write>(
     conn: Connection,
     room: &mut Room,
     lines: &mut mpsc::Receiver<String>,
     screen: &mut Screen<W>,
     state: &mut Session,
+    store: Option<&StateStore>,
 ) -> Result<SessionEnd, ClientError> {
     let Connection {
         mut reader,
@@ -342,7 +436,10 @@ async fn session<W: Write>(
                 Err(e) => return Ok(SessionEnd::Reconnect(e.to_string())),
             },
             line = lines.recv(), if state.input_open => handle_line(line, room, screen, state)?,
-            _ = tick.tick() => room.tick(Instant::now()),
+            _ = tick.tick() => {
+                save_state(room, store, screen)?;
+                room.tick(Instant::now())
+            }
         };
         if let Err(e) = perform(actions, &mut writer, screen).await? {
             return Ok(SessionEnd::Reconnect(e));

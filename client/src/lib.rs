@@ -12,6 +12,7 @@
 //! - [`display`]: what the user sees, as lines or JSON, with anything
 //!   received neutralised before it reaches a terminal.
 //! - [`command`]: what the user types.
+//! - [`state`]: the room state saved between runs, sealed to our own key.
 //! - [`app`]: the loop that ties them to a connection that retries.
 //!
 //! It must never show anything it has not verified and opened, reuse a
@@ -25,3 +26,4 @@ pub mod display;
 pub mod link;
 pub mod pins;
 pub mod room;
+pub mod state;

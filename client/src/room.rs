@@ -32,6 +32,8 @@ use hush_proto::e2e::{
 use hush_proto::msg::{decode, encode};
 use hush_proto::{EventKind, Rejection, RoomEvent, RoomName, SequencedEvent};
 
+use serde::{Deserialize, Serialize};
+
 use crate::display::ClientEvent;
 
 /// A member that is not the designated admitter commits on its own after
@@ -177,6 +179,8 @@ pub struct Room {
     queued: Vec<String>,
     unreadable: u64,
     next_request: u64,
+    /// Whether anything worth saving changed since the last snapshot.
+    dirty: bool,
     /// Events we published and have not yet seen sequenced (or refused).
     /// After a reconnect, those the relay never committed are sent again:
     /// the same sealed bytes, so a copy that did get through is recognised
@@ -224,6 +228,7 @@ impl Room {
             queued: Vec::new(),
             unreadable: 0,
             next_request: 1,
+            dirty: false,
             unconfirmed: Vec::new(),
         }
     }
@@ -575,6 +580,7 @@ impl Room {
     // ─── Applying one event, in order ───────────────────────────────────
 
     fn apply(&mut self, ev: SequencedEvent, now: Instant, actions: &mut Vec<Action>) {
+        self.dirty = true;
         self.last_seq = ev.seq;
         self.chain_head = e2e::chain_next(&self.chain_head, &ev);
         if self.chain_anchored {
@@ -1405,6 +1411,176 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// How many recent chain heads a snapshot keeps (the heads senders sign
+/// are almost always recent).
+const SNAPSHOT_HEADS: usize = 2_000;
+
+/// Everything a member must remember between runs, for [`Room::restore`].
+/// Holds epoch keys: it is only ever stored sealed (see `state.rs`), and
+/// its encoding is zeroized after use.
+#[derive(Serialize, Deserialize)]
+pub struct RoomSnapshot {
+    room: String,
+    owner: [u8; 32],
+    nick: String,
+    last_seq: u64,
+    chain_head: [u8; 32],
+    chain_anchored: bool,
+    heads: Vec<(u64, [u8; 32])>,
+    current: u64,
+    epochs: Vec<EpochSnapshot>,
+    epoch_heads: Vec<(u64, [u8; 32])>,
+    nicks: Vec<([u8; 32], String)>,
+    next_counter: Vec<([u8; 32], [u8; 16], u64, u64)>,
+    seen: Vec<([u8; 32], [u8; 16], u64, u64)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EpochSnapshot {
+    epoch: u64,
+    members: Vec<(Vec<u8>, String)>,
+    key: Option<[u8; 32]>,
+}
+
+impl Drop for RoomSnapshot {
+    fn drop(&mut self) {
+        for e in &mut self.epochs {
+            if let Some(k) = e.key.as_mut() {
+                zeroize::Zeroize::zeroize(k);
+            }
+        }
+    }
+}
+
+/// Why a snapshot cannot be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// It belongs to another room or identity.
+    #[error("the saved state is for another room or identity")]
+    Mismatch,
+    /// A saved key does not parse.
+    #[error("the saved state holds an invalid key")]
+    BadKey,
+}
+
+impl Room {
+    /// Whether state changed since the last call (then clears the flag).
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// What must survive a restart.
+    #[must_use]
+    pub fn snapshot(&self) -> RoomSnapshot {
+        let keep_seen_from = self.current.saturating_sub(1);
+        RoomSnapshot {
+            room: self.name.as_str().to_owned(),
+            owner: *self.me.fingerprint().as_bytes(),
+            nick: self.nick.clone(),
+            last_seq: self.last_seq,
+            chain_head: self.chain_head,
+            chain_anchored: self.chain_anchored,
+            heads: self
+                .heads
+                .iter()
+                .rev()
+                .take(SNAPSHOT_HEADS)
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+            current: self.current,
+            epochs: self
+                .epochs
+                .iter()
+                .map(|(epoch, e)| EpochSnapshot {
+                    epoch: *epoch,
+                    members: e
+                        .roster
+                        .values()
+                        .map(|r| (r.key.spki_der().to_vec(), r.nick.clone()))
+                        .collect(),
+                    key: e.key.as_ref().map(|k| *k.expose_secret()),
+                })
+                .collect(),
+            epoch_heads: self.epoch_heads.iter().map(|(k, v)| (*k, *v)).collect(),
+            nicks: self
+                .nicks
+                .iter()
+                .map(|(fp, n)| (*fp.as_bytes(), n.clone()))
+                .collect(),
+            next_counter: self
+                .next_counter
+                .iter()
+                .map(|((fp, session, epoch), n)| (*fp.as_bytes(), *session, *epoch, *n))
+                .collect(),
+            // Replays are checked within recent epochs; older epochs are
+            // rekeyed away and their counters are in `next_counter`.
+            seen: self
+                .seen
+                .iter()
+                .filter(|(_, _, epoch, _)| *epoch >= keep_seen_from)
+                .map(|(fp, session, epoch, counter)| (*fp.as_bytes(), *session, *epoch, *counter))
+                .collect(),
+        }
+    }
+
+    /// A member state restored from a snapshot: it resumes after the last
+    /// event it processed, holding the epoch keys it had.
+    ///
+    /// # Errors
+    /// [`RestoreError`] if the snapshot is for another room or identity,
+    /// or holds an invalid key.
+    pub fn restore(
+        name: RoomName,
+        me: Arc<Identity>,
+        snap: &RoomSnapshot,
+    ) -> Result<Self, RestoreError> {
+        if snap.room != name.as_str() || snap.owner != *me.fingerprint().as_bytes() {
+            return Err(RestoreError::Mismatch);
+        }
+        let mut room = Self::new(name, me, snap.nick.clone());
+        room.last_seq = snap.last_seq;
+        room.chain_head = snap.chain_head;
+        room.chain_anchored = snap.chain_anchored;
+        room.heads = snap.heads.iter().copied().collect();
+        room.current = snap.current;
+        for e in &snap.epochs {
+            let mut roster = BTreeMap::new();
+            for (spki, nick) in &e.members {
+                let key = PublicIdentity::from_spki_der(spki).map_err(|_| RestoreError::BadKey)?;
+                roster.insert(
+                    key.fingerprint(),
+                    RosterEntry {
+                        key,
+                        nick: nick.clone(),
+                    },
+                );
+            }
+            let key = e.key.map(Secret32::from_bytes);
+            room.epochs.insert(e.epoch, Epoch { roster, key });
+        }
+        room.epoch_heads = snap.epoch_heads.iter().copied().collect();
+        room.nicks = snap
+            .nicks
+            .iter()
+            .map(|(fp, n)| (Fingerprint::from_bytes(*fp), n.clone()))
+            .collect();
+        room.next_counter = snap
+            .next_counter
+            .iter()
+            .map(|(fp, session, epoch, n)| ((Fingerprint::from_bytes(*fp), *session, *epoch), *n))
+            .collect();
+        room.seen = snap
+            .seen
+            .iter()
+            .map(|(fp, session, epoch, counter)| {
+                (Fingerprint::from_bytes(*fp), *session, *epoch, *counter)
+            })
+            .collect();
+        room.epoch_started = Some(Instant::now());
+        Ok(room)
+    }
 }
 
 /// 30 decimal digits in six groups of five, from a digest: short enough

@@ -283,6 +283,14 @@ impl ClientProcess {
             .collect()
     }
 
+    /// Hands over the data folder (to start the same user again), after
+    /// the process has exited.
+    pub fn into_data(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.data, tempfile::tempdir().unwrap())
+    }
+
     /// Waits for the process to exit.
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let status = wait_timeout(&mut self.child, std::time::Duration::from_secs(30));
