@@ -10,6 +10,7 @@ use hush_client::command::validate_nick;
 use hush_client::pins::KnownRelays;
 use hush_client::room::RekeyPolicy;
 use hush_proto::RoomName;
+use hush_proto::e2e::HistoryVisibility;
 
 use crate::keyfile;
 use crate::paths::{default_data_dir, parse_duration};
@@ -40,6 +41,14 @@ pub struct ClientArgs {
     /// File of pinned relay keys [default: DIR/known_relays].
     #[arg(long, env = "HUSH_KNOWN_RELAYS", value_name = "FILE")]
     known_relays: Option<PathBuf>,
+    /// If this client creates the room: admit only people its creator
+    /// invites with /invite. Ignored for an existing room.
+    #[arg(long)]
+    invite_only: bool,
+    /// If this client creates the room: what newcomers may read, "joined"
+    /// (from their admission on) or "shared" (the history the members hold).
+    #[arg(long, value_name = "joined|shared", default_value = "joined", value_parser = parse_history)]
+    history: HistoryVisibility,
     /// Replace the room key after this many messages in one epoch (0: never).
     #[arg(long, env = "HUSH_REKEY_MESSAGES", value_name = "N", default_value_t = RekeyPolicy::default().max_messages)]
     rekey_messages: u64,
@@ -71,6 +80,14 @@ fn with_default_port(server: &str) -> Result<String> {
         Ok(format!("[{s}]:{}", hush_proto::DEFAULT_PORT))
     } else {
         Ok(format!("{s}:{}", hush_proto::DEFAULT_PORT))
+    }
+}
+
+fn parse_history(text: &str) -> Result<HistoryVisibility, String> {
+    match text {
+        "joined" => Ok(HistoryVisibility::Joined),
+        "shared" => Ok(HistoryVisibility::Shared),
+        _ => Err("use joined (newcomers read from their admission on) or shared".into()),
     }
 }
 
@@ -112,6 +129,7 @@ pub fn run(args: ClientArgs) -> Result<()> {
             max_age: args.rekey_after,
         },
         state_dir: Some(data),
+        create_as: (args.invite_only, args.history),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -60,6 +60,9 @@ pub struct ClientConfig {
     pub max_frame: usize,
     /// When to rekey the room although nobody joined or left.
     pub rekey: crate::room::RekeyPolicy,
+    /// Rules for the room if this client creates it: invite-only, and
+    /// what newcomers may read.
+    pub create_as: (bool, hush_proto::e2e::HistoryVisibility),
     /// Where to keep the sealed room state between runs (`None`: keep
     /// nothing; every run re-reads the relay's log).
     pub state_dir: Option<PathBuf>,
@@ -336,6 +339,7 @@ fn restore_room<W: Write>(
             config.nick.clone(),
         )
         .with_rekey_policy(config.rekey)
+        .with_creation(config.create_as.0, config.create_as.1)
     };
     let Some(store) = store else {
         return Ok(fresh());
@@ -353,7 +357,9 @@ fn restore_room<W: Write>(
                             room.last_seq()
                         ),
                     )?;
-                    return Ok(room.with_rekey_policy(config.rekey));
+                    return Ok(room
+                        .with_rekey_policy(config.rekey)
+                        .with_creation(config.create_as.0, config.create_as.1));
                 }
                 Err(e) => e.to_string(),
             }
@@ -614,6 +620,20 @@ fn handle_line<W: Write>(
             }
             Vec::new()
         }
+        Input::Command(Command::Invite(who)) => match room.invite(&who) {
+            Ok(actions) => actions,
+            Err(text) => {
+                screen.show(&ClientEvent::Error { text })?;
+                Vec::new()
+            }
+        },
+        Input::Command(Command::Kick(who)) => match room.kick(&who) {
+            Ok(actions) => actions,
+            Err(text) => {
+                screen.show(&ClientEvent::Error { text })?;
+                Vec::new()
+            }
+        },
         Input::Command(Command::Leave) => {
             state.left = true;
             state.input_open = false;

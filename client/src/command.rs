@@ -33,6 +33,11 @@ pub enum Command {
     /// `/verify [NICK|FINGERPRINT]`: the room fingerprint, or the safety
     /// number shared with one member.
     Verify(Option<String>),
+    /// `/invite FINGERPRINT|NICK`: let someone into an invite-only room
+    /// (its creator only).
+    Invite(String),
+    /// `/kick FINGERPRINT|NICK`: remove a member (the creator only).
+    Kick(String),
     /// `/leave`: leave the room.
     Leave,
     /// `/quit`: disconnect and exit.
@@ -94,6 +99,8 @@ pub const HELP: &str = "\
 /whois NICK|FINGERPRINT  show who uses a nickname, or the nickname of a fingerprint
 /verify                  show the room fingerprint: members who see the same one share the same room
 /verify NICK|FINGERPRINT show your safety number with one member, to compare out of band
+/invite FINGERPRINT|NICK let someone into an invite-only room (its creator only)
+/kick FINGERPRINT|NICK   remove a member; the room is rekeyed without them (the creator only)
 /leave                   leave the room
 /quit                    disconnect and exit
 /help                    show this list
@@ -259,6 +266,25 @@ pub fn parse_line(line: &str) -> Result<Option<Input>, CommandError> {
             let who = (!args.is_empty()).then(|| args.to_owned());
             Ok(Some(Input::Command(Command::Verify(who))))
         }
+        "invite" | "kick" => {
+            let (command, usage): (&'static str, &'static str) =
+                if name.eq_ignore_ascii_case("invite") {
+                    ("invite", "/invite FINGERPRINT|NICK")
+                } else {
+                    ("kick", "/kick FINGERPRINT|NICK")
+                };
+            if args.is_empty() {
+                return Err(CommandError::MissingArgument { command, usage });
+            }
+            if args.contains(char::is_whitespace) {
+                return Err(CommandError::TooManyArguments { command, usage });
+            }
+            Ok(Some(Input::Command(if command == "invite" {
+                Command::Invite(args.to_owned())
+            } else {
+                Command::Kick(args.to_owned())
+            })))
+        }
         "members" => no_args(args, "members", "/members", Command::Members),
         "leave" => no_args(args, "leave", "/leave", Command::Leave),
         "quit" => no_args(args, "quit", "/quit", Command::Quit),
@@ -326,6 +352,10 @@ mod tests {
         assert_eq!(cmd("/Members "), Command::Members);
         assert_eq!(cmd("/whois bob"), Command::Whois("bob".into()));
         assert_eq!(cmd("/verify"), Command::Verify(None));
+        assert_eq!(cmd("/invite bob"), Command::Invite("bob".into()));
+        assert_eq!(cmd("/Kick bob"), Command::Kick("bob".into()));
+        assert!(parse_line("/kick").is_err());
+        assert!(parse_line("/invite a b").is_err());
         assert_eq!(cmd("/VERIFY bob"), Command::Verify(Some("bob".into())));
         assert!(parse_line("/verify bob carol").is_err());
         let fp = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU";

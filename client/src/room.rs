@@ -26,8 +26,10 @@ use hush_crypto::{
     Fingerprint, Identity, NonceCounter, PublicIdentity, SealingKey, Secret32, derive_secret,
 };
 use hush_proto::e2e::{
-    self, Commit, Content, EPOCH_KEY_LABEL, EVENT_SIGNATURE_CONTEXT, JoinRequest, KeyEnvelope,
-    MAX_NICK_BYTES, MAX_ROSTER, MESSAGE_KEY_INFO, Member, Payload, SealedMessage, SignedBody,
+    self, Commit, Content, EPOCH_KEY_LABEL, EVENT_SIGNATURE_CONTEXT, HISTORY_KEY_LABEL,
+    HistoryEnvelope, HistoryVisibility, JoinRequest, KeyEnvelope, MAX_HISTORY_ENVELOPES,
+    MAX_NICK_BYTES, MAX_ROSTER, MESSAGE_KEY_INFO, Member, MemberRef, Payload, RoomSettings,
+    SealedMessage, SignedBody,
 };
 use hush_proto::msg::{decode, encode};
 use hush_proto::{EventKind, Rejection, RoomEvent, RoomName, SequencedEvent};
@@ -66,6 +68,13 @@ impl Default for RekeyPolicy {
 
 /// Messages typed before admission, kept to send once admitted.
 const MAX_QUEUED_TEXTS: usize = 100;
+
+/// Join requests kept while they wait for the creator's invite.
+const MAX_UNINVITED: usize = 100;
+
+/// Messages kept that we could not read yet, in case a shared-history
+/// admission hands us their keys.
+const MAX_BACKLOG: usize = 10_000;
 
 /// Events received ahead of a gap, kept until the gap fills.
 const MAX_REORDER: usize = 10_000;
@@ -181,6 +190,17 @@ pub struct Room {
     next_request: u64,
     /// Whether anything worth saving changed since the last snapshot.
     dirty: bool,
+    /// The room's rules, from the first commit we processed.
+    settings: Option<RoomSettings>,
+    /// The rules we give the room if we create it.
+    create_as: (bool, HistoryVisibility),
+    /// Who the creator of an invite-only room has invited.
+    invited: BTreeSet<Fingerprint>,
+    /// Join requests to an invite-only room from people not (yet) invited.
+    uninvited: BTreeMap<Fingerprint, (PublicIdentity, String)>,
+    /// Messages from epochs we hold no key for, kept while a shared-history
+    /// admission may still give us one.
+    backlog: Vec<SequencedEvent>,
     /// Events we published and have not yet seen sequenced (or refused).
     /// After a reconnect, those the relay never committed are sent again:
     /// the same sealed bytes, so a copy that did get through is recognised
@@ -229,8 +249,27 @@ impl Room {
             unreadable: 0,
             next_request: 1,
             dirty: false,
+            settings: None,
+            create_as: (false, HistoryVisibility::Joined),
+            invited: BTreeSet::new(),
+            uninvited: BTreeMap::new(),
+            backlog: Vec::new(),
             unconfirmed: Vec::new(),
         }
+    }
+
+    /// The rules to give the room if this member creates it (ignored if
+    /// the room exists: its creator fixed them).
+    #[must_use]
+    pub fn with_creation(mut self, invite_only: bool, history: HistoryVisibility) -> Self {
+        self.create_as = (invite_only, history);
+        self
+    }
+
+    /// The room's rules, once known.
+    #[must_use]
+    pub fn settings(&self) -> Option<&RoomSettings> {
+        self.settings.as_ref()
     }
 
     /// Uses `policy` for periodic rekeying instead of the default.
@@ -644,6 +683,8 @@ impl Room {
             Payload::Commit(c) => self.apply_commit(&ev, &digest, &body, c, now, actions),
             Payload::Message(m) => self.apply_message(&ev, &digest, &body, &m, actions),
             Payload::Leave => self.apply_leave(&ev, &digest, &body, now, actions),
+            Payload::Invite(r) => self.apply_control(&ev, &digest, &body, r, true, now, actions),
+            Payload::Kick(r) => self.apply_control(&ev, &digest, &body, r, false, now, actions),
         }
         self.maybe_commit(now, actions);
     }
@@ -703,6 +744,24 @@ impl Room {
             return; // already a member (a repeated request)
         }
         self.nicks.entry(fp).or_insert_with(|| nick.clone());
+        if let Some(settings) = &self.settings
+            && settings.invite_only
+            && !self.invited.contains(&fp)
+            && fp != settings.creator
+        {
+            // Members ignore it; the creator is told, and may invite.
+            if settings.creator == self.me.fingerprint() && self.is_member() {
+                actions.push(self.notice(format!(
+                    "{nick} ({}) asks to join #{}, which is invite-only: /invite {fp} lets them in",
+                    fp.short_id(),
+                    self.name
+                )));
+            }
+            if self.uninvited.len() < MAX_UNINVITED {
+                self.uninvited.insert(fp, (key, nick));
+            }
+            return;
+        }
         if self.is_member() {
             actions.push(self.notice(format!(
                 "{nick} ({}) asks to join #{}",
@@ -713,6 +772,89 @@ impl Room {
         self.pending_joins
             .entry(fp)
             .or_insert((key, nick, Pending { since: now }));
+    }
+
+    /// An invite or a kick: valid only from the room's creator, signed
+    /// with the key the roster holds for them.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_control(
+        &mut self,
+        ev: &SequencedEvent,
+        digest: &[u8; 32],
+        body: &SignedBody,
+        target: MemberRef,
+        invite: bool,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        let sender = ev.event.sender;
+        let what = if invite { "invite" } else { "kick" };
+        let Some(creator) = self.settings.as_ref().map(|s| s.creator) else {
+            return;
+        };
+        if sender != creator {
+            actions.push(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "not_allowed",
+                format!(
+                    "{} sent an {what} for #{}, but only its creator may; ignored",
+                    self.who(&sender),
+                    self.name
+                ),
+            ));
+            return;
+        }
+        let key = self
+            .epochs
+            .values()
+            .rev()
+            .find_map(|e| e.roster.get(&creator).map(|r| r.key.clone()));
+        let Some(key) = key else {
+            return;
+        };
+        if key
+            .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
+            .is_err()
+        {
+            actions.push(self.bad_signature(ev, what));
+            return;
+        }
+        let fp = target.member;
+        if invite {
+            self.invited.insert(fp);
+            if let Some((k, nick)) = self.uninvited.remove(&fp) {
+                self.pending_joins
+                    .entry(fp)
+                    .or_insert((k, nick, Pending { since: now }));
+            }
+            if self.is_member() {
+                actions.push(self.notice(format!(
+                    "{} invited {} to #{}",
+                    self.who(&sender),
+                    self.who(&fp),
+                    self.name
+                )));
+            }
+        } else {
+            self.invited.remove(&fp);
+            self.pending_joins.remove(&fp);
+            let member = self
+                .epochs
+                .get(&self.current)
+                .is_some_and(|e| e.roster.contains_key(&fp));
+            if member && fp != creator {
+                self.pending_removals
+                    .entry(fp)
+                    .or_insert(Pending { since: now });
+                actions.push(self.notice(format!(
+                    "{} removed {} from #{}",
+                    self.who(&sender),
+                    self.who(&fp),
+                    self.name
+                )));
+            }
+        }
     }
 
     fn apply_leave(
@@ -840,9 +982,29 @@ impl Room {
         self.pending_removals
             .retain(|fp, _| roster.contains_key(fp));
         let now_member = key.is_some();
+        if self.settings.is_none() {
+            self.settings = Some(c.settings.clone());
+        }
+        // Shared history: earlier keys wrapped for us, opened only now
+        // that the commit is authenticated.
+        let mut got_history = false;
+        if now_member && !was_member {
+            for h in c.history.iter().filter(|h| h.member == me) {
+                if let Some(e) = self.epochs.get_mut(&h.epoch)
+                    && e.key.is_none()
+                    && let Ok(k) = self.me.unwrap(HISTORY_KEY_LABEL, &h.wrapped)
+                {
+                    e.key = Some(k);
+                    got_history = true;
+                }
+            }
+        }
         self.epochs.insert(epoch, Epoch { roster, key });
         self.current = epoch;
         self.epoch_heads.insert(epoch, self.chain_head);
+        if got_history {
+            self.replay_backlog(actions);
+        }
         self.epoch_messages = 0;
         self.epoch_started = Some(now);
         self.rekey_due_since = None;
@@ -966,6 +1128,39 @@ impl Room {
         if roster.len() != c.members.len() || !roster.contains_key(&sender) {
             return Err(bad("has a duplicate or missing member"));
         }
+        if c.history.len() > MAX_HISTORY_ENVELOPES {
+            return Err(bad("carries too many history keys"));
+        }
+        match &self.settings {
+            Some(s) if c.settings != *s => return Err(bad("changes the room's settings")),
+            None if c.parent_epoch == 0 && c.settings.creator != sender => {
+                return Err(bad("names someone else as the room's creator"));
+            }
+            _ => {}
+        }
+        let settings = self.settings.as_ref().unwrap_or(&c.settings);
+        if settings.invite_only
+            && let Some(before) = self.epochs.get(&self.current)
+        {
+            let uninvited = roster.keys().find(|fp| {
+                !before.roster.contains_key(fp)
+                    && !self.invited.contains(fp)
+                    && **fp != settings.creator
+            });
+            if let Some(fp) = uninvited {
+                return Err(CommitFault::void(self.warn(
+                    Some(ev.seq),
+                    Some(sender),
+                    "not_invited",
+                    format!(
+                        "{} admitted {} to invite-only #{} without an invite from its creator; ignored",
+                        self.who(&sender),
+                        self.who(fp),
+                        self.name
+                    ),
+                )));
+            }
+        }
         if anchored {
             return Err(CommitFault::anchor(
                 self.notice(format!(
@@ -1029,6 +1224,20 @@ impl Room {
             self.unreadable += 1; // before our time in the room
             return;
         };
+        if e.key.is_none() && !self.is_member() {
+            // Not ours to read (yet): a shared-history admission may give
+            // us the key, so keep it.
+            if self.backlog.len() < MAX_BACKLOG
+                && self
+                    .settings
+                    .as_ref()
+                    .is_none_or(|s| s.history == HistoryVisibility::Shared)
+            {
+                self.backlog.push(ev.clone());
+            }
+            self.unreadable += 1;
+            return;
+        }
         let Some(entry) = e.roster.get(&sender) else {
             actions.push(self.warn(Some(ev.seq), Some(sender), "not_member",
                 format!("a message claiming to be from {} who is not a member of epoch {epoch} was not shown", self.who(&sender))));
@@ -1115,6 +1324,41 @@ impl Room {
                     self.who(&sender)
                 ),
             )),
+        }
+    }
+
+    /// Shows the kept messages whose keys a shared-history admission just
+    /// gave us, in their original order.
+    fn replay_backlog(&mut self, actions: &mut Vec<Action>) {
+        let backlog = std::mem::take(&mut self.backlog);
+        let mut shown = 0;
+        for ev in backlog {
+            let Ok(body) = decode::<SignedBody>(&ev.event.body) else {
+                continue;
+            };
+            let Ok(Payload::Message(m)) = decode::<Payload>(&body.payload) else {
+                continue;
+            };
+            let digest = e2e::signing_digest(
+                &ev.event.room,
+                &ev.event.sender,
+                ev.event.kind,
+                ev.event.epoch,
+                &body.payload,
+            );
+            let before = actions.len();
+            self.apply_message(&ev, &digest, &body, &m, actions);
+            shown += actions[before..]
+                .iter()
+                .filter(|a| matches!(a, Action::Show(ClientEvent::Message { .. })))
+                .count();
+        }
+        if shown > 0 {
+            self.unreadable = self.unreadable.saturating_sub(shown as u64);
+            actions.push(self.notice(format!(
+                "#{} shares its history: {shown} earlier messages shown above",
+                self.name
+            )));
         }
     }
 
@@ -1271,6 +1515,34 @@ impl Room {
                 wrapped: m.wrap(EPOCH_KEY_LABEL, &key).ok()?.as_bytes().to_vec(),
             });
         }
+        let settings = self.settings.clone().unwrap_or(RoomSettings {
+            creator: self.me.fingerprint(),
+            invite_only: self.create_as.0,
+            history: self.create_as.1,
+        });
+        // Shared history: the earlier keys we hold, newest first, for each
+        // member this commit admits.
+        let mut history = Vec::new();
+        if settings.history == HistoryVisibility::Shared
+            && let Some(current) = self.epochs.get(&self.current)
+        {
+            for (m, _) in members
+                .iter()
+                .filter(|(m, _)| !current.roster.contains_key(&m.fingerprint()))
+            {
+                for (epoch, e) in self.epochs.iter().rev() {
+                    let Some(k) = &e.key else { continue };
+                    if history.len() >= MAX_HISTORY_ENVELOPES {
+                        break;
+                    }
+                    history.push(HistoryEnvelope {
+                        member: m.fingerprint(),
+                        epoch: *epoch,
+                        wrapped: m.wrap(HISTORY_KEY_LABEL, k).ok()?.as_bytes().to_vec(),
+                    });
+                }
+            }
+        }
         let payload = Payload::Commit(Commit {
             parent_epoch: self.current,
             committer_key: self.me.public().spki_der().to_vec(),
@@ -1282,6 +1554,8 @@ impl Room {
                 })
                 .collect(),
             envelopes,
+            settings,
+            history,
         });
         let epoch = self.current.checked_add(1)?;
         self.commit_in_flight = Some(epoch);
@@ -1361,6 +1635,101 @@ impl Room {
         self.seal(Content::Nick(nick), now_ms).into_iter().collect()
     }
 
+    fn creator_check(&self, what: &str) -> Result<(), String> {
+        let Some(settings) = &self.settings else {
+            return Err(format!("#{} has no members yet", self.name));
+        };
+        if settings.creator != self.me.fingerprint() {
+            return Err(format!(
+                "only the creator of #{} ({}) can {what}",
+                self.name,
+                self.who(&settings.creator)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Resolves a nickname, short id or fingerprint among members and
+    /// people who asked to join.
+    fn resolve(&self, query: &str) -> Result<Fingerprint, String> {
+        if let Ok(fp) = query.parse::<Fingerprint>() {
+            return Ok(fp);
+        }
+        let mut found: Vec<Fingerprint> = self.whois(query).into_iter().map(|(fp, _)| fp).collect();
+        found.extend(
+            self.uninvited
+                .iter()
+                .filter(|(fp, (_, nick))| nick == query || fp.short_id() == query)
+                .map(|(fp, _)| *fp),
+        );
+        found.sort();
+        found.dedup();
+        match found.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(format!(
+                "nobody called {query} is known in #{}; give the full fingerprint",
+                self.name
+            )),
+            _ => Err(format!(
+                "{query} names several people; give the full fingerprint"
+            )),
+        }
+    }
+
+    /// Invites someone to an invite-only room (creator only).
+    ///
+    /// # Errors
+    /// A message for the user if we may not, or `who` is unknown.
+    pub fn invite(&mut self, who: &str) -> Result<Vec<Action>, String> {
+        self.creator_check("invite")?;
+        if self.settings.as_ref().is_some_and(|s| !s.invite_only) {
+            return Err(format!(
+                "#{} is open: anyone who asks is admitted",
+                self.name
+            ));
+        }
+        let member = self.resolve(who)?;
+        Ok(self
+            .publish(
+                EventKind::Control,
+                self.current,
+                &Payload::Invite(MemberRef { member }),
+            )
+            .into_iter()
+            .collect())
+    }
+
+    /// Removes a member (creator only); members rekey without them.
+    ///
+    /// # Errors
+    /// A message for the user if we may not, or `who` is not a member.
+    pub fn kick(&mut self, who: &str) -> Result<Vec<Action>, String> {
+        self.creator_check("kick")?;
+        let member = self.resolve(who)?;
+        if member == self.me.fingerprint() {
+            return Err("you cannot kick yourself: use /leave".into());
+        }
+        if !self
+            .epochs
+            .get(&self.current)
+            .is_some_and(|e| e.roster.contains_key(&member))
+        {
+            return Err(format!(
+                "{} is not a member of #{}",
+                self.who(&member),
+                self.name
+            ));
+        }
+        Ok(self
+            .publish(
+                EventKind::Control,
+                self.current,
+                &Payload::Kick(MemberRef { member }),
+            )
+            .into_iter()
+            .collect())
+    }
+
     /// Leaves the room: members rekey without us.
     pub fn leave(&mut self) -> Vec<Action> {
         self.leaving = true;
@@ -1435,6 +1804,8 @@ pub struct RoomSnapshot {
     nicks: Vec<([u8; 32], String)>,
     next_counter: Vec<([u8; 32], [u8; 16], u64, u64)>,
     seen: Vec<([u8; 32], [u8; 16], u64, u64)>,
+    settings: Option<RoomSettings>,
+    invited: Vec<[u8; 32]>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -1522,6 +1893,8 @@ impl Room {
                 .filter(|(_, _, epoch, _)| *epoch >= keep_seen_from)
                 .map(|(fp, session, epoch, counter)| (*fp.as_bytes(), *session, *epoch, *counter))
                 .collect(),
+            settings: self.settings.clone(),
+            invited: self.invited.iter().map(|fp| *fp.as_bytes()).collect(),
         }
     }
 
@@ -1579,6 +1952,12 @@ impl Room {
             })
             .collect();
         room.epoch_started = Some(Instant::now());
+        room.settings.clone_from(&snap.settings);
+        room.invited = snap
+            .invited
+            .iter()
+            .map(|b| Fingerprint::from_bytes(*b))
+            .collect();
         Ok(room)
     }
 }

@@ -1110,6 +1110,8 @@ fn non_member_commit_does_not_cause_a_commit_storm() {
                 .as_bytes()
                 .to_vec(),
         }],
+        settings: alice.room.settings().unwrap().clone(),
+        history: Vec::new(),
     });
     let ev = sign_event(
         &mallory,
@@ -1716,4 +1718,147 @@ fn saved_state_is_useless_without_the_private_key() {
     // Restoring another room's or identity's snapshot is refused.
     assert!(Room::restore(RoomName::new("elsewhere").unwrap(), bob_id(), &snap).is_err());
     assert!(Room::restore(room_name(), alice_id(), &snap).is_err());
+}
+
+// ─── Invite-only rooms, history visibility ─────────────────────────────────
+
+fn creator_with(invite_only: bool, history: e2e::HistoryVisibility) -> (SimRelay, Member) {
+    let mut relay = SimRelay::new();
+    let mut alice = Member::new(alice_id(), "alice");
+    alice.room =
+        Room::new(room_name(), alice_id(), "alice".into()).with_creation(invite_only, history);
+    connect(&relay, &mut alice, &mut []);
+    pump(&mut relay, &mut [&mut alice]);
+    assert!(alice.room.is_member());
+    (relay, alice)
+}
+
+#[test]
+fn an_invite_only_room_admits_only_whom_its_creator_invites() {
+    let (mut relay, mut alice) = creator_with(true, e2e::HistoryVisibility::Joined);
+    let mut bob = Member::new(bob_id(), "bob");
+    connect(&relay, &mut bob, &mut [&mut alice]);
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    for m in [&mut alice, &mut bob] {
+        let actions = m.room.tick(fallback_time());
+        m.handle(actions);
+    }
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert!(!bob.room.is_member(), "not invited, not admitted");
+    assert!(
+        alice
+            .notices()
+            .iter()
+            .any(|n| n.contains("invite-only") && n.contains("/invite")),
+        "the creator is told: {:?}",
+        alice.shown
+    );
+    // The creator invites bob: the next commit admits him.
+    let actions = alice.room.invite(&bob.fp().to_string()).unwrap();
+    alice.handle(actions);
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert!(bob.room.is_member(), "{:?}", bob.shown);
+    // Bob is a member but not the creator: he can neither invite nor kick.
+    assert!(bob.room.invite("carol").is_err());
+    assert!(bob.room.kick("alice").is_err());
+    // Carol asks; bob's client ignores her, even after the fallback delay.
+    let mut carol = Member::new(carol_id(), "carol");
+    connect(&relay, &mut carol, &mut [&mut alice, &mut bob]);
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    let actions = bob.room.tick(fallback_time());
+    bob.handle(actions);
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    assert!(!carol.room.is_member());
+    // The creator kicks bob: the room is rekeyed without him.
+    let actions = alice.room.kick("bob").unwrap();
+    alice.handle(actions);
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    assert!(!bob.room.is_member(), "{:?}", bob.shown);
+    assert_eq!(alice.left_shown(bob.fp()), 1);
+    alice.send_text("after the kick");
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    assert_eq!(bob.count_text("after the kick"), 0);
+}
+
+#[test]
+fn a_commit_admitting_someone_uninvited_is_void() {
+    let (mut relay, mut alice) = creator_with(true, e2e::HistoryVisibility::Joined);
+    let mut bob = Member::new(bob_id(), "bob");
+    connect(&relay, &mut bob, &mut [&mut alice]);
+    let actions = alice.room.invite(&bob.fp().to_string()).unwrap();
+    alice.handle(actions);
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert!(bob.room.is_member());
+    // Bob (a member, not the creator) admits mallory on his own.
+    let key = hush_crypto::Secret32::random();
+    let people = [alice_id(), bob_id(), mallory_id()];
+    let payload = Payload::Commit(e2e::Commit {
+        parent_epoch: relay.epoch,
+        committer_key: bob_id().public().spki_der().to_vec(),
+        members: people
+            .iter()
+            .map(|p| e2e::Member {
+                public_key: p.public().spki_der().to_vec(),
+                nick: "x".into(),
+            })
+            .collect(),
+        envelopes: people
+            .iter()
+            .map(|p| e2e::KeyEnvelope {
+                member: p.fingerprint(),
+                wrapped: p
+                    .public()
+                    .wrap(e2e::EPOCH_KEY_LABEL, &key)
+                    .unwrap()
+                    .as_bytes()
+                    .to_vec(),
+            })
+            .collect(),
+        settings: alice.room.settings().unwrap().clone(),
+        history: Vec::new(),
+    });
+    let ev = sign_event(
+        &bob_id(),
+        bob.fp(),
+        EventKind::Commit,
+        relay.epoch + 1,
+        &payload,
+    );
+    relay.publish(bob.fp(), 99, ev).unwrap();
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    for m in [&alice, &bob] {
+        assert!(
+            m.warning_kinds().iter().any(|k| k == "not_invited"),
+            "{:?}",
+            m.shown
+        );
+        assert!(!m.roster().contains(&mallory_id().fingerprint()));
+        assert!(m.room.is_member());
+    }
+}
+
+#[test]
+fn joined_history_hides_the_past_and_shared_history_shows_it() {
+    for (history, expect_old) in [
+        (e2e::HistoryVisibility::Joined, false),
+        (e2e::HistoryVisibility::Shared, true),
+    ] {
+        let (mut relay, mut alice) = creator_with(false, history);
+        alice.send_text("said before bob came");
+        pump(&mut relay, &mut [&mut alice]);
+        let mut bob = Member::new(bob_id(), "bob");
+        connect(&relay, &mut bob, &mut [&mut alice]);
+        pump(&mut relay, &mut [&mut alice, &mut bob]);
+        assert!(bob.room.is_member());
+        assert_eq!(
+            bob.count_text("said before bob came") == 1,
+            expect_old,
+            "{history:?}: {:?}",
+            bob.shown
+        );
+        alice.send_text("said after");
+        pump(&mut relay, &mut [&mut alice, &mut bob]);
+        assert_eq!(bob.count_text("said after"), 1);
+        assert!(bob.warnings().is_empty(), "{:?}", bob.warnings());
+    }
 }

@@ -55,7 +55,61 @@ pub enum Payload {
     Message(SealedMessage),
     /// The sender leaves the room; members rekey without it.
     Leave,
+    /// The creator of an invite-only room lets someone in.
+    Invite(MemberRef),
+    /// The creator removes a member; members rekey without it.
+    Kick(MemberRef),
 }
+
+/// Names one identity, for [`Payload::Invite`] and [`Payload::Kick`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRef {
+    /// The identity's fingerprint.
+    #[serde(with = "fp_bytes")]
+    pub member: Fingerprint,
+}
+
+/// Who may read what came before their admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HistoryVisibility {
+    /// A newcomer reads only from its admission on (the commit that admits
+    /// it opens a new epoch). The default.
+    Joined,
+    /// The admitting member also wraps the earlier epoch keys it holds for
+    /// the newcomer, who then reads the retained history.
+    Shared,
+}
+
+/// A room's rules, fixed by its creator in the first commit and carried,
+/// unchanged, by every later one (so they survive log retention). A commit
+/// that changes them is void.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSettings {
+    /// Who created the room: the only member who may invite and kick.
+    #[serde(with = "fp_bytes")]
+    pub creator: Fingerprint,
+    /// Whether only identities the creator invited may be admitted.
+    pub invite_only: bool,
+    /// What newcomers may read.
+    pub history: HistoryVisibility,
+}
+
+/// An earlier epoch's key wrapped to a newcomer (shared-history rooms).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEnvelope {
+    /// The newcomer.
+    #[serde(with = "fp_bytes")]
+    pub member: Fingerprint,
+    /// The earlier epoch.
+    pub epoch: u64,
+    /// That epoch's key, RSA-OAEP-wrapped with [`HISTORY_KEY_LABEL`].
+    pub wrapped: Vec<u8>,
+}
+
+/// OAEP label of an earlier epoch key wrapped for a newcomer.
+pub const HISTORY_KEY_LABEL: &str = "hush/v1/history-key";
+/// Most history envelopes one commit may carry.
+pub const MAX_HISTORY_ENVELOPES: usize = 1000;
 
 impl Payload {
     /// The envelope kind this payload must travel under.
@@ -66,6 +120,7 @@ impl Payload {
             Self::Commit(_) => EventKind::Commit,
             Self::Message(_) => EventKind::Message,
             Self::Leave => EventKind::Leave,
+            Self::Invite(_) | Self::Kick(_) => EventKind::Control,
         }
     }
 }
@@ -111,6 +166,11 @@ pub struct Commit {
     pub members: Vec<Member>,
     /// One envelope per member.
     pub envelopes: Vec<KeyEnvelope>,
+    /// The room's rules (identical in every commit of a room).
+    pub settings: RoomSettings,
+    /// Earlier epoch keys for the members this commit admits, in rooms
+    /// whose history is shared.
+    pub history: Vec<HistoryEnvelope>,
 }
 
 /// A message sealed with the sender's key for its epoch.
