@@ -57,6 +57,9 @@ pub struct ServerArgs {
     /// Messages queued for a connection before it is dropped as too slow.
     #[arg(long, env = "HUSH_OUTBOUND_QUEUE", default_value_t = Limits::default().outbound_queue)]
     outbound_queue: usize,
+    /// Bytes queued for a connection before it is dropped as too slow.
+    #[arg(long, env = "HUSH_OUTBOUND_QUEUE_BYTES", default_value_t = Limits::default().outbound_queue_bytes)]
+    outbound_queue_bytes: usize,
     /// Handshakes (RSA operations) processed at once [default: number of cores].
     #[arg(long, env = "HUSH_HANDSHAKE_WORKERS")]
     handshake_workers: Option<usize>,
@@ -99,6 +102,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
         publish_burst: args.publish_burst.max(1),
         max_rooms_per_connection: args.max_rooms_per_connection.max(1),
         outbound_queue: args.outbound_queue.max(16),
+        outbound_queue_bytes: args.outbound_queue_bytes,
         handshake_workers: args
             .handshake_workers
             .unwrap_or(defaults.handshake_workers)

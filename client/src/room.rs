@@ -69,6 +69,22 @@ impl Default for RekeyPolicy {
 /// Messages typed before admission, kept to send once admitted.
 const MAX_QUEUED_TEXTS: usize = 100;
 
+/// Events after the commit that replaced an epoch during which a message
+/// still sealed in that epoch, by someone the commit removed, is shown:
+/// it was in flight. Later ones are refused.
+const STALE_EPOCH_GRACE: u64 = 100;
+
+/// Replay-detection entries kept before those of epochs older than the
+/// previous one are forgotten.
+const MAX_SEEN: usize = 200_000;
+
+/// Join requests waiting for a commit; more are ignored until it lands.
+const MAX_PENDING_JOINS: usize = 64;
+
+/// Bytes a commit we build may take, leaving room in a relay frame for
+/// the event's envelope and the signed body's framing.
+const COMMIT_BUDGET: usize = hush_proto::msg::max_event_body(hush_proto::DEFAULT_MAX_FRAME) - 2048;
+
 /// Join requests kept while they wait for the creator's invite.
 const MAX_UNINVITED: usize = 100;
 
@@ -100,7 +116,8 @@ pub enum Action {
 /// One epoch as this member knows it.
 #[derive(Clone)]
 struct Epoch {
-    roster: BTreeMap<Fingerprint, RosterEntry>,
+    /// Shared: a void epoch carries on its predecessor's roster.
+    roster: Arc<BTreeMap<Fingerprint, RosterEntry>>,
     /// Present if we were a member and unwrapped it.
     key: Option<Secret32>,
 }
@@ -157,6 +174,8 @@ pub struct Room {
     /// False once the relay's retention made us skip events: our chain no
     /// longer matches the members' who saw them, so heads are not compared.
     chain_anchored: bool,
+    /// The seq of the commit that opened each epoch.
+    epoch_commit_seq: HashMap<u64, u64>,
     /// Our chain head right after each epoch's commit: the history every
     /// member of that epoch must share, bound into the room fingerprint.
     epoch_heads: HashMap<u64, [u8; 32]>,
@@ -234,6 +253,7 @@ impl Room {
             epoch_started: None,
             rekey_due_since: None,
             epoch_heads: HashMap::new(),
+            epoch_commit_seq: HashMap::new(),
             nicks,
             online: BTreeSet::new(),
             pending_joins: BTreeMap::new(),
@@ -496,6 +516,9 @@ impl Room {
     /// retention removed: skip each such gap and go on with what follows.
     pub fn on_backfill_done(&mut self, up_to: u64, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
+        // Whether we had followed the room before this gap (as opposed to
+        // a newcomer whose view starts after the relay's retention).
+        let was_following = self.chain_anchored && self.last_seq > 0;
         let mut skipped = 0;
         loop {
             self.drain_reorder(now, &mut actions);
@@ -503,25 +526,45 @@ impl Room {
                 // drain stopped, so n > last_seq + 1: a pruned gap before n.
                 Some(n) if n <= up_to => {
                     skipped += n - 1 - self.last_seq;
-                    self.last_seq = n - 1;
+                    self.skip_to(n - 1);
                 }
                 _ => break,
             }
         }
         if up_to > self.last_seq {
             skipped += up_to - self.last_seq;
-            self.last_seq = up_to;
+            self.skip_to(up_to);
             self.drain_reorder(now, &mut actions);
         }
         if skipped > 0 {
-            self.chain_anchored = false;
-            self.heads.clear();
-            actions.push(self.notice(format!(
-                "{skipped} earlier events of #{} are no longer kept by the relay",
-                self.name
-            )));
+            if was_following {
+                // The relay now skips events we never saw: pruned by
+                // retention while we were away, or withheld.
+                actions.push(self.warn(
+                    None,
+                    None,
+                    "gap",
+                    format!(
+                        "{skipped} events of #{} that you never received are not served by the relay (pruned while you were away, or withheld); history checks are off for this room from now on",
+                        self.name
+                    ),
+                ));
+            } else {
+                actions.push(self.notice(format!(
+                    "{skipped} earlier events of #{} are no longer kept by the relay",
+                    self.name
+                )));
+            }
         }
         actions
+    }
+
+    /// Skips to `seq`: our hash chain no longer matches the members' who
+    /// saw what we skip, so chain checks stop for this room.
+    fn skip_to(&mut self, seq: u64) {
+        self.last_seq = seq;
+        self.chain_anchored = false;
+        self.heads.clear();
     }
 
     /// The initial backfill is complete: create the room, ask to be
@@ -607,6 +650,10 @@ impl Room {
                 ));
             }
             other => {
+                if self.commit_in_flight.is_some() && matches!(other, Rejection::TooLarge { .. }) {
+                    // Never retry the same too-large admission.
+                    self.pending_joins.clear();
+                }
                 self.commit_in_flight = None;
                 actions.push(Action::Show(ClientEvent::Error {
                     text: format!("the relay refused a request: {}", describe_rejection(other)),
@@ -769,9 +816,11 @@ impl Room {
                 self.name
             )));
         }
-        self.pending_joins
-            .entry(fp)
-            .or_insert((key, nick, Pending { since: now }));
+        if self.pending_joins.len() < MAX_PENDING_JOINS {
+            self.pending_joins
+                .entry(fp)
+                .or_insert((key, nick, Pending { since: now }));
+        }
     }
 
     /// An invite or a kick: valid only from the room's creator, signed
@@ -999,9 +1048,16 @@ impl Room {
                 }
             }
         }
-        self.epochs.insert(epoch, Epoch { roster, key });
+        self.epochs.insert(
+            epoch,
+            Epoch {
+                roster: Arc::new(roster),
+                key,
+            },
+        );
         self.current = epoch;
         self.epoch_heads.insert(epoch, self.chain_head);
+        self.epoch_commit_seq.insert(epoch, ev.seq);
         if got_history {
             self.replay_backlog(actions);
         }
@@ -1098,7 +1154,14 @@ impl Room {
             if c.parent_epoch < self.current {
                 return Err(fork());
             }
-            anchored = c.parent_epoch > self.current;
+            if c.parent_epoch > self.current {
+                // Only a log whose start we skipped (retention) may begin
+                // mid-history; otherwise the relay withheld commits.
+                if self.chain_anchored {
+                    return Err(fork());
+                }
+                anchored = true;
+            }
         } else if c.parent_epoch != self.current {
             return Err(fork());
         } else if self.roster_key(c.parent_epoch, &sender).is_none() {
@@ -1192,6 +1255,7 @@ impl Room {
         }
         self.current = epoch;
         self.epoch_heads.insert(epoch, self.chain_head);
+        self.epoch_commit_seq.insert(epoch, ev.seq);
     }
 
     fn apply_message(
@@ -1204,9 +1268,6 @@ impl Room {
     ) {
         let sender = ev.event.sender;
         let epoch = ev.event.epoch;
-        if epoch == self.current {
-            self.epoch_messages += 1;
-        }
         if epoch > self.current {
             actions.push(self.warn(
                 Some(ev.seq),
@@ -1251,10 +1312,45 @@ impl Room {
             actions.push(self.bad_signature(ev, "message"));
             return;
         }
+        if epoch == self.current {
+            self.epoch_messages += 1;
+        }
+        // A message from an epoch the room has moved past, from someone no
+        // longer in it: only in flight for a while after their removal,
+        // never indefinitely (a removed member keeps the old key).
+        if epoch < self.current
+            && !self
+                .epochs
+                .get(&self.current)
+                .is_some_and(|c| c.roster.contains_key(&sender))
+        {
+            let replaced_at = self
+                .epoch_commit_seq
+                .get(&(epoch + 1))
+                .copied()
+                .unwrap_or(0);
+            if ev.seq > replaced_at.saturating_add(STALE_EPOCH_GRACE) {
+                actions.push(self.warn(
+                    Some(ev.seq),
+                    Some(sender),
+                    "stale_epoch",
+                    format!(
+                        "a message from {}, who is no longer a member of #{}, was sent under an old key long after their removal; not shown",
+                        self.who(&sender),
+                        self.name
+                    ),
+                ));
+                return;
+            }
+        }
         let Some(epoch_key) = &e.key else {
             self.unreadable += 1;
             return;
         };
+        if self.seen.len() >= MAX_SEEN {
+            let keep_from = self.current.saturating_sub(1);
+            self.seen.retain(|(_, _, e, _)| *e >= keep_from);
+        }
         if !self.seen.insert((sender, m.session, epoch, m.counter)) {
             actions.push(self.warn(
                 Some(ev.seq),
@@ -1268,7 +1364,7 @@ impl Room {
         self.check_transcript(ev, m, actions);
         let key = SealingKey::new(&derive_secret(
             &epoch_key,
-            &e2e::message_key_salt(&sender, &m.session),
+            &e2e::message_key_salt(&sender, &m.session, epoch),
             MESSAGE_KEY_INFO,
         ));
         let aad = e2e::message_aad(&self.name, &sender, epoch, m);
@@ -1494,8 +1590,25 @@ impl Room {
             .filter(|(fp, _)| !self.pending_removals.contains_key(fp))
             .map(|(fp, r)| (r.key.clone(), self.nick_of(fp)))
             .collect();
+        // Admit as many as fit in one commit; the rest wait for the next.
+        let mut size: usize = members.iter().map(|(k, n)| member_cost(k, n)).sum();
+        if size > COMMIT_BUDGET {
+            actions.push(self.warn(
+                None,
+                None,
+                "room_full",
+                format!(
+                    "#{} has too many members for one commit; membership changes are blocked",
+                    self.name
+                ),
+            ));
+            self.pending_joins.clear();
+            return;
+        }
         for (key, nick, _) in self.pending_joins.values() {
-            if members.len() < MAX_ROSTER {
+            let cost = member_cost(key, nick);
+            if members.len() < MAX_ROSTER && size + cost <= COMMIT_BUDGET {
+                size += cost;
                 members.push((key.clone(), nick.clone()));
             }
         }
@@ -1523,6 +1636,12 @@ impl Room {
         // Shared history: the earlier keys we hold, newest first, for each
         // member this commit admits.
         let mut history = Vec::new();
+        let mut budget = COMMIT_BUDGET.saturating_sub(
+            members
+                .iter()
+                .map(|(k, n)| member_cost(k, n))
+                .sum::<usize>(),
+        );
         if settings.history == HistoryVisibility::Shared
             && let Some(current) = self.epochs.get(&self.current)
         {
@@ -1532,9 +1651,11 @@ impl Room {
             {
                 for (epoch, e) in self.epochs.iter().rev() {
                     let Some(k) = &e.key else { continue };
-                    if history.len() >= MAX_HISTORY_ENVELOPES {
+                    let cost = m.bits() / 8 + 48;
+                    if history.len() >= MAX_HISTORY_ENVELOPES || cost > budget {
                         break;
                     }
+                    budget -= cost;
                     history.push(HistoryEnvelope {
                         member: m.fingerprint(),
                         epoch: *epoch,
@@ -1756,7 +1877,7 @@ impl Room {
         let me = self.me.fingerprint();
         let key = SealingKey::new(&derive_secret(
             epoch_key,
-            &e2e::message_key_salt(&me, &self.session),
+            &e2e::message_key_salt(&me, &self.session, epoch),
             MESSAGE_KEY_INFO,
         ));
         let nonce = self.counters.entry(epoch).or_default().next_nonce().ok()?;
@@ -1806,6 +1927,7 @@ pub struct RoomSnapshot {
     seen: Vec<([u8; 32], [u8; 16], u64, u64)>,
     settings: Option<RoomSettings>,
     invited: Vec<[u8; 32]>,
+    epoch_commit_seq: Vec<(u64, u64)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -1895,6 +2017,11 @@ impl Room {
                 .collect(),
             settings: self.settings.clone(),
             invited: self.invited.iter().map(|fp| *fp.as_bytes()).collect(),
+            epoch_commit_seq: self
+                .epoch_commit_seq
+                .iter()
+                .map(|(e, s)| (*e, *s))
+                .collect(),
         }
     }
 
@@ -1931,7 +2058,13 @@ impl Room {
                 );
             }
             let key = e.key.map(Secret32::from_bytes);
-            room.epochs.insert(e.epoch, Epoch { roster, key });
+            room.epochs.insert(
+                e.epoch,
+                Epoch {
+                    roster: Arc::new(roster),
+                    key,
+                },
+            );
         }
         room.epoch_heads = snap.epoch_heads.iter().copied().collect();
         room.nicks = snap
@@ -1953,6 +2086,7 @@ impl Room {
             .collect();
         room.epoch_started = Some(Instant::now());
         room.settings.clone_from(&snap.settings);
+        room.epoch_commit_seq = snap.epoch_commit_seq.iter().copied().collect();
         room.invited = snap
             .invited
             .iter()
@@ -1960,6 +2094,12 @@ impl Room {
             .collect();
         Ok(room)
     }
+}
+
+/// Bytes one member adds to a commit: its key, nickname and key envelope
+/// (as long as its modulus), plus framing.
+fn member_cost(key: &PublicIdentity, nick: &str) -> usize {
+    key.spki_der().len() + nick.len() + key.bits() / 8 + 48
 }
 
 /// 30 decimal digits in six groups of five, from a digest: short enough

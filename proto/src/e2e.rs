@@ -242,12 +242,16 @@ pub fn message_aad(
     t.finish()
 }
 
-/// The salt of a sender's message key: its fingerprint and session.
+/// The salt of a sender's message key: its fingerprint, session and the
+/// epoch number. The epoch is part of it because two epoch numbers can
+/// carry one epoch key (a void commit, see PROTOCOL.md §9): their counters
+/// both start at 0, so their message keys must differ.
 #[must_use]
-pub fn message_key_salt(sender: &Fingerprint, session: &[u8; 16]) -> [u8; 48] {
-    let mut salt = [0u8; 48];
+pub fn message_key_salt(sender: &Fingerprint, session: &[u8; 16], epoch: u64) -> [u8; 56] {
+    let mut salt = [0u8; 56];
     salt[..32].copy_from_slice(sender.as_bytes());
-    salt[32..].copy_from_slice(session);
+    salt[32..48].copy_from_slice(session);
+    salt[48..].copy_from_slice(&epoch.to_be_bytes());
     salt
 }
 

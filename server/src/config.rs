@@ -24,8 +24,10 @@ pub struct Limits {
     /// buffering). 64 KiB: a text message with signatures and a commit
     /// for a few dozen members fit; a peer cannot make us buffer more.
     pub max_frame_bytes: usize,
-    /// Connections held at once, handshaking or established. 10,000 keeps
-    /// memory bounded well under a GiB; raise for big relays.
+    /// Connections held at once, handshaking or established. Each holds
+    /// at most `outbound_queue_bytes` of queued output plus one frame of
+    /// input; 10,000 is for a machine with memory to match, lower it on a
+    /// small one.
     pub max_connections: usize,
     /// Connections from one IP address. 64: a household or small office
     /// behind one NAT fits; one host cannot take all slots.
@@ -50,6 +52,11 @@ pub struct Limits {
     /// is disconnected (it backfills on reconnect). 4,096: absorbs bursts
     /// for a client on a slow link without letting one reader hold a room.
     pub outbound_queue: usize,
+    /// Bytes queued for one connection before it counts as too slow. 8 MiB:
+    /// a backfill page (at most 1 MiB) plus a burst of live events; it is
+    /// what bounds the relay's memory per connection, since messages can be
+    /// up to a frame each.
+    pub outbound_queue_bytes: usize,
     /// Handshake RSA operations run at once. Defaults to the number of
     /// cores, so handshakes cannot starve established rooms.
     pub handshake_workers: usize,
@@ -71,6 +78,7 @@ impl Default for Limits {
             publish_burst: 200,
             max_rooms_per_connection: 64,
             outbound_queue: 4096,
+            outbound_queue_bytes: 8 * 1024 * 1024,
             handshake_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             handshakes_per_ip_per_sec: 20,
         }

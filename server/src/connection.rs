@@ -40,6 +40,10 @@ use crate::sequencer::{PublishRequest, now_ms, wire_kind};
 /// Events sent per backfill answer; the client asks again for more.
 pub const BACKFILL_PAGE: usize = 1000;
 
+/// Bytes of event bodies read for one backfill answer (at least one event
+/// is always sent): bounds the memory one request can make the relay hold.
+pub const BACKFILL_PAGE_BYTES: usize = 1024 * 1024;
+
 /// How long the writer tries to deliver a final `Closing` message.
 const CLOSING_GRACE: Duration = Duration::from_secs(1);
 
@@ -49,7 +53,7 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) hub: Hub,
     pub(crate) publish: mpsc::Sender<PublishRequest>,
-    pub(crate) handshake_pool: Semaphore,
+    pub(crate) handshake_pool: Arc<Semaphore>,
     pub(crate) readers: ReaderPool,
     pub(crate) next_id: std::sync::atomic::AtomicU64,
 }
@@ -161,13 +165,17 @@ async fn handshake(
     // The RSA work runs on the blocking pool, at most `handshake_workers`
     // at a time, so a handshake flood cannot starve established rooms.
     let accepted = {
-        let _permit = shared
+        let permit = shared
             .handshake_pool
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| HandshakeFailure::Worker)?;
         let idle_ms = u64::try_from(shared.limits.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        // The permit lives as long as the RSA work, even if the deadline
+        // drops this future first.
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             state.on_client_auth(&auth, max_frame, now_ms(), idle_ms)
         })
         .await
@@ -213,13 +221,25 @@ pub(crate) async fn serve(
     let (read_half, write_half) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Outbound>(shared.limits.outbound_queue.max(1));
     let (stop_tx, stop_rx) = watch::channel(Stop::Running);
+    let queued_bytes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let peer = Peer {
         id,
         fingerprint,
         tx,
         kill: stop_tx,
+        queued_bytes: queued_bytes.clone(),
+        max_queued_bytes: shared
+            .limits
+            .outbound_queue_bytes
+            .max(shared.limits.max_frame_bytes * 2),
     };
-    let writer = tokio::spawn(write_loop(write_half, sealer, rx, stop_rx.clone()));
+    let writer = tokio::spawn(write_loop(
+        write_half,
+        sealer,
+        rx,
+        stop_rx.clone(),
+        queued_bytes,
+    ));
     let mut conn = Connection {
         shared: shared.clone(),
         peer,
@@ -293,7 +313,12 @@ impl Connection {
                             }
                         };
                         for m in messages {
-                            self.handle(m).await;
+                            // A handler can wait (rate limit, a full
+                            // sequencer queue): never past a shutdown.
+                            tokio::select! {
+                                () = self.handle(m) => {}
+                                _ = shutdown.changed() => return Stop::Tell(CloseReason::Shutdown),
+                            }
                         }
                     }
                 }
@@ -333,6 +358,7 @@ impl Connection {
     async fn handle(&mut self, msg: ClientMsg) {
         match msg {
             ClientMsg::Join { room } => {
+                self.take_token().await;
                 let limit = self.shared.limits.max_rooms_per_connection;
                 if !self.rooms.contains_key(&room) && self.rooms.len() >= limit {
                     let limit = u32::try_from(limit).unwrap_or(u32::MAX);
@@ -343,6 +369,7 @@ impl Connection {
                 self.rooms.insert(room, info.head_seq);
             }
             ClientMsg::Leave { room } => {
+                self.take_token().await;
                 if self.rooms.remove(&room).is_some() {
                     self.shared.hub.leave(&room, self.peer.id);
                 }
@@ -353,6 +380,16 @@ impl Connection {
             ClientMsg::Ping { nonce } => self.send(&RelayMsg::Pong { nonce }),
             ClientMsg::Pong { .. } => {}
         }
+    }
+
+    /// Over the rate: wait for a token instead of reading on, so TCP pushes
+    /// back on the flooder and everyone else is unaffected.
+    async fn take_token(&mut self) {
+        let wait = self.bucket.wait_time();
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        self.bucket.try_take();
     }
 
     async fn publish(&mut self, request: u64, event: RoomEvent) {
@@ -374,13 +411,7 @@ impl Connection {
             self.reject(request, event.room, Rejection::SpoofedSender);
             return;
         }
-        // Over the rate: wait for a token instead of reading on, so TCP
-        // pushes back on the flooder and everyone else is unaffected.
-        let wait = self.bucket.wait_time();
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-        self.bucket.try_take();
+        self.take_token().await;
         let req = PublishRequest {
             peer: self.peer.clone(),
             request,
@@ -405,9 +436,9 @@ impl Connection {
             .max(1);
         // SQLite reads block: run them on the blocking pool.
         let rows = tokio::task::spawn_blocking(move || {
-            shared
-                .readers
-                .with_reader(|r| r.events_after(name.as_str(), after_seq, page))
+            shared.readers.with_reader(|r| {
+                r.events_after_capped(name.as_str(), after_seq, page, BACKFILL_PAGE_BYTES)
+            })
         })
         .await;
         let rows = match rows {
@@ -423,7 +454,8 @@ impl Connection {
                 return;
             }
         };
-        let page_full = rows.len() == page;
+        let read_bytes: usize = rows.iter().map(|r| r.body.len()).sum();
+        let page_full = rows.len() == page || read_bytes >= BACKFILL_PAGE_BYTES;
         let mut last = after_seq;
         for row in rows.into_iter().take_while(|r| r.seq <= cap) {
             last = row.seq;
@@ -434,25 +466,16 @@ impl Connection {
                 epoch: row.epoch,
                 body: row.body,
             };
-            // Wait for queue space: a client reading its backfill slowly
-            // holds up only itself.
+            // Within the connection's byte budget: a client that asks for
+            // page after page without reading is cut off like any slow one.
             let msg: Outbound = encode(&RelayMsg::Event(SequencedEvent {
                 seq: row.seq,
                 received_at_ms: row.received_at_ms,
                 event,
             }))
             .into();
-            let idle = self.shared.limits.idle_timeout;
-            match tokio::time::timeout(idle, self.peer.tx.send(msg)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return,
-                Err(_) => {
-                    // Not reading at all: same fate as any slow reader.
-                    self.peer
-                        .kill
-                        .send_replace(Stop::Tell(CloseReason::TooSlow));
-                    return;
-                }
+            if !self.peer.deliver(msg) {
+                return;
             }
         }
         let complete = !page_full || last >= cap;
@@ -469,7 +492,11 @@ async fn write_loop(
     mut sealer: RecordSealer,
     mut rx: mpsc::Receiver<Outbound>,
     mut stop_rx: watch::Receiver<Stop>,
+    queued_bytes: Arc<std::sync::atomic::AtomicUsize>,
 ) {
+    let taken = |m: &Outbound| {
+        queued_bytes.fetch_sub(m.len(), std::sync::atomic::Ordering::AcqRel);
+    };
     /// Stop adding to a batch past this many bytes, so one write stays
     /// a bounded size.
     const BATCH_BYTES: usize = 256 * 1024;
@@ -493,6 +520,7 @@ async fn write_loop(
             }
             msg = rx.recv() => {
                 let Some(first) = msg else { break };
+                taken(&first);
                 // A message too large for a frame is a relay bug, never the
                 // recipient's fault: skip it rather than cut them off.
                 if sealer.push_encoded(&first).is_err() {
@@ -501,6 +529,7 @@ async fn write_loop(
                 while sealer.pending_bytes() < BATCH_BYTES {
                     match rx.try_recv() {
                         Ok(m) => {
+                            taken(&m);
                             if sealer.push_encoded(&m).is_err() {
                                 tracing::error!(bytes = m.len(), "dropped an outbound message too large for a frame");
                             }

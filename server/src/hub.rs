@@ -33,6 +33,10 @@ pub(crate) struct Peer {
     pub(crate) fingerprint: Fingerprint,
     pub(crate) tx: mpsc::Sender<Outbound>,
     pub(crate) kill: watch::Sender<Stop>,
+    /// Bytes queued for this connection and not yet taken by its writer.
+    pub(crate) queued_bytes: Arc<std::sync::atomic::AtomicUsize>,
+    /// The most it may hold.
+    pub(crate) max_queued_bytes: usize,
 }
 
 /// How a connection is asked to stop.
@@ -51,20 +55,36 @@ impl Peer {
     /// Queues `msg`; a full or closed queue cuts the connection off.
     /// Returns false if it was cut off.
     pub(crate) fn deliver(&self, msg: Outbound) -> bool {
+        use std::sync::atomic::Ordering;
+        let len = msg.len();
+        let before = self.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        if before.saturating_add(len) > self.max_queued_bytes {
+            self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            self.too_slow();
+            return false;
+        }
         match self.tx.try_send(msg) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.kill.send_if_modified(|stop| {
-                    let first = *stop == Stop::Running;
-                    if first {
-                        *stop = Stop::Tell(CloseReason::TooSlow);
-                    }
-                    first
-                });
+                self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                self.too_slow();
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                false
+            }
         }
+    }
+
+    fn too_slow(&self) {
+        self.kill.send_if_modified(|stop| {
+            let first = *stop == Stop::Running;
+            if first {
+                *stop = Stop::Tell(CloseReason::TooSlow);
+            }
+            first
+        });
     }
 }
 
@@ -156,6 +176,12 @@ impl Hub {
         let Some(peer) = r.members.remove(&id) else {
             return;
         };
+        if r.members.is_empty() && r.committed_seq == 0 {
+            // Nothing was ever said here: forget it, so joins to made-up
+            // names cannot grow the relay's memory.
+            st.rooms.remove(room);
+            return;
+        }
         // Another connection of the same identity keeps it online.
         if r.members
             .values()

@@ -47,6 +47,10 @@ use crate::connection::{ReaderPool, Shared};
 use crate::hub::Hub;
 use crate::log::EventLog;
 
+/// How long shutdown waits for connections to close before it stops
+/// anyway (committing everything accepted either way).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// File name of the durable log inside the data folder.
 pub const LOG_FILE: &str = "events.sqlite";
 
@@ -119,7 +123,7 @@ impl Relay {
         let limits = config.limits;
         let shared = Arc::new(Shared {
             identity,
-            handshake_pool: Semaphore::new(limits.handshake_workers.max(1)),
+            handshake_pool: Arc::new(Semaphore::new(limits.handshake_workers.max(1))),
             limits,
             hub,
             publish,
@@ -167,7 +171,7 @@ impl Relay {
                 a = accept(&listener) => a,
                 () = &mut shutdown => break,
             };
-            let ip = addr.ip();
+            let ip = limit_key(addr.ip());
             let Some(ip_guard) = IpSlot::take(&per_ip, ip, limits.max_connections_per_ip) else {
                 tracing::debug!(%ip, "per-IP connection limit reached");
                 continue;
@@ -200,7 +204,13 @@ impl Relay {
         drop(listener);
         let _ = stop_tx.send(true);
         drop(done_tx);
-        let _ = done_rx.recv().await;
+        // Connections close promptly; none may hold the relay up forever.
+        if tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close in time; stopping anyway");
+        }
         // Every connection task is gone; dropping the last handle on the
         // shared state closes the sequencer's channel, and it commits what
         // it holds and exits.
@@ -223,6 +233,22 @@ async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
+    }
+}
+
+/// The address per-IP limits count by: an IPv4 address, or an IPv6 /64
+/// (one host usually has a whole /64 to pick addresses from).
+fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut seg = v6.segments();
+                seg[4..].fill(0);
+                IpAddr::V6(std::net::Ipv6Addr::from(seg))
+            }
+        },
     }
 }
 

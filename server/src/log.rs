@@ -444,6 +444,22 @@ impl EventLog {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<LoggedEvent>, LogError> {
+        self.events_after_capped(room, after_seq, limit, usize::MAX)
+    }
+
+    /// Like [`Self::events_after`], but stops once the bodies read add up
+    /// to `max_bytes` (always returning at least one event if there is
+    /// one), so that one read never holds more than about `max_bytes`.
+    ///
+    /// # Errors
+    /// As [`Self::events_after`].
+    pub fn events_after_capped(
+        &self,
+        room: &str,
+        after_seq: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<LoggedEvent>, LogError> {
         // No stored seq exceeds i64::MAX, so nothing lies after a larger one.
         let Ok(after) = i64::try_from(after_seq) else {
             return Ok(Vec::new());
@@ -456,7 +472,11 @@ impl EventLog {
         let mut stmt = self.conn.prepare_cached(SQL_EVENTS_AFTER)?;
         let mut rows = stmt.query(params![room, after, sql_limit])?;
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         while let Some(row) = rows.next()? {
+            if bytes >= max_bytes {
+                break;
+            }
             let seq = from_sql("events.seq", row.get(0)?)?;
             let kind_raw: i64 = row.get(1)?;
             let kind = EventKind::from_i64(kind_raw).ok_or_else(|| {
@@ -480,6 +500,7 @@ impl EventLog {
                 received_at_ms: from_sql("events.received_at_ms", row.get(4)?)?,
                 body: row.get(5)?,
             });
+            bytes = bytes.saturating_add(out.last().map_or(0, |e| e.body.len()));
         }
         Ok(out)
     }

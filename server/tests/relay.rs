@@ -831,3 +831,57 @@ async fn a_client_of_another_protocol_version_is_told_the_relays_version() {
     assert!(greeting.hello.is_empty());
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_asks_for_backfill_without_reading_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        outbound_queue_bytes: 2 * 1024 * 1024,
+        publish_rate: 100_000,
+        publish_burst: 100_000,
+        ..Limits::default()
+    };
+    let relay = TestRelay::start(dir.path(), limits).await;
+    let mut a = Client::connect(&relay, alice()).await;
+    a.join("big").await;
+    let body = vec![0x55; 60_000];
+    for i in 0..40u64 {
+        a.publish(i, event(&alice(), "big", EventKind::Message, 0, &body))
+            .await;
+        a.next_event().await;
+    }
+    // Carol asks for the 2.4 MB history again and again and reads nothing.
+    let mut greedy = Client::connect(&relay, carol()).await;
+    greedy.join("big").await;
+    let asks: Vec<ClientMsg> = (0..20)
+        .map(|_| ClientMsg::Backfill {
+            room: room("big"),
+            after_seq: 0,
+        })
+        .collect();
+    let _ = greedy.conn.writer.send_all(&asks).await;
+    // The relay keeps serving alice meanwhile...
+    a.publish(
+        99,
+        event(&alice(), "big", EventKind::Message, 0, b"still fine"),
+    )
+    .await;
+    assert_eq!(a.next_event().await.event.body, b"still fine");
+    // ...and carol's link ends once her queued bytes pass the budget.
+    let mut ended = false;
+    for _ in 0..10_000 {
+        match tokio::time::timeout(STEP, greedy.conn.reader.recv()).await {
+            Ok(Ok(RelayMsg::Closing { reason })) => {
+                assert_eq!(reason, CloseReason::TooSlow);
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => {
+                ended = true;
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(ended, "the greedy connection was closed");
+    relay.shutdown().await;
+}
