@@ -415,6 +415,7 @@ async fn session<W: Write>(
     let Connection {
         mut reader,
         mut writer,
+        relay,
         ..
     } = conn;
     let name = room.name().clone();
@@ -435,7 +436,7 @@ async fn session<W: Write>(
         }
         let actions = tokio::select! {
             msg = reader.recv() => match msg {
-                Ok(m) => match on_relay(m, room, &mut writer, screen).await? {
+                Ok(m) => match on_relay(m, room, &mut writer, &relay).await? {
                     Ok(actions) => actions,
                     Err(end) => return Ok(end),
                 },
@@ -477,11 +478,11 @@ async fn perform<W: Write>(
     Ok(Ok(()))
 }
 
-async fn on_relay<W: Write>(
+async fn on_relay(
     msg: RelayMsg,
     room: &mut Room,
     writer: &mut LinkWriter,
-    screen: &mut Screen<W>,
+    relay: &hush_crypto::PublicIdentity,
 ) -> Result<Result<Vec<Action>, SessionEnd>, ClientError> {
     let now = Instant::now();
     let name = room.name().clone();
@@ -506,6 +507,13 @@ async fn on_relay<W: Write>(
             let mut actions = room.on_backfill_done(up_to, now);
             if complete {
                 actions.extend(room.caught_up(now));
+                // Ask the relay to sign the head we just caught up to.
+                if let Err(e) = writer
+                    .send(&ClientMsg::Checkpoint { room: name.clone() })
+                    .await
+                {
+                    return Ok(Err(SessionEnd::Reconnect(e.to_string())));
+                }
             } else if let Err(e) = writer
                 .send(&ClientMsg::Backfill {
                     room: name,
@@ -536,9 +544,9 @@ async fn on_relay<W: Write>(
             ))));
         }
         RelayMsg::Left { .. } => return Ok(Err(SessionEnd::Done)),
+        RelayMsg::Checkpoint(cp) => room.on_checkpoint(cp, relay),
         RelayMsg::Pong { .. } | RelayMsg::Welcome(_) => Vec::new(),
     };
-    let _ = screen;
     Ok(Ok(actions))
 }
 

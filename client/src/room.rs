@@ -168,6 +168,8 @@ pub struct Room {
     last_seq: u64,
     chain_head: [u8; 32],
     reorder: BTreeMap<u64, SequencedEvent>,
+    /// Relay checkpoints for seqs we have not reached yet.
+    pending_checkpoints: Vec<hush_proto::msg::Checkpoint>,
     /// Our chain head after each recent seq (and 0 → all zeros), while the
     /// chain is anchored at the room's first event.
     heads: BTreeMap<u64, [u8; 32]>,
@@ -246,6 +248,7 @@ impl Room {
             chain_head: [0; 32],
             reorder: BTreeMap::new(),
             heads: BTreeMap::from([(0, [0; 32])]),
+            pending_checkpoints: Vec::new(),
             chain_anchored: true,
             next_counter: HashMap::new(),
             rekey: RekeyPolicy::default(),
@@ -673,6 +676,18 @@ impl Room {
             self.heads.insert(ev.seq, self.chain_head);
             if self.heads.len() > MAX_HEADS {
                 self.heads.pop_first();
+            }
+            if self.pending_checkpoints.iter().any(|c| c.seq == ev.seq) {
+                let due: Vec<_> = self
+                    .pending_checkpoints
+                    .iter()
+                    .filter(|c| c.seq == ev.seq)
+                    .cloned()
+                    .collect();
+                self.pending_checkpoints.retain(|c| c.seq != ev.seq);
+                for cp in due {
+                    self.compare_checkpoint(&cp, actions);
+                }
             }
         }
         let sender = ev.event.sender;
@@ -1455,6 +1470,70 @@ impl Room {
                 "#{} shares its history: {shown} earlier messages shown above",
                 self.name
             )));
+        }
+    }
+
+    /// A checkpoint the relay signed: its statement of the room's chain head
+    /// at a seq. Checked against our own chain when we reach that seq; a
+    /// mismatch is signed evidence that the relay shows members different
+    /// histories.
+    pub fn on_checkpoint(
+        &mut self,
+        cp: hush_proto::msg::Checkpoint,
+        relay: &PublicIdentity,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if cp.room != self.name {
+            return actions;
+        }
+        let digest = e2e::checkpoint_digest(&cp.room, cp.seq, &cp.head, cp.relay_time_ms);
+        if relay
+            .verify(e2e::CHECKPOINT_CONTEXT, &digest, &cp.signature)
+            .is_err()
+        {
+            actions.push(self.warn(
+                Some(cp.seq),
+                None,
+                "bad_checkpoint",
+                format!(
+                    "a checkpoint of #{} failed the relay's signature; ignored",
+                    self.name
+                ),
+            ));
+            return actions;
+        }
+        if !self.chain_anchored {
+            return actions;
+        }
+        if cp.seq > self.last_seq {
+            if self.pending_checkpoints.len() < 16 {
+                self.pending_checkpoints.push(cp);
+            }
+            return actions;
+        }
+        self.compare_checkpoint(&cp, &mut actions);
+        actions
+    }
+
+    fn compare_checkpoint(&self, cp: &hush_proto::msg::Checkpoint, actions: &mut Vec<Action>) {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        if let Some(ours) = self.heads.get(&cp.seq)
+            && *ours != cp.head
+        {
+            actions.push(self.warn(
+                Some(cp.seq),
+                None,
+                "relay_fork",
+                format!(
+                    "the relay signed a different history of #{} at seq {} than it showed you: it is showing members different histories. Evidence: relay_time_ms={} head={} signature={} (yours: {})",
+                    self.name,
+                    cp.seq,
+                    cp.relay_time_ms,
+                    hex(&cp.head),
+                    hex(&cp.signature),
+                    hex(ours)
+                ),
+            ));
         }
     }
 

@@ -1972,3 +1972,60 @@ fn a_newcomer_is_not_fooled_by_withheld_commits() {
     assert!(kinds.iter().any(|k| k == "missing_commit"), "{kinds:?}");
     assert!(newcomer.roster().is_empty(), "no roster taken on trust");
 }
+
+// ─── Relay checkpoints ───────────────────────────────────────────────────
+
+fn relay_id() -> Arc<Identity> {
+    static C: OnceLock<Arc<Identity>> = OnceLock::new();
+    load(&C, include_str!("../../keys.example/relay.pem"))
+}
+
+fn checkpoint(by: &Identity, seq: u64, head: [u8; 32]) -> hush_proto::msg::Checkpoint {
+    let relay_time_ms = now_ms();
+    let digest = e2e::checkpoint_digest(&room_name(), seq, &head, relay_time_ms);
+    hush_proto::msg::Checkpoint {
+        room: room_name(),
+        seq,
+        head,
+        relay_time_ms,
+        signature: by
+            .sign(e2e::CHECKPOINT_CONTEXT, &digest)
+            .unwrap()
+            .into_bytes(),
+    }
+}
+
+#[test]
+fn a_checkpoint_that_contradicts_what_the_relay_showed_is_signed_evidence() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    alice.send_text("hello");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    let seq = bob.room.last_seq();
+    let honest = bob.room.chain_head();
+    // An honest checkpoint: nothing to say.
+    let actions = bob
+        .room
+        .on_checkpoint(checkpoint(&relay_id(), seq, honest), relay_id().public());
+    bob.handle(actions);
+    assert!(bob.warnings().is_empty(), "{:?}", bob.warnings());
+    // A checkpoint for a later seq is kept until bob gets there.
+    let actions = bob.room.on_checkpoint(
+        checkpoint(&relay_id(), seq + 1, [9; 32]),
+        relay_id().public(),
+    );
+    bob.handle(actions);
+    assert!(bob.warnings().is_empty());
+    alice.send_text("again");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert!(
+        bob.warning_kinds().iter().any(|k| k == "relay_fork"),
+        "{:?}",
+        bob.shown
+    );
+    // A checkpoint not signed by the relay is refused.
+    let actions = bob
+        .room
+        .on_checkpoint(checkpoint(&mallory_id(), seq, [1; 32]), relay_id().public());
+    bob.handle(actions);
+    assert!(bob.warning_kinds().iter().any(|k| k == "bad_checkpoint"));
+}

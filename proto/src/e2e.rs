@@ -258,14 +258,44 @@ pub fn message_key_salt(sender: &Fingerprint, session: &[u8; 16], epoch: u64) ->
 /// Folds one sequenced event into a room's hash chain (DESIGN.md §5).
 #[must_use]
 pub fn chain_next(head: &[u8; 32], event: &crate::SequencedEvent) -> [u8; 32] {
+    chain_next_parts(head, event.seq, &event.event)
+}
+
+/// [`chain_next`] for an event not yet wrapped in a `SequencedEvent` (the
+/// relay computes heads before it delivers). `received_at_ms` is not part
+/// of the chain.
+#[must_use]
+pub fn chain_next_parts(head: &[u8; 32], seq: u64, event: &crate::RoomEvent) -> [u8; 32] {
     let mut t = Transcript::new("hush/v1/chain");
     t.absorb(head);
-    t.absorb(&event.seq.to_be_bytes());
-    t.absorb(event.event.room.as_str().as_bytes());
-    t.absorb(event.event.sender.as_bytes());
-    t.absorb(&[kind_byte(event.event.kind)]);
-    t.absorb(&event.event.epoch.to_be_bytes());
-    t.absorb(&event.event.body);
+    t.absorb(&seq.to_be_bytes());
+    t.absorb(event.room.as_str().as_bytes());
+    t.absorb(event.sender.as_bytes());
+    t.absorb(&[kind_byte(event.kind)]);
+    t.absorb(&event.epoch.to_be_bytes());
+    t.absorb(&event.body);
+    t.finish()
+}
+
+/// Signature context of a relay's checkpoint.
+pub const CHECKPOINT_CONTEXT: &str = "hush/v1/checkpoint";
+
+/// What a relay's checkpoint signature covers: the room, a sequence
+/// number, the hash-chain head after it, and the relay's clock. Signed
+/// with the relay's identity key, so a relay that shows two members
+/// different histories leaves signed evidence of it.
+#[must_use]
+pub fn checkpoint_digest(
+    room: &RoomName,
+    seq: u64,
+    head: &[u8; 32],
+    relay_time_ms: u64,
+) -> [u8; 32] {
+    let mut t = Transcript::new("hush/v1/checkpoint");
+    t.absorb(room.as_str().as_bytes());
+    t.absorb(&seq.to_be_bytes());
+    t.absorb(head);
+    t.absorb(&relay_time_ms.to_be_bytes());
     t.finish()
 }
 

@@ -233,6 +233,27 @@ pub enum ClientMsg {
         /// The relay's nonce.
         nonce: u64,
     },
+    /// Ask for a signed [`RelayMsg::Checkpoint`] of a joined room's head.
+    Checkpoint {
+        /// Which room.
+        room: RoomName,
+    },
+}
+
+/// The relay's signed statement of a room's hash-chain head at a seq.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Which room.
+    pub room: RoomName,
+    /// The sequence number the head follows.
+    pub seq: u64,
+    /// The chain head after `seq` (see `e2e::chain_next`).
+    pub head: [u8; 32],
+    /// The relay's clock when it signed, ms since the UNIX epoch.
+    pub relay_time_ms: u64,
+    /// RSA-PSS by the relay's identity key, context
+    /// `e2e::CHECKPOINT_CONTEXT`, over `e2e::checkpoint_digest`.
+    pub signature: Vec<u8>,
 }
 
 /// Relay → client, after the handshake.
@@ -304,6 +325,8 @@ pub enum RelayMsg {
         /// Why.
         reason: CloseReason,
     },
+    /// A signed checkpoint: periodically, and on request.
+    Checkpoint(Checkpoint),
 }
 
 /// Why a request was refused.

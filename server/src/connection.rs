@@ -378,6 +378,7 @@ impl Connection {
             ClientMsg::Publish { request, event } => self.publish(request, event).await,
             ClientMsg::Backfill { room, after_seq } => self.backfill(room, after_seq).await,
             ClientMsg::Ping { nonce } => self.send(&RelayMsg::Pong { nonce }),
+            ClientMsg::Checkpoint { room } => self.checkpoint(room).await,
             ClientMsg::Pong { .. } => {}
         }
     }
@@ -390,6 +391,30 @@ impl Connection {
             tokio::time::sleep(wait).await;
         }
         self.bucket.try_take();
+    }
+
+    /// Signs the room's current head on request. Costs an RSA signature,
+    /// so it takes a rate token and a slot of the bounded RSA pool.
+    async fn checkpoint(&mut self, room: RoomName) {
+        if !self.rooms.contains_key(&room) {
+            self.reject(0, room, Rejection::NotJoined);
+            return;
+        }
+        self.take_token().await;
+        // A room never written to has the all-zero head at seq 0.
+        let (seq, head) = self.shared.hub.head(&room).unwrap_or((0, [0; 32]));
+        let Ok(permit) = self.shared.handshake_pool.clone().acquire_owned().await else {
+            return;
+        };
+        let identity = self.shared.identity.clone();
+        let signed = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            crate::sequencer::sign_checkpoint(&identity, &room, seq, head)
+        })
+        .await;
+        if let Ok(Some(msg)) = signed {
+            self.peer.deliver(msg.into());
+        }
     }
 
     async fn publish(&mut self, request: u64, event: RoomEvent) {

@@ -94,6 +94,8 @@ struct Room {
     committed_seq: u64,
     /// Current epoch as of `committed_seq`.
     epoch: u64,
+    /// Hash-chain head after `committed_seq`, if known.
+    head: Option<[u8; 32]>,
     members: HashMap<ConnId, Peer>,
 }
 
@@ -124,11 +126,35 @@ impl Hub {
     }
 
     /// Seeds a room's committed head (at startup, from the log).
-    pub(crate) fn seed(&self, room: RoomName, committed_seq: u64, epoch: u64) {
+    pub(crate) fn seed(
+        &self,
+        room: RoomName,
+        committed_seq: u64,
+        epoch: u64,
+        head: Option<[u8; 32]>,
+    ) {
         let mut st = self.lock();
         let r = st.rooms.entry(room).or_default();
         r.committed_seq = committed_seq;
         r.epoch = epoch;
+        r.head = head;
+    }
+
+    /// A room's committed seq and chain head, for a checkpoint.
+    pub(crate) fn head(&self, room: &RoomName) -> Option<(u64, [u8; 32])> {
+        let st = self.lock();
+        let r = st.rooms.get(room)?;
+        Some((r.committed_seq, r.head?))
+    }
+
+    /// Delivers a message to every member of a room.
+    pub(crate) fn broadcast(&self, room: &RoomName, msg: &Outbound) {
+        let st = self.lock();
+        if let Some(r) = st.rooms.get(room) {
+            for peer in r.members.values() {
+                peer.deliver(msg.clone());
+            }
+        }
     }
 
     /// Adds `peer` to `room`, queues `Joined` for it and `Presence` for the
@@ -210,11 +236,19 @@ impl Hub {
 
     /// Delivers committed events of one room, in order, and advances its
     /// committed head.
-    pub(crate) fn fan_out(&self, room: &RoomName, seq: u64, epoch: u64, msg: &Outbound) {
+    pub(crate) fn fan_out(
+        &self,
+        room: &RoomName,
+        seq: u64,
+        epoch: u64,
+        head: Option<[u8; 32]>,
+        msg: &Outbound,
+    ) {
         let mut st = self.lock();
         let r = st.rooms.entry(room.clone()).or_default();
         r.committed_seq = seq;
         r.epoch = epoch;
+        r.head = head;
         for peer in r.members.values() {
             peer.deliver(msg.clone());
         }

@@ -41,6 +41,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 pub use config::{Limits, RelayConfig};
 pub use connection::BACKFILL_PAGE;
 pub use log::Retention;
+pub use sequencer::CHECKPOINT_EVERY;
 
 use crate::config::TokenBucket;
 use crate::connection::{ReaderPool, Shared};
@@ -106,13 +107,17 @@ impl Relay {
         let hub = Hub::default();
         for h in &heads {
             if let Ok(room) = RoomName::new(&h.room) {
-                hub.seed(room, h.last_seq, h.epoch);
+                let head = h
+                    .head
+                    .or(if h.last_seq == 0 { Some([0; 32]) } else { None });
+                hub.seed(room, h.last_seq, h.epoch, head);
             }
         }
         let (publish, sequencer) = sequencer::spawn(
             log,
             heads,
             hub.clone(),
+            identity.clone(),
             config.retention,
             config.limits.outbound_queue.max(1024),
         )

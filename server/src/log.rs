@@ -75,7 +75,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for a competing lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -84,7 +84,8 @@ const SCHEMA_SQL: &str = "
 CREATE TABLE IF NOT EXISTS rooms (
     room     TEXT    NOT NULL PRIMARY KEY,
     last_seq INTEGER NOT NULL,
-    epoch    INTEGER NOT NULL
+    epoch    INTEGER NOT NULL,
+    head     BLOB
 ) STRICT;
 CREATE TABLE IF NOT EXISTS events (
     room           TEXT    NOT NULL,
@@ -181,6 +182,9 @@ pub struct RoomHead {
     pub last_seq: u64,
     /// Epoch opened by the room's latest `Commit` (0 if it has none).
     pub epoch: u64,
+    /// The room's hash-chain head after `last_seq` (DESIGN.md §5), if
+    /// known (rooms logged by a version-1 relay have none).
+    pub head: Option<[u8; 32]>,
 }
 
 /// Retention policy: keep at most `max_events` per room and nothing older
@@ -323,10 +327,21 @@ impl EventLog {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if check_version(&tx, false)? == 0 {
-            tx.execute_batch(SCHEMA_SQL)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-            tracing::info!(version = SCHEMA_VERSION, "event log schema created");
+        match check_version(&tx, false)? {
+            0 => {
+                tx.execute_batch(SCHEMA_SQL)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+                tracing::info!(version = SCHEMA_VERSION, "event log schema created");
+            }
+            1 => {
+                // Version 2 adds each room's hash-chain head. Rooms logged
+                // before it have none, and the relay signs no checkpoint
+                // for them.
+                tx.execute_batch("ALTER TABLE rooms ADD COLUMN head BLOB")?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+                tracing::info!(version = SCHEMA_VERSION, "event log schema upgraded");
+            }
+            _ => {}
         }
         tx.commit()?;
         Ok(())
@@ -342,6 +357,20 @@ impl EventLog {
     /// Either every event is durable when this returns `Ok`, or none is
     /// stored. An empty batch is a no-op.
     pub fn append_batch(&mut self, events: &[LoggedEvent]) -> Result<(), LogError> {
+        self.append_batch_with_heads(events, &[])
+    }
+
+    /// [`Self::append_batch`], also recording each room's new hash-chain
+    /// head in the same transaction, so that a head always matches the
+    /// room's `last_seq`, across crashes too.
+    ///
+    /// # Errors
+    /// As [`Self::append_batch`].
+    pub fn append_batch_with_heads(
+        &mut self,
+        events: &[LoggedEvent],
+        heads: &[(&str, [u8; 32])],
+    ) -> Result<(), LogError> {
         if events.is_empty() {
             return Ok(());
         }
@@ -413,6 +442,10 @@ impl EventLog {
                     to_sql("epoch", pending.commit_epoch.unwrap_or(0))?,
                 ])?;
             }
+            let mut set_head = tx.prepare_cached("UPDATE rooms SET head = ?2 WHERE room = ?1")?;
+            for (room, head) in heads {
+                set_head.execute(params![room, &head[..]])?;
+            }
         }
         tx.commit()?;
         Ok(())
@@ -422,7 +455,7 @@ impl EventLog {
     pub fn room_heads(&self) -> Result<Vec<RoomHead>, LogError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT room, last_seq, epoch FROM rooms ORDER BY room")?;
+            .prepare_cached("SELECT room, last_seq, epoch, head FROM rooms ORDER BY room")?;
         let mut rows = stmt.query([])?;
         let mut heads = Vec::new();
         while let Some(row) = rows.next()? {
@@ -430,6 +463,9 @@ impl EventLog {
                 room: row.get(0)?,
                 last_seq: from_sql("rooms.last_seq", row.get(1)?)?,
                 epoch: from_sql("rooms.epoch", row.get(2)?)?,
+                head: row
+                    .get::<_, Option<Vec<u8>>>(3)?
+                    .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok()),
             });
         }
         Ok(heads)
@@ -781,12 +817,14 @@ mod tests {
                 RoomHead {
                     room: "a".into(),
                     last_seq: 4,
-                    epoch: 2
+                    epoch: 2,
+                    head: None
                 },
                 RoomHead {
                     room: "b".into(),
                     last_seq: 2,
-                    epoch: 0
+                    epoch: 0,
+                    head: None
                 },
             ]
         );
@@ -816,7 +854,8 @@ mod tests {
             vec![RoomHead {
                 room: "r".into(),
                 last_seq: 3,
-                epoch: 1
+                epoch: 1,
+                head: None
             }]
         );
         // Two commits in one batch: the head takes the newest epoch.
@@ -831,7 +870,8 @@ mod tests {
             vec![RoomHead {
                 room: "r".into(),
                 last_seq: 6,
-                epoch: 3
+                epoch: 3,
+                head: None
             }]
         );
         // A batch without commits advances last_seq but keeps the epoch.
@@ -845,7 +885,8 @@ mod tests {
             vec![RoomHead {
                 room: "r".into(),
                 last_seq: 8,
-                epoch: 3
+                epoch: 3,
+                head: None
             }]
         );
     }
@@ -939,7 +980,8 @@ mod tests {
             vec![RoomHead {
                 room: "r".into(),
                 last_seq: 10,
-                epoch: 4
+                epoch: 4,
+                head: None
             }]
         );
         log.append_batch(&msgs("r", 11..=11)).unwrap();
@@ -1013,6 +1055,33 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_log_is_upgraded_in_place_and_keeps_its_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE rooms (room TEXT NOT NULL PRIMARY KEY, last_seq INTEGER NOT NULL, epoch INTEGER NOT NULL) STRICT;
+                 CREATE TABLE events (room TEXT NOT NULL, seq INTEGER NOT NULL, kind INTEGER NOT NULL, sender BLOB NOT NULL,
+                     epoch INTEGER NOT NULL, received_at_ms INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (room, seq)) STRICT;
+                 INSERT INTO rooms VALUES ('old', 1, 0);
+                 INSERT INTO events VALUES ('old', 1, 0, zeroblob(32), 0, 5, x'01');
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let mut log = EventLog::open(&path).unwrap();
+        let heads = log.room_heads().unwrap();
+        assert_eq!(heads.len(), 1);
+        assert_eq!((heads[0].last_seq, heads[0].head), (1, None));
+        assert_eq!(log.events_after("old", 0, 10).unwrap().len(), 1);
+        let e = ev("old", 2, EventKind::Message, 0, 6);
+        log.append_batch_with_heads(&[e], &[("old", [7; 32])])
+            .unwrap();
+        assert_eq!(log.room_heads().unwrap()[0].head, Some([7; 32]));
+    }
+
+    #[test]
     fn newer_schema_version_is_refused() {
         let (_dir, path, log) = temp_log();
         log.conn
@@ -1025,15 +1094,15 @@ mod tests {
             matches!(
                 err,
                 LogError::UnsupportedSchema {
-                    found: 2,
-                    supported: 1
+                    found: 3,
+                    supported: 2
                 }
             ),
             "{err:?}"
         );
         let msg = err.to_string();
         assert!(
-            msg.contains("schema version 2") && msg.contains("newer"),
+            msg.contains("schema version 3") && msg.contains("newer"),
             "{msg}"
         );
         assert!(matches!(
@@ -1067,17 +1136,20 @@ mod tests {
                 RoomHead {
                     room: "a".into(),
                     last_seq: 3,
-                    epoch: 1
+                    epoch: 1,
+                    head: None
                 },
                 RoomHead {
                     room: "b".into(),
                     last_seq: 2,
-                    epoch: 7
+                    epoch: 7,
+                    head: None
                 },
                 RoomHead {
                     room: "c".into(),
                     last_seq: 1,
-                    epoch: 0
+                    epoch: 0,
+                    head: None
                 },
             ]
         );

@@ -20,6 +20,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use hush_crypto::Identity;
+use hush_proto::msg::Checkpoint;
 use hush_proto::msg::check_epoch;
 use hush_proto::msg::encode;
 use hush_proto::{EventKind, Rejection, RelayMsg, RoomEvent, RoomName, SequencedEvent};
@@ -42,10 +44,50 @@ pub(crate) struct PublishRequest {
     pub(crate) event: RoomEvent,
 }
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Head {
     last_seq: u64,
     epoch: u64,
+    /// The room's hash-chain head after `last_seq`; unknown for rooms
+    /// logged before the relay kept heads (no checkpoints for those).
+    chain: Option<[u8; 32]>,
+}
+
+impl Default for Head {
+    fn default() -> Self {
+        Self {
+            last_seq: 0,
+            epoch: 0,
+            chain: Some([0; 32]),
+        }
+    }
+}
+
+/// The relay signs a checkpoint of a room every this many events (and on
+/// request): often enough that members compare histories regularly, rarely
+/// enough that the RSA signature costs nothing measurable per event.
+pub const CHECKPOINT_EVERY: u64 = 64;
+
+/// A signed checkpoint message, or `None` if signing failed.
+pub(crate) fn sign_checkpoint(
+    identity: &Identity,
+    room: &RoomName,
+    seq: u64,
+    head: [u8; 32],
+) -> Option<Vec<u8>> {
+    let relay_time_ms = now_ms();
+    let digest = hush_proto::e2e::checkpoint_digest(room, seq, &head, relay_time_ms);
+    let signature = identity
+        .sign(hush_proto::e2e::CHECKPOINT_CONTEXT, &digest)
+        .ok()?
+        .into_bytes();
+    Some(encode(&RelayMsg::Checkpoint(Checkpoint {
+        room: room.clone(),
+        seq,
+        head,
+        relay_time_ms,
+        signature,
+    })))
 }
 
 /// Milliseconds since the UNIX epoch, by the relay's clock.
@@ -93,6 +135,7 @@ pub(crate) fn spawn(
     mut log: EventLog,
     heads: Vec<RoomHead>,
     hub: Hub,
+    identity: std::sync::Arc<Identity>,
     retention: Retention,
     capacity: usize,
 ) -> std::io::Result<(mpsc::Sender<PublishRequest>, std::thread::JoinHandle<()>)> {
@@ -105,6 +148,9 @@ pub(crate) fn spawn(
                 Head {
                     last_seq: h.last_seq,
                     epoch: h.epoch,
+                    chain: h
+                        .head
+                        .or(if h.last_seq == 0 { Some([0; 32]) } else { None }),
                 },
             );
         }
@@ -123,7 +169,7 @@ pub(crate) fn spawn(
                         Err(_) => break,
                     }
                 }
-                commit_batch(&mut log, &mut state, &hub, &mut batch);
+                commit_batch(&mut log, &mut state, &hub, &identity, &mut batch);
                 if prune && last_prune.elapsed() >= PRUNE_INTERVAL {
                     last_prune = Instant::now();
                     match log.prune(retention, now_ms()) {
@@ -142,11 +188,13 @@ fn commit_batch(
     log: &mut EventLog,
     state: &mut HashMap<RoomName, Head>,
     hub: &Hub,
+    identity: &Identity,
     batch: &mut Vec<PublishRequest>,
 ) {
     let received_at_ms = now_ms();
     let mut before: HashMap<RoomName, Head> = HashMap::new();
-    let mut accepted: Vec<(PublishRequest, u64, u64)> = Vec::with_capacity(batch.len());
+    let mut accepted: Vec<(PublishRequest, u64, u64, Option<[u8; 32]>)> =
+        Vec::with_capacity(batch.len());
     let mut rows: Vec<LoggedEvent> = Vec::with_capacity(batch.len());
     for req in batch.drain(..) {
         let head = state.entry(req.event.room.clone()).or_default();
@@ -159,6 +207,9 @@ fn commit_batch(
         if req.event.kind == EventKind::Commit {
             head.epoch = req.event.epoch;
         }
+        head.chain = head
+            .chain
+            .map(|c| hush_proto::e2e::chain_next_parts(&c, head.last_seq, &req.event));
         rows.push(LoggedEvent {
             room: req.event.room.as_str().to_owned(),
             seq: head.last_seq,
@@ -168,17 +219,24 @@ fn commit_batch(
             received_at_ms,
             body: Vec::new(), // filled below without a second copy
         });
-        accepted.push((req, head.last_seq, head.epoch));
+        accepted.push((req, head.last_seq, head.epoch, head.chain));
     }
     if rows.is_empty() {
         return;
     }
-    for (row, (req, _, _)) in rows.iter_mut().zip(accepted.iter_mut()) {
+    for (row, (req, _, _, _)) in rows.iter_mut().zip(accepted.iter_mut()) {
         row.body = std::mem::take(&mut req.event.body);
     }
-    match log.append_batch(&rows) {
+    let new_heads: Vec<(&str, [u8; 32])> = before
+        .keys()
+        .filter_map(|room| {
+            let chain = state.get(room)?.chain?;
+            Some((room.as_str(), chain))
+        })
+        .collect();
+    match log.append_batch_with_heads(&rows, &new_heads) {
         Ok(()) => {
-            for (row, (req, seq, epoch)) in rows.into_iter().zip(accepted) {
+            for (row, (req, seq, epoch, chain)) in rows.into_iter().zip(accepted) {
                 let mut event = req.event;
                 event.body = row.body;
                 let room = event.room.clone();
@@ -187,7 +245,13 @@ fn commit_batch(
                     received_at_ms,
                     event,
                 }));
-                hub.fan_out(&room, seq, epoch, &msg.into());
+                hub.fan_out(&room, seq, epoch, chain, &msg.into());
+                if let Some(head) = chain
+                    && seq % CHECKPOINT_EVERY == 0
+                    && let Some(cp) = sign_checkpoint(identity, &room, seq, head)
+                {
+                    hub.broadcast(&room, &cp.into());
+                }
             }
         }
         Err(e) => {
@@ -195,7 +259,7 @@ fn commit_batch(
             for (room, head) in before {
                 state.insert(room, head);
             }
-            for (req, _, _) in accepted {
+            for (req, _, _, _) in accepted {
                 reject(
                     &req.peer,
                     req.request,

@@ -115,7 +115,22 @@ impl Client {
                 .expect("link alive");
             match msg {
                 RelayMsg::Ping { nonce } => self.send(ClientMsg::Pong { nonce }).await,
-                RelayMsg::Presence { .. } | RelayMsg::Pong { .. } => {}
+                RelayMsg::Presence { .. } | RelayMsg::Pong { .. } | RelayMsg::Checkpoint(_) => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// Next message of any kind but pings (answered) and presence.
+    async fn next_any(&mut self) -> RelayMsg {
+        loop {
+            let msg = tokio::time::timeout(STEP, self.conn.reader.recv())
+                .await
+                .expect("a message in time")
+                .expect("link alive");
+            match msg {
+                RelayMsg::Ping { nonce } => self.send(ClientMsg::Pong { nonce }).await,
+                RelayMsg::Presence { .. } => {}
                 other => return other,
             }
         }
@@ -883,5 +898,81 @@ async fn a_client_that_asks_for_backfill_without_reading_is_cut_off() {
         }
     }
     assert!(ended, "the greedy connection was closed");
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_signs_checkpoints_that_match_the_members_chain_and_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path(), Limits::default()).await;
+    let mut a = Client::connect(&relay, alice()).await;
+    a.join("chain").await;
+    let total = 70u64;
+    let batch: Vec<ClientMsg> = (0..total)
+        .map(|i| ClientMsg::Publish {
+            request: i,
+            event: event(&alice(), "chain", EventKind::Message, 0, &i.to_be_bytes()),
+        })
+        .collect();
+    a.conn.writer.send_all(&batch).await.unwrap();
+    // Fold every event into the chain as a member does; a checkpoint
+    // arrives after seq 64 and must match.
+    let mut head = [0u8; 32];
+    let mut heads = std::collections::HashMap::new();
+    let mut periodic = None;
+    while heads.len() < total as usize || periodic.is_none() {
+        let msg = tokio::time::timeout(STEP, a.conn.reader.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        match msg {
+            RelayMsg::Event(e) => {
+                head = hush_proto::e2e::chain_next(&head, &e);
+                heads.insert(e.seq, head);
+            }
+            RelayMsg::Checkpoint(cp) => periodic = Some(cp),
+            _ => {}
+        }
+    }
+    let verify = |cp: &hush_proto::msg::Checkpoint| {
+        let digest =
+            hush_proto::e2e::checkpoint_digest(&cp.room, cp.seq, &cp.head, cp.relay_time_ms);
+        relay_key()
+            .public()
+            .verify(hush_proto::e2e::CHECKPOINT_CONTEXT, &digest, &cp.signature)
+            .expect("signed by the relay");
+    };
+    let cp = periodic.unwrap();
+    assert_eq!(cp.seq, hush_server::CHECKPOINT_EVERY);
+    verify(&cp);
+    assert_eq!(cp.head, heads[&cp.seq]);
+    // On request: the current head.
+    a.send(ClientMsg::Checkpoint {
+        room: room("chain"),
+    })
+    .await;
+    let asked = loop {
+        if let RelayMsg::Checkpoint(cp) = a.next_any().await {
+            break cp;
+        }
+    };
+    verify(&asked);
+    assert_eq!((asked.seq, asked.head), (total, heads[&total]));
+    relay.shutdown().await;
+
+    // After a restart the relay still knows the head.
+    let relay = TestRelay::start(dir.path(), Limits::default()).await;
+    let mut b = Client::connect(&relay, bob()).await;
+    b.join("chain").await;
+    b.send(ClientMsg::Checkpoint {
+        room: room("chain"),
+    })
+    .await;
+    let again = loop {
+        if let RelayMsg::Checkpoint(cp) = b.next_any().await {
+            break cp;
+        }
+    };
+    assert_eq!((again.seq, again.head), (total, heads[&total]));
     relay.shutdown().await;
 }
