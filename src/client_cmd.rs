@@ -49,6 +49,11 @@ pub struct ClientArgs {
     /// (from their admission on) or "shared" (the history the members hold).
     #[arg(long, value_name = "joined|shared", default_value = "joined", value_parser = parse_history)]
     history: HistoryVisibility,
+    /// Show the room's history again from the start of what the relay keeps,
+    /// instead of resuming after the last message shown (saved keys open
+    /// epochs whose commits the relay no longer keeps).
+    #[arg(long)]
+    replay_history: bool,
     /// Replace the room key after this many messages in one epoch (0: never).
     #[arg(long, env = "HUSH_REKEY_MESSAGES", value_name = "N", default_value_t = RekeyPolicy::default().max_messages)]
     rekey_messages: u64,
@@ -130,6 +135,7 @@ pub fn run(args: ClientArgs) -> Result<()> {
         },
         state_dir: Some(data),
         create_as: (args.invite_only, args.history),
+        replay_history: args.replay_history,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

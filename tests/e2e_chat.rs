@@ -355,3 +355,30 @@ fn a_member_who_was_away_reads_what_it_missed_once_and_nothing_twice() {
         .collect();
     assert_eq!(texts, ["missed 0", "missed 1", "missed 2"]);
 }
+
+#[test]
+fn a_restarted_client_can_read_the_old_history_again() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &[]);
+    let mut alice = ClientProcess::start(&relay.addr, "alice", "again", true, &[]);
+    alice.wait_json("joined", |_| true);
+    let mut bob = ClientProcess::start(&relay.addr, "bob", "again", true, &[]);
+    bob.wait_json("joined", |_| true);
+    alice.say("worth reading twice");
+    bob.wait_json("message", |v| v["text"] == "worth reading twice");
+    bob.say("/quit");
+    assert!(bob.wait_exit().success());
+    let bob_data = bob.into_data();
+    let (key_dir, key) = common::example_key("bob");
+    let mut back = ClientProcess::start_with(
+        &relay.addr,
+        &key,
+        bob_data,
+        key_dir,
+        "again",
+        true,
+        &["--replay-history"],
+    );
+    back.wait_json("message", |v| v["text"] == "worth reading twice");
+    back.wait_json("joined", |_| true);
+}

@@ -66,6 +66,9 @@ pub struct ClientConfig {
     /// Where to keep the sealed room state between runs (`None`: keep
     /// nothing; every run re-reads the relay's log).
     pub state_dir: Option<PathBuf>,
+    /// Read the room's retained history again from its start (with the
+    /// saved keys standing in for pruned commits) instead of resuming.
+    pub replay_history: bool,
 }
 
 /// Why the client stopped with an error.
@@ -346,6 +349,23 @@ fn restore_room<W: Write>(
     };
     let problem = match store.load() {
         Ok(None) => return Ok(fresh()),
+        Ok(Some(snap)) if config.replay_history => {
+            match Room::restore_for_replay(config.room.clone(), config.identity.clone(), &snap) {
+                Ok(room) => {
+                    screen.notice(
+                        Some(&config.room),
+                        format!(
+                            "reading the history of #{} again, with the keys saved earlier",
+                            config.room
+                        ),
+                    )?;
+                    return Ok(room
+                        .with_rekey_policy(config.rekey)
+                        .with_creation(config.create_as.0, config.create_as.1));
+                }
+                Err(e) => e.to_string(),
+            }
+        }
         Ok(Some(snap)) => {
             match Room::restore(config.room.clone(), config.identity.clone(), &snap) {
                 Ok(room) => {

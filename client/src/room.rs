@@ -168,6 +168,10 @@ pub struct Room {
     last_seq: u64,
     chain_head: [u8; 32],
     reorder: BTreeMap<u64, SequencedEvent>,
+    /// Epochs (rosters and keys) saved by an earlier run, consulted for
+    /// messages whose epoch's commit the relay no longer keeps (when the
+    /// history is read again, see [`Room::restore_for_replay`]).
+    archive: BTreeMap<u64, Epoch>,
     /// Relay checkpoints for seqs we have not reached yet.
     pending_checkpoints: Vec<hush_proto::msg::Checkpoint>,
     /// Our chain head after each recent seq (and 0 → all zeros), while the
@@ -249,6 +253,7 @@ impl Room {
             reorder: BTreeMap::new(),
             heads: BTreeMap::from([(0, [0; 32])]),
             pending_checkpoints: Vec::new(),
+            archive: BTreeMap::new(),
             chain_anchored: true,
             next_counter: HashMap::new(),
             rekey: RekeyPolicy::default(),
@@ -1283,7 +1288,10 @@ impl Room {
     ) {
         let sender = ev.event.sender;
         let epoch = ev.event.epoch;
-        if epoch > self.current {
+        // Before the first commit of a log whose start retention removed,
+        // later epochs are simply history we lack, not a withheld commit.
+        let history_unknown = self.epochs.is_empty() && !self.chain_anchored;
+        if epoch > self.current && !history_unknown {
             actions.push(self.warn(
                 Some(ev.seq),
                 Some(sender),
@@ -1296,7 +1304,7 @@ impl Room {
             ));
             return;
         }
-        let Some(e) = self.epochs.get(&epoch) else {
+        let Some(e) = self.epochs.get(&epoch).or_else(|| self.archive.get(&epoch)) else {
             self.unreadable += 1; // before our time in the room
             return;
         };
@@ -1339,12 +1347,9 @@ impl Room {
                 .get(&self.current)
                 .is_some_and(|c| c.roster.contains_key(&sender))
         {
-            let replaced_at = self
-                .epoch_commit_seq
-                .get(&(epoch + 1))
-                .copied()
-                .unwrap_or(0);
-            if ev.seq > replaced_at.saturating_add(STALE_EPOCH_GRACE) {
+            // Judged only where we saw the commit that replaced the epoch.
+            let replaced_at = self.epoch_commit_seq.get(&(epoch + 1)).copied();
+            if replaced_at.is_some_and(|at| ev.seq > at.saturating_add(STALE_EPOCH_GRACE)) {
                 actions.push(self.warn(
                     Some(ev.seq),
                     Some(sender),
@@ -2102,6 +2107,25 @@ impl Room {
                 .map(|(e, s)| (*e, *s))
                 .collect(),
         }
+    }
+
+    /// A fresh member state that reads the room's retained history again
+    /// from its start, with the epochs a snapshot saved kept aside for
+    /// messages whose commits the relay no longer keeps. Nothing else of
+    /// the snapshot is reused: the history is verified again as it comes.
+    ///
+    /// # Errors
+    /// As [`Room::restore`].
+    pub fn restore_for_replay(
+        name: RoomName,
+        me: Arc<Identity>,
+        snap: &RoomSnapshot,
+    ) -> Result<Self, RestoreError> {
+        let saved = Self::restore(name.clone(), me.clone(), snap)?;
+        let mut room = Self::new(name, me, snap.nick.clone());
+        room.archive = saved.epochs.clone();
+        room.nicks = saved.nicks.clone();
+        Ok(room)
     }
 
     /// A member state restored from a snapshot: it resumes after the last

@@ -2029,3 +2029,119 @@ fn a_checkpoint_that_contradicts_what_the_relay_showed_is_signed_evidence() {
     bob.handle(actions);
     assert!(bob.warning_kinds().iter().any(|k| k == "bad_checkpoint"));
 }
+
+#[test]
+fn rooms_rekey_when_an_epoch_grows_old() {
+    let mut relay = SimRelay::new();
+    let policy = hush_client::room::RekeyPolicy {
+        max_messages: 0,
+        max_age: Duration::from_secs(3600),
+    };
+    let mut alice = Member::new(alice_id(), "alice");
+    let mut bob = Member::new(bob_id(), "bob");
+    for m in [&mut alice, &mut bob] {
+        m.room = Room::new(room_name(), m.id.clone(), "x".into()).with_rekey_policy(policy);
+    }
+    connect(&relay, &mut alice, &mut []);
+    pump(&mut relay, &mut [&mut alice]);
+    connect(&relay, &mut bob, &mut [&mut alice]);
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    let start = alice.room.epoch();
+    // Not yet old: nothing happens.
+    for m in [&mut alice, &mut bob] {
+        let actions = m.room.tick(Instant::now() + Duration::from_secs(60));
+        m.handle(actions);
+    }
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert_eq!(alice.room.epoch(), start);
+    // Two hours later the epoch is replaced, with the same members.
+    let later = Instant::now() + Duration::from_secs(2 * 3600);
+    for m in [&mut alice, &mut bob] {
+        let actions = m.room.tick(later);
+        m.handle(actions);
+    }
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert_eq!(alice.room.epoch(), start + 1);
+    assert_eq!(bob.room.epoch(), start + 1);
+    assert_eq!(alice.roster(), bob.roster());
+}
+
+/// A message whose sender claims it was written hours ago is shown where
+/// the relay placed it (never inserted into the past), with a note.
+#[test]
+fn a_delayed_message_is_shown_in_arrival_order_with_a_note() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    alice.send_text("first");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    // Three hours before the relay's clock.
+    let three_hours_ago = relay.log.last().unwrap().received_at_ms - 3 * 3600 * 1000;
+    let actions = alice
+        .room
+        .send_text("written long ago".into(), three_hours_ago);
+    alice.handle(actions);
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert_eq!(
+        bob.texts(),
+        vec!["first".to_owned(), "written long ago".to_owned()]
+    );
+    let delayed = bob
+        .shown
+        .iter()
+        .find(|e| matches!(e, ClientEvent::Message { text, .. } if text == "written long ago"))
+        .unwrap();
+    let line = hush_client::display::render_line(delayed);
+    assert!(line.contains("earlier"), "{line}");
+    let json = hush_client::display::render_json(delayed);
+    assert!(json.contains("\"sent_at\""), "{json}");
+}
+
+/// A member restarted with its saved state can read the room's history
+/// again, even where the relay no longer keeps the commits that carried
+/// the keys: the saved keys stand in for them.
+#[test]
+fn saved_keys_read_old_history_again_after_the_relay_pruned_its_commits() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    alice.send_text("old message");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    let old_seq = relay.last_seq();
+    let snap = bob.room.snapshot();
+    let mut carol = Member::new(carol_id(), "carol");
+    connect(&relay, &mut carol, &mut [&mut alice, &mut bob]);
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    alice.send_text("new message");
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    // Retention kept "old message" and what follows, but not the commit
+    // of the epoch it was sealed in.
+    let kept: Vec<SequencedEvent> = relay
+        .log
+        .iter()
+        .filter(|e| e.seq >= old_seq)
+        .cloned()
+        .collect();
+    let last = relay.last_seq();
+    let read = |mut m: Member| {
+        m.room.on_joined(&[]);
+        for ev in kept.clone() {
+            m.deliver(ev);
+        }
+        let actions = m.room.on_backfill_done(last, Instant::now());
+        m.handle(actions);
+        m
+    };
+    let fresh = read(Member::new(bob_id(), "bob"));
+    assert_eq!(
+        fresh.count_text("old message"),
+        0,
+        "no key without saved state"
+    );
+    let mut replayer = Member::new(bob_id(), "bob");
+    replayer.room = Room::restore_for_replay(room_name(), bob_id(), &snap).unwrap();
+    let replayer = read(replayer);
+    assert_eq!(
+        replayer.count_text("old message"),
+        1,
+        "{:?}",
+        replayer.shown
+    );
+    assert_eq!(replayer.count_text("new message"), 1);
+}
