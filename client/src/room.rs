@@ -945,9 +945,8 @@ impl Room {
             actions.push(self.bad_signature(ev, "leave notice"));
             return;
         }
-        if sender == self.me.fingerprint() {
-            return;
-        }
+        // Our own leave too: the commit removing us must be honoured in
+        // our view as well.
         self.pending_removals
             .entry(sender)
             .or_insert(Pending { since: now });
@@ -1222,7 +1221,31 @@ impl Room {
             _ => {}
         }
         let settings = self.settings.as_ref().unwrap_or(&c.settings);
+        // Membership rules need the whole history (invites, leaves, kicks):
+        // a member whose view starts after pruned events cannot judge them,
+        // and must not void what everyone else honours.
+        let judge = self.chain_anchored;
+        if judge && let Some(before) = self.epochs.get(&self.current) {
+            let dropped = before
+                .roster
+                .keys()
+                .find(|fp| !roster.contains_key(fp) && !self.pending_removals.contains_key(fp));
+            if let Some(fp) = dropped {
+                return Err(CommitFault::void(self.warn(
+                    Some(ev.seq),
+                    Some(sender),
+                    "not_allowed",
+                    format!(
+                        "{} removed {} from #{}, who neither left nor was kicked by its creator; ignored",
+                        self.who(&sender),
+                        self.who(fp),
+                        self.name
+                    ),
+                )));
+            }
+        }
         if settings.invite_only
+            && judge
             && let Some(before) = self.epochs.get(&self.current)
         {
             let uninvited = roster.keys().find(|fp| {
@@ -1367,6 +1390,27 @@ impl Room {
             self.unreadable += 1;
             return;
         };
+        // Replay detection remembers the current and previous epochs in
+        // full; older ones only by their highest counter, so an old message
+        // at or below it cannot be told from a replay and is not shown.
+        if epoch.saturating_add(1) < self.current
+            && self
+                .next_counter
+                .get(&(sender, m.session, epoch))
+                .is_some_and(|next| m.counter < *next)
+            && !self.seen.contains(&(sender, m.session, epoch, m.counter))
+        {
+            actions.push(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "replay",
+                format!(
+                    "an old message from {} arrived again, or very late; not shown",
+                    self.who(&sender)
+                ),
+            ));
+            return;
+        }
         if self.seen.len() >= MAX_SEEN {
             let keep_from = self.current.saturating_sub(1);
             self.seen.retain(|(_, _, e, _)| *e >= keep_from);
@@ -2012,6 +2056,7 @@ pub struct RoomSnapshot {
     settings: Option<RoomSettings>,
     invited: Vec<[u8; 32]>,
     epoch_commit_seq: Vec<(u64, u64)>,
+    pending_removals: Vec<[u8; 32]>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -2067,9 +2112,16 @@ impl Room {
                 .map(|(k, v)| (*k, *v))
                 .collect(),
             current: self.current,
+            // Epochs known from the log, and those only an earlier run's
+            // state knew (kept for --replay-history).
             epochs: self
                 .epochs
                 .iter()
+                .chain(
+                    self.archive
+                        .iter()
+                        .filter(|(e, _)| !self.epochs.contains_key(e)),
+                )
                 .map(|(epoch, e)| EpochSnapshot {
                     epoch: *epoch,
                     members: e
@@ -2105,6 +2157,11 @@ impl Room {
                 .epoch_commit_seq
                 .iter()
                 .map(|(e, s)| (*e, *s))
+                .collect(),
+            pending_removals: self
+                .pending_removals
+                .keys()
+                .map(|fp| *fp.as_bytes())
                 .collect(),
         }
     }
@@ -2190,6 +2247,12 @@ impl Room {
         room.epoch_started = Some(Instant::now());
         room.settings.clone_from(&snap.settings);
         room.epoch_commit_seq = snap.epoch_commit_seq.iter().copied().collect();
+        let now = Instant::now();
+        room.pending_removals = snap
+            .pending_removals
+            .iter()
+            .map(|b| (Fingerprint::from_bytes(*b), Pending { since: now }))
+            .collect();
         room.invited = snap
             .invited
             .iter()

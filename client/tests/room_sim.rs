@@ -2145,3 +2145,57 @@ fn saved_keys_read_old_history_again_after_the_relay_pruned_its_commits() {
     );
     assert_eq!(replayer.count_text("new message"), 1);
 }
+
+/// A member may not drop someone who neither left nor was kicked.
+#[test]
+fn a_commit_dropping_a_member_who_did_not_leave_is_void() {
+    let (mut relay, mut alice, mut bob, mut carol) = three_members();
+    let key = hush_crypto::Secret32::random();
+    let people = [alice_id(), bob_id()];
+    let payload = Payload::Commit(e2e::Commit {
+        parent_epoch: relay.epoch,
+        committer_key: bob_id().public().spki_der().to_vec(),
+        members: people
+            .iter()
+            .map(|p| e2e::Member {
+                public_key: p.public().spki_der().to_vec(),
+                nick: "x".into(),
+            })
+            .collect(),
+        envelopes: people
+            .iter()
+            .map(|p| e2e::KeyEnvelope {
+                member: p.fingerprint(),
+                wrapped: p
+                    .public()
+                    .wrap(e2e::EPOCH_KEY_LABEL, &key)
+                    .unwrap()
+                    .as_bytes()
+                    .to_vec(),
+            })
+            .collect(),
+        settings: alice.room.settings().unwrap().clone(),
+        history: Vec::new(),
+    });
+    let ev = sign_event(
+        &bob_id(),
+        bob.fp(),
+        EventKind::Commit,
+        relay.epoch + 1,
+        &payload,
+    );
+    relay.publish(bob.fp(), 77, ev).unwrap();
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    for m in [&alice, &carol] {
+        assert!(
+            m.warning_kinds().iter().any(|k| k == "not_allowed"),
+            "{:?}",
+            m.shown
+        );
+        assert!(m.roster().contains(&carol_id().fingerprint()));
+    }
+    assert!(carol.room.is_member());
+    alice.send_text("carol still reads this");
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    assert_eq!(carol.count_text("carol still reads this"), 1);
+}
