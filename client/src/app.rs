@@ -95,17 +95,13 @@ struct Screen<W: Write> {
 impl<W: Write> Screen<W> {
     fn show(&mut self, ev: &ClientEvent) -> std::io::Result<()> {
         let line = render_line(ev);
-        let shown = if self.json {
-            render_json(ev)
-        } else {
-            line.clone()
-        };
-        writeln!(self.out, "{shown}")?;
-        self.out.flush()?;
+        // The transcript first: whatever the screen shows is already in it.
         if let Some(t) = &mut self.transcript {
             writeln!(t, "{line}")?;
         }
-        Ok(())
+        let shown = if self.json { render_json(ev) } else { line };
+        writeln!(self.out, "{shown}")?;
+        self.out.flush()
     }
 
     fn notice(&mut self, room: Option<&RoomName>, text: String) -> std::io::Result<()> {

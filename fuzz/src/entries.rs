@@ -1,0 +1,161 @@
+//! The fuzz targets' bodies, shared by the libFuzzer binaries in
+//! `fuzz_targets/` and by `tests/fuzz_corpus.rs`, which runs each over its
+//! seed corpus in every CI run. Each calls the same entry points the
+//! relay and client call on bytes from the network, a file or the user.
+//! None may panic, whatever the input.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use hush_crypto::identity::PemKind;
+use hush_crypto::{Fingerprint, Identity, PublicIdentity};
+use hush_proto::frame::{FrameBuffer, parse_frame};
+use hush_proto::handshake::{self, RelayFirstStep};
+use hush_proto::msg::decode;
+use hush_proto::{ClientMsg, EventKind, RelayMsg, RoomEvent, RoomName, SequencedEvent};
+
+fn identity(cell: &'static OnceLock<Arc<Identity>>, pem: &str) -> Arc<Identity> {
+    cell.get_or_init(|| Arc::new(Identity::from_pem(pem, None).expect("example key")))
+        .clone()
+}
+
+pub fn alice() -> Arc<Identity> {
+    static C: OnceLock<Arc<Identity>> = OnceLock::new();
+    identity(&C, include_str!("../../keys.example/alice.pem"))
+}
+
+pub fn relay() -> Arc<Identity> {
+    static C: OnceLock<Arc<Identity>> = OnceLock::new();
+    identity(&C, include_str!("../../keys.example/relay.pem"))
+}
+
+/// Frames: the length-prefix parser and the bounded read buffer, fed in
+/// chunks whose size the first byte picks.
+pub fn frame(data: &[u8]) {
+    let _ = parse_frame(data, 4096);
+    let Some((&chunk, rest)) = data.split_first() else {
+        return;
+    };
+    let chunk = usize::from(chunk).max(1);
+    let mut fb = FrameBuffer::new(1024);
+    for piece in rest.chunks(chunk) {
+        let space = fb.read_space();
+        let n = piece.len().min(space.len());
+        space[..n].copy_from_slice(&piece[..n]);
+        fb.advance(n);
+        loop {
+            match fb.next_frame() {
+                Ok(Some(body)) => {
+                    let _ = decode::<ClientMsg>(&body);
+                    let _ = decode::<RelayMsg>(&body);
+                }
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Handshake messages, each in the state that expects it: a hello at the
+/// relay, a greeting at the client, a client's auth at the relay (the
+/// first byte chooses which).
+pub fn handshake(data: &[u8]) {
+    let Some((&which, msg)) = data.split_first() else {
+        return;
+    };
+    match which % 3 {
+        0 => {
+            let _ = handshake::relay_start(relay(), msg);
+        }
+        1 => {
+            let (state, _) = handshake::client_start(alice());
+            let _ = state.on_greeting(msg);
+        }
+        _ => {
+            let (_, hello) = handshake::client_start(alice());
+            if let Ok(RelayFirstStep::Continue(state, _)) = handshake::relay_start(relay(), &hello)
+            {
+                let _ = state.on_client_auth(msg, 4096, 0, 0);
+            }
+        }
+    }
+}
+
+/// Room events as a member's client processes them: the body under every
+/// kind, in a room where the member is alone (so commits and messages go
+/// through every check).
+pub fn room_event(data: &[u8]) {
+    let room = RoomName::new("fuzz").unwrap();
+    let me = alice();
+    let mut state = hush_client::room::Room::new(room.clone(), me.clone(), "alice".into());
+    let now = Instant::now();
+    state.on_joined(&[me.fingerprint()]);
+    let _ = state.on_backfill_done(0, now);
+    // Create the room for real, so there is an epoch with a key.
+    let mut seq = 0;
+    for action in state.caught_up(now) {
+        if let hush_client::room::Action::Publish { event, .. } = action {
+            seq += 1;
+            let _ = state.on_event(
+                SequencedEvent {
+                    seq,
+                    received_at_ms: 1,
+                    event,
+                },
+                now,
+            );
+        }
+    }
+    let senders = [me.fingerprint(), Fingerprint::from_bytes([7; 32])];
+    let kinds = [
+        EventKind::Message,
+        EventKind::Commit,
+        EventKind::JoinRequest,
+        EventKind::Leave,
+        EventKind::Control,
+    ];
+    let epoch = u64::from(data.first().copied().unwrap_or(1) % 4);
+    for sender in senders {
+        for kind in kinds {
+            seq += 1;
+            let event = RoomEvent {
+                room: room.clone(),
+                sender,
+                kind,
+                epoch,
+                body: data.to_vec(),
+            };
+            let _ = state.on_event(
+                SequencedEvent {
+                    seq,
+                    received_at_ms: 1,
+                    event,
+                },
+                now,
+            );
+        }
+    }
+    let _ = decode::<hush_proto::e2e::Payload>(data);
+}
+
+/// Key files, as `hush fingerprint` and every `--key` read them.
+pub fn key_file(data: &[u8]) {
+    let _ = PublicIdentity::from_spki_der(data);
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = PemKind::detect(text);
+    let _ = PublicIdentity::from_pem(text);
+    let _ = Identity::from_pem(text, None);
+}
+
+/// What a user (or a bot on stdin) types.
+pub fn command_line(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = hush_client::command::parse_line(text);
+    let _ = hush_client::command::validate_nick(text);
+    let _ = hush_client::display::sanitize(text);
+}
