@@ -270,3 +270,82 @@ fn the_per_ip_connection_limit_holds() {
         "exactly the connections over the limit are closed"
     );
 }
+
+#[test]
+fn a_member_flooding_a_room_is_slowed_and_the_others_still_talk() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(
+        data.path(),
+        0,
+        &["--publish-rate", "20", "--publish-burst", "20"],
+    );
+    let (mut alice, mut bob) = conversation(&relay.addr, "flooded");
+    // Carol floods the room through a raw link: 400 publishes at once.
+    let addr = relay.addr.clone();
+    let flood = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let carol = example_identity("carol");
+            let mut c =
+                hush_client::link::Connection::connect(&addr, carol.clone(), 65536, |_| Ok(()))
+                    .await
+                    .unwrap();
+            let room = hush_proto::RoomName::new("flooded").unwrap();
+            c.writer
+                .send(&hush_proto::ClientMsg::Join { room: room.clone() })
+                .await
+                .unwrap();
+            let started = Instant::now();
+            let burst: Vec<hush_proto::ClientMsg> = (0..400)
+                .map(|i| hush_proto::ClientMsg::Publish {
+                    request: i,
+                    event: hush_proto::RoomEvent {
+                        room: room.clone(),
+                        sender: carol.fingerprint(),
+                        kind: hush_proto::EventKind::JoinRequest,
+                        epoch: 0,
+                        body: vec![0; 200],
+                    },
+                })
+                .collect();
+            // Sending blocks once the relay stops reading: that is the
+            // rate limit pushing back.
+            let _ = tokio::time::timeout(Duration::from_secs(8), c.writer.send_all(&burst)).await;
+            let mut sequenced = 0u32;
+            let until = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < until {
+                match tokio::time::timeout(Duration::from_millis(200), c.reader.recv()).await {
+                    Ok(Ok(hush_proto::RelayMsg::Event(e)))
+                        if e.event.sender == carol.fingerprint() =>
+                    {
+                        sequenced += 1
+                    }
+                    Ok(Ok(_)) | Err(_) => {}
+                    Ok(Err(_)) => break,
+                }
+            }
+            (sequenced, started.elapsed())
+        })
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let mut worst = Duration::ZERO;
+    for i in 0..5 {
+        worst = worst.max(round_trip(
+            &mut alice,
+            &mut bob,
+            &format!("through the flood {i}"),
+        ));
+    }
+    let (sequenced, took) = flood.join().unwrap();
+    println!(
+        "publish flood: 400 sent at once at 20/s (burst 20): {sequenced} sequenced in {took:?}; worst chat round trip meanwhile {worst:?}"
+    );
+    assert!(sequenced < 400, "the flood was slowed to the rate");
+    assert!(
+        worst < Duration::from_secs(5),
+        "the room stalled: {worst:?}"
+    );
+}

@@ -2199,3 +2199,59 @@ fn a_commit_dropping_a_member_who_did_not_leave_is_void() {
     pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
     assert_eq!(carol.count_text("carol still reads this"), 1);
 }
+
+// ─── A hostile member cannot make a client hold unbounded memory ────────────
+
+#[test]
+fn a_roster_over_the_limit_is_refused_without_parsing_it() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    let huge = e2e::Member {
+        public_key: mallory_id().public().spki_der().to_vec(),
+        nick: "m".into(),
+    };
+    let payload = Payload::Commit(e2e::Commit {
+        parent_epoch: relay.epoch,
+        committer_key: bob_id().public().spki_der().to_vec(),
+        members: vec![huge; e2e::MAX_ROSTER + 1],
+        envelopes: Vec::new(),
+        settings: alice.room.settings().unwrap().clone(),
+        history: Vec::new(),
+    });
+    let ev = sign_event(
+        &bob_id(),
+        bob.fp(),
+        EventKind::Commit,
+        relay.epoch + 1,
+        &payload,
+    );
+    relay.append(ev);
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert!(
+        alice.warning_kinds().iter().any(|k| k == "bad_commit"),
+        "{:?}",
+        alice.shown
+    );
+    assert_eq!(alice.roster().len(), 2);
+}
+
+#[test]
+fn events_held_ahead_of_a_gap_are_bounded() {
+    let (relay, _alice, mut bob) = two_members();
+    let template = relay.log.last().unwrap().clone();
+    // The relay never sends seq last+1 but floods everything after it.
+    let start = bob.room.last_seq() + 2;
+    for seq in start..start + 10_050 {
+        let mut ev = template.clone();
+        ev.seq = seq;
+        bob.deliver(ev);
+    }
+    let overflow = bob
+        .warning_kinds()
+        .iter()
+        .filter(|k| *k == "reorder_overflow")
+        .count();
+    assert_eq!(
+        overflow, 50,
+        "beyond 10,000 held events each new one is dropped"
+    );
+}
