@@ -422,6 +422,50 @@ fn sign_event(
     }
 }
 
+/// A commit opening the relay's next epoch, made and signed by `by` with
+/// a fresh key for `people`: what a member's client would build, for tests
+/// that need a commit no honest client makes.
+fn forged_commit(
+    relay: &SimRelay,
+    by: &Identity,
+    people: &[Arc<Identity>],
+    settings: &e2e::RoomSettings,
+) -> RoomEvent {
+    let key = hush_crypto::Secret32::random();
+    let payload = Payload::Commit(e2e::Commit {
+        parent_epoch: relay.epoch,
+        committer_key: by.public().spki_der().to_vec(),
+        members: people
+            .iter()
+            .map(|p| e2e::Member {
+                public_key: p.public().spki_der().to_vec(),
+                nick: "x".into(),
+            })
+            .collect(),
+        envelopes: people
+            .iter()
+            .map(|p| e2e::KeyEnvelope {
+                member: p.fingerprint(),
+                wrapped: p
+                    .public()
+                    .wrap(e2e::EPOCH_KEY_LABEL, &key)
+                    .unwrap()
+                    .as_bytes()
+                    .to_vec(),
+            })
+            .collect(),
+        settings: settings.clone(),
+        history: Vec::new(),
+    });
+    sign_event(
+        by,
+        by.fingerprint(),
+        EventKind::Commit,
+        relay.epoch + 1,
+        &payload,
+    )
+}
+
 /// A sealed message with a random (wrong) key: what someone without the
 /// epoch key can produce.
 fn garbage_message() -> Payload {
@@ -1790,39 +1834,11 @@ fn a_commit_admitting_someone_uninvited_is_void() {
     pump(&mut relay, &mut [&mut alice, &mut bob]);
     assert!(bob.room.is_member());
     // Bob (a member, not the creator) admits mallory on his own.
-    let key = hush_crypto::Secret32::random();
-    let people = [alice_id(), bob_id(), mallory_id()];
-    let payload = Payload::Commit(e2e::Commit {
-        parent_epoch: relay.epoch,
-        committer_key: bob_id().public().spki_der().to_vec(),
-        members: people
-            .iter()
-            .map(|p| e2e::Member {
-                public_key: p.public().spki_der().to_vec(),
-                nick: "x".into(),
-            })
-            .collect(),
-        envelopes: people
-            .iter()
-            .map(|p| e2e::KeyEnvelope {
-                member: p.fingerprint(),
-                wrapped: p
-                    .public()
-                    .wrap(e2e::EPOCH_KEY_LABEL, &key)
-                    .unwrap()
-                    .as_bytes()
-                    .to_vec(),
-            })
-            .collect(),
-        settings: alice.room.settings().unwrap().clone(),
-        history: Vec::new(),
-    });
-    let ev = sign_event(
+    let ev = forged_commit(
+        &relay,
         &bob_id(),
-        bob.fp(),
-        EventKind::Commit,
-        relay.epoch + 1,
-        &payload,
+        &[alice_id(), bob_id(), mallory_id()],
+        alice.room.settings().unwrap(),
     );
     relay.publish(bob.fp(), 99, ev).unwrap();
     pump(&mut relay, &mut [&mut alice, &mut bob]);
@@ -2150,39 +2166,11 @@ fn saved_keys_read_old_history_again_after_the_relay_pruned_its_commits() {
 #[test]
 fn a_commit_dropping_a_member_who_did_not_leave_is_void() {
     let (mut relay, mut alice, mut bob, mut carol) = three_members();
-    let key = hush_crypto::Secret32::random();
-    let people = [alice_id(), bob_id()];
-    let payload = Payload::Commit(e2e::Commit {
-        parent_epoch: relay.epoch,
-        committer_key: bob_id().public().spki_der().to_vec(),
-        members: people
-            .iter()
-            .map(|p| e2e::Member {
-                public_key: p.public().spki_der().to_vec(),
-                nick: "x".into(),
-            })
-            .collect(),
-        envelopes: people
-            .iter()
-            .map(|p| e2e::KeyEnvelope {
-                member: p.fingerprint(),
-                wrapped: p
-                    .public()
-                    .wrap(e2e::EPOCH_KEY_LABEL, &key)
-                    .unwrap()
-                    .as_bytes()
-                    .to_vec(),
-            })
-            .collect(),
-        settings: alice.room.settings().unwrap().clone(),
-        history: Vec::new(),
-    });
-    let ev = sign_event(
+    let ev = forged_commit(
+        &relay,
         &bob_id(),
-        bob.fp(),
-        EventKind::Commit,
-        relay.epoch + 1,
-        &payload,
+        &[alice_id(), bob_id()],
+        alice.room.settings().unwrap(),
     );
     relay.publish(bob.fp(), 77, ev).unwrap();
     pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
