@@ -10,6 +10,7 @@
 //! Errors are `anyhow` here and only here; each says what went wrong and
 //! what to do next, and exits non-zero.
 
+mod bench_cmd;
 mod client_cmd;
 mod keyfile;
 mod paths;
@@ -46,6 +47,8 @@ enum Command {
     /// Chat in a room: signs and seals what you type, verifies and opens
     /// what others send.
     Client(client_cmd::ClientArgs),
+    /// Measure a relay: throughput, latency, losses, CPU and memory.
+    Bench(bench_cmd::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Fingerprint { file } => fingerprint(&file),
         Command::Server(args) => server_cmd::run(args),
         Command::Client(args) => client_cmd::run(args),
+        Command::Bench(args) => bench_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -106,6 +106,7 @@ impl Connection {
                 fb,
                 opener: link.opener,
                 pending: VecDeque::new(),
+                bytes_read: 0,
             },
             writer: LinkWriter {
                 wr,
@@ -147,9 +148,16 @@ pub struct LinkReader {
     fb: FrameBuffer,
     opener: RecordOpener,
     pending: VecDeque<RelayMsg>,
+    bytes_read: u64,
 }
 
 impl LinkReader {
+    /// Bytes received from the relay since the handshake (for `hush bench`).
+    #[must_use]
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
     /// The next message from the relay. Cancel-safe: a message is never
     /// lost if the future is dropped.
     ///
@@ -173,6 +181,7 @@ impl LinkReader {
                 continue;
             }
             let n = self.rd.read(self.fb.read_space()).await?;
+            self.bytes_read += n as u64;
             if n == 0 {
                 return Err(LinkError::Closed);
             }

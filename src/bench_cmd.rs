@@ -1,0 +1,469 @@
+//! `hush bench`: measures a relay the way `redis-benchmark` measures Redis.
+//!
+//! ```text
+//!   hush bench fanout ──▶ starts `hush server` on 127.0.0.1:0 (or uses --server)
+//!        │                 M members connect (real handshakes) and join #bench
+//!        │                 P of them publish opaque room events of S bytes
+//!        └─ table on stdout: deliveries/s, latency, losses, bytes, relay CPU and RSS
+//! ```
+//!
+//! `--crypto relay` (the only mode so far) sends valid, opaque room events
+//! of realistic size: the relay does all its real work (sequencing, group
+//! commit, fan-out, sealing) while the clients skip end-to-end crypto, so
+//! what is measured is the relay's cost.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use hush_client::link::Connection;
+use hush_crypto::Identity;
+use hush_proto::{ClientMsg, EventKind, RelayMsg, RoomEvent, RoomName};
+use tokio::sync::Notify;
+
+use crate::paths::parse_duration;
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    workload: Workload,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Workload {
+    /// Members in one room; publishers send, everyone receives.
+    Fanout(FanoutArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct FanoutArgs {
+    /// Measure this relay instead of starting one on a loopback port.
+    #[arg(long, value_name = "HOST:PORT")]
+    server: Option<String>,
+    /// Connections joined to the room.
+    #[arg(long, default_value_t = 100)]
+    members: usize,
+    /// How many of the members publish.
+    #[arg(long, default_value_t = 10)]
+    publishers: usize,
+    /// Bytes of each event body.
+    #[arg(long, default_value_t = 256)]
+    size: usize,
+    /// How long the publishers publish (e.g. 10s).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Each publisher keeps at most this many of its events unconfirmed
+    /// (not yet back to itself) [default: 32 unless --rate is given].
+    #[arg(long, conflicts_with = "rate")]
+    window: Option<u64>,
+    /// Total events per second across all publishers.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Bytes at the start of every bench body: publisher, counter, send time.
+const HEADER: usize = 20;
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    match args.workload {
+        Workload::Fanout(a) => fanout(a),
+    }
+}
+
+/// The relay under test, when the bench starts it.
+struct ChildRelay {
+    child: std::process::Child,
+    addr: String,
+    dir: PathBuf,
+}
+
+impl Drop for ChildRelay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_relay(key: &Path) -> Result<ChildRelay> {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(format!("hush-bench-{}", std::process::id()));
+    let exe = std::env::current_exe().context("cannot find the hush binary")?;
+    let mut child = std::process::Command::new(exe)
+        .args(["server", "--bind", "127.0.0.1:0", "--data"])
+        .arg(&dir)
+        .arg("--key")
+        .arg(key)
+        .args([
+            "--max-connections",
+            "100000",
+            "--max-connections-per-ip",
+            "100000",
+            "--handshakes-per-ip",
+            "100000",
+            "--publish-rate",
+            "100000000",
+            "--publish-burst",
+            "100000000",
+            "--outbound-queue",
+            "1000000",
+            "--outbound-queue-bytes",
+            "1073741824",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .context("cannot start the relay")?;
+    let stdout = child.stdout.take().context("relay stdout")?;
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let addr = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(a) = line.strip_prefix("hush relay listening on ") {
+                    break a.trim().to_owned();
+                }
+            }
+            _ => bail!("the relay exited before listening"),
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok(ChildRelay { child, addr, dir })
+}
+
+/// CPU seconds and peak RSS (KiB) of a process, from /proc.
+fn proc_usage(pid: u32) -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    // Linux reports CPU time in clock ticks of 1/100 s (USER_HZ).
+    Some((ticks as f64 / 100.0, hwm))
+}
+
+fn bench_identity() -> Result<(Arc<Identity>, PathBuf)> {
+    let dir = crate::paths::default_data_dir("bench")?;
+    hush_server::create_private_dir(&dir)?;
+    let path = dir.join("bench-key.pem");
+    if !path.exists() {
+        eprintln!("generating the bench identity once ({})", path.display());
+        let id = Identity::generate(hush_crypto::DEFAULT_BITS)?;
+        crate::write_identity(&path, &id, None, false)?;
+    }
+    Ok((Arc::new(crate::keyfile::load_identity(&path)?), path))
+}
+
+/// What the members measured.
+#[derive(Default)]
+struct Tally {
+    deliveries: AtomicU64,
+    bytes: AtomicU64,
+}
+
+fn fanout(a: FanoutArgs) -> Result<()> {
+    if a.members == 0 || a.publishers == 0 || a.publishers > a.members {
+        bail!("need at least one member and one publisher, and no more publishers than members");
+    }
+    if a.size < HEADER {
+        bail!("--size must be at least {HEADER} bytes");
+    }
+    let window = a.window.unwrap_or(32).max(1);
+    let (identity, key_path) = bench_identity()?;
+    let relay = match &a.server {
+        Some(_) => None,
+        None => Some(start_relay(&key_path)?),
+    };
+    let addr = a
+        .server
+        .clone()
+        .or_else(|| relay.as_ref().map(|r| r.addr.clone()))
+        .context("no relay")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let pid = relay.as_ref().map(|r| r.child.id());
+    let result = runtime.block_on(run_fanout(&a, window, &addr, identity, pid))?;
+    drop(relay);
+    print_results(&a, window, &result);
+    Ok(())
+}
+
+struct FanoutResult {
+    published: u64,
+    deliveries: u64,
+    seconds: f64,
+    latencies_us: Vec<u64>,
+    wire_bytes: u64,
+    relay: Option<(f64, u64)>,
+}
+
+async fn run_fanout(
+    a: &FanoutArgs,
+    window: u64,
+    addr: &str,
+    identity: Arc<Identity>,
+    pid: Option<u32>,
+) -> Result<FanoutResult> {
+    let room = RoomName::new("bench")?;
+    eprintln!("connecting {} members to {addr}", a.members);
+    let mut conns = Vec::with_capacity(a.members);
+    for i in 0..a.members {
+        let mut c = Connection::connect(
+            addr,
+            identity.clone(),
+            hush_proto::DEFAULT_MAX_FRAME * 16,
+            |_| Ok(()),
+        )
+        .await
+        .with_context(|| format!("member {i} could not connect"))?;
+        c.writer
+            .send(&ClientMsg::Join { room: room.clone() })
+            .await?;
+        loop {
+            if let RelayMsg::Joined { .. } = c.reader.recv().await? {
+                break;
+            }
+        }
+        conns.push(c);
+    }
+    let before = pid.and_then(proc_usage);
+    let t0 = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let echoed: Vec<Arc<(AtomicU64, Notify)>> = (0..a.publishers)
+        .map(|_| Arc::new((AtomicU64::new(0), Notify::new())))
+        .collect();
+    let mut readers = Vec::new();
+    let mut writers = Vec::new();
+    for (i, c) in conns.into_iter().enumerate() {
+        let Connection {
+            mut reader, writer, ..
+        } = c;
+        let tally = tally.clone();
+        let stop = stop.clone();
+        let mine = echoed.get(i).cloned();
+        readers.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut n = 0u64;
+            loop {
+                let msg = tokio::select! {
+                    m = reader.recv() => m,
+                    () = tokio::time::sleep(Duration::from_millis(500)), if stop.load(Ordering::Relaxed) => break,
+                };
+                let Ok(msg) = msg else { break };
+                if let RelayMsg::Event(e) = msg {
+                    let b = &e.event.body;
+                    if b.len() >= HEADER {
+                        let publisher = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                        let sent_ns = u64::from_be_bytes([b[12], b[13], b[14], b[15], b[16], b[17], b[18], b[19]]);
+                        let now_ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                        n += 1;
+                        if n.is_multiple_of(8) {
+                            samples.push(now_ns.saturating_sub(sent_ns) / 1000);
+                        }
+                        if publisher == i
+                            && let Some(m) = &mine
+                        {
+                            m.0.fetch_add(1, Ordering::Relaxed);
+                            m.1.notify_one();
+                        }
+                    }
+                    tally.deliveries.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            tally.bytes.fetch_add(reader.bytes_read(), Ordering::Relaxed);
+            samples
+        }));
+        writers.push(writer);
+    }
+    eprintln!(
+        "publishing for {:?} from {} publishers ({})",
+        a.duration,
+        a.publishers,
+        match a.rate {
+            Some(r) => format!("{r} events/s in all"),
+            None => format!("window {window}"),
+        }
+    );
+    let deadline = Instant::now() + a.duration;
+    let mut publishers = Vec::new();
+    // Listeners keep their sending half open: dropping it would close
+    // their connection.
+    let listeners: Vec<_> = writers.split_off(a.publishers);
+    for (p, mut writer) in writers.into_iter().enumerate() {
+        let echo = echoed[p].clone();
+        let room = room.clone();
+        let sender = identity.fingerprint();
+        let size = a.size;
+        let rate = a.rate.map(|r| r as f64 / a.publishers as f64);
+        publishers.push(tokio::spawn(async move {
+            let mut sent = 0u64;
+            let start = Instant::now();
+            while Instant::now() < deadline {
+                let allowed = match rate {
+                    Some(r) => ((start.elapsed().as_secs_f64() * r) as u64)
+                        .saturating_sub(sent)
+                        .min(256),
+                    None => (echo.0.load(Ordering::Relaxed) + window).saturating_sub(sent),
+                };
+                if allowed == 0 {
+                    if rate.is_some() {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    } else {
+                        let _ = tokio::time::timeout(Duration::from_millis(50), echo.1.notified())
+                            .await;
+                    }
+                    continue;
+                }
+                let mut batch = Vec::with_capacity(allowed as usize);
+                for _ in 0..allowed {
+                    let mut body = vec![0u8; size];
+                    body[..4].copy_from_slice(&(p as u32).to_be_bytes());
+                    body[4..12].copy_from_slice(&sent.to_be_bytes());
+                    let ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    body[12..20].copy_from_slice(&ns.to_be_bytes());
+                    batch.push(ClientMsg::Publish {
+                        request: sent,
+                        event: RoomEvent {
+                            room: room.clone(),
+                            sender,
+                            kind: EventKind::Message,
+                            epoch: 0,
+                            body,
+                        },
+                    });
+                    sent += 1;
+                }
+                if writer.send_all(&batch).await.is_err() {
+                    break;
+                }
+            }
+            (sent, writer)
+        }));
+    }
+    let mut published = 0;
+    let mut keep = Vec::new();
+    for p in publishers {
+        let (sent, writer) = p.await?;
+        published += sent;
+        keep.push(writer);
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    // Let the last deliveries arrive.
+    let want = published * a.members as u64;
+    let drain_until = Instant::now() + Duration::from_secs(10);
+    let mut last = 0;
+    while Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = tally.deliveries.load(Ordering::Relaxed);
+        if now >= want || (now == last && now > 0) {
+            break;
+        }
+        last = now;
+    }
+    let after = pid.and_then(proc_usage);
+    stop.store(true, Ordering::Relaxed);
+    drop(keep);
+    drop(listeners);
+    let mut latencies_us = Vec::new();
+    for r in readers {
+        latencies_us.extend(r.await?);
+    }
+    latencies_us.sort_unstable();
+    Ok(FanoutResult {
+        published,
+        deliveries: tally.deliveries.load(Ordering::Relaxed),
+        seconds,
+        latencies_us,
+        wire_bytes: tally.bytes.load(Ordering::Relaxed),
+        relay: match (before, after) {
+            (Some((c0, _)), Some((c1, rss))) => Some((c1 - c0, rss)),
+            _ => None,
+        },
+    })
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+fn print_results(a: &FanoutArgs, window: u64, r: &FanoutResult) {
+    let expected = r.published * a.members as u64;
+    let lost = expected.saturating_sub(r.deliveries);
+    let per_s = r.deliveries as f64 / r.seconds;
+    let p50 = percentile(&r.latencies_us, 0.50);
+    let p99 = percentile(&r.latencies_us, 0.99);
+    let max = percentile(&r.latencies_us, 1.0);
+    let bytes = if r.deliveries > 0 {
+        r.wire_bytes as f64 / r.deliveries as f64
+    } else {
+        0.0
+    };
+    let (cpu, rss) = r.relay.map_or((None, None), |(c, m)| (Some(c), Some(m)));
+    let cpu_per = cpu.map(|c| c / r.deliveries.max(1) as f64 * 1e6);
+    if a.json {
+        println!(
+            "{{\"workload\":\"fanout\",\"members\":{},\"publishers\":{},\"size\":{},\"window\":{},\"rate\":{},\"seconds\":{:.2},\"published\":{},\"deliveries\":{},\"deliveries_per_s\":{:.0},\"lost\":{},\"latency_ms\":{{\"p50\":{:.3},\"p99\":{:.3},\"max\":{:.3}}},\"wire_bytes_per_delivery\":{:.1},\"relay_cpu_us_per_delivery\":{},\"relay_peak_rss_kib\":{}}}",
+            a.members,
+            a.publishers,
+            a.size,
+            if a.rate.is_some() { 0 } else { window },
+            a.rate.unwrap_or(0),
+            r.seconds,
+            r.published,
+            r.deliveries,
+            per_s,
+            lost,
+            p50,
+            p99,
+            max,
+            bytes,
+            cpu_per.map_or("null".into(), |c| format!("{c:.3}")),
+            rss.map_or("null".into(), |m| m.to_string()),
+        );
+        return;
+    }
+    println!(
+        "hush bench fanout: {} members, {} publishers, {} B bodies, {}",
+        a.members,
+        a.publishers,
+        a.size,
+        a.rate
+            .map_or(format!("window {window}"), |r| format!("{r} events/s"))
+    );
+    println!("  published              {:>12}", r.published);
+    println!(
+        "  deliveries             {:>12}   ({per_s:.0}/s over {:.1} s)",
+        r.deliveries, r.seconds
+    );
+    println!("  deliveries lost        {:>12}", lost);
+    println!("  latency p50 / p99 / max  {p50:.2} / {p99:.2} / {max:.2} ms");
+    println!("  wire bytes / delivery  {:>12.1}", bytes);
+    match (cpu_per, rss) {
+        (Some(c), Some(m)) => {
+            println!("  relay CPU / delivery   {c:>10.3} µs");
+            println!("  relay peak RSS         {:>10} KiB", m);
+        }
+        _ => println!("  relay CPU and RSS      (only measured for a relay the bench starts)"),
+    }
+}

@@ -1,0 +1,54 @@
+//! `hush bench` runs end to end and reports a sane result.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use common::{hush, run};
+
+#[test]
+fn a_small_fanout_bench_delivers_everything_and_reports_json() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run(hush().env("XDG_DATA_HOME", home.path()).args([
+        "bench",
+        "fanout",
+        "--members",
+        "5",
+        "--publishers",
+        "2",
+        "--size",
+        "64",
+        "--duration",
+        "1s",
+        "--json",
+    ]));
+    assert!(out.ok, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let published = v["published"].as_u64().unwrap();
+    assert!(published > 0);
+    assert_eq!(v["deliveries"].as_u64().unwrap(), published * 5);
+    assert_eq!(v["lost"], 0);
+    assert!(v["relay_cpu_us_per_delivery"].as_f64().unwrap() > 0.0);
+    assert!(v["relay_peak_rss_kib"].as_u64().unwrap() > 0);
+    // Progress went to stderr, the table to stdout.
+    assert!(
+        out.stderr.contains("connecting 5 members"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn bench_flags_are_checked() {
+    let out = run(hush().args(["bench", "fanout", "--window", "4", "--rate", "10"]));
+    assert!(
+        !out.ok && out.stderr.contains("cannot be used with"),
+        "{}",
+        out.stderr
+    );
+    let out = run(hush().args(["bench", "fanout", "--members", "2", "--publishers", "3"]));
+    assert!(
+        !out.ok && out.stderr.contains("no more publishers than members"),
+        "{}",
+        out.stderr
+    );
+}
