@@ -232,9 +232,13 @@ fn hundreds_of_malformed_inputs_each_close_only_their_own_connection() {
             round_trip(&mut alice, &mut bob, &format!("still talking {i}"));
         }
     }
+    // On established links: records that do not open (closed), events of a
+    // wrong epoch and with a spoofed sender (refused, link kept).
+    let (closed, refused) = established_abuse(&relay.addr);
+    assert_eq!((closed, refused), (20, 20));
     round_trip(&mut alice, &mut bob, "after all of it");
     println!(
-        "malformed inputs: {tried} tried, each closed its own connection; the room kept talking"
+        "malformed inputs: {tried} raw inputs, each closed its own connection; on 40 established links, {closed} forged records closed them and {refused} wrong-epoch or spoofed events were refused; the room kept talking"
     );
 }
 
@@ -348,4 +352,68 @@ fn a_member_flooding_a_room_is_slowed_and_the_others_still_talk() {
         worst < Duration::from_secs(5),
         "the room stalled: {worst:?}"
     );
+}
+
+/// 40 established links misbehave: even ones send a record that does not
+/// open, odd ones publish an event of an epoch the room never reached or
+/// with another member as sender. Returns (closed, refused).
+fn established_abuse(addr: &str) -> (u32, u32) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mallory = example_identity("mallory");
+        let room = hush_proto::RoomName::new("steady").unwrap();
+        let mut closed = 0;
+        let mut refused = 0;
+        for i in 0..40u32 {
+            let mut c =
+                hush_client::link::Connection::connect(addr, mallory.clone(), 65536, |_| Ok(()))
+                    .await
+                    .unwrap();
+            c.writer
+                .send(&hush_proto::ClientMsg::Join { room: room.clone() })
+                .await
+                .unwrap();
+            if i % 2 == 0 {
+                let mut forged = Vec::new();
+                let len = 40 + usize::try_from(i).unwrap();
+                hush_proto::frame::encode_frame(&vec![7; len], 65536, &mut forged).unwrap();
+                c.writer.write_raw(&forged).await.unwrap();
+            } else {
+                let sender = if i % 4 == 1 {
+                    mallory.fingerprint()
+                } else {
+                    example_identity("alice").fingerprint()
+                };
+                let event = hush_proto::RoomEvent {
+                    room: room.clone(),
+                    sender,
+                    kind: hush_proto::EventKind::Message,
+                    epoch: 1_000 + u64::from(i),
+                    body: vec![1, 2, 3],
+                };
+                c.writer
+                    .send(&hush_proto::ClientMsg::Publish { request: 1, event })
+                    .await
+                    .unwrap();
+            }
+            loop {
+                match tokio::time::timeout(Duration::from_secs(10), c.reader.recv()).await {
+                    Ok(Ok(hush_proto::RelayMsg::Rejected { .. })) => {
+                        refused += 1;
+                        break;
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => {
+                        closed += 1;
+                        break;
+                    }
+                    Err(_) => panic!("the relay did not answer link {i}"),
+                }
+            }
+        }
+        (closed, refused)
+    })
 }
