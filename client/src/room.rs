@@ -92,6 +92,9 @@ const MAX_UNINVITED: usize = 100;
 /// admission hands us their keys.
 const MAX_BACKLOG: usize = 10_000;
 
+/// Body bytes kept in that backlog.
+const MAX_BACKLOG_BYTES: usize = 32 * 1024 * 1024;
+
 /// Events received ahead of a gap, kept until the gap fills.
 const MAX_REORDER: usize = 10_000;
 
@@ -226,11 +229,17 @@ pub struct Room {
     /// Messages from epochs we hold no key for, kept while a shared-history
     /// admission may still give us one.
     backlog: Vec<SequencedEvent>,
+    /// Body bytes held in `backlog`.
+    backlog_bytes: usize,
     /// Events we published and have not yet seen sequenced (or refused).
     /// After a reconnect, those the relay never committed are sent again:
     /// the same sealed bytes, so a copy that did get through is recognised
     /// by its body and nothing is shown twice.
     unconfirmed: Vec<(u64, RoomEvent)>,
+    /// Events the relay could not store: sent again, identical, on the
+    /// next tick (their counters are spent; a new event would leave a gap
+    /// that members would report as a drop).
+    storage_retry: Vec<RoomEvent>,
 }
 
 impl Room {
@@ -282,7 +291,9 @@ impl Room {
             invited: BTreeSet::new(),
             uninvited: BTreeMap::new(),
             backlog: Vec::new(),
+            backlog_bytes: 0,
             unconfirmed: Vec::new(),
+            storage_retry: Vec::new(),
         }
     }
 
@@ -495,7 +506,7 @@ impl Room {
         if event.seq <= self.last_seq {
             return actions; // already processed (a backfill overlap)
         }
-        if self.reorder.len() >= MAX_REORDER {
+        if self.reorder.len() >= MAX_REORDER && event.seq != self.last_seq + 1 {
             actions.push(self.warn(
                 None,
                 None,
@@ -636,6 +647,15 @@ impl Room {
     /// A request was refused by the relay.
     pub fn on_rejected(&mut self, request: u64, reason: Rejection, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
+        if reason == Rejection::StorageFailed
+            && let Some(i) = self.unconfirmed.iter().position(|(r, _)| *r == request)
+        {
+            let (_, event) = self.unconfirmed.remove(i);
+            if event.kind != EventKind::Commit {
+                self.storage_retry.push(event);
+                return actions;
+            }
+        }
         self.unconfirmed.retain(|(r, _)| *r != request);
         match reason {
             Rejection::StaleEpoch { current } => {
@@ -800,7 +820,7 @@ impl Room {
         }
         let fp = key.fingerprint();
         let nick = clean_nick(&req.nick, &fp);
-        if fp == self.me.fingerprint() {
+        if fp == self.me.fingerprint() || !self.membership_event_is_current(ev, actions) {
             return;
         }
         if self
@@ -843,6 +863,35 @@ impl Room {
         }
     }
 
+    /// Whether a signed membership event (join request, leave, invite,
+    /// kick) is recent enough to act on: sealed in the current epoch, or
+    /// in the previous one while the commit that replaced it is still
+    /// recent (in flight). Older ones are replays: every membership change
+    /// opens a new epoch, so an old event's effect is already settled.
+    fn membership_event_is_current(&self, ev: &SequencedEvent, actions: &mut Vec<Action>) -> bool {
+        let epoch = ev.event.epoch;
+        let in_flight = epoch.saturating_add(1) == self.current
+            && self
+                .epoch_commit_seq
+                .get(&self.current)
+                .is_some_and(|at| ev.seq <= at.saturating_add(STALE_EPOCH_GRACE));
+        if epoch == self.current || in_flight || self.epochs.is_empty() {
+            return true;
+        }
+        actions.push(self.warn(
+            Some(ev.seq),
+            Some(ev.event.sender),
+            "replay",
+            format!(
+                "a membership event from {} sealed in epoch {epoch} arrived when #{} is at epoch {}: replayed or long delayed; ignored",
+                self.who(&ev.event.sender),
+                self.name,
+                self.current
+            ),
+        ));
+        false
+    }
+
     /// An invite or a kick: valid only from the room's creator, signed
     /// with the key the roster holds for them.
     #[allow(clippy::too_many_arguments)]
@@ -856,6 +905,9 @@ impl Room {
         now: Instant,
         actions: &mut Vec<Action>,
     ) {
+        if !self.membership_event_is_current(ev, actions) {
+            return;
+        }
         let sender = ev.event.sender;
         let what = if invite { "invite" } else { "kick" };
         let Some(creator) = self.settings.as_ref().map(|s| s.creator) else {
@@ -938,6 +990,9 @@ impl Room {
         let Some(key) = self.roster_key(self.current, &sender) else {
             return; // not a member: nothing to remove
         };
+        if !self.membership_event_is_current(ev, actions) {
+            return;
+        }
         if key
             .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
             .is_err()
@@ -1333,13 +1388,20 @@ impl Room {
         };
         if e.key.is_none() && !self.is_member() {
             // Not ours to read (yet): a shared-history admission may give
-            // us the key, so keep it.
-            if self.backlog.len() < MAX_BACKLOG
+            // us the key, so keep it, if it is genuine and there is room.
+            let keep = self.backlog.len() < MAX_BACKLOG
+                && self.backlog_bytes + ev.event.body.len() <= MAX_BACKLOG_BYTES
                 && self
                     .settings
                     .as_ref()
                     .is_none_or(|s| s.history == HistoryVisibility::Shared)
-            {
+                && e.roster.get(&sender).is_some_and(|r| {
+                    r.key
+                        .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
+                        .is_ok()
+                });
+            if keep {
+                self.backlog_bytes += ev.event.body.len();
                 self.backlog.push(ev.clone());
             }
             self.unreadable += 1;
@@ -1491,6 +1553,7 @@ impl Room {
     /// gave us, in their original order.
     fn replay_backlog(&mut self, actions: &mut Vec<Action>) {
         let backlog = std::mem::take(&mut self.backlog);
+        self.backlog_bytes = 0;
         let mut shown = 0;
         for ev in backlog {
             let Ok(body) = decode::<SignedBody>(&ev.event.body) else {
@@ -1672,6 +1735,9 @@ impl Room {
     /// Periodic check: fallback commits when the designated member is gone.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
+        for event in std::mem::take(&mut self.storage_retry) {
+            actions.push(self.track(event));
+        }
         self.maybe_commit(now, &mut actions);
         actions
     }
@@ -2013,8 +2079,18 @@ impl Room {
             session: self.session,
             counter: nonce.counter(),
             sent_at_ms: now_ms,
-            seen_seq: self.last_seq,
-            seen_head: self.chain_head,
+            // A chain that skipped pruned events matches nobody else's:
+            // claim nothing rather than raise false alarms.
+            seen_seq: if self.chain_anchored {
+                self.last_seq
+            } else {
+                0
+            },
+            seen_head: if self.chain_anchored {
+                self.chain_head
+            } else {
+                [0; 32]
+            },
             ciphertext: Vec::new(),
         };
         let aad = e2e::message_aad(&self.name, &me, epoch, &m);

@@ -2243,3 +2243,49 @@ fn events_held_ahead_of_a_gap_are_bounded() {
         "beyond 10,000 held events each new one is dropped"
     );
 }
+
+/// A relay replaying an old signed invite (or kick, or leave) cannot
+/// change who is in the room: membership events count only in the epoch
+/// they were sealed in (or just after, in flight).
+#[test]
+fn a_replayed_invite_does_not_let_a_kicked_member_back_in() {
+    let (mut relay, mut alice) = creator_with(true, e2e::HistoryVisibility::Joined);
+    let mut bob = Member::new(bob_id(), "bob");
+    connect(&relay, &mut bob, &mut [&mut alice]);
+    let actions = alice.room.invite(&bob.fp().to_string()).unwrap();
+    alice.handle(actions);
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    let invite = relay
+        .log
+        .iter()
+        .find(|e| e.event.kind == EventKind::Control)
+        .unwrap()
+        .event
+        .clone();
+    let actions = alice.room.kick("bob").unwrap();
+    alice.handle(actions);
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert!(!bob.room.is_member());
+    // Lots of traffic, then the relay re-sequences the old invite and bob
+    // asks again.
+    for i in 0..110 {
+        alice.send_text(&format!("filler {i}"));
+    }
+    pump(&mut relay, &mut [&mut alice]);
+    relay.append(invite);
+    let mut again = Member::new(bob_id(), "bob");
+    connect(&relay, &mut again, &mut [&mut alice]);
+    pump(&mut relay, &mut [&mut alice, &mut again]);
+    let actions = alice.room.tick(fallback_time());
+    alice.handle(actions);
+    pump(&mut relay, &mut [&mut alice, &mut again]);
+    assert!(
+        alice.warning_kinds().iter().any(|k| k == "replay"),
+        "{:?}",
+        alice.warnings()
+    );
+    assert!(
+        !again.room.is_member(),
+        "the replayed invite let bob back in"
+    );
+}

@@ -44,6 +44,10 @@ pub const BACKFILL_PAGE: usize = 1000;
 /// is always sent): bounds the memory one request can make the relay hold.
 pub const BACKFILL_PAGE_BYTES: usize = 1024 * 1024;
 
+/// Shortest time between two checkpoints signed on one connection's
+/// request.
+const CHECKPOINT_REQUEST_INTERVAL: Duration = Duration::from_secs(5);
+
 /// How long the writer tries to deliver a final `Closing` message.
 const CLOSING_GRACE: Duration = Duration::from_secs(1);
 
@@ -245,6 +249,7 @@ pub(crate) async fn serve(
         peer,
         rooms: HashMap::new(),
         bucket: TokenBucket::new(shared.limits.publish_rate, shared.limits.publish_burst),
+        last_checkpoint: None,
     };
     let stop = conn
         .read_loop(read_half, fb, opener, stop_rx, shutdown)
@@ -271,6 +276,9 @@ struct Connection {
     /// to it, live delivery covers what follows.
     rooms: HashMap<RoomName, u64>,
     bucket: TokenBucket,
+    /// When this connection last had a checkpoint signed on request: each
+    /// costs an RSA signature from the pool handshakes use.
+    last_checkpoint: Option<Instant>,
 }
 
 impl Connection {
@@ -400,6 +408,15 @@ impl Connection {
             self.reject(0, room, Rejection::NotJoined);
             return;
         }
+        // At most one signature on request per connection per interval;
+        // more are ignored (the periodic checkpoints keep coming).
+        if self
+            .last_checkpoint
+            .is_some_and(|t| t.elapsed() < CHECKPOINT_REQUEST_INTERVAL)
+        {
+            return;
+        }
+        self.last_checkpoint = Some(Instant::now());
         self.take_token().await;
         // A room never written to has the all-zero head at seq 0.
         let (seq, head) = self.shared.hub.head(&room).unwrap_or((0, [0; 32]));
