@@ -35,6 +35,34 @@ pub struct BenchArgs {
 enum Workload {
     /// Members in one room; publishers send, everyone receives.
     Fanout(FanoutArgs),
+    /// Connections handshaken and joined to one room, then idle: the
+    /// relay's memory per connection.
+    Idle(IdleArgs),
+    /// Full handshakes per second.
+    Handshake(HandshakeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct IdleArgs {
+    /// Connections to hold.
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct HandshakeArgs {
+    /// Handshakes in flight at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// How long to keep handshaking (e.g. 10s).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -72,7 +100,162 @@ const HEADER: usize = 20;
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.workload {
         Workload::Fanout(a) => fanout(a),
+        Workload::Idle(a) => idle(&a),
+        Workload::Handshake(a) => handshake(&a),
     }
+}
+
+/// A relay started by the bench, the bench identity, and a runtime.
+fn local_setup() -> Result<(ChildRelay, Arc<Identity>, tokio::runtime::Runtime)> {
+    let (identity, key_path) = bench_identity()?;
+    let relay = start_relay(&key_path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok((relay, identity, runtime))
+}
+
+fn idle(a: &IdleArgs) -> Result<()> {
+    if a.clients == 0 {
+        bail!("--clients must be at least 1");
+    }
+    let (relay, identity, runtime) = local_setup()?;
+    let pid = relay.child.id();
+    let before = proc_usage(pid).context("cannot read the relay's memory from /proc")?;
+    let addr = relay.addr.clone();
+    let clients = a.clients;
+    let held = runtime.block_on(async move {
+        let room = RoomName::new("bench-idle")?;
+        let mut held = Vec::with_capacity(clients);
+        for i in 0..clients {
+            if i % 500 == 0 {
+                eprintln!("connected {i} of {clients}");
+            }
+            let mut c = Connection::connect(
+                &addr,
+                identity.clone(),
+                hush_proto::DEFAULT_MAX_FRAME,
+                |_| Ok(()),
+            )
+            .await
+            .with_context(|| format!("client {i} could not connect"))?;
+            c.writer
+                .send(&ClientMsg::Join { room: room.clone() })
+                .await?;
+            loop {
+                if let RelayMsg::Joined { .. } = c.reader.recv().await? {
+                    break;
+                }
+            }
+            held.push(c);
+        }
+        anyhow::Ok(held)
+    })?;
+    std::thread::sleep(Duration::from_millis(500));
+    let after = proc_usage(pid).context("cannot read the relay's memory from /proc")?;
+    let current_kib = current_rss_kib(pid).unwrap_or(after.1);
+    let per_conn = (current_kib.saturating_sub(before.1)) as f64 / a.clients as f64;
+    drop(held);
+    drop(relay);
+    if a.json {
+        println!(
+            "{{\"workload\":\"idle\",\"clients\":{},\"relay_rss_kib_before\":{},\"relay_rss_kib\":{},\"relay_rss_kib_per_connection\":{:.2}}}",
+            a.clients, before.1, current_kib, per_conn
+        );
+    } else {
+        println!(
+            "hush bench idle: {} connections handshaken and joined to one room",
+            a.clients
+        );
+        println!("  relay RSS before       {:>10} KiB", before.1);
+        println!("  relay RSS with them    {:>10} KiB", current_kib);
+        println!("  per connection         {per_conn:>10.2} KiB");
+    }
+    Ok(())
+}
+
+/// The current (not peak) RSS of a process, KiB.
+fn current_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn handshake(a: &HandshakeArgs) -> Result<()> {
+    let (relay, identity, runtime) = local_setup()?;
+    let pid = relay.child.id();
+    let addr = relay.addr.clone();
+    let before = proc_usage(pid);
+    let concurrency = a.concurrency.max(1);
+    let duration = a.duration;
+    eprintln!("handshaking for {duration:?}, {concurrency} at a time");
+    let (done, failed, seconds) = runtime.block_on(async move {
+        let deadline = Instant::now() + duration;
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let addr = addr.clone();
+            let identity = identity.clone();
+            tasks.push(tokio::spawn(async move {
+                let (mut ok, mut bad) = (0u64, 0u64);
+                while Instant::now() < deadline {
+                    match Connection::connect(
+                        &addr,
+                        identity.clone(),
+                        hush_proto::DEFAULT_MAX_FRAME,
+                        |_| Ok(()),
+                    )
+                    .await
+                    {
+                        Ok(_) => ok += 1,
+                        Err(_) => bad += 1,
+                    }
+                }
+                (ok, bad)
+            }));
+        }
+        let (mut ok, mut bad) = (0, 0);
+        for t in tasks {
+            if let Ok((o, b)) = t.await {
+                ok += o;
+                bad += b;
+            }
+        }
+        (ok, bad, start.elapsed().as_secs_f64())
+    });
+    let after = proc_usage(pid);
+    drop(relay);
+    let rate = done as f64 / seconds;
+    let cpu_ms = match (before, after) {
+        (Some((c0, _)), Some((c1, _))) if done > 0 => Some((c1 - c0) / done as f64 * 1000.0),
+        _ => None,
+    };
+    if a.json {
+        println!(
+            "{{\"workload\":\"handshake\",\"concurrency\":{},\"seconds\":{:.2},\"handshakes\":{},\"failed\":{},\"handshakes_per_s\":{:.1},\"relay_cpu_ms_per_handshake\":{}}}",
+            concurrency,
+            seconds,
+            done,
+            failed,
+            rate,
+            cpu_ms.map_or("null".into(), |c| format!("{c:.3}"))
+        );
+    } else {
+        println!("hush bench handshake: full handshakes, {concurrency} at a time, {seconds:.1} s");
+        println!("  handshakes             {done:>10}   ({rate:.1}/s)");
+        println!("  failed                 {failed:>10}");
+        if let Some(c) = cpu_ms {
+            println!("  relay CPU / handshake  {c:>10.3} ms");
+        }
+    }
+    Ok(())
 }
 
 /// The relay under test, when the bench starts it.
