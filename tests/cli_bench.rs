@@ -56,17 +56,27 @@ fn bench_flags_are_checked() {
 #[test]
 fn idle_and_handshake_benches_report_json() {
     let home = tempfile::tempdir().unwrap();
-    let out = run(hush()
-        .env("XDG_DATA_HOME", home.path())
-        .args(["bench", "idle", "--clients", "20", "--json"]));
+    let out = run(hush().env("XDG_DATA_HOME", home.path()).args([
+        "bench",
+        "idle",
+        "--clients",
+        "20",
+        "--json",
+    ]));
     assert!(out.ok, "{}", out.stderr);
     let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
     assert_eq!(v["clients"], 20);
     assert!(v["relay_rss_kib"].as_u64().unwrap() > 0);
 
-    let out = run(hush()
-        .env("XDG_DATA_HOME", home.path())
-        .args(["bench", "handshake", "--duration", "1s", "--concurrency", "2", "--json"]));
+    let out = run(hush().env("XDG_DATA_HOME", home.path()).args([
+        "bench",
+        "handshake",
+        "--duration",
+        "1s",
+        "--concurrency",
+        "2",
+        "--json",
+    ]));
     assert!(out.ok, "{}", out.stderr);
     let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
     assert!(v["handshakes"].as_u64().unwrap() > 0);
