@@ -154,7 +154,7 @@ fn idle(a: &IdleArgs) -> Result<()> {
     })?;
     std::thread::sleep(Duration::from_millis(500));
     let after = proc_usage(pid).context("cannot read the relay's memory from /proc")?;
-    let current_kib = current_rss_kib(pid).unwrap_or(after.1);
+    let current_kib = proc_status_kib(pid, "VmRSS:").unwrap_or(after.1);
     let per_conn = (current_kib.saturating_sub(before.1)) as f64 / a.clients as f64;
     drop(held);
     drop(relay);
@@ -175,12 +175,12 @@ fn idle(a: &IdleArgs) -> Result<()> {
     Ok(())
 }
 
-/// The current (not peak) RSS of a process, KiB.
-fn current_rss_kib(pid: u32) -> Option<u64> {
+/// A `kB` figure from a process's `/proc/PID/status` (`VmRSS:`, `VmHWM:`).
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .trim()
         .trim_end_matches("kB")
         .trim()
@@ -326,15 +326,7 @@ fn proc_usage(pid: u32) -> Option<(f64, u64)> {
     let after = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let hwm = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
+    let hwm = proc_status_kib(pid, "VmHWM:")?;
     // Linux reports CPU time in clock ticks of 1/100 s (USER_HZ).
     Some((ticks as f64 / 100.0, hwm))
 }
