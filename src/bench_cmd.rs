@@ -132,22 +132,9 @@ fn idle(a: &IdleArgs) -> Result<()> {
             if i % 500 == 0 {
                 eprintln!("connected {i} of {clients}");
             }
-            let mut c = Connection::connect(
-                &addr,
-                identity.clone(),
-                hush_proto::DEFAULT_MAX_FRAME,
-                |_| Ok(()),
-            )
-            .await
-            .with_context(|| format!("client {i} could not connect"))?;
-            c.writer
-                .send(&ClientMsg::Join { room: room.clone() })
-                .await?;
-            loop {
-                if let RelayMsg::Joined { .. } = c.reader.recv().await? {
-                    break;
-                }
-            }
+            let c = join(&addr, &identity, &room, hush_proto::DEFAULT_MAX_FRAME)
+                .await
+                .with_context(|| format!("client {i} could not join"))?;
             held.push(c);
         }
         anyhow::Ok(held)
@@ -343,6 +330,25 @@ fn bench_identity() -> Result<(Arc<Identity>, PathBuf)> {
     Ok((Arc::new(crate::keyfile::load_identity(&path)?), path))
 }
 
+/// Connects (a full handshake) and joins `room`, returning once the relay
+/// confirmed the join.
+async fn join(
+    addr: &str,
+    identity: &Arc<Identity>,
+    room: &RoomName,
+    max_frame: usize,
+) -> Result<Connection> {
+    let mut c = Connection::connect(addr, identity.clone(), max_frame, |_| Ok(())).await?;
+    c.writer
+        .send(&ClientMsg::Join { room: room.clone() })
+        .await?;
+    loop {
+        if let RelayMsg::Joined { .. } = c.reader.recv().await? {
+            return Ok(c);
+        }
+    }
+}
+
 /// What the members measured.
 #[derive(Default)]
 struct Tally {
@@ -399,22 +405,9 @@ async fn run_fanout(
     eprintln!("connecting {} members to {addr}", a.members);
     let mut conns = Vec::with_capacity(a.members);
     for i in 0..a.members {
-        let mut c = Connection::connect(
-            addr,
-            identity.clone(),
-            hush_proto::DEFAULT_MAX_FRAME * 16,
-            |_| Ok(()),
-        )
-        .await
-        .with_context(|| format!("member {i} could not connect"))?;
-        c.writer
-            .send(&ClientMsg::Join { room: room.clone() })
-            .await?;
-        loop {
-            if let RelayMsg::Joined { .. } = c.reader.recv().await? {
-                break;
-            }
-        }
+        let c = join(addr, &identity, &room, hush_proto::DEFAULT_MAX_FRAME * 16)
+            .await
+            .with_context(|| format!("member {i} could not join"))?;
         conns.push(c);
     }
     let before = pid.and_then(proc_usage);
