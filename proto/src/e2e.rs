@@ -39,8 +39,10 @@ pub const MAX_NICK_BYTES: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedBody {
     /// A postcard [`Payload`].
+    #[serde(with = "crate::msg::bytes")]
     pub payload: Vec<u8>,
     /// RSA-PSS over [`signing_digest`] by the sender's identity key.
+    #[serde(with = "crate::msg::bytes")]
     pub signature: Vec<u8>,
 }
 
@@ -103,6 +105,7 @@ pub struct HistoryEnvelope {
     /// The earlier epoch.
     pub epoch: u64,
     /// That epoch's key, RSA-OAEP-wrapped with [`HISTORY_KEY_LABEL`].
+    #[serde(with = "crate::msg::bytes")]
     pub wrapped: Vec<u8>,
 }
 
@@ -130,6 +133,7 @@ impl Payload {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinRequest {
     /// The newcomer's identity key, SPKI DER.
+    #[serde(with = "crate::msg::bytes")]
     pub public_key: Vec<u8>,
     /// The name it asks to be shown under.
     pub nick: String,
@@ -139,6 +143,7 @@ pub struct JoinRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     /// Identity key, SPKI DER (its SHA-256 is the member's fingerprint).
+    #[serde(with = "crate::msg::bytes")]
     pub public_key: Vec<u8>,
     /// Display name as last known to the committer.
     pub nick: String,
@@ -151,6 +156,7 @@ pub struct KeyEnvelope {
     #[serde(with = "fp_bytes")]
     pub member: Fingerprint,
     /// The wrapped 32-byte epoch key.
+    #[serde(with = "crate::msg::bytes")]
     pub wrapped: Vec<u8>,
 }
 
@@ -161,6 +167,7 @@ pub struct Commit {
     pub parent_epoch: u64,
     /// The committer's identity key, SPKI DER: lets anyone verify a
     /// creating commit, whose committer is in no earlier roster.
+    #[serde(with = "crate::msg::bytes")]
     pub committer_key: Vec<u8>,
     /// Everyone who holds the new key.
     pub members: Vec<Member>,
@@ -189,6 +196,7 @@ pub struct SealedMessage {
     /// The sender's hash-chain head at `seen_seq` (DESIGN.md §5).
     pub seen_head: [u8; 32],
     /// AES-256-GCM of a postcard [`Content`]; AAD from [`message_aad`].
+    #[serde(with = "crate::msg::bytes")]
     pub ciphertext: Vec<u8>,
 }
 

@@ -51,6 +51,8 @@ struct Head {
     /// The room's hash-chain head after `last_seq`; unknown for rooms
     /// logged before the relay kept heads (no checkpoints for those).
     chain: Option<[u8; 32]>,
+    /// When the room's last periodic checkpoint was handed to the signer.
+    last_checkpoint: Option<Instant>,
 }
 
 impl Default for Head {
@@ -59,14 +61,49 @@ impl Default for Head {
             last_seq: 0,
             epoch: 0,
             chain: Some([0; 32]),
+            last_checkpoint: None,
         }
     }
 }
 
-/// The relay signs a checkpoint of a room every this many events (and on
-/// request): often enough that members compare histories regularly, rarely
-/// enough that the RSA signature costs nothing measurable per event.
+/// The relay signs a checkpoint of a room after every event whose seq is
+/// a multiple of this (and on request), at most once per
+/// [`CHECKPOINT_MIN_INTERVAL`] per room: often enough that members compare
+/// histories regularly, rarely enough that the RSA signature costs nothing
+/// measurable per event.
 pub const CHECKPOINT_EVERY: u64 = 64;
+
+/// Shortest time between two periodic checkpoints of one room. Under load
+/// a room passes a multiple of [`CHECKPOINT_EVERY`] many times a second;
+/// signing each would cost the relay a core.
+pub const CHECKPOINT_MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Periodic checkpoints waiting for the signer thread. When it falls this
+/// far behind, further ones are skipped (the next one covers them).
+const CHECKPOINT_QUEUE: usize = 64;
+
+/// A periodic checkpoint to sign: room, seq, chain head.
+type CheckpointJob = (RoomName, u64, [u8; 32]);
+
+/// Starts the thread that signs periodic checkpoints and broadcasts them,
+/// so the RSA signature never delays sequencing. It stops when the
+/// sequencer drops the returned sender.
+fn spawn_checkpoint_signer(
+    hub: Hub,
+    identity: std::sync::Arc<Identity>,
+) -> std::io::Result<std::sync::mpsc::SyncSender<CheckpointJob>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<CheckpointJob>(CHECKPOINT_QUEUE);
+    std::thread::Builder::new()
+        .name("hush-checkpoints".into())
+        .spawn(move || {
+            for (room, seq, head) in rx {
+                if let Some(cp) = sign_checkpoint(&identity, &room, seq, head) {
+                    hub.broadcast(&room, &cp.into());
+                }
+            }
+        })?;
+    Ok(tx)
+}
 
 /// A signed checkpoint message, or `None` if signing failed.
 pub(crate) fn sign_checkpoint(
@@ -151,10 +188,12 @@ pub(crate) fn spawn(
                     chain: h
                         .head
                         .or(if h.last_seq == 0 { Some([0; 32]) } else { None }),
+                    last_checkpoint: None,
                 },
             );
         }
     }
+    let signer = spawn_checkpoint_signer(hub.clone(), identity)?;
     let handle = std::thread::Builder::new()
         .name("hush-sequencer".into())
         .spawn(move || {
@@ -169,7 +208,7 @@ pub(crate) fn spawn(
                         Err(_) => break,
                     }
                 }
-                commit_batch(&mut log, &mut state, &hub, &identity, &mut batch);
+                commit_batch(&mut log, &mut state, &hub, &signer, &mut batch);
                 if prune && last_prune.elapsed() >= PRUNE_INTERVAL {
                     last_prune = Instant::now();
                     match log.prune(retention, now_ms()) {
@@ -188,7 +227,7 @@ fn commit_batch(
     log: &mut EventLog,
     state: &mut HashMap<RoomName, Head>,
     hub: &Hub,
-    identity: &Identity,
+    signer: &std::sync::mpsc::SyncSender<CheckpointJob>,
     batch: &mut Vec<PublishRequest>,
 ) {
     let received_at_ms = now_ms();
@@ -248,9 +287,12 @@ fn commit_batch(
                 hub.fan_out(&room, seq, epoch, chain, &msg.into());
                 if let Some(head) = chain
                     && seq % CHECKPOINT_EVERY == 0
-                    && let Some(cp) = sign_checkpoint(identity, &room, seq, head)
+                    && let Some(h) = state.get_mut(&room)
+                    && h.last_checkpoint
+                        .is_none_or(|t| t.elapsed() >= CHECKPOINT_MIN_INTERVAL)
+                    && signer.try_send((room, seq, head)).is_ok()
                 {
-                    hub.broadcast(&room, &cp.into());
+                    h.last_checkpoint = Some(Instant::now());
                 }
             }
         }
