@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -412,7 +412,7 @@ async fn run_fanout(
     }
     let before = pid.and_then(proc_usage);
     let t0 = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(Notify::new());
     let tally = Arc::new(Tally::default());
     let echoed: Vec<Arc<(AtomicU64, Notify)>> = (0..a.publishers)
         .map(|_| Arc::new((AtomicU64::new(0), Notify::new())))
@@ -430,19 +430,26 @@ async fn run_fanout(
             let mut samples = Vec::new();
             let mut n = 0u64;
             loop {
+                // Closing the members' sending halves ends these reads;
+                // the stop signal only frees a reader whose relay never
+                // closes (no timer per message: that would cost more than
+                // the read).
                 let msg = tokio::select! {
+                    biased;
                     m = reader.recv() => m,
-                    () = tokio::time::sleep(Duration::from_millis(500)), if stop.load(Ordering::Relaxed) => break,
+                    () = stop.notified() => break,
                 };
                 let Ok(msg) = msg else { break };
                 if let RelayMsg::Event(e) = msg {
                     let b = &e.event.body;
                     if b.len() >= HEADER {
                         let publisher = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
-                        let sent_ns = u64::from_be_bytes([b[12], b[13], b[14], b[15], b[16], b[17], b[18], b[19]]);
-                        let now_ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
                         n += 1;
                         if n.is_multiple_of(8) {
+                            let sent_ns = u64::from_be_bytes([
+                                b[12], b[13], b[14], b[15], b[16], b[17], b[18], b[19],
+                            ]);
+                            let now_ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
                             samples.push(now_ns.saturating_sub(sent_ns) / 1000);
                         }
                         if publisher == i
@@ -455,7 +462,9 @@ async fn run_fanout(
                     tally.deliveries.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            tally.bytes.fetch_add(reader.bytes_read(), Ordering::Relaxed);
+            tally
+                .bytes
+                .fetch_add(reader.bytes_read(), Ordering::Relaxed);
             samples
         }));
         writers.push(writer);
@@ -546,9 +555,10 @@ async fn run_fanout(
         last = now;
     }
     let after = pid.and_then(proc_usage);
-    stop.store(true, Ordering::Relaxed);
     drop(keep);
     drop(listeners);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.notify_waiters();
     let mut latencies_us = Vec::new();
     for r in readers {
         latencies_us.extend(r.await?);

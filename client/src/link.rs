@@ -170,12 +170,12 @@ impl LinkReader {
             }
             if let Some(record) = self
                 .fb
-                .next_frame()
+                .next_frame_mut()
                 .map_err(|e| LinkError::Protocol(e.to_string()))?
             {
                 let msgs: Vec<RelayMsg> = self
                     .opener
-                    .open(&record)
+                    .open_in_place(record)
                     .map_err(|e| LinkError::Protocol(e.to_string()))?;
                 self.pending.extend(msgs);
                 continue;

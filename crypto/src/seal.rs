@@ -6,7 +6,7 @@
 //! [`NonceCounter`] is the only way to obtain a [`Nonce`] for sealing, and it
 //! refuses to wrap around: when it is exhausted the key must be replaced.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInOut, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key};
 
 use crate::error::CryptoError;
@@ -111,6 +111,50 @@ impl SealingKey {
             .map_err(|_| CryptoError::Internal("AES-GCM seal failed"))
     }
 
+    /// Seals `buffer` in place (plaintext in, ciphertext out, same length)
+    /// and returns the tag: for callers that lay records out in their own
+    /// buffers and must not copy each one.
+    ///
+    /// # Errors
+    /// As [`Self::seal`].
+    pub fn seal_in_place(
+        &self,
+        nonce: Nonce,
+        aad: &[u8],
+        buffer: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], CryptoError> {
+        let tag = self
+            .cipher
+            .encrypt_inout_detached(&nonce_bytes(nonce.0), aad, buffer.into())
+            .map_err(|_| CryptoError::Internal("AES-GCM seal failed"))?;
+        Ok(tag.into())
+    }
+
+    /// Opens `buffer` (ciphertext ‖ tag) in place and returns the
+    /// plaintext, a prefix of `buffer`. On failure the buffer's contents
+    /// are unspecified and must be discarded.
+    ///
+    /// # Errors
+    /// [`CryptoError::OpenFailed`], whatever the reason (including a
+    /// buffer shorter than a tag).
+    pub fn open_in_place<'b>(
+        &self,
+        counter: u64,
+        aad: &[u8],
+        buffer: &'b mut [u8],
+    ) -> Result<&'b mut [u8], CryptoError> {
+        let Some(split) = buffer.len().checked_sub(TAG_LEN) else {
+            return Err(CryptoError::OpenFailed);
+        };
+        let (text, tag) = buffer.split_at_mut(split);
+        let tag = aes_gcm::Tag::<aes_gcm::aes::cipher::consts::U16>::try_from(&*tag)
+            .map_err(|_| CryptoError::OpenFailed)?;
+        self.cipher
+            .decrypt_inout_detached(&nonce_bytes(counter), aad, (&mut *text).into(), &tag)
+            .map_err(|_| CryptoError::OpenFailed)?;
+        Ok(text)
+    }
+
     /// Opens a ciphertext sealed with the nonce of counter value `counter`.
     ///
     /// # Errors
@@ -140,6 +184,7 @@ impl core::fmt::Debug for SealingKey {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -150,6 +195,30 @@ mod tests {
         assert_eq!(c.next_nonce().map(|n| n.counter()), Ok(u64::MAX - 1));
         assert_eq!(c.next_nonce(), Err(CryptoError::NonceExhausted));
         assert_eq!(c.next_nonce(), Err(CryptoError::NonceExhausted));
+    }
+
+    #[test]
+    fn in_place_sealing_matches_sealing() {
+        let key = SealingKey::new(&Secret32::from_bytes([9; 32]));
+        let plain: Vec<u8> = (0..300u16).map(|i| i as u8).collect();
+        let sealed = key.seal(Nonce(5), b"aad", &plain).unwrap();
+        let mut buf = plain.clone();
+        let tag = key.seal_in_place(Nonce(5), b"aad", &mut buf).unwrap();
+        buf.extend_from_slice(&tag);
+        assert_eq!(buf, sealed);
+        let mut copy = buf.clone();
+        assert_eq!(key.open_in_place(5, b"aad", &mut copy).unwrap(), &plain[..]);
+        for bad in [4u64, 6] {
+            let mut copy = buf.clone();
+            assert!(key.open_in_place(bad, b"aad", &mut copy).is_err());
+        }
+        let mut flipped = buf.clone();
+        flipped[0] ^= 1;
+        assert!(key.open_in_place(5, b"aad", &mut flipped).is_err());
+        assert!(
+            key.open_in_place(5, b"aad", &mut [0u8; TAG_LEN - 1])
+                .is_err()
+        );
     }
 
     #[test]

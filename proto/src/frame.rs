@@ -109,7 +109,9 @@ pub fn bytes_wanted(buf: &[u8]) -> usize {
 /// reports how much arrived with [`FrameBuffer::advance`]; frames then come
 /// out of [`FrameBuffer::next_frame`]. The buffer never holds more than one
 /// frame's limit plus what a single read brought, and the limit is checked
-/// from the length prefix before the body is read.
+/// from the length prefix before the body is read. It holds no memory
+/// until the first read, and [`FrameBuffer::release_if_empty`] gives it
+/// back, so a quiet connection costs no buffer at all.
 pub struct FrameBuffer {
     buf: Vec<u8>,
     start: usize,
@@ -125,7 +127,7 @@ impl FrameBuffer {
     #[must_use]
     pub fn new(limit: usize) -> Self {
         Self {
-            buf: vec![0; READ_CHUNK.min(limit + LENGTH_PREFIX).max(LENGTH_PREFIX)],
+            buf: Vec::new(),
             start: 0,
             end: 0,
             limit,
@@ -174,6 +176,31 @@ impl FrameBuffer {
                 Ok(Some(body))
             }
             None => Ok(None),
+        }
+    }
+
+    /// As [`Self::next_frame`], lending the body in place (for callers that
+    /// decrypt it where it lies).
+    ///
+    /// # Errors
+    /// As [`Self::next_frame`].
+    pub fn next_frame_mut(&mut self) -> Result<Option<&mut [u8]>, FrameError> {
+        match parse_frame(&self.buf[self.start..self.end], self.limit)? {
+            Some((used, body)) => {
+                let from = self.start + (used - body.len());
+                self.start += used;
+                Ok(Some(&mut self.buf[from..self.start]))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Frees the buffer if it holds no unreturned bytes.
+    pub fn release_if_empty(&mut self) {
+        if self.start == self.end {
+            self.buf = Vec::new();
+            self.start = 0;
+            self.end = 0;
         }
     }
 

@@ -25,9 +25,7 @@
 
 use std::sync::Arc;
 
-use hush_crypto::{
-    Fingerprint, Identity, PublicIdentity, SealingKey, Secret32, Transcript, derive_secret,
-};
+use hush_crypto::{Fingerprint, Identity, PublicIdentity, Secret32, Transcript, derive_secret};
 
 use crate::msg::{
     self, ClientAuth, ClientHello, MAGIC, PROTOCOL_VERSION, RelayGreeting, RelayHello, RelayMsg,
@@ -93,8 +91,8 @@ pub struct Link {
 }
 
 fn derive_link(secret: &Secret32, th: &[u8; 32], max_frame: usize, is_client: bool) -> Link {
-    let c2s = SealingKey::new(&derive_secret(secret, th, INFO_C2S));
-    let s2c = SealingKey::new(&derive_secret(secret, th, INFO_S2C));
+    let c2s = derive_secret(secret, th, INFO_C2S);
+    let s2c = derive_secret(secret, th, INFO_S2C);
     let (send, recv) = if is_client { (c2s, s2c) } else { (s2c, c2s) };
     Link {
         sealer: RecordSealer::new(send, max_frame),

@@ -13,9 +13,7 @@
 //! or reordered record fails to open and closes the connection. Keys are
 //! per direction, so the two counters never share a key.
 
-use std::collections::VecDeque;
-
-use hush_crypto::{NonceCounter, SealingKey, TAG_LEN};
+use hush_crypto::{NonceCounter, SealingKey, Secret32, TAG_LEN};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -53,31 +51,71 @@ pub const fn max_record_wire(max_frame: usize) -> usize {
     max_frame + LENGTH_PREFIX + TAG_LEN
 }
 
+/// One direction's key: the 32-byte secret always, the expanded AES-GCM
+/// key schedule (about 1 KiB) only while the link is busy. Expanding it
+/// again costs well under a microsecond, once per burst of records.
+struct LinkKey {
+    secret: Secret32,
+    expanded: Option<Box<SealingKey>>,
+}
+
+impl LinkKey {
+    fn new(secret: Secret32) -> Self {
+        Self {
+            secret,
+            expanded: None,
+        }
+    }
+
+    fn get(&mut self) -> &SealingKey {
+        self.expanded
+            .get_or_insert_with(|| Box::new(SealingKey::new(&self.secret)))
+    }
+
+    fn release(&mut self) {
+        self.expanded = None;
+    }
+}
+
 /// Seals outgoing messages into records.
+///
+/// Queued messages are laid out directly in their final wire form, so a
+/// message is copied once (into `pending`) and sealed in place:
+///
+/// ```text
+///   pending:  [len][frame frame … ][tag] [len][frame … ]   ← open record
+///              └── sealed record ──┘      (sealed by seal_pending)
+/// ```
+///
+/// A record is closed and sealed as soon as the next frame would not fit
+/// in it, so records are sealed, and their counters used, in order.
 pub struct RecordSealer {
-    key: SealingKey,
+    key: LinkKey,
     counter: NonceCounter,
     max_frame: usize,
-    /// Encoded frames waiting to be sealed.
-    queue: VecDeque<Vec<u8>>,
-    queued_bytes: usize,
+    /// Sealed records, then the open record's prefix and frames.
+    pending: Vec<u8>,
+    /// Where the open record's length prefix is in `pending`.
+    open_at: Option<usize>,
 }
 
 impl RecordSealer {
-    pub(crate) fn new(key: SealingKey, max_frame: usize) -> Self {
+    pub(crate) fn new(key: Secret32, max_frame: usize) -> Self {
         Self {
-            key,
+            key: LinkKey::new(key),
             counter: NonceCounter::new(),
             max_frame,
-            queue: VecDeque::new(),
-            queued_bytes: 0,
+            pending: Vec::new(),
+            open_at: None,
         }
     }
 
     /// Queues one message.
     ///
     /// # Errors
-    /// [`RecordError::MessageTooLarge`] if it does not fit in a frame.
+    /// [`RecordError::MessageTooLarge`] if it does not fit in a frame;
+    /// [`RecordError::Exhausted`] if a record had to be sealed to make
+    /// room and the counter is used up.
     pub fn push<T: Serialize>(&mut self, message: &T) -> Result<(), RecordError> {
         self.push_encoded(&msg::encode(message))
     }
@@ -86,80 +124,110 @@ impl RecordSealer {
     /// message fanned out to many connections is encoded once).
     ///
     /// # Errors
-    /// [`RecordError::MessageTooLarge`] if it does not fit in a frame.
+    /// As [`Self::push`].
     pub fn push_encoded(&mut self, body: &[u8]) -> Result<(), RecordError> {
-        let mut framed = Vec::with_capacity(body.len() + LENGTH_PREFIX);
-        frame::encode_frame(body, self.max_frame, &mut framed)
-            .map_err(|_| RecordError::MessageTooLarge)?;
-        self.queued_bytes += framed.len();
-        self.queue.push_back(framed);
+        if body.is_empty() || body.len() > self.max_frame {
+            return Err(RecordError::MessageTooLarge);
+        }
+        let framed = LENGTH_PREFIX + body.len();
+        if let Some(at) = self.open_at {
+            let used = self.pending.len() - at - LENGTH_PREFIX;
+            if used + framed > self.max_frame + LENGTH_PREFIX {
+                self.close_record()?;
+            }
+        }
+        if self.open_at.is_none() {
+            self.open_at = Some(self.pending.len());
+            self.pending.extend_from_slice(&[0; LENGTH_PREFIX]);
+        }
+        let len = u32::try_from(body.len()).map_err(|_| RecordError::MessageTooLarge)?;
+        self.pending.extend_from_slice(&len.to_be_bytes());
+        self.pending.extend_from_slice(body);
         Ok(())
     }
 
     /// Whether messages are queued.
     #[must_use]
     pub fn has_pending(&self) -> bool {
-        !self.queue.is_empty()
+        !self.pending.is_empty()
     }
 
-    /// Bytes of queued frames.
+    /// Bytes queued (frames and the records already sealed).
     #[must_use]
     pub fn pending_bytes(&self) -> usize {
-        self.queued_bytes
+        self.pending.len()
     }
 
     /// Seals queued messages into as few records as the size limit allows
-    /// and appends them, ready for the wire, to `out`.
+    /// and appends them, ready for the wire, to `out`. When `out` is empty
+    /// the buffers are swapped rather than copied.
     ///
     /// # Errors
     /// [`RecordError::Exhausted`] when the counter runs out.
     pub fn seal_pending(&mut self, out: &mut Vec<u8>) -> Result<(), RecordError> {
-        let limit = self.max_frame + LENGTH_PREFIX;
-        let mut plain = Vec::with_capacity(self.queued_bytes.min(limit));
-        while let Some(front) = self.queue.front() {
-            if !plain.is_empty() && plain.len() + front.len() > limit {
-                self.seal_one(&plain, out)?;
-                plain.clear();
-            }
-            if let Some(f) = self.queue.pop_front() {
-                self.queued_bytes -= f.len();
-                plain.extend_from_slice(&f);
-            }
+        if self.open_at.is_some() {
+            self.close_record()?;
         }
-        if !plain.is_empty() {
-            self.seal_one(&plain, out)?;
+        if out.is_empty() {
+            std::mem::swap(out, &mut self.pending);
+        } else {
+            out.extend_from_slice(&self.pending);
         }
+        self.pending.clear();
         Ok(())
     }
 
-    fn seal_one(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), RecordError> {
+    /// Frees the queue's buffer and the expanded key if nothing is
+    /// queued, so a quiet connection holds no record memory.
+    pub fn release_memory(&mut self) {
+        if self.pending.is_empty() {
+            self.pending = Vec::new();
+            self.key.release();
+        }
+    }
+
+    /// Seals the open record in place and appends its tag.
+    fn close_record(&mut self) -> Result<(), RecordError> {
+        let Some(at) = self.open_at else {
+            return Ok(());
+        };
         let nonce = self
             .counter
             .next_nonce()
             .map_err(|_| RecordError::Exhausted)?;
-        let sealed = self
+        let tag = self
             .key
-            .seal(nonce, RECORD_AAD, plain)
+            .get()
+            .seal_in_place(nonce, RECORD_AAD, &mut self.pending[at + LENGTH_PREFIX..])
             .map_err(|_| RecordError::Exhausted)?;
-        frame::encode_frame(&sealed, max_record_wire(self.max_frame), out)
-            .map_err(RecordError::Frame)
+        self.pending.extend_from_slice(&tag);
+        let body = self.pending.len() - at - LENGTH_PREFIX;
+        let len = u32::try_from(body).map_err(|_| RecordError::MessageTooLarge)?;
+        self.pending[at..at + LENGTH_PREFIX].copy_from_slice(&len.to_be_bytes());
+        self.open_at = None;
+        Ok(())
     }
 }
 
 /// Opens incoming records and yields the messages inside.
 pub struct RecordOpener {
-    key: SealingKey,
+    key: LinkKey,
     next: u64,
     max_frame: usize,
 }
 
 impl RecordOpener {
-    pub(crate) fn new(key: SealingKey, max_frame: usize) -> Self {
+    pub(crate) fn new(key: Secret32, max_frame: usize) -> Self {
         Self {
-            key,
+            key: LinkKey::new(key),
             next: 0,
             max_frame,
         }
+    }
+
+    /// Frees the expanded key until the next record arrives.
+    pub fn release_memory(&mut self) {
+        self.key.release();
     }
 
     /// The largest record body this opener accepts (for the reader's
@@ -175,12 +243,25 @@ impl RecordOpener {
     /// # Errors
     /// Any [`RecordError`]; the connection must then be closed.
     pub fn open<T: DeserializeOwned>(&mut self, record: &[u8]) -> Result<Vec<T>, RecordError> {
+        self.open_in_place(&mut record.to_vec())
+    }
+
+    /// As [`Self::open`], decrypting in the caller's buffer (which then
+    /// holds the plaintext, or garbage if the record did not open).
+    ///
+    /// # Errors
+    /// As [`Self::open`].
+    pub fn open_in_place<T: DeserializeOwned>(
+        &mut self,
+        record: &mut [u8],
+    ) -> Result<Vec<T>, RecordError> {
         if self.next == u64::MAX {
             return Err(RecordError::Exhausted);
         }
         let plain = self
             .key
-            .open(self.next, RECORD_AAD, record)
+            .get()
+            .open_in_place(self.next, RECORD_AAD, record)
             .map_err(|_| RecordError::OpenFailed)?;
         self.next += 1;
         let mut messages = Vec::new();

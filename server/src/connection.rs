@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hush_crypto::{Fingerprint, Identity};
+use hush_proto::RecordError;
 use hush_proto::frame::{self, FrameBuffer};
 use hush_proto::handshake::{self, RelayFirstStep};
 use hush_proto::msg::encode;
@@ -33,7 +34,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::config::{Limits, TokenBucket};
-use crate::hub::{Hub, Outbound, Peer, Stop};
+use crate::hub::{Hub, Outbound, Outbox, Peer, Stop};
 use crate::log::EventLog;
 use crate::sequencer::{PublishRequest, now_ms, wire_kind};
 
@@ -191,11 +192,24 @@ async fn handshake(
 
 /// Serves one accepted TCP connection until it ends or the relay shuts
 /// down.
-pub(crate) async fn serve(
+pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
+    // Boxed: the handshake's state is large and needed once, so it must
+    // not stay in the connection's task for its whole life (a quiet
+    // connection's memory is mostly its two tasks).
+    let Some(mut conn) = Box::pin(establish(stream, shared, shutdown)).await else {
+        return;
+    };
+    let stop = conn.read_loop().await;
+    Box::pin(conn.finish(stop)).await;
+}
+
+/// The handshake, under its deadline; then the writer task and the
+/// reader's state.
+async fn establish(
     mut stream: TcpStream,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
-) {
+) -> Option<Connection> {
     let peer_addr = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
     let mut fb = FrameBuffer::new(shared.limits.max_frame_bytes);
@@ -208,11 +222,11 @@ pub(crate) async fn serve(
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {
             tracing::debug!(peer = ?peer_addr, error = %e, "handshake failed");
-            return;
+            return None;
         }
         Err(_) => {
             tracing::debug!(peer = ?peer_addr, "handshake deadline passed");
-            return;
+            return None;
         }
     };
     let id = shared
@@ -222,53 +236,38 @@ pub(crate) async fn serve(
     let Link { sealer, opener } = link;
     fb.set_limit(opener.max_record_wire());
 
-    let (read_half, write_half) = stream.into_split();
-    let (tx, rx) = mpsc::channel::<Outbound>(shared.limits.outbound_queue.max(1));
-    let (stop_tx, stop_rx) = watch::channel(Stop::Running);
-    let queued_bytes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let peer = Peer {
-        id,
-        fingerprint,
-        tx,
-        kill: stop_tx,
-        queued_bytes: queued_bytes.clone(),
-        max_queued_bytes: shared
+    let (rd, write_half) = stream.into_split();
+    let outbox = Arc::new(Outbox::new(
+        shared.limits.outbound_queue,
+        shared
             .limits
             .outbound_queue_bytes
             .max(shared.limits.max_frame_bytes * 2),
-    };
-    let writer = tokio::spawn(write_loop(
-        write_half,
-        sealer,
-        rx,
-        stop_rx.clone(),
-        queued_bytes,
     ));
-    let mut conn = Connection {
-        shared: shared.clone(),
+    let (stop_tx, stop_rx) = watch::channel(Stop::Running);
+    let peer = Peer {
+        id,
+        fingerprint,
+        outbox: outbox.clone(),
+        kill: stop_tx,
+    };
+    let writer = tokio::spawn(write_loop(write_half, sealer, outbox, stop_rx.clone()));
+    Some(Connection {
+        bucket: TokenBucket::new(shared.limits.publish_rate, shared.limits.publish_burst),
+        shared,
         peer,
         rooms: HashMap::new(),
-        bucket: TokenBucket::new(shared.limits.publish_rate, shared.limits.publish_burst),
         last_checkpoint: None,
-    };
-    let stop = conn
-        .read_loop(read_half, fb, opener, stop_rx, shutdown)
-        .await;
-    let rooms: Vec<RoomName> = conn.rooms.keys().cloned().collect();
-    shared.hub.leave_all(&rooms, id);
-    // The first reason wins (a TooSlow from fan-out stays TooSlow).
-    conn.peer.kill.send_if_modified(|s| {
-        let first = *s == Stop::Running;
-        if first {
-            *s = stop;
-        }
-        first
-    });
-    drop(conn);
-    let _ = writer.await;
-    tracing::info!(conn = id, client = %fingerprint, reason = ?stop, "client disconnected");
+        rd,
+        fb,
+        opener,
+        stop_rx,
+        shutdown,
+        writer,
+    })
 }
 
+/// One established connection, as its reader task holds it.
 struct Connection {
     shared: Arc<Shared>,
     peer: Peer,
@@ -279,17 +278,39 @@ struct Connection {
     /// When this connection last had a checkpoint signed on request: each
     /// costs an RSA signature from the pool handshakes use.
     last_checkpoint: Option<Instant>,
+    rd: OwnedReadHalf,
+    fb: FrameBuffer,
+    opener: RecordOpener,
+    /// Set by fan-out (too slow) or the writer's end.
+    stop_rx: watch::Receiver<Stop>,
+    shutdown: watch::Receiver<bool>,
+    writer: tokio::task::JoinHandle<()>,
 }
 
 impl Connection {
-    async fn read_loop(
-        &mut self,
-        mut rd: OwnedReadHalf,
-        mut fb: FrameBuffer,
-        mut opener: RecordOpener,
-        mut stop_rx: watch::Receiver<Stop>,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> Stop {
+    /// Leaves every room, stops the writer (telling the client why, where
+    /// there is a reason to tell) and waits for it.
+    async fn finish(self, stop: Stop) {
+        let id = self.peer.id;
+        let rooms: Vec<RoomName> = self.rooms.keys().cloned().collect();
+        self.shared.hub.leave_all(&rooms, id);
+        // The first reason wins (a TooSlow from fan-out stays TooSlow).
+        self.peer.kill.send_if_modified(|s| {
+            let first = *s == Stop::Running;
+            if first {
+                *s = stop;
+            }
+            first
+        });
+        let fingerprint = self.peer.fingerprint;
+        let writer = self.writer;
+        let _ = writer.await;
+        tracing::info!(conn = id, client = %fingerprint, reason = ?stop, "client disconnected");
+    }
+
+    async fn read_loop(&mut self) -> Stop {
+        // A handler awaits with `self` borrowed: it watches its own copy.
+        let mut shutdown = self.shutdown.clone();
         let idle = self.shared.limits.idle_timeout;
         let mut last_inbound = Instant::now();
         let mut tick = tokio::time::interval(idle / 3);
@@ -297,15 +318,25 @@ impl Connection {
         let mut ping_nonce = 0u64;
         loop {
             tokio::select! {
-                read = rd.read(fb.read_space()) => {
-                    let n = match read {
-                        Ok(0) | Err(_) => return Stop::Quiet,
+                // Wait for data before taking a buffer: a quiet
+                // connection holds no read buffer at all.
+                readable = self.rd.readable() => {
+                    if readable.is_err() {
+                        return Stop::Quiet;
+                    }
+                    let n = match self.rd.try_read(self.fb.read_space()) {
+                        Ok(0) => return Stop::Quiet,
                         Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            self.fb.release_if_empty();
+                            continue;
+                        }
+                        Err(_) => return Stop::Quiet,
                     };
-                    fb.advance(n);
+                    self.fb.advance(n);
                     last_inbound = Instant::now();
                     loop {
-                        let record = match fb.next_frame() {
+                        let record = match self.fb.next_frame_mut() {
                             Ok(Some(r)) => r,
                             Ok(None) => break,
                             Err(e) => {
@@ -313,7 +344,7 @@ impl Connection {
                                 return Stop::Tell(CloseReason::ProtocolViolation);
                             }
                         };
-                        let messages: Vec<ClientMsg> = match opener.open(&record) {
+                        let messages: Vec<ClientMsg> = match self.opener.open_in_place(record) {
                             Ok(m) => m,
                             Err(e) => {
                                 tracing::debug!(conn = self.peer.id, error = %e, "bad record");
@@ -324,10 +355,14 @@ impl Connection {
                             // A handler can wait (rate limit, a full
                             // sequencer queue): never past a shutdown.
                             tokio::select! {
-                                () = self.handle(m) => {}
+                                () = Box::pin(self.handle(m)) => {}
                                 _ = shutdown.changed() => return Stop::Tell(CloseReason::Shutdown),
                             }
                         }
+                    }
+                    if self.fb.buffered() == 0 {
+                        self.fb.release_if_empty();
+                        self.opener.release_memory();
                     }
                 }
                 _ = tick.tick() => {
@@ -340,8 +375,8 @@ impl Connection {
                         self.send(&RelayMsg::Ping { nonce: ping_nonce });
                     }
                 }
-                changed = stop_rx.changed() => {
-                    let stop = *stop_rx.borrow();
+                changed = self.stop_rx.changed() => {
+                    let stop = *self.stop_rx.borrow();
                     if changed.is_err() || stop != Stop::Running {
                         return if stop == Stop::Running { Stop::Quiet } else { stop };
                     }
@@ -532,13 +567,9 @@ impl Connection {
 async fn write_loop(
     mut wr: OwnedWriteHalf,
     mut sealer: RecordSealer,
-    mut rx: mpsc::Receiver<Outbound>,
+    outbox: Arc<Outbox>,
     mut stop_rx: watch::Receiver<Stop>,
-    queued_bytes: Arc<std::sync::atomic::AtomicUsize>,
 ) {
-    let taken = |m: &Outbound| {
-        queued_bytes.fetch_sub(m.len(), std::sync::atomic::Ordering::AcqRel);
-    };
     /// Stop adding to a batch past this many bytes, so one write stays
     /// a bounded size.
     const BATCH_BYTES: usize = 256 * 1024;
@@ -560,24 +591,33 @@ async fn write_loop(
                     break;
                 }
             }
-            msg = rx.recv() => {
-                let Some(first) = msg else { break };
-                taken(&first);
-                // A message too large for a frame is a relay bug, never the
-                // recipient's fault: skip it rather than cut them off.
-                if sealer.push_encoded(&first).is_err() {
-                    tracing::error!(bytes = first.len(), "dropped an outbound message too large for a frame");
-                }
-                while sealer.pending_bytes() < BATCH_BYTES {
-                    match rx.try_recv() {
-                        Ok(m) => {
-                            taken(&m);
-                            if sealer.push_encoded(&m).is_err() {
-                                tracing::error!(bytes = m.len(), "dropped an outbound message too large for a frame");
-                            }
-                        }
-                        Err(_) => break,
+            () = outbox.ready() => {
+                let mut too_large = 0usize;
+                let mut exhausted = false;
+                outbox.drain(|m| {
+                    if sealer.pending_bytes() >= BATCH_BYTES {
+                        return false;
                     }
+                    match sealer.push_encoded(m) {
+                        Ok(()) => true,
+                        // A message too large for a frame is a relay bug,
+                        // never the recipient's fault: skip it rather than
+                        // cut them off.
+                        Err(RecordError::MessageTooLarge) => {
+                            too_large += 1;
+                            true
+                        }
+                        Err(_) => {
+                            exhausted = true;
+                            false
+                        }
+                    }
+                });
+                if too_large > 0 {
+                    tracing::error!(messages = too_large, "dropped outbound messages too large for a frame");
+                }
+                if exhausted {
+                    break;
                 }
                 if !sealer.has_pending() {
                     continue;
@@ -590,8 +630,15 @@ async fn write_loop(
                     r = wr.write_all(&wire) => if r.is_err() { break },
                     _ = stop_rx.changed() => break,
                 }
+                wire.clear();
+                if outbox.is_empty() {
+                    // Quiet again: hold no batch memory while idle.
+                    wire = Vec::new();
+                    sealer.release_memory();
+                }
             }
         }
     }
+    outbox.close();
     let _ = tokio::time::timeout(CLOSING_GRACE, wr.shutdown()).await;
 }

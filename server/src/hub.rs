@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use hush_crypto::Fingerprint;
 use hush_proto::msg::encode;
 use hush_proto::{CloseReason, RelayMsg, RoomName};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// An encoded `RelayMsg` frame body, shared between all its recipients.
 pub(crate) type Outbound = Arc<[u8]>;
@@ -25,18 +25,121 @@ pub(crate) type Outbound = Arc<[u8]>;
 /// Identifies one connection for the life of the relay process.
 pub(crate) type ConnId = u64;
 
+/// A connection's outbound queue: messages waiting for its writer task.
+///
+/// Bounded by message count and by bytes; a delivery past either bound
+/// cuts the connection off. It allocates only while it holds messages and
+/// gives the memory back once drained, so an idle connection's queue costs
+/// a few dozen bytes (a channel would keep its blocks).
+pub(crate) struct Outbox {
+    state: Mutex<OutboxState>,
+    ready: tokio::sync::Notify,
+    max_messages: usize,
+    max_bytes: usize,
+}
+
+#[derive(Default)]
+struct OutboxState {
+    queue: std::collections::VecDeque<Outbound>,
+    bytes: usize,
+    closed: bool,
+}
+
+/// Why a delivery was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The queue is over its bounds: the reader is too slow.
+    Full,
+    /// The writer has stopped.
+    Closed,
+}
+
+impl Outbox {
+    pub(crate) fn new(max_messages: usize, max_bytes: usize) -> Self {
+        Self {
+            state: Mutex::new(OutboxState::default()),
+            ready: tokio::sync::Notify::new(),
+            max_messages: max_messages.max(1),
+            max_bytes,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, OutboxState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues `msg` and wakes the writer.
+    pub(crate) fn push(&self, msg: Outbound) -> Result<(), Refused> {
+        {
+            let mut st = self.lock();
+            if st.closed {
+                return Err(Refused::Closed);
+            }
+            if st.queue.len() >= self.max_messages
+                || st.bytes.saturating_add(msg.len()) > self.max_bytes
+            {
+                return Err(Refused::Full);
+            }
+            st.bytes += msg.len();
+            st.queue.push_back(msg);
+        }
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Waits until something is queued (returns at once if it is).
+    pub(crate) async fn ready(&self) {
+        loop {
+            let notified = self.ready.notified();
+            if !self.lock().queue.is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Takes queued messages, oldest first, while `take` accepts them
+    /// (it returns false to stop, leaving that message queued). Frees the
+    /// queue's memory when it ends up empty.
+    pub(crate) fn drain(&self, mut take: impl FnMut(&Outbound) -> bool) {
+        let mut st = self.lock();
+        while let Some(front) = st.queue.front() {
+            if !take(front) {
+                break;
+            }
+            let len = front.len();
+            st.queue.pop_front();
+            st.bytes -= len;
+        }
+        if st.queue.is_empty() && st.queue.capacity() > 0 {
+            st.queue = std::collections::VecDeque::new();
+        }
+    }
+
+    /// Whether nothing is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lock().queue.is_empty()
+    }
+
+    /// Refuses further deliveries and drops what is queued.
+    pub(crate) fn close(&self) {
+        let mut st = self.lock();
+        st.closed = true;
+        st.queue = std::collections::VecDeque::new();
+        st.bytes = 0;
+    }
+}
+
 /// What the hub holds for each connection: where to send, and how to cut
 /// it off.
 #[derive(Clone)]
 pub(crate) struct Peer {
     pub(crate) id: ConnId,
     pub(crate) fingerprint: Fingerprint,
-    pub(crate) tx: mpsc::Sender<Outbound>,
+    pub(crate) outbox: Arc<Outbox>,
     pub(crate) kill: watch::Sender<Stop>,
-    /// Bytes queued for this connection and not yet taken by its writer.
-    pub(crate) queued_bytes: Arc<std::sync::atomic::AtomicUsize>,
-    /// The most it may hold.
-    pub(crate) max_queued_bytes: usize,
 }
 
 /// How a connection is asked to stop.
@@ -52,28 +155,16 @@ pub(crate) enum Stop {
 }
 
 impl Peer {
-    /// Queues `msg`; a full or closed queue cuts the connection off.
-    /// Returns false if it was cut off.
+    /// Queues `msg`; a full queue cuts the connection off. Returns false
+    /// if it was not queued.
     pub(crate) fn deliver(&self, msg: Outbound) -> bool {
-        use std::sync::atomic::Ordering;
-        let len = msg.len();
-        let before = self.queued_bytes.fetch_add(len, Ordering::AcqRel);
-        if before.saturating_add(len) > self.max_queued_bytes {
-            self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-            self.too_slow();
-            return false;
-        }
-        match self.tx.try_send(msg) {
+        match self.outbox.push(msg) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            Err(Refused::Full) => {
                 self.too_slow();
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-                false
-            }
+            Err(Refused::Closed) => false,
         }
     }
 
@@ -175,14 +266,21 @@ impl Hub {
             })
             .into(),
         );
-        let presence: Outbound = encode(&RelayMsg::Presence {
-            room: room.clone(),
-            member: peer.fingerprint,
-            online: true,
-        })
-        .into();
-        for other in r.members.values().filter(|p| p.id != peer.id) {
-            other.deliver(presence.clone());
+        // Another connection of the same identity already shows it online.
+        let already_online = r
+            .members
+            .values()
+            .any(|p| p.id != peer.id && p.fingerprint == peer.fingerprint);
+        if !already_online {
+            let presence: Outbound = encode(&RelayMsg::Presence {
+                room: room.clone(),
+                member: peer.fingerprint,
+                online: true,
+            })
+            .into();
+            for other in r.members.values().filter(|p| p.id != peer.id) {
+                other.deliver(presence.clone());
+            }
         }
         JoinInfo {
             head_seq: r.committed_seq,
