@@ -57,6 +57,11 @@ struct HandshakeArgs {
     /// Handshakes in flight at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Instead: hold this many connections, restart the relay, and time
+    /// how long they all take to reconnect (resuming their tickets) and
+    /// rejoin their room.
+    #[arg(long, value_name = "CLIENTS")]
+    reconnect: Option<usize>,
     /// How long to keep handshaking (e.g. 10s).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     duration: Duration,
@@ -175,72 +180,219 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
+/// Handshakes of one kind, `concurrency` at a time for `duration`: full
+/// ones, or resumed ones (each task resumes with the ticket its last
+/// handshake got).
+async fn handshake_round(
+    addr: &str,
+    identity: &Arc<Identity>,
+    concurrency: usize,
+    duration: Duration,
+    resume: bool,
+) -> (u64, u64, u64, f64) {
+    let deadline = Instant::now() + duration;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let addr = addr.to_owned();
+        let identity = identity.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut bad, mut resumed) = (0u64, 0u64, 0u64);
+            let mut ticket = None;
+            while Instant::now() < deadline {
+                let offer = if resume { ticket.take() } else { None };
+                match Connection::connect_resuming(
+                    &addr,
+                    identity.clone(),
+                    hush_proto::DEFAULT_MAX_FRAME,
+                    offer,
+                    |_| Ok(()),
+                )
+                .await
+                {
+                    Ok(c) => {
+                        ok += 1;
+                        resumed += u64::from(c.resumed);
+                        ticket = c.ticket;
+                    }
+                    Err(_) => bad += 1,
+                }
+            }
+            (ok, bad, resumed)
+        }));
+    }
+    let (mut ok, mut bad, mut resumed) = (0, 0, 0);
+    for t in tasks {
+        if let Ok((o, b, r)) = t.await {
+            ok += o;
+            bad += b;
+            resumed += r;
+        }
+    }
+    (ok, bad, resumed, start.elapsed().as_secs_f64())
+}
+
 fn handshake(a: &HandshakeArgs) -> Result<()> {
+    if let Some(clients) = a.reconnect {
+        return reconnect(clients.max(1), a.concurrency.max(1), a.json);
+    }
     let (relay, identity, runtime) = local_setup()?;
     let pid = relay.child.id();
     let addr = relay.addr.clone();
-    let before = proc_usage(pid);
     let concurrency = a.concurrency.max(1);
     let duration = a.duration;
-    eprintln!("handshaking for {duration:?}, {concurrency} at a time");
-    let (done, failed, seconds) = runtime.block_on(async move {
-        let deadline = Instant::now() + duration;
-        let start = Instant::now();
+    let mut rows = Vec::new();
+    for resume in [false, true] {
+        let kind = if resume { "resumed" } else { "full" };
+        eprintln!("{kind} handshakes for {duration:?}, {concurrency} at a time");
+        let before = proc_usage(pid);
+        let (done, failed, resumed, seconds) = runtime.block_on(handshake_round(
+            &addr,
+            &identity,
+            concurrency,
+            duration,
+            resume,
+        ));
+        let after = proc_usage(pid);
+        let cpu_ms = match (before, after) {
+            (Some((c0, _)), Some((c1, _))) if done > 0 => Some((c1 - c0) / done as f64 * 1000.0),
+            _ => None,
+        };
+        rows.push((
+            kind,
+            done,
+            failed,
+            resumed,
+            done as f64 / seconds,
+            seconds,
+            cpu_ms,
+        ));
+    }
+    drop(relay);
+    if a.json {
+        let parts: Vec<String> = rows
+            .iter()
+            .map(|(kind, done, failed, resumed, rate, seconds, cpu)| {
+                format!(
+                    "\"{kind}\":{{\"seconds\":{seconds:.2},\"handshakes\":{done},\"failed\":{failed},\"resumed\":{resumed},\"handshakes_per_s\":{rate:.1},\"relay_cpu_ms_per_handshake\":{}}}",
+                    cpu.map_or("null".into(), |c| format!("{c:.3}"))
+                )
+            })
+            .collect();
+        println!(
+            "{{\"workload\":\"handshake\",\"concurrency\":{concurrency},{}}}",
+            parts.join(",")
+        );
+    } else {
+        println!("hush bench handshake: {concurrency} at a time, {duration:?} each");
+        println!("  kind        handshakes        per s   failed  relay CPU / handshake");
+        for (kind, done, failed, resumed, rate, _, cpu) in &rows {
+            let note = if *kind == "resumed" {
+                format!("  ({resumed} resumed)")
+            } else {
+                String::new()
+            };
+            println!(
+                "  {kind:<8} {done:>13} {rate:>12.1} {failed:>8}  {}{note}",
+                cpu.map_or("-".into(), |c| format!("{c:.3} ms"))
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `--reconnect N`: N connections joined to a room; the relay is killed
+/// and restarted on the same port and data folder; every client
+/// reconnects (offering its ticket, `concurrency` at a time) and rejoins.
+fn reconnect(clients: usize, concurrency: usize, json: bool) -> Result<()> {
+    let (identity, key_path) = bench_identity()?;
+    let mut relay = start_relay(&key_path)?;
+    let addr = relay.addr.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let room = RoomName::new("bench-reconnect")?;
+    eprintln!("connecting {clients} clients (full handshakes)");
+    let tickets = runtime.block_on(async {
+        let mut held = Vec::with_capacity(clients);
+        for i in 0..clients {
+            if i % 500 == 0 {
+                eprintln!("connected {i} of {clients}");
+            }
+            held.push(
+                join(&addr, &identity, &room, hush_proto::DEFAULT_MAX_FRAME)
+                    .await
+                    .with_context(|| format!("client {i} could not join"))?,
+            );
+        }
+        anyhow::Ok(held)
+    })?;
+    let tickets: Vec<_> = tickets.into_iter().map(|c| c.ticket).collect();
+    eprintln!("restarting the relay");
+    relay.restart()?;
+    let start = Instant::now();
+    let (back, resumed) = runtime.block_on(async {
+        let queue = Arc::new(std::sync::Mutex::new(tickets));
         let mut tasks = Vec::new();
-        for _ in 0..concurrency {
-            let addr = addr.clone();
-            let identity = identity.clone();
+        for _ in 0..concurrency.min(clients) {
+            let queue = queue.clone();
+            let (addr, identity, room) = (addr.clone(), identity.clone(), room.clone());
             tasks.push(tokio::spawn(async move {
-                let (mut ok, mut bad) = (0u64, 0u64);
-                while Instant::now() < deadline {
-                    match Connection::connect(
+                let (mut back, mut resumed, mut held) = (0u64, 0u64, Vec::new());
+                loop {
+                    let next = queue.lock().ok().and_then(|mut q| q.pop());
+                    let Some(ticket) = next else { break };
+                    let Ok(mut c) = Connection::connect_resuming(
                         &addr,
                         identity.clone(),
                         hush_proto::DEFAULT_MAX_FRAME,
+                        ticket,
                         |_| Ok(()),
                     )
                     .await
+                    else {
+                        continue;
+                    };
+                    if c.writer
+                        .send(&ClientMsg::Join { room: room.clone() })
+                        .await
+                        .is_err()
                     {
-                        Ok(_) => ok += 1,
-                        Err(_) => bad += 1,
+                        continue;
                     }
+                    while let Ok(m) = c.reader.recv().await {
+                        if let RelayMsg::Joined { .. } = m {
+                            back += 1;
+                            resumed += u64::from(c.resumed);
+                            break;
+                        }
+                    }
+                    held.push(c);
                 }
-                (ok, bad)
+                (back, resumed, held)
             }));
         }
-        let (mut ok, mut bad) = (0, 0);
+        let (mut back, mut resumed, mut held) = (0, 0, Vec::new());
         for t in tasks {
-            if let Ok((o, b)) = t.await {
-                ok += o;
-                bad += b;
+            if let Ok((b, r, h)) = t.await {
+                back += b;
+                resumed += r;
+                held.extend(h);
             }
         }
-        (ok, bad, start.elapsed().as_secs_f64())
+        (back, resumed)
     });
-    let after = proc_usage(pid);
+    let seconds = start.elapsed().as_secs_f64();
     drop(relay);
-    let rate = done as f64 / seconds;
-    let cpu_ms = match (before, after) {
-        (Some((c0, _)), Some((c1, _))) if done > 0 => Some((c1 - c0) / done as f64 * 1000.0),
-        _ => None,
-    };
-    if a.json {
+    if json {
         println!(
-            "{{\"workload\":\"handshake\",\"concurrency\":{},\"seconds\":{:.2},\"handshakes\":{},\"failed\":{},\"handshakes_per_s\":{:.1},\"relay_cpu_ms_per_handshake\":{}}}",
-            concurrency,
-            seconds,
-            done,
-            failed,
-            rate,
-            cpu_ms.map_or("null".into(), |c| format!("{c:.3}"))
+            "{{\"workload\":\"handshake-reconnect\",\"clients\":{clients},\"concurrency\":{concurrency},\"back\":{back},\"resumed\":{resumed},\"seconds\":{seconds:.3}}}"
         );
     } else {
-        println!("hush bench handshake: full handshakes, {concurrency} at a time, {seconds:.1} s");
-        println!("  handshakes             {done:>10}   ({rate:.1}/s)");
-        println!("  failed                 {failed:>10}");
-        if let Some(c) = cpu_ms {
-            println!("  relay CPU / handshake  {c:>10.3} ms");
-        }
+        println!("hush bench handshake --reconnect: {clients} clients, relay restarted");
+        println!("  back and rejoined      {back:>10}   ({resumed} resumed a ticket)");
+        println!("  all back after         {seconds:>10.3} s");
     }
     Ok(())
 }
@@ -250,6 +402,20 @@ struct ChildRelay {
     child: std::process::Child,
     addr: String,
     dir: PathBuf,
+    key: PathBuf,
+}
+
+impl ChildRelay {
+    /// Kills the relay (SIGKILL) and starts it again on the same address
+    /// and data folder.
+    fn restart(&mut self) -> Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, addr) = spawn_relay(&self.key, &self.dir, &self.addr)?;
+        self.child = child;
+        self.addr = addr;
+        Ok(())
+    }
 }
 
 impl Drop for ChildRelay {
@@ -261,12 +427,22 @@ impl Drop for ChildRelay {
 }
 
 fn start_relay(key: &Path) -> Result<ChildRelay> {
-    use std::io::BufRead;
     let dir = std::env::temp_dir().join(format!("hush-bench-{}", std::process::id()));
+    let (child, addr) = spawn_relay(key, &dir, "127.0.0.1:0")?;
+    Ok(ChildRelay {
+        child,
+        addr,
+        dir,
+        key: key.to_owned(),
+    })
+}
+
+fn spawn_relay(key: &Path, dir: &Path, bind: &str) -> Result<(std::process::Child, String)> {
+    use std::io::BufRead;
     let exe = std::env::current_exe().context("cannot find the hush binary")?;
     let mut child = std::process::Command::new(exe)
-        .args(["server", "--bind", "127.0.0.1:0", "--data"])
-        .arg(&dir)
+        .args(["server", "--bind", bind, "--data"])
+        .arg(dir)
         .arg("--key")
         .arg(key)
         .args([
@@ -304,7 +480,7 @@ fn start_relay(key: &Path) -> Result<ChildRelay> {
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    Ok(ChildRelay { child, addr, dir })
+    Ok((child, addr))
 }
 
 /// CPU seconds and peak RSS (KiB) of a process, from /proc.

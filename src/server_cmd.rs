@@ -66,6 +66,10 @@ pub struct ServerArgs {
     /// New handshakes per second from one IP address.
     #[arg(long, env = "HUSH_HANDSHAKES_PER_IP", default_value_t = Limits::default().handshakes_per_ip_per_sec)]
     handshakes_per_ip: u32,
+    /// How long a session ticket lets a client reconnect without RSA
+    /// (e.g. 7d); 0s issues none.
+    #[arg(long, env = "HUSH_TICKET_LIFETIME", default_value = "7d", value_parser = parse_duration)]
+    ticket_lifetime: Duration,
     /// Keep at most this many events per room [default: unlimited].
     #[arg(long, env = "HUSH_RETENTION_EVENTS")]
     retention_events: Option<u64>,
@@ -108,6 +112,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
             .unwrap_or(defaults.handshake_workers)
             .max(1),
         handshakes_per_ip_per_sec: args.handshakes_per_ip.max(1),
+        ticket_lifetime: args.ticket_lifetime,
     };
     let retention = Retention {
         max_events: args.retention_events,

@@ -202,15 +202,19 @@ where
     let mut ever_connected = false;
     let mut said_waiting = false;
     let mut backoff = BACKOFF_START;
+    // The relay's latest session ticket (kept in memory only): a
+    // reconnect, e.g. after a relay restart, resumes without RSA.
+    let mut ticket = None;
 
     loop {
         let pins = config.known_relays.clone();
         let server = config.server.clone();
         let pinned = std::sync::Mutex::new(None);
-        let attempt = Connection::connect(
+        let attempt = Connection::connect_resuming(
             &config.server,
             config.identity.clone(),
             config.max_frame,
+            ticket.clone(),
             |relay| match pins.check(&server, relay.fingerprint()) {
                 Ok(check) => {
                     if let Ok(mut p) = pinned.lock() {
@@ -222,7 +226,7 @@ where
             },
         )
         .await;
-        let conn = match attempt {
+        let mut conn = match attempt {
             Ok(c) => c,
             Err(e) => match classify(e, ever_connected) {
                 ConnectFailure::Fatal(err) => return Err(err),
@@ -245,6 +249,7 @@ where
         };
         backoff = BACKOFF_START;
         said_waiting = false;
+        ticket = conn.ticket.take().or(ticket);
         if let Ok(Some((check, fp))) = pinned.into_inner()
             && check == PinCheck::Pinned
         {

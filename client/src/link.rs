@@ -13,6 +13,7 @@ use std::time::Duration;
 use hush_crypto::{Identity, PublicIdentity};
 use hush_proto::frame::{self, FrameBuffer};
 use hush_proto::handshake::{self, HandshakeError};
+use hush_proto::ticket::ClientTicket;
 use hush_proto::{ClientMsg, RecordOpener, RecordSealer, RelayMsg, Welcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -54,6 +55,10 @@ pub struct Connection {
     pub welcome: Welcome,
     /// The relay's (verified) identity.
     pub relay: PublicIdentity,
+    /// A ticket to resume the next connection to this relay with.
+    pub ticket: Option<ClientTicket>,
+    /// Whether this connection resumed a ticket (no RSA was needed).
+    pub resumed: bool,
 }
 
 impl Connection {
@@ -69,11 +74,27 @@ impl Connection {
         max_frame: usize,
         check_relay: impl FnOnce(&PublicIdentity) -> Result<(), String>,
     ) -> Result<Self, LinkError> {
+        Self::connect_resuming(addr, identity, max_frame, None, check_relay).await
+    }
+
+    /// As [`Self::connect`], offering `ticket` (from the last connection
+    /// to this relay) to resume without RSA; the relay may decline, and
+    /// the handshake is then a full one.
+    ///
+    /// # Errors
+    /// [`LinkError`] saying what failed.
+    pub async fn connect_resuming(
+        addr: &str,
+        identity: Arc<Identity>,
+        max_frame: usize,
+        ticket: Option<ClientTicket>,
+        check_relay: impl FnOnce(&PublicIdentity) -> Result<(), String>,
+    ) -> Result<Self, LinkError> {
         let stream = TcpStream::connect(addr).await?;
         let _ = stream.set_nodelay(true);
         match tokio::time::timeout(
             HANDSHAKE_TIMEOUT,
-            Self::handshake(stream, identity, max_frame, check_relay),
+            Self::handshake(stream, identity, max_frame, ticket, check_relay),
         )
         .await
         {
@@ -86,19 +107,26 @@ impl Connection {
         mut stream: TcpStream,
         identity: Arc<Identity>,
         max_frame: usize,
+        ticket: Option<ClientTicket>,
         check_relay: impl FnOnce(&PublicIdentity) -> Result<(), String>,
     ) -> Result<Self, LinkError> {
         let mut fb = FrameBuffer::new(max_frame);
-        let (state, hello) = handshake::client_start(identity);
+        let (state, hello) = handshake::client_start_resuming(identity, ticket);
         write_frame(&mut stream, &hello, max_frame).await?;
         let greeting = read_frame(&mut stream, &mut fb).await?;
         let known = state.on_greeting(&greeting)?;
         check_relay(known.relay()).map_err(LinkError::RelayKeyRefused)?;
+        let resumed = known.is_resumed();
         let (state, auth) = known.authenticate()?;
         write_frame(&mut stream, &auth, max_frame).await?;
         fb.set_limit(hush_proto::record::max_record_wire(max_frame));
         let record = read_frame(&mut stream, &mut fb).await?;
-        let (link, welcome, relay) = state.on_welcome(&record, max_frame)?;
+        let handshake::ClientLinked {
+            link,
+            welcome,
+            relay,
+            ticket,
+        } = state.on_welcome(&record, max_frame)?;
         let (rd, wr) = stream.into_split();
         Ok(Self {
             reader: LinkReader {
@@ -115,6 +143,8 @@ impl Connection {
             },
             welcome,
             relay,
+            ticket,
+            resumed,
         })
     }
 }

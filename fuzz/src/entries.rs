@@ -58,23 +58,47 @@ pub fn frame(data: &[u8]) {
 }
 
 /// Handshake messages, each in the state that expects it: a hello at the
-/// relay, a greeting at the client, a client's auth at the relay (the
-/// first byte chooses which).
+/// relay, a greeting at the client, a client's auth at the relay, a
+/// ticket at the relay's ticket key, a resumed client's finished message
+/// at the relay (the first byte chooses which).
 pub fn handshake(data: &[u8]) {
     let Some((&which, msg)) = data.split_first() else {
         return;
     };
-    match which % 3 {
+    let tickets = || handshake::TicketPolicy {
+        key: std::sync::Arc::new(hush_proto::ticket::TicketKey::new(
+            hush_crypto::Secret32::from_bytes([7; 32]),
+        )),
+        lifetime_ms: 1000,
+    };
+    match which % 5 {
         0 => {
-            let _ = handshake::relay_start(relay(), msg);
+            let _ = handshake::relay_start(relay(), msg, None, None);
         }
         1 => {
             let (state, _) = handshake::client_start(alice());
             let _ = state.on_greeting(msg);
         }
-        _ => {
+        2 => {
             let (_, hello) = handshake::client_start(alice());
-            if let Ok(RelayFirstStep::Continue(state, _)) = handshake::relay_start(relay(), &hello)
+            if let Ok(RelayFirstStep::Continue(state, _)) =
+                handshake::relay_start(relay(), &hello, None, None)
+            {
+                let _ = state.on_client_auth(msg, 4096, 0, 0);
+            }
+        }
+        3 => {
+            let _ = tickets().key.open(msg, 0);
+            let _ = handshake::offered_ticket(msg);
+        }
+        _ => {
+            let policy = tickets();
+            let secret = hush_crypto::Secret32::from_bytes([1; 32]);
+            let ticket = policy.key.issue(&alice().fingerprint(), &secret, 1000);
+            let opened = policy.key.open(&ticket, 0);
+            let (_, hello) = handshake::client_start(alice());
+            if let Ok(RelayFirstStep::Continue(state, _)) =
+                handshake::relay_start(relay(), &hello, Some(policy), opened)
             {
                 let _ = state.on_client_auth(msg, 4096, 0, 0);
             }

@@ -12,6 +12,12 @@
 //!  (client opens it: the relay holds its key)
 //! ```
 //!
+//! A resumed handshake (a ticket in the hello that the relay accepts)
+//! replaces message 3 with `ClientFinished`, a value only the holder of
+//! the ticket's resumption secret can compute, and derives the link from
+//! that secret and the transcript: no RSA on either side, both ends still
+//! authenticated, keys still fresh (both nonces are in the transcript).
+//!
 //! Each state is its own type and each step consumes it, so a message can
 //! only be handled in the state that expects it. The caller moves bytes;
 //! frame bodies go in and come out.
@@ -28,10 +34,11 @@ use std::sync::Arc;
 use hush_crypto::{Fingerprint, Identity, PublicIdentity, Secret32, Transcript, derive_secret};
 
 use crate::msg::{
-    self, ClientAuth, ClientHello, MAGIC, PROTOCOL_VERSION, RelayGreeting, RelayHello, RelayMsg,
-    Welcome,
+    self, ClientAuth, ClientFinished, ClientHello, MAGIC, PROTOCOL_VERSION, RelayGreeting,
+    RelayHello, RelayMsg, Welcome,
 };
 use crate::record::{RecordOpener, RecordSealer};
+use crate::ticket::{ClientTicket, OpenedTicket, TicketKey};
 
 /// Signature context of the client's handshake signature.
 pub const LINK_AUTH_CONTEXT: &str = "hush/v1/link-auth";
@@ -40,6 +47,9 @@ pub const LINK_SECRET_LABEL: &str = "hush/v1/link-secret";
 const TRANSCRIPT_LABEL: &str = "hush/v1/link-handshake";
 const INFO_C2S: &[u8] = b"hush/v1/link/c2s";
 const INFO_S2C: &[u8] = b"hush/v1/link/s2c";
+const INFO_RESUMPTION: &[u8] = b"hush/v1/resumption";
+const INFO_FINISHED: &[u8] = b"hush/v1/resume/client-finished";
+const INFO_RESUMED_LINK: &[u8] = b"hush/v1/resume/link";
 
 /// Why a handshake failed. Relays close without detail; clients explain.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -113,15 +123,31 @@ fn signed_part(hello_transcript: &Transcript, client_key: &[u8], wrapped: &[u8])
 pub struct ClientAwaitingGreeting {
     identity: Arc<Identity>,
     transcript: Transcript,
+    resume: Option<ClientTicket>,
 }
 
 /// Starts a client handshake. Returns the state and the hello frame body.
 #[must_use]
 pub fn client_start(identity: Arc<Identity>) -> (ClientAwaitingGreeting, Vec<u8>) {
+    client_start_resuming(identity, None)
+}
+
+/// Starts a client handshake that offers `ticket` (from this relay's last
+/// Welcome) to resume without RSA. If the relay declines it, the
+/// handshake goes on as a full one.
+#[must_use]
+pub fn client_start_resuming(
+    identity: Arc<Identity>,
+    ticket: Option<ClientTicket>,
+) -> (ClientAwaitingGreeting, Vec<u8>) {
     let hello = msg::encode(&ClientHello {
         magic: MAGIC,
         version: PROTOCOL_VERSION,
         client_nonce: fresh_nonce(),
+        ticket: ticket
+            .as_ref()
+            .map(|t| t.ticket.clone())
+            .unwrap_or_default(),
     });
     let mut transcript = Transcript::new(TRANSCRIPT_LABEL);
     transcript.absorb(&hello);
@@ -129,6 +155,7 @@ pub fn client_start(identity: Arc<Identity>) -> (ClientAwaitingGreeting, Vec<u8>
         ClientAwaitingGreeting {
             identity,
             transcript,
+            resume: ticket,
         },
         hello,
     )
@@ -139,7 +166,9 @@ impl ClientAwaitingGreeting {
     ///
     /// # Errors
     /// [`HandshakeError::NotHush`], [`HandshakeError::VersionMismatch`],
-    /// [`HandshakeError::Malformed`] or [`HandshakeError::BadKey`].
+    /// [`HandshakeError::Malformed`] or [`HandshakeError::BadKey`];
+    /// [`HandshakeError::Unexpected`] if the relay claims to resume a
+    /// ticket we did not offer, or under another key.
     pub fn on_greeting(mut self, body: &[u8]) -> Result<ClientRelayKnown, HandshakeError> {
         if !body.starts_with(&MAGIC) {
             return Err(HandshakeError::NotHush);
@@ -155,11 +184,20 @@ impl ClientAwaitingGreeting {
             msg::decode(&greeting.hello).map_err(|_| HandshakeError::Malformed)?;
         let relay = PublicIdentity::from_spki_der(&hello.relay_key)
             .map_err(|e| HandshakeError::BadKey(e.to_string()))?;
+        let resumed = if hello.resumed {
+            match self.resume {
+                Some(t) if t.relay_key == hello.relay_key => Some(t.secret),
+                _ => return Err(HandshakeError::Unexpected),
+            }
+        } else {
+            None
+        };
         self.transcript.absorb(body);
         Ok(ClientRelayKnown {
             identity: self.identity,
             transcript: self.transcript,
             relay,
+            resumed,
         })
     }
 }
@@ -170,6 +208,8 @@ pub struct ClientRelayKnown {
     identity: Arc<Identity>,
     transcript: Transcript,
     relay: PublicIdentity,
+    /// The resumption secret, when the relay accepted our ticket.
+    resumed: Option<Secret32>,
 }
 
 impl ClientRelayKnown {
@@ -179,12 +219,37 @@ impl ClientRelayKnown {
         &self.relay
     }
 
-    /// Authenticates to the relay. Returns the state and the [`ClientAuth`]
-    /// frame body.
+    /// Whether the relay accepted our ticket.
+    #[must_use]
+    pub fn is_resumed(&self) -> bool {
+        self.resumed.is_some()
+    }
+
+    /// Authenticates to the relay: with [`ClientAuth`] (a signature and a
+    /// wrapped secret), or with [`ClientFinished`] when resuming. Returns
+    /// the state and the message 3 frame body.
     ///
     /// # Errors
     /// [`HandshakeError::Crypto`] if signing or wrapping fails locally.
     pub fn authenticate(self) -> Result<(ClientAwaitingWelcome, Vec<u8>), HandshakeError> {
+        if let Some(rs) = self.resumed {
+            let mut t = self.transcript;
+            let finished = derive_secret(&rs, &t.clone().finish(), INFO_FINISHED);
+            let body = msg::encode(&ClientFinished {
+                finished: *finished.expose_secret(),
+            });
+            t.absorb(&body);
+            let th = t.finish();
+            return Ok((
+                ClientAwaitingWelcome {
+                    master: derive_secret(&rs, &th, INFO_RESUMED_LINK),
+                    th,
+                    own: self.identity.fingerprint(),
+                    relay: self.relay,
+                },
+                body,
+            ));
+        }
         let secret = Secret32::random();
         let wrapped = self
             .relay
@@ -204,7 +269,7 @@ impl ClientRelayKnown {
         });
         Ok((
             ClientAwaitingWelcome {
-                secret,
+                master: secret,
                 th: t.finish(),
                 own: self.identity.fingerprint(),
                 relay: self.relay,
@@ -214,12 +279,25 @@ impl ClientRelayKnown {
     }
 }
 
-/// Client state after sending [`ClientAuth`].
+/// Client state after sending message 3.
 pub struct ClientAwaitingWelcome {
-    secret: Secret32,
+    master: Secret32,
     th: [u8; 32],
     own: Fingerprint,
     relay: PublicIdentity,
+}
+
+/// A client's established link.
+pub struct ClientLinked {
+    /// The sealed link.
+    pub link: Link,
+    /// What the relay said about it.
+    pub welcome: Welcome,
+    /// The relay's key.
+    pub relay: PublicIdentity,
+    /// A ticket to resume the next connection with, if the relay issued
+    /// one.
+    pub ticket: Option<ClientTicket>,
 }
 
 impl ClientAwaitingWelcome {
@@ -234,8 +312,8 @@ impl ClientAwaitingWelcome {
         self,
         record: &[u8],
         max_frame: usize,
-    ) -> Result<(Link, Welcome, PublicIdentity), HandshakeError> {
-        let mut link = derive_link(&self.secret, &self.th, max_frame, true);
+    ) -> Result<ClientLinked, HandshakeError> {
+        let mut link = derive_link(&self.master, &self.th, max_frame, true);
         let mut messages: Vec<RelayMsg> = link
             .opener
             .open(record)
@@ -244,7 +322,20 @@ impl ClientAwaitingWelcome {
             return Err(HandshakeError::Unexpected);
         }
         match messages.pop() {
-            Some(RelayMsg::Welcome(w)) if w.client == self.own => Ok((link, w, self.relay)),
+            Some(RelayMsg::Welcome(w)) if w.client == self.own => {
+                let ticket = (!w.ticket.is_empty()).then(|| ClientTicket {
+                    ticket: w.ticket.clone(),
+                    expires_ms: w.ticket_expires_ms,
+                    relay_key: self.relay.spki_der().to_vec(),
+                    secret: derive_secret(&self.master, &self.th, INFO_RESUMPTION),
+                });
+                Ok(ClientLinked {
+                    link,
+                    welcome: w,
+                    relay: self.relay,
+                    ticket,
+                })
+            }
             _ => Err(HandshakeError::Unexpected),
         }
     }
@@ -254,21 +345,22 @@ impl ClientAwaitingWelcome {
 
 /// What the relay does with a client's hello.
 pub enum RelayFirstStep {
-    /// Send the greeting and wait for [`ClientAuth`].
+    /// Send the greeting and wait for message 3.
     Continue(RelayAwaitingAuth, Vec<u8>),
     /// Send this greeting (which names our version) and close.
     Refuse(Vec<u8>, HandshakeError),
 }
 
-/// Reads a client's hello and produces the greeting.
-///
-/// # Errors
-/// [`HandshakeError::NotHush`] or [`HandshakeError::Malformed`]: close
-/// without reply.
-pub fn relay_start(
-    identity: Arc<Identity>,
-    hello: &[u8],
-) -> Result<RelayFirstStep, HandshakeError> {
+/// How a relay issues session tickets.
+#[derive(Clone)]
+pub struct TicketPolicy {
+    /// The relay's ticket key.
+    pub key: Arc<TicketKey>,
+    /// How long a ticket stays valid, ms.
+    pub lifetime_ms: u64,
+}
+
+fn check_hello(hello: &[u8]) -> Result<Result<ClientHello, u16>, HandshakeError> {
     if !hello.starts_with(&MAGIC) {
         return Err(HandshakeError::NotHush);
     }
@@ -281,6 +373,39 @@ pub fn relay_start(
         None => return Err(HandshakeError::Malformed),
     };
     if theirs != PROTOCOL_VERSION {
+        return Ok(Err(theirs));
+    }
+    msg::decode(hello)
+        .map(Ok)
+        .map_err(|_| HandshakeError::Malformed)
+}
+
+/// The ticket a client's hello offers (empty if none, or if the hello is
+/// not one this relay reads: [`relay_start`] then says why).
+#[must_use]
+pub fn offered_ticket(hello: &[u8]) -> Vec<u8> {
+    match check_hello(hello) {
+        Ok(Ok(h)) => h.ticket,
+        _ => Vec::new(),
+    }
+}
+
+/// Reads a client's hello and produces the greeting. `resume` is the
+/// ticket the hello offered, if the caller opened it with its ticket key
+/// and claimed its id (each ticket resumes at most one connection); the
+/// handshake is then a resumed one. `tickets`, if set, makes the Welcome
+/// carry a fresh ticket.
+///
+/// # Errors
+/// [`HandshakeError::NotHush`] or [`HandshakeError::Malformed`]: close
+/// without reply.
+pub fn relay_start(
+    identity: Arc<Identity>,
+    hello: &[u8],
+    tickets: Option<TicketPolicy>,
+    resume: Option<OpenedTicket>,
+) -> Result<RelayFirstStep, HandshakeError> {
+    if let Err(theirs) = check_hello(hello)? {
         let refusal = msg::encode(&RelayGreeting {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
@@ -294,13 +419,13 @@ pub fn relay_start(
             },
         ));
     }
-    let _parsed: ClientHello = msg::decode(hello).map_err(|_| HandshakeError::Malformed)?;
     let greeting = msg::encode(&RelayGreeting {
         magic: MAGIC,
         version: PROTOCOL_VERSION,
         hello: msg::encode(&RelayHello {
             relay_key: identity.public().spki_der().to_vec(),
             relay_nonce: fresh_nonce(),
+            resumed: resume.is_some(),
         }),
     });
     let mut transcript = Transcript::new(TRANSCRIPT_LABEL);
@@ -310,6 +435,8 @@ pub fn relay_start(
         RelayAwaitingAuth {
             identity,
             transcript,
+            tickets,
+            resume,
         },
         greeting,
     ))
@@ -319,6 +446,8 @@ pub fn relay_start(
 pub struct RelayAwaitingAuth {
     identity: Arc<Identity>,
     transcript: Transcript,
+    tickets: Option<TicketPolicy>,
+    resume: Option<OpenedTicket>,
 }
 
 /// A relay handshake that has verified the client and derived keys.
@@ -326,16 +455,26 @@ pub struct RelayAccepted {
     /// The sealed link.
     pub link: Link,
     /// The authenticated client.
-    pub client: PublicIdentity,
+    pub client: Fingerprint,
     /// Wire bytes of the Welcome record to send (length-prefixed).
     pub welcome_wire: Vec<u8>,
+    /// Whether this was a resumed handshake.
+    pub resumed: bool,
 }
 
 impl RelayAwaitingAuth {
-    /// Verifies the client's [`ClientAuth`], unwraps its secret (implicit
-    /// rejection: a bad wrap is never reported here) and seals the Welcome.
-    /// This performs the relay's RSA private-key operation: run it on a
-    /// bounded pool.
+    /// Whether message 3 will be a [`ClientFinished`] (no RSA needed).
+    #[must_use]
+    pub fn is_resumed(&self) -> bool {
+        self.resume.is_some()
+    }
+
+    /// Verifies message 3 and seals the Welcome. In a full handshake that
+    /// is the client's [`ClientAuth`]: its signature is verified and its
+    /// secret unwrapped (implicit rejection: a bad wrap is never reported
+    /// here), which performs the relay's RSA private-key operation, so run
+    /// it on a bounded pool. In a resumed one it is a [`ClientFinished`],
+    /// checked in constant time, with no RSA at all.
     ///
     /// # Errors
     /// [`HandshakeError::Malformed`], [`HandshakeError::BadKey`] or
@@ -347,25 +486,59 @@ impl RelayAwaitingAuth {
         relay_time_ms: u64,
         idle_timeout_ms: u64,
     ) -> Result<RelayAccepted, HandshakeError> {
-        let auth: ClientAuth = msg::decode(body).map_err(|_| HandshakeError::Malformed)?;
-        let client = PublicIdentity::from_spki_der(&auth.client_key)
-            .map_err(|e| HandshakeError::BadKey(e.to_string()))?;
-        let mut t = signed_part(&self.transcript, &auth.client_key, &auth.wrapped_secret);
-        client
-            .verify(LINK_AUTH_CONTEXT, &t.finish(), &auth.signature)
-            .map_err(|_| HandshakeError::BadSignature)?;
-        t.absorb(&auth.signature);
-        // Verified first, so only the key's holder can make us unwrap; and
-        // the result is never reported (SECURITY.md, RUSTSEC-2023-0071).
-        let secret = self
-            .identity
-            .unwrap_or_random(LINK_SECRET_LABEL, &auth.wrapped_secret);
-        let mut link = derive_link(&secret, &t.finish(), max_frame, false);
+        let resumed = self.resume.is_some();
+        let (client, master, th) = match self.resume {
+            Some(ticket) => {
+                let fin: ClientFinished =
+                    msg::decode(body).map_err(|_| HandshakeError::Malformed)?;
+                let expected = derive_secret(
+                    &ticket.secret,
+                    &self.transcript.clone().finish(),
+                    INFO_FINISHED,
+                );
+                if expected != Secret32::from_bytes(fin.finished) {
+                    return Err(HandshakeError::BadSignature);
+                }
+                let mut t = self.transcript;
+                t.absorb(body);
+                let th = t.finish();
+                let master = derive_secret(&ticket.secret, &th, INFO_RESUMED_LINK);
+                (ticket.client, master, th)
+            }
+            None => {
+                let auth: ClientAuth = msg::decode(body).map_err(|_| HandshakeError::Malformed)?;
+                let client = PublicIdentity::from_spki_der(&auth.client_key)
+                    .map_err(|e| HandshakeError::BadKey(e.to_string()))?;
+                let mut t = signed_part(&self.transcript, &auth.client_key, &auth.wrapped_secret);
+                client
+                    .verify(LINK_AUTH_CONTEXT, &t.finish(), &auth.signature)
+                    .map_err(|_| HandshakeError::BadSignature)?;
+                t.absorb(&auth.signature);
+                // Verified first, so only the key's holder can make us
+                // unwrap; and the result is never reported (SECURITY.md,
+                // RUSTSEC-2023-0071).
+                let secret = self
+                    .identity
+                    .unwrap_or_random(LINK_SECRET_LABEL, &auth.wrapped_secret);
+                (client.fingerprint(), secret, t.finish())
+            }
+        };
+        let mut link = derive_link(&master, &th, max_frame, false);
+        let (ticket, ticket_expires_ms) = match &self.tickets {
+            Some(policy) => {
+                let expires = relay_time_ms.saturating_add(policy.lifetime_ms);
+                let rs = derive_secret(&master, &th, INFO_RESUMPTION);
+                (policy.key.issue(&client, &rs, expires), expires)
+            }
+            None => (Vec::new(), 0),
+        };
         let welcome = RelayMsg::Welcome(Welcome {
-            client: client.fingerprint(),
+            client,
             relay_time_ms,
             max_frame: u32::try_from(max_frame).unwrap_or(u32::MAX),
             idle_timeout_ms,
+            ticket,
+            ticket_expires_ms,
         });
         let mut welcome_wire = Vec::new();
         link.sealer
@@ -376,6 +549,7 @@ impl RelayAwaitingAuth {
             link,
             client,
             welcome_wire,
+            resumed,
         })
     }
 }
@@ -415,7 +589,7 @@ mod tests {
     }
 
     fn relay_continue(hello: &[u8]) -> (RelayAwaitingAuth, Vec<u8>) {
-        match relay_start(relay(), hello).unwrap() {
+        match relay_start(relay(), hello, None, None).unwrap() {
             RelayFirstStep::Continue(s, g) => (s, g),
             RelayFirstStep::Refuse(..) => panic!("refused"),
         }
@@ -429,12 +603,158 @@ mod tests {
         assert_eq!(c.relay().fingerprint(), relay().fingerprint());
         let (c, auth) = c.authenticate().unwrap();
         let accepted = r.on_client_auth(&auth, MAX, 1, 2).unwrap();
-        assert_eq!(accepted.client.fingerprint(), alice().fingerprint());
-        let (client_link, welcome, relay_key) =
-            c.on_welcome(&unframe(&accepted.welcome_wire), MAX).unwrap();
-        assert_eq!(welcome.client, alice().fingerprint());
-        assert_eq!(relay_key.fingerprint(), relay().fingerprint());
-        (client_link, accepted.link)
+        assert_eq!(accepted.client, alice().fingerprint());
+        let linked = c.on_welcome(&unframe(&accepted.welcome_wire), MAX).unwrap();
+        assert_eq!(linked.welcome.client, alice().fingerprint());
+        assert_eq!(linked.relay.fingerprint(), relay().fingerprint());
+        assert!(linked.ticket.is_none(), "this relay issues no tickets");
+        (linked.link, accepted.link)
+    }
+
+    fn policy(key: u8) -> TicketPolicy {
+        TicketPolicy {
+            key: Arc::new(TicketKey::new(Secret32::from_bytes([key; 32]))),
+            lifetime_ms: 60_000,
+        }
+    }
+
+    /// A handshake offering `ticket` to a relay with ticket key `key`,
+    /// which resumes if it opens; returns the client's new ticket, both
+    /// links and whether it resumed.
+    fn handshake_with_tickets(
+        key: u8,
+        ticket: Option<ClientTicket>,
+    ) -> (Option<ClientTicket>, Link, Link, bool) {
+        let (c, hello) = client_start_resuming(alice(), ticket);
+        let opened = policy(key).key.open(&offered_ticket(&hello), 1);
+        let (r, greeting) = match relay_start(relay(), &hello, Some(policy(key)), opened).unwrap() {
+            RelayFirstStep::Continue(s, g) => (s, g),
+            RelayFirstStep::Refuse(..) => panic!("refused"),
+        };
+        let c = c.on_greeting(&greeting).unwrap();
+        let resumed = c.is_resumed();
+        assert_eq!(r.is_resumed(), resumed);
+        let (c, auth) = c.authenticate().unwrap();
+        let accepted = r.on_client_auth(&auth, MAX, 1, 2).unwrap();
+        assert_eq!(accepted.client, alice().fingerprint());
+        assert_eq!(accepted.resumed, resumed);
+        let linked = c.on_welcome(&unframe(&accepted.welcome_wire), MAX).unwrap();
+        (linked.ticket, linked.link, accepted.link, resumed)
+    }
+
+    fn ping_works(client: &mut Link, relay: &mut Link) {
+        client.sealer.push(&ClientMsg::Ping { nonce: 5 }).unwrap();
+        let mut wire = Vec::new();
+        client.sealer.seal_pending(&mut wire).unwrap();
+        let got: Vec<ClientMsg> = relay.opener.open(&unframe(&wire)).unwrap();
+        assert_eq!(got, vec![ClientMsg::Ping { nonce: 5 }]);
+        relay.sealer.push(&RelayMsg::Pong { nonce: 6 }).unwrap();
+        let mut wire = Vec::new();
+        relay.sealer.seal_pending(&mut wire).unwrap();
+        let got: Vec<RelayMsg> = client.opener.open(&unframe(&wire)).unwrap();
+        assert_eq!(got, vec![RelayMsg::Pong { nonce: 6 }]);
+    }
+
+    #[test]
+    fn a_ticket_resumes_with_fresh_keys_and_a_new_ticket() {
+        let (ticket, mut c0, mut r0, resumed) = handshake_with_tickets(1, None);
+        assert!(!resumed);
+        ping_works(&mut c0, &mut r0);
+        let ticket = ticket.expect("a ticket after the full handshake");
+        let (next, mut c1, mut r1, resumed) = handshake_with_tickets(1, Some(ticket.clone()));
+        assert!(resumed, "the relay resumed");
+        ping_works(&mut c1, &mut r1);
+        // Fresh keys: a record of the first link does not open on the second.
+        c0.sealer.push(&ClientMsg::Ping { nonce: 1 }).unwrap();
+        let mut wire = Vec::new();
+        c0.sealer.seal_pending(&mut wire).unwrap();
+        assert!(r1.opener.open::<ClientMsg>(&unframe(&wire)).is_err());
+        let next = next.expect("a new ticket after resuming");
+        assert_ne!(next.ticket, ticket.ticket);
+        // Resuming twice from one ticket yields two different links too.
+        let (_, mut c2, mut r2, _) = handshake_with_tickets(1, Some(ticket));
+        ping_works(&mut c2, &mut r2);
+        let mut wire = Vec::new();
+        c2.sealer.push(&ClientMsg::Ping { nonce: 1 }).unwrap();
+        c2.sealer.seal_pending(&mut wire).unwrap();
+        assert!(r1.opener.open::<ClientMsg>(&unframe(&wire)).is_err());
+    }
+
+    #[test]
+    fn a_ticket_another_relay_cannot_open_falls_back_to_a_full_handshake() {
+        let (ticket, ..) = handshake_with_tickets(1, None);
+        let (next, mut c, mut r, resumed) = handshake_with_tickets(2, ticket);
+        assert!(!resumed);
+        ping_works(&mut c, &mut r);
+        assert!(next.is_some());
+    }
+
+    #[test]
+    fn resuming_needs_the_resumption_secret() {
+        let (ticket, ..) = handshake_with_tickets(1, None);
+        let ticket = ticket.unwrap();
+        // Someone who copied the ticket off the wire, but not its secret.
+        let mut stolen = ticket.clone();
+        stolen.secret = Secret32::random();
+        let (c, hello) = client_start_resuming(mallory(), Some(stolen));
+        let opened = policy(1).key.open(&offered_ticket(&hello), 1);
+        let RelayFirstStep::Continue(r, greeting) =
+            relay_start(relay(), &hello, Some(policy(1)), opened).unwrap()
+        else {
+            panic!("refused")
+        };
+        let (_, fin) = c.on_greeting(&greeting).unwrap().authenticate().unwrap();
+        assert_eq!(
+            r.on_client_auth(&fin, MAX, 1, 2).err(),
+            Some(HandshakeError::BadSignature)
+        );
+        // A ClientFinished recorded from a real resumption does not work
+        // in another one: the relay's nonce differs.
+        let (c, hello) = client_start_resuming(alice(), Some(ticket.clone()));
+        let opened = policy(1).key.open(&offered_ticket(&hello), 1);
+        let RelayFirstStep::Continue(_, greeting) =
+            relay_start(relay(), &hello, Some(policy(1)), opened).unwrap()
+        else {
+            panic!("refused")
+        };
+        let (_, recorded) = c.on_greeting(&greeting).unwrap().authenticate().unwrap();
+        let opened = policy(1).key.open(&offered_ticket(&hello), 1);
+        let RelayFirstStep::Continue(r, _) =
+            relay_start(relay(), &hello, Some(policy(1)), opened).unwrap()
+        else {
+            panic!("refused")
+        };
+        assert_eq!(
+            r.on_client_auth(&recorded, MAX, 1, 2).err(),
+            Some(HandshakeError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_relay_cannot_claim_to_resume_what_was_not_offered() {
+        let (ticket, ..) = handshake_with_tickets(1, None);
+        let ticket = ticket.unwrap();
+        // The client offered nothing, the relay says "resumed".
+        let (c, _) = client_start(alice());
+        let (_, hello) = client_start_resuming(alice(), Some(ticket.clone()));
+        let opened = policy(1).key.open(&offered_ticket(&hello), 1);
+        let RelayFirstStep::Continue(_, greeting) =
+            relay_start(relay(), &hello, Some(policy(1)), opened).unwrap()
+        else {
+            panic!("refused")
+        };
+        assert_eq!(
+            c.on_greeting(&greeting).err(),
+            Some(HandshakeError::Unexpected)
+        );
+        // The ticket was issued under another relay key.
+        let mut other = ticket;
+        other.relay_key = mallory().public().spki_der().to_vec();
+        let (c, _) = client_start_resuming(alice(), Some(other));
+        assert_eq!(
+            c.on_greeting(&greeting).err(),
+            Some(HandshakeError::Unexpected)
+        );
     }
 
     #[test]
@@ -526,8 +846,10 @@ mod tests {
         // client's, so the client's signature does not verify.
         let (c, hello) = client_start(alice());
         let mut bad_hello = hello.clone();
-        let last = bad_hello.len() - 1;
-        bad_hello[last] ^= 1; // inside the client nonce
+        // Inside the client nonce (the hello ends with it and an empty
+        // ticket's length byte).
+        let last = bad_hello.len() - 2;
+        bad_hello[last] ^= 1;
         let (r, greeting) = relay_continue(&bad_hello);
         let (_c, auth) = c.on_greeting(&greeting).unwrap().authenticate().unwrap();
         assert_eq!(
@@ -613,6 +935,8 @@ mod tests {
         let imposter = RelayAwaitingAuth {
             identity: mallory(),
             transcript: t,
+            tickets: None,
+            resume: None,
         };
         let (c, auth) = c
             .on_greeting(&real_greeting)
@@ -659,7 +983,7 @@ mod tests {
         let mut hello = MAGIC.to_vec();
         hello.extend(postcard::to_allocvec(&2u16).unwrap());
         hello.extend([0u8; 40]);
-        match relay_start(relay(), &hello).unwrap() {
+        match relay_start(relay(), &hello, None, None).unwrap() {
             RelayFirstStep::Refuse(
                 greeting,
                 HandshakeError::VersionMismatch { ours: 1, theirs: 2 },
@@ -672,7 +996,7 @@ mod tests {
             _ => panic!("expected a version refusal"),
         }
         assert_eq!(
-            relay_start(relay(), b"GET / HTTP/1.1\r\n").err(),
+            relay_start(relay(), b"GET / HTTP/1.1\r\n", None, None).err(),
             Some(HandshakeError::NotHush)
         );
         // A client reaching a relay of another version.
@@ -698,7 +1022,7 @@ mod tests {
         let (c, hello) = client_start(alice());
         for cut in 0..hello.len() {
             assert!(
-                relay_start(relay(), &hello[..cut]).is_err(),
+                relay_start(relay(), &hello[..cut], None, None).is_err(),
                 "hello cut {cut}"
             );
         }

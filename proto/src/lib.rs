@@ -34,6 +34,7 @@ pub mod handshake;
 pub mod msg;
 pub mod names;
 pub mod record;
+pub mod ticket;
 
 pub use frame::{DEFAULT_MAX_FRAME, FrameBuffer, FrameError};
 pub use handshake::{HandshakeError, Link};

@@ -134,6 +134,11 @@ pub struct ClientHello {
     pub version: u16,
     /// Fresh randomness: makes the transcript, and so the keys, unique.
     pub client_nonce: [u8; 32],
+    /// A session ticket from an earlier handshake with this relay, to
+    /// resume without RSA (empty for a full handshake). Opaque to the
+    /// client: sealed with a key only the relay holds.
+    #[serde(with = "crate::msg::bytes")]
+    pub ticket: Vec<u8>,
 }
 
 /// Handshake message 2, relay → client. Its first two fields keep this
@@ -160,6 +165,18 @@ pub struct RelayHello {
     pub relay_key: Vec<u8>,
     /// Fresh randomness: makes the client's signature fresh.
     pub relay_nonce: [u8; 32],
+    /// The relay accepted the client's ticket: message 3 is a
+    /// [`ClientFinished`], and no RSA operation follows on either side.
+    pub resumed: bool,
+}
+
+/// Handshake message 3 of a resumed handshake, client → relay: proof that
+/// the client holds the resumption secret the ticket was issued with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientFinished {
+    /// `HKDF(resumption secret, salt = transcript of messages 1 and 2,
+    /// info = "hush/v1/resume/client-finished")`.
+    pub finished: [u8; 32],
 }
 
 /// Handshake message 3, client → relay.
@@ -193,6 +210,13 @@ pub struct Welcome {
     /// The relay closes a connection silent for this long; clients send
     /// something (a ping) well before.
     pub idle_timeout_ms: u64,
+    /// A ticket for resuming the next connection without RSA (empty if
+    /// the relay issues none). Its secret is derived from this link's
+    /// secret, so only this client can use it.
+    #[serde(with = "crate::msg::bytes")]
+    pub ticket: Vec<u8>,
+    /// When the ticket expires, ms since the UNIX epoch.
+    pub ticket_expires_ms: u64,
 }
 
 // ─── Room events ─────────────────────────────────────────────────────────

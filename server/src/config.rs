@@ -64,6 +64,9 @@ pub struct Limits {
     /// burst of twice this). 20/s lets a NAT of users reconnect at once
     /// and stops one host from keeping every core busy with RSA.
     pub handshakes_per_ip_per_sec: u32,
+    /// How long a session ticket stays valid; zero issues none. 7 days:
+    /// a client that reconnects within a week resumes without RSA.
+    pub ticket_lifetime: Duration,
 }
 
 impl Default for Limits {
@@ -81,6 +84,7 @@ impl Default for Limits {
             outbound_queue_bytes: 8 * 1024 * 1024,
             handshake_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             handshakes_per_ip_per_sec: 20,
+            ticket_lifetime: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -55,6 +55,10 @@ const CLOSING_GRACE: Duration = Duration::from_secs(1);
 /// What every connection shares.
 pub(crate) struct Shared {
     pub(crate) identity: Arc<Identity>,
+    /// How this relay issues session tickets (none if disabled).
+    pub(crate) tickets: Option<handshake::TicketPolicy>,
+    /// Which tickets have been used.
+    pub(crate) ledger: Option<crate::tickets::TicketLedger>,
     pub(crate) limits: Limits,
     pub(crate) hub: Hub,
     pub(crate) publish: mpsc::Sender<PublishRequest>,
@@ -156,7 +160,13 @@ async fn handshake(
 ) -> Result<(Link, Fingerprint), HandshakeFailure> {
     let max_frame = shared.limits.max_frame_bytes;
     let hello = read_frame(stream, fb).await?;
-    let state = match handshake::relay_start(shared.identity.clone(), &hello)? {
+    let resume = resumable_ticket(&hello, shared).await;
+    let state = match handshake::relay_start(
+        shared.identity.clone(),
+        &hello,
+        shared.tickets.clone(),
+        resume,
+    )? {
         RelayFirstStep::Continue(state, greeting) => {
             write_frame(stream, &greeting, max_frame).await?;
             state
@@ -167,16 +177,20 @@ async fn handshake(
         }
     };
     let auth = read_frame(stream, fb).await?;
-    // The RSA work runs on the blocking pool, at most `handshake_workers`
-    // at a time, so a handshake flood cannot starve established rooms.
-    let accepted = {
+    let idle_ms = u64::try_from(shared.limits.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+    let accepted = if state.is_resumed() {
+        // No RSA: a key derivation and a comparison, done here.
+        state.on_client_auth(&auth, max_frame, now_ms(), idle_ms)?
+    } else {
+        // The RSA work runs on the blocking pool, at most
+        // `handshake_workers` at a time, so a handshake flood cannot
+        // starve established rooms.
         let permit = shared
             .handshake_pool
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| HandshakeFailure::Worker)?;
-        let idle_ms = u64::try_from(shared.limits.idle_timeout.as_millis()).unwrap_or(u64::MAX);
         // The permit lives as long as the RSA work, even if the deadline
         // drops this future first.
         tokio::task::spawn_blocking(move || {
@@ -187,7 +201,28 @@ async fn handshake(
         .map_err(|_| HandshakeFailure::Worker)??
     };
     stream.write_all(&accepted.welcome_wire).await?;
-    Ok((accepted.link, accepted.client.fingerprint()))
+    Ok((accepted.link, accepted.client))
+}
+
+/// The ticket the hello offers, if it is ours, current, and used for the
+/// first time (claimed durably in the ledger before we say "resumed").
+/// Anything else means a full handshake.
+async fn resumable_ticket(
+    hello: &[u8],
+    shared: &Shared,
+) -> Option<hush_proto::ticket::OpenedTicket> {
+    let (policy, ledger) = (shared.tickets.as_ref()?, shared.ledger.as_ref()?);
+    let offered = handshake::offered_ticket(hello);
+    if offered.is_empty() {
+        return None;
+    }
+    let opened = policy.key.open(&offered, now_ms())?;
+    if ledger.claim(opened.id, opened.expires_ms).await {
+        Some(opened)
+    } else {
+        tracing::debug!(client = %opened.client, "a used ticket was offered again");
+        None
+    }
 }
 
 /// Serves one accepted TCP connection until it ends or the relay shuts

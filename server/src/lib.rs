@@ -25,6 +25,7 @@ mod connection;
 mod hub;
 pub mod log;
 mod sequencer;
+pub mod tickets;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -80,6 +81,9 @@ pub enum RelayError {
     /// A thread could not be started.
     #[error("cannot start the sequencer: {0}")]
     Thread(std::io::Error),
+    /// The ticket key or ledger could not be opened.
+    #[error("cannot use the session-ticket files in the data folder: {0}")]
+    Tickets(String),
 }
 
 /// A bound relay, ready to [`Relay::run`].
@@ -126,7 +130,22 @@ impl Relay {
             .await
             .map_err(|source| RelayError::Bind { addr, source })?;
         let limits = config.limits;
+        let (tickets, ledger) = if limits.ticket_lifetime.is_zero() {
+            (None, None)
+        } else {
+            let key = tickets::load_or_create_key(&config.data_dir)
+                .map_err(|e| RelayError::Tickets(e.to_string()))?;
+            let ledger = tickets::TicketLedger::open(&config.data_dir)
+                .map_err(|e| RelayError::Tickets(e.to_string()))?;
+            let policy = hush_proto::handshake::TicketPolicy {
+                key: Arc::new(hush_proto::ticket::TicketKey::new(key)),
+                lifetime_ms: u64::try_from(limits.ticket_lifetime.as_millis()).unwrap_or(u64::MAX),
+            };
+            (Some(policy), Some(ledger))
+        };
         let shared = Arc::new(Shared {
+            tickets,
+            ledger,
             identity,
             handshake_pool: Arc::new(Semaphore::new(limits.handshake_workers.max(1))),
             limits,

@@ -976,3 +976,81 @@ async fn the_relay_signs_checkpoints_that_match_the_members_chain_and_survive_re
     assert_eq!((again.seq, again.head), (total, heads[&total]));
     relay.shutdown().await;
 }
+
+/// Session tickets (issue #7): a ticket resumes one connection, without
+/// RSA, as the identity it was issued to; offered again, or after a
+/// restart, it only gets a full handshake; the latest ticket still
+/// resumes after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_resumes_once_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path(), Limits::default()).await;
+    let connect = |addr: String, ticket| async move {
+        Connection::connect_resuming(&addr, alice(), MAX, ticket, |_| Ok(()))
+            .await
+            .unwrap()
+    };
+    let first = connect(relay.addr.clone(), None).await;
+    assert!(!first.resumed);
+    let ticket = first
+        .ticket
+        .clone()
+        .expect("a ticket after a full handshake");
+    assert!(ticket.expires_ms > first.welcome.relay_time_ms);
+
+    let mut resumed = connect(relay.addr.clone(), Some(ticket.clone())).await;
+    assert!(resumed.resumed, "the first use of a ticket resumes");
+    assert_eq!(resumed.welcome.client, alice().fingerprint());
+    // The resumed link works and is bound to alice: she may publish as
+    // herself and only as herself.
+    resumed
+        .writer
+        .send(&ClientMsg::Join {
+            room: room("resume"),
+        })
+        .await
+        .unwrap();
+    resumed
+        .writer
+        .send(&ClientMsg::Publish {
+            request: 1,
+            event: event(&bob(), "resume", EventKind::JoinRequest, 0, b"x"),
+        })
+        .await
+        .unwrap();
+    let refused = loop {
+        match tokio::time::timeout(STEP, resumed.reader.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            RelayMsg::Rejected { reason, .. } => break reason,
+            _ => continue,
+        }
+    };
+    assert_eq!(refused, Rejection::SpoofedSender);
+
+    // Replayed: the same ticket again gets a full handshake, not a session.
+    let again = connect(relay.addr.clone(), Some(ticket.clone())).await;
+    assert!(!again.resumed, "a ticket never opens a second session");
+    let latest = again.ticket.clone().unwrap();
+
+    relay.shutdown().await;
+    let relay = TestRelay::start(dir.path(), Limits::default()).await;
+    let after = connect(relay.addr.clone(), Some(ticket)).await;
+    assert!(!after.resumed, "a used ticket stays used across a restart");
+    let after = connect(relay.addr.clone(), Some(latest)).await;
+    assert!(after.resumed, "an unused ticket resumes after a restart");
+    relay.shutdown().await;
+
+    // No tickets when they are switched off.
+    let limits = Limits {
+        ticket_lifetime: Duration::ZERO,
+        ..Limits::default()
+    };
+    let relay = TestRelay::start(dir.path(), limits).await;
+    let c = connect(relay.addr.clone(), after.ticket.clone()).await;
+    assert!(!c.resumed);
+    assert!(c.ticket.is_none());
+    relay.shutdown().await;
+}
