@@ -79,6 +79,27 @@ fn idle_and_handshake_benches_report_json() {
     ]));
     assert!(out.ok, "{}", out.stderr);
     let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
-    assert!(v["handshakes"].as_u64().unwrap() > 0);
-    assert_eq!(v["failed"], 0);
+    assert!(v["full"]["handshakes"].as_u64().unwrap() > 0);
+    assert_eq!(v["full"]["failed"], 0);
+    assert_eq!(v["full"]["resumed"], 0);
+    // Every resumed handshake after each task's first one resumed.
+    let resumed = &v["resumed"];
+    assert_eq!(resumed["failed"], 0);
+    assert!(resumed["resumed"].as_u64().unwrap() + 2 >= resumed["handshakes"].as_u64().unwrap());
+    assert!(resumed["resumed"].as_u64().unwrap() > 0);
+
+    // Clients come back after a relay restart, resuming their tickets.
+    let out = run(hush().env("XDG_DATA_HOME", home.path()).args([
+        "bench",
+        "handshake",
+        "--reconnect",
+        "6",
+        "--concurrency",
+        "3",
+        "--json",
+    ]));
+    assert!(out.ok, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["back"], 6);
+    assert_eq!(v["resumed"], 6);
 }
