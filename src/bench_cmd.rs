@@ -38,8 +38,11 @@ enum Workload {
     /// Connections handshaken and joined to one room, then idle: the
     /// relay's memory per connection.
     Idle(IdleArgs),
-    /// Full handshakes per second.
+    /// Full and resumed handshakes per second (or, with --reconnect,
+    /// clients back after a relay restart).
     Handshake(HandshakeArgs),
+    /// The cryptographic operations hush is built from, one core.
+    Crypto(CryptoArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -47,6 +50,16 @@ struct IdleArgs {
     /// Connections to hold.
     #[arg(long, default_value_t = 1000)]
     clients: usize,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct CryptoArgs {
+    /// Time spent on each operation (e.g. 1s).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    duration: Duration,
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
@@ -94,6 +107,11 @@ struct FanoutArgs {
     /// Total events per second across all publishers.
     #[arg(long)]
     rate: Option<u64>,
+    /// Folder under which the bench's relay keeps its data [default: the
+    /// system temporary folder]. A tmpfs such as /dev/shm keeps the log in
+    /// memory: the same run without the cost of durability.
+    #[arg(long, value_name = "DIR", conflicts_with = "server")]
+    log_dir: Option<PathBuf>,
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
@@ -107,6 +125,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Workload::Fanout(a) => fanout(a),
         Workload::Idle(a) => idle(&a),
         Workload::Handshake(a) => handshake(&a),
+        Workload::Crypto(a) => crypto(&a),
     }
 }
 
@@ -163,6 +182,128 @@ fn idle(a: &IdleArgs) -> Result<()> {
         println!("  relay RSS before       {:>10} KiB", before.1);
         println!("  relay RSS with them    {:>10} KiB", current_kib);
         println!("  per connection         {per_conn:>10.2} KiB");
+    }
+    Ok(())
+}
+
+/// Runs `op` repeatedly for about `duration`; returns operations per
+/// second on this one thread.
+fn ops_per_s(duration: Duration, mut op: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    let mut n = 0u64;
+    while n < 3 || start.elapsed() < duration {
+        op();
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn crypto(a: &CryptoArgs) -> Result<()> {
+    use hush_crypto::{NonceCounter, SealingKey, Secret32};
+    let (identity, _) = bench_identity()?;
+    let bits = identity.public().bits();
+    let d = a.duration;
+    let public = identity.public().clone();
+    let wrapped = public.wrap("bench", &Secret32::random())?;
+    let signature = identity.sign("bench", b"message")?;
+    let mut rows: Vec<(String, f64, Option<f64>)> = Vec::new();
+    eprintln!("RSA-{bits} private-key operations");
+    rows.push((
+        format!("RSA-{bits} OAEP unwrap (relay, per full handshake)"),
+        ops_per_s(d, || {
+            let _ = identity.unwrap_or_random("bench", wrapped.as_bytes());
+        }),
+        None,
+    ));
+    rows.push((
+        format!("RSA-{bits} PSS sign (client, per full handshake)"),
+        ops_per_s(d, || {
+            let _ = identity.sign("bench", b"message");
+        }),
+        None,
+    ));
+    eprintln!("RSA-{bits} public-key operations");
+    rows.push((
+        format!("RSA-{bits} PSS verify"),
+        ops_per_s(d, || {
+            let _ = public.verify("bench", b"message", signature.as_bytes());
+        }),
+        None,
+    ));
+    rows.push((
+        format!("RSA-{bits} OAEP wrap"),
+        ops_per_s(d, || {
+            let _ = public.wrap("bench", &Secret32::from_bytes([1; 32]));
+        }),
+        None,
+    ));
+    eprintln!("symmetric operations");
+    let key = SealingKey::new(&Secret32::from_bytes([2; 32]));
+    for size in [256usize, 16 * 1024, 64 * 1024] {
+        let mut buf = vec![0u8; size];
+        let mut counter = NonceCounter::new();
+        let rate = ops_per_s(d, || {
+            if let Ok(n) = counter.next_nonce() {
+                let _ = key.seal_in_place(n, b"aad", &mut buf);
+            }
+        });
+        rows.push((
+            format!("AES-256-GCM seal, {size} B"),
+            rate,
+            Some(rate * size as f64 / 1e6),
+        ));
+    }
+    let data = vec![0u8; 16 * 1024];
+    let rate = ops_per_s(d, || {
+        let _ = hush_crypto::sha256(&data);
+    });
+    rows.push((
+        "SHA-256, 16 KiB".into(),
+        rate,
+        Some(rate * data.len() as f64 / 1e6),
+    ));
+    let secret = Secret32::from_bytes([3; 32]);
+    rows.push((
+        "HKDF-SHA-256 derive (32 B)".into(),
+        ops_per_s(d, || {
+            let _ = hush_crypto::derive_secret(&secret, b"salt", b"info");
+        }),
+        None,
+    ));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let unwrap_rate = rows.first().map_or(0.0, |r| r.1);
+    let ceiling = cores as f64 * unwrap_rate;
+    if a.json {
+        let ops: Vec<String> = rows
+            .iter()
+            .map(|(name, rate, mbs)| {
+                format!(
+                    "{{\"op\":\"{name}\",\"per_s\":{rate:.1},\"us\":{:.3},\"mb_per_s\":{}}}",
+                    1e6 / rate,
+                    mbs.map_or("null".into(), |m| format!("{m:.1}"))
+                )
+            })
+            .collect();
+        println!(
+            "{{\"workload\":\"crypto\",\"rsa_bits\":{bits},\"cores\":{cores},\"full_handshake_ceiling_per_s\":{ceiling:.1},\"ops\":[{}]}}",
+            ops.join(",")
+        );
+    } else {
+        println!("hush bench crypto: one core, RSA-{bits} bench identity");
+        println!(
+            "  {:<52} {:>12} {:>12} {:>10}",
+            "operation", "per s", "µs each", "MB/s"
+        );
+        for (name, rate, mbs) in &rows {
+            println!(
+                "  {name:<52} {rate:>12.1} {:>12.2} {:>10}",
+                1e6 / rate,
+                mbs.map_or(String::new(), |m| format!("{m:.0}"))
+            );
+        }
+        println!(
+            "  full-handshake ceiling: {cores} cores × {unwrap_rate:.1} unwraps/s = {ceiling:.0}/s (the relay's one private-key operation per handshake)"
+        );
     }
     Ok(())
 }
@@ -427,7 +568,12 @@ impl Drop for ChildRelay {
 }
 
 fn start_relay(key: &Path) -> Result<ChildRelay> {
-    let dir = std::env::temp_dir().join(format!("hush-bench-{}", std::process::id()));
+    start_relay_in(key, &std::env::temp_dir())
+}
+
+/// Starts a relay whose data folder is a fresh folder under `base`.
+fn start_relay_in(key: &Path, base: &Path) -> Result<ChildRelay> {
+    let dir = base.join(format!("hush-bench-{}", std::process::id()));
     let (child, addr) = spawn_relay(key, &dir, "127.0.0.1:0")?;
     Ok(ChildRelay {
         child,
@@ -543,7 +689,10 @@ fn fanout(a: FanoutArgs) -> Result<()> {
     let (identity, key_path) = bench_identity()?;
     let relay = match &a.server {
         Some(_) => None,
-        None => Some(start_relay(&key_path)?),
+        None => Some(match &a.log_dir {
+            Some(base) => start_relay_in(&key_path, base)?,
+            None => start_relay(&key_path)?,
+        }),
     };
     let addr = a
         .server
