@@ -103,3 +103,23 @@ fn idle_and_handshake_benches_report_json() {
     assert_eq!(v["back"], 6);
     assert_eq!(v["resumed"], 6);
 }
+
+#[test]
+fn the_crypto_bench_reports_every_primitive() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run(hush().env("XDG_DATA_HOME", home.path()).args([
+        "bench",
+        "crypto",
+        "--duration",
+        "20ms",
+        "--json",
+    ]));
+    assert!(out.ok, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let ops = v["ops"].as_array().unwrap();
+    assert_eq!(ops.len(), 9);
+    for op in ops {
+        assert!(op["per_s"].as_f64().unwrap() > 0.0, "{op}");
+    }
+    assert!(v["full_handshake_ceiling_per_s"].as_f64().unwrap() > 0.0);
+}
