@@ -40,6 +40,8 @@ enum Workload {
     Idle(IdleArgs),
     /// Full handshakes per second.
     Handshake(HandshakeArgs),
+    /// Time to admit a newcomer to a room of M members, end to end.
+    Admit(crate::bench_admit::AdmitArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,6 +104,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Workload::Fanout(a) => fanout(a),
         Workload::Idle(a) => idle(&a),
         Workload::Handshake(a) => handshake(&a),
+        Workload::Admit(a) => crate::bench_admit::run(&a),
     }
 }
 
@@ -246,9 +249,9 @@ fn handshake(a: &HandshakeArgs) -> Result<()> {
 }
 
 /// The relay under test, when the bench starts it.
-struct ChildRelay {
-    child: std::process::Child,
-    addr: String,
+pub(crate) struct ChildRelay {
+    pub(crate) child: std::process::Child,
+    pub(crate) addr: String,
     dir: PathBuf,
 }
 
@@ -261,6 +264,11 @@ impl Drop for ChildRelay {
 }
 
 fn start_relay(key: &Path) -> Result<ChildRelay> {
+    start_relay_with(key, &[])
+}
+
+/// [`start_relay`] with more `hush server` flags (a later flag wins).
+pub(crate) fn start_relay_with(key: &Path, extra: &[String]) -> Result<ChildRelay> {
     use std::io::BufRead;
     let dir = std::env::temp_dir().join(format!("hush-bench-{}", std::process::id()));
     let exe = std::env::current_exe().context("cannot find the hush binary")?;
@@ -285,6 +293,7 @@ fn start_relay(key: &Path) -> Result<ChildRelay> {
             "--outbound-queue-bytes",
             "1073741824",
         ])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -318,7 +327,7 @@ fn proc_usage(pid: u32) -> Option<(f64, u64)> {
     Some((ticks as f64 / 100.0, hwm))
 }
 
-fn bench_identity() -> Result<(Arc<Identity>, PathBuf)> {
+pub(crate) fn bench_identity() -> Result<(Arc<Identity>, PathBuf)> {
     let dir = crate::paths::default_data_dir("bench")?;
     hush_server::create_private_dir(&dir)?;
     let path = dir.join("bench-key.pem");

@@ -10,6 +10,7 @@
 //! Errors are `anyhow` here and only here; each says what went wrong and
 //! what to do next, and exits non-zero.
 
+mod bench_admit;
 mod bench_cmd;
 mod client_cmd;
 mod keyfile;
