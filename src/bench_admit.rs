@@ -103,8 +103,7 @@ pub fn run(a: &AdmitArgs) -> Result<()> {
     );
     let per_member = member_bytes(&roster[0].0);
     let frame = ((a.members + rounds + 1) * per_member + 256 * 1024)
-        .max(hush_proto::DEFAULT_MAX_FRAME)
-        .min(MAX_FRAME_LIMIT);
+        .clamp(hush_proto::DEFAULT_MAX_FRAME, MAX_FRAME_LIMIT);
     let (_, key_path) = bench_identity()?;
     let relay = start_relay_with(
         &key_path,

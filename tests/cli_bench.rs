@@ -82,3 +82,55 @@ fn idle_and_handshake_benches_report_json() {
     assert!(v["handshakes"].as_u64().unwrap() > 0);
     assert_eq!(v["failed"], 0);
 }
+
+#[test]
+fn a_small_admit_bench_admits_every_newcomer_and_reports_json() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run(hush().env("XDG_DATA_HOME", home.path()).args([
+        "bench",
+        "admit",
+        "--members",
+        "4",
+        "--rounds",
+        "2",
+        "--json",
+    ]));
+    assert!(out.ok, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["workload"], "admit");
+    assert_eq!(v["members"], 4);
+    assert_eq!(v["rounds"], 2);
+    assert_eq!(v["admitted"], true);
+    // A handful of members fit in the Room's own commit budget.
+    assert_eq!(v["commit_by"], "room");
+    // Every member carries an RSA key and a key envelope (> 700 B each).
+    assert!(v["commit_bytes"].as_u64().unwrap() > 5 * 700);
+    for stage in [
+        "join_to_committer",
+        "commit_build",
+        "commit_to_newcomer",
+        "newcomer_commit",
+        "sender_commit",
+        "message_to_newcomer",
+        "newcomer_message",
+        "total",
+    ] {
+        let ms = v["ms"][stage].as_f64().unwrap();
+        assert!(ms >= 0.0, "{stage}: {ms}");
+    }
+    assert!(v["ms"]["total"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["total_ms"].as_array().unwrap().len(), 2);
+    // The roster keys are cached next to the bench identity.
+    assert!(
+        home.path()
+            .join("hush/bench/admit-roster-3072.hex")
+            .exists()
+    );
+
+    let out = run(hush().args(["bench", "admit", "--members", "1"]));
+    assert!(
+        !out.ok && out.stderr.contains("at least 2"),
+        "{}",
+        out.stderr
+    );
+}
