@@ -226,7 +226,7 @@ fn from_hex(text: &str) -> Option<Vec<u8>> {
 /// A commit opening `parent + 1` for `members`, signed by `me`: the same
 /// operations as `Room::commit` (fresh epoch key, one OAEP envelope per
 /// member, one signature). Rules: open room, history from admission on.
-fn build_commit(
+pub(crate) fn build_commit(
     me: &Identity,
     room: &RoomName,
     parent: u64,
@@ -319,36 +319,35 @@ fn build_only(a: &AdmitArgs, others: &[PublicIdentity]) -> Result<()> {
 
 /// A member running a real Room on a real connection, driven as the
 /// client app drives it.
-struct Live {
-    reader: LinkReader,
-    writer: LinkWriter,
+pub(crate) struct Live {
+    pub(crate) reader: LinkReader,
+    pub(crate) writer: LinkWriter,
     relay: PublicIdentity,
-    room: Room,
+    pub(crate) room: Room,
 }
 
 impl Live {
-    async fn connect(
+    /// Connects as `id` and joins the room of `room`.
+    pub(crate) async fn connect(
         addr: &str,
         id: &Arc<Identity>,
-        nick: &str,
-        name: &RoomName,
+        room: Room,
         frame: usize,
     ) -> Result<Self> {
         let c = Connection::connect(addr, id.clone(), frame, |_| Ok(())).await?;
+        let name = room.name().clone();
         let mut live = Self {
             reader: c.reader,
             writer: c.writer,
             relay: c.relay,
-            room: Room::new(name.clone(), id.clone(), nick.to_owned()),
+            room,
         };
-        live.writer
-            .send(&ClientMsg::Join { room: name.clone() })
-            .await?;
+        live.writer.send(&ClientMsg::Join { room: name }).await?;
         Ok(live)
     }
 
     /// One relay message through the Room (as `hush_client::app` does).
-    async fn on_relay(&mut self, msg: RelayMsg) -> Result<Vec<Action>> {
+    pub(crate) async fn on_relay(&mut self, msg: RelayMsg) -> Result<Vec<Action>> {
         let now = Instant::now();
         let name = self.room.name().clone();
         Ok(match msg {
@@ -663,21 +662,39 @@ async fn admit_rounds(
         }
     }
     drop(c);
-    let live = Live::connect(addr, &committer_id, "committer", &name, frame).await?;
+    let live = Live::connect(
+        addr,
+        &committer_id,
+        Room::new(name.clone(), committer_id.clone(), "committer".into()),
+        frame,
+    )
+    .await?;
     let mut tasks = vec![tokio::spawn(committer(
         live,
         committer_id.clone(),
         roster,
         tx.clone(),
     ))];
-    let live = Live::connect(addr, &sender_id, "sender", &name, frame).await?;
+    let live = Live::connect(
+        addr,
+        &sender_id,
+        Room::new(name.clone(), sender_id.clone(), "sender".into()),
+        frame,
+    )
+    .await?;
     tasks.push(tokio::spawn(sender(live, tx.clone())));
     await_ready(&mut rx, 2).await?;
 
     let mut samples = Vec::new();
     for (round, id) in newcomers.iter().enumerate() {
         eprintln!("round {}: a newcomer asks to join", round + 1);
-        let live = Live::connect(addr, id, &format!("newcomer{round}"), &name, frame).await?;
+        let live = Live::connect(
+            addr,
+            id,
+            Room::new(name.clone(), id.clone(), format!("newcomer{round}")),
+            frame,
+        )
+        .await?;
         let task = tokio::spawn(newcomer(live, sender_id.fingerprint(), tx.clone()));
         let mut s = Sample::default();
         let (mut join_sent, mut join_seen, mut commit_sent, mut message_sent) =

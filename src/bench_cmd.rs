@@ -68,32 +68,46 @@ struct HandshakeArgs {
 }
 
 #[derive(Debug, clap::Args)]
-struct FanoutArgs {
+pub(crate) struct FanoutArgs {
     /// Measure this relay instead of starting one on a loopback port.
     #[arg(long, value_name = "HOST:PORT")]
-    server: Option<String>,
+    pub(crate) server: Option<String>,
     /// Connections joined to the room.
     #[arg(long, default_value_t = 100)]
-    members: usize,
+    pub(crate) members: usize,
     /// How many of the members publish.
     #[arg(long, default_value_t = 10)]
-    publishers: usize,
+    pub(crate) publishers: usize,
     /// Bytes of each event body.
     #[arg(long, default_value_t = 256)]
-    size: usize,
+    pub(crate) size: usize,
     /// How long the publishers publish (e.g. 10s).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    duration: Duration,
+    pub(crate) duration: Duration,
     /// Each publisher keeps at most this many of its events unconfirmed
     /// (not yet back to itself) [default: 32 unless --rate is given].
     #[arg(long, conflicts_with = "rate")]
-    window: Option<u64>,
+    pub(crate) window: Option<u64>,
     /// Total events per second across all publishers.
     #[arg(long)]
-    rate: Option<u64>,
+    pub(crate) rate: Option<u64>,
+    /// `relay`: opaque events of realistic size, clients skip end-to-end
+    /// crypto (the relay's cost). `full`: every message signed, sealed,
+    /// verified and opened by real Rooms, as clients do.
+    #[arg(long, value_enum, default_value_t = Crypto::Relay)]
+    pub(crate) crypto: Crypto,
     /// Print the results as JSON.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
+}
+
+/// How much of the end-to-end work the fanout clients do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Crypto {
+    /// Opaque events; no client crypto.
+    Relay,
+    /// Real Rooms: sign and seal, verify and open.
+    Full,
 }
 
 /// Bytes at the start of every bench body: publisher, counter, send time.
@@ -317,7 +331,7 @@ pub(crate) fn start_relay_with(key: &Path, extra: &[String]) -> Result<ChildRela
 }
 
 /// CPU seconds and peak RSS (KiB) of a process, from /proc.
-fn proc_usage(pid: u32) -> Option<(f64, u64)> {
+pub(crate) fn proc_usage(pid: u32) -> Option<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -388,19 +402,24 @@ fn fanout(a: FanoutArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let pid = relay.as_ref().map(|r| r.child.id());
-    let result = runtime.block_on(run_fanout(&a, window, &addr, identity, pid))?;
+    let result = match a.crypto {
+        Crypto::Relay => runtime.block_on(run_fanout(&a, window, &addr, identity, pid))?,
+        Crypto::Full => runtime.block_on(crate::bench_full::run_fanout_full(
+            &a, window, &addr, identity, pid,
+        ))?,
+    };
     drop(relay);
     print_results(&a, window, &result);
     Ok(())
 }
 
-struct FanoutResult {
-    published: u64,
-    deliveries: u64,
-    seconds: f64,
-    latencies_us: Vec<u64>,
-    wire_bytes: u64,
-    relay: Option<(f64, u64)>,
+pub(crate) struct FanoutResult {
+    pub(crate) published: u64,
+    pub(crate) deliveries: u64,
+    pub(crate) seconds: f64,
+    pub(crate) latencies_us: Vec<u64>,
+    pub(crate) wire_bytes: u64,
+    pub(crate) relay: Option<(f64, u64)>,
 }
 
 async fn run_fanout(
@@ -608,9 +627,14 @@ fn print_results(a: &FanoutArgs, window: u64, r: &FanoutResult) {
     };
     let (cpu, rss) = r.relay.map_or((None, None), |(c, m)| (Some(c), Some(m)));
     let cpu_per = cpu.map(|c| c / r.deliveries.max(1) as f64 * 1e6);
+    let crypto = match a.crypto {
+        Crypto::Relay => "relay",
+        Crypto::Full => "full",
+    };
     if a.json {
         println!(
-            "{{\"workload\":\"fanout\",\"members\":{},\"publishers\":{},\"size\":{},\"window\":{},\"rate\":{},\"seconds\":{:.2},\"published\":{},\"deliveries\":{},\"deliveries_per_s\":{:.0},\"lost\":{},\"latency_ms\":{{\"p50\":{:.3},\"p99\":{:.3},\"max\":{:.3}}},\"wire_bytes_per_delivery\":{:.1},\"relay_cpu_us_per_delivery\":{},\"relay_peak_rss_kib\":{}}}",
+            "{{\"workload\":\"fanout\",\"crypto\":\"{}\",\"members\":{},\"publishers\":{},\"size\":{},\"window\":{},\"rate\":{},\"seconds\":{:.2},\"published\":{},\"deliveries\":{},\"deliveries_per_s\":{:.0},\"lost\":{},\"latency_ms\":{{\"p50\":{:.3},\"p99\":{:.3},\"max\":{:.3}}},\"wire_bytes_per_delivery\":{:.1},\"relay_cpu_us_per_delivery\":{},\"relay_peak_rss_kib\":{}}}",
+            crypto,
             a.members,
             a.publishers,
             a.size,
@@ -631,7 +655,7 @@ fn print_results(a: &FanoutArgs, window: u64, r: &FanoutResult) {
         return;
     }
     println!(
-        "hush bench fanout: {} members, {} publishers, {} B bodies, {}",
+        "hush bench fanout: {} members, {} publishers, {} B bodies, crypto {crypto}, {}",
         a.members,
         a.publishers,
         a.size,

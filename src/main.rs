@@ -12,6 +12,7 @@
 
 mod bench_admit;
 mod bench_cmd;
+mod bench_full;
 mod client_cmd;
 mod keyfile;
 mod paths;
