@@ -134,3 +134,28 @@ fn a_small_admit_bench_admits_every_newcomer_and_reports_json() {
         out.stderr
     );
 }
+
+#[test]
+fn a_fanout_with_full_crypto_shows_every_message_to_every_member() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run(hush().env("XDG_DATA_HOME", home.path()).args([
+        "bench",
+        "fanout",
+        "--crypto",
+        "full",
+        "--members",
+        "3",
+        "--publishers",
+        "1",
+        "--duration",
+        "1s",
+        "--json",
+    ]));
+    assert!(out.ok, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["crypto"], "full");
+    let published = v["published"].as_u64().unwrap();
+    assert!(published > 0);
+    assert_eq!(v["deliveries"].as_u64().unwrap(), published * 3);
+    assert_eq!(v["lost"], 0);
+}
