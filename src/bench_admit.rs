@@ -101,6 +101,7 @@ pub fn run(a: &AdmitArgs) -> Result<()> {
             .enumerate()
             .map(|(i, k)| (k, format!("m{i}"))),
     );
+    let apart = Apart::measure(&committer, &roster)?;
     let per_member = member_bytes(&roster[0].0);
     let frame = ((a.members + rounds + 1) * per_member + 256 * 1024)
         .clamp(hush_proto::DEFAULT_MAX_FRAME, MAX_FRAME_LIMIT);
@@ -118,8 +119,41 @@ pub fn run(a: &AdmitArgs) -> Result<()> {
         &addr, frame, committer, sender, newcomers, roster,
     ))?;
     drop(relay);
-    print_results(a, frame, &samples);
+    print_results(a, frame, &samples, &apart);
     Ok(())
+}
+
+/// Costs inside a commit's processing, measured alone (no relay, no
+/// other work competing): what every member pays per commit.
+struct Apart {
+    /// Parsing every roster key (SPKI DER to an RSA key, fingerprint).
+    parse_roster: Duration,
+    /// One OAEP unwrap: the newcomer's private-key operation.
+    unwrap_one: Duration,
+    /// One OAEP wrap, the committer's cost per member.
+    wrap_one: Duration,
+}
+
+impl Apart {
+    fn measure(me: &Identity, roster: &[(PublicIdentity, String)]) -> Result<Self> {
+        let t = Instant::now();
+        for (k, _) in roster {
+            PublicIdentity::from_spki_der(k.spki_der())?;
+        }
+        let parse_roster = t.elapsed();
+        let secret = Secret32::random();
+        let t = Instant::now();
+        let wrapped = me.public().wrap(EPOCH_KEY_LABEL, &secret)?;
+        let wrap_one = t.elapsed();
+        let t = Instant::now();
+        me.unwrap(EPOCH_KEY_LABEL, wrapped.as_bytes())?;
+        let unwrap_one = t.elapsed();
+        Ok(Self {
+            parse_roster,
+            unwrap_one,
+            wrap_one,
+        })
+    }
 }
 
 /// Bytes one member adds to a commit: key, envelope, nick and framing
@@ -777,7 +811,7 @@ fn median(v: &[Duration]) -> Duration {
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
-fn print_results(a: &AdmitArgs, frame: usize, samples: &[Sample]) {
+fn print_results(a: &AdmitArgs, frame: usize, samples: &[Sample], apart: &Apart) {
     let med = |f: fn(&Sample) -> Duration| median(&samples.iter().map(f).collect::<Vec<_>>());
     let rows: [(&str, &str, Duration); 8] = [
         (
@@ -829,11 +863,14 @@ fn print_results(a: &AdmitArgs, frame: usize, samples: &[Sample]) {
             .map(|(k, _, d)| format!("\"{k}\":{:.3}", ms(*d)))
             .collect();
         println!(
-            "{{\"workload\":\"admit\",\"members\":{},\"rounds\":{},\"admitted\":true,\"commit_by\":\"{by}\",\"commit_bytes\":{bytes},\"max_frame_bytes\":{frame},\"ms\":{{{}}},\"total_ms\":[{}]}}",
+            "{{\"workload\":\"admit\",\"members\":{},\"rounds\":{},\"admitted\":true,\"commit_by\":\"{by}\",\"commit_bytes\":{bytes},\"max_frame_bytes\":{frame},\"ms\":{{{}}},\"total_ms\":[{}],\"apart_ms\":{{\"parse_roster\":{:.3},\"wrap_one\":{:.3},\"unwrap_one\":{:.3}}}}}",
             a.members,
             samples.len(),
             fields.join(","),
-            totals.join(",")
+            totals.join(","),
+            ms(apart.parse_roster),
+            ms(apart.wrap_one),
+            ms(apart.unwrap_one),
         );
         return;
     }
@@ -847,4 +884,15 @@ fn print_results(a: &AdmitArgs, frame: usize, samples: &[Sample]) {
     }
     println!("  commit size                  {bytes:>10} B   (built by the {by})");
     println!("  every round (ms)             {}", totals.join(" "));
+    println!("  measured apart:");
+    println!(
+        "    parse {} roster keys     {:>10.1} ms",
+        a.members,
+        ms(apart.parse_roster)
+    );
+    println!(
+        "    one OAEP wrap / unwrap     {:>6.2} / {:.2} ms",
+        ms(apart.wrap_one),
+        ms(apart.unwrap_one)
+    );
 }
