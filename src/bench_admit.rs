@@ -733,8 +733,10 @@ async fn admit_rounds(
         let mut s = Sample::default();
         let (mut join_sent, mut join_seen, mut commit_sent, mut message_sent) =
             (None, None, None, None);
+        let mut commits = 0;
+        let deadline = tokio::time::Instant::now() + ROUND_TIMEOUT;
         loop {
-            let mark = match tokio::time::timeout(ROUND_TIMEOUT, rx.recv()).await {
+            let mark = match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(m)) => m,
                 Ok(None) => bail!("the members stopped"),
                 Err(_) => {
@@ -756,6 +758,16 @@ async fn admit_rounds(
                     by_room,
                     bytes,
                 } => {
+                    commits += 1;
+                    if commits > 3 {
+                        for t in &tasks {
+                            t.abort();
+                        }
+                        bail!(
+                            "round {}: the committer's Room published {commits} commits without admitting the newcomer (its roster fits its commit budget, the newcomer does not: it rekeys again and again)",
+                            round + 1
+                        );
+                    }
                     commit_sent = Some(at);
                     s.commit_build = build;
                     s.by_room = by_room;
