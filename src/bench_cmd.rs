@@ -43,6 +43,8 @@ enum Workload {
     Handshake(HandshakeArgs),
     /// The cryptographic operations hush is built from, one core.
     Crypto(CryptoArgs),
+    /// Time to admit a newcomer to a room of M members, end to end.
+    Admit(crate::bench_admit::AdmitArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -84,37 +86,51 @@ struct HandshakeArgs {
 }
 
 #[derive(Debug, clap::Args)]
-struct FanoutArgs {
+pub(crate) struct FanoutArgs {
     /// Measure this relay instead of starting one on a loopback port.
     #[arg(long, value_name = "HOST:PORT")]
-    server: Option<String>,
+    pub(crate) server: Option<String>,
     /// Connections joined to the room.
     #[arg(long, default_value_t = 100)]
-    members: usize,
+    pub(crate) members: usize,
     /// How many of the members publish.
     #[arg(long, default_value_t = 10)]
-    publishers: usize,
+    pub(crate) publishers: usize,
     /// Bytes of each event body.
     #[arg(long, default_value_t = 256)]
-    size: usize,
+    pub(crate) size: usize,
     /// How long the publishers publish (e.g. 10s).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    duration: Duration,
+    pub(crate) duration: Duration,
     /// Each publisher keeps at most this many of its events unconfirmed
     /// (not yet back to itself) [default: 32 unless --rate is given].
     #[arg(long, conflicts_with = "rate")]
-    window: Option<u64>,
+    pub(crate) window: Option<u64>,
     /// Total events per second across all publishers.
     #[arg(long)]
-    rate: Option<u64>,
+    pub(crate) rate: Option<u64>,
     /// Folder under which the bench's relay keeps its data [default: the
     /// system temporary folder]. A tmpfs such as /dev/shm keeps the log in
     /// memory: the same run without the cost of durability.
     #[arg(long, value_name = "DIR", conflicts_with = "server")]
-    log_dir: Option<PathBuf>,
+    pub(crate) log_dir: Option<PathBuf>,
+    /// `relay`: opaque events of realistic size, clients skip end-to-end
+    /// crypto (the relay's cost). `full`: every message signed, sealed,
+    /// verified and opened by real Rooms, as clients do.
+    #[arg(long, value_enum, default_value_t = Crypto::Relay)]
+    pub(crate) crypto: Crypto,
     /// Print the results as JSON.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
+}
+
+/// How much of the end-to-end work the fanout clients do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Crypto {
+    /// Opaque events; no client crypto.
+    Relay,
+    /// Real Rooms: sign and seal, verify and open.
+    Full,
 }
 
 /// Bytes at the start of every bench body: publisher, counter, send time.
@@ -126,6 +142,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Workload::Idle(a) => idle(&a),
         Workload::Handshake(a) => handshake(&a),
         Workload::Crypto(a) => crypto(&a),
+        Workload::Admit(a) => crate::bench_admit::run(&a),
     }
 }
 
@@ -539,11 +556,12 @@ fn reconnect(clients: usize, concurrency: usize, json: bool) -> Result<()> {
 }
 
 /// The relay under test, when the bench starts it.
-struct ChildRelay {
-    child: std::process::Child,
-    addr: String,
+pub(crate) struct ChildRelay {
+    pub(crate) child: std::process::Child,
+    pub(crate) addr: String,
     dir: PathBuf,
     key: PathBuf,
+    extra: Vec<String>,
 }
 
 impl ChildRelay {
@@ -552,7 +570,7 @@ impl ChildRelay {
     fn restart(&mut self) -> Result<()> {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, addr) = spawn_relay(&self.key, &self.dir, &self.addr)?;
+        let (child, addr) = spawn_relay(&self.key, &self.dir, &self.addr, &self.extra)?;
         self.child = child;
         self.addr = addr;
         Ok(())
@@ -568,22 +586,33 @@ impl Drop for ChildRelay {
 }
 
 fn start_relay(key: &Path) -> Result<ChildRelay> {
-    start_relay_in(key, &std::env::temp_dir())
+    start_relay_in(key, &std::env::temp_dir(), &[])
+}
+
+/// [`start_relay`] with more `hush server` flags (a later flag wins).
+pub(crate) fn start_relay_with(key: &Path, extra: &[String]) -> Result<ChildRelay> {
+    start_relay_in(key, &std::env::temp_dir(), extra)
 }
 
 /// Starts a relay whose data folder is a fresh folder under `base`.
-fn start_relay_in(key: &Path, base: &Path) -> Result<ChildRelay> {
+fn start_relay_in(key: &Path, base: &Path, extra: &[String]) -> Result<ChildRelay> {
     let dir = base.join(format!("hush-bench-{}", std::process::id()));
-    let (child, addr) = spawn_relay(key, &dir, "127.0.0.1:0")?;
+    let (child, addr) = spawn_relay(key, &dir, "127.0.0.1:0", extra)?;
     Ok(ChildRelay {
         child,
         addr,
         dir,
         key: key.to_owned(),
+        extra: extra.to_vec(),
     })
 }
 
-fn spawn_relay(key: &Path, dir: &Path, bind: &str) -> Result<(std::process::Child, String)> {
+fn spawn_relay(
+    key: &Path,
+    dir: &Path,
+    bind: &str,
+    extra: &[String],
+) -> Result<(std::process::Child, String)> {
     use std::io::BufRead;
     let exe = std::env::current_exe().context("cannot find the hush binary")?;
     let mut child = std::process::Command::new(exe)
@@ -607,6 +636,7 @@ fn spawn_relay(key: &Path, dir: &Path, bind: &str) -> Result<(std::process::Chil
             "--outbound-queue-bytes",
             "1073741824",
         ])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -630,7 +660,7 @@ fn spawn_relay(key: &Path, dir: &Path, bind: &str) -> Result<(std::process::Chil
 }
 
 /// CPU seconds and peak RSS (KiB) of a process, from /proc.
-fn proc_usage(pid: u32) -> Option<(f64, u64)> {
+pub(crate) fn proc_usage(pid: u32) -> Option<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -640,7 +670,7 @@ fn proc_usage(pid: u32) -> Option<(f64, u64)> {
     Some((ticks as f64 / 100.0, hwm))
 }
 
-fn bench_identity() -> Result<(Arc<Identity>, PathBuf)> {
+pub(crate) fn bench_identity() -> Result<(Arc<Identity>, PathBuf)> {
     let dir = crate::paths::default_data_dir("bench")?;
     hush_server::create_private_dir(&dir)?;
     let path = dir.join("bench-key.pem");
@@ -690,7 +720,7 @@ fn fanout(a: FanoutArgs) -> Result<()> {
     let relay = match &a.server {
         Some(_) => None,
         None => Some(match &a.log_dir {
-            Some(base) => start_relay_in(&key_path, base)?,
+            Some(base) => start_relay_in(&key_path, base, &[])?,
             None => start_relay(&key_path)?,
         }),
     };
@@ -704,19 +734,24 @@ fn fanout(a: FanoutArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let pid = relay.as_ref().map(|r| r.child.id());
-    let result = runtime.block_on(run_fanout(&a, window, &addr, identity, pid))?;
+    let result = match a.crypto {
+        Crypto::Relay => runtime.block_on(run_fanout(&a, window, &addr, identity, pid))?,
+        Crypto::Full => runtime.block_on(crate::bench_full::run_fanout_full(
+            &a, window, &addr, identity, pid,
+        ))?,
+    };
     drop(relay);
     print_results(&a, window, &result);
     Ok(())
 }
 
-struct FanoutResult {
-    published: u64,
-    deliveries: u64,
-    seconds: f64,
-    latencies_us: Vec<u64>,
-    wire_bytes: u64,
-    relay: Option<(f64, u64)>,
+pub(crate) struct FanoutResult {
+    pub(crate) published: u64,
+    pub(crate) deliveries: u64,
+    pub(crate) seconds: f64,
+    pub(crate) latencies_us: Vec<u64>,
+    pub(crate) wire_bytes: u64,
+    pub(crate) relay: Option<(f64, u64)>,
 }
 
 async fn run_fanout(
@@ -924,9 +959,14 @@ fn print_results(a: &FanoutArgs, window: u64, r: &FanoutResult) {
     };
     let (cpu, rss) = r.relay.map_or((None, None), |(c, m)| (Some(c), Some(m)));
     let cpu_per = cpu.map(|c| c / r.deliveries.max(1) as f64 * 1e6);
+    let crypto = match a.crypto {
+        Crypto::Relay => "relay",
+        Crypto::Full => "full",
+    };
     if a.json {
         println!(
-            "{{\"workload\":\"fanout\",\"members\":{},\"publishers\":{},\"size\":{},\"window\":{},\"rate\":{},\"seconds\":{:.2},\"published\":{},\"deliveries\":{},\"deliveries_per_s\":{:.0},\"lost\":{},\"latency_ms\":{{\"p50\":{:.3},\"p99\":{:.3},\"max\":{:.3}}},\"wire_bytes_per_delivery\":{:.1},\"relay_cpu_us_per_delivery\":{},\"relay_peak_rss_kib\":{}}}",
+            "{{\"workload\":\"fanout\",\"crypto\":\"{}\",\"members\":{},\"publishers\":{},\"size\":{},\"window\":{},\"rate\":{},\"seconds\":{:.2},\"published\":{},\"deliveries\":{},\"deliveries_per_s\":{:.0},\"lost\":{},\"latency_ms\":{{\"p50\":{:.3},\"p99\":{:.3},\"max\":{:.3}}},\"wire_bytes_per_delivery\":{:.1},\"relay_cpu_us_per_delivery\":{},\"relay_peak_rss_kib\":{}}}",
+            crypto,
             a.members,
             a.publishers,
             a.size,
@@ -947,7 +987,7 @@ fn print_results(a: &FanoutArgs, window: u64, r: &FanoutResult) {
         return;
     }
     println!(
-        "hush bench fanout: {} members, {} publishers, {} B bodies, {}",
+        "hush bench fanout: {} members, {} publishers, {} B bodies, crypto {crypto}, {}",
         a.members,
         a.publishers,
         a.size,

@@ -10,7 +10,9 @@
 //! Errors are `anyhow` here and only here; each says what went wrong and
 //! what to do next, and exits non-zero.
 
+mod bench_admit;
 mod bench_cmd;
+mod bench_full;
 mod client_cmd;
 mod keyfile;
 mod paths;

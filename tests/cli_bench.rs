@@ -123,3 +123,80 @@ fn the_crypto_bench_reports_every_primitive() {
     }
     assert!(v["full_handshake_ceiling_per_s"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn a_small_admit_bench_admits_every_newcomer_and_reports_json() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run(hush().env("XDG_DATA_HOME", home.path()).args([
+        "bench",
+        "admit",
+        "--members",
+        "4",
+        "--rounds",
+        "2",
+        "--json",
+    ]));
+    assert!(out.ok, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["workload"], "admit");
+    assert_eq!(v["members"], 4);
+    assert_eq!(v["rounds"], 2);
+    assert_eq!(v["admitted"], true);
+    // A handful of members fit in the Room's own commit budget.
+    assert_eq!(v["commit_by"], "room");
+    // Every member carries an RSA key and a key envelope (> 700 B each).
+    assert!(v["commit_bytes"].as_u64().unwrap() > 5 * 700);
+    for stage in [
+        "join_to_committer",
+        "commit_build",
+        "commit_to_newcomer",
+        "newcomer_commit",
+        "sender_commit",
+        "message_to_newcomer",
+        "newcomer_message",
+        "total",
+    ] {
+        let ms = v["ms"][stage].as_f64().unwrap();
+        assert!(ms >= 0.0, "{stage}: {ms}");
+    }
+    assert!(v["ms"]["total"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["total_ms"].as_array().unwrap().len(), 2);
+    // The roster keys are cached next to the bench identity.
+    assert!(
+        home.path()
+            .join("hush/bench/admit-roster-3072.hex")
+            .exists()
+    );
+
+    let out = run(hush().args(["bench", "admit", "--members", "1"]));
+    assert!(
+        !out.ok && out.stderr.contains("at least 2"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_fanout_with_full_crypto_shows_every_message_to_every_member() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run(hush().env("XDG_DATA_HOME", home.path()).args([
+        "bench",
+        "fanout",
+        "--crypto",
+        "full",
+        "--members",
+        "3",
+        "--publishers",
+        "1",
+        "--duration",
+        "1s",
+        "--json",
+    ]));
+    assert!(out.ok, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["crypto"], "full");
+    let published = v["published"].as_u64().unwrap();
+    assert!(published > 0);
+    assert_eq!(v["deliveries"].as_u64().unwrap(), published * 3);
+    assert_eq!(v["lost"], 0);
+}
