@@ -1785,7 +1785,7 @@ impl Room {
             .map(|(fp, r)| (r.key.clone(), self.nick_of(fp)))
             .collect();
         // Admit as many as fit in one commit; the rest wait for the next.
-        let mut size: usize = members.iter().map(|(k, n)| member_cost(k, n)).sum();
+        let size: usize = members.iter().map(|(k, n)| member_cost(k, n)).sum();
         if size > COMMIT_BUDGET {
             actions.push(self.warn(
                 None,
@@ -1799,12 +1799,32 @@ impl Room {
             self.pending_joins.clear();
             return;
         }
-        for (key, nick, _) in self.pending_joins.values() {
-            let cost = member_cost(key, nick);
-            if members.len() < MAX_ROSTER && size + cost <= COMMIT_BUDGET {
-                size += cost;
+        let costs: Vec<usize> = self
+            .pending_joins
+            .values()
+            .map(|(key, nick, _)| member_cost(key, nick))
+            .collect();
+        let fits = admissions(members.len(), size, &costs, COMMIT_BUDGET);
+        let admitted = fits.iter().filter(|f| **f).count();
+        for ((key, nick, _), fit) in self.pending_joins.values().zip(&fits) {
+            if *fit {
                 members.push((key.clone(), nick.clone()));
             }
+        }
+        if admitted == 0 && self.pending_removals.is_empty() && !rekey_due {
+            // Only joins are pending and none fits: a commit would change
+            // nothing, and committing it again every tick would spin.
+            actions.push(self.warn(
+                None,
+                None,
+                "room_full",
+                format!(
+                    "#{} cannot take more members: the next one does not fit in one commit",
+                    self.name
+                ),
+            ));
+            self.pending_joins.clear();
+            return;
         }
         if let Some(a) = self.commit(members) {
             actions.push(a);
@@ -2338,6 +2358,24 @@ impl Room {
     }
 }
 
+/// Which pending joins (by their encoded cost) one commit can admit to a
+/// roster of `count` members whose encoding costs `size`: in order, while
+/// they fit the budget and the roster limit.
+fn admissions(count: usize, size: usize, costs: &[usize], budget: usize) -> Vec<bool> {
+    let (mut count, mut size) = (count, size);
+    costs
+        .iter()
+        .map(|&cost| {
+            let fit = count < MAX_ROSTER && size + cost <= budget;
+            if fit {
+                count += 1;
+                size += cost;
+            }
+            fit
+        })
+        .collect()
+}
+
 /// Bytes one member adds to a commit: its key, nickname and key envelope
 /// (as long as its modulus), plus framing.
 fn member_cost(key: &PublicIdentity, nick: &str) -> usize {
@@ -2384,5 +2422,23 @@ pub fn describe_rejection(r: Rejection) -> String {
         Rejection::TooLarge { max_body } => {
             format!("too large: this relay accepts at most {max_body} bytes")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admissions_take_joins_in_order_while_they_fit() {
+        assert_eq!(admissions(2, 100, &[50, 60, 10], 200), [true, false, true]);
+        // The room is exactly full: nobody fits, which the caller must not
+        // turn into a commit of the same roster (it would repeat forever).
+        assert_eq!(admissions(2, 190, &[20, 30], 200), [false, false]);
+        assert_eq!(admissions(MAX_ROSTER, 0, &[1], usize::MAX), [false]);
+        assert_eq!(
+            admissions(MAX_ROSTER - 1, 0, &[1, 1], usize::MAX),
+            [true, false]
+        );
     }
 }
