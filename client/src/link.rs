@@ -122,11 +122,15 @@ impl Connection {
         fb.set_limit(hush_proto::record::max_record_wire(max_frame));
         let record = read_frame(&mut stream, &mut fb).await?;
         let handshake::ClientLinked {
-            link,
+            mut link,
             welcome,
             relay,
             ticket,
         } = state.on_welcome(&record, max_frame)?;
+        // Records we send must fit the relay's frame limit, which may be
+        // lower than what we accept.
+        link.sealer
+            .limit_frame(usize::try_from(welcome.max_frame).unwrap_or(usize::MAX));
         let (rd, wr) = stream.into_split();
         Ok(Self {
             reader: LinkReader {

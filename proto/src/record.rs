@@ -110,6 +110,15 @@ impl RecordSealer {
         }
     }
 
+    /// Lowers the frame limit to what the peer accepts (a client learns
+    /// the relay's from the Welcome); never raises it. Takes effect for
+    /// records not yet started.
+    pub fn limit_frame(&mut self, peer_max: usize) {
+        if self.open_at.is_none() {
+            self.max_frame = self.max_frame.min(peer_max.max(1));
+        }
+    }
+
     /// Queues one message.
     ///
     /// # Errors

@@ -1054,3 +1054,42 @@ async fn a_ticket_resumes_once_and_survives_a_restart() {
     assert!(c.ticket.is_none());
     relay.shutdown().await;
 }
+
+/// A client that accepts larger frames than the relay still sends records
+/// the relay accepts: it seals to the relay's limit from the Welcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_with_a_larger_frame_limit_sends_within_the_relays() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path(), Limits::default()).await;
+    let mut c = Connection::connect(&relay.addr, alice(), MAX * 16, |_| Ok(()))
+        .await
+        .unwrap();
+    c.writer
+        .send(&ClientMsg::Join { room: room("big") })
+        .await
+        .unwrap();
+    // 16 events of 16 KB in one call: 256 KB, several relay-sized records.
+    let batch: Vec<ClientMsg> = (0..16)
+        .map(|i| ClientMsg::Publish {
+            request: i,
+            event: event(&alice(), "big", EventKind::JoinRequest, 0, &[7; 16_000]),
+        })
+        .collect();
+    c.writer.send_all(&batch).await.unwrap();
+    let mut seen = 0;
+    while seen < 16 {
+        match tokio::time::timeout(STEP, c.reader.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            RelayMsg::Event(e) => {
+                assert_eq!(e.event.body.len(), 16_000);
+                seen += 1;
+            }
+            RelayMsg::Closing { reason } => panic!("closed: {reason:?}"),
+            _ => {}
+        }
+    }
+    relay.shutdown().await;
+}
