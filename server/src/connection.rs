@@ -279,14 +279,12 @@ async fn establish(
             .outbound_queue_bytes
             .max(shared.limits.max_frame_bytes * 2),
     ));
-    let (stop_tx, stop_rx) = watch::channel(Stop::Running);
     let peer = Peer {
         id,
         fingerprint,
         outbox: outbox.clone(),
-        kill: stop_tx,
     };
-    let writer = tokio::spawn(write_loop(write_half, sealer, outbox, stop_rx.clone()));
+    let writer = tokio::spawn(write_loop(write_half, sealer, outbox));
     Some(Connection {
         bucket: TokenBucket::new(shared.limits.publish_rate, shared.limits.publish_burst),
         shared,
@@ -296,7 +294,6 @@ async fn establish(
         rd,
         fb,
         opener,
-        stop_rx,
         shutdown,
         writer,
     })
@@ -316,8 +313,6 @@ struct Connection {
     rd: OwnedReadHalf,
     fb: FrameBuffer,
     opener: RecordOpener,
-    /// Set by fan-out (too slow) or the writer's end.
-    stop_rx: watch::Receiver<Stop>,
     shutdown: watch::Receiver<bool>,
     writer: tokio::task::JoinHandle<()>,
 }
@@ -330,13 +325,7 @@ impl Connection {
         let rooms: Vec<RoomName> = self.rooms.keys().cloned().collect();
         self.shared.hub.leave_all(&rooms, id);
         // The first reason wins (a TooSlow from fan-out stays TooSlow).
-        self.peer.kill.send_if_modified(|s| {
-            let first = *s == Stop::Running;
-            if first {
-                *s = stop;
-            }
-            first
-        });
+        self.peer.outbox.stop(stop);
         let fingerprint = self.peer.fingerprint;
         let writer = self.writer;
         let _ = writer.await;
@@ -410,12 +399,7 @@ impl Connection {
                         self.send(&RelayMsg::Ping { nonce: ping_nonce });
                     }
                 }
-                changed = self.stop_rx.changed() => {
-                    let stop = *self.stop_rx.borrow();
-                    if changed.is_err() || stop != Stop::Running {
-                        return if stop == Stop::Running { Stop::Quiet } else { stop };
-                    }
-                }
+                stop = self.peer.outbox.stopped() => return stop,
                 _ = shutdown.changed() => return Stop::Tell(CloseReason::Shutdown),
             }
         }
@@ -599,12 +583,7 @@ impl Connection {
     }
 }
 
-async fn write_loop(
-    mut wr: OwnedWriteHalf,
-    mut sealer: RecordSealer,
-    outbox: Arc<Outbox>,
-    mut stop_rx: watch::Receiver<Stop>,
-) {
+async fn write_loop(mut wr: OwnedWriteHalf, mut sealer: RecordSealer, outbox: Arc<Outbox>) {
     /// Stop adding to a batch past this many bytes, so one write stays
     /// a bounded size.
     const BATCH_BYTES: usize = 256 * 1024;
@@ -612,19 +591,16 @@ async fn write_loop(
     loop {
         tokio::select! {
             biased;
-            changed = stop_rx.changed() => {
-                let stop = *stop_rx.borrow();
-                if changed.is_err() || stop != Stop::Running {
-                    if let Stop::Tell(reason) = stop {
-                        wire.clear();
-                        if sealer.push(&RelayMsg::Closing { reason }).is_ok()
-                            && sealer.seal_pending(&mut wire).is_ok()
-                        {
-                            let _ = tokio::time::timeout(CLOSING_GRACE, wr.write_all(&wire)).await;
-                        }
+            stop = outbox.stopped() => {
+                if let Stop::Tell(reason) = stop {
+                    wire.clear();
+                    if sealer.push(&RelayMsg::Closing { reason }).is_ok()
+                        && sealer.seal_pending(&mut wire).is_ok()
+                    {
+                        let _ = tokio::time::timeout(CLOSING_GRACE, wr.write_all(&wire)).await;
                     }
-                    break;
                 }
+                break;
             }
             () = outbox.ready() => {
                 let mut too_large = 0usize;
@@ -663,7 +639,7 @@ async fn write_loop(
                 }
                 tokio::select! {
                     r = wr.write_all(&wire) => if r.is_err() { break },
-                    _ = stop_rx.changed() => break,
+                    _ = outbox.stopped() => break,
                 }
                 wire.clear();
                 if outbox.is_empty() {

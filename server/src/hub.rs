@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use hush_crypto::Fingerprint;
 use hush_proto::msg::encode;
 use hush_proto::{CloseReason, RelayMsg, RoomName};
-use tokio::sync::watch;
 
 /// An encoded `RelayMsg` frame body, shared between all its recipients.
 pub(crate) type Outbound = Arc<[u8]>;
@@ -25,24 +24,27 @@ pub(crate) type Outbound = Arc<[u8]>;
 /// Identifies one connection for the life of the relay process.
 pub(crate) type ConnId = u64;
 
-/// A connection's outbound queue: messages waiting for its writer task.
+/// A connection's outbound queue, messages waiting for its writer task,
+/// and the connection's stop signal.
 ///
 /// Bounded by message count and by bytes; a delivery past either bound
 /// cuts the connection off. It allocates only while it holds messages and
 /// gives the memory back once drained, so an idle connection's queue costs
-/// a few dozen bytes (a channel would keep its blocks).
+/// a few dozen bytes (a channel would keep its blocks, a watch channel its
+/// eight wakers).
 pub(crate) struct Outbox {
     state: Mutex<OutboxState>,
     ready: tokio::sync::Notify,
+    stopped: tokio::sync::Notify,
     max_messages: usize,
     max_bytes: usize,
 }
 
-#[derive(Default)]
 struct OutboxState {
     queue: std::collections::VecDeque<Outbound>,
     bytes: usize,
     closed: bool,
+    stop: Stop,
 }
 
 /// Why a delivery was refused.
@@ -57,8 +59,14 @@ pub(crate) enum Refused {
 impl Outbox {
     pub(crate) fn new(max_messages: usize, max_bytes: usize) -> Self {
         Self {
-            state: Mutex::new(OutboxState::default()),
+            state: Mutex::new(OutboxState {
+                queue: std::collections::VecDeque::new(),
+                bytes: 0,
+                closed: false,
+                stop: Stop::Running,
+            }),
             ready: tokio::sync::Notify::new(),
+            stopped: tokio::sync::Notify::new(),
             max_messages: max_messages.max(1),
             max_bytes,
         }
@@ -123,6 +131,41 @@ impl Outbox {
         self.lock().queue.is_empty()
     }
 
+    /// Asks the connection's reader and writer to stop. The first reason
+    /// wins (a TooSlow from fan-out stays TooSlow).
+    pub(crate) fn stop(&self, reason: Stop) {
+        if reason == Stop::Running {
+            return;
+        }
+        let first = {
+            let mut st = self.lock();
+            let first = st.stop == Stop::Running;
+            if first {
+                st.stop = reason;
+            }
+            first
+        };
+        if first {
+            self.stopped.notify_waiters();
+        }
+    }
+
+    /// Resolves with the reason once the connection is asked to stop.
+    pub(crate) async fn stopped(&self) -> Stop {
+        loop {
+            let notified = self.stopped.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a stop between the two
+            // still wakes us.
+            notified.as_mut().enable();
+            let stop = self.lock().stop;
+            if stop != Stop::Running {
+                return stop;
+            }
+            notified.await;
+        }
+    }
+
     /// Refuses further deliveries and drops what is queued.
     pub(crate) fn close(&self) {
         let mut st = self.lock();
@@ -139,7 +182,6 @@ pub(crate) struct Peer {
     pub(crate) id: ConnId,
     pub(crate) fingerprint: Fingerprint,
     pub(crate) outbox: Arc<Outbox>,
-    pub(crate) kill: watch::Sender<Stop>,
 }
 
 /// How a connection is asked to stop.
@@ -169,13 +211,7 @@ impl Peer {
     }
 
     fn too_slow(&self) {
-        self.kill.send_if_modified(|stop| {
-            let first = *stop == Stop::Running;
-            if first {
-                *stop = Stop::Tell(CloseReason::TooSlow);
-            }
-            first
-        });
+        self.outbox.stop(Stop::Tell(CloseReason::TooSlow));
     }
 }
 
