@@ -207,11 +207,9 @@ impl LinkReader {
                 .next_frame_mut()
                 .map_err(|e| LinkError::Protocol(e.to_string()))?
             {
-                let msgs: Vec<RelayMsg> = self
-                    .opener
-                    .open_in_place(record)
+                self.opener
+                    .open_into(record, &mut self.pending)
                     .map_err(|e| LinkError::Protocol(e.to_string()))?;
-                self.pending.extend(msgs);
                 continue;
             }
             let n = self.rd.read(self.fb.read_space()).await?;

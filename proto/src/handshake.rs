@@ -805,6 +805,19 @@ mod tests {
     }
 
     #[test]
+    fn a_record_with_one_bad_message_yields_none_of_its_messages() {
+        let (mut client, mut relay) = handshake();
+        client.sealer.push(&ClientMsg::Ping { nonce: 1 }).unwrap();
+        client.sealer.push_encoded(&[0xff, 0xff, 0xff]).unwrap();
+        let mut wire = Vec::new();
+        client.sealer.seal_pending(&mut wire).unwrap();
+        let mut queue = std::collections::VecDeque::from([ClientMsg::Ping { nonce: 0 }]);
+        let mut record = unframe(&wire);
+        assert!(relay.opener.open_into(&mut record, &mut queue).is_err());
+        assert_eq!(queue, [ClientMsg::Ping { nonce: 0 }], "only what was there");
+    }
+
+    #[test]
     fn batches_split_at_the_record_limit() {
         let (mut client, mut relay) = handshake();
         let room = crate::RoomName::new("r").unwrap();

@@ -264,6 +264,36 @@ impl RecordOpener {
         &mut self,
         record: &mut [u8],
     ) -> Result<Vec<T>, RecordError> {
+        let mut messages = Vec::new();
+        self.open_each(record, |m| messages.push(m))?;
+        Ok(messages)
+    }
+
+    /// As [`Self::open_in_place`], appending the messages to `out` (a
+    /// reader's queue) instead of a new vector. Nothing is appended if
+    /// the record is bad.
+    ///
+    /// # Errors
+    /// As [`Self::open`].
+    pub fn open_into<T: DeserializeOwned>(
+        &mut self,
+        record: &mut [u8],
+        out: &mut std::collections::VecDeque<T>,
+    ) -> Result<(), RecordError> {
+        let before = out.len();
+        let opened = self.open_each(record, |m| out.push_back(m));
+        if opened.is_err() {
+            out.truncate(before);
+        }
+        opened
+    }
+
+    /// Opens one record and hands each message in it, in order, to `take`.
+    fn open_each<T: DeserializeOwned>(
+        &mut self,
+        record: &mut [u8],
+        mut take: impl FnMut(T),
+    ) -> Result<(), RecordError> {
         if self.next == u64::MAX {
             return Err(RecordError::Exhausted);
         }
@@ -273,21 +303,20 @@ impl RecordOpener {
             .open_in_place(self.next, RECORD_AAD, record)
             .map_err(|_| RecordError::OpenFailed)?;
         self.next += 1;
-        let mut messages = Vec::new();
         let mut rest = &plain[..];
+        if rest.is_empty() {
+            return Err(RecordError::Frame(frame::FrameError::Empty));
+        }
         while !rest.is_empty() {
             match frame::parse_frame(rest, self.max_frame)? {
                 Some((used, body)) => {
-                    messages.push(msg::decode::<T>(body)?);
+                    take(msg::decode::<T>(body)?);
                     rest = &rest[used..];
                 }
                 // A record holds whole frames only.
                 None => return Err(RecordError::Frame(frame::FrameError::Empty)),
             }
         }
-        if messages.is_empty() {
-            return Err(RecordError::Frame(frame::FrameError::Empty));
-        }
-        Ok(messages)
+        Ok(())
     }
 }
