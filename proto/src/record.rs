@@ -149,10 +149,9 @@ impl RecordSealer {
             self.open_at = Some(self.pending.len());
             self.pending.extend_from_slice(&[0; LENGTH_PREFIX]);
         }
-        let len = u32::try_from(body.len()).map_err(|_| RecordError::MessageTooLarge)?;
-        self.pending.extend_from_slice(&len.to_be_bytes());
-        self.pending.extend_from_slice(body);
-        Ok(())
+        // Checked above, so this cannot fail and leave a record empty.
+        frame::encode_frame(body, self.max_frame, &mut self.pending)
+            .map_err(|_| RecordError::MessageTooLarge)
     }
 
     /// Whether messages are queued.

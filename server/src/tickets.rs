@@ -13,8 +13,11 @@
 //!
 //! A claim is durable before it is answered, so neither a replay nor a
 //! relay restart lets a ticket open a second session. If the ledger
-//! cannot record a claim, the answer is "used": the client falls back to
-//! a full handshake, never to a replayable one.
+//! cannot record a claim, or holds [`MAX_LEDGER_ROWS`] unexpired ids
+//! already (every resumption issues a new ticket, so clients chaining
+//! resumptions would otherwise grow it without bound), the answer is
+//! "used": the client falls back to a full handshake, never to a
+//! replayable one.
 
 use std::path::Path;
 use std::time::Duration;
@@ -30,6 +33,9 @@ use crate::sequencer::now_ms;
 pub const TICKET_KEY_FILE: &str = "ticket.key";
 /// File name of the used-ticket ledger inside the data folder.
 pub const LEDGER_FILE: &str = "tickets.sqlite";
+
+/// Unexpired used ids the ledger keeps at most (about 50 MB on disk).
+pub const MAX_LEDGER_ROWS: u64 = 1_000_000;
 
 /// Claims answered per transaction, at most.
 const MAX_BATCH: usize = 1024;
@@ -91,11 +97,10 @@ impl TicketLedger {
                  expires_ms INTEGER NOT NULL
              ) WITHOUT ROWID;",
         )?;
-        prune(&conn);
         let (tx, rx) = mpsc::channel::<Claim>(4 * MAX_BATCH);
         std::thread::Builder::new()
             .name("hush-tickets".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, rx, MAX_LEDGER_ROWS))
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         Ok(Self { tx })
     }
@@ -110,14 +115,21 @@ impl TicketLedger {
     }
 }
 
-fn prune(conn: &Connection) {
+/// Forgets expired ids; returns how many remain (as many as the cap if
+/// that cannot be read, so nothing more is recorded until it can).
+fn prune(conn: &Connection, cap: u64) -> u64 {
     let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
     if let Err(e) = conn.execute("DELETE FROM used_tickets WHERE expires_ms <= ?1", [now]) {
         tracing::warn!(error = %e, "could not prune the ticket ledger");
     }
+    conn.query_row("SELECT COUNT(*) FROM used_tickets", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_or(cap, |n| u64::try_from(n).unwrap_or(cap))
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Claim>) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Claim>, cap: u64) {
+    let mut rows = prune(&conn, cap);
     let mut last_prune = std::time::Instant::now();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -128,13 +140,24 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Claim>) {
                 Err(_) => break,
             }
         }
-        let answers = record(&mut conn, &batch);
+        if rows >= cap || last_prune.elapsed() >= PRUNE_INTERVAL {
+            last_prune = std::time::Instant::now();
+            rows = prune(&conn, cap);
+        }
+        // Room for only part of the batch: the rest is answered "used".
+        let room = usize::try_from(cap.saturating_sub(rows)).unwrap_or(usize::MAX);
+        let fits = batch.len().min(room);
+        if fits < batch.len() {
+            tracing::warn!(
+                cap,
+                "the ticket ledger is full; clients get full handshakes until tickets expire"
+            );
+        }
+        let answers = record(&mut conn, &batch[..fits]);
+        rows += answers.iter().filter(|fresh| **fresh).count() as u64;
+        let answers = answers.into_iter().chain(std::iter::repeat(false));
         for ((_, _, reply), fresh) in batch.drain(..).zip(answers) {
             let _ = reply.send(fresh);
-        }
-        if last_prune.elapsed() >= PRUNE_INTERVAL {
-            last_prune = std::time::Instant::now();
-            prune(&conn);
         }
     }
 }
@@ -186,6 +209,25 @@ mod tests {
             "remembered after a restart"
         );
         assert!(ledger.claim([3; 16], far).await);
+    }
+
+    #[tokio::test]
+    async fn a_full_ledger_refuses_claims_instead_of_growing() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = TicketLedger::open(dir.path()).unwrap();
+        drop(ledger);
+        let conn = Connection::open(dir.path().join(LEDGER_FILE)).unwrap();
+        let (tx, rx) = mpsc::channel::<Claim>(16);
+        std::thread::spawn(move || run(conn, rx, 2));
+        let ledger = TicketLedger { tx };
+        let far = now_ms() + 60_000;
+        assert!(ledger.claim([1; 16], far).await);
+        assert!(ledger.claim([2; 16], far).await);
+        assert!(
+            !ledger.claim([3; 16], far).await,
+            "full: refused, not recorded"
+        );
+        assert!(!ledger.claim([1; 16], far).await, "still used");
     }
 
     #[test]
