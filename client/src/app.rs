@@ -268,6 +268,7 @@ where
             &mut screen,
             &mut state,
             store.as_ref(),
+            config.max_frame,
         )
         .await?;
         save_state(&mut room, store.as_ref(), &mut screen)?;
@@ -432,13 +433,18 @@ async fn session<W: Write>(
     screen: &mut Screen<W>,
     state: &mut Session,
     store: Option<&StateStore>,
+    max_frame: usize,
 ) -> Result<SessionEnd, ClientError> {
     let Connection {
         mut reader,
         mut writer,
         relay,
+        welcome,
         ..
     } = conn;
+    // Commits we build must fit this relay's frames (and ours).
+    let relay_frame = usize::try_from(welcome.max_frame).unwrap_or(usize::MAX);
+    room.set_frame_limit(relay_frame.min(max_frame));
     let name = room.name().clone();
     if let Err(e) = writer.send(&ClientMsg::Join { room: name.clone() }).await {
         return Ok(SessionEnd::Reconnect(e.to_string()));

@@ -26,10 +26,10 @@ use hush_crypto::{
     Fingerprint, Identity, NonceCounter, PublicIdentity, SealingKey, Secret32, derive_secret,
 };
 use hush_proto::e2e::{
-    self, Commit, Content, EPOCH_KEY_LABEL, EVENT_SIGNATURE_CONTEXT, HISTORY_KEY_LABEL,
-    HistoryEnvelope, HistoryVisibility, JoinRequest, KeyEnvelope, MAX_HISTORY_ENVELOPES,
-    MAX_NICK_BYTES, MAX_ROSTER, MESSAGE_KEY_INFO, Member, MemberRef, Payload, RoomSettings,
-    SealedMessage, SignedBody,
+    self, ADD_EPOCH_KEY_INFO, AddCommit, Commit, Content, EPOCH_KEY_LABEL, EVENT_SIGNATURE_CONTEXT,
+    HISTORY_KEY_LABEL, HistoryEnvelope, HistoryVisibility, JoinRequest, KeyEnvelope,
+    MAX_HISTORY_ENVELOPES, MAX_NICK_BYTES, MAX_ROSTER, MESSAGE_KEY_INFO, Member, MemberRef,
+    Payload, RoomSettings, SealedMessage, SignedBody,
 };
 use hush_proto::msg::{decode, encode};
 use hush_proto::{EventKind, Rejection, RoomEvent, RoomName, SequencedEvent};
@@ -83,7 +83,9 @@ const MAX_PENDING_JOINS: usize = 64;
 
 /// Bytes a commit we build may take, leaving room in a relay frame for
 /// the event's envelope and the signed body's framing.
-const COMMIT_BUDGET: usize = hush_proto::msg::max_event_body(hush_proto::DEFAULT_MAX_FRAME) - 2048;
+const fn commit_budget(max_frame: usize) -> usize {
+    hush_proto::msg::max_event_body(max_frame).saturating_sub(2048)
+}
 
 /// Join requests kept while they wait for the creator's invite.
 const MAX_UNINVITED: usize = 100;
@@ -140,6 +142,10 @@ enum CommitFault {
     /// Valid, but the first roster we see of a room whose earlier history
     /// is gone: accepted as first seen, with this notice.
     Anchor(Box<Action>, BTreeMap<Fingerprint, RosterEntry>),
+    /// An add-only commit extending a roster we never saw (the relay
+    /// pruned the commits that built it): nothing to judge it by, and
+    /// nothing of ours changes. The next full commit anchors us.
+    Unjudgeable,
 }
 
 impl CommitFault {
@@ -154,9 +160,47 @@ impl CommitFault {
     }
 }
 
+/// A commit of either kind, as members apply it.
+enum CommitBody {
+    /// A whole roster and a fresh key.
+    Full(Commit),
+    /// The parent's roster plus newcomers, under a derived key.
+    Add(AddCommit),
+}
+
+impl CommitBody {
+    fn parent_epoch(&self) -> u64 {
+        match self {
+            Self::Full(c) => c.parent_epoch,
+            Self::Add(a) => a.parent_epoch,
+        }
+    }
+    fn envelopes(&self) -> &[KeyEnvelope] {
+        match self {
+            Self::Full(c) => &c.envelopes,
+            Self::Add(a) => &a.envelopes,
+        }
+    }
+    fn history(&self) -> &[HistoryEnvelope] {
+        match self {
+            Self::Full(c) => &c.history,
+            Self::Add(a) => &a.history,
+        }
+    }
+}
+
 /// A pending change to the roster, waiting for a commit.
 struct Pending {
     since: Instant,
+}
+
+/// Someone who asked to join, from their signed join request.
+#[derive(Clone)]
+struct Newcomer {
+    key: PublicIdentity,
+    nick: String,
+    /// They hold the current roster: an add-only commit can admit them.
+    knows_roster: bool,
 }
 
 /// The room state of one member.
@@ -189,11 +233,15 @@ pub struct Room {
     /// member of that epoch must share, bound into the room fingerprint.
     epoch_heads: HashMap<u64, [u8; 32]>,
     rekey: RekeyPolicy,
-    /// Messages sequenced in the current epoch.
+    /// Messages sequenced since the current key's lineage began (the last
+    /// full commit: add-only commits derive their keys from it).
     epoch_messages: u64,
-    /// When we processed the current epoch's commit, by our own clock (a
-    /// relay's timestamps must not be able to force rekeys).
+    /// When we processed the last full commit, by our own clock (a relay's
+    /// timestamps must not be able to force rekeys).
     epoch_started: Option<Instant>,
+    /// Bytes a commit we build may take: from the relay's frame limit
+    /// once connected, the default frame's until then.
+    commit_budget: usize,
     /// When a rekey first became due (a non-designated member waits
     /// [`FALLBACK_COMMIT_AFTER`] from then).
     rekey_due_since: Option<Instant>,
@@ -202,7 +250,7 @@ pub struct Room {
     next_counter: HashMap<(Fingerprint, [u8; 16], u64), u64>,
     nicks: HashMap<Fingerprint, String>,
     online: BTreeSet<Fingerprint>,
-    pending_joins: BTreeMap<Fingerprint, (PublicIdentity, String, Pending)>,
+    pending_joins: BTreeMap<Fingerprint, (Newcomer, Pending)>,
     pending_removals: BTreeMap<Fingerprint, Pending>,
     counters: HashMap<u64, NonceCounter>,
     seen: HashSet<(Fingerprint, [u8; 16], u64, u64)>,
@@ -225,7 +273,7 @@ pub struct Room {
     /// Who the creator of an invite-only room has invited.
     invited: BTreeSet<Fingerprint>,
     /// Join requests to an invite-only room from people not (yet) invited.
-    uninvited: BTreeMap<Fingerprint, (PublicIdentity, String)>,
+    uninvited: BTreeMap<Fingerprint, Newcomer>,
     /// Messages from epochs we hold no key for, kept while a shared-history
     /// admission may still give us one.
     backlog: Vec<SequencedEvent>,
@@ -268,6 +316,7 @@ impl Room {
             rekey: RekeyPolicy::default(),
             epoch_messages: 0,
             epoch_started: None,
+            commit_budget: commit_budget(hush_proto::DEFAULT_MAX_FRAME),
             rekey_due_since: None,
             epoch_heads: HashMap::new(),
             epoch_commit_seq: HashMap::new(),
@@ -309,6 +358,13 @@ impl Room {
     #[must_use]
     pub fn settings(&self) -> Option<&RoomSettings> {
         self.settings.as_ref()
+    }
+
+    /// Sizes the commits we build for a relay (and a link) that accepts
+    /// frames of up to `max_frame` bytes: how many members a room can
+    /// grow to is bounded by what one full commit of its roster can carry.
+    pub fn set_frame_limit(&mut self, max_frame: usize) {
+        self.commit_budget = commit_budget(max_frame);
     }
 
     /// Uses `policy` for periodic rekeying instead of the default.
@@ -634,6 +690,7 @@ impl Room {
         let payload = Payload::JoinRequest(JoinRequest {
             public_key: self.me.public().spki_der().to_vec(),
             nick: self.nick.clone(),
+            knows_roster: self.epochs.contains_key(&self.current),
         });
         actions.push(Action::Show(ClientEvent::Notice {
             room: Some(self.name.clone()),
@@ -767,7 +824,12 @@ impl Room {
             Payload::JoinRequest(req) => {
                 self.apply_join_request(&ev, &digest, &body, req, now, actions)
             }
-            Payload::Commit(c) => self.apply_commit(&ev, &digest, &body, c, now, actions),
+            Payload::Commit(c) => {
+                self.apply_commit(&ev, &digest, &body, CommitBody::Full(c), now, actions)
+            }
+            Payload::Add(a) => {
+                self.apply_commit(&ev, &digest, &body, CommitBody::Add(a), now, actions)
+            }
             Payload::Message(m) => self.apply_message(&ev, &digest, &body, &m, actions),
             Payload::Leave => self.apply_leave(&ev, &digest, &body, now, actions),
             Payload::Invite(r) => self.apply_control(&ev, &digest, &body, r, true, now, actions),
@@ -820,6 +882,11 @@ impl Room {
         }
         let fp = key.fingerprint();
         let nick = clean_nick(&req.nick, &fp);
+        let newcomer = Newcomer {
+            key,
+            nick: nick.clone(),
+            knows_roster: req.knows_roster,
+        };
         if fp == self.me.fingerprint() || !self.membership_event_is_current(ev, actions) {
             return;
         }
@@ -845,7 +912,7 @@ impl Room {
                 )));
             }
             if self.uninvited.len() < MAX_UNINVITED {
-                self.uninvited.insert(fp, (key, nick));
+                self.uninvited.insert(fp, newcomer);
             }
             return;
         }
@@ -859,7 +926,7 @@ impl Room {
         if self.pending_joins.len() < MAX_PENDING_JOINS {
             self.pending_joins
                 .entry(fp)
-                .or_insert((key, nick, Pending { since: now }));
+                .or_insert((newcomer, Pending { since: now }));
         }
     }
 
@@ -944,10 +1011,10 @@ impl Room {
         let fp = target.member;
         if invite {
             self.invited.insert(fp);
-            if let Some((k, nick)) = self.uninvited.remove(&fp) {
+            if let Some(newcomer) = self.uninvited.remove(&fp) {
                 self.pending_joins
                     .entry(fp)
-                    .or_insert((k, nick, Pending { since: now }));
+                    .or_insert((newcomer, Pending { since: now }));
             }
             if self.is_member() {
                 actions.push(self.notice(format!(
@@ -1012,7 +1079,7 @@ impl Room {
         ev: &SequencedEvent,
         digest: &[u8; 32],
         body: &SignedBody,
-        c: Commit,
+        c: CommitBody,
         now: Instant,
         actions: &mut Vec<Action>,
     ) {
@@ -1028,15 +1095,41 @@ impl Room {
             Err(CommitFault::Fork(warning)) => return actions.push(*warning),
             Err(CommitFault::Anchor(notice, roster)) => {
                 actions.push(*notice);
-                self.current = c.parent_epoch;
+                self.current = c.parent_epoch();
                 roster
             }
+            Err(CommitFault::Unjudgeable) => {
+                // Keep in step with the relay's epochs, so that we ask to
+                // join (and are admitted) in the room's current one.
+                self.current = self.current.max(epoch);
+                return;
+            }
         };
-        // Our key, only now that the commit is authenticated.
+        // Our key, only now that the commit is authenticated: derived from
+        // the parent's if an add-only commit kept us, else our envelope.
         let me = self.me.fingerprint();
         let was_member = self.is_member();
-        let key = if roster.contains_key(&me) {
-            match c.envelopes.iter().find(|e| e.member == me) {
+        let parent = self
+            .epochs
+            .get(&self.current)
+            .or_else(|| self.archive.get(&self.current));
+        let kept = parent.is_some_and(|e| e.roster.contains_key(&me));
+        let key = if !roster.contains_key(&me) {
+            None
+        } else if let CommitBody::Add(a) = &c
+            && kept
+        {
+            parent.and_then(|e| e.key.as_ref()).map(|k| {
+                let added: Vec<Fingerprint> = a
+                    .added
+                    .iter()
+                    .map(|m| Fingerprint::of_spki_der(&m.public_key))
+                    .collect();
+                let salt = e2e::add_epoch_salt(&self.name, epoch, &sender, &added);
+                derive_secret(k, &salt, ADD_EPOCH_KEY_INFO)
+            })
+        } else {
+            match c.envelopes().iter().find(|e| e.member == me) {
                 Some(env) => match self.me.unwrap(EPOCH_KEY_LABEL, &env.wrapped) {
                     Ok(k) => Some(k),
                     Err(_) => {
@@ -1066,8 +1159,6 @@ impl Room {
                     None
                 }
             }
-        } else {
-            None
         };
         // Who came and went.
         let before: BTreeSet<Fingerprint> = self
@@ -1105,14 +1196,16 @@ impl Room {
         self.pending_removals
             .retain(|fp, _| roster.contains_key(fp));
         let now_member = key.is_some();
-        if self.settings.is_none() {
+        if let CommitBody::Full(c) = &c
+            && self.settings.is_none()
+        {
             self.settings = Some(c.settings.clone());
         }
         // Shared history: earlier keys wrapped for us, opened only now
         // that the commit is authenticated.
         let mut got_history = false;
         if now_member && !was_member {
-            for h in c.history.iter().filter(|h| h.member == me) {
+            for h in c.history().iter().filter(|h| h.member == me) {
                 if let Some(e) = self.epochs.get_mut(&h.epoch)
                     && e.key.is_none()
                     && let Ok(k) = self.me.unwrap(HISTORY_KEY_LABEL, &h.wrapped)
@@ -1135,9 +1228,13 @@ impl Room {
         if got_history {
             self.replay_backlog(actions);
         }
-        self.epoch_messages = 0;
-        self.epoch_started = Some(now);
-        self.rekey_due_since = None;
+        // An add-only epoch continues its parent's key lineage: the
+        // periodic rekey counts on from the last full commit.
+        if matches!(c, CommitBody::Full(_)) || self.epoch_started.is_none() {
+            self.epoch_messages = 0;
+            self.epoch_started = Some(now);
+            self.rekey_due_since = None;
+        }
         let members: Vec<(Fingerprint, String)> = self.epochs[&epoch]
             .roster
             .keys()
@@ -1165,7 +1262,8 @@ impl Room {
         }
     }
 
-    /// Checks a commit: signature by the committer key it carries, parent
+    /// Checks a commit: its signature (by the committer key a full commit
+    /// carries, or by the parent roster's key for an add-only one), parent
     /// epoch, the committer's authority, and the roster. The roster, or why
     /// the commit is void (the relay sequenced it but members ignore it)
     /// or a sign of a forked history.
@@ -1174,10 +1272,11 @@ impl Room {
         ev: &SequencedEvent,
         digest: &[u8; 32],
         body: &SignedBody,
-        c: &Commit,
+        c: &CommitBody,
     ) -> Result<BTreeMap<Fingerprint, RosterEntry>, CommitFault> {
         let sender = ev.event.sender;
         let epoch = ev.event.epoch;
+        let parent_epoch = c.parent_epoch();
         let bad = |what: &str| {
             CommitFault::void(self.warn(
                 Some(ev.seq),
@@ -1186,21 +1285,8 @@ impl Room {
                 format!("a commit from {} {what}; ignored", self.who(&sender)),
             ))
         };
-        let Ok(committer) = PublicIdentity::from_spki_der(&c.committer_key) else {
-            return Err(CommitFault::void(self.bad_signature(ev, "commit")));
-        };
-        if committer.fingerprint() != sender
-            || committer
-                .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
-                .is_err()
-        {
-            return Err(CommitFault::void(self.bad_signature(ev, "commit")));
-        }
-        if c.parent_epoch.checked_add(1) != Some(epoch) {
-            return Err(bad("names an impossible parent epoch"));
-        }
         let fork = || {
-            let (kind, why) = if c.parent_epoch > self.current {
+            let (kind, why) = if parent_epoch > self.current {
                 (
                     "missing_commit",
                     "the relay withheld the commits in between from you",
@@ -1220,26 +1306,8 @@ impl Room {
                 ),
             ))
         };
-        // Authority: a member of the parent epoch; or, before we know any
-        // roster, the creator of the room (parent 0) or the first roster we
-        // are shown when the relay no longer keeps earlier history.
-        let mut anchored = false;
-        if self.epochs.is_empty() {
-            if c.parent_epoch < self.current {
-                return Err(fork());
-            }
-            if c.parent_epoch > self.current {
-                // Only a log whose start we skipped (retention) may begin
-                // mid-history; otherwise the relay withheld commits.
-                if self.chain_anchored {
-                    return Err(fork());
-                }
-                anchored = true;
-            }
-        } else if c.parent_epoch != self.current {
-            return Err(fork());
-        } else if self.roster_key(c.parent_epoch, &sender).is_none() {
-            return Err(CommitFault::void(self.warn(
+        let not_member = || {
+            CommitFault::void(self.warn(
                 Some(ev.seq),
                 Some(sender),
                 "not_member",
@@ -1248,34 +1316,165 @@ impl Room {
                     self.who(&sender),
                     self.name
                 ),
-            )));
-        }
-        if c.members.is_empty() || c.members.len() > MAX_ROSTER || c.envelopes.len() > MAX_ROSTER {
-            return Err(bad("has an impossible roster"));
-        }
-        let mut roster = BTreeMap::new();
-        for m in &c.members {
-            let Ok(key) = PublicIdentity::from_spki_der(&m.public_key) else {
-                return Err(bad("lists an invalid key"));
-            };
-            let fp = key.fingerprint();
-            let nick = clean_nick(&m.nick, &fp);
-            roster.insert(fp, RosterEntry { key, nick });
-        }
-        if roster.len() != c.members.len() || !roster.contains_key(&sender) {
-            return Err(bad("has a duplicate or missing member"));
-        }
-        if c.history.len() > MAX_HISTORY_ENVELOPES {
+            ))
+        };
+        let mut anchored = false;
+        let roster = match c {
+            CommitBody::Full(c) => {
+                let Ok(committer) = PublicIdentity::from_spki_der(&c.committer_key) else {
+                    return Err(CommitFault::void(self.bad_signature(ev, "commit")));
+                };
+                if committer.fingerprint() != sender
+                    || committer
+                        .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
+                        .is_err()
+                {
+                    return Err(CommitFault::void(self.bad_signature(ev, "commit")));
+                }
+                if c.parent_epoch.checked_add(1) != Some(epoch) {
+                    return Err(bad("names an impossible parent epoch"));
+                }
+                // Authority: a member of the parent epoch; or, before we
+                // know any roster, the creator of the room (parent 0) or
+                // the first roster we are shown when the relay no longer
+                // keeps earlier history.
+                if self.epochs.is_empty() {
+                    if c.parent_epoch < self.current {
+                        return Err(fork());
+                    }
+                    // Mid-history: past what we were shown, or at an epoch
+                    // only add-only commits we could not judge led to.
+                    if c.parent_epoch > self.current || (c.parent_epoch > 0 && !self.chain_anchored)
+                    {
+                        // Only a log whose start we skipped (retention) may
+                        // begin mid-history; otherwise the relay withheld
+                        // commits.
+                        if self.chain_anchored {
+                            return Err(fork());
+                        }
+                        anchored = true;
+                    }
+                } else if c.parent_epoch != self.current {
+                    return Err(fork());
+                } else if self.roster_key(c.parent_epoch, &sender).is_none() {
+                    return Err(not_member());
+                }
+                if c.members.is_empty()
+                    || c.members.len() > MAX_ROSTER
+                    || c.envelopes.len() > MAX_ROSTER
+                {
+                    return Err(bad("has an impossible roster"));
+                }
+                // Keys we already hold are not parsed again: a rekey of a
+                // big room mostly repeats its roster.
+                let known = self.epochs.get(&self.current).map(|e| &e.roster);
+                let mut roster = BTreeMap::new();
+                for m in &c.members {
+                    let fp = Fingerprint::of_spki_der(&m.public_key);
+                    let key = match known.and_then(|r| r.get(&fp)) {
+                        Some(r) if r.key.spki_der() == m.public_key.as_slice() => r.key.clone(),
+                        _ => match PublicIdentity::from_spki_der(&m.public_key) {
+                            Ok(key) => key,
+                            Err(_) => return Err(bad("lists an invalid key")),
+                        },
+                    };
+                    let nick = clean_nick(&m.nick, &fp);
+                    roster.insert(fp, RosterEntry { key, nick });
+                }
+                if roster.len() != c.members.len() || !roster.contains_key(&sender) {
+                    return Err(bad("has a duplicate or missing member"));
+                }
+                match &self.settings {
+                    Some(s) if c.settings != *s => return Err(bad("changes the room's settings")),
+                    None if c.parent_epoch == 0 && c.settings.creator != sender => {
+                        return Err(bad("names someone else as the room's creator"));
+                    }
+                    _ => {}
+                }
+                roster
+            }
+            CommitBody::Add(a) => {
+                if a.parent_epoch.checked_add(1) != Some(epoch) || a.parent_epoch == 0 {
+                    return Err(bad("names an impossible parent epoch"));
+                }
+                // It extends a roster: without one we cannot judge it.
+                // That is only possible when the relay pruned the log's
+                // start (otherwise it withheld the commits before), and
+                // then our saved state may still hold the parent epoch.
+                let parent = if self.epochs.is_empty() {
+                    match self.archive.get(&a.parent_epoch) {
+                        Some(saved) if !self.chain_anchored => {
+                            anchored = true;
+                            saved
+                        }
+                        _ if self.chain_anchored => return Err(fork()),
+                        _ => return Err(CommitFault::Unjudgeable),
+                    }
+                } else {
+                    match self.epochs.get(&a.parent_epoch) {
+                        Some(parent) if a.parent_epoch == self.current => parent,
+                        _ => return Err(fork()),
+                    }
+                };
+                let Some(committer) = parent.roster.get(&sender).map(|r| &r.key) else {
+                    return Err(not_member());
+                };
+                if committer
+                    .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
+                    .is_err()
+                {
+                    return Err(CommitFault::void(self.bad_signature(ev, "commit")));
+                }
+                let parent = &parent.roster;
+                if a.added.is_empty()
+                    || parent.len().saturating_add(a.added.len()) > MAX_ROSTER
+                    || a.envelopes.len() > a.added.len()
+                {
+                    return Err(bad("has an impossible roster"));
+                }
+                let mut roster = (**parent).clone();
+                for m in &a.added {
+                    let Ok(key) = PublicIdentity::from_spki_der(&m.public_key) else {
+                        return Err(bad("lists an invalid key"));
+                    };
+                    let fp = key.fingerprint();
+                    let nick = clean_nick(&m.nick, &fp);
+                    if roster.insert(fp, RosterEntry { key, nick }).is_some() {
+                        return Err(bad("adds someone who is already a member"));
+                    }
+                }
+                // An add-only epoch keeps the parent's key lineage, which a
+                // member who left or was kicked still holds: it may not
+                // stand in for the rekey that removes them.
+                if self.chain_anchored
+                    && let Some(fp) = self.pending_removals.keys().next()
+                {
+                    return Err(CommitFault::void(self.warn(
+                        Some(ev.seq),
+                        Some(sender),
+                        "not_allowed",
+                        format!(
+                            "{} admitted members to #{} without removing {}, who left or was kicked; ignored",
+                            self.who(&sender),
+                            self.name,
+                            self.who(fp)
+                        ),
+                    )));
+                }
+                roster
+            }
+        };
+        if c.history().len() > MAX_HISTORY_ENVELOPES {
             return Err(bad("carries too many history keys"));
         }
-        match &self.settings {
-            Some(s) if c.settings != *s => return Err(bad("changes the room's settings")),
-            None if c.parent_epoch == 0 && c.settings.creator != sender => {
-                return Err(bad("names someone else as the room's creator"));
-            }
-            _ => {}
-        }
-        let settings = self.settings.as_ref().unwrap_or(&c.settings);
+        let Some(settings) = self.settings.as_ref().or(match c {
+            CommitBody::Full(c) => Some(&c.settings),
+            CommitBody::Add(_) => None,
+        }) else {
+            // Only a view that starts after pruned history can hold a
+            // roster without the rules that came with it.
+            return Err(CommitFault::Unjudgeable);
+        };
         // Membership rules need the whole history (invites, leaves, kicks):
         // a member whose view starts after pruned events cannot judge them,
         // and must not void what everyone else honours.
@@ -1387,6 +1586,13 @@ impl Room {
             return;
         };
         if e.key.is_none() && !self.is_member() {
+            // Counted toward the periodic rekey like the members count it,
+            // so that our count agrees with theirs once an add-only commit
+            // admits us. Unverified: a forged one can only make us rekey
+            // early, which any member may do.
+            if epoch == self.current {
+                self.epoch_messages += 1;
+            }
             // Not ours to read (yet): a shared-history admission may give
             // us the key, so keep it, if it is genuine and there is room.
             let keep = self.backlog.len() < MAX_BACKLOG
@@ -1767,7 +1973,7 @@ impl Room {
         let oldest = self
             .pending_joins
             .values()
-            .map(|(_, _, p)| p.since)
+            .map(|(_, p)| p.since)
             .chain(self.pending_removals.values().map(|p| p.since))
             .chain(self.rekey_due_since)
             .min();
@@ -1784,9 +1990,11 @@ impl Room {
             .filter(|(fp, _)| !self.pending_removals.contains_key(fp))
             .map(|(fp, r)| (r.key.clone(), self.nick_of(fp)))
             .collect();
-        // Admit as many as fit in one commit; the rest wait for the next.
+        // Admit as many as fit in one full commit (removing anyone later
+        // takes one); the rest wait for the next.
+        let budget = self.commit_budget;
         let size: usize = members.iter().map(|(k, n)| member_cost(k, n)).sum();
-        if size > COMMIT_BUDGET {
+        if size > budget {
             actions.push(self.warn(
                 None,
                 None,
@@ -1802,15 +2010,17 @@ impl Room {
         let costs: Vec<usize> = self
             .pending_joins
             .values()
-            .map(|(key, nick, _)| member_cost(key, nick))
+            .map(|(n, _)| member_cost(&n.key, &n.nick))
             .collect();
-        let fits = admissions(members.len(), size, &costs, COMMIT_BUDGET);
-        let admitted = fits.iter().filter(|f| **f).count();
-        for ((key, nick, _), fit) in self.pending_joins.values().zip(&fits) {
-            if *fit {
-                members.push((key.clone(), nick.clone()));
-            }
-        }
+        let fits = admissions(members.len(), size, &costs, budget);
+        let newcomers: Vec<Newcomer> = self
+            .pending_joins
+            .values()
+            .zip(&fits)
+            .filter(|(_, fit)| **fit)
+            .map(|((n, _), _)| n.clone())
+            .collect();
+        let admitted = newcomers.len();
         if admitted == 0 && self.pending_removals.is_empty() && !rekey_due {
             // Only joins are pending and none fits: a commit would change
             // nothing, and committing it again every tick would spin.
@@ -1826,7 +2036,20 @@ impl Room {
             self.pending_joins.clear();
             return;
         }
-        if let Some(a) = self.commit(members) {
+        // Only admitting, to people who can follow the roster: an add-only
+        // commit (one wrap per newcomer, no RSA for the members). Anything
+        // else, or a room without our key, takes a full commit.
+        let add_only = admitted > 0
+            && !rekey_due
+            && self.pending_removals.is_empty()
+            && newcomers.iter().all(|n| n.knows_roster);
+        let commit = if add_only {
+            self.add_commit(newcomers)
+        } else {
+            members.extend(newcomers.into_iter().map(|n| (n.key, n.nick)));
+            self.commit(members)
+        };
+        if let Some(a) = commit {
             actions.push(a);
         }
     }
@@ -1835,49 +2058,22 @@ impl Room {
     /// `members`.
     fn commit(&mut self, members: Vec<(PublicIdentity, String)>) -> Option<Action> {
         let key = Secret32::random();
-        let mut envelopes = Vec::with_capacity(members.len());
-        for (m, _) in &members {
-            envelopes.push(KeyEnvelope {
-                member: m.fingerprint(),
-                wrapped: m.wrap(EPOCH_KEY_LABEL, &key).ok()?.as_bytes().to_vec(),
-            });
-        }
+        let keys: Vec<&PublicIdentity> = members.iter().map(|(k, _)| k).collect();
+        let envelopes = wrap_to_each(&keys, &key)?;
         let settings = self.settings.clone().unwrap_or(RoomSettings {
             creator: self.me.fingerprint(),
             invite_only: self.create_as.0,
             history: self.create_as.1,
         });
-        // Shared history: the earlier keys we hold, newest first, for each
-        // member this commit admits.
-        let mut history = Vec::new();
-        let mut budget = COMMIT_BUDGET.saturating_sub(
-            members
-                .iter()
-                .map(|(k, n)| member_cost(k, n))
-                .sum::<usize>(),
-        );
-        if settings.history == HistoryVisibility::Shared
-            && let Some(current) = self.epochs.get(&self.current)
-        {
-            for (m, _) in members
-                .iter()
-                .filter(|(m, _)| !current.roster.contains_key(&m.fingerprint()))
-            {
-                for (epoch, e) in self.epochs.iter().rev() {
-                    let Some(k) = &e.key else { continue };
-                    let cost = m.bits() / 8 + 48;
-                    if history.len() >= MAX_HISTORY_ENVELOPES || cost > budget {
-                        break;
-                    }
-                    budget -= cost;
-                    history.push(HistoryEnvelope {
-                        member: m.fingerprint(),
-                        epoch: *epoch,
-                        wrapped: m.wrap(HISTORY_KEY_LABEL, k).ok()?.as_bytes().to_vec(),
-                    });
-                }
-            }
-        }
+        let newcomers: Vec<&PublicIdentity> = match self.epochs.get(&self.current) {
+            Some(current) => keys
+                .into_iter()
+                .filter(|k| !current.roster.contains_key(&k.fingerprint()))
+                .collect(),
+            None => Vec::new(),
+        };
+        let size = members.iter().map(|(k, n)| member_cost(k, n)).sum();
+        let history = self.history_for(&settings, &newcomers, size)?;
         let payload = Payload::Commit(Commit {
             parent_epoch: self.current,
             committer_key: self.me.public().spki_der().to_vec(),
@@ -1895,6 +2091,69 @@ impl Room {
         let epoch = self.current.checked_add(1)?;
         self.commit_in_flight = Some(epoch);
         self.publish(EventKind::Commit, epoch, &payload)
+    }
+
+    /// Builds an add-only commit opening `current + 1` for the current
+    /// roster plus `newcomers`: the key is derived from ours, and wrapped
+    /// to the newcomers alone (see [`AddCommit`]).
+    fn add_commit(&mut self, newcomers: Vec<Newcomer>) -> Option<Action> {
+        let parent = self.epochs.get(&self.current)?;
+        let parent_key = parent.key.as_ref()?;
+        let settings = self.settings.clone()?;
+        let epoch = self.current.checked_add(1)?;
+        let added: Vec<Fingerprint> = newcomers.iter().map(|n| n.key.fingerprint()).collect();
+        let salt = e2e::add_epoch_salt(&self.name, epoch, &self.me.fingerprint(), &added);
+        let key = derive_secret(parent_key, &salt, ADD_EPOCH_KEY_INFO);
+        let keys: Vec<&PublicIdentity> = newcomers.iter().map(|n| &n.key).collect();
+        let envelopes = wrap_to_each(&keys, &key)?;
+        let size = newcomers.iter().map(|n| member_cost(&n.key, &n.nick)).sum();
+        let history = self.history_for(&settings, &keys, size)?;
+        let payload = Payload::Add(AddCommit {
+            parent_epoch: self.current,
+            added: newcomers
+                .into_iter()
+                .map(|n| Member {
+                    public_key: n.key.spki_der().to_vec(),
+                    nick: n.nick,
+                })
+                .collect(),
+            envelopes,
+            history,
+        });
+        self.commit_in_flight = Some(epoch);
+        self.publish(EventKind::Commit, epoch, &payload)
+    }
+
+    /// Shared history: the earlier keys we hold, newest first, wrapped for
+    /// each newcomer, within what is left of the commit budget after
+    /// `used` bytes. Empty unless the room shares its history.
+    fn history_for(
+        &self,
+        settings: &RoomSettings,
+        newcomers: &[&PublicIdentity],
+        used: usize,
+    ) -> Option<Vec<HistoryEnvelope>> {
+        let mut history = Vec::new();
+        if settings.history != HistoryVisibility::Shared {
+            return Some(history);
+        }
+        let mut budget = self.commit_budget.saturating_sub(used);
+        for m in newcomers {
+            for (epoch, e) in self.epochs.iter().rev() {
+                let Some(k) = &e.key else { continue };
+                let cost = m.bits() / 8 + 48;
+                if history.len() >= MAX_HISTORY_ENVELOPES || cost > budget {
+                    break;
+                }
+                budget -= cost;
+                history.push(HistoryEnvelope {
+                    member: m.fingerprint(),
+                    epoch: *epoch,
+                    wrapped: m.wrap(HISTORY_KEY_LABEL, k).ok()?.as_bytes().to_vec(),
+                });
+            }
+        }
+        Some(history)
     }
 
     fn publish(&mut self, kind: EventKind, epoch: u64, payload: &Payload) -> Option<Action> {
@@ -1994,7 +2253,7 @@ impl Room {
         found.extend(
             self.uninvited
                 .iter()
-                .filter(|(fp, (_, nick))| nick == query || fp.short_id() == query)
+                .filter(|(fp, n)| n.nick == query || fp.short_id() == query)
                 .map(|(fp, _)| *fp),
         );
         found.sort();
@@ -2278,6 +2537,8 @@ impl Room {
         let mut room = Self::new(name, me, snap.nick.clone());
         room.archive = saved.epochs.clone();
         room.nicks = saved.nicks.clone();
+        // The rules never change, and add-only commits do not repeat them.
+        room.settings = saved.settings.clone();
         Ok(room)
     }
 
@@ -2374,6 +2635,40 @@ fn admissions(count: usize, size: usize, costs: &[usize], budget: usize) -> Vec<
             fit
         })
         .collect()
+}
+
+/// Envelopes per thread below which wrapping is not worth a thread.
+const WRAPS_PER_THREAD: usize = 64;
+
+/// `key` wrapped (RSA-OAEP, [`EPOCH_KEY_LABEL`]) to each of `members`, in
+/// order. A big commit spreads the wraps over the machine's cores: a
+/// rekey of 5,000 members is 5,000 public-key operations.
+fn wrap_to_each(members: &[&PublicIdentity], key: &Secret32) -> Option<Vec<KeyEnvelope>> {
+    let wrap = |m: &&PublicIdentity| {
+        Some(KeyEnvelope {
+            member: m.fingerprint(),
+            wrapped: m.wrap(EPOCH_KEY_LABEL, key).ok()?.as_bytes().to_vec(),
+        })
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(members.len() / WRAPS_PER_THREAD);
+    if threads <= 1 {
+        return members.iter().map(wrap).collect();
+    }
+    let chunk = members.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = members
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(wrap).collect::<Option<Vec<_>>>()))
+            .collect();
+        let mut out = Vec::with_capacity(members.len());
+        for part in parts {
+            // A wrap that panicked is a failed commit, never ours to crash on.
+            out.extend(part.join().ok()??);
+        }
+        Some(out)
+    })
 }
 
 /// Bytes one member adds to a commit: its key, nickname and key envelope

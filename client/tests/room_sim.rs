@@ -422,6 +422,45 @@ fn sign_event(
     }
 }
 
+/// A commit payload signed by `by` for the relay's next epoch.
+fn commit_signed_by(relay: &SimRelay, by: &Identity, payload: &Payload) -> RoomEvent {
+    sign_event(
+        by,
+        by.fingerprint(),
+        EventKind::Commit,
+        relay.epoch + 1,
+        payload,
+    )
+}
+
+/// `people` as roster entries, all nicknamed "x".
+fn roster_of(people: &[Arc<Identity>]) -> Vec<e2e::Member> {
+    people
+        .iter()
+        .map(|p| e2e::Member {
+            public_key: p.public().spki_der().to_vec(),
+            nick: "x".into(),
+        })
+        .collect()
+}
+
+/// A fresh random epoch key wrapped to each of `people`.
+fn envelopes_for(people: &[Arc<Identity>]) -> Vec<e2e::KeyEnvelope> {
+    let key = hush_crypto::Secret32::random();
+    people
+        .iter()
+        .map(|p| e2e::KeyEnvelope {
+            member: p.fingerprint(),
+            wrapped: p
+                .public()
+                .wrap(e2e::EPOCH_KEY_LABEL, &key)
+                .unwrap()
+                .as_bytes()
+                .to_vec(),
+        })
+        .collect()
+}
+
 /// A commit opening the relay's next epoch, made and signed by `by` with
 /// a fresh key for `people`: what a member's client would build, for tests
 /// that need a commit no honest client makes.
@@ -431,39 +470,15 @@ fn forged_commit(
     people: &[Arc<Identity>],
     settings: &e2e::RoomSettings,
 ) -> RoomEvent {
-    let key = hush_crypto::Secret32::random();
     let payload = Payload::Commit(e2e::Commit {
         parent_epoch: relay.epoch,
         committer_key: by.public().spki_der().to_vec(),
-        members: people
-            .iter()
-            .map(|p| e2e::Member {
-                public_key: p.public().spki_der().to_vec(),
-                nick: "x".into(),
-            })
-            .collect(),
-        envelopes: people
-            .iter()
-            .map(|p| e2e::KeyEnvelope {
-                member: p.fingerprint(),
-                wrapped: p
-                    .public()
-                    .wrap(e2e::EPOCH_KEY_LABEL, &key)
-                    .unwrap()
-                    .as_bytes()
-                    .to_vec(),
-            })
-            .collect(),
+        members: roster_of(people),
+        envelopes: envelopes_for(people),
         settings: settings.clone(),
         history: Vec::new(),
     });
-    sign_event(
-        by,
-        by.fingerprint(),
-        EventKind::Commit,
-        relay.epoch + 1,
-        &payload,
-    )
+    commit_signed_by(relay, by, &payload)
 }
 
 /// A sealed message with a random (wrong) key: what someone without the
@@ -1137,32 +1152,11 @@ fn non_member_commit_does_not_cause_a_commit_storm() {
     let (mut relay, mut alice, mut bob) = two_members();
     let mallory = mallory_id();
     let epoch = relay.epoch;
-    let key = hush_crypto::Secret32::random();
-    let payload = Payload::Commit(e2e::Commit {
-        parent_epoch: epoch,
-        committer_key: mallory.public().spki_der().to_vec(),
-        members: vec![e2e::Member {
-            public_key: mallory.public().spki_der().to_vec(),
-            nick: "mallory".into(),
-        }],
-        envelopes: vec![e2e::KeyEnvelope {
-            member: mallory.fingerprint(),
-            wrapped: mallory
-                .public()
-                .wrap(e2e::EPOCH_KEY_LABEL, &key)
-                .unwrap()
-                .as_bytes()
-                .to_vec(),
-        }],
-        settings: alice.room.settings().unwrap().clone(),
-        history: Vec::new(),
-    });
-    let ev = sign_event(
+    let ev = forged_commit(
+        &relay,
         &mallory,
-        mallory.fingerprint(),
-        EventKind::Commit,
-        epoch + 1,
-        &payload,
+        std::slice::from_ref(&mallory),
+        alice.room.settings().unwrap(),
     );
     relay.publish(mallory.fingerprint(), 1, ev).unwrap();
     pump(&mut relay, &mut [&mut alice, &mut bob]);
@@ -1471,6 +1465,15 @@ fn a_newcomer_after_retention_skips_the_pruned_gaps_and_is_admitted() {
     );
     pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
     assert!(carol.room.is_member(), "{:?}", carol.shown);
+    // Carol's view holds no roster (the commits that built it are gone):
+    // she said so, and was admitted by a full commit, which carries it.
+    let admitting = relay
+        .log
+        .iter()
+        .rev()
+        .find(|e| e.event.kind == EventKind::Commit)
+        .unwrap();
+    assert!(matches!(commit_payload(admitting), Payload::Commit(_)));
     alice.send_text("after retention");
     pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
     assert_eq!(carol.count_text("after retention"), 1);
@@ -1657,9 +1660,9 @@ fn verify_digits_agree_between_members_and_differ_when_they_should() {
     assert_ne!(replica.room.room_fingerprint(), Some(fps[0].clone()));
 }
 
-#[test]
-fn rooms_rekey_after_the_configured_number_of_messages() {
-    let mut relay = SimRelay::new();
+/// A fresh relay, and alice and bob (not yet connected) whose rooms rekey
+/// every 3 messages.
+fn rekeying_every_3_messages() -> (SimRelay, Member, Member) {
     let policy = hush_client::room::RekeyPolicy {
         max_messages: 3,
         max_age: Duration::ZERO,
@@ -1669,6 +1672,12 @@ fn rooms_rekey_after_the_configured_number_of_messages() {
     for m in [&mut alice, &mut bob] {
         m.room = Room::new(room_name(), m.id.clone(), "x".into()).with_rekey_policy(policy);
     }
+    (SimRelay::new(), alice, bob)
+}
+
+#[test]
+fn rooms_rekey_after_the_configured_number_of_messages() {
+    let (mut relay, mut alice, mut bob) = rekeying_every_3_messages();
     connect(&relay, &mut alice, &mut []);
     pump(&mut relay, &mut [&mut alice]);
     connect(&relay, &mut bob, &mut [&mut alice]);
@@ -1826,6 +1835,12 @@ fn an_invite_only_room_admits_only_whom_its_creator_invites() {
 
 #[test]
 fn a_commit_admitting_someone_uninvited_is_void() {
+    for add_only in [false, true] {
+        a_commit_admitting_someone_uninvited_is_void_case(add_only);
+    }
+}
+
+fn a_commit_admitting_someone_uninvited_is_void_case(add_only: bool) {
     let (mut relay, mut alice) = creator_with(true, e2e::HistoryVisibility::Joined);
     let mut bob = Member::new(bob_id(), "bob");
     connect(&relay, &mut bob, &mut [&mut alice]);
@@ -1833,22 +1848,29 @@ fn a_commit_admitting_someone_uninvited_is_void() {
     alice.handle(actions);
     pump(&mut relay, &mut [&mut alice, &mut bob]);
     assert!(bob.room.is_member());
-    // Bob (a member, not the creator) admits mallory on his own.
-    let ev = forged_commit(
-        &relay,
-        &bob_id(),
-        &[alice_id(), bob_id(), mallory_id()],
-        alice.room.settings().unwrap(),
-    );
+    // Bob (a member, not the creator) admits mallory on his own, with a
+    // full or an add-only commit.
+    let ev = if add_only {
+        forged_add(&relay, &bob_id(), &[mallory_id()])
+    } else {
+        forged_commit(
+            &relay,
+            &bob_id(),
+            &[alice_id(), bob_id(), mallory_id()],
+            alice.room.settings().unwrap(),
+        )
+    };
     relay.publish(bob.fp(), 99, ev).unwrap();
     pump(&mut relay, &mut [&mut alice, &mut bob]);
-    for m in [&alice, &bob] {
-        assert!(
-            m.warning_kinds().iter().any(|k| k == "not_invited"),
-            "{:?}",
-            m.shown
-        );
-        assert!(!m.roster().contains(&mallory_id().fingerprint()));
+    void_for_all(&[&alice, &bob], "not_invited", mallory_id().fingerprint());
+}
+
+/// Every one of `members` voided a commit with a warning of `kind`, kept
+/// `outsider` out, and is still a member.
+fn void_for_all(members: &[&Member], kind: &str, outsider: Fingerprint) {
+    for m in members {
+        assert!(m.warning_kinds().iter().any(|k| k == kind), "{:?}", m.shown);
+        assert!(!m.roster().contains(&outsider));
         assert!(m.room.is_member());
     }
 }
@@ -2288,4 +2310,239 @@ fn a_replayed_invite_does_not_let_a_kicked_member_back_in() {
         !again.room.is_member(),
         "the replayed invite let bob back in"
     );
+}
+
+// ─── Add-only commits ────────────────────────────────────────────────────
+
+/// The payload of a logged commit.
+fn commit_payload(ev: &SequencedEvent) -> Payload {
+    decode(&signed_body(&ev.event).payload).expect("a payload")
+}
+
+/// An add-only commit opening the relay's next epoch, signed by `by`,
+/// admitting `people` with a random key wrapped to them: for tests that
+/// need one no honest client makes.
+fn forged_add(relay: &SimRelay, by: &Identity, people: &[Arc<Identity>]) -> RoomEvent {
+    let payload = Payload::Add(e2e::AddCommit {
+        parent_epoch: relay.epoch,
+        added: roster_of(people),
+        envelopes: envelopes_for(people),
+        history: Vec::new(),
+    });
+    commit_signed_by(relay, by, &payload)
+}
+
+#[test]
+fn admissions_are_add_only_commits_and_removals_are_full_ones() {
+    let (mut relay, mut alice, mut bob, mut carol) = three_members();
+    let commits: Vec<Payload> = relay
+        .log
+        .iter()
+        .filter(|e| e.event.kind == EventKind::Commit)
+        .map(commit_payload)
+        .collect();
+    // Epoch 1 creates the room; bob and carol came in by add-only commits
+    // that wrap the key to the newcomer alone.
+    assert!(matches!(&commits[0], Payload::Commit(_)));
+    for (c, newcomer) in commits[1..].iter().zip([bob.fp(), carol.fp()]) {
+        let Payload::Add(add) = c else {
+            panic!("not an add-only commit: {c:?}")
+        };
+        assert_eq!(add.envelopes.len(), 1);
+        assert_eq!(add.envelopes[0].member, newcomer);
+        assert_eq!(add.added.len(), 1);
+    }
+    // Everyone holds the same key: each reads the others.
+    for m in [&mut alice, &mut bob, &mut carol] {
+        m.send_text("same key");
+    }
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    for m in [&alice, &bob, &carol] {
+        assert_eq!(m.count_text("same key"), 3, "{:?}", m.shown);
+        assert!(m.warnings().is_empty(), "{:?}", m.warnings());
+    }
+    // A leave is a removal: a fresh key in a full commit without carol.
+    let actions = carol.room.leave();
+    carol.handle(actions);
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    let last = relay
+        .log
+        .iter()
+        .rev()
+        .find(|e| e.event.kind == EventKind::Commit)
+        .unwrap();
+    match commit_payload(last) {
+        Payload::Commit(c) => assert_eq!(c.members.len(), 2),
+        other => panic!("a removal must be a full commit: {other:?}"),
+    }
+    assert!(!alice.roster().contains(&carol.fp()));
+    no_errors(&[&alice, &bob]);
+}
+
+#[test]
+fn an_add_only_commit_while_someone_is_leaving_is_void() {
+    let (mut relay, mut alice, mut bob, mut carol) = three_members();
+    // Carol leaves; before the rekey that removes her, alice's client
+    // (one that missed the leave) admits mallory under the old lineage.
+    let actions = carol.room.leave();
+    carol.handle(actions);
+    flush(&mut relay, &mut [&mut carol]);
+    let ev = forged_add(&relay, &alice_id(), &[mallory_id()]);
+    relay.publish(alice.fp(), 99, ev).unwrap();
+    let void_epoch = relay.epoch;
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    void_for_all(&[&alice, &bob], "not_allowed", mallory_id().fingerprint());
+    for m in [&alice, &bob] {
+        assert!(!m.roster().contains(&carol.fp()), "carol was removed");
+        assert!(m.room.epoch() > void_epoch, "the removal was committed");
+    }
+    let removal = relay
+        .log
+        .iter()
+        .rev()
+        .find(|e| e.event.kind == EventKind::Commit)
+        .unwrap();
+    assert!(matches!(commit_payload(removal), Payload::Commit(_)));
+}
+
+#[test]
+fn an_add_only_commit_by_a_non_member_is_void() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    let ev = forged_add(&relay, &mallory_id(), &[carol_id()]);
+    relay.append(ev);
+    relay.epoch += 1;
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    void_for_all(&[&alice, &bob], "not_member", carol_id().fingerprint());
+    // The void epoch keeps the room working.
+    alice.send_text("still here");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert_eq!(bob.count_text("still here"), 1);
+}
+
+#[test]
+fn an_add_only_commit_that_adds_a_member_again_is_void() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    let ev = forged_add(&relay, &alice_id(), &[bob_id()]);
+    relay.publish(alice.fp(), 99, ev).unwrap();
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    for m in [&alice, &bob] {
+        assert!(
+            m.warning_kinds().iter().any(|k| k == "bad_commit"),
+            "{:?}",
+            m.shown
+        );
+    }
+    // Bob's key is still the lineage's: a fresh envelope did not replace it.
+    alice.send_text("after");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert_eq!(bob.count_text("after"), 1);
+}
+
+#[test]
+fn a_replayed_add_only_commit_changes_nothing() {
+    let (mut relay, mut alice, mut bob, mut carol) = three_members();
+    let add = relay
+        .log
+        .iter()
+        .rev()
+        .find(|e| e.event.kind == EventKind::Commit)
+        .unwrap()
+        .event
+        .clone();
+    // The relay sequences carol's admission a second time.
+    relay.append(add);
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    for m in [&alice, &bob, &carol] {
+        assert!(
+            m.warning_kinds().iter().any(|k| k == "fork"),
+            "{:?}",
+            m.shown
+        );
+        assert_eq!(m.roster().len(), 3);
+    }
+    carol.send_text("unchanged");
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    assert_eq!(alice.count_text("unchanged"), 1);
+    assert_eq!(bob.count_text("unchanged"), 1);
+}
+
+#[test]
+fn a_newcomer_admitted_by_an_add_only_commit_cannot_read_what_came_before() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    alice.send_text("before carol");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    let mut carol = Member::new(carol_id(), "carol");
+    connect(&relay, &mut carol, &mut [&mut alice, &mut bob]);
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    assert!(carol.room.is_member());
+    assert!(matches!(
+        commit_payload(relay.log.last().unwrap()),
+        Payload::Add(_)
+    ));
+    assert_eq!(carol.count_text("before carol"), 0);
+    bob.send_text("after carol");
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    assert_eq!(carol.count_text("after carol"), 1);
+}
+
+#[test]
+fn add_only_commits_do_not_postpone_the_periodic_rekey() {
+    let (mut relay, mut alice, mut bob) = rekeying_every_3_messages();
+    connect(&relay, &mut alice, &mut []);
+    pump(&mut relay, &mut [&mut alice]);
+    alice.send_text("one");
+    alice.send_text("two");
+    pump(&mut relay, &mut [&mut alice]);
+    // Bob's admission (add-only) between the second and third message.
+    connect(&relay, &mut bob, &mut [&mut alice]);
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    let epoch = relay.epoch;
+    alice.send_text("three");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    let last = relay
+        .log
+        .iter()
+        .rev()
+        .find(|e| e.event.kind == EventKind::Commit)
+        .unwrap();
+    assert!(
+        relay.epoch > epoch,
+        "three messages since the last full commit"
+    );
+    assert!(matches!(commit_payload(last), Payload::Commit(_)));
+}
+
+#[test]
+fn a_room_grows_only_as_far_as_one_full_commit_fits_the_relay_frame() {
+    // A member costs its key, its envelope, its nick and some framing.
+    let key = alice_id().public().spki_der().len() + alice_id().public().bits() / 8;
+    let target = 2048 + key * 5 / 2 + 200;
+    let frame = (0..)
+        .find(|f| hush_proto::msg::max_event_body(*f) >= target)
+        .unwrap();
+    let (mut relay, mut alice, mut bob) = two_members();
+    alice.room.set_frame_limit(frame);
+    bob.room.set_frame_limit(frame);
+    let mut carol = Member::new(carol_id(), "carol");
+    connect(&relay, &mut carol, &mut [&mut alice, &mut bob]);
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    assert!(!carol.room.is_member());
+    // The designated committer says why.
+    assert!(
+        [&alice, &bob]
+            .iter()
+            .any(|m| m.warning_kinds().iter().any(|k| k == "room_full")),
+        "{:?}",
+        alice.shown
+    );
+    // The same room on a relay with the default frame admits her.
+    alice.room.set_frame_limit(hush_proto::DEFAULT_MAX_FRAME);
+    bob.room.set_frame_limit(hush_proto::DEFAULT_MAX_FRAME);
+    let mut dave = Member::new(mallory_id(), "dave");
+    connect(&relay, &mut dave, &mut [&mut alice, &mut bob, &mut carol]);
+    pump(
+        &mut relay,
+        &mut [&mut alice, &mut bob, &mut carol, &mut dave],
+    );
+    assert!(dave.room.is_member(), "{:?}", alice.shown);
 }

@@ -4,7 +4,7 @@
 //! ```text
 //!  RoomEvent { room, sender, kind, epoch, body }          ← relay-visible envelope
 //!                                         └─ SignedBody { payload, signature }
-//!                                               └─ Payload::JoinRequest | Commit | Message | Leave
+//!                                               └─ Payload::JoinRequest | Commit | Add | Message | Leave
 //!                                                                           └─ SealedMessage { session, counter, sent_at, seen_*, ciphertext }
 //!                                                                                                   └─ AES-256-GCM(Content)
 //! ```
@@ -27,11 +27,17 @@ pub const EVENT_SIGNATURE_CONTEXT: &str = "hush/v1/room-event";
 pub const EPOCH_KEY_LABEL: &str = "hush/v1/epoch-key";
 /// HKDF info deriving a sender's message key from the epoch key.
 pub const MESSAGE_KEY_INFO: &[u8] = b"hush/v1/message-key";
-/// Most members a room may have. Bounds the work and memory one commit
-/// can cost every member (an RSA-3072 roster entry is ~400 bytes plus a
-/// 384-byte envelope: 1000 members fit in 1 MiB frames, not the default
-/// 64 KiB ones, so the frame limit binds first in practice).
-pub const MAX_ROSTER: usize = 1000;
+/// HKDF info deriving the key of an epoch opened by an [`AddCommit`] from
+/// its parent's key.
+pub const ADD_EPOCH_KEY_INFO: &[u8] = b"hush/v1/add-epoch-key";
+/// Most members a room may have. Bounds the work and memory one full
+/// commit can cost every member: parsing 10,000 RSA-3072 roster keys
+/// takes about 0.1 s, and such a commit is about 8.5 MB (an entry is
+/// ~420 bytes of key plus a 384-byte envelope). The relay's frame limit
+/// binds first in practice: the default 64 KiB frame holds about 75
+/// members, and a room may only grow while a full commit of its whole
+/// roster still fits (removals need one).
+pub const MAX_ROSTER: usize = 10_000;
 /// Longest nickname, in bytes.
 pub const MAX_NICK_BYTES: usize = 64;
 
@@ -61,6 +67,9 @@ pub enum Payload {
     Invite(MemberRef),
     /// The creator removes a member; members rekey without it.
     Kick(MemberRef),
+    /// A new epoch that only admits members: its key is derived from the
+    /// parent epoch's and wrapped to the newcomers alone.
+    Add(AddCommit),
 }
 
 /// Names one identity, for [`Payload::Invite`] and [`Payload::Kick`].
@@ -120,7 +129,7 @@ impl Payload {
     pub fn kind(&self) -> EventKind {
         match self {
             Self::JoinRequest(_) => EventKind::JoinRequest,
-            Self::Commit(_) => EventKind::Commit,
+            Self::Commit(_) | Self::Add(_) => EventKind::Commit,
             Self::Message(_) => EventKind::Message,
             Self::Leave => EventKind::Leave,
             Self::Invite(_) | Self::Kick(_) => EventKind::Control,
@@ -137,6 +146,12 @@ pub struct JoinRequest {
     pub public_key: Vec<u8>,
     /// The name it asks to be shown under.
     pub nick: String,
+    /// Whether the requester holds the room's current roster (it followed
+    /// the room's commits): then an [`AddCommit`] can admit it. A newcomer
+    /// whose view of the log starts after the relay pruned the commits
+    /// that built the roster says `false`, and is admitted by a full
+    /// [`Commit`], which carries the whole roster.
+    pub knows_roster: bool,
 }
 
 /// One member of an epoch's roster.
@@ -178,6 +193,51 @@ pub struct Commit {
     /// Earlier epoch keys for the members this commit admits, in rooms
     /// whose history is shared.
     pub history: Vec<HistoryEnvelope>,
+}
+
+/// Opens epoch `parent_epoch + 1` with the parent's members plus `added`.
+///
+/// Existing members derive the new key themselves:
+/// `HKDF(parent key, salt = add_epoch_salt(..), info = ADD_EPOCH_KEY_INFO)`;
+/// only the newcomers get it wrapped. So admitting someone costs one OAEP
+/// wrap and a small commit, whatever the room's size, and no existing
+/// member does any RSA work. HKDF is one-way: the newcomers cannot go
+/// back to the parent key (history stays hidden in `joined` rooms). It
+/// removes no one, so it is void while a removal is pending, and it does
+/// not replace the key's lineage: periodic rekeys are full commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddCommit {
+    /// The epoch this one follows (never 0: a room is created by a full
+    /// commit).
+    pub parent_epoch: u64,
+    /// The newcomers, none of them already a member.
+    pub added: Vec<Member>,
+    /// The new epoch key wrapped to each newcomer.
+    pub envelopes: Vec<KeyEnvelope>,
+    /// Earlier epoch keys for the newcomers, in rooms whose history is
+    /// shared.
+    pub history: Vec<HistoryEnvelope>,
+}
+
+/// The HKDF salt of an add-only epoch's key: the room, the new epoch, the
+/// committer and who it adds (in the commit's order). Two epochs never
+/// share a salt, so a void epoch's inherited key never derives twice to
+/// the same value.
+#[must_use]
+pub fn add_epoch_salt(
+    room: &RoomName,
+    epoch: u64,
+    committer: &Fingerprint,
+    added: &[Fingerprint],
+) -> [u8; 32] {
+    let mut t = Transcript::new("hush/v1/add-epoch-salt");
+    t.absorb(room.as_str().as_bytes());
+    t.absorb(&epoch.to_be_bytes());
+    t.absorb(committer.as_bytes());
+    for fp in added {
+        t.absorb(fp.as_bytes());
+    }
+    t.finish()
 }
 
 /// A message sealed with the sender's key for its epoch.
