@@ -3,7 +3,7 @@
 //! ```text
 //!            ┌──────────── connection task ─────────────┐
 //!  socket ──▶│ FrameBuffer ─▶ RecordOpener ─▶ handle()  │──▶ hub (join/leave), sequencer (publish),
-//!            │   idle timer, rate limit, shutdown       │    log readers (backfill)
+//!            │   rate limit, shutdown                   │    log readers (backfill)
 //!            └──────────────────────────────────────────┘
 //!            ┌──────────── writer task ─────────────────┐
 //!  socket ◀──│ RecordSealer ◀─ batch ◀─ bounded queue   │◀── hub fan-out, replies
@@ -13,9 +13,12 @@
 //! The writer drains everything queued into one record per write, so a
 //! busy connection pays for sealing and system calls per batch. Either
 //! side stopping stops both, through the connection's [`Stop`] signal.
+//! Idle links are found by one relay-wide sweep ([`Keepalive`]), not by a
+//! timer per connection: the reader only notes when it last heard from
+//! its client.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hush_crypto::{Fingerprint, Identity};
@@ -65,6 +68,95 @@ pub(crate) struct Shared {
     pub(crate) handshake_pool: Arc<Semaphore>,
     pub(crate) readers: ReaderPool,
     pub(crate) next_id: std::sync::atomic::AtomicU64,
+    pub(crate) keepalive: Arc<Keepalive>,
+}
+
+/// Every established connection, for the keepalive sweep: one task walks
+/// them every sixth of the idle timeout, pings each link that has been
+/// quiet for a third of it, and closes each that has been quiet for all
+/// of it (`Closing{Idle}`). So a quiet link is pinged after a third to a
+/// half of the idle timeout, and a silent one is closed within a sixth of
+/// it after the timeout. A timer per connection would cost every quiet
+/// connection a timer entry and its task a wakeup every few seconds.
+pub(crate) struct Keepalive {
+    /// The keepalive clock's zero.
+    started: std::time::Instant,
+    idle_ms: u64,
+    live: Mutex<HashMap<crate::hub::ConnId, Arc<Outbox>>>,
+}
+
+impl Keepalive {
+    pub(crate) fn new(idle_timeout: Duration) -> Self {
+        Self {
+            started: std::time::Instant::now(),
+            idle_ms: u64::try_from(idle_timeout.as_millis()).unwrap_or(u64::MAX),
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Milliseconds on the keepalive clock.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn register(&self, id: crate::hub::ConnId, outbox: Arc<Outbox>) {
+        outbox.heard(self.now_ms());
+        self.lock().insert(id, outbox);
+    }
+
+    fn unregister(&self, id: crate::hub::ConnId) {
+        let mut live = self.lock();
+        live.remove(&id);
+        // Give back the table's memory after a crowd has left.
+        if live.capacity() > 64 && live.len() < live.capacity() / 4 {
+            live.shrink_to_fit();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<crate::hub::ConnId, Arc<Outbox>>> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How often [`Self::sweep`] runs.
+    pub(crate) fn sweep_every(&self) -> Duration {
+        Duration::from_millis((self.idle_ms / 6).max(10))
+    }
+
+    /// One pass over every connection; `nonce` goes into the pings.
+    pub(crate) fn sweep(&self, nonce: u64) {
+        self.sweep_at(self.now_ms(), nonce);
+    }
+
+    fn sweep_at(&self, now: u64, nonce: u64) {
+        let ping: Outbound = encode(&RelayMsg::Ping { nonce }).into();
+        for outbox in self.lock().values() {
+            let quiet = now.saturating_sub(outbox.last_heard());
+            if quiet >= self.idle_ms {
+                outbox.stop(Stop::Tell(CloseReason::Idle));
+            } else if quiet >= self.idle_ms / 3 {
+                outbox.deliver(ping.clone());
+            }
+        }
+    }
+}
+
+/// Runs the keepalive sweep until the relay shuts down.
+pub(crate) async fn keepalive_sweep(
+    keepalive: Arc<Keepalive>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(keepalive.sweep_every());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut nonce = 0u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                nonce += 1;
+                keepalive.sweep(nonce);
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// Read-only connections to the log, for backfill, reused between
@@ -284,12 +376,13 @@ async fn establish(
         fingerprint,
         outbox: outbox.clone(),
     };
+    shared.keepalive.register(id, outbox.clone());
     let writer = tokio::spawn(write_loop(write_half, sealer, outbox));
     Some(Connection {
         bucket: TokenBucket::new(shared.limits.publish_rate, shared.limits.publish_burst),
         shared,
         peer,
-        rooms: HashMap::new(),
+        rooms: JoinedRooms::default(),
         last_checkpoint: None,
         rd,
         fb,
@@ -303,9 +396,7 @@ async fn establish(
 struct Connection {
     shared: Arc<Shared>,
     peer: Peer,
-    /// Joined rooms, with the head each was joined at: backfill serves up
-    /// to it, live delivery covers what follows.
-    rooms: HashMap<RoomName, u64>,
+    rooms: JoinedRooms,
     bucket: TokenBucket,
     /// When this connection last had a checkpoint signed on request: each
     /// costs an RSA signature from the pool handshakes use.
@@ -317,13 +408,61 @@ struct Connection {
     writer: tokio::task::JoinHandle<()>,
 }
 
+/// The rooms one connection has joined, each with the head it was joined
+/// at: backfill serves up to it, live delivery covers what follows. A
+/// short vector, searched in order: a connection joins a few rooms (at
+/// most `max_rooms_per_connection`), and a hash map with one entry would
+/// allocate four slots and their control bytes.
+#[derive(Default)]
+struct JoinedRooms(Vec<(RoomName, u64)>);
+
+impl JoinedRooms {
+    fn get(&self, room: &RoomName) -> Option<u64> {
+        self.0
+            .iter()
+            .find(|(r, _)| r == room)
+            .map(|(_, head)| *head)
+    }
+
+    fn contains(&self, room: &RoomName) -> bool {
+        self.get(room).is_some()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Joins `room` at `head` (a repeated join moves the head).
+    fn insert(&mut self, room: RoomName, head: u64) {
+        if let Some(entry) = self.0.iter_mut().find(|(r, _)| *r == room) {
+            entry.1 = head;
+        } else {
+            self.0.reserve_exact(1);
+            self.0.push((room, head));
+        }
+    }
+
+    /// Leaves `room`; whether it had been joined.
+    fn remove(&mut self, room: &RoomName) -> bool {
+        let Some(at) = self.0.iter().position(|(r, _)| r == room) else {
+            return false;
+        };
+        self.0.swap_remove(at);
+        true
+    }
+
+    fn names(&self) -> Vec<RoomName> {
+        self.0.iter().map(|(r, _)| r.clone()).collect()
+    }
+}
+
 impl Connection {
     /// Leaves every room, stops the writer (telling the client why, where
     /// there is a reason to tell) and waits for it.
     async fn finish(self, stop: Stop) {
         let id = self.peer.id;
-        let rooms: Vec<RoomName> = self.rooms.keys().cloned().collect();
-        self.shared.hub.leave_all(&rooms, id);
+        self.shared.keepalive.unregister(id);
+        self.shared.hub.leave_all(&self.rooms.names(), id);
         // The first reason wins (a TooSlow from fan-out stays TooSlow).
         self.peer.outbox.stop(stop);
         let fingerprint = self.peer.fingerprint;
@@ -335,11 +474,6 @@ impl Connection {
     async fn read_loop(&mut self) -> Stop {
         // A handler awaits with `self` borrowed: it watches its own copy.
         let mut shutdown = self.shutdown.clone();
-        let idle = self.shared.limits.idle_timeout;
-        let mut last_inbound = Instant::now();
-        let mut tick = tokio::time::interval(idle / 3);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut ping_nonce = 0u64;
         loop {
             tokio::select! {
                 // Wait for data before taking a buffer: a quiet
@@ -358,7 +492,7 @@ impl Connection {
                         Err(_) => return Stop::Quiet,
                     };
                     self.fb.advance(n);
-                    last_inbound = Instant::now();
+                    self.peer.outbox.heard(self.shared.keepalive.now_ms());
                     loop {
                         let record = match self.fb.next_frame_mut() {
                             Ok(Some(r)) => r,
@@ -389,16 +523,6 @@ impl Connection {
                         self.opener.release_memory();
                     }
                 }
-                _ = tick.tick() => {
-                    let quiet = last_inbound.elapsed();
-                    if quiet >= idle {
-                        return Stop::Tell(CloseReason::Idle);
-                    }
-                    if quiet >= idle / 3 {
-                        ping_nonce += 1;
-                        self.send(&RelayMsg::Ping { nonce: ping_nonce });
-                    }
-                }
                 stop = self.peer.outbox.stopped() => return stop,
                 _ = shutdown.changed() => return Stop::Tell(CloseReason::Shutdown),
             }
@@ -422,7 +546,7 @@ impl Connection {
             ClientMsg::Join { room } => {
                 self.take_token().await;
                 let limit = self.shared.limits.max_rooms_per_connection;
-                if !self.rooms.contains_key(&room) && self.rooms.len() >= limit {
+                if !self.rooms.contains(&room) && self.rooms.len() >= limit {
                     let limit = u32::try_from(limit).unwrap_or(u32::MAX);
                     self.reject(0, room, Rejection::TooManyRooms { limit });
                     return;
@@ -432,7 +556,7 @@ impl Connection {
             }
             ClientMsg::Leave { room } => {
                 self.take_token().await;
-                if self.rooms.remove(&room).is_some() {
+                if self.rooms.remove(&room) {
                     self.shared.hub.leave(&room, self.peer.id);
                 }
                 self.send(&RelayMsg::Left { room });
@@ -458,7 +582,7 @@ impl Connection {
     /// Signs the room's current head on request. Costs an RSA signature,
     /// so it takes a rate token and a slot of the bounded RSA pool.
     async fn checkpoint(&mut self, room: RoomName) {
-        if !self.rooms.contains_key(&room) {
+        if !self.rooms.contains(&room) {
             self.reject(0, room, Rejection::NotJoined);
             return;
         }
@@ -489,7 +613,7 @@ impl Connection {
     }
 
     async fn publish(&mut self, request: u64, event: RoomEvent) {
-        if !self.rooms.contains_key(&event.room) {
+        if !self.rooms.contains(&event.room) {
             self.reject(request, event.room, Rejection::NotJoined);
             return;
         }
@@ -519,7 +643,7 @@ impl Connection {
     }
 
     async fn backfill(&mut self, room: RoomName, after_seq: u64) {
-        let Some(&cap) = self.rooms.get(&room) else {
+        let Some(cap) = self.rooms.get(&room) else {
             self.reject(0, room, Rejection::NotJoined);
             return;
         };
@@ -652,4 +776,64 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut sealer: RecordSealer, outbox: Ar
     }
     outbox.close();
     let _ = tokio::time::timeout(CLOSING_GRACE, wr.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweep_pings_quiet_links_and_closes_silent_ones() {
+        let keepalive = Keepalive::new(Duration::from_millis(900));
+        let outbox = Arc::new(Outbox::new(16, 1 << 20));
+        keepalive.register(7, outbox.clone());
+        let heard = outbox.last_heard();
+        keepalive.sweep_at(heard + 299, 1);
+        assert!(
+            outbox.is_empty(),
+            "not quiet for a third of the timeout yet"
+        );
+        keepalive.sweep_at(heard + 300, 2);
+        assert!(!outbox.is_empty(), "pinged");
+        // The client answered: heard again, so the next sweep lets it be.
+        outbox.heard(heard + 400);
+        keepalive.sweep_at(heard + 1299, 3);
+        let stop = stop_of(&outbox);
+        assert_eq!(stop, None);
+        keepalive.sweep_at(heard + 1300, 4);
+        assert_eq!(stop_of(&outbox), Some(Stop::Tell(CloseReason::Idle)));
+        keepalive.unregister(7);
+        keepalive.sweep_at(heard + 99_999, 5);
+    }
+
+    /// The outbox's stop reason, if it was asked to stop.
+    fn stop_of(outbox: &Outbox) -> Option<Stop> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .ok()?;
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_millis(1), outbox.stopped())
+                .await
+                .ok()
+        })
+    }
+
+    #[test]
+    fn joined_rooms_keep_one_head_per_room() {
+        let lobby = RoomName::new("lobby").expect("a valid name");
+        let dev = RoomName::new("dev").expect("a valid name");
+        let mut rooms = JoinedRooms::default();
+        rooms.insert(lobby.clone(), 3);
+        rooms.insert(dev.clone(), 5);
+        rooms.insert(lobby.clone(), 9);
+        assert_eq!(
+            (rooms.len(), rooms.get(&lobby), rooms.get(&dev)),
+            (2, Some(9), Some(5))
+        );
+        assert!(rooms.remove(&lobby));
+        assert!(!rooms.remove(&lobby));
+        assert!(!rooms.contains(&lobby) && rooms.contains(&dev));
+        assert_eq!(rooms.names(), vec![dev]);
+    }
 }

@@ -25,7 +25,8 @@ pub(crate) type Outbound = Arc<[u8]>;
 pub(crate) type ConnId = u64;
 
 /// A connection's outbound queue, messages waiting for its writer task,
-/// and the connection's stop signal.
+/// the connection's stop signal, and when it was last heard from (for the
+/// relay's keepalive sweep, `connection::Keepalive`).
 ///
 /// Bounded by message count and by bytes; a delivery past either bound
 /// cuts the connection off. It allocates only while it holds messages and
@@ -36,6 +37,8 @@ pub(crate) struct Outbox {
     state: Mutex<OutboxState>,
     ready: tokio::sync::Notify,
     stopped: tokio::sync::Notify,
+    /// When the client last sent anything, in ms on the keepalive clock.
+    heard_ms: std::sync::atomic::AtomicU64,
     max_messages: usize,
     max_bytes: usize,
 }
@@ -67,6 +70,7 @@ impl Outbox {
             }),
             ready: tokio::sync::Notify::new(),
             stopped: tokio::sync::Notify::new(),
+            heard_ms: std::sync::atomic::AtomicU64::new(0),
             max_messages: max_messages.max(1),
             max_bytes,
         }
@@ -76,6 +80,30 @@ impl Outbox {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records that the client sent something at `ms` (keepalive clock).
+    pub(crate) fn heard(&self, ms: u64) {
+        self.heard_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// When the client last sent something (keepalive clock).
+    pub(crate) fn last_heard(&self) -> u64 {
+        self.heard_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Queues `msg`; a full queue cuts the connection off. Returns false
+    /// if it was not queued.
+    pub(crate) fn deliver(&self, msg: Outbound) -> bool {
+        match self.push(msg) {
+            Ok(()) => true,
+            Err(Refused::Full) => {
+                self.stop(Stop::Tell(CloseReason::TooSlow));
+                false
+            }
+            Err(Refused::Closed) => false,
+        }
     }
 
     /// Queues `msg` and wakes the writer.
@@ -200,18 +228,7 @@ impl Peer {
     /// Queues `msg`; a full queue cuts the connection off. Returns false
     /// if it was not queued.
     pub(crate) fn deliver(&self, msg: Outbound) -> bool {
-        match self.outbox.push(msg) {
-            Ok(()) => true,
-            Err(Refused::Full) => {
-                self.too_slow();
-                false
-            }
-            Err(Refused::Closed) => false,
-        }
-    }
-
-    fn too_slow(&self) {
-        self.outbox.stop(Stop::Tell(CloseReason::TooSlow));
+        self.outbox.deliver(msg)
     }
 }
 

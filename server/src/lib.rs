@@ -12,6 +12,7 @@
 //!      │        │ Publish ─▶ Sequencer thread (sequencer.rs) ─▶ EventLog (log.rs, SQLite)
 //!      │        │                             └── after commit ─▶ Hub.fan_out
 //!      │        └ Backfill ─▶ log readers
+//!      ├─▶ keepalive sweep (connection.rs: pings quiet links, closes idle ones)
 //!      └─▶ shutdown: stop accepting, close connections, drain sequencer
 //! ```
 //!
@@ -45,7 +46,7 @@ pub use log::Retention;
 pub use sequencer::CHECKPOINT_EVERY;
 
 use crate::config::TokenBucket;
-use crate::connection::{ReaderPool, Shared};
+use crate::connection::{Keepalive, ReaderPool, Shared};
 use crate::hub::Hub;
 use crate::log::EventLog;
 
@@ -143,6 +144,7 @@ impl Relay {
             };
             (Some(policy), Some(ledger))
         };
+        let keepalive = Arc::new(Keepalive::new(limits.idle_timeout));
         let shared = Arc::new(Shared {
             tickets,
             ledger,
@@ -153,6 +155,7 @@ impl Relay {
             publish,
             readers: ReaderPool::new(path),
             next_id: std::sync::atomic::AtomicU64::new(1),
+            keepalive,
         });
         Ok(Self {
             listener,
@@ -185,6 +188,10 @@ impl Relay {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         tokio::pin!(shutdown);
+        tokio::spawn(connection::keepalive_sweep(
+            shared.keepalive.clone(),
+            stop_rx.clone(),
+        ));
 
         loop {
             let permit = tokio::select! {
