@@ -129,7 +129,9 @@ struct Epoch {
 
 #[derive(Clone)]
 struct RosterEntry {
-    key: PublicIdentity,
+    /// Shared between the rosters of successive epochs: a big room's
+    /// roster is copied for each epoch, its parsed keys are not.
+    key: Arc<PublicIdentity>,
     nick: String,
 }
 
@@ -671,7 +673,7 @@ impl Room {
         } else if self.current == 0 && self.epochs.is_empty() {
             // An empty room: open epoch 1 with ourselves in it.
             actions.push(self.notice(format!("#{} is new: creating it", self.name)));
-            let me = (self.me.public().clone(), self.nick.clone());
+            let me = (Arc::new(self.me.public().clone()), self.nick.clone());
             if let Some(a) = self.commit(vec![me]) {
                 actions.push(a);
             }
@@ -840,7 +842,7 @@ impl Room {
 
     /// The key that must have signed an event from `sender` in `epoch`,
     /// from that epoch's roster.
-    fn roster_key(&self, epoch: u64, sender: &Fingerprint) -> Option<PublicIdentity> {
+    fn roster_key(&self, epoch: u64, sender: &Fingerprint) -> Option<Arc<PublicIdentity>> {
         self.epochs
             .get(&epoch)
             .and_then(|e| e.roster.get(sender))
@@ -1374,7 +1376,7 @@ impl Room {
                     let key = match known.and_then(|r| r.get(&fp)) {
                         Some(r) if r.key.spki_der() == m.public_key.as_slice() => r.key.clone(),
                         _ => match PublicIdentity::from_spki_der(&m.public_key) {
-                            Ok(key) => key,
+                            Ok(key) => Arc::new(key),
                             Err(_) => return Err(bad("lists an invalid key")),
                         },
                     };
@@ -1439,6 +1441,7 @@ impl Room {
                     };
                     let fp = key.fingerprint();
                     let nick = clean_nick(&m.nick, &fp);
+                    let key = Arc::new(key);
                     if roster.insert(fp, RosterEntry { key, nick }).is_some() {
                         return Err(bad("adds someone who is already a member"));
                     }
@@ -1984,7 +1987,7 @@ impl Room {
         let Some(e) = self.epochs.get(&self.current) else {
             return;
         };
-        let mut members: Vec<(PublicIdentity, String)> = e
+        let mut members: Vec<(Arc<PublicIdentity>, String)> = e
             .roster
             .iter()
             .filter(|(fp, _)| !self.pending_removals.contains_key(fp))
@@ -2046,7 +2049,7 @@ impl Room {
         let commit = if add_only {
             self.add_commit(newcomers)
         } else {
-            members.extend(newcomers.into_iter().map(|n| (n.key, n.nick)));
+            members.extend(newcomers.into_iter().map(|n| (Arc::new(n.key), n.nick)));
             self.commit(members)
         };
         if let Some(a) = commit {
@@ -2056,9 +2059,9 @@ impl Room {
 
     /// Builds a commit opening `current + 1` with a fresh key for
     /// `members`.
-    fn commit(&mut self, members: Vec<(PublicIdentity, String)>) -> Option<Action> {
+    fn commit(&mut self, members: Vec<(Arc<PublicIdentity>, String)>) -> Option<Action> {
         let key = Secret32::random();
-        let keys: Vec<&PublicIdentity> = members.iter().map(|(k, _)| k).collect();
+        let keys: Vec<&PublicIdentity> = members.iter().map(|(k, _)| &**k).collect();
         let envelopes = wrap_to_each(&keys, &key)?;
         let settings = self.settings.clone().unwrap_or(RoomSettings {
             creator: self.me.fingerprint(),
@@ -2569,7 +2572,7 @@ impl Room {
                 roster.insert(
                     key.fingerprint(),
                     RosterEntry {
-                        key,
+                        key: Arc::new(key),
                         nick: nick.clone(),
                     },
                 );
