@@ -122,6 +122,7 @@ fn the_crypto_bench_reports_every_primitive() {
         assert!(op["per_s"].as_f64().unwrap() > 0.0, "{op}");
     }
     assert!(v["full_handshake_ceiling_per_s"].as_f64().unwrap() > 0.0);
+    assert!(v["unwrap_all_cores_per_s"].as_f64().unwrap() > 0.0);
 }
 
 #[test]
