@@ -376,3 +376,51 @@ fn kind_byte(kind: EventKind) -> u8 {
         EventKind::Control => 4,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msg::{decode, encode};
+
+    fn fp(b: u8) -> Fingerprint {
+        Fingerprint::from_bytes([b; 32])
+    }
+
+    #[test]
+    fn an_add_only_commit_is_payload_variant_6_under_the_commit_kind() {
+        let add = Payload::Add(AddCommit {
+            parent_epoch: 3,
+            added: vec![Member {
+                public_key: vec![1, 2, 3],
+                nick: "x".into(),
+            }],
+            envelopes: vec![KeyEnvelope {
+                member: fp(9),
+                wrapped: vec![4; 5],
+            }],
+            history: Vec::new(),
+        });
+        let bytes = encode(&add);
+        assert_eq!(bytes[0], 6, "PROTOCOL.md §9.2.1 gives Add the index 6");
+        assert_eq!(decode::<Payload>(&bytes).expect("it decodes"), add);
+        assert_eq!(add.kind(), EventKind::Commit);
+    }
+
+    #[test]
+    fn the_add_salt_binds_room_epoch_committer_and_newcomers() {
+        let room = RoomName::new("lobby").expect("a valid name");
+        let other = RoomName::new("dev").expect("a valid name");
+        let base = add_epoch_salt(&room, 4, &fp(1), &[fp(2)]);
+        for changed in [
+            add_epoch_salt(&other, 4, &fp(1), &[fp(2)]),
+            add_epoch_salt(&room, 5, &fp(1), &[fp(2)]),
+            add_epoch_salt(&room, 4, &fp(3), &[fp(2)]),
+            add_epoch_salt(&room, 4, &fp(1), &[fp(3)]),
+            add_epoch_salt(&room, 4, &fp(1), &[fp(2), fp(3)]),
+            add_epoch_salt(&room, 4, &fp(1), &[]),
+        ] {
+            assert_ne!(base, changed);
+        }
+        assert_eq!(base, add_epoch_salt(&room, 4, &fp(1), &[fp(2)]));
+    }
+}
