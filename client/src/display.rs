@@ -117,6 +117,11 @@ pub enum ClientEvent {
 /// time above which line mode points it out.
 const SKEW_NOTE_MS: u64 = 5 * 60 * 1000;
 
+/// Names an epoch line shows before "and N more": a big room's every
+/// admission would otherwise print thousands of names (`--json` and
+/// `/members` still list them all).
+const EPOCH_LINE_NAMES: usize = 20;
+
 /// Whether `c` is a bidirectional-text control or a line/paragraph separator.
 fn is_bidi_or_separator(c: char) -> bool {
     matches!(
@@ -282,8 +287,16 @@ pub fn render_line(ev: &ClientEvent) -> String {
             let noun = if count == 1 { "member" } else { "members" };
             let mut line = format!("-- #{room} is now at epoch {epoch} with {count} {noun}");
             if !members.is_empty() {
-                let list: Vec<String> = members.iter().map(|(fp, n)| who(n, fp)).collect();
+                let list: Vec<String> = members
+                    .iter()
+                    .take(EPOCH_LINE_NAMES)
+                    .map(|(fp, n)| who(n, fp))
+                    .collect();
                 let _ = write!(line, ": {}", list.join(", "));
+                if count > EPOCH_LINE_NAMES {
+                    let more = count - EPOCH_LINE_NAMES;
+                    let _ = write!(line, " and {more} more (/members lists them)");
+                }
             }
             line
         }
@@ -635,6 +648,25 @@ mod tests {
                 members: vec![(fp(1), "alice".into())]
             }),
             format!("-- #ops is now at epoch 5 with 1 member: alice ({id})")
+        );
+        // A big room's line names the first few, not thousands.
+        let crowd: Vec<(Fingerprint, String)> = (0..=EPOCH_LINE_NAMES + 4)
+            .map(|i| (fp(1), format!("m{i}")))
+            .collect();
+        let line = render_line(&ClientEvent::Epoch {
+            room: room(),
+            seq: 9,
+            epoch: 6,
+            members: crowd,
+        });
+        assert!(
+            line.contains(&format!("m{} ", EPOCH_LINE_NAMES - 1)),
+            "{line}"
+        );
+        assert!(!line.contains(&format!("m{} ", EPOCH_LINE_NAMES)), "{line}");
+        assert!(
+            line.ends_with(" and 5 more (/members lists them)"),
+            "{line}"
         );
         assert_eq!(
             render_line(&ClientEvent::Notice {
