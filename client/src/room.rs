@@ -1987,16 +1987,23 @@ impl Room {
         let Some(e) = self.epochs.get(&self.current) else {
             return;
         };
-        let mut members: Vec<(Arc<PublicIdentity>, String)> = e
-            .roster
-            .iter()
-            .filter(|(fp, _)| !self.pending_removals.contains_key(fp))
-            .map(|(fp, r)| (r.key.clone(), self.nick_of(fp)))
-            .collect();
+        // Who stays, as a full commit would list them. Sized without
+        // copying: an add-only commit never lists them.
+        let staying = || {
+            e.roster
+                .iter()
+                .filter(|(fp, _)| !self.pending_removals.contains_key(fp))
+        };
+        let count = staying().count();
         // Admit as many as fit in one full commit (removing anyone later
         // takes one); the rest wait for the next.
         let budget = self.commit_budget;
-        let size: usize = members.iter().map(|(k, n)| member_cost(k, n)).sum();
+        let size: usize = staying()
+            .map(|(fp, r)| match self.nicks.get(fp) {
+                Some(nick) => member_cost(&r.key, nick),
+                None => member_cost(&r.key, &fp.short_id()),
+            })
+            .sum();
         if size > budget {
             actions.push(self.warn(
                 None,
@@ -2015,7 +2022,7 @@ impl Room {
             .values()
             .map(|(n, _)| member_cost(&n.key, &n.nick))
             .collect();
-        let fits = admissions(members.len(), size, &costs, budget);
+        let fits = admissions(count, size, &costs, budget);
         let newcomers: Vec<Newcomer> = self
             .pending_joins
             .values()
@@ -2049,7 +2056,10 @@ impl Room {
         let commit = if add_only {
             self.add_commit(newcomers)
         } else {
-            members.extend(newcomers.into_iter().map(|n| (Arc::new(n.key), n.nick)));
+            let members: Vec<(Arc<PublicIdentity>, String)> = staying()
+                .map(|(fp, r)| (r.key.clone(), self.nick_of(fp)))
+                .chain(newcomers.into_iter().map(|n| (Arc::new(n.key), n.nick)))
+                .collect();
             self.commit(members)
         };
         if let Some(a) = commit {
