@@ -83,6 +83,15 @@ impl SimRelay {
         self.log.len() as u64
     }
 
+    /// The latest commit in the log.
+    fn last_commit(&self) -> &SequencedEvent {
+        self.log
+            .iter()
+            .rev()
+            .find(|e| e.event.kind == EventKind::Commit)
+            .expect("the log holds a commit")
+    }
+
     /// What the relay does with a `Publish` from the connection of `from`.
     fn publish(
         &mut self,
@@ -927,12 +936,7 @@ fn leave_rekeys_without_the_leaver() {
 
     let designated = alice.fp().min(bob.fp());
     assert_eq!(relay.epoch, epoch_before + 1, "one commit removed carol");
-    let commit = relay
-        .log
-        .iter()
-        .rev()
-        .find(|e| e.event.kind == EventKind::Commit)
-        .unwrap();
+    let commit = relay.last_commit();
     assert_eq!(
         commit.event.sender, designated,
         "the designated member (lowest online fingerprint) committed"
@@ -1420,13 +1424,7 @@ fn a_newcomer_after_retention_skips_the_pruned_gaps_and_is_admitted() {
     }
     pump(&mut relay, &mut [&mut alice, &mut bob]);
     let last = relay.last_seq();
-    let latest_commit = relay
-        .log
-        .iter()
-        .rev()
-        .find(|e| e.event.kind == EventKind::Commit)
-        .unwrap()
-        .seq;
+    let latest_commit = relay.last_commit().seq;
     // The relay kept the latest commit and the last two events only.
     let kept: Vec<SequencedEvent> = relay
         .log
@@ -1467,12 +1465,7 @@ fn a_newcomer_after_retention_skips_the_pruned_gaps_and_is_admitted() {
     assert!(carol.room.is_member(), "{:?}", carol.shown);
     // Carol's view holds no roster (the commits that built it are gone):
     // she said so, and was admitted by a full commit, which carries it.
-    let admitting = relay
-        .log
-        .iter()
-        .rev()
-        .find(|e| e.event.kind == EventKind::Commit)
-        .unwrap();
+    let admitting = relay.last_commit();
     assert!(matches!(commit_payload(admitting), Payload::Commit(_)));
     alice.send_text("after retention");
     pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
@@ -2365,12 +2358,7 @@ fn admissions_are_add_only_commits_and_removals_are_full_ones() {
     let actions = carol.room.leave();
     carol.handle(actions);
     pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
-    let last = relay
-        .log
-        .iter()
-        .rev()
-        .find(|e| e.event.kind == EventKind::Commit)
-        .unwrap();
+    let last = relay.last_commit();
     match commit_payload(last) {
         Payload::Commit(c) => assert_eq!(c.members.len(), 2),
         other => panic!("a removal must be a full commit: {other:?}"),
@@ -2396,12 +2384,7 @@ fn an_add_only_commit_while_someone_is_leaving_is_void() {
         assert!(!m.roster().contains(&carol.fp()), "carol was removed");
         assert!(m.room.epoch() > void_epoch, "the removal was committed");
     }
-    let removal = relay
-        .log
-        .iter()
-        .rev()
-        .find(|e| e.event.kind == EventKind::Commit)
-        .unwrap();
+    let removal = relay.last_commit();
     assert!(matches!(commit_payload(removal), Payload::Commit(_)));
 }
 
@@ -2441,14 +2424,7 @@ fn an_add_only_commit_that_adds_a_member_again_is_void() {
 #[test]
 fn a_replayed_add_only_commit_changes_nothing() {
     let (mut relay, mut alice, mut bob, mut carol) = three_members();
-    let add = relay
-        .log
-        .iter()
-        .rev()
-        .find(|e| e.event.kind == EventKind::Commit)
-        .unwrap()
-        .event
-        .clone();
+    let add = relay.last_commit().event.clone();
     // The relay sequences carol's admission a second time.
     relay.append(add);
     pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
@@ -2499,12 +2475,7 @@ fn add_only_commits_do_not_postpone_the_periodic_rekey() {
     let epoch = relay.epoch;
     alice.send_text("three");
     pump(&mut relay, &mut [&mut alice, &mut bob]);
-    let last = relay
-        .log
-        .iter()
-        .rev()
-        .find(|e| e.event.kind == EventKind::Commit)
-        .unwrap();
+    let last = relay.last_commit();
     assert!(
         relay.epoch > epoch,
         "three messages since the last full commit"
