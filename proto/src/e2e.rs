@@ -255,7 +255,7 @@ pub struct SealedMessage {
     pub sent_at_ms: u64,
     /// The room sequence number the sender had seen last.
     pub seen_seq: u64,
-    /// The sender's hash-chain head at `seen_seq` (DESIGN.md §5).
+    /// The sender's hash-chain head at `seen_seq` (docs/PROTOCOL.md §9.2.4).
     pub seen_head: [u8; 32],
     /// AES-256-GCM of a postcard [`Content`]; AAD from [`message_aad`].
     #[serde(with = "crate::msg::bytes")]
@@ -284,7 +284,7 @@ pub fn signing_digest(
     let mut t = Transcript::new("hush/v1/room-event-signing");
     t.absorb(room.as_str().as_bytes());
     t.absorb(sender.as_bytes());
-    t.absorb(&[kind_byte(kind)]);
+    t.absorb(&[kind.code()]);
     t.absorb(&epoch.to_be_bytes());
     t.absorb(payload);
     t.finish()
@@ -302,7 +302,7 @@ pub fn message_aad(
     let mut t = Transcript::new("hush/v1/message-aad");
     t.absorb(room.as_str().as_bytes());
     t.absorb(sender.as_bytes());
-    t.absorb(&[kind_byte(EventKind::Message)]);
+    t.absorb(&[EventKind::Message.code()]);
     t.absorb(&epoch.to_be_bytes());
     t.absorb(&m.session);
     t.absorb(&m.counter.to_be_bytes());
@@ -325,7 +325,7 @@ pub fn message_key_salt(sender: &Fingerprint, session: &[u8; 16], epoch: u64) ->
     salt
 }
 
-/// Folds one sequenced event into a room's hash chain (DESIGN.md §5).
+/// Folds one sequenced event into a room's hash chain (docs/PROTOCOL.md §9.2.4).
 #[must_use]
 pub fn chain_next(head: &[u8; 32], event: &crate::SequencedEvent) -> [u8; 32] {
     chain_next_parts(head, event.seq, &event.event)
@@ -341,7 +341,7 @@ pub fn chain_next_parts(head: &[u8; 32], seq: u64, event: &crate::RoomEvent) -> 
     t.absorb(&seq.to_be_bytes());
     t.absorb(event.room.as_str().as_bytes());
     t.absorb(event.sender.as_bytes());
-    t.absorb(&[kind_byte(event.kind)]);
+    t.absorb(&[event.kind.code()]);
     t.absorb(&event.epoch.to_be_bytes());
     t.absorb(&event.body);
     t.finish()
@@ -369,14 +369,10 @@ pub fn checkpoint_digest(
     t.finish()
 }
 
-fn kind_byte(kind: EventKind) -> u8 {
-    match kind {
-        EventKind::Message => 0,
-        EventKind::Commit => 1,
-        EventKind::JoinRequest => 2,
-        EventKind::Leave => 3,
-        EventKind::Control => 4,
-    }
+/// The byte a digest absorbs for `kind`: same as [`EventKind::code`].
+#[must_use]
+pub fn kind_byte(kind: EventKind) -> u8 {
+    kind.code()
 }
 
 #[cfg(test)]

@@ -222,6 +222,11 @@ pub struct Welcome {
 // ─── Room events ─────────────────────────────────────────────────────────
 
 /// What a room event is, as far as the relay needs to know.
+///
+/// Each kind has one byte, [`EventKind::code`]: the relay's log stores it,
+/// and signing digests and the hash chain absorb it (`e2e`). On the wire
+/// (postcard) a kind is its variant index instead, which is the same
+/// number today. A new kind is one more variant here, with a new code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventKind {
     /// A member's message (text, nickname change, …: the client knows).
@@ -234,6 +239,34 @@ pub enum EventKind {
     Leave,
     /// Other signed control data between members (invites, settings).
     Control,
+}
+
+impl EventKind {
+    /// The kind's byte. Never change one: relay logs on disk and every
+    /// event signature and chain head depend on these values.
+    #[must_use]
+    pub const fn code(self) -> u8 {
+        match self {
+            Self::Message => 0,
+            Self::Commit => 1,
+            Self::JoinRequest => 2,
+            Self::Leave => 3,
+            Self::Control => 4,
+        }
+    }
+
+    /// The kind whose [`code`](Self::code) is `code`, if any.
+    #[must_use]
+    pub const fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Self::Message),
+            1 => Some(Self::Commit),
+            2 => Some(Self::JoinRequest),
+            3 => Some(Self::Leave),
+            4 => Some(Self::Control),
+            _ => None,
+        }
+    }
 }
 
 /// A room event as a member sends it.
@@ -523,6 +556,28 @@ mod tests {
             Err(DecodeError::Malformed)
         );
         assert_eq!(decode::<ClientMsg>(&[]), Err(DecodeError::Malformed));
+    }
+
+    #[test]
+    fn event_kind_codes_are_pinned() {
+        use EventKind::*;
+        // Stored in relay logs and absorbed by signatures and chain heads:
+        // these values never change.
+        let pinned = [
+            (Message, 0),
+            (Commit, 1),
+            (JoinRequest, 2),
+            (Leave, 3),
+            (Control, 4),
+        ];
+        for (kind, code) in pinned {
+            assert_eq!(kind.code(), code, "{kind:?}");
+            assert_eq!(EventKind::from_code(code), Some(kind));
+            // The wire's variant index is the same number.
+            assert_eq!(encode(&kind), vec![code], "{kind:?}");
+        }
+        let known = (0..=u8::MAX).filter(|&c| EventKind::from_code(c).is_some());
+        assert_eq!(known.count(), pinned.len());
     }
 
     #[test]
