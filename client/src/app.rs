@@ -26,11 +26,11 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use tokio::sync::mpsc;
 
 use crate::command::{Command, HELP, Input, parse_line};
-use crate::display::{ClientEvent, render_json, render_line};
+use crate::display::{render_json, render_line};
 use crate::link::{Connection, LinkError, LinkWriter};
 use crate::pins::{KnownRelays, PinCheck, PinError};
-use crate::room::{Action, Room, now_ms};
 use crate::state::StateStore;
+use hush_room::{Action, Room, Shown};
 
 /// First retry delay after a failed connection.
 const BACKOFF_START: Duration = Duration::from_millis(250);
@@ -59,7 +59,7 @@ pub struct ClientConfig {
     /// Largest frame accepted from the relay.
     pub max_frame: usize,
     /// When to rekey the room although nobody joined or left.
-    pub rekey: crate::room::RekeyPolicy,
+    pub rekey: hush_room::RekeyPolicy,
     /// Rules for the room if this client creates it: invite-only, and
     /// what newcomers may read.
     pub create_as: (bool, hush_proto::e2e::HistoryVisibility),
@@ -93,7 +93,7 @@ struct Screen<W: Write> {
 }
 
 impl<W: Write> Screen<W> {
-    fn show(&mut self, ev: &ClientEvent) -> std::io::Result<()> {
+    fn show(&mut self, ev: &Shown) -> std::io::Result<()> {
         let line = render_line(ev);
         // The transcript first: whatever the screen shows is already in it.
         if let Some(t) = &mut self.transcript {
@@ -105,7 +105,7 @@ impl<W: Write> Screen<W> {
     }
 
     fn notice(&mut self, room: Option<&RoomName>, text: String) -> std::io::Result<()> {
-        self.show(&ClientEvent::Notice {
+        self.show(&Shown::Notice {
             room: room.cloned(),
             text,
         })
@@ -392,7 +392,7 @@ fn restore_room<W: Write>(
         .set_aside()
         .map(|p| format!("moved it to {}", p.display()))
         .unwrap_or_else(|e| e.to_string());
-    screen.show(&ClientEvent::Warning {
+    screen.show(&Shown::Warning {
         room: Some(config.room.clone()),
         seq: None,
         from: None,
@@ -415,7 +415,7 @@ fn save_state<W: Write>(
         return Ok(());
     }
     if let Err(e) = store.save(&room.snapshot()) {
-        screen.show(&ClientEvent::Warning {
+        screen.show(&Shown::Warning {
             room: Some(room.name().clone()),
             seq: None,
             from: None,
@@ -593,7 +593,7 @@ fn handle_line<W: Write>(
         Ok(Some(i)) => i,
         Ok(None) => return Ok(Vec::new()),
         Err(e) => {
-            screen.show(&ClientEvent::Error {
+            screen.show(&Shown::Error {
                 text: e.to_string(),
             })?;
             return Ok(Vec::new());
@@ -619,7 +619,7 @@ fn handle_line<W: Write>(
         Input::Command(Command::Whois(q)) => {
             let found: Vec<(Fingerprint, String)> = room.whois(&q);
             if found.is_empty() {
-                screen.show(&ClientEvent::Error {
+                screen.show(&Shown::Error {
                     text: format!("nobody in #{name} is called {q}; /members lists who is"),
                 })?;
             }
@@ -634,7 +634,7 @@ fn handle_line<W: Write>(
                     "room fingerprint of #{name} at epoch {}: {digits} (members who see the same digits share this room's members and history)",
                     room.epoch()
                 ))?,
-                None => screen.show(&ClientEvent::Error {
+                None => screen.show(&Shown::Error {
                     text: format!("#{name} has no members yet; try again once you are admitted"),
                 })?,
             }
@@ -643,7 +643,7 @@ fn handle_line<W: Write>(
         Input::Command(Command::Verify(Some(q))) => {
             let found = room.whois(&q);
             if found.is_empty() {
-                screen.show(&ClientEvent::Error {
+                screen.show(&Shown::Error {
                     text: format!("nobody in #{name} is called {q}; /members lists who is"),
                 })?;
             }
@@ -658,14 +658,14 @@ fn handle_line<W: Write>(
         Input::Command(Command::Invite(who)) => match room.invite(&who) {
             Ok(actions) => actions,
             Err(text) => {
-                screen.show(&ClientEvent::Error { text })?;
+                screen.show(&Shown::Error { text })?;
                 Vec::new()
             }
         },
         Input::Command(Command::Kick(who)) => match room.kick(&who) {
             Ok(actions) => actions,
             Err(text) => {
-                screen.show(&ClientEvent::Error { text })?;
+                screen.show(&Shown::Error { text })?;
                 Vec::new()
             }
         },
@@ -688,4 +688,13 @@ fn handle_line<W: Write>(
             Vec::new()
         }
     })
+}
+
+/// Milliseconds since the UNIX epoch by this machine's clock: the time the
+/// room crate is given (it has no clock of its own).
+#[must_use]
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -1,4 +1,4 @@
-//! What the user sees: [`ClientEvent`]s rendered as terminal lines
+//! What the user sees: [`Shown`]s rendered as terminal lines
 //! ([`render_line`]) or as one JSON object per line for bots and scripts
 //! ([`render_json`]).
 //!
@@ -14,104 +14,8 @@ use std::fmt::Write as _;
 
 use hush_crypto::Fingerprint;
 use hush_proto::RoomName;
+use hush_room::Shown;
 use serde_json::{Value, json};
-
-/// Something to show the user. Produced by the client's room logic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientEvent {
-    /// We are in the room (connected and joined, or re-joined after a reconnect).
-    Joined {
-        /// The room.
-        room: RoomName,
-        /// Our own fingerprint.
-        me: Fingerprint,
-        /// Our nickname.
-        nick: String,
-        /// The current epoch; 0 while we wait to be given the room key.
-        epoch: u64,
-    },
-    /// A verified, decrypted message.
-    Message {
-        /// The room.
-        room: RoomName,
-        /// The relay's sequence number.
-        seq: u64,
-        /// The sender's fingerprint (verified signature).
-        from: Fingerprint,
-        /// The sender's nickname, as they chose it (unsanitized).
-        nick: String,
-        /// The message text, as sent (unsanitized).
-        text: String,
-        /// When the sender says it was sent (sender's clock), ms since the Unix epoch.
-        sent_at_ms: u64,
-        /// When the relay received it (the relay's ordering clock), ms since the Unix epoch.
-        received_at_ms: u64,
-        /// Other members currently using the same nickname (empty normally).
-        same_nick: Vec<Fingerprint>,
-    },
-    /// Someone joined the room.
-    MemberJoined {
-        /// The room.
-        room: RoomName,
-        /// The relay's sequence number.
-        seq: u64,
-        /// Who joined.
-        member: Fingerprint,
-        /// Their nickname (unsanitized).
-        nick: String,
-    },
-    /// Someone left the room.
-    MemberLeft {
-        /// The room.
-        room: RoomName,
-        /// The relay's sequence number.
-        seq: u64,
-        /// Who left.
-        member: Fingerprint,
-        /// Their nickname (unsanitized).
-        nick: String,
-    },
-    /// A new epoch (room key) took effect.
-    Epoch {
-        /// The room.
-        room: RoomName,
-        /// The relay's sequence number.
-        seq: u64,
-        /// The new epoch number.
-        epoch: u64,
-        /// The members holding the new key, with their nicknames (unsanitized).
-        members: Vec<(Fingerprint, String)>,
-    },
-    /// Informational line (connection status, nick changes, /members output, /help text...).
-    ///
-    /// Rendered as a single line and sanitized like everything else: emit
-    /// multi-line text (such as the `/help` text) as one notice per line.
-    Notice {
-        /// The room it concerns, if any.
-        room: Option<RoomName>,
-        /// The text.
-        text: String,
-    },
-    /// Something is wrong with what was received; `kind` is a stable machine-readable tag
-    /// such as "bad_signature", "undecryptable", "replay", "relay_key_changed".
-    Warning {
-        /// The room it concerns, if any.
-        room: Option<RoomName>,
-        /// The relay's sequence number of the offending frame, if any.
-        seq: Option<u64>,
-        /// The claimed sender, if any.
-        from: Option<Fingerprint>,
-        /// Stable machine-readable tag.
-        kind: String,
-        /// Human-readable explanation.
-        text: String,
-    },
-    /// A local error (bad command, ...).
-    Error {
-        /// Human-readable explanation, including what to do next.
-        text: String,
-    },
-}
 
 /// Clock skew between a message's claimed send time and its relay receive
 /// time above which line mode points it out.
@@ -236,9 +140,9 @@ fn skew_note(sent_at_ms: u64, received_at_ms: u64) -> Option<String> {
 /// (and notice, warning and error text, which may quote it) is passed
 /// through [`sanitize`].
 #[must_use]
-pub fn render_line(ev: &ClientEvent) -> String {
+pub fn render_line(ev: &Shown) -> String {
     match ev {
-        ClientEvent::Joined {
+        Shown::Joined {
             room,
             me,
             nick,
@@ -250,7 +154,7 @@ pub fn render_line(ev: &ClientEvent) -> String {
             }
             line
         }
-        ClientEvent::Message {
+        Shown::Message {
             from,
             nick,
             text,
@@ -271,13 +175,13 @@ pub fn render_line(ev: &ClientEvent) -> String {
             }
             line
         }
-        ClientEvent::MemberJoined {
+        Shown::MemberJoined {
             room, member, nick, ..
         } => format!("-- {} joined #{room}", who(nick, member)),
-        ClientEvent::MemberLeft {
+        Shown::MemberLeft {
             room, member, nick, ..
         } => format!("-- {} left #{room}", who(nick, member)),
-        ClientEvent::Epoch {
+        Shown::Epoch {
             room,
             epoch,
             members,
@@ -300,11 +204,11 @@ pub fn render_line(ev: &ClientEvent) -> String {
             }
             line
         }
-        ClientEvent::Notice { text, .. } => format!("-- {}", sanitize(text)),
-        ClientEvent::Warning { kind, text, .. } => {
+        Shown::Notice { text, .. } => format!("-- {}", sanitize(text)),
+        Shown::Warning { kind, text, .. } => {
             format!("!! warning[{}]: {}", sanitize(kind), sanitize(text))
         }
-        ClientEvent::Error { text } => format!("!! error: {}", sanitize(text)),
+        Shown::Error { text } => format!("!! error: {}", sanitize(text)),
     }
 }
 
@@ -332,9 +236,9 @@ fn room_value(room: Option<&RoomName>) -> Value {
 /// - `warning`: `kind`, `text`, `seq` (or null), `from` (or null).
 /// - `error`: `text`.
 #[must_use]
-pub fn render_json(ev: &ClientEvent) -> String {
+pub fn render_json(ev: &Shown) -> String {
     let value = match ev {
-        ClientEvent::Joined {
+        Shown::Joined {
             room,
             me,
             nick,
@@ -346,7 +250,7 @@ pub fn render_json(ev: &ClientEvent) -> String {
             "nick": nick,
             "epoch": epoch,
         }),
-        ClientEvent::Message {
+        Shown::Message {
             room,
             seq,
             from,
@@ -369,7 +273,7 @@ pub fn render_json(ev: &ClientEvent) -> String {
             "verified": true,
             "same_nick": same_nick.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }),
-        ClientEvent::MemberJoined {
+        Shown::MemberJoined {
             room,
             seq,
             member,
@@ -381,7 +285,7 @@ pub fn render_json(ev: &ClientEvent) -> String {
             "from": member.to_string(),
             "nick": nick,
         }),
-        ClientEvent::MemberLeft {
+        Shown::MemberLeft {
             room,
             seq,
             member,
@@ -393,7 +297,7 @@ pub fn render_json(ev: &ClientEvent) -> String {
             "from": member.to_string(),
             "nick": nick,
         }),
-        ClientEvent::Epoch {
+        Shown::Epoch {
             room,
             seq,
             epoch,
@@ -408,12 +312,12 @@ pub fn render_json(ev: &ClientEvent) -> String {
                 .map(|(fp, nick)| json!({"fingerprint": fp.to_string(), "nick": nick}))
                 .collect::<Vec<_>>(),
         }),
-        ClientEvent::Notice { room, text } => json!({
+        Shown::Notice { room, text } => json!({
             "type": "notice",
             "room": room_value(room.as_ref()),
             "text": text,
         }),
-        ClientEvent::Warning {
+        Shown::Warning {
             room,
             seq,
             from,
@@ -427,7 +331,7 @@ pub fn render_json(ev: &ClientEvent) -> String {
             "kind": kind,
             "text": text,
         }),
-        ClientEvent::Error { text } => json!({
+        Shown::Error { text } => json!({
             "type": "error",
             "room": Value::Null,
             "text": text,
@@ -452,8 +356,8 @@ mod tests {
         RoomName::new("ops").unwrap()
     }
 
-    fn message(text: &str, sent_at_ms: u64, same_nick: Vec<Fingerprint>) -> ClientEvent {
-        ClientEvent::Message {
+    fn message(text: &str, sent_at_ms: u64, same_nick: Vec<Fingerprint>) -> Shown {
+        Shown::Message {
             room: room(),
             seq: 7,
             from: fp(1),
@@ -465,7 +369,7 @@ mod tests {
         }
     }
 
-    fn parse(ev: &ClientEvent) -> Value {
+    fn parse(ev: &Shown) -> Value {
         let s = render_json(ev);
         assert!(!s.contains('\n'), "JSON output must be one line: {s}");
         serde_json::from_str(&s).unwrap()
@@ -570,7 +474,7 @@ mod tests {
 
     #[test]
     fn line_message_is_sanitized() {
-        let ev = ClientEvent::Message {
+        let ev = Shown::Message {
             room: room(),
             seq: 1,
             from: fp(1),
@@ -596,7 +500,7 @@ mod tests {
         let id = fp(1).short_id();
         let id2 = fp(2).short_id();
         assert_eq!(
-            render_line(&ClientEvent::Joined {
+            render_line(&Shown::Joined {
                 room: room(),
                 me: fp(1),
                 nick: "alice".into(),
@@ -605,7 +509,7 @@ mod tests {
             format!("-- joined #ops as alice ({id}), epoch 3")
         );
         assert_eq!(
-            render_line(&ClientEvent::Joined {
+            render_line(&Shown::Joined {
                 room: room(),
                 me: fp(1),
                 nick: "alice".into(),
@@ -614,7 +518,7 @@ mod tests {
             format!("-- joined #ops as alice ({id})")
         );
         assert_eq!(
-            render_line(&ClientEvent::MemberJoined {
+            render_line(&Shown::MemberJoined {
                 room: room(),
                 seq: 4,
                 member: fp(1),
@@ -623,7 +527,7 @@ mod tests {
             format!("-- alice ({id}) joined #ops")
         );
         assert_eq!(
-            render_line(&ClientEvent::MemberLeft {
+            render_line(&Shown::MemberLeft {
                 room: room(),
                 seq: 4,
                 member: fp(1),
@@ -632,7 +536,7 @@ mod tests {
             format!("-- al^Mice ({id}) left #ops")
         );
         assert_eq!(
-            render_line(&ClientEvent::Epoch {
+            render_line(&Shown::Epoch {
                 room: room(),
                 seq: 9,
                 epoch: 4,
@@ -641,7 +545,7 @@ mod tests {
             format!("-- #ops is now at epoch 4 with 2 members: alice ({id}), bob ({id2})")
         );
         assert_eq!(
-            render_line(&ClientEvent::Epoch {
+            render_line(&Shown::Epoch {
                 room: room(),
                 seq: 9,
                 epoch: 5,
@@ -653,7 +557,7 @@ mod tests {
         let crowd: Vec<(Fingerprint, String)> = (0..=EPOCH_LINE_NAMES + 4)
             .map(|i| (fp(1), format!("m{i}")))
             .collect();
-        let line = render_line(&ClientEvent::Epoch {
+        let line = render_line(&Shown::Epoch {
             room: room(),
             seq: 9,
             epoch: 6,
@@ -669,21 +573,21 @@ mod tests {
             "{line}"
         );
         assert_eq!(
-            render_line(&ClientEvent::Notice {
+            render_line(&Shown::Notice {
                 room: None,
                 text: "reconnecting in 2s".into()
             }),
             "-- reconnecting in 2s"
         );
         assert_eq!(
-            render_line(&ClientEvent::Notice {
+            render_line(&Shown::Notice {
                 room: Some(room()),
                 text: "bob is now\nbobby".into()
             }),
             "-- bob is now^Jbobby"
         );
         assert_eq!(
-            render_line(&ClientEvent::Warning {
+            render_line(&Shown::Warning {
                 room: Some(room()),
                 seq: Some(3),
                 from: Some(fp(2)),
@@ -693,7 +597,7 @@ mod tests {
             "!! warning[bad_signature]: message 3 has a bad signature; it was dropped"
         );
         assert_eq!(
-            render_line(&ClientEvent::Error {
+            render_line(&Shown::Error {
                 text: "unknown command /x\x1b".into()
             }),
             "!! error: unknown command /x^["
@@ -703,7 +607,7 @@ mod tests {
     #[test]
     fn json_message() {
         let text = "line1\nline2\x1b[2J\u{202e} 👋";
-        let ev = ClientEvent::Message {
+        let ev = Shown::Message {
             room: room(),
             seq: 7,
             from: fp(1),
@@ -736,7 +640,7 @@ mod tests {
 
     #[test]
     fn json_other_events() {
-        let v = parse(&ClientEvent::Joined {
+        let v = parse(&Shown::Joined {
             room: room(),
             me: fp(1),
             nick: "alice".into(),
@@ -750,7 +654,7 @@ mod tests {
 
         for (ev, ty) in [
             (
-                ClientEvent::MemberJoined {
+                Shown::MemberJoined {
                     room: room(),
                     seq: 5,
                     member: fp(2),
@@ -759,7 +663,7 @@ mod tests {
                 "member_joined",
             ),
             (
-                ClientEvent::MemberLeft {
+                Shown::MemberLeft {
                     room: room(),
                     seq: 5,
                     member: fp(2),
@@ -776,7 +680,7 @@ mod tests {
             assert_eq!(v["nick"], "bob");
         }
 
-        let v = parse(&ClientEvent::Epoch {
+        let v = parse(&Shown::Epoch {
             room: room(),
             seq: 9,
             epoch: 4,
@@ -793,7 +697,7 @@ mod tests {
             ])
         );
 
-        let v = parse(&ClientEvent::Notice {
+        let v = parse(&Shown::Notice {
             room: None,
             text: "connected".into(),
         });
@@ -801,7 +705,7 @@ mod tests {
         assert_eq!(v["room"], Value::Null);
         assert_eq!(v["text"], "connected");
 
-        let v = parse(&ClientEvent::Warning {
+        let v = parse(&Shown::Warning {
             room: Some(room()),
             seq: Some(3),
             from: Some(fp(2)),
@@ -815,7 +719,7 @@ mod tests {
         assert_eq!(v["kind"], "replay");
         assert_eq!(v["text"], "seen before");
 
-        let v = parse(&ClientEvent::Warning {
+        let v = parse(&Shown::Warning {
             room: None,
             seq: None,
             from: None,
@@ -827,7 +731,7 @@ mod tests {
         assert_eq!(v["from"], Value::Null);
         assert_eq!(v["kind"], "relay_key_changed");
 
-        let v = parse(&ClientEvent::Error {
+        let v = parse(&Shown::Error {
             text: "bad\ncommand".into(),
         });
         assert_eq!(v["type"], "error");

@@ -18,7 +18,7 @@ use hush_proto::msg::{decode, encode};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::room::RoomSnapshot;
+use hush_room::RoomSnapshot;
 
 /// OAEP label of a state file's key.
 const STATE_KEY_LABEL: &str = "hush/v1/state-key";

@@ -108,18 +108,18 @@ pub fn handshake(data: &[u8]) {
 
 /// A room alice created, as a saved snapshot: restoring it costs no RSA
 /// private-key work, so each input runs fast.
-fn created_room() -> &'static hush_client::room::RoomSnapshot {
-    static S: OnceLock<hush_client::room::RoomSnapshot> = OnceLock::new();
+fn created_room() -> &'static hush_room::RoomSnapshot {
+    static S: OnceLock<hush_room::RoomSnapshot> = OnceLock::new();
     S.get_or_init(|| {
         let room = RoomName::new("fuzz").unwrap();
         let me = alice();
         let now = Instant::now();
-        let mut state = hush_client::room::Room::new(room, me.clone(), "alice".into());
+        let mut state = hush_room::Room::new(room, me.clone(), "alice".into());
         state.on_joined(&[me.fingerprint()]);
         let _ = state.on_backfill_done(0, now);
         let mut seq = 0;
         for action in state.caught_up(now) {
-            if let hush_client::room::Action::Publish { event, .. } = action {
+            if let hush_room::Action::Publish { event, .. } = action {
                 seq += 1;
                 let _ = state.on_event(
                     SequencedEvent {
@@ -142,8 +142,7 @@ pub fn room_event(data: &[u8]) {
     let room = RoomName::new("fuzz").unwrap();
     let me = alice();
     let now = Instant::now();
-    let Ok(mut state) = hush_client::room::Room::restore(room.clone(), me.clone(), created_room())
-    else {
+    let Ok(mut state) = hush_room::Room::restore(room.clone(), me.clone(), created_room()) else {
         return;
     };
     state.on_joined(&[me.fingerprint()]);

@@ -9,12 +9,11 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use hush_client::display::ClientEvent;
-use hush_client::room::{Action, FALLBACK_COMMIT_AFTER, Room};
 use hush_crypto::{Fingerprint, Identity};
 use hush_proto::e2e::{self, EVENT_SIGNATURE_CONTEXT, Payload, SealedMessage, SignedBody};
 use hush_proto::msg::{decode, encode};
 use hush_proto::{EventKind, Rejection, RoomEvent, RoomName, SequencedEvent};
+use hush_room::{Action, FALLBACK_COMMIT_AFTER, Room, Shown};
 
 // ─── Identities ──────────────────────────────────────────────────────────
 
@@ -51,7 +50,9 @@ fn room_name() -> RoomName {
 const RECEIVED_AT_MS: u64 = 1_700_000_000_000;
 
 fn now_ms() -> u64 {
-    hush_client::room::now_ms()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A moment at which every pending admission or removal is overdue.
@@ -133,7 +134,7 @@ struct Member {
     id: Arc<Identity>,
     room: Room,
     /// Everything the user was shown, in order.
-    shown: Vec<ClientEvent>,
+    shown: Vec<Shown>,
     /// Publish actions not yet sent to the relay.
     outbox: Vec<(u64, RoomEvent)>,
     /// Whether the relay delivers events to this member.
@@ -192,7 +193,7 @@ impl Member {
         self.shown
             .iter()
             .filter_map(|e| match e {
-                ClientEvent::Message {
+                Shown::Message {
                     from, text, seq, ..
                 } => Some((*from, text.clone(), *seq)),
                 _ => None,
@@ -212,7 +213,7 @@ impl Member {
         self.shown
             .iter()
             .filter_map(|e| match e {
-                ClientEvent::Warning { kind, from, .. } => Some((kind.clone(), *from)),
+                Shown::Warning { kind, from, .. } => Some((kind.clone(), *from)),
                 _ => None,
             })
             .collect()
@@ -226,7 +227,7 @@ impl Member {
         self.shown
             .iter()
             .filter_map(|e| match e {
-                ClientEvent::Notice { text, .. } => Some(text.clone()),
+                Shown::Notice { text, .. } => Some(text.clone()),
                 _ => None,
             })
             .collect()
@@ -236,7 +237,7 @@ impl Member {
         self.shown
             .iter()
             .filter_map(|e| match e {
-                ClientEvent::Error { text } => Some(text.clone()),
+                Shown::Error { text } => Some(text.clone()),
                 _ => None,
             })
             .collect()
@@ -245,14 +246,14 @@ impl Member {
     fn joined_shown(&self, who: Fingerprint) -> usize {
         self.shown
             .iter()
-            .filter(|e| matches!(e, ClientEvent::MemberJoined { member, .. } if *member == who))
+            .filter(|e| matches!(e, Shown::MemberJoined { member, .. } if *member == who))
             .count()
     }
 
     fn left_shown(&self, who: Fingerprint) -> usize {
         self.shown
             .iter()
-            .filter(|e| matches!(e, ClientEvent::MemberLeft { member, .. } if *member == who))
+            .filter(|e| matches!(e, Shown::MemberLeft { member, .. } if *member == who))
             .count()
     }
 
@@ -529,7 +530,7 @@ fn create_admit_and_talk() {
     assert!(alice.room.is_member());
     assert!(alice.shown.iter().any(|e| matches!(
         e,
-        ClientEvent::Joined { epoch: 1, me, .. } if *me == alice.fp()
+        Shown::Joined { epoch: 1, me, .. } if *me == alice.fp()
     )));
 
     // Bob asks and is admitted without anyone doing anything.
@@ -541,12 +542,12 @@ fn create_admit_and_talk() {
     assert_eq!(alice.joined_shown(bob.fp()), 1, "{:?}", alice.shown);
     assert!(bob.shown.iter().any(|e| matches!(
         e,
-        ClientEvent::Epoch { epoch: 2, members, .. } if members.len() == 2
+        Shown::Epoch { epoch: 2, members, .. } if members.len() == 2
     )));
     assert!(
         bob.shown
             .iter()
-            .any(|e| matches!(e, ClientEvent::Joined { epoch: 2, .. }))
+            .any(|e| matches!(e, Shown::Joined { epoch: 2, .. }))
     );
 
     // Carol too.
@@ -1062,7 +1063,7 @@ fn concurrent_commits(designated_first: bool) {
         carol
             .shown
             .iter()
-            .filter(|e| matches!(e, ClientEvent::Joined { .. }))
+            .filter(|e| matches!(e, Shown::Joined { .. }))
             .count(),
         1
     );
@@ -1236,13 +1237,13 @@ fn nick_change_and_same_nick_warning() {
     carol.send_text("it's me, robert");
     pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
     for m in [&alice, &bob] {
-        let shown: Vec<&ClientEvent> = m
+        let shown: Vec<&Shown> = m
             .shown
             .iter()
-            .filter(|e| matches!(e, ClientEvent::Message { .. }))
+            .filter(|e| matches!(e, Shown::Message { .. }))
             .collect();
         assert_eq!(shown.len(), 1);
-        let ClientEvent::Message {
+        let Shown::Message {
             from,
             nick,
             same_nick,
@@ -1381,7 +1382,7 @@ fn restarted_client_sends_under_a_new_session() {
         alice2
             .shown
             .iter()
-            .any(|e| matches!(e, ClientEvent::Joined { .. }))
+            .any(|e| matches!(e, Shown::Joined { .. }))
     );
     assert!(
         alice2.outbox.is_empty(),
@@ -1656,7 +1657,7 @@ fn verify_digits_agree_between_members_and_differ_when_they_should() {
 /// A fresh relay, and alice and bob (not yet connected) whose rooms rekey
 /// every 3 messages.
 fn rekeying_every_3_messages() -> (SimRelay, Member, Member) {
-    let policy = hush_client::room::RekeyPolicy {
+    let policy = hush_room::RekeyPolicy {
         max_messages: 3,
         max_age: Duration::ZERO,
     };
@@ -2064,7 +2065,7 @@ fn a_checkpoint_that_contradicts_what_the_relay_showed_is_signed_evidence() {
 #[test]
 fn rooms_rekey_when_an_epoch_grows_old() {
     let mut relay = SimRelay::new();
-    let policy = hush_client::room::RekeyPolicy {
+    let policy = hush_room::RekeyPolicy {
         max_messages: 0,
         max_age: Duration::from_secs(3600),
     };
@@ -2118,7 +2119,7 @@ fn a_delayed_message_is_shown_in_arrival_order_with_a_note() {
     let delayed = bob
         .shown
         .iter()
-        .find(|e| matches!(e, ClientEvent::Message { text, .. } if text == "written long ago"))
+        .find(|e| matches!(e, Shown::Message { text, .. } if text == "written long ago"))
         .unwrap();
     let line = hush_client::display::render_line(delayed);
     assert!(line.contains("earlier"), "{line}");

@@ -1,0 +1,232 @@
+//! Applying a sequenced commit: validate it, then switch epochs (or void
+//! it, so its epoch inherits the previous one).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hush_crypto::{Fingerprint, derive_secret};
+use hush_proto::SequencedEvent;
+use hush_proto::e2e::{self, ADD_EPOCH_KEY_INFO, EPOCH_KEY_LABEL, HISTORY_KEY_LABEL, SignedBody};
+
+use crate::action::{Action, Shown};
+use crate::commit::{CommitBody, CommitFault};
+use crate::epochs::Epoch;
+use crate::room::Room;
+
+impl Room {
+    pub(crate) fn apply_commit(
+        &mut self,
+        ev: &SequencedEvent,
+        digest: &[u8; 32],
+        body: &SignedBody,
+        c: CommitBody,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        let sender = ev.event.sender;
+        let epoch = ev.event.epoch;
+        let mine = sender == self.me.fingerprint();
+        if mine {
+            self.commit_in_flight = None;
+        }
+        let roster = match self.validate_commit(ev, digest, body, &c) {
+            Ok(roster) => roster,
+            Err(CommitFault::Void(warning)) => return self.void_commit(ev, *warning, actions),
+            Err(CommitFault::Fork(warning)) => return actions.push(*warning),
+            Err(CommitFault::Anchor(notice, roster)) => {
+                actions.push(*notice);
+                self.current = c.parent_epoch();
+                roster
+            }
+            Err(CommitFault::Unjudgeable) => {
+                // Keep in step with the relay's epochs, so that we ask to
+                // join (and are admitted) in the room's current one.
+                self.current = self.current.max(epoch);
+                return;
+            }
+        };
+        // Our key, only now that the commit is authenticated: derived from
+        // the parent's if an add-only commit kept us, else our envelope.
+        let me = self.me.fingerprint();
+        let was_member = self.is_member();
+        let parent = self
+            .epochs
+            .get(&self.current)
+            .or_else(|| self.archive.get(&self.current));
+        let kept = parent.is_some_and(|e| e.roster.contains_key(&me));
+        let key = if !roster.contains_key(&me) {
+            None
+        } else if let CommitBody::Add(a) = &c
+            && kept
+        {
+            parent.and_then(|e| e.key.as_ref()).map(|k| {
+                let added: Vec<Fingerprint> = a
+                    .added
+                    .iter()
+                    .map(|m| Fingerprint::of_spki_der(&m.public_key))
+                    .collect();
+                let salt = e2e::add_epoch_salt(&self.name, epoch, &sender, &added);
+                derive_secret(k, &salt, ADD_EPOCH_KEY_INFO)
+            })
+        } else {
+            match c.envelopes().iter().find(|e| e.member == me) {
+                Some(env) => match self.me.unwrap(EPOCH_KEY_LABEL, &env.wrapped) {
+                    Ok(k) => Some(k),
+                    Err(_) => {
+                        actions.push(self.warn(
+                            Some(ev.seq),
+                            Some(sender),
+                            "undecryptable",
+                            format!(
+                                "the key for epoch {epoch} of #{} from {} could not be opened",
+                                self.name,
+                                self.who(&sender)
+                            ),
+                        ));
+                        None
+                    }
+                },
+                None => {
+                    actions.push(self.warn(
+                        Some(ev.seq),
+                        Some(sender),
+                        "undecryptable",
+                        format!(
+                            "{} admitted you to epoch {epoch} without giving you its key",
+                            self.who(&sender)
+                        ),
+                    ));
+                    None
+                }
+            }
+        };
+        // Who came and went.
+        let before: BTreeSet<Fingerprint> = self
+            .epochs
+            .get(&self.current)
+            .map(|e| e.roster.keys().copied().collect())
+            .unwrap_or_default();
+        for (fp, entry) in &roster {
+            if !self.nicks.contains_key(fp) || !before.contains(fp) {
+                self.nicks.insert(*fp, entry.nick.clone());
+            }
+        }
+        let first_view = self.epochs.is_empty();
+        if !first_view {
+            for fp in roster.keys().filter(|fp| !before.contains(fp)) {
+                actions.push(Action::Show(Shown::MemberJoined {
+                    room: self.name.clone(),
+                    seq: ev.seq,
+                    member: *fp,
+                    nick: self.nick_of(fp),
+                }));
+            }
+            for fp in before.iter().filter(|fp| !roster.contains_key(fp)) {
+                actions.push(Action::Show(Shown::MemberLeft {
+                    room: self.name.clone(),
+                    seq: ev.seq,
+                    member: *fp,
+                    nick: self.nick_of(fp),
+                }));
+            }
+        }
+        for fp in roster.keys() {
+            self.pending_joins.remove(fp);
+        }
+        self.pending_removals
+            .retain(|fp, _| roster.contains_key(fp));
+        let now_member = key.is_some();
+        if let CommitBody::Full(c) = &c
+            && self.settings.is_none()
+        {
+            self.settings = Some(c.settings.clone());
+        }
+        // Shared history: earlier keys wrapped for us, opened only now
+        // that the commit is authenticated.
+        let mut got_history = false;
+        if now_member && !was_member {
+            for h in c.history().iter().filter(|h| h.member == me) {
+                if let Some(e) = self.epochs.get_mut(&h.epoch)
+                    && e.key.is_none()
+                    && let Ok(k) = self.me.unwrap(HISTORY_KEY_LABEL, &h.wrapped)
+                {
+                    e.key = Some(k);
+                    got_history = true;
+                }
+            }
+        }
+        self.epochs.insert(
+            epoch,
+            Epoch {
+                roster: Arc::new(roster),
+                key,
+            },
+        );
+        self.current = epoch;
+        self.epoch_heads.insert(epoch, self.chain_head);
+        self.epoch_commit_seq.insert(epoch, ev.seq);
+        if got_history {
+            self.replay_backlog(actions);
+        }
+        // An add-only epoch continues its parent's key lineage: the
+        // periodic rekey counts on from the last full commit.
+        if matches!(c, CommitBody::Full(_)) || self.epoch_started.is_none() {
+            self.epoch_messages = 0;
+            self.epoch_started = Some(now);
+            self.rekey_due_since = None;
+        }
+        let members: Vec<(Fingerprint, String)> = self.epochs[&epoch]
+            .roster
+            .keys()
+            .map(|fp| (*fp, self.nick_of(fp)))
+            .collect();
+        if now_member || was_member {
+            actions.push(Action::Show(Shown::Epoch {
+                room: self.name.clone(),
+                seq: ev.seq,
+                epoch,
+                members,
+            }));
+        }
+        if now_member && !was_member && self.caught_up {
+            self.join_requested = false;
+            actions.push(Action::Show(Shown::Joined {
+                room: self.name.clone(),
+                me,
+                nick: self.nick.clone(),
+                epoch,
+            }));
+            self.flush_queue(actions);
+        } else if was_member && !now_member && !self.leaving {
+            actions.push(self.notice(format!("you are no longer a member of #{}", self.name)));
+        }
+    }
+
+    /// A commit the relay sequenced (so its epoch number is taken) but that
+    /// members must not honour: its epoch carries on the roster and key of
+    /// the one before, so every member stays in step with the relay and the
+    /// room keeps working. Every member reaches the same verdict, since it
+    /// depends only on the history they share.
+    pub(crate) fn void_commit(
+        &mut self,
+        ev: &SequencedEvent,
+        warning: Action,
+        actions: &mut Vec<Action>,
+    ) {
+        actions.push(warning);
+        let epoch = ev.event.epoch;
+        if epoch != self.current.saturating_add(1) {
+            return; // not the relay's next epoch: nothing to keep in step with
+        }
+        if ev.event.sender == self.me.fingerprint() {
+            self.commit_in_flight = None;
+        }
+        if let Some(prev) = self.epochs.get(&self.current).cloned() {
+            self.epochs.insert(epoch, prev);
+        }
+        self.current = epoch;
+        self.epoch_heads.insert(epoch, self.chain_head);
+        self.epoch_commit_seq.insert(epoch, ev.seq);
+    }
+}

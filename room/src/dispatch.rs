@@ -1,0 +1,130 @@
+//! Routes each event, in seq order, through the hash chain to the
+//! handler of its kind, with the signer-key lookups they share.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use hush_crypto::{Fingerprint, PublicIdentity};
+use hush_proto::e2e::{self, Payload, SignedBody};
+use hush_proto::msg::decode;
+use hush_proto::{EventKind, SequencedEvent};
+
+use crate::action::Action;
+use crate::commit::CommitBody;
+use crate::limits::*;
+use crate::room::Room;
+
+impl Room {
+    pub(crate) fn apply(&mut self, ev: SequencedEvent, now: Instant, actions: &mut Vec<Action>) {
+        self.dirty = true;
+        self.last_seq = ev.seq;
+        self.chain_head = e2e::chain_next(&self.chain_head, &ev);
+        if self.chain_anchored {
+            self.heads.insert(ev.seq, self.chain_head);
+            if self.heads.len() > MAX_HEADS {
+                self.heads.pop_first();
+            }
+            if self.pending_checkpoints.iter().any(|c| c.seq == ev.seq) {
+                let due: Vec<_> = self
+                    .pending_checkpoints
+                    .iter()
+                    .filter(|c| c.seq == ev.seq)
+                    .cloned()
+                    .collect();
+                self.pending_checkpoints.retain(|c| c.seq != ev.seq);
+                for cp in due {
+                    self.compare_checkpoint(&cp, actions);
+                }
+            }
+        }
+        let sender = ev.event.sender;
+        if sender == self.me.fingerprint() {
+            let body = &ev.event.body;
+            self.unconfirmed.retain(|(_, e)| e.body != *body);
+        }
+        if ev.event.room != self.name {
+            // Signatures bind the room, so this cannot be genuine here.
+            actions.push(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "malformed",
+                format!(
+                    "the relay delivered an event for another room, claiming to be from {}; ignored",
+                    self.who(&sender)
+                ),
+            ));
+            return;
+        }
+        let parsed = decode::<SignedBody>(&ev.event.body).ok().and_then(|body| {
+            decode::<Payload>(&body.payload)
+                .ok()
+                .filter(|p| p.kind() == ev.event.kind)
+                .map(|p| (body, p))
+        });
+        let Some((body, payload)) = parsed else {
+            let warning = self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "malformed",
+                format!(
+                    "a malformed event claiming to be from {} was ignored",
+                    self.who(&sender)
+                ),
+            );
+            if ev.event.kind == EventKind::Commit {
+                self.void_commit(&ev, warning, actions);
+            } else {
+                actions.push(warning);
+            }
+            return;
+        };
+        let digest = e2e::signing_digest(
+            &ev.event.room,
+            &sender,
+            ev.event.kind,
+            ev.event.epoch,
+            &body.payload,
+        );
+        match payload {
+            Payload::JoinRequest(req) => {
+                self.apply_join_request(&ev, &digest, &body, req, now, actions)
+            }
+            Payload::Commit(c) => {
+                self.apply_commit(&ev, &digest, &body, CommitBody::Full(c), now, actions)
+            }
+            Payload::Add(a) => {
+                self.apply_commit(&ev, &digest, &body, CommitBody::Add(a), now, actions)
+            }
+            Payload::Message(m) => self.apply_message(&ev, &digest, &body, &m, actions),
+            Payload::Leave => self.apply_leave(&ev, &digest, &body, now, actions),
+            Payload::Invite(r) => self.apply_control(&ev, &digest, &body, r, true, now, actions),
+            Payload::Kick(r) => self.apply_control(&ev, &digest, &body, r, false, now, actions),
+        }
+        self.maybe_commit(now, actions);
+    }
+
+    /// The key that must have signed an event from `sender` in `epoch`,
+    /// from that epoch's roster.
+    pub(crate) fn roster_key(
+        &self,
+        epoch: u64,
+        sender: &Fingerprint,
+    ) -> Option<Arc<PublicIdentity>> {
+        self.epochs
+            .get(&epoch)
+            .and_then(|e| e.roster.get(sender))
+            .map(|r| r.key.clone())
+    }
+
+    pub(crate) fn bad_signature(&self, ev: &SequencedEvent, what: &str) -> Action {
+        self.warn(
+            Some(ev.seq),
+            Some(ev.event.sender),
+            "bad_signature",
+            format!(
+                "a {what} claiming to be from {} failed signature verification and was not shown",
+                self.who(&ev.event.sender)
+            ),
+        )
+    }
+}

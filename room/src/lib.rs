@@ -1,0 +1,61 @@
+//! # hush-room: one room, end to end: the state a member keeps and the rules it applies
+//! to every event, with no I/O.
+//!
+//! ```text
+//!   relay events (any order) ─▶ reorder by seq ─▶ hash chain ─▶ verify signature ─▶ apply
+//!                                                                 │ JoinRequest: queue admission
+//!                                                                 │ Commit:  check committer, roster; unwrap our envelope
+//!                                                                 │ Message: open with the sender's key ─▶ Show
+//!                                                                 └ Leave:   queue removal
+//!   user input ─▶ seal + sign ─▶ Publish
+//!   pending admissions/removals ─▶ (designated member) Commit ─▶ Publish
+//! ```
+//!
+//! Nothing is shown before its signature verified and (for messages) its
+//! ciphertext opened; a failure becomes a [`Shown::Warning`] naming
+//! the *claimed* sender, never the message. An epoch key is unwrapped only
+//! from a commit whose signature by a member of the parent epoch (or, for
+//! the room's first commit, by the creator it names) has verified: no
+//! private-key operation runs on bytes the relay alone chose.
+//!
+//! This crate does no I/O: no sockets, files, tasks, clock or randomness of
+//! its own. The caller passes in relay events, user input and the time, and
+//! performs the [`Action`]s that come out. Where each concern lives:
+//!
+//! | file | concern |
+//! |---|---|
+//! | `room.rs` | [`Room`], its constructors, accessors and `tick` |
+//! | `action.rs` | [`Action`] and [`Shown`]: what the caller must do or show |
+//! | `order.rs` | reorder by seq, backfill, retention gaps, catching up |
+//! | `dispatch.rs` | hash chain, then the handler of each event kind |
+//! | `chain.rs` | relay checkpoints and the chain heads senders sign |
+//! | `epochs.rs` | epochs, rosters and their keys |
+//! | `membership.rs` | join requests, invites, kicks, leaves |
+//! | `commit/validate.rs` | the rules of PROTOCOL.md §9.2.6 |
+//! | `commit/apply.rs` | switching epochs, void commits |
+//! | `commit/build.rs` | the commits we make, key envelopes |
+//! | `message.rs` | opening and sealing messages, replays, backlog |
+//! | `publish.rs` | request ids, unconfirmed events, rejections |
+//! | `fingerprint.rs` | room fingerprint, safety numbers |
+//! | `snapshot.rs` | what survives a restart |
+//! | `limits.rs` | bounds on what peers can make us hold |
+#![forbid(unsafe_code)]
+
+mod action;
+mod chain;
+mod commit;
+mod dispatch;
+mod epochs;
+mod fingerprint;
+mod limits;
+mod membership;
+mod message;
+mod order;
+mod publish;
+mod room;
+mod snapshot;
+
+pub use action::{Action, Shown};
+pub use publish::describe_rejection;
+pub use room::{FALLBACK_COMMIT_AFTER, RekeyPolicy, Room};
+pub use snapshot::{RestoreError, RoomSnapshot};

@@ -1,0 +1,39 @@
+//! Bounds on everything a peer or the relay can make a member hold.
+
+/// Messages typed before admission, kept to send once admitted.
+pub(crate) const MAX_QUEUED_TEXTS: usize = 100;
+
+/// Events after the commit that replaced an epoch during which a message
+/// still sealed in that epoch, by someone the commit removed, is shown:
+/// it was in flight. Later ones are refused.
+pub(crate) const STALE_EPOCH_GRACE: u64 = 100;
+
+/// Replay-detection entries kept before those of epochs older than the
+/// previous one are forgotten.
+pub(crate) const MAX_SEEN: usize = 200_000;
+
+/// Join requests waiting for a commit; more are ignored until it lands.
+pub(crate) const MAX_PENDING_JOINS: usize = 64;
+
+/// Bytes a commit we build may take, leaving room in a relay frame for
+/// the event's envelope and the signed body's framing.
+pub(crate) const fn commit_budget(max_frame: usize) -> usize {
+    hush_proto::msg::max_event_body(max_frame).saturating_sub(2048)
+}
+
+/// Join requests kept while they wait for the creator's invite.
+pub(crate) const MAX_UNINVITED: usize = 100;
+
+/// Messages kept that we could not read yet, in case a shared-history
+/// admission hands us their keys.
+pub(crate) const MAX_BACKLOG: usize = 10_000;
+
+/// Body bytes kept in that backlog.
+pub(crate) const MAX_BACKLOG_BYTES: usize = 32 * 1024 * 1024;
+
+/// Events received ahead of a gap, kept until the gap fills.
+pub(crate) const MAX_REORDER: usize = 10_000;
+
+/// Chain heads remembered, to check the heads senders sign against our
+/// own. A sender's view older than this many events is not checked.
+pub(crate) const MAX_HEADS: usize = 50_000;

@@ -1,0 +1,383 @@
+//! Who may be in the room: join requests, invites, kicks and leaves,
+//! queued as pending changes until a commit carries them out.
+
+use std::time::Instant;
+
+use hush_crypto::{Fingerprint, PublicIdentity};
+use hush_proto::e2e::{
+    EVENT_SIGNATURE_CONTEXT, JoinRequest, MAX_NICK_BYTES, MemberRef, Payload, SignedBody,
+};
+use hush_proto::{EventKind, SequencedEvent};
+
+use crate::action::{Action, Shown};
+use crate::limits::*;
+use crate::room::Room;
+
+/// A pending change to the roster, waiting for a commit.
+pub(crate) struct Pending {
+    pub(crate) since: Instant,
+}
+
+/// Someone who asked to join, from their signed join request.
+#[derive(Clone)]
+pub(crate) struct Newcomer {
+    pub(crate) key: PublicIdentity,
+    pub(crate) nick: String,
+    /// They hold the current roster: an add-only commit can admit them.
+    pub(crate) knows_roster: bool,
+}
+
+impl Room {
+    pub(crate) fn request_join(&mut self, actions: &mut Vec<Action>) {
+        if self.join_requested {
+            return;
+        }
+        self.join_requested = true;
+        let payload = Payload::JoinRequest(JoinRequest {
+            public_key: self.me.public().spki_der().to_vec(),
+            nick: self.nick.clone(),
+            knows_roster: self.epochs.contains_key(&self.current),
+        });
+        actions.push(Action::Show(Shown::Notice {
+            room: Some(self.name.clone()),
+            text: format!("asking the members of #{} to admit you", self.name),
+        }));
+        if let Some(a) = self.publish(EventKind::JoinRequest, self.current, &payload) {
+            actions.push(a);
+        }
+    }
+
+    pub(crate) fn apply_join_request(
+        &mut self,
+        ev: &SequencedEvent,
+        digest: &[u8; 32],
+        body: &SignedBody,
+        req: JoinRequest,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        let Ok(key) = PublicIdentity::from_spki_der(&req.public_key) else {
+            actions.push(self.bad_signature(ev, "join request"));
+            return;
+        };
+        if key.fingerprint() != ev.event.sender
+            || key
+                .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
+                .is_err()
+        {
+            actions.push(self.bad_signature(ev, "join request"));
+            return;
+        }
+        let fp = key.fingerprint();
+        let nick = clean_nick(&req.nick, &fp);
+        let newcomer = Newcomer {
+            key,
+            nick: nick.clone(),
+            knows_roster: req.knows_roster,
+        };
+        if fp == self.me.fingerprint() || !self.membership_event_is_current(ev, actions) {
+            return;
+        }
+        if self
+            .epochs
+            .get(&self.current)
+            .is_some_and(|e| e.roster.contains_key(&fp))
+        {
+            return; // already a member (a repeated request)
+        }
+        self.nicks.entry(fp).or_insert_with(|| nick.clone());
+        if let Some(settings) = &self.settings
+            && settings.invite_only
+            && !self.invited.contains(&fp)
+            && fp != settings.creator
+        {
+            // Members ignore it; the creator is told, and may invite.
+            if settings.creator == self.me.fingerprint() && self.is_member() {
+                actions.push(self.notice(format!(
+                    "{nick} ({}) asks to join #{}, which is invite-only: /invite {fp} lets them in",
+                    fp.short_id(),
+                    self.name
+                )));
+            }
+            if self.uninvited.len() < MAX_UNINVITED {
+                self.uninvited.insert(fp, newcomer);
+            }
+            return;
+        }
+        if self.is_member() {
+            actions.push(self.notice(format!(
+                "{nick} ({}) asks to join #{}",
+                fp.short_id(),
+                self.name
+            )));
+        }
+        if self.pending_joins.len() < MAX_PENDING_JOINS {
+            self.pending_joins
+                .entry(fp)
+                .or_insert((newcomer, Pending { since: now }));
+        }
+    }
+
+    /// Whether a signed membership event (join request, leave, invite,
+    /// kick) is recent enough to act on: sealed in the current epoch, or
+    /// in the previous one while the commit that replaced it is still
+    /// recent (in flight). Older ones are replays: every membership change
+    /// opens a new epoch, so an old event's effect is already settled.
+    pub(crate) fn membership_event_is_current(
+        &self,
+        ev: &SequencedEvent,
+        actions: &mut Vec<Action>,
+    ) -> bool {
+        let epoch = ev.event.epoch;
+        let in_flight = epoch.saturating_add(1) == self.current
+            && self
+                .epoch_commit_seq
+                .get(&self.current)
+                .is_some_and(|at| ev.seq <= at.saturating_add(STALE_EPOCH_GRACE));
+        if epoch == self.current || in_flight || self.epochs.is_empty() {
+            return true;
+        }
+        actions.push(self.warn(
+            Some(ev.seq),
+            Some(ev.event.sender),
+            "replay",
+            format!(
+                "a membership event from {} sealed in epoch {epoch} arrived when #{} is at epoch {}: replayed or long delayed; ignored",
+                self.who(&ev.event.sender),
+                self.name,
+                self.current
+            ),
+        ));
+        false
+    }
+
+    /// An invite or a kick: valid only from the room's creator, signed
+    /// with the key the roster holds for them.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn apply_control(
+        &mut self,
+        ev: &SequencedEvent,
+        digest: &[u8; 32],
+        body: &SignedBody,
+        target: MemberRef,
+        invite: bool,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        if !self.membership_event_is_current(ev, actions) {
+            return;
+        }
+        let sender = ev.event.sender;
+        let what = if invite { "invite" } else { "kick" };
+        let Some(creator) = self.settings.as_ref().map(|s| s.creator) else {
+            return;
+        };
+        if sender != creator {
+            actions.push(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "not_allowed",
+                format!(
+                    "{} sent an {what} for #{}, but only its creator may; ignored",
+                    self.who(&sender),
+                    self.name
+                ),
+            ));
+            return;
+        }
+        let key = self
+            .epochs
+            .values()
+            .rev()
+            .find_map(|e| e.roster.get(&creator).map(|r| r.key.clone()));
+        let Some(key) = key else {
+            return;
+        };
+        if key
+            .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
+            .is_err()
+        {
+            actions.push(self.bad_signature(ev, what));
+            return;
+        }
+        let fp = target.member;
+        if invite {
+            self.invited.insert(fp);
+            if let Some(newcomer) = self.uninvited.remove(&fp) {
+                self.pending_joins
+                    .entry(fp)
+                    .or_insert((newcomer, Pending { since: now }));
+            }
+            if self.is_member() {
+                actions.push(self.notice(format!(
+                    "{} invited {} to #{}",
+                    self.who(&sender),
+                    self.who(&fp),
+                    self.name
+                )));
+            }
+        } else {
+            self.invited.remove(&fp);
+            self.pending_joins.remove(&fp);
+            let member = self
+                .epochs
+                .get(&self.current)
+                .is_some_and(|e| e.roster.contains_key(&fp));
+            if member && fp != creator {
+                self.pending_removals
+                    .entry(fp)
+                    .or_insert(Pending { since: now });
+                actions.push(self.notice(format!(
+                    "{} removed {} from #{}",
+                    self.who(&sender),
+                    self.who(&fp),
+                    self.name
+                )));
+            }
+        }
+    }
+
+    pub(crate) fn apply_leave(
+        &mut self,
+        ev: &SequencedEvent,
+        digest: &[u8; 32],
+        body: &SignedBody,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        let sender = ev.event.sender;
+        let Some(key) = self.roster_key(self.current, &sender) else {
+            return; // not a member: nothing to remove
+        };
+        if !self.membership_event_is_current(ev, actions) {
+            return;
+        }
+        if key
+            .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
+            .is_err()
+        {
+            actions.push(self.bad_signature(ev, "leave notice"));
+            return;
+        }
+        // Our own leave too: the commit removing us must be honoured in
+        // our view as well.
+        self.pending_removals
+            .entry(sender)
+            .or_insert(Pending { since: now });
+    }
+
+    pub(crate) fn creator_check(&self, what: &str) -> Result<(), String> {
+        let Some(settings) = &self.settings else {
+            return Err(format!("#{} has no members yet", self.name));
+        };
+        if settings.creator != self.me.fingerprint() {
+            return Err(format!(
+                "only the creator of #{} ({}) can {what}",
+                self.name,
+                self.who(&settings.creator)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Resolves a nickname, short id or fingerprint among members and
+    /// people who asked to join.
+    pub(crate) fn resolve(&self, query: &str) -> Result<Fingerprint, String> {
+        if let Ok(fp) = query.parse::<Fingerprint>() {
+            return Ok(fp);
+        }
+        let mut found: Vec<Fingerprint> = self.whois(query).into_iter().map(|(fp, _)| fp).collect();
+        found.extend(
+            self.uninvited
+                .iter()
+                .filter(|(fp, n)| n.nick == query || fp.short_id() == query)
+                .map(|(fp, _)| *fp),
+        );
+        found.sort();
+        found.dedup();
+        match found.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(format!(
+                "nobody called {query} is known in #{}; give the full fingerprint",
+                self.name
+            )),
+            _ => Err(format!(
+                "{query} names several people; give the full fingerprint"
+            )),
+        }
+    }
+
+    /// Invites someone to an invite-only room (creator only).
+    ///
+    /// # Errors
+    /// A message for the user if we may not, or `who` is unknown.
+    pub fn invite(&mut self, who: &str) -> Result<Vec<Action>, String> {
+        self.creator_check("invite")?;
+        if self.settings.as_ref().is_some_and(|s| !s.invite_only) {
+            return Err(format!(
+                "#{} is open: anyone who asks is admitted",
+                self.name
+            ));
+        }
+        let member = self.resolve(who)?;
+        Ok(self
+            .publish(
+                EventKind::Control,
+                self.current,
+                &Payload::Invite(MemberRef { member }),
+            )
+            .into_iter()
+            .collect())
+    }
+
+    /// Removes a member (creator only); members rekey without them.
+    ///
+    /// # Errors
+    /// A message for the user if we may not, or `who` is not a member.
+    pub fn kick(&mut self, who: &str) -> Result<Vec<Action>, String> {
+        self.creator_check("kick")?;
+        let member = self.resolve(who)?;
+        if member == self.me.fingerprint() {
+            return Err("you cannot kick yourself: use /leave".into());
+        }
+        if !self
+            .epochs
+            .get(&self.current)
+            .is_some_and(|e| e.roster.contains_key(&member))
+        {
+            return Err(format!(
+                "{} is not a member of #{}",
+                self.who(&member),
+                self.name
+            ));
+        }
+        Ok(self
+            .publish(
+                EventKind::Control,
+                self.current,
+                &Payload::Kick(MemberRef { member }),
+            )
+            .into_iter()
+            .collect())
+    }
+
+    /// Leaves the room: members rekey without us.
+    pub fn leave(&mut self) -> Vec<Action> {
+        self.leaving = true;
+        if !self.is_member() {
+            return Vec::new();
+        }
+        self.publish(EventKind::Leave, self.current, &Payload::Leave)
+            .into_iter()
+            .collect()
+    }
+}
+
+/// A received nickname made safe to keep: bounded length, never empty.
+pub(crate) fn clean_nick(nick: &str, fp: &Fingerprint) -> String {
+    let mut n: String = nick.trim().chars().take(MAX_NICK_BYTES).collect();
+    while n.len() > MAX_NICK_BYTES {
+        n.pop();
+    }
+    if n.is_empty() { fp.short_id() } else { n }
+}

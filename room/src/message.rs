@@ -1,0 +1,328 @@
+//! Messages: opening and checking what members sent (signature,
+//! counters, replays, backlog of unreadable ones) and sealing our own.
+
+use hush_crypto::{Fingerprint, SealingKey, derive_secret};
+use hush_proto::e2e::{
+    self, Content, EVENT_SIGNATURE_CONTEXT, HistoryVisibility, MESSAGE_KEY_INFO, Payload,
+    SealedMessage, SignedBody,
+};
+use hush_proto::msg::{decode, encode};
+use hush_proto::{EventKind, SequencedEvent};
+
+use crate::action::{Action, Shown};
+use crate::limits::*;
+use crate::membership::clean_nick;
+use crate::room::Room;
+
+impl Room {
+    pub(crate) fn apply_message(
+        &mut self,
+        ev: &SequencedEvent,
+        digest: &[u8; 32],
+        body: &SignedBody,
+        m: &SealedMessage,
+        actions: &mut Vec<Action>,
+    ) {
+        let sender = ev.event.sender;
+        let epoch = ev.event.epoch;
+        // Before the first commit of a log whose start retention removed,
+        // later epochs are simply history we lack, not a withheld commit.
+        let history_unknown = self.epochs.is_empty() && !self.chain_anchored;
+        if epoch > self.current && !history_unknown {
+            actions.push(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "missing_commit",
+                format!(
+                    "a message claiming to be from {} is in epoch {epoch} of #{}, but the relay has not delivered you that epoch's commit; not shown",
+                    self.who(&sender),
+                    self.name
+                ),
+            ));
+            return;
+        }
+        let Some(e) = self.epochs.get(&epoch).or_else(|| self.archive.get(&epoch)) else {
+            self.unreadable += 1; // before our time in the room
+            return;
+        };
+        if e.key.is_none() && !self.is_member() {
+            // Counted toward the periodic rekey like the members count it,
+            // so that our count agrees with theirs once an add-only commit
+            // admits us. Unverified: a forged one can only make us rekey
+            // early, which any member may do.
+            if epoch == self.current {
+                self.epoch_messages += 1;
+            }
+            // Not ours to read (yet): a shared-history admission may give
+            // us the key, so keep it, if it is genuine and there is room.
+            let keep = self.backlog.len() < MAX_BACKLOG
+                && self.backlog_bytes + ev.event.body.len() <= MAX_BACKLOG_BYTES
+                && self
+                    .settings
+                    .as_ref()
+                    .is_none_or(|s| s.history == HistoryVisibility::Shared)
+                && e.roster.get(&sender).is_some_and(|r| {
+                    r.key
+                        .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
+                        .is_ok()
+                });
+            if keep {
+                self.backlog_bytes += ev.event.body.len();
+                self.backlog.push(ev.clone());
+            }
+            self.unreadable += 1;
+            return;
+        }
+        let Some(entry) = e.roster.get(&sender) else {
+            actions.push(self.warn(Some(ev.seq), Some(sender), "not_member",
+                format!("a message claiming to be from {} who is not a member of epoch {epoch} was not shown", self.who(&sender))));
+            return;
+        };
+        if entry
+            .key
+            .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
+            .is_err()
+        {
+            actions.push(self.bad_signature(ev, "message"));
+            return;
+        }
+        if epoch == self.current {
+            self.epoch_messages += 1;
+        }
+        // A message from an epoch the room has moved past, from someone no
+        // longer in it: only in flight for a while after their removal,
+        // never indefinitely (a removed member keeps the old key).
+        if epoch < self.current
+            && !self
+                .epochs
+                .get(&self.current)
+                .is_some_and(|c| c.roster.contains_key(&sender))
+        {
+            // Judged only where we saw the commit that replaced the epoch.
+            let replaced_at = self.epoch_commit_seq.get(&(epoch + 1)).copied();
+            if replaced_at.is_some_and(|at| ev.seq > at.saturating_add(STALE_EPOCH_GRACE)) {
+                actions.push(self.warn(
+                    Some(ev.seq),
+                    Some(sender),
+                    "stale_epoch",
+                    format!(
+                        "a message from {}, who is no longer a member of #{}, was sent under an old key long after their removal; not shown",
+                        self.who(&sender),
+                        self.name
+                    ),
+                ));
+                return;
+            }
+        }
+        let Some(epoch_key) = &e.key else {
+            self.unreadable += 1;
+            return;
+        };
+        // Replay detection remembers the current and previous epochs in
+        // full; older ones only by their highest counter, so an old message
+        // at or below it cannot be told from a replay and is not shown.
+        if epoch.saturating_add(1) < self.current
+            && self
+                .next_counter
+                .get(&(sender, m.session, epoch))
+                .is_some_and(|next| m.counter < *next)
+            && !self.seen.contains(&(sender, m.session, epoch, m.counter))
+        {
+            actions.push(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "replay",
+                format!(
+                    "an old message from {} arrived again, or very late; not shown",
+                    self.who(&sender)
+                ),
+            ));
+            return;
+        }
+        if self.seen.len() >= MAX_SEEN {
+            let keep_from = self.current.saturating_sub(1);
+            self.seen.retain(|(_, _, e, _)| *e >= keep_from);
+        }
+        if !self.seen.insert((sender, m.session, epoch, m.counter)) {
+            actions.push(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "replay",
+                format!("a repeated message from {} was dropped", self.who(&sender)),
+            ));
+            return;
+        }
+        let epoch_key = epoch_key.clone();
+        self.check_transcript(ev, m, actions);
+        let key = SealingKey::new(&derive_secret(
+            &epoch_key,
+            &e2e::message_key_salt(&sender, &m.session, epoch),
+            MESSAGE_KEY_INFO,
+        ));
+        let aad = e2e::message_aad(&self.name, &sender, epoch, m);
+        let content = key
+            .open(m.counter, &aad, &m.ciphertext)
+            .ok()
+            .and_then(|plain| decode::<Content>(&plain).ok());
+        match content {
+            Some(Content::Text(text)) => {
+                let nick = self.nick_of(&sender);
+                actions.push(Action::Show(Shown::Message {
+                    room: self.name.clone(),
+                    seq: ev.seq,
+                    from: sender,
+                    same_nick: self.same_nick(&sender, &nick),
+                    nick,
+                    text,
+                    sent_at_ms: m.sent_at_ms,
+                    received_at_ms: ev.received_at_ms,
+                }));
+            }
+            Some(Content::Nick(new)) => {
+                let new = clean_nick(&new, &sender);
+                let old = self.nick_of(&sender);
+                self.nicks.insert(sender, new.clone());
+                if sender == self.me.fingerprint() {
+                    self.nick.clone_from(&new);
+                }
+                actions.push(self.notice(format!(
+                    "{old} ({}) is now known as {new}",
+                    sender.short_id()
+                )));
+                let dups = self.same_nick(&sender, &new);
+                if !dups.is_empty() {
+                    let ids: Vec<String> = dups.iter().map(Fingerprint::short_id).collect();
+                    actions.push(self.warn(
+                        Some(ev.seq),
+                        Some(sender),
+                        "same_nick",
+                        format!(
+                            "{new} is also the name of {}: check fingerprints with /whois {new}",
+                            ids.join(", ")
+                        ),
+                    ));
+                }
+            }
+            None => actions.push(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                "undecryptable",
+                format!(
+                    "a message claiming to be from {} could not be decrypted and was not shown",
+                    self.who(&sender)
+                ),
+            )),
+        }
+    }
+
+    /// Shows the kept messages whose keys a shared-history admission just
+    /// gave us, in their original order.
+    pub(crate) fn replay_backlog(&mut self, actions: &mut Vec<Action>) {
+        let backlog = std::mem::take(&mut self.backlog);
+        self.backlog_bytes = 0;
+        let mut shown = 0;
+        for ev in backlog {
+            let Ok(body) = decode::<SignedBody>(&ev.event.body) else {
+                continue;
+            };
+            let Ok(Payload::Message(m)) = decode::<Payload>(&body.payload) else {
+                continue;
+            };
+            let digest = e2e::signing_digest(
+                &ev.event.room,
+                &ev.event.sender,
+                ev.event.kind,
+                ev.event.epoch,
+                &body.payload,
+            );
+            let before = actions.len();
+            self.apply_message(&ev, &digest, &body, &m, actions);
+            shown += actions[before..]
+                .iter()
+                .filter(|a| matches!(a, Action::Show(Shown::Message { .. })))
+                .count();
+        }
+        if shown > 0 {
+            self.unreadable = self.unreadable.saturating_sub(shown as u64);
+            actions.push(self.notice(format!(
+                "#{} shares its history: {shown} earlier messages shown above",
+                self.name
+            )));
+        }
+    }
+
+    /// Seals and signs a line of text (or queues it until we are admitted).
+    pub fn send_text(&mut self, text: String, now_ms: u64) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if !self.is_member() || !self.caught_up {
+            if self.queued.len() >= MAX_QUEUED_TEXTS {
+                actions.push(Action::Show(Shown::Error {
+                    text:
+                        "not admitted yet and too many messages are waiting; this one was not sent"
+                            .into(),
+                }));
+            } else {
+                self.queued.push((text, now_ms));
+                actions.push(self.notice(
+                    "not admitted yet: your message will be sent once a member lets you in".into(),
+                ));
+            }
+            return actions;
+        }
+        if let Some(a) = self.seal(Content::Text(text), now_ms) {
+            actions.push(a);
+        }
+        actions
+    }
+
+    /// Announces a new display name to the room.
+    pub fn set_nick(&mut self, nick: String, now_ms: u64) -> Vec<Action> {
+        self.nick.clone_from(&nick);
+        self.nicks.insert(self.me.fingerprint(), nick.clone());
+        if !self.is_member() {
+            return vec![self.notice(format!("you will be known as {nick}"))];
+        }
+        self.seal(Content::Nick(nick), now_ms).into_iter().collect()
+    }
+
+    pub(crate) fn flush_queue(&mut self, actions: &mut Vec<Action>) {
+        for (text, typed_at_ms) in std::mem::take(&mut self.queued) {
+            if let Some(a) = self.seal(Content::Text(text), typed_at_ms) {
+                actions.push(a);
+            }
+        }
+    }
+
+    pub(crate) fn seal(&mut self, content: Content, now_ms: u64) -> Option<Action> {
+        let epoch = self.current;
+        let epoch_key = self.epochs.get(&epoch)?.key.as_ref()?;
+        let me = self.me.fingerprint();
+        let key = SealingKey::new(&derive_secret(
+            epoch_key,
+            &e2e::message_key_salt(&me, &self.session, epoch),
+            MESSAGE_KEY_INFO,
+        ));
+        let nonce = self.counters.entry(epoch).or_default().next_nonce().ok()?;
+        let mut m = SealedMessage {
+            session: self.session,
+            counter: nonce.counter(),
+            sent_at_ms: now_ms,
+            // A chain that skipped pruned events matches nobody else's:
+            // claim nothing rather than raise false alarms.
+            seen_seq: if self.chain_anchored {
+                self.last_seq
+            } else {
+                0
+            },
+            seen_head: if self.chain_anchored {
+                self.chain_head
+            } else {
+                [0; 32]
+            },
+            ciphertext: Vec::new(),
+        };
+        let aad = e2e::message_aad(&self.name, &me, epoch, &m);
+        m.ciphertext = key.seal(nonce, &aad, &encode(&content)).ok()?;
+        self.publish(EventKind::Message, epoch, &Payload::Message(m))
+    }
+}

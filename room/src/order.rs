@@ -1,0 +1,140 @@
+//! Ordering: events are applied strictly by the relay's seq; early ones
+//! wait in a bounded reorder buffer, and retention gaps are skipped.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use hush_proto::SequencedEvent;
+
+use crate::action::{Action, Shown};
+use crate::limits::*;
+use crate::room::Room;
+
+impl Room {
+    /// A sequenced event: processed in order once every earlier one has
+    /// been (live events may overtake a backfill answer).
+    pub fn on_event(&mut self, event: SequencedEvent, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if event.seq <= self.last_seq {
+            return actions; // already processed (a backfill overlap)
+        }
+        if self.reorder.len() >= MAX_REORDER && event.seq != self.last_seq + 1 {
+            actions.push(self.warn(
+                None,
+                None,
+                "reorder_overflow",
+                "too many events arrived out of order; dropping the newest".into(),
+            ));
+            return actions;
+        }
+        self.reorder.insert(event.seq, event);
+        self.drain_reorder(now, &mut actions);
+        actions
+    }
+
+    pub(crate) fn drain_reorder(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        while let Some(entry) = self.reorder.first_entry() {
+            if *entry.key() != self.last_seq + 1 {
+                break;
+            }
+            let ev = entry.remove();
+            self.apply(ev, now, actions);
+        }
+    }
+
+    /// The end of a backfill answer. Every logged event up to `up_to` has
+    /// been sent before it, so a gap below `up_to` is one the relay's
+    /// retention removed: skip each such gap and go on with what follows.
+    pub fn on_backfill_done(&mut self, up_to: u64, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        // Whether we had followed the room before this gap (as opposed to
+        // a newcomer whose view starts after the relay's retention).
+        let was_following = self.chain_anchored && self.last_seq > 0;
+        let mut skipped = 0;
+        loop {
+            self.drain_reorder(now, &mut actions);
+            match self.reorder.keys().next().copied() {
+                // drain stopped, so n > last_seq + 1: a pruned gap before n.
+                Some(n) if n <= up_to => {
+                    skipped += n - 1 - self.last_seq;
+                    self.skip_to(n - 1);
+                }
+                _ => break,
+            }
+        }
+        if up_to > self.last_seq {
+            skipped += up_to - self.last_seq;
+            self.skip_to(up_to);
+            self.drain_reorder(now, &mut actions);
+        }
+        if skipped > 0 {
+            if was_following {
+                // The relay now skips events we never saw: pruned by
+                // retention while we were away, or withheld.
+                actions.push(self.warn(
+                    None,
+                    None,
+                    "gap",
+                    format!(
+                        "{skipped} events of #{} that you never received are not served by the relay (pruned while you were away, or withheld); history checks are off for this room from now on",
+                        self.name
+                    ),
+                ));
+            } else {
+                actions.push(self.notice(format!(
+                    "{skipped} earlier events of #{} are no longer kept by the relay",
+                    self.name
+                )));
+            }
+        }
+        actions
+    }
+
+    /// Skips to `seq`: our hash chain no longer matches the members' who
+    /// saw what we skip, so chain checks stop for this room.
+    pub(crate) fn skip_to(&mut self, seq: u64) {
+        self.last_seq = seq;
+        self.chain_anchored = false;
+        self.heads.clear();
+    }
+
+    /// The initial backfill is complete: create the room, ask to be
+    /// admitted, or announce that we are in.
+    pub fn caught_up(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let first = !self.caught_up;
+        self.caught_up = true;
+        if self.unreadable > 0 && first {
+            let n = self.unreadable;
+            actions.push(self.notice(if n == 1 {
+                "1 earlier message is from before you were admitted and cannot be read".to_owned()
+            } else {
+                format!("{n} earlier messages are from before you were admitted and cannot be read")
+            }));
+        }
+        self.resend_unconfirmed(&mut actions);
+        if self.leaving {
+            return actions;
+        }
+        if self.is_member() {
+            actions.push(Action::Show(Shown::Joined {
+                room: self.name.clone(),
+                me: self.me.fingerprint(),
+                nick: self.nick.clone(),
+                epoch: self.current,
+            }));
+            self.flush_queue(&mut actions);
+        } else if self.current == 0 && self.epochs.is_empty() {
+            // An empty room: open epoch 1 with ourselves in it.
+            actions.push(self.notice(format!("#{} is new: creating it", self.name)));
+            let me = (Arc::new(self.me.public().clone()), self.nick.clone());
+            if let Some(a) = self.commit(vec![me]) {
+                actions.push(a);
+            }
+        } else {
+            self.request_join(&mut actions);
+        }
+        self.maybe_commit(now, &mut actions);
+        actions
+    }
+}

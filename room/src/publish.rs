@@ -1,0 +1,124 @@
+//! The events we publish: request ids, events not yet confirmed by the
+//! relay (resent after a reconnect), storage retries and rejections.
+
+use std::time::Instant;
+
+use hush_proto::e2e::{self, EVENT_SIGNATURE_CONTEXT, Payload, SignedBody};
+use hush_proto::msg::encode;
+use hush_proto::{EventKind, Rejection, RoomEvent};
+
+use crate::action::{Action, Shown};
+use crate::room::Room;
+
+impl Room {
+    /// A request was refused by the relay.
+    pub fn on_rejected(&mut self, request: u64, reason: Rejection, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if reason == Rejection::StorageFailed
+            && let Some(i) = self.unconfirmed.iter().position(|(r, _)| *r == request)
+        {
+            let (_, event) = self.unconfirmed.remove(i);
+            if event.kind != EventKind::Commit {
+                self.storage_retry.push(event);
+                return actions;
+            }
+        }
+        self.unconfirmed.retain(|(r, _)| *r != request);
+        match reason {
+            Rejection::StaleEpoch { current } => {
+                // Another commit won. Its event may not have arrived yet:
+                // wait for it, then rebase (maybe_commit runs after every
+                // event), instead of committing again on a stale parent.
+                self.commit_in_flight = None;
+                self.awaiting_epoch = self.awaiting_epoch.max(current);
+                self.maybe_commit(now, &mut actions);
+            }
+            Rejection::FutureEpoch { current } => {
+                actions.push(self.warn(
+                    None,
+                    None,
+                    "relay_epoch",
+                    format!(
+                        "the relay says #{} is at epoch {current}; waiting to catch up",
+                        self.name
+                    ),
+                ));
+            }
+            other => {
+                if self.commit_in_flight.is_some() && matches!(other, Rejection::TooLarge { .. }) {
+                    // Never retry the same too-large admission.
+                    self.pending_joins.clear();
+                }
+                self.commit_in_flight = None;
+                actions.push(Action::Show(Shown::Error {
+                    text: format!("the relay refused a request: {}", describe_rejection(other)),
+                }));
+            }
+        }
+        actions
+    }
+
+    // ─── Applying one event, in order ───────────────────────────────────
+
+    pub(crate) fn publish(
+        &mut self,
+        kind: EventKind,
+        epoch: u64,
+        payload: &Payload,
+    ) -> Option<Action> {
+        let payload = encode(payload);
+        let digest = e2e::signing_digest(&self.name, &self.me.fingerprint(), kind, epoch, &payload);
+        let signature = self
+            .me
+            .sign(EVENT_SIGNATURE_CONTEXT, &digest)
+            .ok()?
+            .into_bytes();
+        let event = RoomEvent {
+            room: self.name.clone(),
+            sender: self.me.fingerprint(),
+            kind,
+            epoch,
+            body: encode(&SignedBody { payload, signature }),
+        };
+        Some(self.track(event))
+    }
+
+    pub(crate) fn track(&mut self, event: RoomEvent) -> Action {
+        let request = self.next_request;
+        self.next_request += 1;
+        self.unconfirmed.push((request, event.clone()));
+        Action::Publish { request, event }
+    }
+
+    /// After a reconnect and catch-up: sends again what the relay never
+    /// committed. Commits are not resent (their parent may be stale: the
+    /// pending changes are recomputed instead).
+    pub(crate) fn resend_unconfirmed(&mut self, actions: &mut Vec<Action>) {
+        let pending = std::mem::take(&mut self.unconfirmed);
+        for (_, event) in pending {
+            if event.kind != EventKind::Commit {
+                actions.push(self.track(event));
+            }
+        }
+    }
+}
+
+/// What a rejection means, for a person.
+#[must_use]
+pub fn describe_rejection(r: Rejection) -> String {
+    match r {
+        Rejection::NotJoined => "not joined to that room".into(),
+        Rejection::SpoofedSender => "sender mismatch (this is a bug in the client)".into(),
+        Rejection::StaleEpoch { current } => {
+            format!("another change won; the room is at epoch {current}")
+        }
+        Rejection::FutureEpoch { current } => format!("the room is only at epoch {current}"),
+        Rejection::TooManyRooms { limit } => {
+            format!("this relay allows {limit} rooms per connection")
+        }
+        Rejection::StorageFailed => "the relay could not store it; try again later".into(),
+        Rejection::TooLarge { max_body } => {
+            format!("too large: this relay accepts at most {max_body} bytes")
+        }
+    }
+}

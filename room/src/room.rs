@@ -1,0 +1,363 @@
+//! [`Room`]: one member's state for one room, made of the parts the other
+//! files of this crate handle, and the entry points a client calls.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hush_crypto::{Fingerprint, Identity, NonceCounter};
+use hush_proto::e2e::{HistoryVisibility, RoomSettings};
+use hush_proto::{RoomEvent, RoomName, SequencedEvent};
+
+use crate::action::{Action, Shown};
+use crate::epochs::Epoch;
+use crate::limits::*;
+use crate::membership::{Newcomer, Pending};
+
+/// A member that is not the designated admitter commits on its own after
+/// an admission or removal has waited this long (the designated one may be
+/// gone).
+pub const FALLBACK_COMMIT_AFTER: Duration = Duration::from_secs(5);
+
+/// When members replace an epoch's key although nobody joined or left:
+/// after this many messages in it, or once it is this old (zero disables
+/// a limit). Bounds how much one leaked epoch key exposes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RekeyPolicy {
+    /// Messages sequenced in one epoch before it is replaced.
+    pub max_messages: u64,
+    /// Age of an epoch (from when this client processed its commit) before
+    /// it is replaced.
+    pub max_age: Duration,
+}
+
+impl Default for RekeyPolicy {
+    /// 1,000 messages or one day: a busy room rekeys a few times a day, a
+    /// quiet one daily, each at the cost of one commit.
+    fn default() -> Self {
+        Self {
+            max_messages: 1000,
+            max_age: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The room state of one member.
+pub struct Room {
+    pub(crate) name: RoomName,
+    pub(crate) me: Arc<Identity>,
+    pub(crate) nick: String,
+    /// Random per run; salts our message keys (see [`SealedMessage::session`]).
+    pub(crate) session: [u8; 16],
+    pub(crate) epochs: BTreeMap<u64, Epoch>,
+    pub(crate) current: u64,
+    pub(crate) last_seq: u64,
+    pub(crate) chain_head: [u8; 32],
+    pub(crate) reorder: BTreeMap<u64, SequencedEvent>,
+    /// Epochs (rosters and keys) saved by an earlier run, consulted for
+    /// messages whose epoch's commit the relay no longer keeps (when the
+    /// history is read again, see [`Room::restore_for_replay`]).
+    pub(crate) archive: BTreeMap<u64, Epoch>,
+    /// Relay checkpoints for seqs we have not reached yet.
+    pub(crate) pending_checkpoints: Vec<hush_proto::msg::Checkpoint>,
+    /// Our chain head after each recent seq (and 0 → all zeros), while the
+    /// chain is anchored at the room's first event.
+    pub(crate) heads: BTreeMap<u64, [u8; 32]>,
+    /// False once the relay's retention made us skip events: our chain no
+    /// longer matches the members' who saw them, so heads are not compared.
+    pub(crate) chain_anchored: bool,
+    /// The seq of the commit that opened each epoch.
+    pub(crate) epoch_commit_seq: HashMap<u64, u64>,
+    /// Our chain head right after each epoch's commit: the history every
+    /// member of that epoch must share, bound into the room fingerprint.
+    pub(crate) epoch_heads: HashMap<u64, [u8; 32]>,
+    pub(crate) rekey: RekeyPolicy,
+    /// Messages sequenced since the current key's lineage began (the last
+    /// full commit: add-only commits derive their keys from it).
+    pub(crate) epoch_messages: u64,
+    /// When we processed the last full commit, by our own clock (a relay's
+    /// timestamps must not be able to force rekeys).
+    pub(crate) epoch_started: Option<Instant>,
+    /// Bytes a commit we build may take: from the relay's frame limit
+    /// once connected, the default frame's until then.
+    pub(crate) commit_budget: usize,
+    /// When a rekey first became due (a non-designated member waits
+    /// [`FALLBACK_COMMIT_AFTER`] from then).
+    pub(crate) rekey_due_since: Option<Instant>,
+    /// Next counter expected per (sender, session, epoch): a jump reveals
+    /// messages the relay withheld, a step back a reordering.
+    pub(crate) next_counter: HashMap<(Fingerprint, [u8; 16], u64), u64>,
+    pub(crate) nicks: HashMap<Fingerprint, String>,
+    pub(crate) online: BTreeSet<Fingerprint>,
+    pub(crate) pending_joins: BTreeMap<Fingerprint, (Newcomer, Pending)>,
+    pub(crate) pending_removals: BTreeMap<Fingerprint, Pending>,
+    pub(crate) counters: HashMap<u64, NonceCounter>,
+    pub(crate) seen: HashSet<(Fingerprint, [u8; 16], u64, u64)>,
+    pub(crate) commit_in_flight: Option<u64>,
+    /// The relay said another commit won and the room is at this epoch:
+    /// commit nothing until that commit has been processed.
+    pub(crate) awaiting_epoch: u64,
+    pub(crate) join_requested: bool,
+    pub(crate) caught_up: bool,
+    pub(crate) leaving: bool,
+    /// Texts typed before admission, with when they were typed (ms since
+    /// the Unix epoch): their messages carry that time.
+    pub(crate) queued: Vec<(String, u64)>,
+    pub(crate) unreadable: u64,
+    pub(crate) next_request: u64,
+    /// Whether anything worth saving changed since the last snapshot.
+    pub(crate) dirty: bool,
+    /// The room's rules, from the first commit we processed.
+    pub(crate) settings: Option<RoomSettings>,
+    /// The rules we give the room if we create it.
+    pub(crate) create_as: (bool, HistoryVisibility),
+    /// Who the creator of an invite-only room has invited.
+    pub(crate) invited: BTreeSet<Fingerprint>,
+    /// Join requests to an invite-only room from people not (yet) invited.
+    pub(crate) uninvited: BTreeMap<Fingerprint, Newcomer>,
+    /// Messages from epochs we hold no key for, kept while a shared-history
+    /// admission may still give us one.
+    pub(crate) backlog: Vec<SequencedEvent>,
+    /// Body bytes held in `backlog`.
+    pub(crate) backlog_bytes: usize,
+    /// Events we published and have not yet seen sequenced (or refused).
+    /// After a reconnect, those the relay never committed are sent again:
+    /// the same sealed bytes, so a copy that did get through is recognised
+    /// by its body and nothing is shown twice.
+    pub(crate) unconfirmed: Vec<(u64, RoomEvent)>,
+    /// Events the relay could not store: sent again, identical, on the
+    /// next tick (their counters are spent; a new event would leave a gap
+    /// that members would report as a drop).
+    pub(crate) storage_retry: Vec<RoomEvent>,
+}
+
+impl Room {
+    /// A fresh member state for `name`.
+    #[must_use]
+    pub fn new(name: RoomName, me: Arc<Identity>, nick: String) -> Self {
+        let mut session = [0u8; 16];
+        hush_crypto::random_bytes(&mut session);
+        let mut nicks = HashMap::new();
+        nicks.insert(me.fingerprint(), nick.clone());
+        Self {
+            name,
+            me,
+            nick,
+            session,
+            epochs: BTreeMap::new(),
+            current: 0,
+            last_seq: 0,
+            chain_head: [0; 32],
+            reorder: BTreeMap::new(),
+            heads: BTreeMap::from([(0, [0; 32])]),
+            pending_checkpoints: Vec::new(),
+            archive: BTreeMap::new(),
+            chain_anchored: true,
+            next_counter: HashMap::new(),
+            rekey: RekeyPolicy::default(),
+            epoch_messages: 0,
+            epoch_started: None,
+            commit_budget: commit_budget(hush_proto::DEFAULT_MAX_FRAME),
+            rekey_due_since: None,
+            epoch_heads: HashMap::new(),
+            epoch_commit_seq: HashMap::new(),
+            nicks,
+            online: BTreeSet::new(),
+            pending_joins: BTreeMap::new(),
+            pending_removals: BTreeMap::new(),
+            counters: HashMap::new(),
+            seen: HashSet::new(),
+            commit_in_flight: None,
+            awaiting_epoch: 0,
+            join_requested: false,
+            caught_up: false,
+            leaving: false,
+            queued: Vec::new(),
+            unreadable: 0,
+            next_request: 1,
+            dirty: false,
+            settings: None,
+            create_as: (false, HistoryVisibility::Joined),
+            invited: BTreeSet::new(),
+            uninvited: BTreeMap::new(),
+            backlog: Vec::new(),
+            backlog_bytes: 0,
+            unconfirmed: Vec::new(),
+            storage_retry: Vec::new(),
+        }
+    }
+
+    /// The rules to give the room if this member creates it (ignored if
+    /// the room exists: its creator fixed them).
+    #[must_use]
+    pub fn with_creation(mut self, invite_only: bool, history: HistoryVisibility) -> Self {
+        self.create_as = (invite_only, history);
+        self
+    }
+
+    /// The room's rules, once known.
+    #[must_use]
+    pub fn settings(&self) -> Option<&RoomSettings> {
+        self.settings.as_ref()
+    }
+
+    /// Sizes the commits we build for a relay (and a link) that accepts
+    /// frames of up to `max_frame` bytes: how many members a room can
+    /// grow to is bounded by what one full commit of its roster can carry.
+    pub fn set_frame_limit(&mut self, max_frame: usize) {
+        self.commit_budget = commit_budget(max_frame);
+    }
+
+    /// Uses `policy` for periodic rekeying instead of the default.
+    #[must_use]
+    pub fn with_rekey_policy(mut self, policy: RekeyPolicy) -> Self {
+        self.rekey = policy;
+        self
+    }
+
+    /// The room's name.
+    #[must_use]
+    pub fn name(&self) -> &RoomName {
+        &self.name
+    }
+
+    /// Last sequence number processed (ask the relay for what follows).
+    #[must_use]
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// The hash-chain head after [`Self::last_seq`].
+    #[must_use]
+    pub fn chain_head(&self) -> [u8; 32] {
+        self.chain_head
+    }
+
+    /// The current epoch as far as this member has processed.
+    #[must_use]
+    pub fn epoch(&self) -> u64 {
+        self.current
+    }
+
+    /// Whether we hold the current epoch's key (can send).
+    #[must_use]
+    pub fn is_member(&self) -> bool {
+        self.epochs
+            .get(&self.current)
+            .is_some_and(|e| e.key.is_some() && e.roster.contains_key(&self.me.fingerprint()))
+    }
+
+    /// Whether everything the user typed has been sent and confirmed: the
+    /// room was caught up at least once, nothing is queued for admission
+    /// and the relay has sequenced every event we published.
+    #[must_use]
+    pub fn is_settled(&self) -> bool {
+        self.caught_up && self.unconfirmed.is_empty() && self.queued.is_empty()
+    }
+
+    /// Our display name.
+    #[must_use]
+    pub fn nick(&self) -> &str {
+        &self.nick
+    }
+
+    /// The current roster: fingerprint, nick, online.
+    #[must_use]
+    pub fn members(&self) -> Vec<(Fingerprint, String, bool)> {
+        self.epochs
+            .get(&self.current)
+            .map(|e| {
+                e.roster
+                    .keys()
+                    .map(|fp| (*fp, self.nick_of(fp), self.online.contains(fp)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Finds members by nickname or fingerprint (full or short id).
+    #[must_use]
+    pub fn whois(&self, query: &str) -> Vec<(Fingerprint, String)> {
+        let q = query.trim();
+        let mut out: Vec<(Fingerprint, String)> = self
+            .nicks
+            .iter()
+            .filter(|(fp, nick)| nick.as_str() == q || fp.to_string() == q || fp.short_id() == q)
+            .map(|(fp, nick)| (*fp, nick.clone()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    pub(crate) fn nick_of(&self, fp: &Fingerprint) -> String {
+        self.nicks.get(fp).cloned().unwrap_or_else(|| fp.short_id())
+    }
+
+    /// Other members of the current roster using `nick` besides `fp`.
+    pub(crate) fn same_nick(&self, fp: &Fingerprint, nick: &str) -> Vec<Fingerprint> {
+        let Some(e) = self.epochs.get(&self.current) else {
+            return Vec::new();
+        };
+        e.roster
+            .keys()
+            .filter(|other| *other != fp && self.nicks.get(other).is_some_and(|n| n == nick))
+            .copied()
+            .collect()
+    }
+
+    pub(crate) fn warn(
+        &self,
+        seq: Option<u64>,
+        from: Option<Fingerprint>,
+        kind: &str,
+        text: String,
+    ) -> Action {
+        Action::Show(Shown::Warning {
+            room: Some(self.name.clone()),
+            seq,
+            from,
+            kind: kind.to_owned(),
+            text,
+        })
+    }
+
+    pub(crate) fn notice(&self, text: String) -> Action {
+        Action::Show(Shown::Notice {
+            room: Some(self.name.clone()),
+            text,
+        })
+    }
+
+    pub(crate) fn who(&self, fp: &Fingerprint) -> String {
+        format!("{} ({})", self.nick_of(fp), fp.short_id())
+    }
+
+    // ─── From the relay ──────────────────────────────────────────────────
+
+    /// The relay confirmed our subscription; `online` are the identities
+    /// connected to the room.
+    pub fn on_joined(&mut self, online: &[Fingerprint]) {
+        self.online = online.iter().copied().collect();
+        self.caught_up = false;
+        self.commit_in_flight = None;
+    }
+
+    /// Someone connected or disconnected.
+    pub fn on_presence(&mut self, member: Fingerprint, online: bool) {
+        if online {
+            self.online.insert(member);
+        } else {
+            self.online.remove(&member);
+        }
+    }
+
+    /// Periodic check: fallback commits when the designated member is gone.
+    pub fn tick(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for event in std::mem::take(&mut self.storage_retry) {
+            actions.push(self.track(event));
+        }
+        self.maybe_commit(now, &mut actions);
+        actions
+    }
+}

@@ -1,0 +1,247 @@
+//! What survives a restart: [`RoomSnapshot`], and restoring a room from it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hush_crypto::{Fingerprint, Identity, PublicIdentity, Secret32};
+use hush_proto::RoomName;
+use hush_proto::e2e::RoomSettings;
+
+use crate::epochs::{Epoch, RosterEntry};
+use crate::membership::Pending;
+use crate::room::Room;
+use serde::{Deserialize, Serialize};
+
+/// How many recent chain heads a snapshot keeps (the heads senders sign
+/// are almost always recent).
+pub(crate) const SNAPSHOT_HEADS: usize = 2_000;
+
+/// Everything a member must remember between runs, for [`Room::restore`].
+/// Holds epoch keys: it is only ever stored sealed (see `state.rs`), and
+/// its encoding is zeroized after use.
+#[derive(Serialize, Deserialize)]
+pub struct RoomSnapshot {
+    room: String,
+    owner: [u8; 32],
+    nick: String,
+    last_seq: u64,
+    chain_head: [u8; 32],
+    chain_anchored: bool,
+    heads: Vec<(u64, [u8; 32])>,
+    current: u64,
+    epochs: Vec<EpochSnapshot>,
+    epoch_heads: Vec<(u64, [u8; 32])>,
+    nicks: Vec<([u8; 32], String)>,
+    next_counter: Vec<([u8; 32], [u8; 16], u64, u64)>,
+    seen: Vec<([u8; 32], [u8; 16], u64, u64)>,
+    settings: Option<RoomSettings>,
+    invited: Vec<[u8; 32]>,
+    epoch_commit_seq: Vec<(u64, u64)>,
+    pending_removals: Vec<[u8; 32]>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct EpochSnapshot {
+    epoch: u64,
+    members: Vec<(Vec<u8>, String)>,
+    key: Option<[u8; 32]>,
+}
+
+impl Drop for RoomSnapshot {
+    fn drop(&mut self) {
+        for e in &mut self.epochs {
+            if let Some(k) = e.key.as_mut() {
+                zeroize::Zeroize::zeroize(k);
+            }
+        }
+    }
+}
+
+/// Why a snapshot cannot be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// It belongs to another room or identity.
+    #[error("the saved state is for another room or identity")]
+    Mismatch,
+    /// A saved key does not parse.
+    #[error("the saved state holds an invalid key")]
+    BadKey,
+}
+
+impl Room {
+    /// Whether state changed since the last call (then clears the flag).
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// What must survive a restart.
+    #[must_use]
+    pub fn snapshot(&self) -> RoomSnapshot {
+        let keep_seen_from = self.current.saturating_sub(1);
+        RoomSnapshot {
+            room: self.name.as_str().to_owned(),
+            owner: *self.me.fingerprint().as_bytes(),
+            nick: self.nick.clone(),
+            last_seq: self.last_seq,
+            chain_head: self.chain_head,
+            chain_anchored: self.chain_anchored,
+            heads: self
+                .heads
+                .iter()
+                .rev()
+                .take(SNAPSHOT_HEADS)
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+            current: self.current,
+            // Epochs known from the log, and those only an earlier run's
+            // state knew (kept for --replay-history).
+            epochs: self
+                .epochs
+                .iter()
+                .chain(
+                    self.archive
+                        .iter()
+                        .filter(|(e, _)| !self.epochs.contains_key(e)),
+                )
+                .map(|(epoch, e)| EpochSnapshot {
+                    epoch: *epoch,
+                    members: e
+                        .roster
+                        .values()
+                        .map(|r| (r.key.spki_der().to_vec(), r.nick.clone()))
+                        .collect(),
+                    key: e.key.as_ref().map(|k| *k.expose_secret()),
+                })
+                .collect(),
+            epoch_heads: self.epoch_heads.iter().map(|(k, v)| (*k, *v)).collect(),
+            nicks: self
+                .nicks
+                .iter()
+                .map(|(fp, n)| (*fp.as_bytes(), n.clone()))
+                .collect(),
+            next_counter: self
+                .next_counter
+                .iter()
+                .map(|((fp, session, epoch), n)| (*fp.as_bytes(), *session, *epoch, *n))
+                .collect(),
+            // Replays are checked within recent epochs; older epochs are
+            // rekeyed away and their counters are in `next_counter`.
+            seen: self
+                .seen
+                .iter()
+                .filter(|(_, _, epoch, _)| *epoch >= keep_seen_from)
+                .map(|(fp, session, epoch, counter)| (*fp.as_bytes(), *session, *epoch, *counter))
+                .collect(),
+            settings: self.settings.clone(),
+            invited: self.invited.iter().map(|fp| *fp.as_bytes()).collect(),
+            epoch_commit_seq: self
+                .epoch_commit_seq
+                .iter()
+                .map(|(e, s)| (*e, *s))
+                .collect(),
+            pending_removals: self
+                .pending_removals
+                .keys()
+                .map(|fp| *fp.as_bytes())
+                .collect(),
+        }
+    }
+
+    /// A fresh member state that reads the room's retained history again
+    /// from its start, with the epochs a snapshot saved kept aside for
+    /// messages whose commits the relay no longer keeps. Nothing else of
+    /// the snapshot is reused: the history is verified again as it comes.
+    ///
+    /// # Errors
+    /// As [`Room::restore`].
+    pub fn restore_for_replay(
+        name: RoomName,
+        me: Arc<Identity>,
+        snap: &RoomSnapshot,
+    ) -> Result<Self, RestoreError> {
+        let saved = Self::restore(name.clone(), me.clone(), snap)?;
+        let mut room = Self::new(name, me, snap.nick.clone());
+        room.archive = saved.epochs.clone();
+        room.nicks = saved.nicks.clone();
+        // The rules never change, and add-only commits do not repeat them.
+        room.settings = saved.settings.clone();
+        Ok(room)
+    }
+
+    /// A member state restored from a snapshot: it resumes after the last
+    /// event it processed, holding the epoch keys it had.
+    ///
+    /// # Errors
+    /// [`RestoreError`] if the snapshot is for another room or identity,
+    /// or holds an invalid key.
+    pub fn restore(
+        name: RoomName,
+        me: Arc<Identity>,
+        snap: &RoomSnapshot,
+    ) -> Result<Self, RestoreError> {
+        if snap.room != name.as_str() || snap.owner != *me.fingerprint().as_bytes() {
+            return Err(RestoreError::Mismatch);
+        }
+        let mut room = Self::new(name, me, snap.nick.clone());
+        room.last_seq = snap.last_seq;
+        room.chain_head = snap.chain_head;
+        room.chain_anchored = snap.chain_anchored;
+        room.heads = snap.heads.iter().copied().collect();
+        room.current = snap.current;
+        for e in &snap.epochs {
+            let mut roster = BTreeMap::new();
+            for (spki, nick) in &e.members {
+                let key = PublicIdentity::from_spki_der(spki).map_err(|_| RestoreError::BadKey)?;
+                roster.insert(
+                    key.fingerprint(),
+                    RosterEntry {
+                        key: Arc::new(key),
+                        nick: nick.clone(),
+                    },
+                );
+            }
+            let key = e.key.map(Secret32::from_bytes);
+            room.epochs.insert(
+                e.epoch,
+                Epoch {
+                    roster: Arc::new(roster),
+                    key,
+                },
+            );
+        }
+        room.epoch_heads = snap.epoch_heads.iter().copied().collect();
+        room.nicks = snap
+            .nicks
+            .iter()
+            .map(|(fp, n)| (Fingerprint::from_bytes(*fp), n.clone()))
+            .collect();
+        room.next_counter = snap
+            .next_counter
+            .iter()
+            .map(|(fp, session, epoch, n)| ((Fingerprint::from_bytes(*fp), *session, *epoch), *n))
+            .collect();
+        room.seen = snap
+            .seen
+            .iter()
+            .map(|(fp, session, epoch, counter)| {
+                (Fingerprint::from_bytes(*fp), *session, *epoch, *counter)
+            })
+            .collect();
+        room.epoch_started = Some(Instant::now());
+        room.settings.clone_from(&snap.settings);
+        room.epoch_commit_seq = snap.epoch_commit_seq.iter().copied().collect();
+        let now = Instant::now();
+        room.pending_removals = snap
+            .pending_removals
+            .iter()
+            .map(|b| (Fingerprint::from_bytes(*b), Pending { since: now }))
+            .collect();
+        room.invited = snap
+            .invited
+            .iter()
+            .map(|b| Fingerprint::from_bytes(*b))
+            .collect();
+        Ok(room)
+    }
+}
