@@ -236,6 +236,33 @@ pub fn write_new_file(path: &Path, contents: &[u8], mode: u32, force: bool) -> R
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Writes a new identity key pair: PATH (0600) with comment lines, and
+/// PATH.pub.
+///
+/// # Errors
+/// If either file exists (without `force`) or cannot be written, or the
+/// key cannot be encoded.
+pub fn write_identity(
+    path: &Path,
+    identity: &Identity,
+    passphrase: Option<&[u8]>,
+    force: bool,
+) -> Result<()> {
+    let fp = identity.fingerprint();
+    let date = utc_date_today();
+    let private_pem = identity.to_pem(passphrase)?;
+    let mut private_text = Zeroizing::new(format!(
+        "# hush identity key (private: never share this file)\n# created: {date}\n# public key: {fp}\n"
+    ));
+    private_text.push_str(&private_pem);
+    write_new_file(path, private_text.as_bytes(), 0o600, force)?;
+    let public_text = format!(
+        "# hush identity public key\n# created: {date}\n# fingerprint: {fp}\n{}",
+        identity.public().to_pem()?
+    );
+    write_new_file(&public_path(path), public_text.as_bytes(), 0o644, force)
+}
+
 /// Today's date in UTC as `YYYY-MM-DD`, for the comment line of new key
 /// files (no calendar crate needed for this one line).
 #[must_use]

@@ -153,10 +153,10 @@ fn relay_identity(
     if path.exists() {
         return keyfile::load_identity(&path);
     }
-    let identity = crate::with_spinner("generating the relay's key", || {
+    let identity = super::with_spinner("generating the relay's key", || {
         hush_crypto::Identity::generate(hush_crypto::DEFAULT_BITS)
     })?;
-    crate::write_identity(&path, &identity, None, false)?;
+    keyfile::write_identity(&path, &identity, None, false)?;
     println!("generated relay key {}", path.display());
     Ok(identity)
 }

@@ -15,28 +15,25 @@
 //! commits, and this workload makes none (periodic rekeying is off, so the
 //! epoch stays the same however many messages are sent). Each Room still
 //! keeps its own session, counters, replay set and hash chain.
+//!
+//! Called by `fanout.rs`, which starts the relay and prints the
+//! result; this file only imports helpers below it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use hush_client::display::ClientEvent;
-use hush_client::room::{Action, RekeyPolicy, Room, now_ms};
+use hush_client::app::now_ms;
 use hush_crypto::Identity;
 use hush_proto::{ClientMsg, RelayMsg, RoomName};
+use hush_room::{Action, RekeyPolicy, Room, Shown};
 use tokio::sync::watch;
 
-use crate::bench_admit::{Live, build_commit};
-use crate::bench_cmd::{FanoutArgs, FanoutResult, proc_usage};
-
-/// What the members measured.
-#[derive(Default)]
-struct Tally {
-    published: AtomicU64,
-    deliveries: AtomicU64,
-    bytes: AtomicU64,
-}
+use super::child_relay::{proc_usage, usage_between};
+use super::live::{Live, build_commit};
+use super::load::{FanoutArgs, FanoutResult, allowed};
+use super::stats::{Tally, latency_us, ns_since};
 
 /// A line of `size` bytes naming its publisher, counter and send time
 /// (ns since the start), padded.
@@ -48,6 +45,7 @@ fn line(p: usize, n: u64, ns: u64, size: usize) -> String {
     text
 }
 
+/// The publisher and send time of a [`line`].
 fn parse(text: &str) -> Option<(usize, u64)> {
     let mut it = text.split(' ');
     let p = it.next()?.parse().ok()?;
@@ -56,6 +54,8 @@ fn parse(text: &str) -> Option<(usize, u64)> {
     Some((p, ns))
 }
 
+/// The `full` mode: every member a real Room, every message sealed and
+/// signed, verified and opened.
 pub(crate) async fn run_fanout_full(
     a: &FanoutArgs,
     window: u64,
@@ -119,10 +119,8 @@ pub(crate) async fn run_fanout_full(
             let msg = live.reader.recv().await?;
             let actions = live.on_relay(msg).await?;
             if let Some(problem) = actions.iter().find_map(|x| match x {
-                Action::Show(ClientEvent::Warning { kind, text, .. }) => {
-                    Some(format!("{kind}: {text}"))
-                }
-                Action::Show(ClientEvent::Error { text }) => Some(text.clone()),
+                Action::Show(Shown::Warning { kind, text, .. }) => Some(format!("{kind}: {text}")),
+                Action::Show(Shown::Error { text }) => Some(text.clone()),
                 _ => None,
             }) {
                 bail!("member {i} could not enter the room: {problem}");
@@ -164,17 +162,7 @@ pub(crate) async fn run_fanout_full(
     // Publishers stop at the deadline; then let the last deliveries arrive.
     tokio::time::sleep_until(deadline.into()).await;
     let seconds = t0.elapsed().as_secs_f64();
-    let drain_until = Instant::now() + Duration::from_secs(10);
-    let mut last = 0;
-    while Instant::now() < drain_until {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let now = tally.deliveries.load(Ordering::Relaxed);
-        let want = tally.published.load(Ordering::Relaxed) * a.members as u64;
-        if now >= want || (now == last && now > 0) {
-            break;
-        }
-        last = now;
-    }
+    tally.drain(a.members).await;
     let after = pid.and_then(proc_usage);
     let _ = stop_tx.send(true);
     let mut latencies_us = Vec::new();
@@ -188,10 +176,7 @@ pub(crate) async fn run_fanout_full(
         seconds,
         latencies_us,
         wire_bytes: tally.bytes.load(Ordering::Relaxed),
-        relay: match (before, after) {
-            (Some((c0, _)), Some((c1, rss))) => Some((c1 - c0, rss)),
-            _ => None,
-        },
+        relay: usage_between(before, after),
     })
 }
 
@@ -216,16 +201,11 @@ async fn member(
         if let Some(p) = publisher
             && Instant::now() < deadline
         {
-            let allowed = match rate {
-                Some(r) => ((t0.elapsed().as_secs_f64() * r) as u64)
-                    .saturating_sub(sent)
-                    .min(256),
-                None => (echoed + window).saturating_sub(sent),
-            };
+            let allowed = allowed(rate, t0, sent, echoed, window);
             if allowed > 0 {
                 let mut out = Vec::with_capacity(allowed as usize);
                 for _ in 0..allowed {
-                    let ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    let ns = ns_since(t0);
                     for action in live.room.send_text(line(p, sent, ns, size), now_ms()) {
                         if let Action::Publish { request, event } = action {
                             out.push(ClientMsg::Publish { request, event });
@@ -251,13 +231,12 @@ async fn member(
         let mut out = Vec::new();
         for action in actions {
             match action {
-                Action::Show(ClientEvent::Message { text, .. }) => {
+                Action::Show(Shown::Message { text, .. }) => {
                     tally.deliveries.fetch_add(1, Ordering::Relaxed);
                     shown += 1;
                     if let Some((p, sent_ns)) = parse(&text) {
                         if shown.is_multiple_of(8) {
-                            let now_ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                            samples.push(now_ns.saturating_sub(sent_ns) / 1000);
+                            samples.push(latency_us(t0, sent_ns));
                         }
                         if Some(p) == publisher {
                             echoed += 1;

@@ -1,0 +1,299 @@
+//! `hush bench fanout`: M members in one room, P of them publishing. The
+//! entry point checks the flags, starts (or points at) the relay, runs one
+//! of the two modes and prints the table; the `relay` mode (opaque events,
+//! no client crypto) is here, the `full` mode in [`super::fanout_full`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use hush_client::link::Connection;
+use hush_crypto::Identity;
+use hush_proto::{ClientMsg, EventKind, RelayMsg, RoomEvent, RoomName};
+use tokio::sync::Notify;
+
+use super::child_relay::{
+    bench_identity, proc_usage, runtime, start_relay, start_relay_in, usage_between,
+};
+use super::fanout_full::run_fanout_full;
+use super::live::join;
+use super::load::{Crypto, FanoutArgs, FanoutResult, allowed};
+use super::stats::{Tally, latency_us, ns_since, percentile};
+
+/// Bytes at the start of every bench body: publisher, counter, send time.
+const HEADER: usize = 20;
+
+/// Runs `hush bench fanout`.
+pub(crate) fn fanout(a: FanoutArgs) -> Result<()> {
+    if a.members == 0 || a.publishers == 0 || a.publishers > a.members {
+        bail!("need at least one member and one publisher, and no more publishers than members");
+    }
+    if a.size < HEADER {
+        bail!("--size must be at least {HEADER} bytes");
+    }
+    let window = a.window.unwrap_or(32).max(1);
+    let (identity, key_path) = bench_identity()?;
+    let relay = match &a.server {
+        Some(_) => None,
+        None => Some(match &a.log_dir {
+            Some(base) => start_relay_in(&key_path, base, &[])?,
+            None => start_relay(&key_path)?,
+        }),
+    };
+    let addr = a
+        .server
+        .clone()
+        .or_else(|| relay.as_ref().map(|r| r.addr.clone()))
+        .context("no relay")?;
+    let runtime = runtime()?;
+    let pid = relay.as_ref().map(|r| r.child.id());
+    let result = match a.crypto {
+        Crypto::Relay => runtime.block_on(run_fanout(&a, window, &addr, identity, pid))?,
+        Crypto::Full => runtime.block_on(run_fanout_full(&a, window, &addr, identity, pid))?,
+    };
+    drop(relay);
+    print_results(&a, window, &result);
+    Ok(())
+}
+
+/// The `relay` mode: opaque events of `a.size` bytes, no client crypto.
+async fn run_fanout(
+    a: &FanoutArgs,
+    window: u64,
+    addr: &str,
+    identity: Arc<Identity>,
+    pid: Option<u32>,
+) -> Result<FanoutResult> {
+    let room = RoomName::new("bench")?;
+    eprintln!("connecting {} members to {addr}", a.members);
+    let mut conns = Vec::with_capacity(a.members);
+    for i in 0..a.members {
+        let c = join(addr, &identity, &room, hush_proto::DEFAULT_MAX_FRAME * 16)
+            .await
+            .with_context(|| format!("member {i} could not join"))?;
+        conns.push(c);
+    }
+    let before = pid.and_then(proc_usage);
+    let t0 = Instant::now();
+    let stop = Arc::new(Notify::new());
+    let tally = Arc::new(Tally::default());
+    let echoed: Vec<Arc<(AtomicU64, Notify)>> = (0..a.publishers)
+        .map(|_| Arc::new((AtomicU64::new(0), Notify::new())))
+        .collect();
+    let mut readers = Vec::new();
+    let mut writers = Vec::new();
+    for (i, c) in conns.into_iter().enumerate() {
+        let Connection {
+            mut reader, writer, ..
+        } = c;
+        let tally = tally.clone();
+        let stop = stop.clone();
+        let mine = echoed.get(i).cloned();
+        readers.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut n = 0u64;
+            // Counted here and added to the shared tally in steps, so 100
+            // readers do not all contend for one cache line per delivery.
+            let mut unflushed = 0u64;
+            loop {
+                // Closing the members' sending halves ends these reads;
+                // the stop signal only frees a reader whose relay never
+                // closes (no timer per message: that would cost more than
+                // the read).
+                let msg = tokio::select! {
+                    biased;
+                    m = reader.recv() => m,
+                    () = stop.notified() => break,
+                };
+                let Ok(msg) = msg else { break };
+                if let RelayMsg::Event(e) = msg {
+                    let b = &e.event.body;
+                    if b.len() >= HEADER {
+                        let publisher = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                        n += 1;
+                        if n.is_multiple_of(8) {
+                            let sent_ns = u64::from_be_bytes([
+                                b[12], b[13], b[14], b[15], b[16], b[17], b[18], b[19],
+                            ]);
+                            samples.push(latency_us(t0, sent_ns));
+                        }
+                        if publisher == i
+                            && let Some(m) = &mine
+                        {
+                            m.0.fetch_add(1, Ordering::Relaxed);
+                            m.1.notify_one();
+                        }
+                    }
+                    unflushed += 1;
+                    if unflushed == 64 {
+                        tally.deliveries.fetch_add(unflushed, Ordering::Relaxed);
+                        unflushed = 0;
+                    }
+                }
+            }
+            tally.deliveries.fetch_add(unflushed, Ordering::Relaxed);
+            tally
+                .bytes
+                .fetch_add(reader.bytes_read(), Ordering::Relaxed);
+            samples
+        }));
+        writers.push(writer);
+    }
+    eprintln!(
+        "publishing for {:?} from {} publishers ({})",
+        a.duration,
+        a.publishers,
+        match a.rate {
+            Some(r) => format!("{r} events/s in all"),
+            None => format!("window {window}"),
+        }
+    );
+    let deadline = Instant::now() + a.duration;
+    let mut publishers = Vec::new();
+    // Listeners keep their sending half open: dropping it would close
+    // their connection.
+    let listeners: Vec<_> = writers.split_off(a.publishers);
+    for (p, mut writer) in writers.into_iter().enumerate() {
+        let echo = echoed[p].clone();
+        let room = room.clone();
+        let sender = identity.fingerprint();
+        let size = a.size;
+        let rate = a.rate.map(|r| r as f64 / a.publishers as f64);
+        publishers.push(tokio::spawn(async move {
+            let mut sent = 0u64;
+            let start = Instant::now();
+            while Instant::now() < deadline {
+                let allowed = allowed(rate, start, sent, echo.0.load(Ordering::Relaxed), window);
+                if allowed == 0 {
+                    if rate.is_some() {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    } else {
+                        let _ = tokio::time::timeout(Duration::from_millis(50), echo.1.notified())
+                            .await;
+                    }
+                    continue;
+                }
+                let mut batch = Vec::with_capacity(allowed as usize);
+                for _ in 0..allowed {
+                    let mut body = vec![0u8; size];
+                    body[..4].copy_from_slice(&(p as u32).to_be_bytes());
+                    body[4..12].copy_from_slice(&sent.to_be_bytes());
+                    let ns = ns_since(t0);
+                    body[12..20].copy_from_slice(&ns.to_be_bytes());
+                    batch.push(ClientMsg::Publish {
+                        request: sent,
+                        event: RoomEvent {
+                            room: room.clone(),
+                            sender,
+                            kind: EventKind::Message,
+                            epoch: 0,
+                            body,
+                        },
+                    });
+                    sent += 1;
+                }
+                if writer.send_all(&batch).await.is_err() {
+                    break;
+                }
+            }
+            (sent, writer)
+        }));
+    }
+    let mut published = 0;
+    let mut keep = Vec::new();
+    for p in publishers {
+        let (sent, writer) = p.await?;
+        published += sent;
+        keep.push(writer);
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    // Let the last deliveries arrive.
+    tally.published.store(published, Ordering::Relaxed);
+    tally.drain(a.members).await;
+    let after = pid.and_then(proc_usage);
+    drop(keep);
+    drop(listeners);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.notify_waiters();
+    let mut latencies_us = Vec::new();
+    for r in readers {
+        latencies_us.extend(r.await?);
+    }
+    latencies_us.sort_unstable();
+    Ok(FanoutResult {
+        published,
+        deliveries: tally.deliveries.load(Ordering::Relaxed),
+        seconds,
+        latencies_us,
+        wire_bytes: tally.bytes.load(Ordering::Relaxed),
+        relay: usage_between(before, after),
+    })
+}
+
+/// Prints the table (or the JSON line) of a fanout run.
+fn print_results(a: &FanoutArgs, window: u64, r: &FanoutResult) {
+    let expected = r.published * a.members as u64;
+    let lost = expected.saturating_sub(r.deliveries);
+    let per_s = r.deliveries as f64 / r.seconds;
+    let p50 = percentile(&r.latencies_us, 0.50);
+    let p99 = percentile(&r.latencies_us, 0.99);
+    let max = percentile(&r.latencies_us, 1.0);
+    let bytes = if r.deliveries > 0 {
+        r.wire_bytes as f64 / r.deliveries as f64
+    } else {
+        0.0
+    };
+    let (cpu, rss) = r.relay.map_or((None, None), |(c, m)| (Some(c), Some(m)));
+    let cpu_per = cpu.map(|c| c / r.deliveries.max(1) as f64 * 1e6);
+    let crypto = match a.crypto {
+        Crypto::Relay => "relay",
+        Crypto::Full => "full",
+    };
+    if a.json {
+        println!(
+            "{{\"workload\":\"fanout\",\"crypto\":\"{}\",\"members\":{},\"publishers\":{},\"size\":{},\"window\":{},\"rate\":{},\"seconds\":{:.2},\"published\":{},\"deliveries\":{},\"deliveries_per_s\":{:.0},\"lost\":{},\"latency_ms\":{{\"p50\":{:.3},\"p99\":{:.3},\"max\":{:.3}}},\"wire_bytes_per_delivery\":{:.1},\"relay_cpu_us_per_delivery\":{},\"relay_peak_rss_kib\":{}}}",
+            crypto,
+            a.members,
+            a.publishers,
+            a.size,
+            if a.rate.is_some() { 0 } else { window },
+            a.rate.unwrap_or(0),
+            r.seconds,
+            r.published,
+            r.deliveries,
+            per_s,
+            lost,
+            p50,
+            p99,
+            max,
+            bytes,
+            cpu_per.map_or("null".into(), |c| format!("{c:.3}")),
+            rss.map_or("null".into(), |m| m.to_string()),
+        );
+        return;
+    }
+    println!(
+        "hush bench fanout: {} members, {} publishers, {} B bodies, crypto {crypto}, {}",
+        a.members,
+        a.publishers,
+        a.size,
+        a.rate
+            .map_or(format!("window {window}"), |r| format!("{r} events/s"))
+    );
+    println!("  published              {:>12}", r.published);
+    println!(
+        "  deliveries             {:>12}   ({per_s:.0}/s over {:.1} s)",
+        r.deliveries, r.seconds
+    );
+    println!("  deliveries lost        {:>12}", lost);
+    println!("  latency p50 / p99 / max  {p50:.2} / {p99:.2} / {max:.2} ms");
+    println!("  wire bytes / delivery  {:>12.1}", bytes);
+    match (cpu_per, rss) {
+        (Some(c), Some(m)) => {
+            println!("  relay CPU / delivery   {c:>10.3} µs");
+            println!("  relay peak RSS         {:>10} KiB", m);
+        }
+        _ => println!("  relay CPU and RSS      (only measured for a relay the bench starts)"),
+    }
+}
