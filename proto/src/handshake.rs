@@ -1,4 +1,4 @@
-//! The link handshake (DESIGN.md §3) as a state machine that does no I/O.
+//! The link handshake (docs/PROTOCOL.md §4) as a state machine that does no I/O.
 //!
 //! ```text
 //!  client                                              relay

@@ -78,7 +78,7 @@ impl Room {
     }
 
     /// What an authenticated message says about the relay's honesty
-    /// (DESIGN.md §5): the sender signed the sequence number and chain head
+    /// (docs/PROTOCOL.md §9.2): the sender signed the sequence number and chain head
     /// it had seen, and its counter. Each problem is a warning; the message
     /// itself is genuine and is still shown.
     pub(crate) fn check_transcript(
