@@ -13,12 +13,11 @@
 //! The writer drains everything queued into one record per write, so a
 //! busy connection pays for sealing and system calls per batch. Either
 //! side stopping stops both, through the connection's [`Stop`] signal.
-//! Idle links are found by one relay-wide sweep ([`Keepalive`]), not by a
-//! timer per connection: the reader only notes when it last heard from
-//! its client.
+//! Idle links are found by one relay-wide sweep ([`Keepalive`], in
+//! `keepalive.rs`), not by a timer per connection: the reader only notes
+//! when it last heard from its client.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hush_crypto::{Fingerprint, Identity};
@@ -28,7 +27,7 @@ use hush_proto::handshake::{self, RelayFirstStep};
 use hush_proto::msg::encode;
 use hush_proto::{
     ClientMsg, CloseReason, Link, RecordOpener, RecordSealer, Rejection, RelayMsg, RoomEvent,
-    RoomName, SequencedEvent,
+    RoomName,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -38,8 +37,9 @@ use tokio::time::Instant;
 
 use crate::config::{Limits, TokenBucket};
 use crate::hub::{Hub, Outbound, Outbox, Peer, Stop};
-use crate::log::EventLog;
-use crate::sequencer::{PublishRequest, now_ms, wire_kind};
+use crate::keepalive::Keepalive;
+use crate::log::ReaderPool;
+use crate::sequencer::{PublishRequest, now_ms};
 
 /// Events sent per backfill answer; the client asks again for more.
 pub const BACKFILL_PAGE: usize = 1000;
@@ -69,137 +69,6 @@ pub(crate) struct Shared {
     pub(crate) readers: ReaderPool,
     pub(crate) next_id: std::sync::atomic::AtomicU64,
     pub(crate) keepalive: Arc<Keepalive>,
-}
-
-/// Every established connection, for the keepalive sweep: one task walks
-/// them every sixth of the idle timeout, pings each link that has been
-/// quiet for a third of it, and closes each that has been quiet for all
-/// of it (`Closing{Idle}`). So a quiet link is pinged after a third to a
-/// half of the idle timeout, and a silent one is closed within a sixth of
-/// it after the timeout. A timer per connection would cost every quiet
-/// connection a timer entry and its task a wakeup every few seconds.
-pub(crate) struct Keepalive {
-    /// The keepalive clock's zero.
-    started: std::time::Instant,
-    idle_ms: u64,
-    live: Mutex<HashMap<crate::hub::ConnId, Arc<Outbox>>>,
-}
-
-impl Keepalive {
-    pub(crate) fn new(idle_timeout: Duration) -> Self {
-        Self {
-            started: std::time::Instant::now(),
-            idle_ms: u64::try_from(idle_timeout.as_millis()).unwrap_or(u64::MAX),
-            live: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Milliseconds on the keepalive clock.
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    fn register(&self, id: crate::hub::ConnId, outbox: Arc<Outbox>) {
-        outbox.heard(self.now_ms());
-        self.lock().insert(id, outbox);
-    }
-
-    fn unregister(&self, id: crate::hub::ConnId) {
-        let mut live = self.lock();
-        live.remove(&id);
-        // Give back the table's memory after a crowd has left.
-        if live.capacity() > 64 && live.len() < live.capacity() / 4 {
-            live.shrink_to_fit();
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<crate::hub::ConnId, Arc<Outbox>>> {
-        self.live.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// How often [`Self::sweep`] runs.
-    pub(crate) fn sweep_every(&self) -> Duration {
-        Duration::from_millis((self.idle_ms / 6).max(10))
-    }
-
-    /// One pass over every connection; `nonce` goes into the pings.
-    pub(crate) fn sweep(&self, nonce: u64) {
-        self.sweep_at(self.now_ms(), nonce);
-    }
-
-    fn sweep_at(&self, now: u64, nonce: u64) {
-        let ping: Outbound = encode(&RelayMsg::Ping { nonce }).into();
-        for outbox in self.lock().values() {
-            let quiet = now.saturating_sub(outbox.last_heard());
-            if quiet >= self.idle_ms {
-                outbox.stop(Stop::Tell(CloseReason::Idle));
-            } else if quiet >= self.idle_ms / 3 {
-                outbox.deliver(ping.clone());
-            }
-        }
-    }
-}
-
-/// Runs the keepalive sweep until the relay shuts down.
-pub(crate) async fn keepalive_sweep(
-    keepalive: Arc<Keepalive>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(keepalive.sweep_every());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut nonce = 0u64;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                nonce += 1;
-                keepalive.sweep(nonce);
-            }
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-/// Read-only connections to the log, for backfill, reused between
-/// requests. WAL lets them read while the sequencer writes.
-pub(crate) struct ReaderPool {
-    path: std::path::PathBuf,
-    idle: std::sync::Mutex<Vec<EventLog>>,
-}
-
-/// Reader connections kept open between backfills.
-const IDLE_READERS: usize = 8;
-
-impl ReaderPool {
-    pub(crate) fn new(path: std::path::PathBuf) -> Self {
-        Self {
-            path,
-            idle: std::sync::Mutex::new(Vec::new()),
-        }
-    }
-
-    fn with_reader<T>(
-        &self,
-        f: impl FnOnce(&EventLog) -> Result<T, crate::log::LogError>,
-    ) -> Result<T, crate::log::LogError> {
-        let pooled = self
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pop();
-        let reader = match pooled {
-            Some(r) => r,
-            None => EventLog::open_reader(&self.path)?,
-        };
-        let out = f(&reader);
-        let mut idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if idle.len() < IDLE_READERS {
-            idle.push(reader);
-        }
-        out
-    }
 }
 
 /// Why a handshake did not complete (logged at debug level only: the
@@ -656,9 +525,9 @@ impl Connection {
             .max(1);
         // SQLite reads block: run them on the blocking pool.
         let rows = tokio::task::spawn_blocking(move || {
-            shared.readers.with_reader(|r| {
-                r.events_after_capped(name.as_str(), after_seq, page, BACKFILL_PAGE_BYTES)
-            })
+            shared
+                .readers
+                .with_reader(|r| r.events_after_capped(&name, after_seq, page, BACKFILL_PAGE_BYTES))
         })
         .await;
         let rows = match rows {
@@ -674,26 +543,14 @@ impl Connection {
                 return;
             }
         };
-        let read_bytes: usize = rows.iter().map(|r| r.body.len()).sum();
+        let read_bytes: usize = rows.iter().map(|r| r.event.body.len()).sum();
         let page_full = rows.len() == page || read_bytes >= BACKFILL_PAGE_BYTES;
         let mut last = after_seq;
         for row in rows.into_iter().take_while(|r| r.seq <= cap) {
             last = row.seq;
-            let event = RoomEvent {
-                room: room.clone(),
-                sender: Fingerprint::from_bytes(row.sender),
-                kind: wire_kind(row.kind),
-                epoch: row.epoch,
-                body: row.body,
-            };
             // Within the connection's byte budget: a client that asks for
             // page after page without reading is cut off like any slow one.
-            let msg: Outbound = encode(&RelayMsg::Event(SequencedEvent {
-                seq: row.seq,
-                received_at_ms: row.received_at_ms,
-                event,
-            }))
-            .into();
+            let msg: Outbound = encode(&RelayMsg::Event(row)).into();
             if !self.peer.deliver(msg) {
                 return;
             }
@@ -781,43 +638,6 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut sealer: RecordSealer, outbox: Ar
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_sweep_pings_quiet_links_and_closes_silent_ones() {
-        let keepalive = Keepalive::new(Duration::from_millis(900));
-        let outbox = Arc::new(Outbox::new(16, 1 << 20));
-        keepalive.register(7, outbox.clone());
-        let heard = outbox.last_heard();
-        keepalive.sweep_at(heard + 299, 1);
-        assert!(
-            outbox.is_empty(),
-            "not quiet for a third of the timeout yet"
-        );
-        keepalive.sweep_at(heard + 300, 2);
-        assert!(!outbox.is_empty(), "pinged");
-        // The client answered: heard again, so the next sweep lets it be.
-        outbox.heard(heard + 400);
-        keepalive.sweep_at(heard + 1299, 3);
-        let stop = stop_of(&outbox);
-        assert_eq!(stop, None);
-        keepalive.sweep_at(heard + 1300, 4);
-        assert_eq!(stop_of(&outbox), Some(Stop::Tell(CloseReason::Idle)));
-        keepalive.unregister(7);
-        keepalive.sweep_at(heard + 99_999, 5);
-    }
-
-    /// The outbox's stop reason, if it was asked to stop.
-    fn stop_of(outbox: &Outbox) -> Option<Stop> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .ok()?;
-        rt.block_on(async {
-            tokio::time::timeout(Duration::from_millis(1), outbox.stopped())
-                .await
-                .ok()
-        })
-    }
 
     #[test]
     fn joined_rooms_keep_one_head_per_room() {

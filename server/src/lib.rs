@@ -5,16 +5,31 @@
 //! bodies are `Vec<u8>` it stores and forwards unread.
 //!
 //! ```text
-//!   Listener ── accept (connection slots, per-IP limits, handshake rate)
+//!   Listener ── accept (relay.rs: connection slots, per-IP limits, handshake rate)
 //!      │
 //!      ├─▶ connection task ×N  (connection.rs: handshake, records, limits)
 //!      │        │ Join/Leave ──────────▶ Hub (hub.rs: membership, fan-out)
-//!      │        │ Publish ─▶ Sequencer thread (sequencer.rs) ─▶ EventLog (log.rs, SQLite)
+//!      │        │ Publish ─▶ Sequencer thread (sequencer.rs) ─▶ EventLog (log/, SQLite)
 //!      │        │                             └── after commit ─▶ Hub.fan_out
-//!      │        └ Backfill ─▶ log readers
-//!      ├─▶ keepalive sweep (connection.rs: pings quiet links, closes idle ones)
-//!      └─▶ shutdown: stop accepting, close connections, drain sequencer
+//!      │        └ Backfill ─▶ log readers (log/reader_pool.rs)
+//!      ├─▶ keepalive sweep (keepalive.rs: pings quiet links, closes idle ones)
+//!      └─▶ shutdown (relay.rs): stop accepting, close connections, drain sequencer
 //! ```
+//!
+//! - `relay`: [`Relay`] binds, restores the log, runs the accept loop
+//!   and shutdown.
+//! - `connection`: one client link; `keepalive`: the idle sweep over all.
+//! - `hub`: who is in which room, and the per-connection outbound queues.
+//! - `sequencer`: the single writer; orders, commits, then fans out.
+//! - [`log`]: the durable SQLite log (`log/retention.rs`: pruning;
+//!   `log/reader_pool.rs`: backfill readers).
+//! - [`config`]: limits; [`tickets`]: session-ticket key and ledger.
+//!
+//! Room events carry the protocol's own types ([`hush_proto::RoomEvent`],
+//! [`hush_proto::SequencedEvent`], [`hush_proto::EventKind`]) from the
+//! socket through the sequencer into the log and back out: the relay has
+//! no event type of its own. The wire is docs/PROTOCOL.md; the relay's
+//! rules are its §8.
 //!
 //! What it must never do: deliver an event before it is committed, let one
 //! connection's input stall another, trust a length before checking it, or
@@ -24,35 +39,20 @@
 pub mod config;
 mod connection;
 mod hub;
+mod keepalive;
 pub mod log;
+mod relay;
 mod sequencer;
 pub mod tickets;
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use hush_crypto::Identity;
-use hush_proto::RoomName;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
 
 pub use config::{Limits, RelayConfig};
 pub use connection::BACKFILL_PAGE;
 pub use log::Retention;
+pub use relay::Relay;
 pub use sequencer::CHECKPOINT_EVERY;
-
-use crate::config::TokenBucket;
-use crate::connection::{Keepalive, ReaderPool, Shared};
-use crate::hub::Hub;
-use crate::log::EventLog;
-
-/// How long shutdown waits for connections to close before it stops
-/// anyway (committing everything accepted either way).
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// File name of the durable log inside the data folder.
 pub const LOG_FILE: &str = "events.sqlite";
@@ -85,240 +85,6 @@ pub enum RelayError {
     /// The ticket key or ledger could not be opened.
     #[error("cannot use the session-ticket files in the data folder: {0}")]
     Tickets(String),
-}
-
-/// A bound relay, ready to [`Relay::run`].
-pub struct Relay {
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    sequencer: std::thread::JoinHandle<()>,
-}
-
-impl Relay {
-    /// Opens (or creates) the log in `config.data_dir`, restores every
-    /// room's head from it, and binds `addr`.
-    ///
-    /// # Errors
-    /// [`RelayError`] naming what failed.
-    pub async fn bind(
-        addr: SocketAddr,
-        identity: Arc<Identity>,
-        config: RelayConfig,
-    ) -> Result<Self, RelayError> {
-        create_private_dir(&config.data_dir)?;
-        let path = config.data_dir.join(LOG_FILE);
-        let log = EventLog::open(&path)?;
-        let heads = log.room_heads()?;
-        let hub = Hub::default();
-        for h in &heads {
-            if let Ok(room) = RoomName::new(&h.room) {
-                let head = h
-                    .head
-                    .or(if h.last_seq == 0 { Some([0; 32]) } else { None });
-                hub.seed(room, h.last_seq, h.epoch, head);
-            }
-        }
-        let (publish, sequencer) = sequencer::spawn(
-            log,
-            heads,
-            hub.clone(),
-            identity.clone(),
-            config.retention,
-            config.limits.outbound_queue.max(1024),
-        )
-        .map_err(RelayError::Thread)?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| RelayError::Bind { addr, source })?;
-        let limits = config.limits;
-        let (tickets, ledger) = if limits.ticket_lifetime.is_zero() {
-            (None, None)
-        } else {
-            let key = tickets::load_or_create_key(&config.data_dir)
-                .map_err(|e| RelayError::Tickets(e.to_string()))?;
-            let ledger = tickets::TicketLedger::open(&config.data_dir)
-                .map_err(|e| RelayError::Tickets(e.to_string()))?;
-            let policy = hush_proto::handshake::TicketPolicy {
-                key: Arc::new(hush_proto::ticket::TicketKey::new(key)),
-                lifetime_ms: u64::try_from(limits.ticket_lifetime.as_millis()).unwrap_or(u64::MAX),
-            };
-            (Some(policy), Some(ledger))
-        };
-        let keepalive = Arc::new(Keepalive::new(limits.idle_timeout));
-        let shared = Arc::new(Shared {
-            tickets,
-            ledger,
-            identity,
-            handshake_pool: Arc::new(Semaphore::new(limits.handshake_workers.max(1))),
-            limits,
-            hub,
-            publish,
-            readers: ReaderPool::new(path),
-            next_id: std::sync::atomic::AtomicU64::new(1),
-            keepalive,
-        });
-        Ok(Self {
-            listener,
-            shared,
-            sequencer,
-        })
-    }
-
-    /// The address actually bound (useful with port 0).
-    ///
-    /// # Errors
-    /// If the socket cannot report it.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// Serves until `shutdown` completes; then stops accepting, closes
-    /// every connection (telling each why), commits everything already
-    /// accepted, and returns.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Self {
-            listener,
-            shared,
-            sequencer,
-        } = self;
-        let limits = shared.limits.clone();
-        let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-        let per_ip = Arc::new(Mutex::new(HashMap::<IpAddr, usize>::new()));
-        let mut handshake_buckets = HashMap::<IpAddr, TokenBucket>::new();
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-        tokio::pin!(shutdown);
-        tokio::spawn(connection::keepalive_sweep(
-            shared.keepalive.clone(),
-            stop_rx.clone(),
-        ));
-
-        loop {
-            let permit = tokio::select! {
-                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                () = &mut shutdown => break,
-            };
-            let (stream, addr) = tokio::select! {
-                a = accept(&listener) => a,
-                () = &mut shutdown => break,
-            };
-            let ip = limit_key(addr.ip());
-            let Some(ip_guard) = IpSlot::take(&per_ip, ip, limits.max_connections_per_ip) else {
-                tracing::debug!(%ip, "per-IP connection limit reached");
-                continue;
-            };
-            if handshake_buckets.len() > 10_000 {
-                handshake_buckets.retain(|_, b| !b.is_full());
-            }
-            let bucket = handshake_buckets.entry(ip).or_insert_with(|| {
-                TokenBucket::new(
-                    limits.handshakes_per_ip_per_sec,
-                    limits.handshakes_per_ip_per_sec.saturating_mul(2),
-                )
-            });
-            if !bucket.try_take() {
-                tracing::debug!(%ip, "per-IP handshake rate exceeded");
-                continue;
-            }
-            let shared = shared.clone();
-            let stop_rx = stop_rx.clone();
-            let done = done_tx.clone();
-            tokio::spawn(async move {
-                connection::serve(stream, shared, stop_rx).await;
-                drop(ip_guard);
-                drop(permit);
-                drop(done);
-            });
-        }
-
-        tracing::info!("shutting down: closing connections");
-        drop(listener);
-        let _ = stop_tx.send(true);
-        drop(done_tx);
-        // Connections close promptly; none may hold the relay up forever.
-        if tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv())
-            .await
-            .is_err()
-        {
-            tracing::warn!("some connections did not close in time; stopping anyway");
-        }
-        // Every connection task is gone; dropping the last handle on the
-        // shared state closes the sequencer's channel, and it commits what
-        // it holds and exits.
-        drop(shared);
-        let _ = tokio::task::spawn_blocking(move || sequencer.join()).await;
-        tracing::info!("relay stopped; every accepted event is committed");
-    }
-}
-
-/// Accepts the next connection, backing off on errors such as running out
-/// of file descriptors instead of spinning or giving up.
-async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        match listener.accept().await {
-            Ok(pair) => return pair,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed; backing off");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-        }
-    }
-}
-
-/// The address per-IP limits count by: an IPv4 address, or an IPv6 /64
-/// (one host usually has a whole /64 to pick addresses from).
-fn limit_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut seg = v6.segments();
-                seg[4..].fill(0);
-                IpAddr::V6(std::net::Ipv6Addr::from(seg))
-            }
-        },
-    }
-}
-
-/// A counted connection slot for one IP address; released on drop.
-struct IpSlot {
-    map: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-}
-
-impl IpSlot {
-    fn take(map: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, limit: usize) -> Option<Self> {
-        let mut m = map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = m.entry(ip).or_insert(0);
-        if *n >= limit {
-            return None;
-        }
-        *n += 1;
-        Some(Self {
-            map: map.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut m = self
-            .map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
-    }
 }
 
 /// Creates the data folder (and parents) readable only by its owner.

@@ -28,7 +28,7 @@ use hush_proto::{EventKind, Rejection, RelayMsg, RoomEvent, RoomName, SequencedE
 use tokio::sync::mpsc;
 
 use crate::hub::{Hub, Peer};
-use crate::log::{self, EventLog, LoggedEvent, Retention, RoomHead};
+use crate::log::{EventLog, Retention, RoomHead};
 
 /// Most events committed in one transaction. Large enough that a burst
 /// is one fsync; small enough that one batch's delivery stays prompt.
@@ -134,27 +134,6 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn log_kind(kind: EventKind) -> log::EventKind {
-    match kind {
-        EventKind::Message => log::EventKind::Message,
-        EventKind::Commit => log::EventKind::Commit,
-        EventKind::JoinRequest => log::EventKind::JoinRequest,
-        EventKind::Leave => log::EventKind::Leave,
-        EventKind::Control => log::EventKind::Control,
-    }
-}
-
-/// Maps a logged kind back to the wire kind.
-pub(crate) fn wire_kind(kind: log::EventKind) -> EventKind {
-    match kind {
-        log::EventKind::Message => EventKind::Message,
-        log::EventKind::Commit => EventKind::Commit,
-        log::EventKind::JoinRequest => EventKind::JoinRequest,
-        log::EventKind::Leave => EventKind::Leave,
-        log::EventKind::Control => EventKind::Control,
-    }
-}
-
 fn reject(peer: &Peer, request: u64, room: RoomName, reason: Rejection) {
     peer.deliver(
         encode(&RelayMsg::Rejected {
@@ -164,6 +143,32 @@ fn reject(peer: &Peer, request: u64, room: RoomName, reason: Rejection) {
         })
         .into(),
     );
+}
+
+/// Restores every logged room's head, into the hub (for joins and
+/// checkpoints) and into the sequencer's own state. A room with no events
+/// has the all-zero chain head; one logged before the relay kept heads has
+/// none. A stored name that is no longer a valid room name is skipped.
+fn seed(heads: Vec<RoomHead>, hub: &Hub) -> HashMap<RoomName, Head> {
+    let mut state: HashMap<RoomName, Head> = HashMap::new();
+    for h in heads {
+        if let Ok(room) = RoomName::new(&h.room) {
+            let chain = h
+                .head
+                .or(if h.last_seq == 0 { Some([0; 32]) } else { None });
+            hub.seed(room.clone(), h.last_seq, h.epoch, chain);
+            state.insert(
+                room,
+                Head {
+                    last_seq: h.last_seq,
+                    epoch: h.epoch,
+                    chain,
+                    last_checkpoint: None,
+                },
+            );
+        }
+    }
+    state
 }
 
 /// Starts the sequencer thread. It runs until every sender of the returned
@@ -177,22 +182,7 @@ pub(crate) fn spawn(
     capacity: usize,
 ) -> std::io::Result<(mpsc::Sender<PublishRequest>, std::thread::JoinHandle<()>)> {
     let (tx, mut rx) = mpsc::channel::<PublishRequest>(capacity);
-    let mut state: HashMap<RoomName, Head> = HashMap::new();
-    for h in heads {
-        if let Ok(room) = RoomName::new(&h.room) {
-            state.insert(
-                room,
-                Head {
-                    last_seq: h.last_seq,
-                    epoch: h.epoch,
-                    chain: h
-                        .head
-                        .or(if h.last_seq == 0 { Some([0; 32]) } else { None }),
-                    last_checkpoint: None,
-                },
-            );
-        }
-    }
+    let mut state = seed(heads, &hub);
     let signer = spawn_checkpoint_signer(hub.clone(), identity)?;
     let handle = std::thread::Builder::new()
         .name("hush-sequencer".into())
@@ -232,9 +222,9 @@ fn commit_batch(
 ) {
     let received_at_ms = now_ms();
     let mut before: HashMap<RoomName, Head> = HashMap::new();
-    let mut accepted: Vec<(PublishRequest, u64, u64, Option<[u8; 32]>)> =
-        Vec::with_capacity(batch.len());
-    let mut rows: Vec<LoggedEvent> = Vec::with_capacity(batch.len());
+    // Who sent each accepted row, and the room's epoch and chain after it.
+    let mut accepted: Vec<(Peer, u64, u64, Option<[u8; 32]>)> = Vec::with_capacity(batch.len());
+    let mut rows: Vec<SequencedEvent> = Vec::with_capacity(batch.len());
     for req in batch.drain(..) {
         let head = state.entry(req.event.room.clone()).or_default();
         before.entry(req.event.room.clone()).or_insert(*head);
@@ -249,22 +239,15 @@ fn commit_batch(
         head.chain = head
             .chain
             .map(|c| hush_proto::e2e::chain_next_parts(&c, head.last_seq, &req.event));
-        rows.push(LoggedEvent {
-            room: req.event.room.as_str().to_owned(),
+        accepted.push((req.peer, req.request, head.epoch, head.chain));
+        rows.push(SequencedEvent {
             seq: head.last_seq,
-            kind: log_kind(req.event.kind),
-            sender: *req.event.sender.as_bytes(),
-            epoch: req.event.epoch,
             received_at_ms,
-            body: Vec::new(), // filled below without a second copy
+            event: req.event,
         });
-        accepted.push((req, head.last_seq, head.epoch, head.chain));
     }
     if rows.is_empty() {
         return;
-    }
-    for (row, (req, _, _, _)) in rows.iter_mut().zip(accepted.iter_mut()) {
-        row.body = std::mem::take(&mut req.event.body);
     }
     let new_heads: Vec<(&str, [u8; 32])> = before
         .keys()
@@ -275,15 +258,9 @@ fn commit_batch(
         .collect();
     match log.append_batch_with_heads(&rows, &new_heads) {
         Ok(()) => {
-            for (row, (req, seq, epoch, chain)) in rows.into_iter().zip(accepted) {
-                let mut event = req.event;
-                event.body = row.body;
-                let room = event.room.clone();
-                let msg = encode(&RelayMsg::Event(SequencedEvent {
-                    seq,
-                    received_at_ms,
-                    event,
-                }));
+            for (row, (_, _, epoch, chain)) in rows.into_iter().zip(accepted) {
+                let (seq, room) = (row.seq, row.event.room.clone());
+                let msg = encode(&RelayMsg::Event(row));
                 hub.fan_out(&room, seq, epoch, chain, &msg.into());
                 if let Some(head) = chain
                     && seq % CHECKPOINT_EVERY == 0
@@ -301,13 +278,8 @@ fn commit_batch(
             for (room, head) in before {
                 state.insert(room, head);
             }
-            for (req, _, _, _) in accepted {
-                reject(
-                    &req.peer,
-                    req.request,
-                    req.event.room,
-                    Rejection::StorageFailed,
-                );
+            for (row, (peer, request, _, _)) in rows.into_iter().zip(accepted) {
+                reject(&peer, request, row.event.room, Rejection::StorageFailed);
             }
         }
     }
