@@ -29,7 +29,7 @@
 //! [`hush_proto::SequencedEvent`], [`hush_proto::EventKind`]) from the
 //! socket through the sequencer into the log and back out: the relay has
 //! no event type of its own. The wire is docs/PROTOCOL.md; the relay's
-//! rules are its §8.
+//! rules are its §8; docs/ARCHITECTURE.md places the relay among the crates.
 //!
 //! What it must never do: deliver an event before it is committed, let one
 //! connection's input stall another, trust a length before checking it, or
