@@ -5,7 +5,7 @@
 //! None may panic, whatever the input.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use hush_crypto::identity::PemKind;
@@ -14,21 +14,7 @@ use hush_proto::frame::{FrameBuffer, parse_frame};
 use hush_proto::handshake::{self, RelayFirstStep};
 use hush_proto::msg::decode;
 use hush_proto::{ClientMsg, EventKind, RelayMsg, RoomEvent, RoomName, SequencedEvent};
-
-fn identity(cell: &'static OnceLock<Arc<Identity>>, pem: &str) -> Arc<Identity> {
-    cell.get_or_init(|| Arc::new(Identity::from_pem(pem, None).expect("example key")))
-        .clone()
-}
-
-pub fn alice() -> Arc<Identity> {
-    static C: OnceLock<Arc<Identity>> = OnceLock::new();
-    identity(&C, include_str!("../../keys.example/alice.pem"))
-}
-
-pub fn relay() -> Arc<Identity> {
-    static C: OnceLock<Arc<Identity>> = OnceLock::new();
-    identity(&C, include_str!("../../keys.example/relay.pem"))
-}
+pub use hush_testkit::keys::{alice, relay};
 
 /// Frames: the length-prefix parser and the bounded read buffer, fed in
 /// chunks whose size the first byte picks.

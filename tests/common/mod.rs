@@ -34,9 +34,7 @@ pub fn run(cmd: &mut Command) -> Output {
 }
 
 /// The repository's keys.example folder.
-pub fn examples_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("keys.example")
-}
+pub use hush_testkit::keys::examples_dir;
 
 /// A private copy (mode 0600, as `hush` requires) of `keys.example/NAME.pem`
 /// and its `.pub`, in a fresh temporary folder. git does not keep file
@@ -143,11 +141,10 @@ pub fn wait_timeout(
     }
 }
 
-/// Loads an example identity straight from the repository (no file-mode
-/// check: this is test code reading a test key).
+/// An example identity by name (`alice`, `bob`, `carol`, `mallory`,
+/// `relay`), parsed once per test binary.
 pub fn example_identity(name: &str) -> std::sync::Arc<hush_crypto::Identity> {
-    let pem = std::fs::read_to_string(examples_dir().join(format!("{name}.pem"))).unwrap();
-    std::sync::Arc::new(hush_crypto::Identity::from_pem(&pem, None).unwrap())
+    hush_testkit::keys::by_name(name)
 }
 
 /// A running `hush client`, its stdin and its stdout lines.

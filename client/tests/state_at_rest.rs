@@ -1,0 +1,89 @@
+//! State at rest: a member's room saved with [`StateStore`] and restored,
+//! on top of the testkit's simulated room (moved here from the room
+//! protocol tests, which no longer depend on the client).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use hush_client::state::StateStore;
+use hush_proto::RoomName;
+use hush_proto::msg::encode;
+use hush_room::Room;
+use hush_testkit::keys::{
+    alice as alice_id, bob as bob_id, carol as carol_id, mallory as mallory_id,
+};
+use hush_testkit::sim::{Member, connect, disconnect, pump, room_name, two_members};
+
+#[test]
+fn a_restored_member_resumes_exactly_where_it_stopped() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    alice.send_text("before the restart");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::new(dir.path(), "relay:1", "lobby", bob_id());
+    store.save(&bob.room.snapshot()).unwrap();
+    // Bob is away while alice talks and the room rekeys (carol joins).
+    disconnect(&mut bob, &mut [&mut alice]);
+    let delivered = bob.delivered;
+    alice.send_text("while bob was away");
+    pump(&mut relay, &mut [&mut alice]);
+    let mut carol = Member::new(carol_id(), "carol");
+    connect(&relay, &mut carol, &mut [&mut alice]);
+    pump(&mut relay, &mut [&mut alice, &mut carol]);
+    alice.send_text("after the rekey");
+    pump(&mut relay, &mut [&mut alice, &mut carol]);
+
+    // Bob restarts from his saved state.
+    let snap = store.load().unwrap().expect("saved state");
+    let mut back = Member::new(bob_id(), "bob");
+    back.room = Room::restore(room_name(), bob_id(), &snap).unwrap();
+    assert_eq!(back.room.last_seq(), delivered);
+    back.delivered = delivered;
+    connect(&relay, &mut back, &mut [&mut alice, &mut carol]);
+    pump(&mut relay, &mut [&mut alice, &mut carol, &mut back]);
+    assert_eq!(
+        back.texts(),
+        vec![
+            "while bob was away".to_owned(),
+            "after the rekey".to_owned()
+        ],
+        "everything missed, in order, once; nothing from before again"
+    );
+    assert!(back.room.is_member());
+    assert!(back.warnings().is_empty(), "{:?}", back.warnings());
+}
+
+#[test]
+fn saved_state_is_useless_without_the_private_key() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    alice.send_text("a secret worth keeping");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::new(dir.path(), "relay:1", "lobby", bob_id());
+    let snap = bob.room.snapshot();
+    store.save(&snap).unwrap();
+    let bytes = std::fs::read(store.path()).unwrap();
+    // Neither the epoch key nor the roster's nicknames are visible.
+    let plain = encode(&snap);
+    for window in [
+        b"bob".as_slice(),
+        b"alice".as_slice(),
+        &plain[plain.len() - 32..],
+    ] {
+        assert!(
+            !bytes.windows(window.len()).any(|w| w == window),
+            "plaintext in the state file"
+        );
+    }
+    // Another identity cannot open it, even at the same path.
+    let mallory = StateStore::new(dir.path(), "relay:1", "lobby", mallory_id());
+    assert_eq!(mallory.path(), store.path());
+    assert!(mallory.load().is_err());
+    // A flipped byte makes it unreadable, not wrong.
+    let mut damaged = bytes.clone();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 1;
+    std::fs::write(store.path(), &damaged).unwrap();
+    assert!(store.load().is_err());
+    // Restoring another room's or identity's snapshot is refused.
+    assert!(Room::restore(RoomName::new("elsewhere").unwrap(), bob_id(), &snap).is_err());
+    assert!(Room::restore(room_name(), alice_id(), &snap).is_err());
+}

@@ -1,0 +1,72 @@
+//! 1. Create, admit, talk.
+
+use crate::harness::*;
+
+#[test]
+fn create_admit_and_talk() {
+    let mut relay = SimRelay::new();
+    let mut alice = Member::new(alice_id(), "alice");
+    let mut bob = Member::new(bob_id(), "bob");
+    let mut carol = Member::new(carol_id(), "carol");
+
+    // The first member opens epoch 1.
+    connect(&relay, &mut alice, &mut []);
+    assert!(
+        alice.notices().iter().any(|n| n.contains("is new")),
+        "{:?}",
+        alice.shown
+    );
+    pump(&mut relay, &mut [&mut alice]);
+    assert_eq!(relay.epoch, 1);
+    assert_eq!(alice.room.epoch(), 1);
+    assert!(alice.room.is_member());
+    assert!(alice.shown.iter().any(|e| matches!(
+        e,
+        Shown::Joined { epoch: 1, me, .. } if *me == alice.fp()
+    )));
+
+    // Bob asks and is admitted without anyone doing anything.
+    connect(&relay, &mut bob, &mut [&mut alice]);
+    assert!(!bob.room.is_member());
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert!(bob.room.is_member());
+    assert_eq!(relay.epoch, 2);
+    assert_eq!(alice.joined_shown(bob.fp()), 1, "{:?}", alice.shown);
+    assert!(bob.shown.iter().any(|e| matches!(
+        e,
+        Shown::Epoch { epoch: 2, members, .. } if members.len() == 2
+    )));
+    assert!(
+        bob.shown
+            .iter()
+            .any(|e| matches!(e, Shown::Joined { epoch: 2, .. }))
+    );
+
+    // Carol too.
+    connect(&relay, &mut carol, &mut [&mut alice, &mut bob]);
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    assert!(carol.room.is_member());
+    assert_eq!(relay.epoch, 3);
+    assert_eq!(alice.joined_shown(carol.fp()), 1);
+    assert_eq!(bob.joined_shown(carol.fp()), 1);
+    for m in [&alice, &bob, &carol] {
+        assert_eq!(m.room.epoch(), 3);
+        let mut roster = m.roster();
+        roster.sort();
+        let mut expected = vec![alice.fp(), bob.fp(), carol.fp()];
+        expected.sort();
+        assert_eq!(roster, expected);
+    }
+
+    alice.send_text("hello");
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    for m in [&alice, &bob, &carol] {
+        let msgs = m.messages();
+        assert_eq!(msgs.len(), 1, "{:?}", m.shown);
+        assert_eq!(msgs[0].0, alice.fp());
+        assert_eq!(msgs[0].1, "hello");
+        assert!(m.warnings().is_empty(), "{:?}", m.warnings());
+    }
+    no_errors(&[&alice, &bob, &carol]);
+    assert!(relay.rejected.is_empty(), "{:?}", relay.rejected);
+}

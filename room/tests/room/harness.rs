@@ -1,0 +1,189 @@
+//! The harness: the testkit's identities and simulated room, and the
+//! helpers for forging what no honest client sends.
+
+pub use std::sync::Arc;
+pub use std::time::{Duration, Instant};
+
+pub use hush_crypto::{Fingerprint, Identity};
+pub use hush_proto::e2e::{self, EVENT_SIGNATURE_CONTEXT, Payload, SealedMessage, SignedBody};
+pub use hush_proto::msg::{decode, encode};
+pub use hush_proto::{EventKind, Rejection, RoomEvent, RoomName, SequencedEvent};
+pub use hush_room::{Action, Room, Shown};
+pub use hush_testkit::keys::{
+    alice as alice_id, bob as bob_id, carol as carol_id, mallory as mallory_id, relay as relay_id,
+};
+pub use hush_testkit::sim::*;
+
+pub fn signed_body(ev: &RoomEvent) -> SignedBody {
+    decode(&ev.body).expect("a signed body")
+}
+
+pub fn sealed(ev: &RoomEvent) -> SealedMessage {
+    match decode::<Payload>(&signed_body(ev).payload).expect("a payload") {
+        Payload::Message(m) => m,
+        other => panic!("not a message: {other:?}"),
+    }
+}
+
+/// Signs `payload` as `id` under the given envelope, the way a client does.
+pub fn sign_event(
+    id: &Identity,
+    sender: Fingerprint,
+    kind: EventKind,
+    epoch: u64,
+    payload: &Payload,
+) -> RoomEvent {
+    let payload = encode(payload);
+    let digest = e2e::signing_digest(&room_name(), &sender, kind, epoch, &payload);
+    let signature = id
+        .sign(EVENT_SIGNATURE_CONTEXT, &digest)
+        .unwrap()
+        .into_bytes();
+    RoomEvent {
+        room: room_name(),
+        sender,
+        kind,
+        epoch,
+        body: encode(&SignedBody { payload, signature }),
+    }
+}
+
+/// A commit payload signed by `by` for the relay's next epoch.
+pub fn commit_signed_by(relay: &SimRelay, by: &Identity, payload: &Payload) -> RoomEvent {
+    sign_event(
+        by,
+        by.fingerprint(),
+        EventKind::Commit,
+        relay.epoch + 1,
+        payload,
+    )
+}
+
+/// `people` as roster entries, all nicknamed "x".
+pub fn roster_of(people: &[Arc<Identity>]) -> Vec<e2e::Member> {
+    people
+        .iter()
+        .map(|p| e2e::Member {
+            public_key: p.public().spki_der().to_vec(),
+            nick: "x".into(),
+        })
+        .collect()
+}
+
+/// A fresh random epoch key wrapped to each of `people`.
+pub fn envelopes_for(people: &[Arc<Identity>]) -> Vec<e2e::KeyEnvelope> {
+    let key = hush_crypto::Secret32::random();
+    people
+        .iter()
+        .map(|p| e2e::KeyEnvelope {
+            member: p.fingerprint(),
+            wrapped: p
+                .public()
+                .wrap(e2e::EPOCH_KEY_LABEL, &key)
+                .unwrap()
+                .as_bytes()
+                .to_vec(),
+        })
+        .collect()
+}
+
+/// A commit opening the relay's next epoch, made and signed by `by` with
+/// a fresh key for `people`: what a member's client would build, for tests
+/// that need a commit no honest client makes.
+pub fn forged_commit(
+    relay: &SimRelay,
+    by: &Identity,
+    people: &[Arc<Identity>],
+    settings: &e2e::RoomSettings,
+) -> RoomEvent {
+    let payload = Payload::Commit(e2e::Commit {
+        parent_epoch: relay.epoch,
+        committer_key: by.public().spki_der().to_vec(),
+        members: roster_of(people),
+        envelopes: envelopes_for(people),
+        settings: settings.clone(),
+        history: Vec::new(),
+    });
+    commit_signed_by(relay, by, &payload)
+}
+
+/// A sealed message with a random (wrong) key: what someone without the
+/// epoch key can produce.
+pub fn garbage_message() -> Payload {
+    let mut ciphertext = vec![0u8; 48];
+    hush_crypto::random_bytes(&mut ciphertext);
+    let mut session = [0u8; 16];
+    hush_crypto::random_bytes(&mut session);
+    Payload::Message(SealedMessage {
+        session,
+        counter: 1,
+        sent_at_ms: now_ms(),
+        seen_seq: 0,
+        seen_head: [0; 32],
+        ciphertext,
+    })
+}
+
+/// Delivers `events` to `m` as the next events of its view of the room,
+/// renumbered to follow what it already has.
+pub fn feed_view(m: &mut Member, events: Vec<SequencedEvent>) {
+    for mut ev in events {
+        ev.seq = m.delivered + 1;
+        m.delivered = ev.seq;
+        m.deliver(ev);
+    }
+}
+
+/// A fresh relay, and alice and bob (not yet connected) whose rooms rekey
+/// every 3 messages.
+pub fn rekeying_every_3_messages() -> (SimRelay, Member, Member) {
+    let policy = hush_room::RekeyPolicy {
+        max_messages: 3,
+        max_age: Duration::ZERO,
+    };
+    let mut alice = Member::new(alice_id(), "alice");
+    let mut bob = Member::new(bob_id(), "bob");
+    for m in [&mut alice, &mut bob] {
+        m.room = Room::new(room_name(), m.id.clone(), "x".into()).with_rekey_policy(policy);
+    }
+    (SimRelay::new(), alice, bob)
+}
+
+pub fn creator_with(invite_only: bool, history: e2e::HistoryVisibility) -> (SimRelay, Member) {
+    let mut relay = SimRelay::new();
+    let mut alice = Member::new(alice_id(), "alice");
+    alice.room =
+        Room::new(room_name(), alice_id(), "alice".into()).with_creation(invite_only, history);
+    connect(&relay, &mut alice, &mut []);
+    pump(&mut relay, &mut [&mut alice]);
+    assert!(alice.room.is_member());
+    (relay, alice)
+}
+
+/// Every one of `members` voided a commit with a warning of `kind`, kept
+/// `outsider` out, and is still a member.
+pub fn void_for_all(members: &[&Member], kind: &str, outsider: Fingerprint) {
+    for m in members {
+        assert!(m.warning_kinds().iter().any(|k| k == kind), "{:?}", m.shown);
+        assert!(!m.roster().contains(&outsider));
+        assert!(m.room.is_member());
+    }
+}
+
+/// The payload of a logged commit.
+pub fn commit_payload(ev: &SequencedEvent) -> Payload {
+    decode(&signed_body(&ev.event).payload).expect("a payload")
+}
+
+/// An add-only commit opening the relay's next epoch, signed by `by`,
+/// admitting `people` with a random key wrapped to them: for tests that
+/// need one no honest client makes.
+pub fn forged_add(relay: &SimRelay, by: &Identity, people: &[Arc<Identity>]) -> RoomEvent {
+    let payload = Payload::Add(e2e::AddCommit {
+        parent_epoch: relay.epoch,
+        added: roster_of(people),
+        envelopes: envelopes_for(people),
+        history: Vec::new(),
+    });
+    commit_signed_by(relay, by, &payload)
+}
