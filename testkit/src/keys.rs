@@ -11,34 +11,28 @@ fn load(slot: &'static OnceLock<Arc<Identity>>, pem: &str) -> Arc<Identity> {
         .clone()
 }
 
-/// `keys.example/alice.pem`.
-pub fn alice() -> Arc<Identity> {
-    static K: OnceLock<Arc<Identity>> = OnceLock::new();
-    load(&K, include_str!("../../keys.example/alice.pem"))
+/// One function per example key: its doc, its name, its file.
+macro_rules! example_keys {
+    ($($(#[$doc:meta])* $name:ident => $file:literal;)*) => {$(
+        $(#[$doc])*
+        pub fn $name() -> Arc<Identity> {
+            static K: OnceLock<Arc<Identity>> = OnceLock::new();
+            load(&K, include_str!(concat!("../../keys.example/", $file)))
+        }
+    )*};
 }
 
-/// `keys.example/bob.pem`.
-pub fn bob() -> Arc<Identity> {
-    static K: OnceLock<Arc<Identity>> = OnceLock::new();
-    load(&K, include_str!("../../keys.example/bob.pem"))
-}
-
-/// `keys.example/carol.pem`.
-pub fn carol() -> Arc<Identity> {
-    static K: OnceLock<Arc<Identity>> = OnceLock::new();
-    load(&K, include_str!("../../keys.example/carol.pem"))
-}
-
-/// `keys.example/mallory.pem`: the attacker in tests.
-pub fn mallory() -> Arc<Identity> {
-    static K: OnceLock<Arc<Identity>> = OnceLock::new();
-    load(&K, include_str!("../../keys.example/mallory.pem"))
-}
-
-/// `keys.example/relay.pem`: the relay's own key.
-pub fn relay() -> Arc<Identity> {
-    static K: OnceLock<Arc<Identity>> = OnceLock::new();
-    load(&K, include_str!("../../keys.example/relay.pem"))
+example_keys! {
+    /// `keys.example/alice.pem`.
+    alice => "alice.pem";
+    /// `keys.example/bob.pem`.
+    bob => "bob.pem";
+    /// `keys.example/carol.pem`.
+    carol => "carol.pem";
+    /// `keys.example/mallory.pem`: the attacker in tests.
+    mallory => "mallory.pem";
+    /// `keys.example/relay.pem`: the relay's own key.
+    relay => "relay.pem";
 }
 
 /// The example identity `keys.example/NAME.pem` by name: `"alice"`,
