@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!   stdin ──lines──▶ ┐
-//!   relay ──msgs──▶  ├─▶ Room (room.rs) ─▶ Actions ─▶ screen / -o transcript
+//!   relay ──msgs──▶  ├─▶ Room (hush-room) ─▶ Actions ─▶ screen / -o transcript
 //!   tick (1 s)  ──▶  ┘                           └──▶ relay (Publish)
 //! ```
 //!

@@ -26,11 +26,4 @@ pub mod command;
 pub mod display;
 pub mod link;
 pub mod pins;
-/// Until the benchmarks import `hush_room` directly: the room crate under
-/// its old path here.
-#[doc(hidden)]
-pub mod room {
-    pub use crate::app::now_ms;
-    pub use hush_room::*;
-}
 pub mod state;

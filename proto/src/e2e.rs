@@ -369,12 +369,6 @@ pub fn checkpoint_digest(
     t.finish()
 }
 
-/// The byte a digest absorbs for `kind`: same as [`EventKind::code`].
-#[must_use]
-pub fn kind_byte(kind: EventKind) -> u8 {
-    kind.code()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,9 +18,13 @@
 //! the room's first commit, by the creator it names) has verified: no
 //! private-key operation runs on bytes the relay alone chose.
 //!
-//! This crate does no I/O: no sockets, files, tasks, clock or randomness of
-//! its own. The caller passes in relay events, user input and the time, and
-//! performs the [`Action`]s that come out. Where each concern lives:
+//! This crate does no I/O: no sockets, files or async tasks (it does not
+//! depend on tokio). The caller passes in relay events, user input and the
+//! time, and performs the [`Action`]s that come out. Two exceptions remain,
+//! to be passed in next: fresh secrets (the per-run session salt in
+//! [`Room::new`], a full commit's epoch key) come from the OS generator
+//! through `hush-crypto`, and [`Room::restore`] reads the monotonic clock to
+//! start its timers. Where each concern lives:
 //!
 //! | file | concern |
 //! |---|---|

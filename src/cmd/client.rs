@@ -8,9 +8,9 @@ use anyhow::{Context, Result, bail};
 use hush_client::app::{self, ClientConfig};
 use hush_client::command::validate_nick;
 use hush_client::pins::KnownRelays;
-use hush_client::room::RekeyPolicy;
 use hush_proto::RoomName;
 use hush_proto::e2e::HistoryVisibility;
+use hush_room::RekeyPolicy;
 
 use crate::keyfile;
 use crate::paths::{default_data_dir, parse_duration};
