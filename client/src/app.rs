@@ -26,11 +26,11 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use tokio::sync::mpsc;
 
 use crate::command::{Command, HELP, Input, parse_line};
-use crate::display::{render_json, render_line};
+use crate::display::{refusal_text, render_json, render_line};
 use crate::link::{Connection, LinkError, LinkWriter};
 use crate::pins::{KnownRelays, PinCheck, PinError};
 use crate::state::StateStore;
-use hush_room::{Action, Room, Shown};
+use hush_room::{Action, Notice, Room, Shown, Warning};
 
 /// First retry delay after a failed connection.
 const BACKOFF_START: Duration = Duration::from_millis(250);
@@ -107,7 +107,7 @@ impl<W: Write> Screen<W> {
     fn notice(&mut self, room: Option<&RoomName>, text: String) -> std::io::Result<()> {
         self.show(&Shown::Notice {
             room: room.cloned(),
-            text,
+            notice: Notice::Text(text),
         })
     }
 }
@@ -388,16 +388,12 @@ fn restore_room<W: Write>(
         }
         Err(e) => e.to_string(),
     };
-    let aside = store
-        .set_aside()
-        .map(|p| format!("moved it to {}", p.display()))
-        .unwrap_or_else(|e| e.to_string());
+    let moved_to = store.set_aside().map_err(|e| e.to_string());
     screen.show(&Shown::Warning {
         room: Some(config.room.clone()),
         seq: None,
         from: None,
-        kind: "state_unreadable".into(),
-        text: format!("could not use the saved state ({problem}); {aside}; reading the room's history from the relay again"),
+        warning: Warning::StateUnreadable { problem, moved_to },
     })?;
     Ok(fresh())
 }
@@ -419,8 +415,9 @@ fn save_state<W: Write>(
             room: Some(room.name().clone()),
             seq: None,
             from: None,
-            kind: "state_not_saved".into(),
-            text: format!("could not save the room state: {e}"),
+            warning: Warning::StateNotSaved {
+                error: e.to_string(),
+            },
         })?;
     }
     Ok(())
@@ -657,14 +654,16 @@ fn handle_line<W: Write>(
         }
         Input::Command(Command::Invite(who)) => match room.invite(&who) {
             Ok(actions) => actions,
-            Err(text) => {
+            Err(refusal) => {
+                let text = refusal_text(&name, &refusal);
                 screen.show(&Shown::Error { text })?;
                 Vec::new()
             }
         },
         Input::Command(Command::Kick(who)) => match room.kick(&who) {
             Ok(actions) => actions,
-            Err(text) => {
+            Err(refusal) => {
+                let text = refusal_text(&name, &refusal);
                 screen.show(&Shown::Error { text })?;
                 Vec::new()
             }

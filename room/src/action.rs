@@ -2,7 +2,9 @@
 //! ([`Shown`], data, never wording) or publish an event to the relay.
 
 use hush_crypto::Fingerprint;
-use hush_proto::{RoomEvent, RoomName};
+use hush_proto::{Rejection, RoomEvent, RoomName};
+
+use crate::warning::{Peer, Signed, Warning};
 
 /// Something the caller must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,33 +86,148 @@ pub enum Shown {
         /// The members holding the new key, with their nicknames (unsanitized).
         members: Vec<(Fingerprint, String)>,
     },
-    /// Informational line (connection status, nick changes, /members output, /help text...).
-    ///
-    /// Rendered as a single line and sanitized like everything else: emit
-    /// multi-line text (such as the `/help` text) as one notice per line.
+    /// Something the room reports that is not wrong: see [`Notice`].
     Notice {
         /// The room it concerns, if any.
         room: Option<RoomName>,
-        /// The text.
-        text: String,
+        /// What happened.
+        notice: Notice,
     },
-    /// Something is wrong with what was received; `kind` is a stable machine-readable tag
-    /// such as "bad_signature", "undecryptable", "replay", "relay_key_changed".
+    /// Something is wrong with what was received, or the relay misbehaved.
     Warning {
         /// The room it concerns, if any.
         room: Option<RoomName>,
         /// The relay's sequence number of the offending frame, if any.
         seq: Option<u64>,
-        /// The claimed sender, if any.
-        from: Option<Fingerprint>,
-        /// Stable machine-readable tag.
-        kind: String,
-        /// Human-readable explanation.
-        text: String,
+        /// The claimed sender (unverified), if any.
+        from: Option<Peer>,
+        /// What is wrong.
+        warning: Warning,
     },
-    /// A local error (bad command, ...).
+    /// The relay refused one of our requests (other than the refusals the
+    /// room handles itself: a lost commit race, a storage retry).
+    Refused {
+        /// The room.
+        room: RoomName,
+        /// The relay's reason.
+        reason: Rejection,
+    },
+    /// A line typed before admission was not kept: too many wait already.
+    QueueFull {
+        /// The room.
+        room: RoomName,
+    },
+    /// A local error (bad command, ...), worded by the front end that
+    /// found it.
     Error {
         /// Human-readable explanation, including what to do next.
         text: String,
+    },
+}
+
+/// What the room tells the user that is not a warning. Worded by the
+/// front end; `Text` is a line the front end made itself (connection
+/// status, command output).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A line already worded by the front end (never produced by the room).
+    Text(String),
+    /// The room has no events yet: we open it.
+    Creating,
+    /// We asked the members to admit us.
+    AskingToJoin,
+    /// `count` earlier messages predate our admission and cannot be read.
+    Unreadable {
+        /// How many.
+        count: u64,
+    },
+    /// `skipped` earlier events are no longer kept by the relay (before
+    /// we followed the room: not a warning).
+    Pruned {
+        /// How many.
+        skipped: u64,
+    },
+    /// Our lines wait until a member admits us.
+    NotAdmittedYet,
+    /// Our nickname is set (we are not a member yet: nobody is told).
+    NickSet {
+        /// The new nickname.
+        nick: String,
+    },
+    /// A member changed its nickname.
+    NickChanged {
+        /// Who.
+        member: Fingerprint,
+        /// The old nickname.
+        old: String,
+        /// The new one.
+        new: String,
+    },
+    /// A shared-history room let us read `shown` earlier messages.
+    HistoryShared {
+        /// How many were shown.
+        shown: u64,
+    },
+    /// The relay no longer keeps the room's history before `epoch`: its
+    /// roster is trusted as first seen.
+    FirstSeenRoster {
+        /// The epoch.
+        epoch: u64,
+    },
+    /// We lost membership without leaving.
+    NoLongerMember,
+    /// Someone asks to be admitted.
+    JoinRequest {
+        /// Who.
+        member: Peer,
+        /// The room is invite-only and they are not invited (yet).
+        needs_invite: bool,
+    },
+    /// The creator invited someone.
+    Invited {
+        /// The creator.
+        by: Peer,
+        /// Who.
+        member: Peer,
+    },
+    /// The creator removed someone.
+    Kicked {
+        /// The creator.
+        by: Peer,
+        /// Who.
+        member: Peer,
+    },
+}
+
+/// Why an `/invite` or `/kick` was not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The room has no members yet.
+    NoMembersYet,
+    /// Only `creator` may `what` (invite or kick).
+    NotCreator {
+        /// The room's creator.
+        creator: Peer,
+        /// Invite or kick.
+        what: Signed,
+    },
+    /// An open room admits anyone who asks.
+    RoomIsOpen,
+    /// Nobody by that name or id is known here.
+    Unknown {
+        /// What was typed.
+        query: String,
+    },
+    /// The name matches several people.
+    Ambiguous {
+        /// What was typed.
+        query: String,
+    },
+    /// A member leaves with /leave, not /kick.
+    KickSelf,
+    /// `member` is not in the room.
+    NotAMember {
+        /// Who.
+        member: Peer,
     },
 }

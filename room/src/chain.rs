@@ -7,6 +7,7 @@ use hush_proto::e2e::{self, SealedMessage};
 
 use crate::action::Action;
 use crate::room::Room;
+use crate::warning::{Fork, RelayFork, Reordered, Warning};
 
 impl Room {
     /// A checkpoint the relay signed: its statement of the room's chain head
@@ -27,15 +28,7 @@ impl Room {
             .verify(e2e::CHECKPOINT_CONTEXT, &digest, &cp.signature)
             .is_err()
         {
-            actions.push(self.warn(
-                Some(cp.seq),
-                None,
-                "bad_checkpoint",
-                format!(
-                    "a checkpoint of #{} failed the relay's signature; ignored",
-                    self.name
-                ),
-            ));
+            actions.push(self.warn(Some(cp.seq), None, Warning::BadCheckpoint));
             return actions;
         }
         if !self.chain_anchored {
@@ -56,23 +49,19 @@ impl Room {
         cp: &hush_proto::msg::Checkpoint,
         actions: &mut Vec<Action>,
     ) {
-        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
         if let Some(ours) = self.heads.get(&cp.seq)
             && *ours != cp.head
         {
             actions.push(self.warn(
                 Some(cp.seq),
                 None,
-                "relay_fork",
-                format!(
-                    "the relay signed a different history of #{} at seq {} than it showed you: it is showing members different histories. Evidence: relay_time_ms={} head={} signature={} (yours: {})",
-                    self.name,
-                    cp.seq,
-                    cp.relay_time_ms,
-                    hex(&cp.head),
-                    hex(&cp.signature),
-                    hex(ours)
-                ),
+                Warning::RelayFork(RelayFork {
+                    seq: cp.seq,
+                    relay_time_ms: cp.relay_time_ms,
+                    head: cp.head,
+                    signature: cp.signature.clone(),
+                    ours: *ours,
+                }),
             ));
         }
     }
@@ -88,16 +77,13 @@ impl Room {
         actions: &mut Vec<Action>,
     ) {
         let sender = ev.event.sender;
-        let who = self.who(&sender);
         if m.seen_seq >= ev.seq {
             actions.push(self.warn(
                 Some(ev.seq),
                 Some(sender),
-                "reordered",
-                format!(
-                    "the relay placed a message from {who} at seq {} although {who} had already seen seq {}: it reordered or removed events of #{}",
-                    ev.seq, m.seen_seq, self.name
-                ),
+                Warning::Reordered(Reordered::BeforeSeen {
+                    seen_seq: m.seen_seq,
+                }),
             ));
         } else if self.chain_anchored
             && let Some(head) = self.heads.get(&m.seen_seq)
@@ -106,11 +92,9 @@ impl Room {
             actions.push(self.warn(
                 Some(ev.seq),
                 Some(sender),
-                "fork",
-                format!(
-                    "{who} saw a different history of #{} up to seq {} than you did: the relay is showing members different histories",
-                    self.name, m.seen_seq
-                ),
+                Warning::Fork(Fork::Message {
+                    seen_seq: m.seen_seq,
+                }),
             ));
         }
         let slot = (sender, m.session, ev.event.epoch);
@@ -123,22 +107,12 @@ impl Room {
         };
         if m.counter > expected {
             let missing = m.counter - expected;
-            actions.push(self.warn(
-                Some(ev.seq),
-                Some(sender),
-                "dropped",
-                format!(
-                    "{missing} message{} from {who} before this one never reached you: the relay withheld {}",
-                    if missing == 1 { "" } else { "s" },
-                    if missing == 1 { "it" } else { "them" }
-                ),
-            ));
+            actions.push(self.warn(Some(ev.seq), Some(sender), Warning::Dropped { missing }));
         } else if m.counter < expected {
             actions.push(self.warn(
                 Some(ev.seq),
                 Some(sender),
-                "reordered",
-                format!("a message from {who} arrived after one {who} sent later: the relay reordered #{}", self.name),
+                Warning::Reordered(Reordered::AfterLater),
             ));
         }
         self.next_counter

@@ -13,6 +13,7 @@ use crate::action::Action;
 use crate::commit::CommitBody;
 use crate::limits::*;
 use crate::room::Room;
+use crate::warning::{Signed, Warning};
 
 impl Room {
     pub(crate) fn apply(&mut self, ev: SequencedEvent, now: Instant, actions: &mut Vec<Action>) {
@@ -47,11 +48,7 @@ impl Room {
             actions.push(self.warn(
                 Some(ev.seq),
                 Some(sender),
-                "malformed",
-                format!(
-                    "the relay delivered an event for another room, claiming to be from {}; ignored",
-                    self.who(&sender)
-                ),
+                Warning::Malformed { other_room: true },
             ));
             return;
         }
@@ -65,11 +62,7 @@ impl Room {
             let warning = self.warn(
                 Some(ev.seq),
                 Some(sender),
-                "malformed",
-                format!(
-                    "a malformed event claiming to be from {} was ignored",
-                    self.who(&sender)
-                ),
+                Warning::Malformed { other_room: false },
             );
             if ev.event.kind == EventKind::Commit {
                 self.void_commit(&ev, warning, actions);
@@ -116,15 +109,11 @@ impl Room {
             .map(|r| r.key.clone())
     }
 
-    pub(crate) fn bad_signature(&self, ev: &SequencedEvent, what: &str) -> Action {
+    pub(crate) fn bad_signature(&self, ev: &SequencedEvent, what: Signed) -> Action {
         self.warn(
             Some(ev.seq),
             Some(ev.event.sender),
-            "bad_signature",
-            format!(
-                "a {what} claiming to be from {} failed signature verification and was not shown",
-                self.who(&ev.event.sender)
-            ),
+            Warning::BadSignature { what },
         )
     }
 }

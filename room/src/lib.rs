@@ -29,7 +29,8 @@
 //! | file | concern |
 //! |---|---|
 //! | `room.rs` | [`Room`], its constructors, accessors and `tick` |
-//! | `action.rs` | [`Action`] and [`Shown`]: what the caller must do or show |
+//! | `action.rs` | [`Action`], [`Shown`], [`Notice`], [`Refusal`]: what the caller must do or show |
+//! | `warning.rs` | [`Warning`]: one variant per warning kind of docs/CLIENT.md §5.3 |
 //! | `order.rs` | reorder by seq, backfill, retention gaps, catching up |
 //! | `dispatch.rs` | hash chain, then the handler of each event kind |
 //! | `chain.rs` | relay checkpoints and the chain heads senders sign |
@@ -58,8 +59,12 @@ mod order;
 mod publish;
 mod room;
 mod snapshot;
+mod warning;
 
-pub use action::{Action, Shown};
-pub use publish::describe_rejection;
+pub use action::{Action, Notice, Refusal, Shown};
 pub use room::{FALLBACK_COMMIT_AFTER, RekeyPolicy, Room};
 pub use snapshot::{RestoreError, RoomSnapshot};
+pub use warning::{
+    CommitFlaw, Fork, MissingCommit, NotAllowed, Peer, RelayFork, Reordered, Replay, Signed,
+    Undecryptable, Warning,
+};

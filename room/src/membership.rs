@@ -9,9 +9,10 @@ use hush_proto::e2e::{
 };
 use hush_proto::{EventKind, SequencedEvent};
 
-use crate::action::{Action, Shown};
+use crate::action::{Action, Notice, Refusal};
 use crate::limits::*;
 use crate::room::Room;
+use crate::warning::{NotAllowed, Peer, Replay, Signed, Warning};
 
 /// A pending change to the roster, waiting for a commit.
 pub(crate) struct Pending {
@@ -38,10 +39,7 @@ impl Room {
             nick: self.nick.clone(),
             knows_roster: self.epochs.contains_key(&self.current),
         });
-        actions.push(Action::Show(Shown::Notice {
-            room: Some(self.name.clone()),
-            text: format!("asking the members of #{} to admit you", self.name),
-        }));
+        actions.push(self.notice(Notice::AskingToJoin));
         if let Some(a) = self.publish(EventKind::JoinRequest, self.current, &payload) {
             actions.push(a);
         }
@@ -57,7 +55,7 @@ impl Room {
         actions: &mut Vec<Action>,
     ) {
         let Ok(key) = PublicIdentity::from_spki_der(&req.public_key) else {
-            actions.push(self.bad_signature(ev, "join request"));
+            actions.push(self.bad_signature(ev, Signed::JoinRequest));
             return;
         };
         if key.fingerprint() != ev.event.sender
@@ -65,7 +63,7 @@ impl Room {
                 .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
                 .is_err()
         {
-            actions.push(self.bad_signature(ev, "join request"));
+            actions.push(self.bad_signature(ev, Signed::JoinRequest));
             return;
         }
         let fp = key.fingerprint();
@@ -93,11 +91,13 @@ impl Room {
         {
             // Members ignore it; the creator is told, and may invite.
             if settings.creator == self.me.fingerprint() && self.is_member() {
-                actions.push(self.notice(format!(
-                    "{nick} ({}) asks to join #{}, which is invite-only: /invite {fp} lets them in",
-                    fp.short_id(),
-                    self.name
-                )));
+                actions.push(self.notice(Notice::JoinRequest {
+                    member: Peer {
+                        fingerprint: fp,
+                        nick: nick.clone(),
+                    },
+                    needs_invite: true,
+                }));
             }
             if self.uninvited.len() < MAX_UNINVITED {
                 self.uninvited.insert(fp, newcomer);
@@ -105,11 +105,13 @@ impl Room {
             return;
         }
         if self.is_member() {
-            actions.push(self.notice(format!(
-                "{nick} ({}) asks to join #{}",
-                fp.short_id(),
-                self.name
-            )));
+            actions.push(self.notice(Notice::JoinRequest {
+                member: Peer {
+                    fingerprint: fp,
+                    nick,
+                },
+                needs_invite: false,
+            }));
         }
         if self.pending_joins.len() < MAX_PENDING_JOINS {
             self.pending_joins
@@ -140,13 +142,10 @@ impl Room {
         actions.push(self.warn(
             Some(ev.seq),
             Some(ev.event.sender),
-            "replay",
-            format!(
-                "a membership event from {} sealed in epoch {epoch} arrived when #{} is at epoch {}: replayed or long delayed; ignored",
-                self.who(&ev.event.sender),
-                self.name,
-                self.current
-            ),
+            Warning::Replay(Replay::Membership {
+                sealed_in: epoch,
+                current: self.current,
+            }),
         ));
         false
     }
@@ -168,7 +167,7 @@ impl Room {
             return;
         }
         let sender = ev.event.sender;
-        let what = if invite { "invite" } else { "kick" };
+        let what = if invite { Signed::Invite } else { Signed::Kick };
         let Some(creator) = self.settings.as_ref().map(|s| s.creator) else {
             return;
         };
@@ -176,12 +175,7 @@ impl Room {
             actions.push(self.warn(
                 Some(ev.seq),
                 Some(sender),
-                "not_allowed",
-                format!(
-                    "{} sent an {what} for #{}, but only its creator may; ignored",
-                    self.who(&sender),
-                    self.name
-                ),
+                Warning::NotAllowed(NotAllowed::NotCreator { what }),
             ));
             return;
         }
@@ -209,12 +203,10 @@ impl Room {
                     .or_insert((newcomer, Pending { since: now }));
             }
             if self.is_member() {
-                actions.push(self.notice(format!(
-                    "{} invited {} to #{}",
-                    self.who(&sender),
-                    self.who(&fp),
-                    self.name
-                )));
+                actions.push(self.notice(Notice::Invited {
+                    by: self.peer(&sender),
+                    member: self.peer(&fp),
+                }));
             }
         } else {
             self.invited.remove(&fp);
@@ -227,12 +219,10 @@ impl Room {
                 self.pending_removals
                     .entry(fp)
                     .or_insert(Pending { since: now });
-                actions.push(self.notice(format!(
-                    "{} removed {} from #{}",
-                    self.who(&sender),
-                    self.who(&fp),
-                    self.name
-                )));
+                actions.push(self.notice(Notice::Kicked {
+                    by: self.peer(&sender),
+                    member: self.peer(&fp),
+                }));
             }
         }
     }
@@ -256,7 +246,7 @@ impl Room {
             .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
             .is_err()
         {
-            actions.push(self.bad_signature(ev, "leave notice"));
+            actions.push(self.bad_signature(ev, Signed::Leave));
             return;
         }
         // Our own leave too: the commit removing us must be honoured in
@@ -266,23 +256,22 @@ impl Room {
             .or_insert(Pending { since: now });
     }
 
-    pub(crate) fn creator_check(&self, what: &str) -> Result<(), String> {
+    pub(crate) fn creator_check(&self, what: Signed) -> Result<(), Refusal> {
         let Some(settings) = &self.settings else {
-            return Err(format!("#{} has no members yet", self.name));
+            return Err(Refusal::NoMembersYet);
         };
         if settings.creator != self.me.fingerprint() {
-            return Err(format!(
-                "only the creator of #{} ({}) can {what}",
-                self.name,
-                self.who(&settings.creator)
-            ));
+            return Err(Refusal::NotCreator {
+                creator: self.peer(&settings.creator),
+                what,
+            });
         }
         Ok(())
     }
 
     /// Resolves a nickname, short id or fingerprint among members and
     /// people who asked to join.
-    pub(crate) fn resolve(&self, query: &str) -> Result<Fingerprint, String> {
+    pub(crate) fn resolve(&self, query: &str) -> Result<Fingerprint, Refusal> {
         if let Ok(fp) = query.parse::<Fingerprint>() {
             return Ok(fp);
         }
@@ -295,29 +284,22 @@ impl Room {
         );
         found.sort();
         found.dedup();
+        let query = query.to_owned();
         match found.as_slice() {
             [one] => Ok(*one),
-            [] => Err(format!(
-                "nobody called {query} is known in #{}; give the full fingerprint",
-                self.name
-            )),
-            _ => Err(format!(
-                "{query} names several people; give the full fingerprint"
-            )),
+            [] => Err(Refusal::Unknown { query }),
+            _ => Err(Refusal::Ambiguous { query }),
         }
     }
 
     /// Invites someone to an invite-only room (creator only).
     ///
     /// # Errors
-    /// A message for the user if we may not, or `who` is unknown.
-    pub fn invite(&mut self, who: &str) -> Result<Vec<Action>, String> {
-        self.creator_check("invite")?;
+    /// Why not, if we may not, or `who` is unknown.
+    pub fn invite(&mut self, who: &str) -> Result<Vec<Action>, Refusal> {
+        self.creator_check(Signed::Invite)?;
         if self.settings.as_ref().is_some_and(|s| !s.invite_only) {
-            return Err(format!(
-                "#{} is open: anyone who asks is admitted",
-                self.name
-            ));
+            return Err(Refusal::RoomIsOpen);
         }
         let member = self.resolve(who)?;
         Ok(self
@@ -333,23 +315,21 @@ impl Room {
     /// Removes a member (creator only); members rekey without them.
     ///
     /// # Errors
-    /// A message for the user if we may not, or `who` is not a member.
-    pub fn kick(&mut self, who: &str) -> Result<Vec<Action>, String> {
-        self.creator_check("kick")?;
+    /// Why not, if we may not, or `who` is not a member.
+    pub fn kick(&mut self, who: &str) -> Result<Vec<Action>, Refusal> {
+        self.creator_check(Signed::Kick)?;
         let member = self.resolve(who)?;
         if member == self.me.fingerprint() {
-            return Err("you cannot kick yourself: use /leave".into());
+            return Err(Refusal::KickSelf);
         }
         if !self
             .epochs
             .get(&self.current)
             .is_some_and(|e| e.roster.contains_key(&member))
         {
-            return Err(format!(
-                "{} is not a member of #{}",
-                self.who(&member),
-                self.name
-            ));
+            return Err(Refusal::NotAMember {
+                member: self.peer(&member),
+            });
         }
         Ok(self
             .publish(

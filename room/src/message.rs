@@ -1,7 +1,7 @@
 //! Messages: opening and checking what members sent (signature,
 //! counters, replays, backlog of unreadable ones) and sealing our own.
 
-use hush_crypto::{Fingerprint, SealingKey, derive_secret};
+use hush_crypto::{SealingKey, derive_secret};
 use hush_proto::e2e::{
     self, Content, EVENT_SIGNATURE_CONTEXT, HistoryVisibility, MESSAGE_KEY_INFO, Payload,
     SealedMessage, SignedBody,
@@ -9,10 +9,11 @@ use hush_proto::e2e::{
 use hush_proto::msg::{decode, encode};
 use hush_proto::{EventKind, SequencedEvent};
 
-use crate::action::{Action, Shown};
+use crate::action::{Action, Notice, Shown};
 use crate::limits::*;
 use crate::membership::clean_nick;
 use crate::room::Room;
+use crate::warning::{MissingCommit, Replay, Signed, Undecryptable, Warning};
 
 impl Room {
     pub(crate) fn apply_message(
@@ -32,12 +33,7 @@ impl Room {
             actions.push(self.warn(
                 Some(ev.seq),
                 Some(sender),
-                "missing_commit",
-                format!(
-                    "a message claiming to be from {} is in epoch {epoch} of #{}, but the relay has not delivered you that epoch's commit; not shown",
-                    self.who(&sender),
-                    self.name
-                ),
+                Warning::MissingCommit(MissingCommit::Message { epoch }),
             ));
             return;
         }
@@ -74,8 +70,11 @@ impl Room {
             return;
         }
         let Some(entry) = e.roster.get(&sender) else {
-            actions.push(self.warn(Some(ev.seq), Some(sender), "not_member",
-                format!("a message claiming to be from {} who is not a member of epoch {epoch} was not shown", self.who(&sender))));
+            actions.push(self.warn(
+                Some(ev.seq),
+                Some(sender),
+                Warning::NotMember { epoch: Some(epoch) },
+            ));
             return;
         };
         if entry
@@ -83,7 +82,7 @@ impl Room {
             .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
             .is_err()
         {
-            actions.push(self.bad_signature(ev, "message"));
+            actions.push(self.bad_signature(ev, Signed::Message));
             return;
         }
         if epoch == self.current {
@@ -101,16 +100,7 @@ impl Room {
             // Judged only where we saw the commit that replaced the epoch.
             let replaced_at = self.epoch_commit_seq.get(&(epoch + 1)).copied();
             if replaced_at.is_some_and(|at| ev.seq > at.saturating_add(STALE_EPOCH_GRACE)) {
-                actions.push(self.warn(
-                    Some(ev.seq),
-                    Some(sender),
-                    "stale_epoch",
-                    format!(
-                        "a message from {}, who is no longer a member of #{}, was sent under an old key long after their removal; not shown",
-                        self.who(&sender),
-                        self.name
-                    ),
-                ));
+                actions.push(self.warn(Some(ev.seq), Some(sender), Warning::StaleEpoch));
                 return;
             }
         }
@@ -131,11 +121,7 @@ impl Room {
             actions.push(self.warn(
                 Some(ev.seq),
                 Some(sender),
-                "replay",
-                format!(
-                    "an old message from {} arrived again, or very late; not shown",
-                    self.who(&sender)
-                ),
+                Warning::Replay(Replay::OldMessage),
             ));
             return;
         }
@@ -147,8 +133,7 @@ impl Room {
             actions.push(self.warn(
                 Some(ev.seq),
                 Some(sender),
-                "replay",
-                format!("a repeated message from {} was dropped", self.who(&sender)),
+                Warning::Replay(Replay::Repeated),
             ));
             return;
         }
@@ -185,32 +170,27 @@ impl Room {
                 if sender == self.me.fingerprint() {
                     self.nick.clone_from(&new);
                 }
-                actions.push(self.notice(format!(
-                    "{old} ({}) is now known as {new}",
-                    sender.short_id()
-                )));
+                actions.push(self.notice(Notice::NickChanged {
+                    member: sender,
+                    old,
+                    new: new.clone(),
+                }));
                 let dups = self.same_nick(&sender, &new);
                 if !dups.is_empty() {
-                    let ids: Vec<String> = dups.iter().map(Fingerprint::short_id).collect();
                     actions.push(self.warn(
                         Some(ev.seq),
                         Some(sender),
-                        "same_nick",
-                        format!(
-                            "{new} is also the name of {}: check fingerprints with /whois {new}",
-                            ids.join(", ")
-                        ),
+                        Warning::SameNick {
+                            nick: new,
+                            others: dups,
+                        },
                     ));
                 }
             }
             None => actions.push(self.warn(
                 Some(ev.seq),
                 Some(sender),
-                "undecryptable",
-                format!(
-                    "a message claiming to be from {} could not be decrypted and was not shown",
-                    self.who(&sender)
-                ),
+                Warning::Undecryptable(Undecryptable::Message),
             )),
         }
     }
@@ -244,10 +224,9 @@ impl Room {
         }
         if shown > 0 {
             self.unreadable = self.unreadable.saturating_sub(shown as u64);
-            actions.push(self.notice(format!(
-                "#{} shares its history: {shown} earlier messages shown above",
-                self.name
-            )));
+            actions.push(self.notice(Notice::HistoryShared {
+                shown: shown as u64,
+            }));
         }
     }
 
@@ -256,16 +235,12 @@ impl Room {
         let mut actions = Vec::new();
         if !self.is_member() || !self.caught_up {
             if self.queued.len() >= MAX_QUEUED_TEXTS {
-                actions.push(Action::Show(Shown::Error {
-                    text:
-                        "not admitted yet and too many messages are waiting; this one was not sent"
-                            .into(),
+                actions.push(Action::Show(Shown::QueueFull {
+                    room: self.name.clone(),
                 }));
             } else {
                 self.queued.push((text, now_ms));
-                actions.push(self.notice(
-                    "not admitted yet: your message will be sent once a member lets you in".into(),
-                ));
+                actions.push(self.notice(Notice::NotAdmittedYet));
             }
             return actions;
         }
@@ -280,7 +255,7 @@ impl Room {
         self.nick.clone_from(&nick);
         self.nicks.insert(self.me.fingerprint(), nick.clone());
         if !self.is_member() {
-            return vec![self.notice(format!("you will be known as {nick}"))];
+            return vec![self.notice(Notice::NickSet { nick })];
         }
         self.seal(Content::Nick(nick), now_ms).into_iter().collect()
     }

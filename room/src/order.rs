@@ -6,9 +6,10 @@ use std::time::Instant;
 
 use hush_proto::SequencedEvent;
 
-use crate::action::{Action, Shown};
+use crate::action::{Action, Notice, Shown};
 use crate::limits::*;
 use crate::room::Room;
+use crate::warning::Warning;
 
 impl Room {
     /// A sequenced event: processed in order once every earlier one has
@@ -19,12 +20,7 @@ impl Room {
             return actions; // already processed (a backfill overlap)
         }
         if self.reorder.len() >= MAX_REORDER && event.seq != self.last_seq + 1 {
-            actions.push(self.warn(
-                None,
-                None,
-                "reorder_overflow",
-                "too many events arrived out of order; dropping the newest".into(),
-            ));
+            actions.push(self.warn(None, None, Warning::ReorderOverflow));
             return actions;
         }
         self.reorder.insert(event.seq, event);
@@ -71,20 +67,9 @@ impl Room {
             if was_following {
                 // The relay now skips events we never saw: pruned by
                 // retention while we were away, or withheld.
-                actions.push(self.warn(
-                    None,
-                    None,
-                    "gap",
-                    format!(
-                        "{skipped} events of #{} that you never received are not served by the relay (pruned while you were away, or withheld); history checks are off for this room from now on",
-                        self.name
-                    ),
-                ));
+                actions.push(self.warn(None, None, Warning::Gap { skipped }));
             } else {
-                actions.push(self.notice(format!(
-                    "{skipped} earlier events of #{} are no longer kept by the relay",
-                    self.name
-                )));
+                actions.push(self.notice(Notice::Pruned { skipped }));
             }
         }
         actions
@@ -106,11 +91,7 @@ impl Room {
         self.caught_up = true;
         if self.unreadable > 0 && first {
             let n = self.unreadable;
-            actions.push(self.notice(if n == 1 {
-                "1 earlier message is from before you were admitted and cannot be read".to_owned()
-            } else {
-                format!("{n} earlier messages are from before you were admitted and cannot be read")
-            }));
+            actions.push(self.notice(Notice::Unreadable { count: n }));
         }
         self.resend_unconfirmed(&mut actions);
         if self.leaving {
@@ -126,7 +107,7 @@ impl Room {
             self.flush_queue(&mut actions);
         } else if self.current == 0 && self.epochs.is_empty() {
             // An empty room: open epoch 1 with ourselves in it.
-            actions.push(self.notice(format!("#{} is new: creating it", self.name)));
+            actions.push(self.notice(Notice::Creating));
             let me = (Arc::new(self.me.public().clone()), self.nick.clone());
             if let Some(a) = self.commit(vec![me]) {
                 actions.push(a);

@@ -9,6 +9,7 @@ use hush_proto::{EventKind, Rejection, RoomEvent};
 
 use crate::action::{Action, Shown};
 use crate::room::Room;
+use crate::warning::Warning;
 
 impl Room {
     /// A request was refused by the relay.
@@ -34,15 +35,7 @@ impl Room {
                 self.maybe_commit(now, &mut actions);
             }
             Rejection::FutureEpoch { current } => {
-                actions.push(self.warn(
-                    None,
-                    None,
-                    "relay_epoch",
-                    format!(
-                        "the relay says #{} is at epoch {current}; waiting to catch up",
-                        self.name
-                    ),
-                ));
+                actions.push(self.warn(None, None, Warning::RelayEpoch { current }));
             }
             other => {
                 if self.commit_in_flight.is_some() && matches!(other, Rejection::TooLarge { .. }) {
@@ -50,8 +43,9 @@ impl Room {
                     self.pending_joins.clear();
                 }
                 self.commit_in_flight = None;
-                actions.push(Action::Show(Shown::Error {
-                    text: format!("the relay refused a request: {}", describe_rejection(other)),
+                actions.push(Action::Show(Shown::Refused {
+                    room: self.name.clone(),
+                    reason: other,
                 }));
             }
         }
@@ -99,26 +93,6 @@ impl Room {
             if event.kind != EventKind::Commit {
                 actions.push(self.track(event));
             }
-        }
-    }
-}
-
-/// What a rejection means, for a person.
-#[must_use]
-pub fn describe_rejection(r: Rejection) -> String {
-    match r {
-        Rejection::NotJoined => "not joined to that room".into(),
-        Rejection::SpoofedSender => "sender mismatch (this is a bug in the client)".into(),
-        Rejection::StaleEpoch { current } => {
-            format!("another change won; the room is at epoch {current}")
-        }
-        Rejection::FutureEpoch { current } => format!("the room is only at epoch {current}"),
-        Rejection::TooManyRooms { limit } => {
-            format!("this relay allows {limit} rooms per connection")
-        }
-        Rejection::StorageFailed => "the relay could not store it; try again later".into(),
-        Rejection::TooLarge { max_body } => {
-            format!("too large: this relay accepts at most {max_body} bytes")
         }
     }
 }

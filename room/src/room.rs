@@ -9,10 +9,11 @@ use hush_crypto::{Fingerprint, Identity, NonceCounter};
 use hush_proto::e2e::{HistoryVisibility, RoomSettings};
 use hush_proto::{RoomEvent, RoomName, SequencedEvent};
 
-use crate::action::{Action, Shown};
+use crate::action::{Action, Notice, Shown};
 use crate::epochs::Epoch;
 use crate::limits::*;
 use crate::membership::{Newcomer, Pending};
+use crate::warning::{Peer, Warning};
 
 /// A member that is not the designated admitter commits on its own after
 /// an admission or removal has waited this long (the designated one may be
@@ -305,31 +306,34 @@ impl Room {
             .collect()
     }
 
+    /// A warning about something `from` (claimed) sent at `seq`.
     pub(crate) fn warn(
         &self,
         seq: Option<u64>,
         from: Option<Fingerprint>,
-        kind: &str,
-        text: String,
+        warning: Warning,
     ) -> Action {
         Action::Show(Shown::Warning {
             room: Some(self.name.clone()),
             seq,
-            from,
-            kind: kind.to_owned(),
-            text,
+            from: from.map(|fp| self.peer(&fp)),
+            warning,
         })
     }
 
-    pub(crate) fn notice(&self, text: String) -> Action {
+    pub(crate) fn notice(&self, notice: Notice) -> Action {
         Action::Show(Shown::Notice {
             room: Some(self.name.clone()),
-            text,
+            notice,
         })
     }
 
-    pub(crate) fn who(&self, fp: &Fingerprint) -> String {
-        format!("{} ({})", self.nick_of(fp), fp.short_id())
+    /// `fp` with the nickname this room knows it by.
+    pub(crate) fn peer(&self, fp: &Fingerprint) -> Peer {
+        Peer {
+            fingerprint: *fp,
+            nick: self.nick_of(fp),
+        }
     }
 
     // ─── From the relay ──────────────────────────────────────────────────

@@ -41,3 +41,5 @@ mod security_review;
 mod tamper;
 #[path = "room/transcript.rs"]
 mod transcript;
+#[path = "room/warning_kinds.rs"]
+mod warning_kinds;

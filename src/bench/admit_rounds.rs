@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use hush_client::app::now_ms;
+use hush_client::display::render_line;
 use hush_crypto::{Fingerprint, Identity, PublicIdentity};
 use hush_proto::e2e::{Payload, SignedBody};
 use hush_proto::msg::decode;
 use hush_proto::{ClientMsg, EventKind, RelayMsg, RoomEvent, RoomName};
-use hush_room::{Action, Room, Shown};
+use hush_room::{Action, Room, Shown, Warning};
 use tokio::sync::mpsc;
 
 use super::live::{Live, build_commit, join};
@@ -33,11 +34,13 @@ impl Live {
                     request: *request,
                     event: event.clone(),
                 }),
-                Action::Show(Shown::Warning { kind, text, .. }) if kind != "room_full" => {
-                    let _ = marks.send(Mark::Problem(format!("{who:?}: {kind}: {text}")));
-                }
-                Action::Show(Shown::Error { text }) => {
-                    let _ = marks.send(Mark::Problem(format!("{who:?}: {text}")));
+                Action::Show(
+                    shown @ (Shown::Warning { .. }
+                    | Shown::Error { .. }
+                    | Shown::Refused { .. }
+                    | Shown::QueueFull { .. }),
+                ) if !room_full(a) => {
+                    let _ = marks.send(Mark::Problem(format!("{who:?}: {}", render_line(shown))));
                 }
                 _ => {}
             }
@@ -139,9 +142,7 @@ async fn committer(
             }
         }
         live.perform(&actions, Who::Committer, &marks).await?;
-        let refused = actions
-            .iter()
-            .any(|a| matches!(a, Action::Show(Shown::Warning { kind, .. }) if kind == "room_full"));
+        let refused = actions.iter().any(room_full);
         if refused && let Some(n) = newcomer {
             roster.push(n);
             let t = Instant::now();
@@ -413,4 +414,15 @@ pub(crate) async fn admit_rounds(
         t.abort();
     }
     Ok(samples)
+}
+
+/// Whether `a` is the warning that a room has reached its size limit.
+fn room_full(a: &Action) -> bool {
+    matches!(
+        a,
+        Action::Show(Shown::Warning {
+            warning: Warning::RoomFull { .. },
+            ..
+        })
+    )
 }

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use hush_client::app::now_ms;
+use hush_client::display::render_line;
 use hush_crypto::Identity;
 use hush_proto::{ClientMsg, RelayMsg, RoomName};
 use hush_room::{Action, RekeyPolicy, Room, Shown};
@@ -119,8 +120,12 @@ pub(crate) async fn run_fanout_full(
             let msg = live.reader.recv().await?;
             let actions = live.on_relay(msg).await?;
             if let Some(problem) = actions.iter().find_map(|x| match x {
-                Action::Show(Shown::Warning { kind, text, .. }) => Some(format!("{kind}: {text}")),
-                Action::Show(Shown::Error { text }) => Some(text.clone()),
+                Action::Show(
+                    shown @ (Shown::Warning { .. }
+                    | Shown::Error { .. }
+                    | Shown::Refused { .. }
+                    | Shown::QueueFull { .. }),
+                ) => Some(render_line(shown)),
                 _ => None,
             }) {
                 bail!("member {i} could not enter the room: {problem}");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hush_crypto::{Fingerprint, Identity};
 use hush_proto::{EventKind, Rejection, RoomEvent, RoomName, SequencedEvent};
-use hush_room::{Action, FALLBACK_COMMIT_AFTER, Room, Shown};
+use hush_room::{Action, FALLBACK_COMMIT_AFTER, Notice, Room, Shown};
 
 use crate::keys;
 
@@ -209,7 +209,10 @@ impl Member {
         self.shown
             .iter()
             .filter_map(|e| match e {
-                Shown::Warning { kind, from, .. } => Some((kind.clone(), *from)),
+                Shown::Warning { warning, from, .. } => Some((
+                    warning.kind().to_owned(),
+                    from.as_ref().map(|p| p.fingerprint),
+                )),
                 _ => None,
             })
             .collect()
@@ -220,12 +223,12 @@ impl Member {
         self.warnings().into_iter().map(|(k, _)| k).collect()
     }
 
-    /// The text of every notice shown.
-    pub fn notices(&self) -> Vec<String> {
+    /// Every notice shown.
+    pub fn notices(&self) -> Vec<Notice> {
         self.shown
             .iter()
             .filter_map(|e| match e {
-                Shown::Notice { text, .. } => Some(text.clone()),
+                Shown::Notice { notice, .. } => Some(notice.clone()),
                 _ => None,
             })
             .collect()
@@ -237,6 +240,7 @@ impl Member {
             .iter()
             .filter_map(|e| match e {
                 Shown::Error { text } => Some(text.clone()),
+                Shown::Refused { .. } | Shown::QueueFull { .. } => Some(format!("{e:?}")),
                 _ => None,
             })
             .collect()

@@ -9,10 +9,11 @@ use hush_crypto::{Fingerprint, derive_secret};
 use hush_proto::SequencedEvent;
 use hush_proto::e2e::{self, ADD_EPOCH_KEY_INFO, EPOCH_KEY_LABEL, HISTORY_KEY_LABEL, SignedBody};
 
-use crate::action::{Action, Shown};
-use crate::commit::{CommitBody, CommitFault};
+use crate::action::{Action, Notice, Shown};
+use crate::commit::{CommitBody, CommitVerdict};
 use crate::epochs::Epoch;
 use crate::room::Room;
+use crate::warning::{Undecryptable, Warning};
 
 impl Room {
     pub(crate) fn apply_commit(
@@ -31,15 +32,20 @@ impl Room {
             self.commit_in_flight = None;
         }
         let roster = match self.validate_commit(ev, digest, body, &c) {
-            Ok(roster) => roster,
-            Err(CommitFault::Void(warning)) => return self.void_commit(ev, *warning, actions),
-            Err(CommitFault::Fork(warning)) => return actions.push(*warning),
-            Err(CommitFault::Anchor(notice, roster)) => {
-                actions.push(*notice);
+            CommitVerdict::Honoured(roster) => roster,
+            CommitVerdict::Void(warning) => {
+                let warning = self.warn(Some(ev.seq), Some(sender), warning);
+                return self.void_commit(ev, warning, actions);
+            }
+            CommitVerdict::Ignored(warning) => {
+                return actions.push(self.warn(Some(ev.seq), Some(sender), warning));
+            }
+            CommitVerdict::FirstSeen(roster) => {
+                actions.push(self.notice(Notice::FirstSeenRoster { epoch }));
                 self.current = c.parent_epoch();
                 roster
             }
-            Err(CommitFault::Unjudgeable) => {
+            CommitVerdict::Unjudgeable => {
                 // Keep in step with the relay's epochs, so that we ask to
                 // join (and are admitted) in the room's current one.
                 self.current = self.current.max(epoch);
@@ -77,12 +83,7 @@ impl Room {
                         actions.push(self.warn(
                             Some(ev.seq),
                             Some(sender),
-                            "undecryptable",
-                            format!(
-                                "the key for epoch {epoch} of #{} from {} could not be opened",
-                                self.name,
-                                self.who(&sender)
-                            ),
+                            Warning::Undecryptable(Undecryptable::EpochKey { epoch }),
                         ));
                         None
                     }
@@ -91,11 +92,7 @@ impl Room {
                     actions.push(self.warn(
                         Some(ev.seq),
                         Some(sender),
-                        "undecryptable",
-                        format!(
-                            "{} admitted you to epoch {epoch} without giving you its key",
-                            self.who(&sender)
-                        ),
+                        Warning::Undecryptable(Undecryptable::NoKeyForUs { epoch }),
                     ));
                     None
                 }
@@ -199,7 +196,7 @@ impl Room {
             }));
             self.flush_queue(actions);
         } else if was_member && !now_member && !self.leaving {
-            actions.push(self.notice(format!("you are no longer a member of #{}", self.name)));
+            actions.push(self.notice(Notice::NoLongerMember));
         }
     }
 

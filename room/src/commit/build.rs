@@ -15,6 +15,7 @@ use hush_proto::e2e::{
 use crate::action::Action;
 use crate::membership::Newcomer;
 use crate::room::{FALLBACK_COMMIT_AFTER, Room};
+use crate::warning::Warning;
 
 impl Room {
     /// Whether we are the member expected to make the next commit: the
@@ -87,11 +88,9 @@ impl Room {
             actions.push(self.warn(
                 None,
                 None,
-                "room_full",
-                format!(
-                    "#{} has too many members for one commit; membership changes are blocked",
-                    self.name
-                ),
+                Warning::RoomFull {
+                    next_does_not_fit: false,
+                },
             ));
             self.pending_joins.clear();
             return;
@@ -116,11 +115,9 @@ impl Room {
             actions.push(self.warn(
                 None,
                 None,
-                "room_full",
-                format!(
-                    "#{} cannot take more members: the next one does not fit in one commit",
-                    self.name
-                ),
+                Warning::RoomFull {
+                    next_does_not_fit: true,
+                },
             ));
             self.pending_joins.clear();
             return;

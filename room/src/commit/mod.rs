@@ -8,40 +8,9 @@ pub mod apply;
 pub mod build;
 pub mod validate;
 
-use std::collections::BTreeMap;
+pub(crate) use validate::CommitVerdict;
 
-use hush_crypto::Fingerprint;
 use hush_proto::e2e::{AddCommit, Commit, HistoryEnvelope, KeyEnvelope};
-
-use crate::action::Action;
-use crate::epochs::RosterEntry;
-
-/// Why a commit is not honoured.
-pub(crate) enum CommitFault {
-    /// Sequenced but invalid: its epoch inherits the previous one.
-    Void(Box<Action>),
-    /// Not the relay's next epoch for us: a sign of a forked history.
-    Fork(Box<Action>),
-    /// Valid, but the first roster we see of a room whose earlier history
-    /// is gone: accepted as first seen, with this notice.
-    Anchor(Box<Action>, BTreeMap<Fingerprint, RosterEntry>),
-    /// An add-only commit extending a roster we never saw (the relay
-    /// pruned the commits that built it): nothing to judge it by, and
-    /// nothing of ours changes. The next full commit anchors us.
-    Unjudgeable,
-}
-
-impl CommitFault {
-    pub(crate) fn void(warning: Action) -> Self {
-        Self::Void(Box::new(warning))
-    }
-    pub(crate) fn fork(warning: Action) -> Self {
-        Self::Fork(Box::new(warning))
-    }
-    pub(crate) fn anchor(notice: Action, roster: BTreeMap<Fingerprint, RosterEntry>) -> Self {
-        Self::Anchor(Box::new(notice), roster)
-    }
-}
 
 /// A commit of either kind, as members apply it.
 pub(crate) enum CommitBody {

@@ -1,288 +1,402 @@
-//! The rules a commit must meet before anyone honours it
-//! (docs/PROTOCOL.md §9.2.6).
+//! The rules a commit must meet before anyone honours it: one function
+//! per numbered rule of docs/PROTOCOL.md §9.2.6, named after it, applied
+//! in the document's order by [`Room::validate_commit`].
+//!
+//! ```text
+//!   full commit:  rule1 signature ─ rule2 parent number ─ rule3 parent, authority
+//!                 ─ rule4 roster ─ rule5 settings ─┐
+//!   add-only:     a1 parent number ─ a2 parent ─ a3 committer
+//!                 ─ a4 roster ─ a5 no pending removal ─┤
+//!                                                      ├ history bound (rules 4, A4)
+//!                                                      ├ rule6 removals
+//!                                                      └ rule7 invite-only (A6) ─▶ CommitVerdict
+//! ```
+//!
+//! Rules 8, 9 and A7 (unwrapping keys) run in `apply.rs`, only on a
+//! commit these rules honoured.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hush_crypto::{Fingerprint, PublicIdentity};
 use hush_proto::SequencedEvent;
-use hush_proto::e2e::{EVENT_SIGNATURE_CONTEXT, MAX_HISTORY_ENVELOPES, MAX_ROSTER, SignedBody};
+use hush_proto::e2e::{
+    AddCommit, Commit, EVENT_SIGNATURE_CONTEXT, MAX_HISTORY_ENVELOPES, MAX_ROSTER, RoomSettings,
+    SignedBody,
+};
 
-use crate::commit::{CommitBody, CommitFault};
-use crate::epochs::RosterEntry;
+use crate::commit::CommitBody;
+use crate::epochs::{Epoch, RosterEntry};
 use crate::membership::clean_nick;
 use crate::room::Room;
+use crate::warning::{CommitFlaw, Fork, MissingCommit, NotAllowed, Signed, Warning};
+
+/// A roster as a commit makes it.
+pub(crate) type Roster = BTreeMap<Fingerprint, RosterEntry>;
+
+/// What the rules say about a sequenced commit.
+pub(crate) enum CommitVerdict {
+    /// Honoured: this is the new epoch's roster.
+    Honoured(Roster),
+    /// Honoured as the first roster we see of a room whose earlier
+    /// history the relay no longer keeps (the anchor rule, rule 3).
+    FirstSeen(Roster),
+    /// Sequenced but invalid: its epoch inherits the previous one.
+    Void(Warning),
+    /// Not the relay's next epoch for us (a sign of a forked or withheld
+    /// history): ignored without consuming an epoch.
+    Ignored(Warning),
+    /// An add-only commit extending a roster we never saw (the relay
+    /// pruned the commits that built it): nothing to judge it by, and
+    /// nothing of ours changes. The next full commit anchors us.
+    Unjudgeable,
+}
+
+/// The outcome of one rule: go on (with what it found), or this verdict.
+type Rule<T = ()> = Result<T, CommitVerdict>;
+
+fn bad(flaw: CommitFlaw) -> CommitVerdict {
+    CommitVerdict::Void(Warning::BadCommit(flaw))
+}
 
 impl Room {
-    /// Checks a commit: its signature (by the committer key a full commit
-    /// carries, or by the parent roster's key for an add-only one), parent
-    /// epoch, the committer's authority, and the roster. The roster, or why
-    /// the commit is void (the relay sequenced it but members ignore it)
-    /// or a sign of a forked history.
+    /// Checks a commit against every rule, in order. `digest` is what its
+    /// signature covers.
     pub(crate) fn validate_commit(
         &self,
         ev: &SequencedEvent,
         digest: &[u8; 32],
         body: &SignedBody,
         c: &CommitBody,
-    ) -> Result<BTreeMap<Fingerprint, RosterEntry>, CommitFault> {
-        let sender = ev.event.sender;
-        let epoch = ev.event.epoch;
-        let parent_epoch = c.parent_epoch();
-        let bad = |what: &str| {
-            CommitFault::void(self.warn(
-                Some(ev.seq),
-                Some(sender),
-                "bad_commit",
-                format!("a commit from {} {what}; ignored", self.who(&sender)),
-            ))
-        };
-        let fork = || {
-            let (kind, why) = if parent_epoch > self.current {
-                (
-                    "missing_commit",
-                    "the relay withheld the commits in between from you",
-                )
-            } else {
-                ("fork", "the relay showed the committer a different history")
-            };
-            CommitFault::fork(self.warn(
-                Some(ev.seq),
-                Some(sender),
-                kind,
-                format!(
-                    "a commit from {} opens epoch {epoch} while #{} is at epoch {} for you: {why}; ignored",
-                    self.who(&sender),
-                    self.name,
-                    self.current
-                ),
-            ))
-        };
-        let not_member = || {
-            CommitFault::void(self.warn(
-                Some(ev.seq),
-                Some(sender),
-                "not_member",
-                format!(
-                    "{} tried to change #{}'s members without being one; ignored",
-                    self.who(&sender),
-                    self.name
-                ),
-            ))
-        };
-        let mut anchored = false;
-        let roster = match c {
-            CommitBody::Full(c) => {
-                let Ok(committer) = PublicIdentity::from_spki_der(&c.committer_key) else {
-                    return Err(CommitFault::void(self.bad_signature(ev, "commit")));
-                };
-                if committer.fingerprint() != sender
-                    || committer
-                        .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
-                        .is_err()
-                {
-                    return Err(CommitFault::void(self.bad_signature(ev, "commit")));
-                }
-                if c.parent_epoch.checked_add(1) != Some(epoch) {
-                    return Err(bad("names an impossible parent epoch"));
-                }
-                // Authority: a member of the parent epoch; or, before we
-                // know any roster, the creator of the room (parent 0) or
-                // the first roster we are shown when the relay no longer
-                // keeps earlier history.
-                if self.epochs.is_empty() {
-                    if c.parent_epoch < self.current {
-                        return Err(fork());
-                    }
-                    // Mid-history: past what we were shown, or at an epoch
-                    // only add-only commits we could not judge led to.
-                    if c.parent_epoch > self.current || (c.parent_epoch > 0 && !self.chain_anchored)
-                    {
-                        // Only a log whose start we skipped (retention) may
-                        // begin mid-history; otherwise the relay withheld
-                        // commits.
-                        if self.chain_anchored {
-                            return Err(fork());
-                        }
-                        anchored = true;
-                    }
-                } else if c.parent_epoch != self.current {
-                    return Err(fork());
-                } else if self.roster_key(c.parent_epoch, &sender).is_none() {
-                    return Err(not_member());
-                }
-                if c.members.is_empty()
-                    || c.members.len() > MAX_ROSTER
-                    || c.envelopes.len() > MAX_ROSTER
-                {
-                    return Err(bad("has an impossible roster"));
-                }
-                // Keys we already hold are not parsed again: a rekey of a
-                // big room mostly repeats its roster.
-                let known = self.epochs.get(&self.current).map(|e| &e.roster);
-                let mut roster = BTreeMap::new();
-                for m in &c.members {
-                    let fp = Fingerprint::of_spki_der(&m.public_key);
-                    let key = match known.and_then(|r| r.get(&fp)) {
-                        Some(r) if r.key.spki_der() == m.public_key.as_slice() => r.key.clone(),
-                        _ => match PublicIdentity::from_spki_der(&m.public_key) {
-                            Ok(key) => Arc::new(key),
-                            Err(_) => return Err(bad("lists an invalid key")),
-                        },
-                    };
-                    let nick = clean_nick(&m.nick, &fp);
-                    roster.insert(fp, RosterEntry { key, nick });
-                }
-                if roster.len() != c.members.len() || !roster.contains_key(&sender) {
-                    return Err(bad("has a duplicate or missing member"));
-                }
-                match &self.settings {
-                    Some(s) if c.settings != *s => return Err(bad("changes the room's settings")),
-                    None if c.parent_epoch == 0 && c.settings.creator != sender => {
-                        return Err(bad("names someone else as the room's creator"));
-                    }
-                    _ => {}
-                }
-                roster
-            }
-            CommitBody::Add(a) => {
-                if a.parent_epoch.checked_add(1) != Some(epoch) || a.parent_epoch == 0 {
-                    return Err(bad("names an impossible parent epoch"));
-                }
-                // It extends a roster: without one we cannot judge it.
-                // That is only possible when the relay pruned the log's
-                // start (otherwise it withheld the commits before), and
-                // then our saved state may still hold the parent epoch.
-                let parent = if self.epochs.is_empty() {
-                    match self.archive.get(&a.parent_epoch) {
-                        Some(saved) if !self.chain_anchored => {
-                            anchored = true;
-                            saved
-                        }
-                        _ if self.chain_anchored => return Err(fork()),
-                        _ => return Err(CommitFault::Unjudgeable),
-                    }
-                } else {
-                    match self.epochs.get(&a.parent_epoch) {
-                        Some(parent) if a.parent_epoch == self.current => parent,
-                        _ => return Err(fork()),
-                    }
-                };
-                let Some(committer) = parent.roster.get(&sender).map(|r| &r.key) else {
-                    return Err(not_member());
-                };
-                if committer
-                    .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
-                    .is_err()
-                {
-                    return Err(CommitFault::void(self.bad_signature(ev, "commit")));
-                }
-                let parent = &parent.roster;
-                if a.added.is_empty()
-                    || parent.len().saturating_add(a.added.len()) > MAX_ROSTER
-                    || a.envelopes.len() > a.added.len()
-                {
-                    return Err(bad("has an impossible roster"));
-                }
-                let mut roster = (**parent).clone();
-                for m in &a.added {
-                    let Ok(key) = PublicIdentity::from_spki_der(&m.public_key) else {
-                        return Err(bad("lists an invalid key"));
-                    };
-                    let fp = key.fingerprint();
-                    let nick = clean_nick(&m.nick, &fp);
-                    let key = Arc::new(key);
-                    if roster.insert(fp, RosterEntry { key, nick }).is_some() {
-                        return Err(bad("adds someone who is already a member"));
-                    }
-                }
-                // An add-only epoch keeps the parent's key lineage, which a
-                // member who left or was kicked still holds: it may not
-                // stand in for the rekey that removes them.
-                if self.chain_anchored
-                    && let Some(fp) = self.pending_removals.keys().next()
-                {
-                    return Err(CommitFault::void(self.warn(
-                        Some(ev.seq),
-                        Some(sender),
-                        "not_allowed",
-                        format!(
-                            "{} admitted members to #{} without removing {}, who left or was kicked; ignored",
-                            self.who(&sender),
-                            self.name,
-                            self.who(fp)
-                        ),
-                    )));
-                }
-                roster
-            }
-        };
-        if c.history().len() > MAX_HISTORY_ENVELOPES {
-            return Err(bad("carries too many history keys"));
+    ) -> CommitVerdict {
+        let checked = match c {
+            CommitBody::Full(c) => self.validate_full(ev, digest, body, c),
+            CommitBody::Add(a) => self.validate_add(ev, digest, body, a),
         }
-        let Some(settings) = self.settings.as_ref().or(match c {
-            CommitBody::Full(c) => Some(&c.settings),
-            CommitBody::Add(_) => None,
-        }) else {
-            // Only a view that starts after pruned history can hold a
-            // roster without the rules that came with it.
-            return Err(CommitFault::Unjudgeable);
-        };
-        // Membership rules need the whole history (invites, leaves, kicks):
-        // a member whose view starts after pruned events cannot judge them,
-        // and must not void what everyone else honours.
-        let judge = self.chain_anchored;
-        if judge && let Some(before) = self.epochs.get(&self.current) {
-            let dropped = before
-                .roster
-                .keys()
-                .find(|fp| !roster.contains_key(fp) && !self.pending_removals.contains_key(fp));
-            if let Some(fp) = dropped {
-                return Err(CommitFault::void(self.warn(
-                    Some(ev.seq),
-                    Some(sender),
-                    "not_allowed",
-                    format!(
-                        "{} removed {} from #{}, who neither left nor was kicked by its creator; ignored",
-                        self.who(&sender),
-                        self.who(fp),
-                        self.name
-                    ),
-                )));
-            }
+        .and_then(|(roster, first_seen)| {
+            rule4_history_bound(c)?;
+            let settings = self.rules_to_judge_by(c)?;
+            self.rule6_removals(&roster)?;
+            self.rule7_invite_only(settings, &roster)?;
+            Ok((roster, first_seen))
+        });
+        match checked {
+            Ok((roster, true)) => CommitVerdict::FirstSeen(roster),
+            Ok((roster, false)) => CommitVerdict::Honoured(roster),
+            Err(verdict) => verdict,
         }
-        if settings.invite_only
-            && judge
-            && let Some(before) = self.epochs.get(&self.current)
+    }
+
+    /// Rules 1 to 5. The roster, and whether the anchor rule applied.
+    fn validate_full(
+        &self,
+        ev: &SequencedEvent,
+        digest: &[u8; 32],
+        body: &SignedBody,
+        c: &Commit,
+    ) -> Rule<(Roster, bool)> {
+        self.rule1_committer_signature(ev, digest, body, c)?;
+        rule2_parent_epoch_number(ev.event.epoch, c.parent_epoch)?;
+        let first_seen = self.rule3_parent_and_authority(ev, c.parent_epoch)?;
+        let roster = self.rule4_roster(ev.event.sender, c)?;
+        self.rule5_settings(ev.event.sender, c)?;
+        Ok((roster, first_seen))
+    }
+
+    /// Rules A1 to A5. The roster, and whether a saved epoch anchored it.
+    fn validate_add(
+        &self,
+        ev: &SequencedEvent,
+        digest: &[u8; 32],
+        body: &SignedBody,
+        a: &AddCommit,
+    ) -> Rule<(Roster, bool)> {
+        rule_a1_parent_epoch_number(ev.event.epoch, a.parent_epoch)?;
+        let (parent, first_seen) = self.rule_a2_parent(ev.event.epoch, a.parent_epoch)?;
+        rule_a3_committer(ev, digest, body, parent)?;
+        let roster = rule_a4_roster(&parent.roster, a)?;
+        self.rule_a5_no_pending_removal()?;
+        Ok((roster, first_seen))
+    }
+
+    /// Rule 1: the committer key a full commit carries is the sender's,
+    /// and its signature verifies.
+    fn rule1_committer_signature(
+        &self,
+        ev: &SequencedEvent,
+        digest: &[u8; 32],
+        body: &SignedBody,
+        c: &Commit,
+    ) -> Rule {
+        let bad_signature = || {
+            CommitVerdict::Void(Warning::BadSignature {
+                what: Signed::Commit,
+            })
+        };
+        let committer =
+            PublicIdentity::from_spki_der(&c.committer_key).map_err(|_| bad_signature())?;
+        if committer.fingerprint() != ev.event.sender
+            || committer
+                .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
+                .is_err()
         {
-            let uninvited = roster.keys().find(|fp| {
-                !before.roster.contains_key(fp)
-                    && !self.invited.contains(fp)
-                    && **fp != settings.creator
-            });
-            if let Some(fp) = uninvited {
-                return Err(CommitFault::void(self.warn(
-                    Some(ev.seq),
-                    Some(sender),
-                    "not_invited",
-                    format!(
-                        "{} admitted {} to invite-only #{} without an invite from its creator; ignored",
-                        self.who(&sender),
-                        self.who(fp),
-                        self.name
-                    ),
-                )));
-            }
+            return Err(bad_signature());
         }
-        if anchored {
-            return Err(CommitFault::anchor(
-                self.notice(format!(
-                    "history of #{} before epoch {epoch} is no longer kept; trusting its roster as first seen",
-                    self.name
-                )),
-                roster,
-            ));
+        Ok(())
+    }
+
+    /// Rule 3: the parent is our current epoch and the sender a member of
+    /// it; or, before we know any epoch, the anchor rule. Whether the
+    /// commit is accepted as a first-seen roster.
+    fn rule3_parent_and_authority(&self, ev: &SequencedEvent, parent_epoch: u64) -> Rule<bool> {
+        let epoch = ev.event.epoch;
+        if !self.epochs.is_empty() {
+            if parent_epoch != self.current {
+                return Err(self.out_of_step(epoch, parent_epoch));
+            }
+            if self.roster_key(parent_epoch, &ev.event.sender).is_none() {
+                return Err(CommitVerdict::Void(Warning::NotMember { epoch: None }));
+            }
+            return Ok(false);
+        }
+        // Before we know any roster: the creator of the room (parent 0),
+        // or the first roster we are shown when the relay no longer
+        // keeps earlier history.
+        if parent_epoch < self.current {
+            return Err(self.out_of_step(epoch, parent_epoch));
+        }
+        // Mid-history: past what we were shown, or at an epoch only
+        // add-only commits we could not judge led to.
+        if parent_epoch > self.current || (parent_epoch > 0 && !self.chain_anchored) {
+            // Only a log whose start we skipped (retention) may begin
+            // mid-history; otherwise the relay withheld commits.
+            if self.chain_anchored {
+                return Err(self.out_of_step(epoch, parent_epoch));
+            }
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Rule 4: a roster of valid, distinct keys that includes the
+    /// committer, within the size bounds.
+    fn rule4_roster(&self, sender: Fingerprint, c: &Commit) -> Rule<Roster> {
+        if c.members.is_empty() || c.members.len() > MAX_ROSTER || c.envelopes.len() > MAX_ROSTER {
+            return Err(bad(CommitFlaw::ImpossibleRoster));
+        }
+        // Keys we already hold are not parsed again: a rekey of a big
+        // room mostly repeats its roster.
+        let known = self.epochs.get(&self.current).map(|e| &e.roster);
+        let mut roster = BTreeMap::new();
+        for m in &c.members {
+            let fp = Fingerprint::of_spki_der(&m.public_key);
+            let key = match known.and_then(|r| r.get(&fp)) {
+                Some(r) if r.key.spki_der() == m.public_key.as_slice() => r.key.clone(),
+                _ => Arc::new(
+                    PublicIdentity::from_spki_der(&m.public_key)
+                        .map_err(|_| bad(CommitFlaw::InvalidKey))?,
+                ),
+            };
+            let nick = clean_nick(&m.nick, &fp);
+            roster.insert(fp, RosterEntry { key, nick });
+        }
+        if roster.len() != c.members.len() || !roster.contains_key(&sender) {
+            return Err(bad(CommitFlaw::DuplicateOrMissingMember));
         }
         Ok(roster)
     }
+
+    /// Rule 5: the room's settings never change, and the first commit
+    /// names its own signer as the creator.
+    fn rule5_settings(&self, sender: Fingerprint, c: &Commit) -> Rule {
+        match &self.settings {
+            Some(s) if c.settings != *s => Err(bad(CommitFlaw::ChangesSettings)),
+            None if c.parent_epoch == 0 && c.settings.creator != sender => {
+                Err(bad(CommitFlaw::WrongCreator))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The settings rules 6 and 7 judge by: the room's, or the ones a
+    /// first-seen full commit brings. Only a view that starts after
+    /// pruned history can hold a roster without them: unjudgeable.
+    fn rules_to_judge_by<'a>(&'a self, c: &'a CommitBody) -> Rule<&'a RoomSettings> {
+        self.settings
+            .as_ref()
+            .or(match c {
+                CommitBody::Full(c) => Some(&c.settings),
+                CommitBody::Add(_) => None,
+            })
+            .ok_or(CommitVerdict::Unjudgeable)
+    }
+
+    /// Rule 6: whoever the commit removes left or was kicked. Judged only
+    /// by a member that read the whole history (invites, leaves, kicks):
+    /// one whose view starts after pruned events must not void what
+    /// everyone else honours.
+    fn rule6_removals(&self, roster: &Roster) -> Rule {
+        if !self.chain_anchored {
+            return Ok(());
+        }
+        let Some(before) = self.epochs.get(&self.current) else {
+            return Ok(());
+        };
+        let dropped = before
+            .roster
+            .keys()
+            .find(|fp| !roster.contains_key(fp) && !self.pending_removals.contains_key(fp));
+        match dropped {
+            Some(fp) => Err(CommitVerdict::Void(Warning::NotAllowed(
+                NotAllowed::Removed {
+                    member: self.peer(fp),
+                },
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Rule 7 (and A6): in an invite-only room, everyone new was invited
+    /// by the creator, or is the creator. Judged as rule 6 is.
+    fn rule7_invite_only(&self, settings: &RoomSettings, roster: &Roster) -> Rule {
+        if !settings.invite_only || !self.chain_anchored {
+            return Ok(());
+        }
+        let Some(before) = self.epochs.get(&self.current) else {
+            return Ok(());
+        };
+        let uninvited = roster.keys().find(|fp| {
+            !before.roster.contains_key(fp)
+                && !self.invited.contains(fp)
+                && **fp != settings.creator
+        });
+        match uninvited {
+            Some(fp) => Err(CommitVerdict::Void(Warning::NotInvited {
+                member: self.peer(fp),
+            })),
+            None => Ok(()),
+        }
+    }
+
+    /// Rule A2: the parent is our current epoch; before we know any, an
+    /// epoch saved by an earlier run may stand in, if the relay pruned the
+    /// log's start. The parent, and whether it was such a stand-in.
+    fn rule_a2_parent(&self, epoch: u64, parent_epoch: u64) -> Rule<(&Epoch, bool)> {
+        if !self.epochs.is_empty() {
+            return match self.epochs.get(&parent_epoch) {
+                Some(parent) if parent_epoch == self.current => Ok((parent, false)),
+                _ => Err(self.out_of_step(epoch, parent_epoch)),
+            };
+        }
+        // It extends a roster: without one we cannot judge it. That is
+        // only possible when the relay pruned the log's start (otherwise
+        // it withheld the commits before), and then our saved state may
+        // still hold the parent epoch.
+        if self.chain_anchored {
+            return Err(self.out_of_step(epoch, parent_epoch));
+        }
+        match self.archive.get(&parent_epoch) {
+            Some(saved) => Ok((saved, true)),
+            None => Err(CommitVerdict::Unjudgeable),
+        }
+    }
+
+    /// Rule A5: an add-only epoch keeps the parent's key lineage, which a
+    /// member who left or was kicked still holds: it may not stand in for
+    /// the rekey that removes them.
+    fn rule_a5_no_pending_removal(&self) -> Rule {
+        if !self.chain_anchored {
+            return Ok(());
+        }
+        match self.pending_removals.keys().next() {
+            Some(fp) => Err(CommitVerdict::Void(Warning::NotAllowed(
+                NotAllowed::AddedDuringRemoval {
+                    pending: self.peer(fp),
+                },
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// A commit whose parent is not our current epoch: the relay withheld
+    /// the commits in between (parent above ours) or showed the committer
+    /// another history (below).
+    fn out_of_step(&self, epoch: u64, parent_epoch: u64) -> CommitVerdict {
+        let current = self.current;
+        CommitVerdict::Ignored(if parent_epoch > current {
+            Warning::MissingCommit(MissingCommit::Commit { epoch, current })
+        } else {
+            Warning::Fork(Fork::Commit { epoch, current })
+        })
+    }
+}
+
+/// Rule 2: `parent_epoch + 1` is the commit's epoch.
+fn rule2_parent_epoch_number(epoch: u64, parent_epoch: u64) -> Rule {
+    if parent_epoch.checked_add(1) != Some(epoch) {
+        return Err(bad(CommitFlaw::ImpossibleParent));
+    }
+    Ok(())
+}
+
+/// Rule A1: rule 2, and an add-only commit never opens the room.
+fn rule_a1_parent_epoch_number(epoch: u64, parent_epoch: u64) -> Rule {
+    if parent_epoch == 0 {
+        return Err(bad(CommitFlaw::ImpossibleParent));
+    }
+    rule2_parent_epoch_number(epoch, parent_epoch)
+}
+
+/// Rule A4: newcomers with valid keys, none already a member or listed
+/// twice, within the size bounds. The parent roster plus them.
+fn rule_a4_roster(parent: &Roster, a: &AddCommit) -> Rule<Roster> {
+    if a.added.is_empty()
+        || parent.len().saturating_add(a.added.len()) > MAX_ROSTER
+        || a.envelopes.len() > a.added.len()
+    {
+        return Err(bad(CommitFlaw::ImpossibleRoster));
+    }
+    let mut roster = parent.clone();
+    for m in &a.added {
+        let key = PublicIdentity::from_spki_der(&m.public_key)
+            .map_err(|_| bad(CommitFlaw::InvalidKey))?;
+        let fp = key.fingerprint();
+        let nick = clean_nick(&m.nick, &fp);
+        let key = Arc::new(key);
+        if roster.insert(fp, RosterEntry { key, nick }).is_some() {
+            return Err(bad(CommitFlaw::AlreadyMember));
+        }
+    }
+    Ok(roster)
+}
+
+/// Rule A3: the sender is in the parent roster, and its signature
+/// verifies with the key that roster holds.
+fn rule_a3_committer(
+    ev: &SequencedEvent,
+    digest: &[u8; 32],
+    body: &SignedBody,
+    parent: &Epoch,
+) -> Rule {
+    let Some(committer) = parent.roster.get(&ev.event.sender).map(|r| &r.key) else {
+        return Err(CommitVerdict::Void(Warning::NotMember { epoch: None }));
+    };
+    if committer
+        .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
+        .is_err()
+    {
+        return Err(CommitVerdict::Void(Warning::BadSignature {
+            what: Signed::Commit,
+        }));
+    }
+    Ok(())
+}
+
+/// Rule 4, last part (and A4's): at most `MAX_HISTORY_ENVELOPES` history
+/// keys.
+fn rule4_history_bound(c: &CommitBody) -> Rule {
+    if c.history().len() > MAX_HISTORY_ENVELOPES {
+        return Err(bad(CommitFlaw::TooManyHistoryKeys));
+    }
+    Ok(())
 }

@@ -16,7 +16,7 @@ fn messages_typed_before_admission_are_sent_once_admitted() {
         carol
             .notices()
             .iter()
-            .filter(|n| n.contains("not admitted yet"))
+            .filter(|n| matches!(n, Notice::NotAdmittedYet))
             .count()
             >= 2,
         "{:?}",

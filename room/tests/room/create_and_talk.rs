@@ -12,7 +12,10 @@ fn create_admit_and_talk() {
     // The first member opens epoch 1.
     connect(&relay, &mut alice, &mut []);
     assert!(
-        alice.notices().iter().any(|n| n.contains("is new")),
+        alice
+            .notices()
+            .iter()
+            .any(|n| matches!(n, Notice::Creating)),
         "{:?}",
         alice.shown
     );

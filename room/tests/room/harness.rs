@@ -8,7 +8,7 @@ pub use hush_crypto::{Fingerprint, Identity};
 pub use hush_proto::e2e::{self, EVENT_SIGNATURE_CONTEXT, Payload, SealedMessage, SignedBody};
 pub use hush_proto::msg::{decode, encode};
 pub use hush_proto::{EventKind, Rejection, RoomEvent, RoomName, SequencedEvent};
-pub use hush_room::{Action, Room, Shown};
+pub use hush_room::{Action, Notice, Room, Shown, Warning};
 pub use hush_testkit::keys::{
     alice as alice_id, bob as bob_id, carol as carol_id, mallory as mallory_id, relay as relay_id,
 };

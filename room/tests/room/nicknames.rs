@@ -12,7 +12,9 @@ fn nick_change_and_same_nick_warning() {
     pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
     for m in [&alice, &carol] {
         assert!(
-            m.notices().iter().any(|n| n.contains("robert")),
+            m.notices()
+                .iter()
+                .any(|n| matches!(n, Notice::NickChanged { new, .. } if new == "robert")),
             "{:?}",
             m.shown
         );

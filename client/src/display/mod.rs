@@ -17,6 +17,10 @@ use hush_proto::RoomName;
 use hush_room::Shown;
 use serde_json::{Value, json};
 
+mod wording;
+
+pub use wording::{QUEUE_FULL, notice_text, refusal_text, rejection_text, warning_text};
+
 /// Clock skew between a message's claimed send time and its relay receive
 /// time above which line mode points it out.
 const SKEW_NOTE_MS: u64 = 5 * 60 * 1000;
@@ -204,11 +208,34 @@ pub fn render_line(ev: &Shown) -> String {
             }
             line
         }
-        Shown::Notice { text, .. } => format!("-- {}", sanitize(text)),
-        Shown::Warning { kind, text, .. } => {
-            format!("!! warning[{}]: {}", sanitize(kind), sanitize(text))
+        Shown::Notice { room, notice } => {
+            format!("-- {}", sanitize(&notice_text(room.as_ref(), notice)))
         }
-        Shown::Error { text } => format!("!! error: {}", sanitize(text)),
+        Shown::Warning {
+            room,
+            seq,
+            from,
+            warning,
+        } => format!(
+            "!! warning[{}]: {}",
+            warning.kind(),
+            sanitize(&warning_text(room.as_ref(), *seq, from.as_ref(), warning))
+        ),
+        Shown::Error { .. } | Shown::Refused { .. } | Shown::QueueFull { .. } => {
+            format!("!! error: {}", sanitize(&error_text(ev)))
+        }
+    }
+}
+
+/// The text of an error line.
+fn error_text(ev: &Shown) -> String {
+    match ev {
+        Shown::Refused { reason, .. } => {
+            format!("the relay refused a request: {}", rejection_text(*reason))
+        }
+        Shown::QueueFull { .. } => QUEUE_FULL.to_owned(),
+        Shown::Error { text } => text.clone(),
+        _ => String::new(),
     }
 }
 
@@ -312,29 +339,28 @@ pub fn render_json(ev: &Shown) -> String {
                 .map(|(fp, nick)| json!({"fingerprint": fp.to_string(), "nick": nick}))
                 .collect::<Vec<_>>(),
         }),
-        Shown::Notice { room, text } => json!({
+        Shown::Notice { room, notice } => json!({
             "type": "notice",
             "room": room_value(room.as_ref()),
-            "text": text,
+            "text": notice_text(room.as_ref(), notice),
         }),
         Shown::Warning {
             room,
             seq,
             from,
-            kind,
-            text,
+            warning,
         } => json!({
             "type": "warning",
             "room": room_value(room.as_ref()),
             "seq": seq,
-            "from": from.as_ref().map(ToString::to_string),
-            "kind": kind,
-            "text": text,
+            "from": from.as_ref().map(|p| p.fingerprint.to_string()),
+            "kind": warning.kind(),
+            "text": warning_text(room.as_ref(), *seq, from.as_ref(), warning),
         }),
-        Shown::Error { text } => json!({
+        Shown::Error { .. } | Shown::Refused { .. } | Shown::QueueFull { .. } => json!({
             "type": "error",
             "room": Value::Null,
-            "text": text,
+            "text": error_text(ev),
         }),
     };
     value.to_string()
@@ -344,6 +370,8 @@ pub fn render_json(ev: &Shown) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use hush_proto::Rejection;
+    use hush_room::{Notice, Peer, Refusal, Replay, Signed, Warning};
 
     /// 2023-11-14T22:13:20Z.
     const T: u64 = 1_700_000_000_000;
@@ -575,26 +603,37 @@ mod tests {
         assert_eq!(
             render_line(&Shown::Notice {
                 room: None,
-                text: "reconnecting in 2s".into()
+                notice: Notice::Text("reconnecting in 2s".into())
             }),
             "-- reconnecting in 2s"
         );
         assert_eq!(
             render_line(&Shown::Notice {
                 room: Some(room()),
-                text: "bob is now\nbobby".into()
+                notice: Notice::NickChanged {
+                    member: fp(2),
+                    old: "bob".into(),
+                    new: "now\nbobby".into(),
+                }
             }),
-            "-- bob is now^Jbobby"
+            format!("-- bob ({}) is now known as now^Jbobby", fp(2).short_id())
         );
         assert_eq!(
             render_line(&Shown::Warning {
                 room: Some(room()),
                 seq: Some(3),
-                from: Some(fp(2)),
-                kind: "bad_signature".into(),
-                text: "message 3 has a bad signature; it was dropped".into()
+                from: Some(Peer {
+                    fingerprint: fp(2),
+                    nick: "bob\x1b".into(),
+                }),
+                warning: Warning::BadSignature {
+                    what: Signed::Invite
+                },
             }),
-            "!! warning[bad_signature]: message 3 has a bad signature; it was dropped"
+            format!(
+                "!! warning[bad_signature]: an invite claiming to be from bob^[ ({}) failed signature verification and was not shown",
+                fp(2).short_id()
+            )
         );
         assert_eq!(
             render_line(&Shown::Error {
@@ -699,7 +738,7 @@ mod tests {
 
         let v = parse(&Shown::Notice {
             room: None,
-            text: "connected".into(),
+            notice: Notice::Text("connected".into()),
         });
         assert_eq!(v["type"], "notice");
         assert_eq!(v["room"], Value::Null);
@@ -708,28 +747,37 @@ mod tests {
         let v = parse(&Shown::Warning {
             room: Some(room()),
             seq: Some(3),
-            from: Some(fp(2)),
-            kind: "replay".into(),
-            text: "seen before".into(),
+            from: Some(Peer {
+                fingerprint: fp(2),
+                nick: "bob".into(),
+            }),
+            warning: Warning::Replay(Replay::Repeated),
         });
         assert_eq!(v["type"], "warning");
         assert_eq!(v["room"], "ops");
         assert_eq!(v["seq"], 3);
         assert_eq!(v["from"], fp(2).to_string());
         assert_eq!(v["kind"], "replay");
-        assert_eq!(v["text"], "seen before");
+        assert_eq!(
+            v["text"],
+            format!(
+                "a repeated message from bob ({}) was dropped",
+                fp(2).short_id()
+            )
+        );
 
         let v = parse(&Shown::Warning {
             room: None,
             seq: None,
             from: None,
-            kind: "relay_key_changed".into(),
-            text: "the relay's key changed".into(),
+            warning: Warning::StateNotSaved {
+                error: "disk full".into(),
+            },
         });
         assert_eq!(v["room"], Value::Null);
         assert_eq!(v["seq"], Value::Null);
         assert_eq!(v["from"], Value::Null);
-        assert_eq!(v["kind"], "relay_key_changed");
+        assert_eq!(v["kind"], "state_not_saved");
 
         let v = parse(&Shown::Error {
             text: "bad\ncommand".into(),
@@ -737,5 +785,49 @@ mod tests {
         assert_eq!(v["type"], "error");
         assert_eq!(v["room"], Value::Null);
         assert_eq!(v["text"], "bad\ncommand");
+    }
+
+    #[test]
+    fn every_warning_kind_is_worded() {
+        for warning in Warning::examples() {
+            let shown = Shown::Warning {
+                room: Some(room()),
+                seq: Some(9),
+                from: None,
+                warning: warning.clone(),
+            };
+            let line = render_line(&shown);
+            assert!(
+                line.starts_with(&format!("!! warning[{}]: ", warning.kind())),
+                "{line}"
+            );
+            assert!(line.len() > 30 && !line.contains('\n'), "{line}");
+            assert_eq!(parse(&shown)["kind"], warning.kind());
+        }
+    }
+
+    #[test]
+    fn refusals_say_what_to_do() {
+        let r = room();
+        assert_eq!(
+            refusal_text(&r, &Refusal::KickSelf),
+            "you cannot kick yourself: use /leave"
+        );
+        assert_eq!(
+            refusal_text(
+                &r,
+                &Refusal::Unknown {
+                    query: "zed".into()
+                }
+            ),
+            "nobody called zed is known in #ops; give the full fingerprint"
+        );
+        assert_eq!(
+            render_line(&Shown::Refused {
+                room: r,
+                reason: Rejection::TooLarge { max_body: 10 },
+            }),
+            "!! error: the relay refused a request: too large: this relay accepts at most 10 bytes"
+        );
     }
 }

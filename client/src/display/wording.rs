@@ -1,0 +1,316 @@
+//! Every sentence the room protocol's outputs become: [`Notice`]s,
+//! [`Warning`]s, [`Refusal`]s and relay [`Rejection`]s, worded for a
+//! person. The room crate hands over facts; only this file turns them
+//! into English, so the TUI and any other front end can word them their
+//! own way, or reuse these.
+//!
+//! The texts are raw: they quote nicknames as received. Line mode passes
+//! them through [`sanitize`](super::sanitize); JSON keeps them exact.
+
+use std::fmt::Write as _;
+
+use hush_crypto::Fingerprint;
+use hush_proto::{Rejection, RoomName};
+use hush_room::{
+    CommitFlaw, Fork, MissingCommit, NotAllowed, Notice, Peer, Refusal, RelayFork, Reordered,
+    Replay, Signed, Undecryptable, Warning,
+};
+
+/// `#room`, or "the room" when a notice concerns none.
+fn room_name(room: Option<&RoomName>) -> String {
+    room.map_or_else(|| "the room".to_owned(), |r| format!("#{r}"))
+}
+
+/// `nick (shortid)`, raw.
+fn peer(p: &Peer) -> String {
+    format!("{} ({})", p.nick, p.fingerprint.short_id())
+}
+
+/// What a signed event is called in a sentence, with its article.
+fn a_signed(what: Signed) -> String {
+    let word = signed(what);
+    let article = if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {word}")
+}
+
+/// What a signed event is called in a sentence.
+fn signed(what: Signed) -> &'static str {
+    match what {
+        Signed::Message => "message",
+        Signed::Commit => "commit",
+        Signed::JoinRequest => "join request",
+        Signed::Leave => "leave notice",
+        Signed::Invite => "invite",
+        Signed::Kick => "kick",
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// A room notice as a sentence.
+#[must_use]
+pub fn notice_text(room: Option<&RoomName>, notice: &Notice) -> String {
+    let r = room_name(room);
+    match notice {
+        Notice::Text(text) => text.clone(),
+        Notice::Creating => format!("{r} is new: creating it"),
+        Notice::AskingToJoin => format!("asking the members of {r} to admit you"),
+        Notice::Unreadable { count: 1 } => {
+            "1 earlier message is from before you were admitted and cannot be read".to_owned()
+        }
+        Notice::Unreadable { count } => {
+            format!("{count} earlier messages are from before you were admitted and cannot be read")
+        }
+        Notice::Pruned { skipped } => {
+            format!("{skipped} earlier events of {r} are no longer kept by the relay")
+        }
+        Notice::NotAdmittedYet => {
+            "not admitted yet: your message will be sent once a member lets you in".to_owned()
+        }
+        Notice::NickSet { nick } => format!("you will be known as {nick}"),
+        Notice::NickChanged { member, old, new } => {
+            format!("{old} ({}) is now known as {new}", member.short_id())
+        }
+        Notice::HistoryShared { shown } => {
+            format!("{r} shares its history: {shown} earlier messages shown above")
+        }
+        Notice::FirstSeenRoster { epoch } => format!(
+            "history of {r} before epoch {epoch} is no longer kept; trusting its roster as first seen"
+        ),
+        Notice::NoLongerMember => format!("you are no longer a member of {r}"),
+        Notice::JoinRequest {
+            member,
+            needs_invite: true,
+        } => format!(
+            "{} asks to join {r}, which is invite-only: /invite {} lets them in",
+            peer(member),
+            member.fingerprint
+        ),
+        Notice::JoinRequest { member, .. } => format!("{} asks to join {r}", peer(member)),
+        Notice::Invited { by, member } => format!("{} invited {} to {r}", peer(by), peer(member)),
+        Notice::Kicked { by, member } => format!("{} removed {} from {r}", peer(by), peer(member)),
+    }
+}
+
+/// A warning as a sentence. `seq` is where it was found, `from` the
+/// claimed sender.
+#[must_use]
+pub fn warning_text(
+    room: Option<&RoomName>,
+    seq: Option<u64>,
+    from: Option<&Peer>,
+    warning: &Warning,
+) -> String {
+    let r = room_name(room);
+    let who = from.map_or_else(|| "someone".to_owned(), peer);
+    let at = seq.map_or_else(|| "?".to_owned(), |s| s.to_string());
+    match warning {
+        Warning::Malformed { other_room: true } => format!(
+            "the relay delivered an event for another room, claiming to be from {who}; ignored"
+        ),
+        Warning::Malformed { other_room: false } => {
+            format!("a malformed event claiming to be from {who} was ignored")
+        }
+        Warning::BadSignature { what } => format!(
+            "{} claiming to be from {who} failed signature verification and was not shown",
+            a_signed(*what)
+        ),
+        Warning::NotMember { epoch: Some(epoch) } => format!(
+            "a message claiming to be from {who} who is not a member of epoch {epoch} was not shown"
+        ),
+        Warning::NotMember { epoch: None } => {
+            format!("{who} tried to change {r}'s members without being one; ignored")
+        }
+        Warning::NotAllowed(NotAllowed::NotCreator { what }) => format!(
+            "{who} sent {} for {r}, but only its creator may; ignored",
+            a_signed(*what)
+        ),
+        Warning::NotAllowed(NotAllowed::AddedDuringRemoval { pending }) => format!(
+            "{who} admitted members to {r} without removing {}, who left or was kicked; ignored",
+            peer(pending)
+        ),
+        Warning::NotAllowed(NotAllowed::Removed { member }) => format!(
+            "{who} removed {} from {r}, who neither left nor was kicked by its creator; ignored",
+            peer(member)
+        ),
+        Warning::NotInvited { member } => format!(
+            "{who} admitted {} to invite-only {r} without an invite from its creator; ignored",
+            peer(member)
+        ),
+        Warning::BadCommit(flaw) => format!("a commit from {who} {}; ignored", commit_flaw(*flaw)),
+        Warning::Undecryptable(Undecryptable::Message) => {
+            format!("a message claiming to be from {who} could not be decrypted and was not shown")
+        }
+        Warning::Undecryptable(Undecryptable::EpochKey { epoch }) => {
+            format!("the key for epoch {epoch} of {r} from {who} could not be opened")
+        }
+        Warning::Undecryptable(Undecryptable::NoKeyForUs { epoch }) => {
+            format!("{who} admitted you to epoch {epoch} without giving you its key")
+        }
+        Warning::Replay(Replay::OldMessage) => {
+            format!("an old message from {who} arrived again, or very late; not shown")
+        }
+        Warning::Replay(Replay::Repeated) => format!("a repeated message from {who} was dropped"),
+        Warning::Replay(Replay::Membership { sealed_in, current }) => format!(
+            "a membership event from {who} sealed in epoch {sealed_in} arrived when {r} is at epoch {current}: replayed or long delayed; ignored"
+        ),
+        Warning::StaleEpoch => format!(
+            "a message from {who}, who is no longer a member of {r}, was sent under an old key long after their removal; not shown"
+        ),
+        Warning::SameNick { nick, others } => {
+            let ids: Vec<String> = others.iter().map(Fingerprint::short_id).collect();
+            format!(
+                "{nick} is also the name of {}: check fingerprints with /whois {nick}",
+                ids.join(", ")
+            )
+        }
+        Warning::Dropped { missing: 1 } => {
+            format!("1 message from {who} before this one never reached you: the relay withheld it")
+        }
+        Warning::Dropped { missing } => format!(
+            "{missing} messages from {who} before this one never reached you: the relay withheld them"
+        ),
+        Warning::Reordered(Reordered::BeforeSeen { seen_seq }) => format!(
+            "the relay placed a message from {who} at seq {at} although {who} had already seen seq {seen_seq}: it reordered or removed events of {r}"
+        ),
+        Warning::Reordered(Reordered::AfterLater) => format!(
+            "a message from {who} arrived after one {who} sent later: the relay reordered {r}"
+        ),
+        Warning::Fork(Fork::Message { seen_seq }) => format!(
+            "{who} saw a different history of {r} up to seq {seen_seq} than you did: the relay is showing members different histories"
+        ),
+        Warning::Fork(Fork::Commit { epoch, current }) => out_of_step(
+            &who,
+            &r,
+            *epoch,
+            *current,
+            "the relay showed the committer a different history",
+        ),
+        Warning::MissingCommit(MissingCommit::Commit { epoch, current }) => out_of_step(
+            &who,
+            &r,
+            *epoch,
+            *current,
+            "the relay withheld the commits in between from you",
+        ),
+        Warning::MissingCommit(MissingCommit::Message { epoch }) => format!(
+            "a message claiming to be from {who} is in epoch {epoch} of {r}, but the relay has not delivered you that epoch's commit; not shown"
+        ),
+        Warning::Gap { skipped } => format!(
+            "{skipped} events of {r} that you never received are not served by the relay (pruned while you were away, or withheld); history checks are off for this room from now on"
+        ),
+        Warning::RelayFork(RelayFork {
+            seq,
+            relay_time_ms,
+            head,
+            signature,
+            ours,
+        }) => format!(
+            "the relay signed a different history of {r} at seq {seq} than it showed you: it is showing members different histories. Evidence: relay_time_ms={relay_time_ms} head={} signature={} (yours: {})",
+            hex(head),
+            hex(signature),
+            hex(ours)
+        ),
+        Warning::BadCheckpoint => {
+            format!("a checkpoint of {r} failed the relay's signature; ignored")
+        }
+        Warning::RelayEpoch { current } => {
+            format!("the relay says {r} is at epoch {current}; waiting to catch up")
+        }
+        Warning::ReorderOverflow => {
+            "too many events arrived out of order; dropping the newest".to_owned()
+        }
+        Warning::RoomFull {
+            next_does_not_fit: false,
+        } => format!("{r} has too many members for one commit; membership changes are blocked"),
+        Warning::RoomFull {
+            next_does_not_fit: true,
+        } => format!("{r} cannot take more members: the next one does not fit in one commit"),
+        Warning::StateUnreadable { problem, moved_to } => {
+            let aside = match moved_to {
+                Ok(path) => format!("moved it to {}", path.display()),
+                Err(e) => e.clone(),
+            };
+            format!(
+                "could not use the saved state ({problem}); {aside}; reading the room's history from the relay again"
+            )
+        }
+        Warning::StateNotSaved { error } => format!("could not save the room state: {error}"),
+    }
+}
+
+/// A commit that names a parent other than our current epoch.
+fn out_of_step(who: &str, r: &str, epoch: u64, current: u64, why: &str) -> String {
+    format!(
+        "a commit from {who} opens epoch {epoch} while {r} is at epoch {current} for you: {why}; ignored"
+    )
+}
+
+/// What is wrong with a structurally impossible commit.
+fn commit_flaw(flaw: CommitFlaw) -> &'static str {
+    match flaw {
+        CommitFlaw::ImpossibleParent => "names an impossible parent epoch",
+        CommitFlaw::ImpossibleRoster => "has an impossible roster",
+        CommitFlaw::InvalidKey => "lists an invalid key",
+        CommitFlaw::DuplicateOrMissingMember => "has a duplicate or missing member",
+        CommitFlaw::AlreadyMember => "adds someone who is already a member",
+        CommitFlaw::ChangesSettings => "changes the room's settings",
+        CommitFlaw::WrongCreator => "names someone else as the room's creator",
+        CommitFlaw::TooManyHistoryKeys => "carries too many history keys",
+    }
+}
+
+/// Why an `/invite` or `/kick` was not sent, with what to do instead.
+#[must_use]
+pub fn refusal_text(room: &RoomName, refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::NoMembersYet => format!("#{room} has no members yet"),
+        Refusal::NotCreator { creator, what } => format!(
+            "only the creator of #{room} ({}) can {}",
+            peer(creator),
+            signed(*what)
+        ),
+        Refusal::RoomIsOpen => format!("#{room} is open: anyone who asks is admitted"),
+        Refusal::Unknown { query } => {
+            format!("nobody called {query} is known in #{room}; give the full fingerprint")
+        }
+        Refusal::Ambiguous { query } => {
+            format!("{query} names several people; give the full fingerprint")
+        }
+        Refusal::KickSelf => "you cannot kick yourself: use /leave".to_owned(),
+        Refusal::NotAMember { member } => format!("{} is not a member of #{room}", peer(member)),
+    }
+}
+
+/// What a relay's refusal means, for a person.
+#[must_use]
+pub fn rejection_text(r: Rejection) -> String {
+    match r {
+        Rejection::NotJoined => "not joined to that room".into(),
+        Rejection::SpoofedSender => "sender mismatch (this is a bug in the client)".into(),
+        Rejection::StaleEpoch { current } => {
+            format!("another change won; the room is at epoch {current}")
+        }
+        Rejection::FutureEpoch { current } => format!("the room is only at epoch {current}"),
+        Rejection::TooManyRooms { limit } => {
+            format!("this relay allows {limit} rooms per connection")
+        }
+        Rejection::StorageFailed => "the relay could not store it; try again later".into(),
+        Rejection::TooLarge { max_body } => {
+            format!("too large: this relay accepts at most {max_body} bytes")
+        }
+    }
+}
+
+/// The error line for a line typed before admission that was not kept.
+pub const QUEUE_FULL: &str =
+    "not admitted yet and too many messages are waiting; this one was not sent";
