@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hush_crypto::{Fingerprint, PublicIdentity};
-use hush_proto::e2e::{self, Payload, SignedBody};
-use hush_proto::msg::decode;
+use hush_proto::e2e::{self, Payload};
 use hush_proto::{EventKind, SequencedEvent};
 
 use crate::action::Action;
+use crate::authenticate::Unverified;
 use crate::commit::CommitBody;
 use crate::limits::*;
 use crate::room::Room;
@@ -43,55 +43,26 @@ impl Room {
             let body = &ev.event.body;
             self.unconfirmed.retain(|(_, e)| e.body != *body);
         }
-        if ev.event.room != self.name {
-            // Signatures bind the room, so this cannot be genuine here.
-            actions.push(self.warn(
-                Some(ev.seq),
-                Some(sender),
-                Warning::Malformed { other_room: true },
-            ));
-            return;
-        }
-        let parsed = decode::<SignedBody>(&ev.event.body).ok().and_then(|body| {
-            decode::<Payload>(&body.payload)
-                .ok()
-                .filter(|p| p.kind() == ev.event.kind)
-                .map(|p| (body, p))
-        });
-        let Some((body, payload)) = parsed else {
-            let warning = self.warn(
-                Some(ev.seq),
-                Some(sender),
-                Warning::Malformed { other_room: false },
-            );
-            if ev.event.kind == EventKind::Commit {
-                self.void_commit(&ev, warning, actions);
-            } else {
-                actions.push(warning);
+        let (event, payload) = match Unverified::decode(&ev, &self.name) {
+            Ok(decoded) => decoded,
+            Err(malformed) => {
+                let warning = self.warn(Some(ev.seq), Some(sender), malformed);
+                if ev.event.kind == EventKind::Commit {
+                    self.void_commit(&ev, warning, actions);
+                } else {
+                    actions.push(warning);
+                }
+                return;
             }
-            return;
         };
-        let digest = e2e::signing_digest(
-            &ev.event.room,
-            &sender,
-            ev.event.kind,
-            ev.event.epoch,
-            &body.payload,
-        );
         match payload {
-            Payload::JoinRequest(req) => {
-                self.apply_join_request(&ev, &digest, &body, req, now, actions)
-            }
-            Payload::Commit(c) => {
-                self.apply_commit(&ev, &digest, &body, CommitBody::Full(c), now, actions)
-            }
-            Payload::Add(a) => {
-                self.apply_commit(&ev, &digest, &body, CommitBody::Add(a), now, actions)
-            }
-            Payload::Message(m) => self.apply_message(&ev, &digest, &body, &m, actions),
-            Payload::Leave => self.apply_leave(&ev, &digest, &body, now, actions),
-            Payload::Invite(r) => self.apply_control(&ev, &digest, &body, r, true, now, actions),
-            Payload::Kick(r) => self.apply_control(&ev, &digest, &body, r, false, now, actions),
+            Payload::JoinRequest(req) => self.apply_join_request(&event, req, now, actions),
+            Payload::Commit(c) => self.apply_commit(&event, CommitBody::Full(c), now, actions),
+            Payload::Add(a) => self.apply_commit(&event, CommitBody::Add(a), now, actions),
+            Payload::Message(m) => self.apply_message(&event, m, actions),
+            Payload::Leave => self.apply_leave(&event, now, actions),
+            Payload::Invite(r) => self.apply_control(&event, r, true, now, actions),
+            Payload::Kick(r) => self.apply_control(&event, r, false, now, actions),
         }
         self.maybe_commit(now, actions);
     }

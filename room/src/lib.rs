@@ -33,6 +33,7 @@
 //! | `warning.rs` | [`Warning`]: one variant per warning kind of docs/CLIENT.md §5.3 |
 //! | `order.rs` | reorder by seq, backfill, retention gaps, catching up |
 //! | `dispatch.rs` | hash chain, then the handler of each event kind |
+//! | `authenticate.rs` | decode once, verify once: the only event-signature check; handlers act on `Authenticated` values |
 //! | `chain.rs` | relay checkpoints and the chain heads senders sign |
 //! | `epochs.rs` | epochs, rosters and their keys |
 //! | `membership.rs` | join requests, invites, kicks, leaves |
@@ -47,6 +48,7 @@
 #![forbid(unsafe_code)]
 
 mod action;
+mod authenticate;
 mod chain;
 mod commit;
 mod dispatch;

@@ -4,12 +4,11 @@
 use std::time::Instant;
 
 use hush_crypto::{Fingerprint, PublicIdentity};
-use hush_proto::e2e::{
-    EVENT_SIGNATURE_CONTEXT, JoinRequest, MAX_NICK_BYTES, MemberRef, Payload, SignedBody,
-};
+use hush_proto::e2e::{JoinRequest, MAX_NICK_BYTES, MemberRef, Payload};
 use hush_proto::{EventKind, SequencedEvent};
 
 use crate::action::{Action, Notice, Refusal};
+use crate::authenticate::{Authenticated, Unverified};
 use crate::limits::*;
 use crate::room::Room;
 use crate::warning::{NotAllowed, Peer, Replay, Signed, Warning};
@@ -45,27 +44,36 @@ impl Room {
         }
     }
 
+    /// A join request: signed by the key it carries, whose fingerprint
+    /// must be the sender.
     pub(crate) fn apply_join_request(
         &mut self,
-        ev: &SequencedEvent,
-        digest: &[u8; 32],
-        body: &SignedBody,
+        event: &Unverified<'_>,
         req: JoinRequest,
         now: Instant,
         actions: &mut Vec<Action>,
     ) {
-        let Ok(key) = PublicIdentity::from_spki_der(&req.public_key) else {
-            actions.push(self.bad_signature(ev, Signed::JoinRequest));
-            return;
-        };
-        if key.fingerprint() != ev.event.sender
-            || key
-                .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
-                .is_err()
-        {
-            actions.push(self.bad_signature(ev, Signed::JoinRequest));
-            return;
+        let ev = event.ev;
+        let request = PublicIdentity::from_spki_der(&req.public_key)
+            .ok()
+            .filter(|key| key.fingerprint() == ev.event.sender)
+            .and_then(|key| event.verify(&key, (key.clone(), req)));
+        match request {
+            Some(request) => self.queue_admission(request, now, actions),
+            None => actions.push(self.bad_signature(ev, Signed::JoinRequest)),
         }
+    }
+
+    /// An authenticated join request: admitted by a later commit, if the
+    /// room's rules allow.
+    fn queue_admission(
+        &mut self,
+        request: Authenticated<'_, (PublicIdentity, JoinRequest)>,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        let ev = request.ev;
+        let (key, req) = request.content;
         let fp = key.fingerprint();
         let nick = clean_nick(&req.nick, &fp);
         let newcomer = Newcomer {
@@ -152,17 +160,15 @@ impl Room {
 
     /// An invite or a kick: valid only from the room's creator, signed
     /// with the key the roster holds for them.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn apply_control(
         &mut self,
-        ev: &SequencedEvent,
-        digest: &[u8; 32],
-        body: &SignedBody,
+        event: &Unverified<'_>,
         target: MemberRef,
         invite: bool,
         now: Instant,
         actions: &mut Vec<Action>,
     ) {
+        let ev = event.ev;
         if !self.membership_event_is_current(ev, actions) {
             return;
         }
@@ -187,14 +193,23 @@ impl Room {
         let Some(key) = key else {
             return;
         };
-        if key
-            .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
-            .is_err()
-        {
+        let Some(control) = event.verify(&key, target.member) else {
             actions.push(self.bad_signature(ev, what));
             return;
-        }
-        let fp = target.member;
+        };
+        self.apply_invite_or_kick(&control, invite, now, actions);
+    }
+
+    /// An authenticated invite or kick from the creator.
+    fn apply_invite_or_kick(
+        &mut self,
+        control: &Authenticated<'_, Fingerprint>,
+        invite: bool,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        let (sender, fp) = (control.ev.event.sender, control.content);
+        let creator = sender;
         if invite {
             self.invited.insert(fp);
             if let Some(newcomer) = self.uninvited.remove(&fp) {
@@ -227,14 +242,14 @@ impl Room {
         }
     }
 
+    /// A leave: signed by the sender's key in the current epoch.
     pub(crate) fn apply_leave(
         &mut self,
-        ev: &SequencedEvent,
-        digest: &[u8; 32],
-        body: &SignedBody,
+        event: &Unverified<'_>,
         now: Instant,
         actions: &mut Vec<Action>,
     ) {
+        let ev = event.ev;
         let sender = ev.event.sender;
         let Some(key) = self.roster_key(self.current, &sender) else {
             return; // not a member: nothing to remove
@@ -242,13 +257,11 @@ impl Room {
         if !self.membership_event_is_current(ev, actions) {
             return;
         }
-        if key
-            .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
-            .is_err()
-        {
+        let Some(leave) = event.verify(&key, ()) else {
             actions.push(self.bad_signature(ev, Signed::Leave));
             return;
-        }
+        };
+        let sender = leave.ev.event.sender;
         // Our own leave too: the commit removing us must be honoured in
         // our view as well.
         self.pending_removals

@@ -2,28 +2,27 @@
 //! counters, replays, backlog of unreadable ones) and sealing our own.
 
 use hush_crypto::{SealingKey, derive_secret};
-use hush_proto::e2e::{
-    self, Content, EVENT_SIGNATURE_CONTEXT, HistoryVisibility, MESSAGE_KEY_INFO, Payload,
-    SealedMessage, SignedBody,
-};
+use hush_proto::EventKind;
+use hush_proto::e2e::{self, Content, HistoryVisibility, MESSAGE_KEY_INFO, Payload, SealedMessage};
 use hush_proto::msg::{decode, encode};
-use hush_proto::{EventKind, SequencedEvent};
 
 use crate::action::{Action, Notice, Shown};
+use crate::authenticate::{Authenticated, Unverified};
 use crate::limits::*;
 use crate::membership::clean_nick;
 use crate::room::Room;
 use crate::warning::{MissingCommit, Replay, Signed, Undecryptable, Warning};
 
 impl Room {
+    /// A message: signed by the sender's key in the roster of the epoch
+    /// it claims, which must be one we know.
     pub(crate) fn apply_message(
         &mut self,
-        ev: &SequencedEvent,
-        digest: &[u8; 32],
-        body: &SignedBody,
-        m: &SealedMessage,
+        event: &Unverified<'_>,
+        m: SealedMessage,
         actions: &mut Vec<Action>,
     ) {
+        let ev = event.ev;
         let sender = ev.event.sender;
         let epoch = ev.event.epoch;
         // Before the first commit of a log whose start retention removed,
@@ -57,11 +56,9 @@ impl Room {
                     .settings
                     .as_ref()
                     .is_none_or(|s| s.history == HistoryVisibility::Shared)
-                && e.roster.get(&sender).is_some_and(|r| {
-                    r.key
-                        .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
-                        .is_ok()
-                });
+                && e.roster
+                    .get(&sender)
+                    .is_some_and(|r| event.verify(&r.key, ()).is_some());
             if keep {
                 self.backlog_bytes += ev.event.body.len();
                 self.backlog.push(ev.clone());
@@ -77,14 +74,26 @@ impl Room {
             ));
             return;
         };
-        if entry
-            .key
-            .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
-            .is_err()
-        {
+        let Some(message) = event.verify(&entry.key, m) else {
             actions.push(self.bad_signature(ev, Signed::Message));
             return;
-        }
+        };
+        self.open_message(&message, actions);
+    }
+
+    /// An authenticated message: stale-epoch and replay rules, the
+    /// transcript checks, then open it.
+    fn open_message(
+        &mut self,
+        message: &Authenticated<'_, SealedMessage>,
+        actions: &mut Vec<Action>,
+    ) {
+        let (ev, m) = (message.ev, &message.content);
+        let sender = ev.event.sender;
+        let epoch = ev.event.epoch;
+        let Some(e) = self.epochs.get(&epoch).or_else(|| self.archive.get(&epoch)) else {
+            return;
+        };
         if epoch == self.current {
             self.epoch_messages += 1;
         }
@@ -202,21 +211,11 @@ impl Room {
         self.backlog_bytes = 0;
         let mut shown = 0;
         for ev in backlog {
-            let Ok(body) = decode::<SignedBody>(&ev.event.body) else {
+            let Ok((event, Payload::Message(m))) = Unverified::decode(&ev, &self.name) else {
                 continue;
             };
-            let Ok(Payload::Message(m)) = decode::<Payload>(&body.payload) else {
-                continue;
-            };
-            let digest = e2e::signing_digest(
-                &ev.event.room,
-                &ev.event.sender,
-                ev.event.kind,
-                ev.event.epoch,
-                &body.payload,
-            );
             let before = actions.len();
-            self.apply_message(&ev, &digest, &body, &m, actions);
+            self.apply_message(&event, m, actions);
             shown += actions[before..]
                 .iter()
                 .filter(|a| matches!(a, Action::Show(Shown::Message { .. })))

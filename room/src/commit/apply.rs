@@ -7,9 +7,10 @@ use std::time::Instant;
 
 use hush_crypto::{Fingerprint, derive_secret};
 use hush_proto::SequencedEvent;
-use hush_proto::e2e::{self, ADD_EPOCH_KEY_INFO, EPOCH_KEY_LABEL, HISTORY_KEY_LABEL, SignedBody};
+use hush_proto::e2e::{self, ADD_EPOCH_KEY_INFO, EPOCH_KEY_LABEL, HISTORY_KEY_LABEL};
 
 use crate::action::{Action, Notice, Shown};
+use crate::authenticate::Unverified;
 use crate::commit::{CommitBody, CommitVerdict};
 use crate::epochs::Epoch;
 use crate::room::Room;
@@ -18,20 +19,19 @@ use crate::warning::{Undecryptable, Warning};
 impl Room {
     pub(crate) fn apply_commit(
         &mut self,
-        ev: &SequencedEvent,
-        digest: &[u8; 32],
-        body: &SignedBody,
+        event: &Unverified<'_>,
         c: CommitBody,
         now: Instant,
         actions: &mut Vec<Action>,
     ) {
+        let ev = event.ev;
         let sender = ev.event.sender;
         let epoch = ev.event.epoch;
         let mine = sender == self.me.fingerprint();
         if mine {
             self.commit_in_flight = None;
         }
-        let roster = match self.validate_commit(ev, digest, body, &c) {
+        let roster = match self.validate_commit(event, &c) {
             CommitVerdict::Honoured(roster) => roster,
             CommitVerdict::Void(warning) => {
                 let warning = self.warn(Some(ev.seq), Some(sender), warning);

@@ -20,11 +20,9 @@ use std::sync::Arc;
 
 use hush_crypto::{Fingerprint, PublicIdentity};
 use hush_proto::SequencedEvent;
-use hush_proto::e2e::{
-    AddCommit, Commit, EVENT_SIGNATURE_CONTEXT, MAX_HISTORY_ENVELOPES, MAX_ROSTER, RoomSettings,
-    SignedBody,
-};
+use hush_proto::e2e::{AddCommit, Commit, MAX_HISTORY_ENVELOPES, MAX_ROSTER, RoomSettings};
 
+use crate::authenticate::Unverified;
 use crate::commit::CommitBody;
 use crate::epochs::{Epoch, RosterEntry};
 use crate::membership::clean_nick;
@@ -62,16 +60,10 @@ fn bad(flaw: CommitFlaw) -> CommitVerdict {
 impl Room {
     /// Checks a commit against every rule, in order. `digest` is what its
     /// signature covers.
-    pub(crate) fn validate_commit(
-        &self,
-        ev: &SequencedEvent,
-        digest: &[u8; 32],
-        body: &SignedBody,
-        c: &CommitBody,
-    ) -> CommitVerdict {
+    pub(crate) fn validate_commit(&self, event: &Unverified<'_>, c: &CommitBody) -> CommitVerdict {
         let checked = match c {
-            CommitBody::Full(c) => self.validate_full(ev, digest, body, c),
-            CommitBody::Add(a) => self.validate_add(ev, digest, body, a),
+            CommitBody::Full(c) => self.validate_full(event, c),
+            CommitBody::Add(a) => self.validate_add(event, a),
         }
         .and_then(|(roster, first_seen)| {
             rule4_history_bound(c)?;
@@ -88,14 +80,9 @@ impl Room {
     }
 
     /// Rules 1 to 5. The roster, and whether the anchor rule applied.
-    fn validate_full(
-        &self,
-        ev: &SequencedEvent,
-        digest: &[u8; 32],
-        body: &SignedBody,
-        c: &Commit,
-    ) -> Rule<(Roster, bool)> {
-        self.rule1_committer_signature(ev, digest, body, c)?;
+    fn validate_full(&self, event: &Unverified<'_>, c: &Commit) -> Rule<(Roster, bool)> {
+        let ev = event.ev;
+        rule1_committer_signature(event, c)?;
         rule2_parent_epoch_number(ev.event.epoch, c.parent_epoch)?;
         let first_seen = self.rule3_parent_and_authority(ev, c.parent_epoch)?;
         let roster = self.rule4_roster(ev.event.sender, c)?;
@@ -104,45 +91,14 @@ impl Room {
     }
 
     /// Rules A1 to A5. The roster, and whether a saved epoch anchored it.
-    fn validate_add(
-        &self,
-        ev: &SequencedEvent,
-        digest: &[u8; 32],
-        body: &SignedBody,
-        a: &AddCommit,
-    ) -> Rule<(Roster, bool)> {
+    fn validate_add(&self, event: &Unverified<'_>, a: &AddCommit) -> Rule<(Roster, bool)> {
+        let ev = event.ev;
         rule_a1_parent_epoch_number(ev.event.epoch, a.parent_epoch)?;
         let (parent, first_seen) = self.rule_a2_parent(ev.event.epoch, a.parent_epoch)?;
-        rule_a3_committer(ev, digest, body, parent)?;
+        rule_a3_committer(event, parent)?;
         let roster = rule_a4_roster(&parent.roster, a)?;
         self.rule_a5_no_pending_removal()?;
         Ok((roster, first_seen))
-    }
-
-    /// Rule 1: the committer key a full commit carries is the sender's,
-    /// and its signature verifies.
-    fn rule1_committer_signature(
-        &self,
-        ev: &SequencedEvent,
-        digest: &[u8; 32],
-        body: &SignedBody,
-        c: &Commit,
-    ) -> Rule {
-        let bad_signature = || {
-            CommitVerdict::Void(Warning::BadSignature {
-                what: Signed::Commit,
-            })
-        };
-        let committer =
-            PublicIdentity::from_spki_der(&c.committer_key).map_err(|_| bad_signature())?;
-        if committer.fingerprint() != ev.event.sender
-            || committer
-                .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
-                .is_err()
-        {
-            return Err(bad_signature());
-        }
-        Ok(())
     }
 
     /// Rule 3: the parent is our current epoch and the sender a member of
@@ -372,24 +328,16 @@ fn rule_a4_roster(parent: &Roster, a: &AddCommit) -> Rule<Roster> {
 
 /// Rule A3: the sender is in the parent roster, and its signature
 /// verifies with the key that roster holds.
-fn rule_a3_committer(
-    ev: &SequencedEvent,
-    digest: &[u8; 32],
-    body: &SignedBody,
-    parent: &Epoch,
-) -> Rule {
-    let Some(committer) = parent.roster.get(&ev.event.sender).map(|r| &r.key) else {
+fn rule_a3_committer(event: &Unverified<'_>, parent: &Epoch) -> Rule {
+    let Some(committer) = parent.roster.get(&event.ev.event.sender).map(|r| &r.key) else {
         return Err(CommitVerdict::Void(Warning::NotMember { epoch: None }));
     };
-    if committer
-        .verify(EVENT_SIGNATURE_CONTEXT, digest, &body.signature)
-        .is_err()
-    {
-        return Err(CommitVerdict::Void(Warning::BadSignature {
+    event
+        .verify(committer, ())
+        .map(|_| ())
+        .ok_or(CommitVerdict::Void(Warning::BadSignature {
             what: Signed::Commit,
-        }));
-    }
-    Ok(())
+        }))
 }
 
 /// Rule 4, last part (and A4's): at most `MAX_HISTORY_ENVELOPES` history
@@ -399,4 +347,17 @@ fn rule4_history_bound(c: &CommitBody) -> Rule {
         return Err(bad(CommitFlaw::TooManyHistoryKeys));
     }
     Ok(())
+}
+
+/// Rule 1: the committer key a full commit carries is the sender's, and
+/// the signature verifies with it.
+fn rule1_committer_signature(event: &Unverified<'_>, c: &Commit) -> Rule {
+    PublicIdentity::from_spki_der(&c.committer_key)
+        .ok()
+        .filter(|committer| committer.fingerprint() == event.ev.event.sender)
+        .and_then(|committer| event.verify(&committer, ()))
+        .map(|_| ())
+        .ok_or(CommitVerdict::Void(Warning::BadSignature {
+            what: Signed::Commit,
+        }))
 }
