@@ -2,7 +2,7 @@
 //! test client built on hush-proto (hush-client's link).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hush_client::link::{Connection, LinkError};
@@ -18,26 +18,7 @@ use tokio::sync::oneshot;
 const MAX: usize = hush_proto::DEFAULT_MAX_FRAME;
 const STEP: Duration = Duration::from_secs(10);
 
-fn ident(pem: &'static str, cell: &'static OnceLock<Arc<Identity>>) -> Arc<Identity> {
-    cell.get_or_init(|| Arc::new(Identity::from_pem(pem, None).unwrap()))
-        .clone()
-}
-fn alice() -> Arc<Identity> {
-    static C: OnceLock<Arc<Identity>> = OnceLock::new();
-    ident(include_str!("../../keys.example/alice.pem"), &C)
-}
-fn bob() -> Arc<Identity> {
-    static C: OnceLock<Arc<Identity>> = OnceLock::new();
-    ident(include_str!("../../keys.example/bob.pem"), &C)
-}
-fn carol() -> Arc<Identity> {
-    static C: OnceLock<Arc<Identity>> = OnceLock::new();
-    ident(include_str!("../../keys.example/carol.pem"), &C)
-}
-fn relay_key() -> Arc<Identity> {
-    static C: OnceLock<Arc<Identity>> = OnceLock::new();
-    ident(include_str!("../../keys.example/relay.pem"), &C)
-}
+use hush_testkit::keys::{alice, bob, carol, relay as relay_key};
 
 struct TestRelay {
     addr: String,
