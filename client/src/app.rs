@@ -30,7 +30,7 @@ use crate::display::{render_json, render_line};
 use crate::link::{Connection, LinkError, LinkWriter};
 use crate::pins::{KnownRelays, PinCheck, PinError};
 use crate::state::StateStore;
-use hush_room::{Action, Room, Shown};
+use hush_room::{Action, Entropy, Room, Shown};
 
 /// First retry delay after a failed connection.
 const BACKOFF_START: Duration = Duration::from_millis(250);
@@ -342,6 +342,7 @@ fn restore_room<W: Write>(
             config.room.clone(),
             config.identity.clone(),
             config.nick.clone(),
+            os_entropy(),
         )
         .with_rekey_policy(config.rekey)
         .with_creation(config.create_as.0, config.create_as.1)
@@ -352,7 +353,12 @@ fn restore_room<W: Write>(
     let problem = match store.load() {
         Ok(None) => return Ok(fresh()),
         Ok(Some(snap)) if config.replay_history => {
-            match Room::restore_for_replay(config.room.clone(), config.identity.clone(), &snap) {
+            match Room::restore_for_replay(
+                config.room.clone(),
+                config.identity.clone(),
+                &snap,
+                os_entropy(),
+            ) {
                 Ok(room) => {
                     screen.notice(
                         Some(&config.room),
@@ -369,7 +375,13 @@ fn restore_room<W: Write>(
             }
         }
         Ok(Some(snap)) => {
-            match Room::restore(config.room.clone(), config.identity.clone(), &snap) {
+            match Room::restore(
+                config.room.clone(),
+                config.identity.clone(),
+                &snap,
+                os_entropy(),
+                Instant::now(),
+            ) {
                 Ok(room) => {
                     screen.notice(
                         Some(&config.room),
@@ -688,6 +700,13 @@ fn handle_line<W: Write>(
             Vec::new()
         }
     })
+}
+
+/// The OS random generator, as the room crate is given it (it has none of
+/// its own): session salts and epoch keys come from here.
+#[must_use]
+pub fn os_entropy() -> Entropy {
+    Entropy::from_fn(hush_crypto::random_bytes)
 }
 
 /// Milliseconds since the UNIX epoch by this machine's clock: the time the

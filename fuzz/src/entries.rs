@@ -14,6 +14,7 @@ use hush_proto::frame::{FrameBuffer, parse_frame};
 use hush_proto::handshake::{self, RelayFirstStep};
 use hush_proto::msg::decode;
 use hush_proto::{ClientMsg, EventKind, RelayMsg, RoomEvent, RoomName, SequencedEvent};
+use hush_testkit::entropy::seeded;
 pub use hush_testkit::keys::{alice, relay};
 
 /// Frames: the length-prefix parser and the bounded read buffer, fed in
@@ -100,7 +101,7 @@ fn created_room() -> &'static hush_room::RoomSnapshot {
         let room = RoomName::new("fuzz").unwrap();
         let me = alice();
         let now = Instant::now();
-        let mut state = hush_room::Room::new(room, me.clone(), "alice".into());
+        let mut state = hush_room::Room::new(room, me.clone(), "alice".into(), seeded(b"fuzz"));
         state.on_joined(&[me.fingerprint()]);
         let _ = state.on_backfill_done(0, now);
         let mut seq = 0;
@@ -128,7 +129,13 @@ pub fn room_event(data: &[u8]) {
     let room = RoomName::new("fuzz").unwrap();
     let me = alice();
     let now = Instant::now();
-    let Ok(mut state) = hush_room::Room::restore(room.clone(), me.clone(), created_room()) else {
+    let Ok(mut state) = hush_room::Room::restore(
+        room.clone(),
+        me.clone(),
+        created_room(),
+        seeded(b"fuzz"),
+        now,
+    ) else {
         return;
     };
     state.on_joined(&[me.fingerprint()]);

@@ -19,17 +19,17 @@
 //! private-key operation runs on bytes the relay alone chose.
 //!
 //! This crate does no I/O: no sockets, files or async tasks (it does not
-//! depend on tokio). The caller passes in relay events, user input and the
-//! time, and performs the [`Action`]s that come out. Two exceptions remain,
-//! to be passed in next: fresh secrets (the per-run session salt in
-//! [`Room::new`], a full commit's epoch key) come from the OS generator
-//! through `hush-crypto`, and [`Room::restore`] reads the monotonic clock to
-//! start its timers. Where each concern lives:
+//! depend on tokio), and it has no clock and no random generator of its
+//! own. The caller passes in relay events, user input, the time, and an
+//! [`Entropy`] for fresh secrets, and performs the [`Action`]s that come
+//! out. (RSA-OAEP padding, inside `hush-crypto`, still comes from the OS
+//! generator.) Where each concern lives:
 //!
 //! | file | concern |
 //! |---|---|
 //! | `room.rs` | [`Room`], its constructors, accessors and `tick` |
 //! | `action.rs` | [`Action`] and [`Shown`]: what the caller must do or show |
+//! | `entropy.rs` | [`Entropy`]: the caller's random generator |
 //! | `order.rs` | reorder by seq, backfill, retention gaps, catching up |
 //! | `dispatch.rs` | hash chain, then the handler of each event kind |
 //! | `chain.rs` | relay checkpoints and the chain heads senders sign |
@@ -49,6 +49,7 @@ mod action;
 mod chain;
 mod commit;
 mod dispatch;
+mod entropy;
 mod epochs;
 mod fingerprint;
 mod limits;
@@ -60,6 +61,7 @@ mod room;
 mod snapshot;
 
 pub use action::{Action, Shown};
+pub use entropy::Entropy;
 pub use publish::describe_rejection;
 pub use room::{FALLBACK_COMMIT_AFTER, RekeyPolicy, Room};
 pub use snapshot::{RestoreError, RoomSnapshot};

@@ -10,6 +10,7 @@ use hush_proto::e2e::{HistoryVisibility, RoomSettings};
 use hush_proto::{RoomEvent, RoomName, SequencedEvent};
 
 use crate::action::{Action, Shown};
+use crate::entropy::Entropy;
 use crate::epochs::Epoch;
 use crate::limits::*;
 use crate::membership::{Newcomer, Pending};
@@ -49,6 +50,8 @@ pub struct Room {
     pub(crate) nick: String,
     /// Random per run; salts our message keys (see [`SealedMessage::session`]).
     pub(crate) session: [u8; 16],
+    /// Where fresh secrets come from: the caller's generator.
+    pub(crate) entropy: Entropy,
     pub(crate) epochs: BTreeMap<u64, Epoch>,
     pub(crate) current: u64,
     pub(crate) last_seq: u64,
@@ -132,11 +135,12 @@ pub struct Room {
 }
 
 impl Room {
-    /// A fresh member state for `name`.
+    /// A fresh member state for `name`, drawing its secrets (this run's
+    /// session salt now, epoch keys later) from `entropy`.
     #[must_use]
-    pub fn new(name: RoomName, me: Arc<Identity>, nick: String) -> Self {
+    pub fn new(name: RoomName, me: Arc<Identity>, nick: String, mut entropy: Entropy) -> Self {
         let mut session = [0u8; 16];
-        hush_crypto::random_bytes(&mut session);
+        entropy.fill(&mut session);
         let mut nicks = HashMap::new();
         nicks.insert(me.fingerprint(), nick.clone());
         Self {
@@ -144,6 +148,7 @@ impl Room {
             me,
             nick,
             session,
+            entropy,
             epochs: BTreeMap::new(),
             current: 0,
             last_seq: 0,

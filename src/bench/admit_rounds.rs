@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use hush_client::app::now_ms;
+use hush_client::app::{now_ms, os_entropy};
 use hush_crypto::{Fingerprint, Identity, PublicIdentity};
 use hush_proto::e2e::{Payload, SignedBody};
 use hush_proto::msg::decode;
@@ -298,7 +298,12 @@ pub(crate) async fn admit_rounds(
     let live = Live::connect(
         addr,
         &committer_id,
-        Room::new(name.clone(), committer_id.clone(), "committer".into()),
+        Room::new(
+            name.clone(),
+            committer_id.clone(),
+            "committer".into(),
+            os_entropy(),
+        ),
         frame,
     )
     .await?;
@@ -311,7 +316,12 @@ pub(crate) async fn admit_rounds(
     let live = Live::connect(
         addr,
         &sender_id,
-        Room::new(name.clone(), sender_id.clone(), "sender".into()),
+        Room::new(
+            name.clone(),
+            sender_id.clone(),
+            "sender".into(),
+            os_entropy(),
+        ),
         frame,
     )
     .await?;
@@ -325,7 +335,12 @@ pub(crate) async fn admit_rounds(
         let live = Live::connect(
             addr,
             id,
-            Room::new(name.clone(), id.clone(), format!("newcomer{round}")),
+            Room::new(
+                name.clone(),
+                id.clone(),
+                format!("newcomer{round}"),
+                os_entropy(),
+            ),
             frame,
         )
         .await?;

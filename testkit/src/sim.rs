@@ -10,7 +10,7 @@ use hush_crypto::{Fingerprint, Identity};
 use hush_proto::{EventKind, Rejection, RoomEvent, RoomName, SequencedEvent};
 use hush_room::{Action, FALLBACK_COMMIT_AFTER, Room, Shown};
 
-use crate::keys;
+use crate::{entropy, keys};
 
 /// The simulated room's name.
 pub fn room_name() -> RoomName {
@@ -125,10 +125,11 @@ pub struct Member {
 }
 
 impl Member {
-    /// A member of [`room_name`] who has not connected yet.
+    /// A member of [`room_name`] who has not connected yet, drawing its
+    /// secrets from the OS generator.
     pub fn new(id: Arc<Identity>, nick: &str) -> Self {
         Self {
-            room: Room::new(room_name(), id.clone(), nick.into()),
+            room: Room::new(room_name(), id.clone(), nick.into(), entropy::os()),
             id,
             shown: Vec::new(),
             outbox: Vec::new(),

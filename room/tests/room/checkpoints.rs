@@ -62,7 +62,8 @@ fn rooms_rekey_when_an_epoch_grows_old() {
     let mut alice = Member::new(alice_id(), "alice");
     let mut bob = Member::new(bob_id(), "bob");
     for m in [&mut alice, &mut bob] {
-        m.room = Room::new(room_name(), m.id.clone(), "x".into()).with_rekey_policy(policy);
+        m.room = Room::new(room_name(), m.id.clone(), "x".into(), os_entropy())
+            .with_rekey_policy(policy);
     }
     connect(&relay, &mut alice, &mut []);
     pump(&mut relay, &mut [&mut alice]);
@@ -147,7 +148,7 @@ fn saved_keys_read_old_history_again_after_the_relay_pruned_its_commits() {
         "no key without saved state"
     );
     let mut replayer = Member::new(bob_id(), "bob");
-    replayer.room = Room::restore_for_replay(room_name(), bob_id(), &snap).unwrap();
+    replayer.room = Room::restore_for_replay(room_name(), bob_id(), &snap, os_entropy()).unwrap();
     let replayer = read(replayer);
     assert_eq!(
         replayer.count_text("old message"),
