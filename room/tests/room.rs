@@ -19,6 +19,8 @@ mod checkpoints;
 mod concurrent_commits;
 #[path = "room/create_and_talk.rs"]
 mod create_and_talk;
+#[path = "room/entropy.rs"]
+mod entropy;
 #[path = "room/harness.rs"]
 mod harness;
 #[path = "room/invite_only.rs"]

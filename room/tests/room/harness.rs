@@ -9,7 +9,7 @@ pub use hush_proto::e2e::{self, EVENT_SIGNATURE_CONTEXT, Payload, SealedMessage,
 pub use hush_proto::msg::{decode, encode};
 pub use hush_proto::{EventKind, Rejection, RoomEvent, RoomName, SequencedEvent};
 pub use hush_room::{Action, Room, Shown};
-pub use hush_testkit::entropy::os as os_entropy;
+pub use hush_testkit::entropy::{os as os_entropy, seeded as seeded_entropy, seeded_bytes};
 pub use hush_testkit::keys::{
     alice as alice_id, bob as bob_id, carol as carol_id, mallory as mallory_id, relay as relay_id,
 };
