@@ -93,6 +93,17 @@ pub fn handshake(data: &[u8]) {
     }
 }
 
+/// The relay confirms `me` joined `state`'s room, alone in it.
+fn join(state: &mut hush_room::Room, me: &Identity, now: Instant) {
+    let joined = RelayMsg::Joined {
+        room: state.name().clone(),
+        head_seq: state.last_seq(),
+        epoch: state.epoch(),
+        online: vec![me.fingerprint()],
+    };
+    let _ = state.on_relay(joined, relay().public(), now);
+}
+
 /// A room alice created, as a saved snapshot: restoring it costs no RSA
 /// private-key work, so each input runs fast.
 fn created_room() -> &'static hush_room::RoomSnapshot {
@@ -102,18 +113,23 @@ fn created_room() -> &'static hush_room::RoomSnapshot {
         let me = alice();
         let now = Instant::now();
         let mut state = hush_room::Room::new(room, me.clone(), "alice".into(), seeded(b"fuzz"));
-        state.on_joined(&[me.fingerprint()]);
-        let _ = state.on_backfill_done(0, now);
+        join(&mut state, &me, now);
         let mut seq = 0;
-        for action in state.caught_up(now) {
+        let done = RelayMsg::BackfillDone {
+            room: state.name().clone(),
+            up_to: 0,
+            complete: true,
+        };
+        for action in state.on_relay(done, relay().public(), now) {
             if let hush_room::Action::Publish { event, .. } = action {
                 seq += 1;
-                let _ = state.on_event(
-                    SequencedEvent {
+                let _ = state.on_relay(
+                    RelayMsg::Event(SequencedEvent {
                         seq,
                         received_at_ms: 1,
                         event,
-                    },
+                    }),
+                    relay().public(),
                     now,
                 );
             }
@@ -138,8 +154,13 @@ pub fn room_event(data: &[u8]) {
     ) else {
         return;
     };
-    state.on_joined(&[me.fingerprint()]);
-    let _ = state.caught_up(now);
+    join(&mut state, &me, now);
+    let done = RelayMsg::BackfillDone {
+        room: room.clone(),
+        up_to: state.last_seq(),
+        complete: true,
+    };
+    let _ = state.on_relay(done, relay().public(), now);
     let mut seq = state.last_seq();
     let senders = [me.fingerprint(), Fingerprint::from_bytes([7; 32])];
     let kinds = [
@@ -160,12 +181,13 @@ pub fn room_event(data: &[u8]) {
                 epoch,
                 body: data.to_vec(),
             };
-            let _ = state.on_event(
-                SequencedEvent {
+            let _ = state.on_relay(
+                RelayMsg::Event(SequencedEvent {
                     seq,
                     received_at_ms: 1,
                     event,
-                },
+                }),
+                relay().public(),
                 now,
             );
         }

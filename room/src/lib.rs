@@ -2,6 +2,7 @@
 //! to every event, with no I/O.
 //!
 //! ```text
+//!   link up ─▶ Join ─▶ Joined ─▶ Backfill pages ─▶ BackfillDone(complete) ─▶ caught up + Checkpoint
 //!   relay events (any order) ─▶ reorder by seq ─▶ hash chain ─▶ verify signature ─▶ apply
 //!                                                                 │ JoinRequest: queue admission
 //!                                                                 │ Commit:  check committer, roster; unwrap our envelope
@@ -20,15 +21,20 @@
 //!
 //! This crate does no I/O: no sockets, files or async tasks (it does not
 //! depend on tokio), and it has no clock and no random generator of its
-//! own. The caller passes in relay events, user input, the time, and an
-//! [`Entropy`] for fresh secrets, and performs the [`Action`]s that come
-//! out. (RSA-OAEP padding, inside `hush-crypto`, still comes from the OS
-//! generator.) Where each concern lives:
+//! own. The caller passes in what the relay sent ([`Room::on_relay`]),
+//! user input, the time, and an [`Entropy`] for fresh secrets, and
+//! performs the [`Action`]s that come out: shows, events to publish, and
+//! the link messages of the room protocol ([`Action::Send`]), so the
+//! whole protocol, joining and backfill paging included, runs here and
+//! is tested here. (The randomness of RSA padding and blinding, inside
+//! `hush-crypto`, still comes from the OS generator.) Where each concern
+//! lives:
 //!
 //! | file | concern |
 //! |---|---|
 //! | `room.rs` | [`Room`], its constructors, accessors and `tick` |
-//! | `action.rs` | [`Action`] and [`Shown`]: what the caller must do or show |
+//! | `driver.rs` | the link protocol: connect, join, backfill paging, checkpoint requests, relay messages in, leave |
+//! | `action.rs` | [`Action`] and [`Shown`]: what the caller must do, send or show |
 //! | `entropy.rs` | [`Entropy`]: the caller's random generator |
 //! | `order.rs` | reorder by seq, backfill, retention gaps, catching up |
 //! | `dispatch.rs` | hash chain, then the handler of each event kind |
@@ -49,6 +55,7 @@ mod action;
 mod chain;
 mod commit;
 mod dispatch;
+mod driver;
 mod entropy;
 mod epochs;
 mod fingerprint;

@@ -209,6 +209,7 @@ impl Room {
     /// Sizes the commits we build for a relay (and a link) that accepts
     /// frames of up to `max_frame` bytes: how many members a room can
     /// grow to is bounded by what one full commit of its roster can carry.
+    /// [`Room::on_connected`] does this for each connection.
     pub fn set_frame_limit(&mut self, max_frame: usize) {
         self.commit_budget = commit_budget(max_frame);
     }
@@ -337,18 +338,18 @@ impl Room {
         format!("{} ({})", self.nick_of(fp), fp.short_id())
     }
 
-    // ─── From the relay ──────────────────────────────────────────────────
+    // ─── From the relay (through `driver.rs`) ────────────────────────────
 
     /// The relay confirmed our subscription; `online` are the identities
     /// connected to the room.
-    pub fn on_joined(&mut self, online: &[Fingerprint]) {
+    pub(crate) fn on_joined(&mut self, online: &[Fingerprint]) {
         self.online = online.iter().copied().collect();
         self.caught_up = false;
         self.commit_in_flight = None;
     }
 
     /// Someone connected or disconnected.
-    pub fn on_presence(&mut self, member: Fingerprint, online: bool) {
+    pub(crate) fn on_presence(&mut self, member: Fingerprint, online: bool) {
         if online {
             self.online.insert(member);
         } else {
