@@ -17,6 +17,8 @@ mod bounds;
 mod checkpoints;
 #[path = "room/concurrent_commits.rs"]
 mod concurrent_commits;
+#[path = "room/connecting.rs"]
+mod connecting;
 #[path = "room/create_and_talk.rs"]
 mod create_and_talk;
 #[path = "room/entropy.rs"]

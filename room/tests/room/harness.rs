@@ -7,7 +7,9 @@ pub use std::time::{Duration, Instant};
 pub use hush_crypto::{Fingerprint, Identity};
 pub use hush_proto::e2e::{self, EVENT_SIGNATURE_CONTEXT, Payload, SealedMessage, SignedBody};
 pub use hush_proto::msg::{decode, encode};
-pub use hush_proto::{EventKind, Rejection, RelayMsg, RoomEvent, RoomName, SequencedEvent};
+pub use hush_proto::{
+    ClientMsg, EventKind, Rejection, RelayMsg, RoomEvent, RoomName, SequencedEvent,
+};
 pub use hush_room::{Action, Room, Shown};
 pub use hush_testkit::entropy::{os as os_entropy, seeded as seeded_entropy, seeded_bytes};
 pub use hush_testkit::keys::{
