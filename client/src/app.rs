@@ -5,14 +5,17 @@
 //! ```text
 //!   stdin ──lines──▶ ┐
 //!   relay ──msgs──▶  ├─▶ Room (hush-room) ─▶ Actions ─▶ screen / -o transcript
-//!   tick (1 s)  ──▶  ┘                           └──▶ relay (Publish)
+//!   tick (1 s)  ──▶  ┘                           └──▶ relay (Publish, Send)
 //! ```
 //!
-//! The connection is retried with backoff, both at start (the relay may
-//! not be up yet) and after a drop; each time it re-joins and backfills
-//! from the last sequence number it processed, so nothing is missed and
-//! nothing shown twice. Lines typed while disconnected are sealed and sent
-//! once the link is back.
+//! The room protocol itself (joining, backfill paging, checkpoint
+//! requests, leaving) is `hush-room`'s (`room/src/driver.rs`): this loop
+//! only answers the relay's pings and closes, and moves bytes, lines and
+//! ticks. The connection is retried with backoff, both at start (the
+//! relay may not be up yet) and after a drop; each time the room re-joins
+//! and backfills from the last sequence number it processed, so nothing
+//! is missed and nothing shown twice. Lines typed while disconnected are
+//! sealed and sent once the link is back.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -30,7 +33,7 @@ use crate::display::{refusal_text, render_json, render_line};
 use crate::link::{Connection, LinkError, LinkWriter};
 use crate::pins::{KnownRelays, PinCheck, PinError};
 use crate::state::StateStore;
-use hush_room::{Action, Notice, Room, Shown, Warning};
+use hush_room::{Action, Entropy, Notice, Room, Shown, Warning};
 
 /// First retry delay after a failed connection.
 const BACKOFF_START: Duration = Duration::from_millis(250);
@@ -197,7 +200,6 @@ where
     let mut state = Session {
         quitting: None,
         input_open: true,
-        left: false,
     };
     let mut ever_connected = false;
     let mut said_waiting = false;
@@ -290,7 +292,6 @@ struct Session {
     /// confirmed, or at this deadline.
     quitting: Option<Instant>,
     input_open: bool,
-    left: bool,
 }
 
 enum SessionEnd {
@@ -342,6 +343,7 @@ fn restore_room<W: Write>(
             config.room.clone(),
             config.identity.clone(),
             config.nick.clone(),
+            os_entropy(),
         )
         .with_rekey_policy(config.rekey)
         .with_creation(config.create_as.0, config.create_as.1)
@@ -352,7 +354,12 @@ fn restore_room<W: Write>(
     let problem = match store.load() {
         Ok(None) => return Ok(fresh()),
         Ok(Some(snap)) if config.replay_history => {
-            match Room::restore_for_replay(config.room.clone(), config.identity.clone(), &snap) {
+            match Room::restore_for_replay(
+                config.room.clone(),
+                config.identity.clone(),
+                &snap,
+                os_entropy(),
+            ) {
                 Ok(room) => {
                     screen.notice(
                         Some(&config.room),
@@ -369,7 +376,13 @@ fn restore_room<W: Write>(
             }
         }
         Ok(Some(snap)) => {
-            match Room::restore(config.room.clone(), config.identity.clone(), &snap) {
+            match Room::restore(
+                config.room.clone(),
+                config.identity.clone(),
+                &snap,
+                os_entropy(),
+                Instant::now(),
+            ) {
                 Ok(room) => {
                     screen.notice(
                         Some(&config.room),
@@ -441,10 +454,9 @@ async fn session<W: Write>(
     } = conn;
     // Commits we build must fit this relay's frames (and ours).
     let relay_frame = usize::try_from(welcome.max_frame).unwrap_or(usize::MAX);
-    room.set_frame_limit(relay_frame.min(max_frame));
-    let name = room.name().clone();
-    if let Err(e) = writer.send(&ClientMsg::Join { room: name.clone() }).await {
-        return Ok(SessionEnd::Reconnect(e.to_string()));
+    let join = room.on_connected(relay_frame.min(max_frame));
+    if let Err(e) = perform(join, &mut writer, screen).await? {
+        return Ok(SessionEnd::Reconnect(e));
     }
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -452,15 +464,14 @@ async fn session<W: Write>(
             .quitting
             .is_some_and(|d| room.is_settled() || Instant::now() >= d)
         {
-            if state.left {
-                let _ = writer.send(&ClientMsg::Leave { room: name.clone() }).await;
-            }
+            // The link is closing anyway: a failure to send changes nothing.
+            let _ = perform(room.on_quit(), &mut writer, screen).await?;
             let _ = writer.shutdown().await;
             return Ok(SessionEnd::Done);
         }
         let actions = tokio::select! {
             msg = reader.recv() => match msg {
-                Ok(m) => match on_relay(m, room, &mut writer, &relay).await? {
+                Ok(m) => match on_relay(m, room, &mut writer, &relay).await {
                     Ok(actions) => actions,
                     Err(end) => return Ok(end),
                 },
@@ -478,8 +489,8 @@ async fn session<W: Write>(
     }
 }
 
-/// Shows what is to be shown and sends what is to be sent. The outer
-/// error is fatal (output); the inner one means the link broke.
+/// Shows what is to be shown and sends what is to be sent, in order. The
+/// outer error is fatal (output); the inner one means the link broke.
 async fn perform<W: Write>(
     actions: Vec<Action>,
     writer: &mut LinkWriter,
@@ -492,6 +503,7 @@ async fn perform<W: Write>(
             Action::Publish { request, event } => {
                 outgoing.push(ClientMsg::Publish { request, event })
             }
+            Action::Send(msg) => outgoing.push(msg),
         }
     }
     if !outgoing.is_empty()
@@ -502,76 +514,26 @@ async fn perform<W: Write>(
     Ok(Ok(()))
 }
 
+/// One message from the relay: the link's own (pings, closing, leaving)
+/// here, everything else through the room. `Err` ends the session.
 async fn on_relay(
     msg: RelayMsg,
     room: &mut Room,
     writer: &mut LinkWriter,
     relay: &hush_crypto::PublicIdentity,
-) -> Result<Result<Vec<Action>, SessionEnd>, ClientError> {
-    let now = Instant::now();
-    let name = room.name().clone();
-    let actions = match msg {
-        RelayMsg::Joined { online, .. } => {
-            room.on_joined(&online);
-            if let Err(e) = writer
-                .send(&ClientMsg::Backfill {
-                    room: name,
-                    after_seq: room.last_seq(),
-                })
-                .await
-            {
-                return Ok(Err(SessionEnd::Reconnect(e.to_string())));
-            }
-            Vec::new()
-        }
-        RelayMsg::Event(e) => room.on_event(e, now),
-        RelayMsg::BackfillDone {
-            up_to, complete, ..
-        } => {
-            let mut actions = room.on_backfill_done(up_to, now);
-            if complete {
-                actions.extend(room.caught_up(now));
-                // Ask the relay to sign the head we just caught up to.
-                if let Err(e) = writer
-                    .send(&ClientMsg::Checkpoint { room: name.clone() })
-                    .await
-                {
-                    return Ok(Err(SessionEnd::Reconnect(e.to_string())));
-                }
-            } else if let Err(e) = writer
-                .send(&ClientMsg::Backfill {
-                    room: name,
-                    after_seq: up_to,
-                })
-                .await
-            {
-                return Ok(Err(SessionEnd::Reconnect(e.to_string())));
-            }
-            actions
-        }
-        RelayMsg::Presence { member, online, .. } => {
-            room.on_presence(member, online);
-            Vec::new()
-        }
-        RelayMsg::Rejected {
-            request, reason, ..
-        } => room.on_rejected(request, reason, now),
-        RelayMsg::Ping { nonce } => {
-            if let Err(e) = writer.send(&ClientMsg::Pong { nonce }).await {
-                return Ok(Err(SessionEnd::Reconnect(e.to_string())));
-            }
-            Vec::new()
-        }
-        RelayMsg::Closing { reason } => {
-            return Ok(Err(SessionEnd::Reconnect(format!(
-                "the relay closed it: {reason:?}"
-            ))));
-        }
-        RelayMsg::Left { .. } => return Ok(Err(SessionEnd::Done)),
-        RelayMsg::Checkpoint(cp) => room.on_checkpoint(cp, relay),
-        RelayMsg::Pong { .. } | RelayMsg::Welcome(_) => Vec::new(),
-    };
-    Ok(Ok(actions))
+) -> Result<Vec<Action>, SessionEnd> {
+    match msg {
+        RelayMsg::Ping { nonce } => match writer.send(&ClientMsg::Pong { nonce }).await {
+            Ok(()) => Ok(Vec::new()),
+            Err(e) => Err(SessionEnd::Reconnect(e.to_string())),
+        },
+        RelayMsg::Closing { reason } => Err(SessionEnd::Reconnect(format!(
+            "the relay closed it: {reason:?}"
+        ))),
+        RelayMsg::Left { .. } => Err(SessionEnd::Done),
+        RelayMsg::Pong { .. } | RelayMsg::Welcome(_) => Ok(Vec::new()),
+        other => Ok(room.on_relay(other, relay, Instant::now())),
+    }
 }
 
 fn handle_line<W: Write>(
@@ -669,7 +631,6 @@ fn handle_line<W: Write>(
             }
         },
         Input::Command(Command::Leave) => {
-            state.left = true;
             state.input_open = false;
             state.quitting.get_or_insert(Instant::now() + DRAIN_LIMIT);
             screen.notice(Some(&name), format!("leaving #{name}"))?;
@@ -687,6 +648,13 @@ fn handle_line<W: Write>(
             Vec::new()
         }
     })
+}
+
+/// The OS random generator, as the room crate is given it (it has none of
+/// its own): session salts and epoch keys come from here.
+#[must_use]
+pub fn os_entropy() -> Entropy {
+    Entropy::from_fn(hush_crypto::random_bytes)
 }
 
 /// Milliseconds since the UNIX epoch by this machine's clock: the time the

@@ -3,10 +3,13 @@
 //! protocol tests, which no longer depend on the client).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::time::Instant;
+
 use hush_client::state::StateStore;
 use hush_proto::RoomName;
 use hush_proto::msg::encode;
 use hush_room::Room;
+use hush_testkit::entropy::os;
 use hush_testkit::keys::{
     alice as alice_id, bob as bob_id, carol as carol_id, mallory as mallory_id,
 };
@@ -34,7 +37,7 @@ fn a_restored_member_resumes_exactly_where_it_stopped() {
     // Bob restarts from his saved state.
     let snap = store.load().unwrap().expect("saved state");
     let mut back = Member::new(bob_id(), "bob");
-    back.room = Room::restore(room_name(), bob_id(), &snap).unwrap();
+    back.room = Room::restore(room_name(), bob_id(), &snap, os(), Instant::now()).unwrap();
     assert_eq!(back.room.last_seq(), delivered);
     back.delivered = delivered;
     connect(&relay, &mut back, &mut [&mut alice, &mut carol]);
@@ -84,6 +87,15 @@ fn saved_state_is_useless_without_the_private_key() {
     std::fs::write(store.path(), &damaged).unwrap();
     assert!(store.load().is_err());
     // Restoring another room's or identity's snapshot is refused.
-    assert!(Room::restore(RoomName::new("elsewhere").unwrap(), bob_id(), &snap).is_err());
-    assert!(Room::restore(room_name(), alice_id(), &snap).is_err());
+    assert!(
+        Room::restore(
+            RoomName::new("elsewhere").unwrap(),
+            bob_id(),
+            &snap,
+            os(),
+            Instant::now()
+        )
+        .is_err()
+    );
+    assert!(Room::restore(room_name(), alice_id(), &snap, os(), Instant::now()).is_err());
 }

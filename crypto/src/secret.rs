@@ -13,9 +13,16 @@ impl Secret32 {
     /// A fresh random secret from the OS CSPRNG.
     #[must_use]
     pub fn random() -> Self {
-        let mut bytes = [0u8; 32];
-        crate::random_bytes(&mut bytes);
-        Self(bytes)
+        Self::filled_by(|bytes| crate::random_bytes(bytes))
+    }
+
+    /// A secret whose bytes `fill` writes in place (from a generator the
+    /// caller chose), so no copy of them is left behind in a temporary.
+    #[must_use]
+    pub fn filled_by(fill: impl FnOnce(&mut [u8; 32])) -> Self {
+        let mut secret = Self([0; 32]);
+        fill(&mut secret.0);
+        secret
     }
 
     /// Takes ownership of secret bytes. The caller should zeroize its own copy.
@@ -68,6 +75,12 @@ mod tests {
         assert_eq!(Secret32::from_bytes([1; 32]), Secret32::from_bytes([1; 32]));
         assert_ne!(Secret32::from_bytes([1; 32]), Secret32::from_bytes([2; 32]));
         assert_ne!(Secret32::random(), Secret32::random());
+    }
+
+    #[test]
+    fn filled_by_keeps_what_the_generator_wrote() {
+        let s = Secret32::filled_by(|b| b.fill(0x5a));
+        assert_eq!(s, Secret32::from_bytes([0x5a; 32]));
     }
 
     #[test]

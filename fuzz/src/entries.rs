@@ -14,6 +14,7 @@ use hush_proto::frame::{FrameBuffer, parse_frame};
 use hush_proto::handshake::{self, RelayFirstStep};
 use hush_proto::msg::decode;
 use hush_proto::{ClientMsg, EventKind, RelayMsg, RoomEvent, RoomName, SequencedEvent};
+use hush_testkit::entropy::seeded;
 pub use hush_testkit::keys::{alice, relay};
 
 /// Frames: the length-prefix parser and the bounded read buffer, fed in
@@ -92,6 +93,17 @@ pub fn handshake(data: &[u8]) {
     }
 }
 
+/// The relay confirms `me` joined `state`'s room, alone in it.
+fn join(state: &mut hush_room::Room, me: &Identity, now: Instant) {
+    let joined = RelayMsg::Joined {
+        room: state.name().clone(),
+        head_seq: state.last_seq(),
+        epoch: state.epoch(),
+        online: vec![me.fingerprint()],
+    };
+    let _ = state.on_relay(joined, relay().public(), now);
+}
+
 /// A room alice created, as a saved snapshot: restoring it costs no RSA
 /// private-key work, so each input runs fast.
 fn created_room() -> &'static hush_room::RoomSnapshot {
@@ -100,19 +112,24 @@ fn created_room() -> &'static hush_room::RoomSnapshot {
         let room = RoomName::new("fuzz").unwrap();
         let me = alice();
         let now = Instant::now();
-        let mut state = hush_room::Room::new(room, me.clone(), "alice".into());
-        state.on_joined(&[me.fingerprint()]);
-        let _ = state.on_backfill_done(0, now);
+        let mut state = hush_room::Room::new(room, me.clone(), "alice".into(), seeded(b"fuzz"));
+        join(&mut state, &me, now);
         let mut seq = 0;
-        for action in state.caught_up(now) {
+        let done = RelayMsg::BackfillDone {
+            room: state.name().clone(),
+            up_to: 0,
+            complete: true,
+        };
+        for action in state.on_relay(done, relay().public(), now) {
             if let hush_room::Action::Publish { event, .. } = action {
                 seq += 1;
-                let _ = state.on_event(
-                    SequencedEvent {
+                let _ = state.on_relay(
+                    RelayMsg::Event(SequencedEvent {
                         seq,
                         received_at_ms: 1,
                         event,
-                    },
+                    }),
+                    relay().public(),
                     now,
                 );
             }
@@ -128,11 +145,22 @@ pub fn room_event(data: &[u8]) {
     let room = RoomName::new("fuzz").unwrap();
     let me = alice();
     let now = Instant::now();
-    let Ok(mut state) = hush_room::Room::restore(room.clone(), me.clone(), created_room()) else {
+    let Ok(mut state) = hush_room::Room::restore(
+        room.clone(),
+        me.clone(),
+        created_room(),
+        seeded(b"fuzz"),
+        now,
+    ) else {
         return;
     };
-    state.on_joined(&[me.fingerprint()]);
-    let _ = state.caught_up(now);
+    join(&mut state, &me, now);
+    let done = RelayMsg::BackfillDone {
+        room: room.clone(),
+        up_to: state.last_seq(),
+        complete: true,
+    };
+    let _ = state.on_relay(done, relay().public(), now);
     let mut seq = state.last_seq();
     let senders = [me.fingerprint(), Fingerprint::from_bytes([7; 32])];
     let kinds = [
@@ -153,12 +181,13 @@ pub fn room_event(data: &[u8]) {
                 epoch,
                 body: data.to_vec(),
             };
-            let _ = state.on_event(
-                SequencedEvent {
+            let _ = state.on_relay(
+                RelayMsg::Event(SequencedEvent {
                     seq,
                     received_at_ms: 1,
                     event,
-                },
+                }),
+                relay().public(),
                 now,
             );
         }

@@ -1,8 +1,9 @@
 //! What a [`Room`](crate::Room) asks its caller to do: show something
-//! ([`Shown`], data, never wording) or publish an event to the relay.
+//! ([`Shown`], data, never wording), publish an event to the relay, or
+//! send the relay another link message of the room protocol.
 
 use hush_crypto::Fingerprint;
-use hush_proto::{Rejection, RoomEvent, RoomName};
+use hush_proto::{ClientMsg, Rejection, RoomEvent, RoomName};
 
 use crate::warning::{Peer, Signed, Warning};
 
@@ -18,6 +19,11 @@ pub enum Action {
         /// The event.
         event: RoomEvent,
     },
+    /// Send this link message to the relay, in order with the events to
+    /// publish: joining, backfill requests, checkpoint requests, leaving
+    /// (see `driver.rs`). A [`Publish`](Self::Publish) goes out as a
+    /// [`ClientMsg::Publish`] carrying its request and event.
+    Send(ClientMsg),
 }
 
 /// Something to show the user. Produced by the room; worded by the front end.

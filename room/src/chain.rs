@@ -14,7 +14,7 @@ impl Room {
     /// at a seq. Checked against our own chain when we reach that seq; a
     /// mismatch is signed evidence that the relay shows members different
     /// histories.
-    pub fn on_checkpoint(
+    pub(crate) fn on_checkpoint(
         &mut self,
         cp: hush_proto::msg::Checkpoint,
         relay: &PublicIdentity,

@@ -2,6 +2,7 @@
 //! to every event, with no I/O.
 //!
 //! ```text
+//!   link up ─▶ Join ─▶ Joined ─▶ Backfill pages ─▶ BackfillDone(complete) ─▶ caught up + Checkpoint
 //!   relay events (any order) ─▶ reorder by seq ─▶ hash chain ─▶ verify signature ─▶ apply
 //!                                                                 │ JoinRequest: queue admission
 //!                                                                 │ Commit:  check committer, roster; unwrap our envelope
@@ -19,18 +20,23 @@
 //! private-key operation runs on bytes the relay alone chose.
 //!
 //! This crate does no I/O: no sockets, files or async tasks (it does not
-//! depend on tokio). The caller passes in relay events, user input and the
-//! time, and performs the [`Action`]s that come out. Two exceptions remain,
-//! to be passed in next: fresh secrets (the per-run session salt in
-//! [`Room::new`], a full commit's epoch key) come from the OS generator
-//! through `hush-crypto`, and [`Room::restore`] reads the monotonic clock to
-//! start its timers. Where each concern lives:
+//! depend on tokio), and it has no clock and no random generator of its
+//! own. The caller passes in what the relay sent ([`Room::on_relay`]),
+//! user input, the time, and an [`Entropy`] for fresh secrets, and
+//! performs the [`Action`]s that come out: shows, events to publish, and
+//! the link messages of the room protocol ([`Action::Send`]), so the
+//! whole protocol, joining and backfill paging included, runs here and
+//! is tested here. (The randomness of RSA padding and blinding, inside
+//! `hush-crypto`, still comes from the OS generator.) Where each concern
+//! lives:
 //!
 //! | file | concern |
 //! |---|---|
 //! | `room.rs` | [`Room`], its constructors, accessors and `tick` |
-//! | `action.rs` | [`Action`], [`Shown`], [`Notice`], [`Refusal`]: what the caller must do or show |
+//! | `driver.rs` | the link protocol: connect, join, backfill paging, checkpoint requests, relay messages in, leave |
+//! | `action.rs` | [`Action`], [`Shown`], [`Notice`], [`Refusal`]: what the caller must do, send or show |
 //! | `warning.rs` | [`Warning`]: one variant per warning kind of docs/CLIENT.md §5.3 |
+//! | `entropy.rs` | [`Entropy`]: the caller's random generator |
 //! | `order.rs` | reorder by seq, backfill, retention gaps, catching up |
 //! | `dispatch.rs` | hash chain, then the handler of each event kind |
 //! | `authenticate.rs` | decode once, verify once: the only event-signature check; handlers act on `Authenticated` values |
@@ -52,6 +58,8 @@ mod authenticate;
 mod chain;
 mod commit;
 mod dispatch;
+mod driver;
+mod entropy;
 mod epochs;
 mod fingerprint;
 mod limits;
@@ -64,6 +72,7 @@ mod snapshot;
 mod warning;
 
 pub use action::{Action, Notice, Refusal, Shown};
+pub use entropy::Entropy;
 pub use room::{FALLBACK_COMMIT_AFTER, RekeyPolicy, Room};
 pub use snapshot::{RestoreError, RoomSnapshot};
 pub use warning::{

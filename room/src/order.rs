@@ -14,7 +14,7 @@ use crate::warning::Warning;
 impl Room {
     /// A sequenced event: processed in order once every earlier one has
     /// been (live events may overtake a backfill answer).
-    pub fn on_event(&mut self, event: SequencedEvent, now: Instant) -> Vec<Action> {
+    pub(crate) fn on_event(&mut self, event: SequencedEvent, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         if event.seq <= self.last_seq {
             return actions; // already processed (a backfill overlap)
@@ -41,7 +41,7 @@ impl Room {
     /// The end of a backfill answer. Every logged event up to `up_to` has
     /// been sent before it, so a gap below `up_to` is one the relay's
     /// retention removed: skip each such gap and go on with what follows.
-    pub fn on_backfill_done(&mut self, up_to: u64, now: Instant) -> Vec<Action> {
+    pub(crate) fn on_backfill_done(&mut self, up_to: u64, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         // Whether we had followed the room before this gap (as opposed to
         // a newcomer whose view starts after the relay's retention).
@@ -85,7 +85,7 @@ impl Room {
 
     /// The initial backfill is complete: create the room, ask to be
     /// admitted, or announce that we are in.
-    pub fn caught_up(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn caught_up(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         let first = !self.caught_up;
         self.caught_up = true;

@@ -13,7 +13,12 @@ use crate::warning::Warning;
 
 impl Room {
     /// A request was refused by the relay.
-    pub fn on_rejected(&mut self, request: u64, reason: Rejection, now: Instant) -> Vec<Action> {
+    pub(crate) fn on_rejected(
+        &mut self,
+        request: u64,
+        reason: Rejection,
+        now: Instant,
+    ) -> Vec<Action> {
         let mut actions = Vec::new();
         if reason == Rejection::StorageFailed
             && let Some(i) = self.unconfirmed.iter().position(|(r, _)| *r == request)

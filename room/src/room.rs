@@ -10,6 +10,7 @@ use hush_proto::e2e::{HistoryVisibility, RoomSettings};
 use hush_proto::{RoomEvent, RoomName, SequencedEvent};
 
 use crate::action::{Action, Notice, Shown};
+use crate::entropy::Entropy;
 use crate::epochs::Epoch;
 use crate::limits::*;
 use crate::membership::{Newcomer, Pending};
@@ -50,6 +51,8 @@ pub struct Room {
     pub(crate) nick: String,
     /// Random per run; salts our message keys (see [`SealedMessage::session`]).
     pub(crate) session: [u8; 16],
+    /// Where fresh secrets come from: the caller's generator.
+    pub(crate) entropy: Entropy,
     pub(crate) epochs: BTreeMap<u64, Epoch>,
     pub(crate) current: u64,
     pub(crate) last_seq: u64,
@@ -133,11 +136,12 @@ pub struct Room {
 }
 
 impl Room {
-    /// A fresh member state for `name`.
+    /// A fresh member state for `name`, drawing its secrets (this run's
+    /// session salt now, epoch keys later) from `entropy`.
     #[must_use]
-    pub fn new(name: RoomName, me: Arc<Identity>, nick: String) -> Self {
+    pub fn new(name: RoomName, me: Arc<Identity>, nick: String, mut entropy: Entropy) -> Self {
         let mut session = [0u8; 16];
-        hush_crypto::random_bytes(&mut session);
+        entropy.fill(&mut session);
         let mut nicks = HashMap::new();
         nicks.insert(me.fingerprint(), nick.clone());
         Self {
@@ -145,6 +149,7 @@ impl Room {
             me,
             nick,
             session,
+            entropy,
             epochs: BTreeMap::new(),
             current: 0,
             last_seq: 0,
@@ -205,6 +210,7 @@ impl Room {
     /// Sizes the commits we build for a relay (and a link) that accepts
     /// frames of up to `max_frame` bytes: how many members a room can
     /// grow to is bounded by what one full commit of its roster can carry.
+    /// [`Room::on_connected`] does this for each connection.
     pub fn set_frame_limit(&mut self, max_frame: usize) {
         self.commit_budget = commit_budget(max_frame);
     }
@@ -336,18 +342,18 @@ impl Room {
         }
     }
 
-    // ─── From the relay ──────────────────────────────────────────────────
+    // ─── From the relay (through `driver.rs`) ────────────────────────────
 
     /// The relay confirmed our subscription; `online` are the identities
     /// connected to the room.
-    pub fn on_joined(&mut self, online: &[Fingerprint]) {
+    pub(crate) fn on_joined(&mut self, online: &[Fingerprint]) {
         self.online = online.iter().copied().collect();
         self.caught_up = false;
         self.commit_in_flight = None;
     }
 
     /// Someone connected or disconnected.
-    pub fn on_presence(&mut self, member: Fingerprint, online: bool) {
+    pub(crate) fn on_presence(&mut self, member: Fingerprint, online: bool) {
         if online {
             self.online.insert(member);
         } else {

@@ -1,6 +1,6 @@
 //! What survives a restart: [`RoomSnapshot`], and restoring a room from it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -8,6 +8,7 @@ use hush_crypto::{Fingerprint, Identity, PublicIdentity, Secret32};
 use hush_proto::RoomName;
 use hush_proto::e2e::RoomSettings;
 
+use crate::entropy::Entropy;
 use crate::epochs::{Epoch, RosterEntry};
 use crate::membership::Pending;
 use crate::room::Room;
@@ -152,6 +153,7 @@ impl Room {
     /// from its start, with the epochs a snapshot saved kept aside for
     /// messages whose commits the relay no longer keeps. Nothing else of
     /// the snapshot is reused: the history is verified again as it comes.
+    /// Its secrets come from `entropy`, as in [`Room::new`].
     ///
     /// # Errors
     /// As [`Room::restore`].
@@ -159,18 +161,22 @@ impl Room {
         name: RoomName,
         me: Arc<Identity>,
         snap: &RoomSnapshot,
+        entropy: Entropy,
     ) -> Result<Self, RestoreError> {
-        let saved = Self::restore(name.clone(), me.clone(), snap)?;
-        let mut room = Self::new(name, me, snap.nick.clone());
-        room.archive = saved.epochs.clone();
-        room.nicks = saved.nicks.clone();
+        snap.check_owner(&name, &me)?;
+        let archive = snap.restore_epochs()?;
+        let mut room = Self::new(name, me, snap.nick.clone(), entropy);
+        room.archive = archive;
+        room.nicks = snap.restore_nicks();
         // The rules never change, and add-only commits do not repeat them.
-        room.settings = saved.settings.clone();
+        room.settings.clone_from(&snap.settings);
         Ok(room)
     }
 
     /// A member state restored from a snapshot: it resumes after the last
-    /// event it processed, holding the epoch keys it had.
+    /// event it processed, holding the epoch keys it had. Its secrets come
+    /// from `entropy`, as in [`Room::new`]; its timers (the current
+    /// epoch's age, removals still to commit) start at `now`.
     ///
     /// # Errors
     /// [`RestoreError`] if the snapshot is for another room or identity,
@@ -179,43 +185,20 @@ impl Room {
         name: RoomName,
         me: Arc<Identity>,
         snap: &RoomSnapshot,
+        entropy: Entropy,
+        now: Instant,
     ) -> Result<Self, RestoreError> {
-        if snap.room != name.as_str() || snap.owner != *me.fingerprint().as_bytes() {
-            return Err(RestoreError::Mismatch);
-        }
-        let mut room = Self::new(name, me, snap.nick.clone());
+        snap.check_owner(&name, &me)?;
+        let epochs = snap.restore_epochs()?;
+        let mut room = Self::new(name, me, snap.nick.clone(), entropy);
         room.last_seq = snap.last_seq;
         room.chain_head = snap.chain_head;
         room.chain_anchored = snap.chain_anchored;
         room.heads = snap.heads.iter().copied().collect();
         room.current = snap.current;
-        for e in &snap.epochs {
-            let mut roster = BTreeMap::new();
-            for (spki, nick) in &e.members {
-                let key = PublicIdentity::from_spki_der(spki).map_err(|_| RestoreError::BadKey)?;
-                roster.insert(
-                    key.fingerprint(),
-                    RosterEntry {
-                        key: Arc::new(key),
-                        nick: nick.clone(),
-                    },
-                );
-            }
-            let key = e.key.map(Secret32::from_bytes);
-            room.epochs.insert(
-                e.epoch,
-                Epoch {
-                    roster: Arc::new(roster),
-                    key,
-                },
-            );
-        }
+        room.epochs = epochs;
         room.epoch_heads = snap.epoch_heads.iter().copied().collect();
-        room.nicks = snap
-            .nicks
-            .iter()
-            .map(|(fp, n)| (Fingerprint::from_bytes(*fp), n.clone()))
-            .collect();
+        room.nicks = snap.restore_nicks();
         room.next_counter = snap
             .next_counter
             .iter()
@@ -228,10 +211,9 @@ impl Room {
                 (Fingerprint::from_bytes(*fp), *session, *epoch, *counter)
             })
             .collect();
-        room.epoch_started = Some(Instant::now());
+        room.epoch_started = Some(now);
         room.settings.clone_from(&snap.settings);
         room.epoch_commit_seq = snap.epoch_commit_seq.iter().copied().collect();
-        let now = Instant::now();
         room.pending_removals = snap
             .pending_removals
             .iter()
@@ -243,5 +225,47 @@ impl Room {
             .map(|b| Fingerprint::from_bytes(*b))
             .collect();
         Ok(room)
+    }
+}
+
+impl RoomSnapshot {
+    fn check_owner(&self, name: &RoomName, me: &Identity) -> Result<(), RestoreError> {
+        if self.room != name.as_str() || self.owner != *me.fingerprint().as_bytes() {
+            return Err(RestoreError::Mismatch);
+        }
+        Ok(())
+    }
+
+    fn restore_epochs(&self) -> Result<BTreeMap<u64, Epoch>, RestoreError> {
+        let mut epochs = BTreeMap::new();
+        for e in &self.epochs {
+            let mut roster = BTreeMap::new();
+            for (spki, nick) in &e.members {
+                let key = PublicIdentity::from_spki_der(spki).map_err(|_| RestoreError::BadKey)?;
+                roster.insert(
+                    key.fingerprint(),
+                    RosterEntry {
+                        key: Arc::new(key),
+                        nick: nick.clone(),
+                    },
+                );
+            }
+            let key = e.key.map(Secret32::from_bytes);
+            epochs.insert(
+                e.epoch,
+                Epoch {
+                    roster: Arc::new(roster),
+                    key,
+                },
+            );
+        }
+        Ok(epochs)
+    }
+
+    fn restore_nicks(&self) -> HashMap<Fingerprint, String> {
+        self.nicks
+            .iter()
+            .map(|(fp, n)| (Fingerprint::from_bytes(*fp), n.clone()))
+            .collect()
     }
 }

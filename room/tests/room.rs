@@ -17,8 +17,12 @@ mod bounds;
 mod checkpoints;
 #[path = "room/concurrent_commits.rs"]
 mod concurrent_commits;
+#[path = "room/connecting.rs"]
+mod connecting;
 #[path = "room/create_and_talk.rs"]
 mod create_and_talk;
+#[path = "room/entropy.rs"]
+mod entropy;
 #[path = "room/harness.rs"]
 mod harness;
 #[path = "room/invite_only.rs"]

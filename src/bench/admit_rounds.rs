@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use hush_client::app::now_ms;
+use hush_client::app::{now_ms, os_entropy};
 use hush_client::display::render_line;
 use hush_crypto::{Fingerprint, Identity, PublicIdentity};
 use hush_proto::e2e::{Payload, SignedBody};
@@ -299,7 +299,12 @@ pub(crate) async fn admit_rounds(
     let live = Live::connect(
         addr,
         &committer_id,
-        Room::new(name.clone(), committer_id.clone(), "committer".into()),
+        Room::new(
+            name.clone(),
+            committer_id.clone(),
+            "committer".into(),
+            os_entropy(),
+        ),
         frame,
     )
     .await?;
@@ -312,7 +317,12 @@ pub(crate) async fn admit_rounds(
     let live = Live::connect(
         addr,
         &sender_id,
-        Room::new(name.clone(), sender_id.clone(), "sender".into()),
+        Room::new(
+            name.clone(),
+            sender_id.clone(),
+            "sender".into(),
+            os_entropy(),
+        ),
         frame,
     )
     .await?;
@@ -326,7 +336,12 @@ pub(crate) async fn admit_rounds(
         let live = Live::connect(
             addr,
             id,
-            Room::new(name.clone(), id.clone(), format!("newcomer{round}")),
+            Room::new(
+                name.clone(),
+                id.clone(),
+                format!("newcomer{round}"),
+                os_entropy(),
+            ),
             frame,
         )
         .await?;

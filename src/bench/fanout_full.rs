@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use hush_client::app::now_ms;
+use hush_client::app::{now_ms, os_entropy};
 use hush_client::display::render_line;
 use hush_crypto::Identity;
 use hush_proto::{ClientMsg, RelayMsg, RoomName};
@@ -110,8 +110,13 @@ pub(crate) async fn run_fanout_full(
     };
     let mut members = Vec::with_capacity(a.members);
     for i in 0..a.members {
-        let room =
-            Room::new(name.clone(), identity.clone(), format!("m{i}")).with_rekey_policy(no_rekey);
+        let room = Room::new(
+            name.clone(),
+            identity.clone(),
+            format!("m{i}"),
+            os_entropy(),
+        )
+        .with_rekey_policy(no_rekey);
         let mut live = Live::connect(addr, &identity, room, frame)
             .await
             .with_context(|| format!("member {i} could not connect"))?;

@@ -110,7 +110,8 @@ pub(crate) fn build_commit(
 // ─── Live members ────────────────────────────────────────────────────────
 
 /// A member running a real Room on a real connection, driven as the
-/// client app drives it.
+/// client app drives it (its link messages, checkpoint requests
+/// included, are sent as the client sends them).
 pub(crate) struct Live {
     pub(crate) reader: LinkReader,
     pub(crate) writer: LinkWriter,
@@ -129,64 +130,44 @@ impl Live {
         let c = Connection::connect(addr, id.clone(), frame, |_| Ok(())).await?;
         let mut room = room;
         let relay_frame = usize::try_from(c.welcome.max_frame).unwrap_or(usize::MAX);
-        room.set_frame_limit(relay_frame.min(frame));
-        let name = room.name().clone();
+        let join = room.on_connected(relay_frame.min(frame));
         let mut live = Self {
             reader: c.reader,
             writer: c.writer,
             relay: c.relay,
             room,
         };
-        live.writer.send(&ClientMsg::Join { room: name }).await?;
+        live.send_link(&join).await?;
         Ok(live)
     }
 
-    /// One relay message through the Room (as `hush_client::app` does).
+    /// One relay message through the Room (as `hush_client::app` does):
+    /// the link messages it asks for are sent here; the rest is returned.
     pub(crate) async fn on_relay(&mut self, msg: RelayMsg) -> Result<Vec<Action>> {
-        let now = Instant::now();
-        let name = self.room.name().clone();
-        Ok(match msg {
-            RelayMsg::Joined { online, .. } => {
-                self.room.on_joined(&online);
-                self.writer
-                    .send(&ClientMsg::Backfill {
-                        room: name,
-                        after_seq: self.room.last_seq(),
-                    })
-                    .await?;
-                Vec::new()
-            }
-            RelayMsg::Event(e) => self.room.on_event(e, now),
-            RelayMsg::BackfillDone {
-                up_to, complete, ..
-            } => {
-                let mut actions = self.room.on_backfill_done(up_to, now);
-                if complete {
-                    actions.extend(self.room.caught_up(now));
-                } else {
-                    self.writer
-                        .send(&ClientMsg::Backfill {
-                            room: name,
-                            after_seq: up_to,
-                        })
-                        .await?;
-                }
-                actions
-            }
-            RelayMsg::Presence { member, online, .. } => {
-                self.room.on_presence(member, online);
-                Vec::new()
-            }
-            RelayMsg::Rejected {
-                request, reason, ..
-            } => self.room.on_rejected(request, reason, now),
+        let actions = match msg {
             RelayMsg::Ping { nonce } => {
                 self.writer.send(&ClientMsg::Pong { nonce }).await?;
                 Vec::new()
             }
-            RelayMsg::Checkpoint(cp) => self.room.on_checkpoint(cp, &self.relay),
             RelayMsg::Closing { reason } => bail!("the relay closed the connection: {reason:?}"),
-            _ => Vec::new(),
-        })
+            other => self.room.on_relay(other, &self.relay, Instant::now()),
+        };
+        self.send_link(&actions).await?;
+        Ok(actions)
+    }
+
+    /// Sends the [`Action::Send`]s among `actions`, in order.
+    async fn send_link(&mut self, actions: &[Action]) -> Result<()> {
+        let link: Vec<ClientMsg> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send(msg) => Some(msg.clone()),
+                _ => None,
+            })
+            .collect();
+        if !link.is_empty() {
+            self.writer.send_all(&link).await?;
+        }
+        Ok(())
     }
 }

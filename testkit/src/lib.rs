@@ -3,6 +3,8 @@
 //!
 //! - [`keys`]: the example identities in `keys.example/` (alice, bob,
 //!   carol, mallory and the relay's key), each parsed once per process.
+//! - [`entropy`]: random generators to give a room: the OS one, and a
+//!   seeded one for tests that predict what a room draws.
 //! - [`sim`]: an in-memory room simulation with no network and no threads:
 //!   a [`sim::SimRelay`] applying the real relay's epoch rule, simulated
 //!   [`sim::Member`]s each driving a real [`hush_room::Room`], and
@@ -16,5 +18,6 @@
 //!
 //! Test code only: helpers panic on anything unexpected.
 
+pub mod entropy;
 pub mod keys;
 pub mod sim;

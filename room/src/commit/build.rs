@@ -146,7 +146,7 @@ impl Room {
     /// Builds a commit opening `current + 1` with a fresh key for
     /// `members`.
     pub(crate) fn commit(&mut self, members: Vec<(Arc<PublicIdentity>, String)>) -> Option<Action> {
-        let key = Secret32::random();
+        let key = self.entropy.secret32();
         let keys: Vec<&PublicIdentity> = members.iter().map(|(k, _)| &**k).collect();
         let envelopes = wrap_to_each(&keys, &key)?;
         let settings = self.settings.clone().unwrap_or(RoomSettings {

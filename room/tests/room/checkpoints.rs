@@ -25,17 +25,14 @@ fn a_checkpoint_that_contradicts_what_the_relay_showed_is_signed_evidence() {
     let seq = bob.room.last_seq();
     let honest = bob.room.chain_head();
     // An honest checkpoint: nothing to say.
-    let actions = bob
-        .room
-        .on_checkpoint(checkpoint(&relay_id(), seq, honest), relay_id().public());
-    bob.handle(actions);
+    bob.receive(RelayMsg::Checkpoint(checkpoint(&relay_id(), seq, honest)));
     assert!(bob.warnings().is_empty(), "{:?}", bob.warnings());
     // A checkpoint for a later seq is kept until bob gets there.
-    let actions = bob.room.on_checkpoint(
-        checkpoint(&relay_id(), seq + 1, [9; 32]),
-        relay_id().public(),
-    );
-    bob.handle(actions);
+    bob.receive(RelayMsg::Checkpoint(checkpoint(
+        &relay_id(),
+        seq + 1,
+        [9; 32],
+    )));
     assert!(bob.warnings().is_empty());
     alice.send_text("again");
     pump(&mut relay, &mut [&mut alice, &mut bob]);
@@ -45,10 +42,11 @@ fn a_checkpoint_that_contradicts_what_the_relay_showed_is_signed_evidence() {
         bob.shown
     );
     // A checkpoint not signed by the relay is refused.
-    let actions = bob
-        .room
-        .on_checkpoint(checkpoint(&mallory_id(), seq, [1; 32]), relay_id().public());
-    bob.handle(actions);
+    bob.receive(RelayMsg::Checkpoint(checkpoint(
+        &mallory_id(),
+        seq,
+        [1; 32],
+    )));
     assert!(bob.warning_kinds().iter().any(|k| k == "bad_checkpoint"));
 }
 
@@ -62,7 +60,8 @@ fn rooms_rekey_when_an_epoch_grows_old() {
     let mut alice = Member::new(alice_id(), "alice");
     let mut bob = Member::new(bob_id(), "bob");
     for m in [&mut alice, &mut bob] {
-        m.room = Room::new(room_name(), m.id.clone(), "x".into()).with_rekey_policy(policy);
+        m.room = Room::new(room_name(), m.id.clone(), "x".into(), os_entropy())
+            .with_rekey_policy(policy);
     }
     connect(&relay, &mut alice, &mut []);
     pump(&mut relay, &mut [&mut alice]);
@@ -130,14 +129,23 @@ fn saved_keys_read_old_history_again_after_the_relay_pruned_its_commits() {
         .filter(|e| e.seq >= old_seq)
         .cloned()
         .collect();
-    let last = relay.last_seq();
+    let (last, epoch) = (relay.last_seq(), relay.epoch);
     let read = |mut m: Member| {
-        m.room.on_joined(&[]);
+        m.receive(RelayMsg::Joined {
+            room: room_name(),
+            head_seq: last,
+            epoch,
+            online: Vec::new(),
+        });
         for ev in kept.clone() {
             m.deliver(ev);
         }
-        let actions = m.room.on_backfill_done(last, Instant::now());
-        m.handle(actions);
+        // A first page of the backfill: read, not yet caught up.
+        m.receive(RelayMsg::BackfillDone {
+            room: room_name(),
+            up_to: last,
+            complete: false,
+        });
         m
     };
     let fresh = read(Member::new(bob_id(), "bob"));
@@ -147,7 +155,7 @@ fn saved_keys_read_old_history_again_after_the_relay_pruned_its_commits() {
         "no key without saved state"
     );
     let mut replayer = Member::new(bob_id(), "bob");
-    replayer.room = Room::restore_for_replay(room_name(), bob_id(), &snap).unwrap();
+    replayer.room = Room::restore_for_replay(room_name(), bob_id(), &snap, os_entropy()).unwrap();
     let replayer = read(replayer);
     assert_eq!(
         replayer.count_text("old message"),

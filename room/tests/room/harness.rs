@@ -7,8 +7,11 @@ pub use std::time::{Duration, Instant};
 pub use hush_crypto::{Fingerprint, Identity};
 pub use hush_proto::e2e::{self, EVENT_SIGNATURE_CONTEXT, Payload, SealedMessage, SignedBody};
 pub use hush_proto::msg::{decode, encode};
-pub use hush_proto::{EventKind, Rejection, RoomEvent, RoomName, SequencedEvent};
+pub use hush_proto::{
+    ClientMsg, EventKind, Rejection, RelayMsg, RoomEvent, RoomName, SequencedEvent,
+};
 pub use hush_room::{Action, Notice, Room, Shown, Warning};
+pub use hush_testkit::entropy::{os as os_entropy, seeded as seeded_entropy, seeded_bytes};
 pub use hush_testkit::keys::{
     alice as alice_id, bob as bob_id, carol as carol_id, mallory as mallory_id, relay as relay_id,
 };
@@ -144,7 +147,8 @@ pub fn rekeying_every_3_messages() -> (SimRelay, Member, Member) {
     let mut alice = Member::new(alice_id(), "alice");
     let mut bob = Member::new(bob_id(), "bob");
     for m in [&mut alice, &mut bob] {
-        m.room = Room::new(room_name(), m.id.clone(), "x".into()).with_rekey_policy(policy);
+        m.room = Room::new(room_name(), m.id.clone(), "x".into(), os_entropy())
+            .with_rekey_policy(policy);
     }
     (SimRelay::new(), alice, bob)
 }
@@ -152,8 +156,8 @@ pub fn rekeying_every_3_messages() -> (SimRelay, Member, Member) {
 pub fn creator_with(invite_only: bool, history: e2e::HistoryVisibility) -> (SimRelay, Member) {
     let mut relay = SimRelay::new();
     let mut alice = Member::new(alice_id(), "alice");
-    alice.room =
-        Room::new(room_name(), alice_id(), "alice".into()).with_creation(invite_only, history);
+    alice.room = Room::new(room_name(), alice_id(), "alice".into(), os_entropy())
+        .with_creation(invite_only, history);
     connect(&relay, &mut alice, &mut []);
     pump(&mut relay, &mut [&mut alice]);
     assert!(alice.room.is_member());

@@ -72,19 +72,31 @@ fn a_newcomer_after_retention_skips_the_pruned_gaps_and_is_admitted() {
     assert!(kept.len() < relay.log.len());
 
     let mut carol = Member::new(carol_id(), "carol");
-    let now = Instant::now();
     let online = vec![alice.fp(), bob.fp(), carol.fp()];
     for o in [&mut alice, &mut bob] {
-        o.room.on_presence(carol.fp(), true);
+        o.receive(RelayMsg::Presence {
+            room: room_name(),
+            member: carol.fp(),
+            online: true,
+        });
     }
-    carol.room.on_joined(&online);
+    carol.receive(RelayMsg::Joined {
+        room: room_name(),
+        head_seq: last,
+        epoch: relay.epoch,
+        online,
+    });
     carol.connected = true;
     for ev in kept {
         carol.deliver(ev);
     }
     carol.delivered = last;
-    let actions = carol.room.on_backfill_done(last, now);
-    carol.handle(actions);
+    // The relay answers in two pages: all it kept, then nothing more.
+    carol.receive(RelayMsg::BackfillDone {
+        room: room_name(),
+        up_to: last,
+        complete: false,
+    });
     assert_eq!(carol.room.last_seq(), last, "the gaps were skipped");
     assert!(
         carol
@@ -94,8 +106,11 @@ fn a_newcomer_after_retention_skips_the_pruned_gaps_and_is_admitted() {
         "{:?}",
         carol.shown
     );
-    let actions = carol.room.caught_up(now);
-    carol.handle(actions);
+    carol.receive(RelayMsg::BackfillDone {
+        room: room_name(),
+        up_to: last,
+        complete: true,
+    });
     assert!(
         !carol
             .notices()

@@ -65,7 +65,16 @@ fn a_removed_member_cannot_keep_posting_under_the_old_key() {
         .position(|e| e.event.kind == EventKind::Commit && e.event.epoch == old_epoch + 1)
         .unwrap();
     feed_view(&mut ghost, relay.log[..removal].to_vec());
-    let _ = ghost.room.caught_up(Instant::now());
+    // The rest of her view is withheld: her backfill ends here.
+    let _ = ghost.room.on_relay(
+        RelayMsg::BackfillDone {
+            room: room_name(),
+            up_to: ghost.delivered,
+            complete: true,
+        },
+        relay_id().public(),
+        Instant::now(),
+    );
     assert!(
         ghost.room.is_member(),
         "{:?} / epoch {} of {}",

@@ -127,7 +127,11 @@ fn a_commit_withheld_from_one_member_is_reported_and_nothing_is_shown_in_its_epo
     let (mut relay, mut alice, mut bob, mut carol) = three_members();
     bob.connected = false;
     for o in [&mut alice, &mut carol] {
-        o.room.on_presence(bob.fp(), false);
+        o.receive(RelayMsg::Presence {
+            room: room_name(),
+            member: bob.fp(),
+            online: false,
+        });
     }
     // Carol leaves; alice (the online member with the lowest fingerprint
     // now that bob is offline) rekeys without her.
