@@ -31,12 +31,12 @@ impl Room {
             actions.push(self.warn(Some(cp.seq), None, Warning::BadCheckpoint));
             return actions;
         }
-        if !self.chain_anchored {
+        if !self.chain.anchored {
             return actions;
         }
-        if cp.seq > self.last_seq {
-            if self.pending_checkpoints.len() < 16 {
-                self.pending_checkpoints.push(cp);
+        if cp.seq > self.chain.last_seq {
+            if self.chain.pending_checkpoints.len() < 16 {
+                self.chain.pending_checkpoints.push(cp);
             }
             return actions;
         }
@@ -49,7 +49,7 @@ impl Room {
         cp: &hush_proto::msg::Checkpoint,
         actions: &mut Vec<Action>,
     ) {
-        if let Some(ours) = self.heads.get(&cp.seq)
+        if let Some(ours) = self.chain.heads.get(&cp.seq)
             && *ours != cp.head
         {
             actions.push(self.warn(
@@ -85,8 +85,8 @@ impl Room {
                     seen_seq: m.seen_seq,
                 }),
             ));
-        } else if self.chain_anchored
-            && let Some(head) = self.heads.get(&m.seen_seq)
+        } else if self.chain.anchored
+            && let Some(head) = self.chain.heads.get(&m.seen_seq)
             && *head != m.seen_head
         {
             actions.push(self.warn(
@@ -98,11 +98,11 @@ impl Room {
             ));
         }
         let slot = (sender, m.session, ev.event.epoch);
-        let expected = match self.next_counter.get(&slot) {
+        let expected = match self.replay.next_counter.get(&slot) {
             Some(n) => *n,
             // The first message of a sender's session in an epoch is
             // counter 0, unless retention took the start of the log.
-            None if self.chain_anchored => 0,
+            None if self.chain.anchored => 0,
             None => m.counter,
         };
         if m.counter > expected {
@@ -115,7 +115,8 @@ impl Room {
                 Warning::Reordered(Reordered::AfterLater),
             ));
         }
-        self.next_counter
+        self.replay
+            .next_counter
             .insert(slot, expected.max(m.counter.saturating_add(1)));
     }
 }

@@ -18,21 +18,27 @@ use crate::warning::{Signed, Warning};
 impl Room {
     pub(crate) fn apply(&mut self, ev: SequencedEvent, now: Instant, actions: &mut Vec<Action>) {
         self.dirty = true;
-        self.last_seq = ev.seq;
-        self.chain_head = e2e::chain_next(&self.chain_head, &ev);
-        if self.chain_anchored {
-            self.heads.insert(ev.seq, self.chain_head);
-            if self.heads.len() > MAX_HEADS {
-                self.heads.pop_first();
+        self.chain.last_seq = ev.seq;
+        self.chain.head = e2e::chain_next(&self.chain.head, &ev);
+        if self.chain.anchored {
+            self.chain.heads.insert(ev.seq, self.chain.head);
+            if self.chain.heads.len() > MAX_HEADS {
+                self.chain.heads.pop_first();
             }
-            if self.pending_checkpoints.iter().any(|c| c.seq == ev.seq) {
+            if self
+                .chain
+                .pending_checkpoints
+                .iter()
+                .any(|c| c.seq == ev.seq)
+            {
                 let due: Vec<_> = self
+                    .chain
                     .pending_checkpoints
                     .iter()
                     .filter(|c| c.seq == ev.seq)
                     .cloned()
                     .collect();
-                self.pending_checkpoints.retain(|c| c.seq != ev.seq);
+                self.chain.pending_checkpoints.retain(|c| c.seq != ev.seq);
                 for cp in due {
                     self.compare_checkpoint(&cp, actions);
                 }
@@ -41,7 +47,7 @@ impl Room {
         let sender = ev.event.sender;
         if sender == self.me.fingerprint() {
             let body = &ev.event.body;
-            self.unconfirmed.retain(|(_, e)| e.body != *body);
+            self.outbox.unconfirmed.retain(|(_, e)| e.body != *body);
         }
         let (event, payload) = match Unverified::decode(&ev, &self.name) {
             Ok(decoded) => decoded,
@@ -75,6 +81,7 @@ impl Room {
         sender: &Fingerprint,
     ) -> Option<Arc<PublicIdentity>> {
         self.epochs
+            .known
             .get(&epoch)
             .and_then(|e| e.roster.get(sender))
             .map(|r| r.key.clone())

@@ -64,7 +64,7 @@ impl Room {
                 self.on_joined(&online);
                 vec![Action::Send(ClientMsg::Backfill {
                     room,
-                    after_seq: self.last_seq,
+                    after_seq: self.chain.last_seq,
                 })]
             }
             RelayMsg::BackfillDone {

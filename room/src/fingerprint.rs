@@ -13,20 +13,21 @@ impl Room {
     /// different ones. `None` before we have seen any epoch.
     #[must_use]
     pub fn room_fingerprint(&self) -> Option<String> {
-        let e = self.epochs.get(&self.current)?;
+        let e = self.epochs.now()?;
         let mut t = hush_crypto::Transcript::new("hush/v1/room-fingerprint");
         t.absorb(self.name.as_str().as_bytes());
-        t.absorb(&self.current.to_be_bytes());
+        t.absorb(&self.epochs.current.to_be_bytes());
         for fp in e.roster.keys() {
             t.absorb(fp.as_bytes());
         }
         // Members whose chain starts mid-log (retention) cannot know it.
         let head = self
-            .epoch_heads
-            .get(&self.current)
+            .epochs
+            .heads
+            .get(&self.epochs.current)
             .copied()
             .unwrap_or([0; 32]);
-        t.absorb(if self.chain_anchored {
+        t.absorb(if self.chain.anchored {
             &head
         } else {
             &[0u8; 32]

@@ -32,7 +32,7 @@
 //!
 //! | file | concern |
 //! |---|---|
-//! | `room.rs` | [`Room`], its constructors, accessors and `tick` |
+//! | `room.rs` | [`Room`] and its named parts (`ChainView`, `Epochs`, `Committer`, `Admissions`, `People`, `ReplayGuard`, `Backlog`, `PublishQueue`), constructors, accessors, `tick` |
 //! | `driver.rs` | the link protocol: connect, join, backfill paging, checkpoint requests, relay messages in, leave |
 //! | `action.rs` | [`Action`], [`Shown`], [`Notice`], [`Refusal`]: what the caller must do, send or show |
 //! | `warning.rs` | [`Warning`]: one variant per warning kind of docs/CLIENT.md §5.3 |

@@ -29,17 +29,17 @@ pub(crate) struct Newcomer {
 
 impl Room {
     pub(crate) fn request_join(&mut self, actions: &mut Vec<Action>) {
-        if self.join_requested {
+        if self.admissions.join_requested {
             return;
         }
-        self.join_requested = true;
+        self.admissions.join_requested = true;
         let payload = Payload::JoinRequest(JoinRequest {
             public_key: self.me.public().spki_der().to_vec(),
             nick: self.nick.clone(),
-            knows_roster: self.epochs.contains_key(&self.current),
+            knows_roster: self.epochs.known.contains_key(&self.epochs.current),
         });
         actions.push(self.notice(Notice::AskingToJoin));
-        if let Some(a) = self.publish(EventKind::JoinRequest, self.current, &payload) {
+        if let Some(a) = self.publish(EventKind::JoinRequest, self.epochs.current, &payload) {
             actions.push(a);
         }
     }
@@ -86,15 +86,15 @@ impl Room {
         }
         if self
             .epochs
-            .get(&self.current)
+            .now()
             .is_some_and(|e| e.roster.contains_key(&fp))
         {
             return; // already a member (a repeated request)
         }
-        self.nicks.entry(fp).or_insert_with(|| nick.clone());
+        self.people.nicks.entry(fp).or_insert_with(|| nick.clone());
         if let Some(settings) = &self.settings
             && settings.invite_only
-            && !self.invited.contains(&fp)
+            && !self.admissions.invited.contains(&fp)
             && fp != settings.creator
         {
             // Members ignore it; the creator is told, and may invite.
@@ -107,8 +107,8 @@ impl Room {
                     needs_invite: true,
                 }));
             }
-            if self.uninvited.len() < MAX_UNINVITED {
-                self.uninvited.insert(fp, newcomer);
+            if self.admissions.uninvited.len() < MAX_UNINVITED {
+                self.admissions.uninvited.insert(fp, newcomer);
             }
             return;
         }
@@ -121,8 +121,9 @@ impl Room {
                 needs_invite: false,
             }));
         }
-        if self.pending_joins.len() < MAX_PENDING_JOINS {
-            self.pending_joins
+        if self.admissions.pending_joins.len() < MAX_PENDING_JOINS {
+            self.admissions
+                .pending_joins
                 .entry(fp)
                 .or_insert((newcomer, Pending { since: now }));
         }
@@ -139,12 +140,13 @@ impl Room {
         actions: &mut Vec<Action>,
     ) -> bool {
         let epoch = ev.event.epoch;
-        let in_flight = epoch.saturating_add(1) == self.current
+        let in_flight = epoch.saturating_add(1) == self.epochs.current
             && self
-                .epoch_commit_seq
-                .get(&self.current)
+                .epochs
+                .commit_seq
+                .get(&self.epochs.current)
                 .is_some_and(|at| ev.seq <= at.saturating_add(STALE_EPOCH_GRACE));
-        if epoch == self.current || in_flight || self.epochs.is_empty() {
+        if epoch == self.epochs.current || in_flight || self.epochs.known.is_empty() {
             return true;
         }
         actions.push(self.warn(
@@ -152,7 +154,7 @@ impl Room {
             Some(ev.event.sender),
             Warning::Replay(Replay::Membership {
                 sealed_in: epoch,
-                current: self.current,
+                current: self.epochs.current,
             }),
         ));
         false
@@ -187,6 +189,7 @@ impl Room {
         }
         let key = self
             .epochs
+            .known
             .values()
             .rev()
             .find_map(|e| e.roster.get(&creator).map(|r| r.key.clone()));
@@ -211,9 +214,10 @@ impl Room {
         let (sender, fp) = (control.ev.event.sender, control.content);
         let creator = sender;
         if invite {
-            self.invited.insert(fp);
-            if let Some(newcomer) = self.uninvited.remove(&fp) {
-                self.pending_joins
+            self.admissions.invited.insert(fp);
+            if let Some(newcomer) = self.admissions.uninvited.remove(&fp) {
+                self.admissions
+                    .pending_joins
                     .entry(fp)
                     .or_insert((newcomer, Pending { since: now }));
             }
@@ -224,14 +228,15 @@ impl Room {
                 }));
             }
         } else {
-            self.invited.remove(&fp);
-            self.pending_joins.remove(&fp);
+            self.admissions.invited.remove(&fp);
+            self.admissions.pending_joins.remove(&fp);
             let member = self
                 .epochs
-                .get(&self.current)
+                .now()
                 .is_some_and(|e| e.roster.contains_key(&fp));
             if member && fp != creator {
-                self.pending_removals
+                self.admissions
+                    .pending_removals
                     .entry(fp)
                     .or_insert(Pending { since: now });
                 actions.push(self.notice(Notice::Kicked {
@@ -251,7 +256,7 @@ impl Room {
     ) {
         let ev = event.ev;
         let sender = ev.event.sender;
-        let Some(key) = self.roster_key(self.current, &sender) else {
+        let Some(key) = self.roster_key(self.epochs.current, &sender) else {
             return; // not a member: nothing to remove
         };
         if !self.membership_event_is_current(ev, actions) {
@@ -264,7 +269,8 @@ impl Room {
         let sender = leave.ev.event.sender;
         // Our own leave too: the commit removing us must be honoured in
         // our view as well.
-        self.pending_removals
+        self.admissions
+            .pending_removals
             .entry(sender)
             .or_insert(Pending { since: now });
     }
@@ -290,7 +296,8 @@ impl Room {
         }
         let mut found: Vec<Fingerprint> = self.whois(query).into_iter().map(|(fp, _)| fp).collect();
         found.extend(
-            self.uninvited
+            self.admissions
+                .uninvited
                 .iter()
                 .filter(|(fp, n)| n.nick == query || fp.short_id() == query)
                 .map(|(fp, _)| *fp),
@@ -318,7 +325,7 @@ impl Room {
         Ok(self
             .publish(
                 EventKind::Control,
-                self.current,
+                self.epochs.current,
                 &Payload::Invite(MemberRef { member }),
             )
             .into_iter()
@@ -337,7 +344,7 @@ impl Room {
         }
         if !self
             .epochs
-            .get(&self.current)
+            .now()
             .is_some_and(|e| e.roster.contains_key(&member))
         {
             return Err(Refusal::NotAMember {
@@ -347,7 +354,7 @@ impl Room {
         Ok(self
             .publish(
                 EventKind::Control,
-                self.current,
+                self.epochs.current,
                 &Payload::Kick(MemberRef { member }),
             )
             .into_iter()
@@ -360,7 +367,7 @@ impl Room {
         if !self.is_member() {
             return Vec::new();
         }
-        self.publish(EventKind::Leave, self.current, &Payload::Leave)
+        self.publish(EventKind::Leave, self.epochs.current, &Payload::Leave)
             .into_iter()
             .collect()
     }

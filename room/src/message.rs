@@ -27,8 +27,8 @@ impl Room {
         let epoch = ev.event.epoch;
         // Before the first commit of a log whose start retention removed,
         // later epochs are simply history we lack, not a withheld commit.
-        let history_unknown = self.epochs.is_empty() && !self.chain_anchored;
-        if epoch > self.current && !history_unknown {
+        let history_unknown = self.epochs.known.is_empty() && !self.chain.anchored;
+        if epoch > self.epochs.current && !history_unknown {
             actions.push(self.warn(
                 Some(ev.seq),
                 Some(sender),
@@ -36,8 +36,13 @@ impl Room {
             ));
             return;
         }
-        let Some(e) = self.epochs.get(&epoch).or_else(|| self.archive.get(&epoch)) else {
-            self.unreadable += 1; // before our time in the room
+        let Some(e) = self
+            .epochs
+            .known
+            .get(&epoch)
+            .or_else(|| self.epochs.archive.get(&epoch))
+        else {
+            self.backlog.unreadable += 1; // before our time in the room
             return;
         };
         if e.key.is_none() && !self.is_member() {
@@ -45,13 +50,13 @@ impl Room {
             // so that our count agrees with theirs once an add-only commit
             // admits us. Unverified: a forged one can only make us rekey
             // early, which any member may do.
-            if epoch == self.current {
-                self.epoch_messages += 1;
+            if epoch == self.epochs.current {
+                self.commits.epoch_messages += 1;
             }
             // Not ours to read (yet): a shared-history admission may give
             // us the key, so keep it, if it is genuine and there is room.
-            let keep = self.backlog.len() < MAX_BACKLOG
-                && self.backlog_bytes + ev.event.body.len() <= MAX_BACKLOG_BYTES
+            let keep = self.backlog.events.len() < MAX_BACKLOG
+                && self.backlog.bytes + ev.event.body.len() <= MAX_BACKLOG_BYTES
                 && self
                     .settings
                     .as_ref()
@@ -60,10 +65,10 @@ impl Room {
                     .get(&sender)
                     .is_some_and(|r| event.verify(&r.key, ()).is_some());
             if keep {
-                self.backlog_bytes += ev.event.body.len();
-                self.backlog.push(ev.clone());
+                self.backlog.bytes += ev.event.body.len();
+                self.backlog.events.push(ev.clone());
             }
-            self.unreadable += 1;
+            self.backlog.unreadable += 1;
             return;
         }
         let Some(entry) = e.roster.get(&sender) else {
@@ -91,41 +96,50 @@ impl Room {
         let (ev, m) = (message.ev, &message.content);
         let sender = ev.event.sender;
         let epoch = ev.event.epoch;
-        let Some(e) = self.epochs.get(&epoch).or_else(|| self.archive.get(&epoch)) else {
+        let Some(e) = self
+            .epochs
+            .known
+            .get(&epoch)
+            .or_else(|| self.epochs.archive.get(&epoch))
+        else {
             return;
         };
-        if epoch == self.current {
-            self.epoch_messages += 1;
+        if epoch == self.epochs.current {
+            self.commits.epoch_messages += 1;
         }
         // A message from an epoch the room has moved past, from someone no
         // longer in it: only in flight for a while after their removal,
         // never indefinitely (a removed member keeps the old key).
-        if epoch < self.current
+        if epoch < self.epochs.current
             && !self
                 .epochs
-                .get(&self.current)
+                .now()
                 .is_some_and(|c| c.roster.contains_key(&sender))
         {
             // Judged only where we saw the commit that replaced the epoch.
-            let replaced_at = self.epoch_commit_seq.get(&(epoch + 1)).copied();
+            let replaced_at = self.epochs.commit_seq.get(&(epoch + 1)).copied();
             if replaced_at.is_some_and(|at| ev.seq > at.saturating_add(STALE_EPOCH_GRACE)) {
                 actions.push(self.warn(Some(ev.seq), Some(sender), Warning::StaleEpoch));
                 return;
             }
         }
         let Some(epoch_key) = &e.key else {
-            self.unreadable += 1;
+            self.backlog.unreadable += 1;
             return;
         };
         // Replay detection remembers the current and previous epochs in
         // full; older ones only by their highest counter, so an old message
         // at or below it cannot be told from a replay and is not shown.
-        if epoch.saturating_add(1) < self.current
+        if epoch.saturating_add(1) < self.epochs.current
             && self
+                .replay
                 .next_counter
                 .get(&(sender, m.session, epoch))
                 .is_some_and(|next| m.counter < *next)
-            && !self.seen.contains(&(sender, m.session, epoch, m.counter))
+            && !self
+                .replay
+                .seen
+                .contains(&(sender, m.session, epoch, m.counter))
         {
             actions.push(self.warn(
                 Some(ev.seq),
@@ -134,11 +148,15 @@ impl Room {
             ));
             return;
         }
-        if self.seen.len() >= MAX_SEEN {
-            let keep_from = self.current.saturating_sub(1);
-            self.seen.retain(|(_, _, e, _)| *e >= keep_from);
+        if self.replay.seen.len() >= MAX_SEEN {
+            let keep_from = self.epochs.current.saturating_sub(1);
+            self.replay.seen.retain(|(_, _, e, _)| *e >= keep_from);
         }
-        if !self.seen.insert((sender, m.session, epoch, m.counter)) {
+        if !self
+            .replay
+            .seen
+            .insert((sender, m.session, epoch, m.counter))
+        {
             actions.push(self.warn(
                 Some(ev.seq),
                 Some(sender),
@@ -175,7 +193,7 @@ impl Room {
             Some(Content::Nick(new)) => {
                 let new = clean_nick(&new, &sender);
                 let old = self.nick_of(&sender);
-                self.nicks.insert(sender, new.clone());
+                self.people.nicks.insert(sender, new.clone());
                 if sender == self.me.fingerprint() {
                     self.nick.clone_from(&new);
                 }
@@ -207,8 +225,8 @@ impl Room {
     /// Shows the kept messages whose keys a shared-history admission just
     /// gave us, in their original order.
     pub(crate) fn replay_backlog(&mut self, actions: &mut Vec<Action>) {
-        let backlog = std::mem::take(&mut self.backlog);
-        self.backlog_bytes = 0;
+        let backlog = std::mem::take(&mut self.backlog.events);
+        self.backlog.bytes = 0;
         let mut shown = 0;
         for ev in backlog {
             let Ok((event, Payload::Message(m))) = Unverified::decode(&ev, &self.name) else {
@@ -222,7 +240,7 @@ impl Room {
                 .count();
         }
         if shown > 0 {
-            self.unreadable = self.unreadable.saturating_sub(shown as u64);
+            self.backlog.unreadable = self.backlog.unreadable.saturating_sub(shown as u64);
             actions.push(self.notice(Notice::HistoryShared {
                 shown: shown as u64,
             }));
@@ -233,12 +251,12 @@ impl Room {
     pub fn send_text(&mut self, text: String, now_ms: u64) -> Vec<Action> {
         let mut actions = Vec::new();
         if !self.is_member() || !self.caught_up {
-            if self.queued.len() >= MAX_QUEUED_TEXTS {
+            if self.outbox.queued.len() >= MAX_QUEUED_TEXTS {
                 actions.push(Action::Show(Shown::QueueFull {
                     room: self.name.clone(),
                 }));
             } else {
-                self.queued.push((text, now_ms));
+                self.outbox.queued.push((text, now_ms));
                 actions.push(self.notice(Notice::NotAdmittedYet));
             }
             return actions;
@@ -252,7 +270,9 @@ impl Room {
     /// Announces a new display name to the room.
     pub fn set_nick(&mut self, nick: String, now_ms: u64) -> Vec<Action> {
         self.nick.clone_from(&nick);
-        self.nicks.insert(self.me.fingerprint(), nick.clone());
+        self.people
+            .nicks
+            .insert(self.me.fingerprint(), nick.clone());
         if !self.is_member() {
             return vec![self.notice(Notice::NickSet { nick })];
         }
@@ -260,7 +280,7 @@ impl Room {
     }
 
     pub(crate) fn flush_queue(&mut self, actions: &mut Vec<Action>) {
-        for (text, typed_at_ms) in std::mem::take(&mut self.queued) {
+        for (text, typed_at_ms) in std::mem::take(&mut self.outbox.queued) {
             if let Some(a) = self.seal(Content::Text(text), typed_at_ms) {
                 actions.push(a);
             }
@@ -268,28 +288,34 @@ impl Room {
     }
 
     pub(crate) fn seal(&mut self, content: Content, now_ms: u64) -> Option<Action> {
-        let epoch = self.current;
-        let epoch_key = self.epochs.get(&epoch)?.key.as_ref()?;
+        let epoch = self.epochs.current;
+        let epoch_key = self.epochs.known.get(&epoch)?.key.as_ref()?;
         let me = self.me.fingerprint();
         let key = SealingKey::new(&derive_secret(
             epoch_key,
             &e2e::message_key_salt(&me, &self.session, epoch),
             MESSAGE_KEY_INFO,
         ));
-        let nonce = self.counters.entry(epoch).or_default().next_nonce().ok()?;
+        let nonce = self
+            .outbox
+            .counters
+            .entry(epoch)
+            .or_default()
+            .next_nonce()
+            .ok()?;
         let mut m = SealedMessage {
             session: self.session,
             counter: nonce.counter(),
             sent_at_ms: now_ms,
             // A chain that skipped pruned events matches nobody else's:
             // claim nothing rather than raise false alarms.
-            seen_seq: if self.chain_anchored {
-                self.last_seq
+            seen_seq: if self.chain.anchored {
+                self.chain.last_seq
             } else {
                 0
             },
-            seen_head: if self.chain_anchored {
-                self.chain_head
+            seen_head: if self.chain.anchored {
+                self.chain.head
             } else {
                 [0; 32]
             },

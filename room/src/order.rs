@@ -16,21 +16,21 @@ impl Room {
     /// been (live events may overtake a backfill answer).
     pub(crate) fn on_event(&mut self, event: SequencedEvent, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
-        if event.seq <= self.last_seq {
+        if event.seq <= self.chain.last_seq {
             return actions; // already processed (a backfill overlap)
         }
-        if self.reorder.len() >= MAX_REORDER && event.seq != self.last_seq + 1 {
+        if self.chain.reorder.len() >= MAX_REORDER && event.seq != self.chain.last_seq + 1 {
             actions.push(self.warn(None, None, Warning::ReorderOverflow));
             return actions;
         }
-        self.reorder.insert(event.seq, event);
+        self.chain.reorder.insert(event.seq, event);
         self.drain_reorder(now, &mut actions);
         actions
     }
 
     pub(crate) fn drain_reorder(&mut self, now: Instant, actions: &mut Vec<Action>) {
-        while let Some(entry) = self.reorder.first_entry() {
-            if *entry.key() != self.last_seq + 1 {
+        while let Some(entry) = self.chain.reorder.first_entry() {
+            if *entry.key() != self.chain.last_seq + 1 {
                 break;
             }
             let ev = entry.remove();
@@ -45,21 +45,21 @@ impl Room {
         let mut actions = Vec::new();
         // Whether we had followed the room before this gap (as opposed to
         // a newcomer whose view starts after the relay's retention).
-        let was_following = self.chain_anchored && self.last_seq > 0;
+        let was_following = self.chain.anchored && self.chain.last_seq > 0;
         let mut skipped = 0;
         loop {
             self.drain_reorder(now, &mut actions);
-            match self.reorder.keys().next().copied() {
+            match self.chain.reorder.keys().next().copied() {
                 // drain stopped, so n > last_seq + 1: a pruned gap before n.
                 Some(n) if n <= up_to => {
-                    skipped += n - 1 - self.last_seq;
+                    skipped += n - 1 - self.chain.last_seq;
                     self.skip_to(n - 1);
                 }
                 _ => break,
             }
         }
-        if up_to > self.last_seq {
-            skipped += up_to - self.last_seq;
+        if up_to > self.chain.last_seq {
+            skipped += up_to - self.chain.last_seq;
             self.skip_to(up_to);
             self.drain_reorder(now, &mut actions);
         }
@@ -78,9 +78,9 @@ impl Room {
     /// Skips to `seq`: our hash chain no longer matches the members' who
     /// saw what we skip, so chain checks stop for this room.
     pub(crate) fn skip_to(&mut self, seq: u64) {
-        self.last_seq = seq;
-        self.chain_anchored = false;
-        self.heads.clear();
+        self.chain.last_seq = seq;
+        self.chain.anchored = false;
+        self.chain.heads.clear();
     }
 
     /// The initial backfill is complete: create the room, ask to be
@@ -89,8 +89,8 @@ impl Room {
         let mut actions = Vec::new();
         let first = !self.caught_up;
         self.caught_up = true;
-        if self.unreadable > 0 && first {
-            let n = self.unreadable;
+        if self.backlog.unreadable > 0 && first {
+            let n = self.backlog.unreadable;
             actions.push(self.notice(Notice::Unreadable { count: n }));
         }
         self.resend_unconfirmed(&mut actions);
@@ -102,10 +102,10 @@ impl Room {
                 room: self.name.clone(),
                 me: self.me.fingerprint(),
                 nick: self.nick.clone(),
-                epoch: self.current,
+                epoch: self.epochs.current,
             }));
             self.flush_queue(&mut actions);
-        } else if self.current == 0 && self.epochs.is_empty() {
+        } else if self.epochs.current == 0 && self.epochs.known.is_empty() {
             // An empty room: open epoch 1 with ourselves in it.
             actions.push(self.notice(Notice::Creating));
             let me = (Arc::new(self.me.public().clone()), self.nick.clone());

@@ -21,33 +21,37 @@ impl Room {
     ) -> Vec<Action> {
         let mut actions = Vec::new();
         if reason == Rejection::StorageFailed
-            && let Some(i) = self.unconfirmed.iter().position(|(r, _)| *r == request)
+            && let Some(i) = self
+                .outbox
+                .unconfirmed
+                .iter()
+                .position(|(r, _)| *r == request)
         {
-            let (_, event) = self.unconfirmed.remove(i);
+            let (_, event) = self.outbox.unconfirmed.remove(i);
             if event.kind != EventKind::Commit {
-                self.storage_retry.push(event);
+                self.outbox.storage_retry.push(event);
                 return actions;
             }
         }
-        self.unconfirmed.retain(|(r, _)| *r != request);
+        self.outbox.unconfirmed.retain(|(r, _)| *r != request);
         match reason {
             Rejection::StaleEpoch { current } => {
                 // Another commit won. Its event may not have arrived yet:
                 // wait for it, then rebase (maybe_commit runs after every
                 // event), instead of committing again on a stale parent.
-                self.commit_in_flight = None;
-                self.awaiting_epoch = self.awaiting_epoch.max(current);
+                self.commits.in_flight = None;
+                self.commits.awaiting_epoch = self.commits.awaiting_epoch.max(current);
                 self.maybe_commit(now, &mut actions);
             }
             Rejection::FutureEpoch { current } => {
                 actions.push(self.warn(None, None, Warning::RelayEpoch { current }));
             }
             other => {
-                if self.commit_in_flight.is_some() && matches!(other, Rejection::TooLarge { .. }) {
+                if self.commits.in_flight.is_some() && matches!(other, Rejection::TooLarge { .. }) {
                     // Never retry the same too-large admission.
-                    self.pending_joins.clear();
+                    self.admissions.pending_joins.clear();
                 }
-                self.commit_in_flight = None;
+                self.commits.in_flight = None;
                 actions.push(Action::Show(Shown::Refused {
                     room: self.name.clone(),
                     reason: other,
@@ -83,9 +87,9 @@ impl Room {
     }
 
     pub(crate) fn track(&mut self, event: RoomEvent) -> Action {
-        let request = self.next_request;
-        self.next_request += 1;
-        self.unconfirmed.push((request, event.clone()));
+        let request = self.outbox.next_request;
+        self.outbox.next_request += 1;
+        self.outbox.unconfirmed.push((request, event.clone()));
         Action::Publish { request, event }
     }
 
@@ -93,7 +97,7 @@ impl Room {
     /// committed. Commits are not resent (their parent may be stale: the
     /// pending changes are recomputed instead).
     pub(crate) fn resend_unconfirmed(&mut self, actions: &mut Vec<Action>) {
-        let pending = std::mem::take(&mut self.unconfirmed);
+        let pending = std::mem::take(&mut self.outbox.unconfirmed);
         for (_, event) in pending {
             if event.kind != EventKind::Commit {
                 actions.push(self.track(event));

@@ -44,7 +44,8 @@ impl Default for RekeyPolicy {
     }
 }
 
-/// The room state of one member.
+/// The room state of one member, made of named parts: each one the state
+/// of one concern, handled by the file named beside it.
 pub struct Room {
     pub(crate) name: RoomName,
     pub(crate) me: Arc<Identity>,
@@ -53,15 +54,40 @@ pub struct Room {
     pub(crate) session: [u8; 16],
     /// Where fresh secrets come from: the caller's generator.
     pub(crate) entropy: Entropy,
-    pub(crate) epochs: BTreeMap<u64, Epoch>,
-    pub(crate) current: u64,
+    /// Our view of the relay's log (`order.rs`, `chain.rs`).
+    pub(crate) chain: ChainView,
+    /// The epochs we know (`epochs.rs`, `commit/apply.rs`).
+    pub(crate) epochs: Epochs,
+    /// When we commit (`commit/build.rs`).
+    pub(crate) commits: Committer,
+    /// Who is waiting to come in or go (`membership.rs`).
+    pub(crate) admissions: Admissions,
+    /// Names and presence.
+    pub(crate) people: People,
+    /// Counters and messages already seen (`chain.rs`, `message.rs`).
+    pub(crate) replay: ReplayGuard,
+    /// Messages we cannot read yet (`message.rs`).
+    pub(crate) backlog: Backlog,
+    /// What we send and the relay has not confirmed (`publish.rs`).
+    pub(crate) outbox: PublishQueue,
+    pub(crate) caught_up: bool,
+    pub(crate) leaving: bool,
+    /// Whether anything worth saving changed since the last snapshot.
+    pub(crate) dirty: bool,
+    /// The room's rules, from the first commit we processed.
+    pub(crate) settings: Option<RoomSettings>,
+    /// The rules we give the room if we create it.
+    pub(crate) create_as: (bool, HistoryVisibility),
+}
+
+/// Our view of the relay's log: where we are in it and the hash chain.
+pub(crate) struct ChainView {
+    /// The last seq applied.
     pub(crate) last_seq: u64,
-    pub(crate) chain_head: [u8; 32],
+    /// The chain head after it.
+    pub(crate) head: [u8; 32],
+    /// Events that arrived ahead of a gap, by seq.
     pub(crate) reorder: BTreeMap<u64, SequencedEvent>,
-    /// Epochs (rosters and keys) saved by an earlier run, consulted for
-    /// messages whose epoch's commit the relay no longer keeps (when the
-    /// history is read again, see [`Room::restore_for_replay`]).
-    pub(crate) archive: BTreeMap<u64, Epoch>,
     /// Relay checkpoints for seqs we have not reached yet.
     pub(crate) pending_checkpoints: Vec<hush_proto::msg::Checkpoint>,
     /// Our chain head after each recent seq (and 0 → all zeros), while the
@@ -69,13 +95,51 @@ pub struct Room {
     pub(crate) heads: BTreeMap<u64, [u8; 32]>,
     /// False once the relay's retention made us skip events: our chain no
     /// longer matches the members' who saw them, so heads are not compared.
-    pub(crate) chain_anchored: bool,
+    pub(crate) anchored: bool,
+}
+
+impl Default for ChainView {
+    fn default() -> Self {
+        Self {
+            last_seq: 0,
+            head: [0; 32],
+            reorder: BTreeMap::new(),
+            pending_checkpoints: Vec::new(),
+            heads: BTreeMap::from([(0, [0; 32])]),
+            anchored: true,
+        }
+    }
+}
+
+/// The epochs a member knows.
+#[derive(Default)]
+pub(crate) struct Epochs {
+    /// Every epoch processed: roster and, if we were in it, the key.
+    pub(crate) known: BTreeMap<u64, Epoch>,
+    /// The current one.
+    pub(crate) current: u64,
+    /// Epochs (rosters and keys) saved by an earlier run, consulted for
+    /// messages whose epoch's commit the relay no longer keeps (when the
+    /// history is read again, see [`Room::restore_for_replay`]).
+    pub(crate) archive: BTreeMap<u64, Epoch>,
     /// The seq of the commit that opened each epoch.
-    pub(crate) epoch_commit_seq: HashMap<u64, u64>,
+    pub(crate) commit_seq: HashMap<u64, u64>,
     /// Our chain head right after each epoch's commit: the history every
     /// member of that epoch must share, bound into the room fingerprint.
-    pub(crate) epoch_heads: HashMap<u64, [u8; 32]>,
-    pub(crate) rekey: RekeyPolicy,
+    pub(crate) heads: HashMap<u64, [u8; 32]>,
+}
+
+impl Epochs {
+    /// The current epoch, if we know it.
+    pub(crate) fn now(&self) -> Option<&Epoch> {
+        self.known.get(&self.current)
+    }
+}
+
+/// When we commit: the periodic rekey, the commit size budget, and the
+/// commit we wait on.
+pub(crate) struct Committer {
+    pub(crate) policy: RekeyPolicy,
     /// Messages sequenced since the current key's lineage began (the last
     /// full commit: add-only commits derive their keys from it).
     pub(crate) epoch_messages: u64,
@@ -84,46 +148,81 @@ pub struct Room {
     pub(crate) epoch_started: Option<Instant>,
     /// Bytes a commit we build may take: from the relay's frame limit
     /// once connected, the default frame's until then.
-    pub(crate) commit_budget: usize,
+    pub(crate) budget: usize,
     /// When a rekey first became due (a non-designated member waits
     /// [`FALLBACK_COMMIT_AFTER`] from then).
     pub(crate) rekey_due_since: Option<Instant>,
-    /// Next counter expected per (sender, session, epoch): a jump reveals
-    /// messages the relay withheld, a step back a reordering.
-    pub(crate) next_counter: HashMap<(Fingerprint, [u8; 16], u64), u64>,
-    pub(crate) nicks: HashMap<Fingerprint, String>,
-    pub(crate) online: BTreeSet<Fingerprint>,
-    pub(crate) pending_joins: BTreeMap<Fingerprint, (Newcomer, Pending)>,
-    pub(crate) pending_removals: BTreeMap<Fingerprint, Pending>,
-    pub(crate) counters: HashMap<u64, NonceCounter>,
-    pub(crate) seen: HashSet<(Fingerprint, [u8; 16], u64, u64)>,
-    pub(crate) commit_in_flight: Option<u64>,
+    /// The request id of a commit of ours the relay has not sequenced yet.
+    pub(crate) in_flight: Option<u64>,
     /// The relay said another commit won and the room is at this epoch:
     /// commit nothing until that commit has been processed.
     pub(crate) awaiting_epoch: u64,
-    pub(crate) join_requested: bool,
-    pub(crate) caught_up: bool,
-    pub(crate) leaving: bool,
-    /// Texts typed before admission, with when they were typed (ms since
-    /// the Unix epoch): their messages carry that time.
-    pub(crate) queued: Vec<(String, u64)>,
-    pub(crate) unreadable: u64,
-    pub(crate) next_request: u64,
-    /// Whether anything worth saving changed since the last snapshot.
-    pub(crate) dirty: bool,
-    /// The room's rules, from the first commit we processed.
-    pub(crate) settings: Option<RoomSettings>,
-    /// The rules we give the room if we create it.
-    pub(crate) create_as: (bool, HistoryVisibility),
+}
+
+impl Default for Committer {
+    fn default() -> Self {
+        Self {
+            policy: RekeyPolicy::default(),
+            epoch_messages: 0,
+            epoch_started: None,
+            budget: commit_budget(hush_proto::DEFAULT_MAX_FRAME),
+            rekey_due_since: None,
+            in_flight: None,
+            awaiting_epoch: 0,
+        }
+    }
+}
+
+/// Who is waiting to come in or to go.
+#[derive(Default)]
+pub(crate) struct Admissions {
+    pub(crate) pending_joins: BTreeMap<Fingerprint, (Newcomer, Pending)>,
+    pub(crate) pending_removals: BTreeMap<Fingerprint, Pending>,
     /// Who the creator of an invite-only room has invited.
     pub(crate) invited: BTreeSet<Fingerprint>,
     /// Join requests to an invite-only room from people not (yet) invited.
     pub(crate) uninvited: BTreeMap<Fingerprint, Newcomer>,
-    /// Messages from epochs we hold no key for, kept while a shared-history
-    /// admission may still give us one.
-    pub(crate) backlog: Vec<SequencedEvent>,
-    /// Body bytes held in `backlog`.
-    pub(crate) backlog_bytes: usize,
+    /// Whether we asked to be admitted.
+    pub(crate) join_requested: bool,
+}
+
+/// Names and presence.
+#[derive(Default)]
+pub(crate) struct People {
+    pub(crate) nicks: HashMap<Fingerprint, String>,
+    pub(crate) online: BTreeSet<Fingerprint>,
+}
+
+/// What tells a replayed, withheld or reordered message from a new one.
+#[derive(Default)]
+pub(crate) struct ReplayGuard {
+    /// Next counter expected per (sender, session, epoch): a jump reveals
+    /// messages the relay withheld, a step back a reordering.
+    pub(crate) next_counter: HashMap<(Fingerprint, [u8; 16], u64), u64>,
+    /// Messages processed, by (sender, session, epoch, counter).
+    pub(crate) seen: HashSet<(Fingerprint, [u8; 16], u64, u64)>,
+}
+
+/// Messages from epochs we hold no key for.
+#[derive(Default)]
+pub(crate) struct Backlog {
+    /// Kept while a shared-history admission may still give us the key.
+    pub(crate) events: Vec<SequencedEvent>,
+    /// Body bytes held in `events`.
+    pub(crate) bytes: usize,
+    /// Messages we could not read (shown as a count once caught up).
+    pub(crate) unreadable: u64,
+}
+
+/// What we send, until the relay confirms it.
+pub(crate) struct PublishQueue {
+    /// Our nonce counter in each epoch.
+    pub(crate) counters: HashMap<u64, NonceCounter>,
+    /// The next request id.
+    pub(crate) next_request: u64,
+    /// Texts typed before admission, with when they were typed (ms since
+    /// the Unix epoch): their messages carry that time.
+    pub(crate) queued: Vec<(String, u64)>,
     /// Events we published and have not yet seen sequenced (or refused).
     /// After a reconnect, those the relay never committed are sent again:
     /// the same sealed bytes, so a copy that did get through is recognised
@@ -135,6 +234,18 @@ pub struct Room {
     pub(crate) storage_retry: Vec<RoomEvent>,
 }
 
+impl Default for PublishQueue {
+    fn default() -> Self {
+        Self {
+            counters: HashMap::new(),
+            next_request: 1,
+            queued: Vec::new(),
+            unconfirmed: Vec::new(),
+            storage_retry: Vec::new(),
+        }
+    }
+}
+
 impl Room {
     /// A fresh member state for `name`, drawing its secrets (this run's
     /// session salt now, epoch keys later) from `entropy`.
@@ -142,54 +253,27 @@ impl Room {
     pub fn new(name: RoomName, me: Arc<Identity>, nick: String, mut entropy: Entropy) -> Self {
         let mut session = [0u8; 16];
         entropy.fill(&mut session);
-        let mut nicks = HashMap::new();
-        nicks.insert(me.fingerprint(), nick.clone());
+        let mut people = People::default();
+        people.nicks.insert(me.fingerprint(), nick.clone());
         Self {
             name,
             me,
             nick,
             session,
             entropy,
-            epochs: BTreeMap::new(),
-            current: 0,
-            last_seq: 0,
-            chain_head: [0; 32],
-            reorder: BTreeMap::new(),
-            heads: BTreeMap::from([(0, [0; 32])]),
-            pending_checkpoints: Vec::new(),
-            archive: BTreeMap::new(),
-            chain_anchored: true,
-            next_counter: HashMap::new(),
-            rekey: RekeyPolicy::default(),
-            epoch_messages: 0,
-            epoch_started: None,
-            commit_budget: commit_budget(hush_proto::DEFAULT_MAX_FRAME),
-            rekey_due_since: None,
-            epoch_heads: HashMap::new(),
-            epoch_commit_seq: HashMap::new(),
-            nicks,
-            online: BTreeSet::new(),
-            pending_joins: BTreeMap::new(),
-            pending_removals: BTreeMap::new(),
-            counters: HashMap::new(),
-            seen: HashSet::new(),
-            commit_in_flight: None,
-            awaiting_epoch: 0,
-            join_requested: false,
+            chain: ChainView::default(),
+            epochs: Epochs::default(),
+            commits: Committer::default(),
+            admissions: Admissions::default(),
+            people,
+            replay: ReplayGuard::default(),
+            backlog: Backlog::default(),
+            outbox: PublishQueue::default(),
             caught_up: false,
             leaving: false,
-            queued: Vec::new(),
-            unreadable: 0,
-            next_request: 1,
             dirty: false,
             settings: None,
             create_as: (false, HistoryVisibility::Joined),
-            invited: BTreeSet::new(),
-            uninvited: BTreeMap::new(),
-            backlog: Vec::new(),
-            backlog_bytes: 0,
-            unconfirmed: Vec::new(),
-            storage_retry: Vec::new(),
         }
     }
 
@@ -212,13 +296,13 @@ impl Room {
     /// grow to is bounded by what one full commit of its roster can carry.
     /// [`Room::on_connected`] does this for each connection.
     pub fn set_frame_limit(&mut self, max_frame: usize) {
-        self.commit_budget = commit_budget(max_frame);
+        self.commits.budget = commit_budget(max_frame);
     }
 
     /// Uses `policy` for periodic rekeying instead of the default.
     #[must_use]
     pub fn with_rekey_policy(mut self, policy: RekeyPolicy) -> Self {
-        self.rekey = policy;
+        self.commits.policy = policy;
         self
     }
 
@@ -231,26 +315,26 @@ impl Room {
     /// Last sequence number processed (ask the relay for what follows).
     #[must_use]
     pub fn last_seq(&self) -> u64 {
-        self.last_seq
+        self.chain.last_seq
     }
 
     /// The hash-chain head after [`Self::last_seq`].
     #[must_use]
     pub fn chain_head(&self) -> [u8; 32] {
-        self.chain_head
+        self.chain.head
     }
 
     /// The current epoch as far as this member has processed.
     #[must_use]
     pub fn epoch(&self) -> u64 {
-        self.current
+        self.epochs.current
     }
 
     /// Whether we hold the current epoch's key (can send).
     #[must_use]
     pub fn is_member(&self) -> bool {
         self.epochs
-            .get(&self.current)
+            .now()
             .is_some_and(|e| e.key.is_some() && e.roster.contains_key(&self.me.fingerprint()))
     }
 
@@ -259,7 +343,7 @@ impl Room {
     /// and the relay has sequenced every event we published.
     #[must_use]
     pub fn is_settled(&self) -> bool {
-        self.caught_up && self.unconfirmed.is_empty() && self.queued.is_empty()
+        self.caught_up && self.outbox.unconfirmed.is_empty() && self.outbox.queued.is_empty()
     }
 
     /// Our display name.
@@ -272,11 +356,11 @@ impl Room {
     #[must_use]
     pub fn members(&self) -> Vec<(Fingerprint, String, bool)> {
         self.epochs
-            .get(&self.current)
+            .now()
             .map(|e| {
                 e.roster
                     .keys()
-                    .map(|fp| (*fp, self.nick_of(fp), self.online.contains(fp)))
+                    .map(|fp| (*fp, self.nick_of(fp), self.people.online.contains(fp)))
                     .collect()
             })
             .unwrap_or_default()
@@ -287,6 +371,7 @@ impl Room {
     pub fn whois(&self, query: &str) -> Vec<(Fingerprint, String)> {
         let q = query.trim();
         let mut out: Vec<(Fingerprint, String)> = self
+            .people
             .nicks
             .iter()
             .filter(|(fp, nick)| nick.as_str() == q || fp.to_string() == q || fp.short_id() == q)
@@ -297,17 +382,21 @@ impl Room {
     }
 
     pub(crate) fn nick_of(&self, fp: &Fingerprint) -> String {
-        self.nicks.get(fp).cloned().unwrap_or_else(|| fp.short_id())
+        self.people
+            .nicks
+            .get(fp)
+            .cloned()
+            .unwrap_or_else(|| fp.short_id())
     }
 
     /// Other members of the current roster using `nick` besides `fp`.
     pub(crate) fn same_nick(&self, fp: &Fingerprint, nick: &str) -> Vec<Fingerprint> {
-        let Some(e) = self.epochs.get(&self.current) else {
+        let Some(e) = self.epochs.now() else {
             return Vec::new();
         };
         e.roster
             .keys()
-            .filter(|other| *other != fp && self.nicks.get(other).is_some_and(|n| n == nick))
+            .filter(|other| *other != fp && self.people.nicks.get(other).is_some_and(|n| n == nick))
             .copied()
             .collect()
     }
@@ -347,24 +436,24 @@ impl Room {
     /// The relay confirmed our subscription; `online` are the identities
     /// connected to the room.
     pub(crate) fn on_joined(&mut self, online: &[Fingerprint]) {
-        self.online = online.iter().copied().collect();
+        self.people.online = online.iter().copied().collect();
         self.caught_up = false;
-        self.commit_in_flight = None;
+        self.commits.in_flight = None;
     }
 
     /// Someone connected or disconnected.
     pub(crate) fn on_presence(&mut self, member: Fingerprint, online: bool) {
         if online {
-            self.online.insert(member);
+            self.people.online.insert(member);
         } else {
-            self.online.remove(&member);
+            self.people.online.remove(&member);
         }
     }
 
     /// Periodic check: fallback commits when the designated member is gone.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
-        for event in std::mem::take(&mut self.storage_retry) {
+        for event in std::mem::take(&mut self.outbox.storage_retry) {
             actions.push(self.track(event));
         }
         self.maybe_commit(now, &mut actions);

@@ -79,31 +79,34 @@ impl Room {
     /// What must survive a restart.
     #[must_use]
     pub fn snapshot(&self) -> RoomSnapshot {
-        let keep_seen_from = self.current.saturating_sub(1);
+        let keep_seen_from = self.epochs.current.saturating_sub(1);
         RoomSnapshot {
             room: self.name.as_str().to_owned(),
             owner: *self.me.fingerprint().as_bytes(),
             nick: self.nick.clone(),
-            last_seq: self.last_seq,
-            chain_head: self.chain_head,
-            chain_anchored: self.chain_anchored,
+            last_seq: self.chain.last_seq,
+            chain_head: self.chain.head,
+            chain_anchored: self.chain.anchored,
             heads: self
+                .chain
                 .heads
                 .iter()
                 .rev()
                 .take(SNAPSHOT_HEADS)
                 .map(|(k, v)| (*k, *v))
                 .collect(),
-            current: self.current,
+            current: self.epochs.current,
             // Epochs known from the log, and those only an earlier run's
             // state knew (kept for --replay-history).
             epochs: self
                 .epochs
+                .known
                 .iter()
                 .chain(
-                    self.archive
+                    self.epochs
+                        .archive
                         .iter()
-                        .filter(|(e, _)| !self.epochs.contains_key(e)),
+                        .filter(|(e, _)| !self.epochs.known.contains_key(e)),
                 )
                 .map(|(epoch, e)| EpochSnapshot {
                     epoch: *epoch,
@@ -115,13 +118,15 @@ impl Room {
                     key: e.key.as_ref().map(|k| *k.expose_secret()),
                 })
                 .collect(),
-            epoch_heads: self.epoch_heads.iter().map(|(k, v)| (*k, *v)).collect(),
+            epoch_heads: self.epochs.heads.iter().map(|(k, v)| (*k, *v)).collect(),
             nicks: self
+                .people
                 .nicks
                 .iter()
                 .map(|(fp, n)| (*fp.as_bytes(), n.clone()))
                 .collect(),
             next_counter: self
+                .replay
                 .next_counter
                 .iter()
                 .map(|((fp, session, epoch), n)| (*fp.as_bytes(), *session, *epoch, *n))
@@ -129,19 +134,27 @@ impl Room {
             // Replays are checked within recent epochs; older epochs are
             // rekeyed away and their counters are in `next_counter`.
             seen: self
+                .replay
                 .seen
                 .iter()
                 .filter(|(_, _, epoch, _)| *epoch >= keep_seen_from)
                 .map(|(fp, session, epoch, counter)| (*fp.as_bytes(), *session, *epoch, *counter))
                 .collect(),
             settings: self.settings.clone(),
-            invited: self.invited.iter().map(|fp| *fp.as_bytes()).collect(),
+            invited: self
+                .admissions
+                .invited
+                .iter()
+                .map(|fp| *fp.as_bytes())
+                .collect(),
             epoch_commit_seq: self
-                .epoch_commit_seq
+                .epochs
+                .commit_seq
                 .iter()
                 .map(|(e, s)| (*e, *s))
                 .collect(),
             pending_removals: self
+                .admissions
                 .pending_removals
                 .keys()
                 .map(|fp| *fp.as_bytes())
@@ -166,8 +179,8 @@ impl Room {
         snap.check_owner(&name, &me)?;
         let archive = snap.restore_epochs()?;
         let mut room = Self::new(name, me, snap.nick.clone(), entropy);
-        room.archive = archive;
-        room.nicks = snap.restore_nicks();
+        room.epochs.archive = archive;
+        room.people.nicks = snap.restore_nicks();
         // The rules never change, and add-only commits do not repeat them.
         room.settings.clone_from(&snap.settings);
         Ok(room)
@@ -191,35 +204,35 @@ impl Room {
         snap.check_owner(&name, &me)?;
         let epochs = snap.restore_epochs()?;
         let mut room = Self::new(name, me, snap.nick.clone(), entropy);
-        room.last_seq = snap.last_seq;
-        room.chain_head = snap.chain_head;
-        room.chain_anchored = snap.chain_anchored;
-        room.heads = snap.heads.iter().copied().collect();
-        room.current = snap.current;
-        room.epochs = epochs;
-        room.epoch_heads = snap.epoch_heads.iter().copied().collect();
-        room.nicks = snap.restore_nicks();
-        room.next_counter = snap
+        room.chain.last_seq = snap.last_seq;
+        room.chain.head = snap.chain_head;
+        room.chain.anchored = snap.chain_anchored;
+        room.chain.heads = snap.heads.iter().copied().collect();
+        room.epochs.current = snap.current;
+        room.epochs.known = epochs;
+        room.epochs.heads = snap.epoch_heads.iter().copied().collect();
+        room.people.nicks = snap.restore_nicks();
+        room.replay.next_counter = snap
             .next_counter
             .iter()
             .map(|(fp, session, epoch, n)| ((Fingerprint::from_bytes(*fp), *session, *epoch), *n))
             .collect();
-        room.seen = snap
+        room.replay.seen = snap
             .seen
             .iter()
             .map(|(fp, session, epoch, counter)| {
                 (Fingerprint::from_bytes(*fp), *session, *epoch, *counter)
             })
             .collect();
-        room.epoch_started = Some(now);
+        room.commits.epoch_started = Some(now);
         room.settings.clone_from(&snap.settings);
-        room.epoch_commit_seq = snap.epoch_commit_seq.iter().copied().collect();
-        room.pending_removals = snap
+        room.epochs.commit_seq = snap.epoch_commit_seq.iter().copied().collect();
+        room.admissions.pending_removals = snap
             .pending_removals
             .iter()
             .map(|b| (Fingerprint::from_bytes(*b), Pending { since: now }))
             .collect();
-        room.invited = snap
+        room.admissions.invited = snap
             .invited
             .iter()
             .map(|b| Fingerprint::from_bytes(*b))

@@ -29,7 +29,7 @@ impl Room {
         let epoch = ev.event.epoch;
         let mine = sender == self.me.fingerprint();
         if mine {
-            self.commit_in_flight = None;
+            self.commits.in_flight = None;
         }
         let roster = match self.validate_commit(event, &c) {
             CommitVerdict::Honoured(roster) => roster,
@@ -42,13 +42,13 @@ impl Room {
             }
             CommitVerdict::FirstSeen(roster) => {
                 actions.push(self.notice(Notice::FirstSeenRoster { epoch }));
-                self.current = c.parent_epoch();
+                self.epochs.current = c.parent_epoch();
                 roster
             }
             CommitVerdict::Unjudgeable => {
                 // Keep in step with the relay's epochs, so that we ask to
                 // join (and are admitted) in the room's current one.
-                self.current = self.current.max(epoch);
+                self.epochs.current = self.epochs.current.max(epoch);
                 return;
             }
         };
@@ -58,8 +58,8 @@ impl Room {
         let was_member = self.is_member();
         let parent = self
             .epochs
-            .get(&self.current)
-            .or_else(|| self.archive.get(&self.current));
+            .now()
+            .or_else(|| self.epochs.archive.get(&self.epochs.current));
         let kept = parent.is_some_and(|e| e.roster.contains_key(&me));
         let key = if !roster.contains_key(&me) {
             None
@@ -101,15 +101,15 @@ impl Room {
         // Who came and went.
         let before: BTreeSet<Fingerprint> = self
             .epochs
-            .get(&self.current)
+            .now()
             .map(|e| e.roster.keys().copied().collect())
             .unwrap_or_default();
         for (fp, entry) in &roster {
-            if !self.nicks.contains_key(fp) || !before.contains(fp) {
-                self.nicks.insert(*fp, entry.nick.clone());
+            if !self.people.nicks.contains_key(fp) || !before.contains(fp) {
+                self.people.nicks.insert(*fp, entry.nick.clone());
             }
         }
-        let first_view = self.epochs.is_empty();
+        let first_view = self.epochs.known.is_empty();
         if !first_view {
             for fp in roster.keys().filter(|fp| !before.contains(fp)) {
                 actions.push(Action::Show(Shown::MemberJoined {
@@ -129,9 +129,10 @@ impl Room {
             }
         }
         for fp in roster.keys() {
-            self.pending_joins.remove(fp);
+            self.admissions.pending_joins.remove(fp);
         }
-        self.pending_removals
+        self.admissions
+            .pending_removals
             .retain(|fp, _| roster.contains_key(fp));
         let now_member = key.is_some();
         if let CommitBody::Full(c) = &c
@@ -144,7 +145,7 @@ impl Room {
         let mut got_history = false;
         if now_member && !was_member {
             for h in c.history().iter().filter(|h| h.member == me) {
-                if let Some(e) = self.epochs.get_mut(&h.epoch)
+                if let Some(e) = self.epochs.known.get_mut(&h.epoch)
                     && e.key.is_none()
                     && let Ok(k) = self.me.unwrap(HISTORY_KEY_LABEL, &h.wrapped)
                 {
@@ -153,27 +154,27 @@ impl Room {
                 }
             }
         }
-        self.epochs.insert(
+        self.epochs.known.insert(
             epoch,
             Epoch {
                 roster: Arc::new(roster),
                 key,
             },
         );
-        self.current = epoch;
-        self.epoch_heads.insert(epoch, self.chain_head);
-        self.epoch_commit_seq.insert(epoch, ev.seq);
+        self.epochs.current = epoch;
+        self.epochs.heads.insert(epoch, self.chain.head);
+        self.epochs.commit_seq.insert(epoch, ev.seq);
         if got_history {
             self.replay_backlog(actions);
         }
         // An add-only epoch continues its parent's key lineage: the
         // periodic rekey counts on from the last full commit.
-        if matches!(c, CommitBody::Full(_)) || self.epoch_started.is_none() {
-            self.epoch_messages = 0;
-            self.epoch_started = Some(now);
-            self.rekey_due_since = None;
+        if matches!(c, CommitBody::Full(_)) || self.commits.epoch_started.is_none() {
+            self.commits.epoch_messages = 0;
+            self.commits.epoch_started = Some(now);
+            self.commits.rekey_due_since = None;
         }
-        let members: Vec<(Fingerprint, String)> = self.epochs[&epoch]
+        let members: Vec<(Fingerprint, String)> = self.epochs.known[&epoch]
             .roster
             .keys()
             .map(|fp| (*fp, self.nick_of(fp)))
@@ -187,7 +188,7 @@ impl Room {
             }));
         }
         if now_member && !was_member && self.caught_up {
-            self.join_requested = false;
+            self.admissions.join_requested = false;
             actions.push(Action::Show(Shown::Joined {
                 room: self.name.clone(),
                 me,
@@ -213,17 +214,17 @@ impl Room {
     ) {
         actions.push(warning);
         let epoch = ev.event.epoch;
-        if epoch != self.current.saturating_add(1) {
+        if epoch != self.epochs.current.saturating_add(1) {
             return; // not the relay's next epoch: nothing to keep in step with
         }
         if ev.event.sender == self.me.fingerprint() {
-            self.commit_in_flight = None;
+            self.commits.in_flight = None;
         }
-        if let Some(prev) = self.epochs.get(&self.current).cloned() {
-            self.epochs.insert(epoch, prev);
+        if let Some(prev) = self.epochs.now().cloned() {
+            self.epochs.known.insert(epoch, prev);
         }
-        self.current = epoch;
-        self.epoch_heads.insert(epoch, self.chain_head);
-        self.epoch_commit_seq.insert(epoch, ev.seq);
+        self.epochs.current = epoch;
+        self.epochs.heads.insert(epoch, self.chain.head);
+        self.epochs.commit_seq.insert(epoch, ev.seq);
     }
 }

@@ -22,49 +22,54 @@ impl Room {
     /// online member of the current roster with the lowest fingerprint.
     pub(crate) fn designated(&self) -> bool {
         let me = self.me.fingerprint();
-        let Some(e) = self.epochs.get(&self.current) else {
+        let Some(e) = self.epochs.now() else {
             return false;
         };
         e.roster
             .keys()
-            .find(|fp| **fp == me || self.online.contains(fp))
+            .find(|fp| **fp == me || self.people.online.contains(fp))
             .is_some_and(|fp| *fp == me)
     }
 
     pub(crate) fn maybe_commit(&mut self, now: Instant, actions: &mut Vec<Action>) {
         if !self.caught_up
             || self.leaving
-            || self.commit_in_flight.is_some()
-            || self.awaiting_epoch > self.current
+            || self.commits.in_flight.is_some()
+            || self.commits.awaiting_epoch > self.epochs.current
             || !self.is_member()
         {
             return;
         }
         // Zero means "never" for either limit.
         let age = self
+            .commits
             .epoch_started
             .map_or(Duration::ZERO, |t| now.duration_since(t));
-        let rekey_due = (self.rekey.max_messages > 0
-            && self.epoch_messages >= self.rekey.max_messages)
-            || (!self.rekey.max_age.is_zero() && age >= self.rekey.max_age);
+        let rekey_due = (self.commits.policy.max_messages > 0
+            && self.commits.epoch_messages >= self.commits.policy.max_messages)
+            || (!self.commits.policy.max_age.is_zero() && age >= self.commits.policy.max_age);
         if rekey_due {
-            self.rekey_due_since.get_or_insert(now);
+            self.commits.rekey_due_since.get_or_insert(now);
         }
-        if self.pending_joins.is_empty() && self.pending_removals.is_empty() && !rekey_due {
+        if self.admissions.pending_joins.is_empty()
+            && self.admissions.pending_removals.is_empty()
+            && !rekey_due
+        {
             return;
         }
         let oldest = self
+            .admissions
             .pending_joins
             .values()
             .map(|(_, p)| p.since)
-            .chain(self.pending_removals.values().map(|p| p.since))
-            .chain(self.rekey_due_since)
+            .chain(self.admissions.pending_removals.values().map(|p| p.since))
+            .chain(self.commits.rekey_due_since)
             .min();
         let overdue = oldest.is_some_and(|t| now.duration_since(t) >= FALLBACK_COMMIT_AFTER);
         if !self.designated() && !overdue {
             return;
         }
-        let Some(e) = self.epochs.get(&self.current) else {
+        let Some(e) = self.epochs.now() else {
             return;
         };
         // Who stays, as a full commit would list them. Sized without
@@ -72,14 +77,14 @@ impl Room {
         let staying = || {
             e.roster
                 .iter()
-                .filter(|(fp, _)| !self.pending_removals.contains_key(fp))
+                .filter(|(fp, _)| !self.admissions.pending_removals.contains_key(fp))
         };
         let count = staying().count();
         // Admit as many as fit in one full commit (removing anyone later
         // takes one); the rest wait for the next.
-        let budget = self.commit_budget;
+        let budget = self.commits.budget;
         let size: usize = staying()
-            .map(|(fp, r)| match self.nicks.get(fp) {
+            .map(|(fp, r)| match self.people.nicks.get(fp) {
                 Some(nick) => member_cost(&r.key, nick),
                 None => member_cost(&r.key, &fp.short_id()),
             })
@@ -92,16 +97,18 @@ impl Room {
                     next_does_not_fit: false,
                 },
             ));
-            self.pending_joins.clear();
+            self.admissions.pending_joins.clear();
             return;
         }
         let costs: Vec<usize> = self
+            .admissions
             .pending_joins
             .values()
             .map(|(n, _)| member_cost(&n.key, &n.nick))
             .collect();
         let fits = admissions(count, size, &costs, budget);
         let newcomers: Vec<Newcomer> = self
+            .admissions
             .pending_joins
             .values()
             .zip(&fits)
@@ -109,7 +116,7 @@ impl Room {
             .map(|((n, _), _)| n.clone())
             .collect();
         let admitted = newcomers.len();
-        if admitted == 0 && self.pending_removals.is_empty() && !rekey_due {
+        if admitted == 0 && self.admissions.pending_removals.is_empty() && !rekey_due {
             // Only joins are pending and none fits: a commit would change
             // nothing, and committing it again every tick would spin.
             actions.push(self.warn(
@@ -119,7 +126,7 @@ impl Room {
                     next_does_not_fit: true,
                 },
             ));
-            self.pending_joins.clear();
+            self.admissions.pending_joins.clear();
             return;
         }
         // Only admitting, to people who can follow the roster: an add-only
@@ -127,7 +134,7 @@ impl Room {
         // else, or a room without our key, takes a full commit.
         let add_only = admitted > 0
             && !rekey_due
-            && self.pending_removals.is_empty()
+            && self.admissions.pending_removals.is_empty()
             && newcomers.iter().all(|n| n.knows_roster);
         let commit = if add_only {
             self.add_commit(newcomers)
@@ -154,7 +161,7 @@ impl Room {
             invite_only: self.create_as.0,
             history: self.create_as.1,
         });
-        let newcomers: Vec<&PublicIdentity> = match self.epochs.get(&self.current) {
+        let newcomers: Vec<&PublicIdentity> = match self.epochs.now() {
             Some(current) => keys
                 .into_iter()
                 .filter(|k| !current.roster.contains_key(&k.fingerprint()))
@@ -164,7 +171,7 @@ impl Room {
         let size = members.iter().map(|(k, n)| member_cost(k, n)).sum();
         let history = self.history_for(&settings, &newcomers, size)?;
         let payload = Payload::Commit(Commit {
-            parent_epoch: self.current,
+            parent_epoch: self.epochs.current,
             committer_key: self.me.public().spki_der().to_vec(),
             members: members
                 .into_iter()
@@ -177,8 +184,8 @@ impl Room {
             settings,
             history,
         });
-        let epoch = self.current.checked_add(1)?;
-        self.commit_in_flight = Some(epoch);
+        let epoch = self.epochs.current.checked_add(1)?;
+        self.commits.in_flight = Some(epoch);
         self.publish(EventKind::Commit, epoch, &payload)
     }
 
@@ -186,10 +193,10 @@ impl Room {
     /// roster plus `newcomers`: the key is derived from ours, and wrapped
     /// to the newcomers alone (see [`AddCommit`]).
     pub(crate) fn add_commit(&mut self, newcomers: Vec<Newcomer>) -> Option<Action> {
-        let parent = self.epochs.get(&self.current)?;
+        let parent = self.epochs.now()?;
         let parent_key = parent.key.as_ref()?;
         let settings = self.settings.clone()?;
-        let epoch = self.current.checked_add(1)?;
+        let epoch = self.epochs.current.checked_add(1)?;
         let added: Vec<Fingerprint> = newcomers.iter().map(|n| n.key.fingerprint()).collect();
         let salt = e2e::add_epoch_salt(&self.name, epoch, &self.me.fingerprint(), &added);
         let key = derive_secret(parent_key, &salt, ADD_EPOCH_KEY_INFO);
@@ -198,7 +205,7 @@ impl Room {
         let size = newcomers.iter().map(|n| member_cost(&n.key, &n.nick)).sum();
         let history = self.history_for(&settings, &keys, size)?;
         let payload = Payload::Add(AddCommit {
-            parent_epoch: self.current,
+            parent_epoch: self.epochs.current,
             added: newcomers
                 .into_iter()
                 .map(|n| Member {
@@ -209,7 +216,7 @@ impl Room {
             envelopes,
             history,
         });
-        self.commit_in_flight = Some(epoch);
+        self.commits.in_flight = Some(epoch);
         self.publish(EventKind::Commit, epoch, &payload)
     }
 
@@ -226,9 +233,9 @@ impl Room {
         if settings.history != HistoryVisibility::Shared {
             return Some(history);
         }
-        let mut budget = self.commit_budget.saturating_sub(used);
+        let mut budget = self.commits.budget.saturating_sub(used);
         for m in newcomers {
-            for (epoch, e) in self.epochs.iter().rev() {
+            for (epoch, e) in self.epochs.known.iter().rev() {
                 let Some(k) = &e.key else { continue };
                 let cost = m.bits() / 8 + 48;
                 if history.len() >= MAX_HISTORY_ENVELOPES || cost > budget {

@@ -106,8 +106,8 @@ impl Room {
     /// commit is accepted as a first-seen roster.
     fn rule3_parent_and_authority(&self, ev: &SequencedEvent, parent_epoch: u64) -> Rule<bool> {
         let epoch = ev.event.epoch;
-        if !self.epochs.is_empty() {
-            if parent_epoch != self.current {
+        if !self.epochs.known.is_empty() {
+            if parent_epoch != self.epochs.current {
                 return Err(self.out_of_step(epoch, parent_epoch));
             }
             if self.roster_key(parent_epoch, &ev.event.sender).is_none() {
@@ -118,15 +118,15 @@ impl Room {
         // Before we know any roster: the creator of the room (parent 0),
         // or the first roster we are shown when the relay no longer
         // keeps earlier history.
-        if parent_epoch < self.current {
+        if parent_epoch < self.epochs.current {
             return Err(self.out_of_step(epoch, parent_epoch));
         }
         // Mid-history: past what we were shown, or at an epoch only
         // add-only commits we could not judge led to.
-        if parent_epoch > self.current || (parent_epoch > 0 && !self.chain_anchored) {
+        if parent_epoch > self.epochs.current || (parent_epoch > 0 && !self.chain.anchored) {
             // Only a log whose start we skipped (retention) may begin
             // mid-history; otherwise the relay withheld commits.
-            if self.chain_anchored {
+            if self.chain.anchored {
                 return Err(self.out_of_step(epoch, parent_epoch));
             }
             return Ok(true);
@@ -142,7 +142,7 @@ impl Room {
         }
         // Keys we already hold are not parsed again: a rekey of a big
         // room mostly repeats its roster.
-        let known = self.epochs.get(&self.current).map(|e| &e.roster);
+        let known = self.epochs.now().map(|e| &e.roster);
         let mut roster = BTreeMap::new();
         for m in &c.members {
             let fp = Fingerprint::of_spki_der(&m.public_key);
@@ -192,16 +192,15 @@ impl Room {
     /// one whose view starts after pruned events must not void what
     /// everyone else honours.
     fn rule6_removals(&self, roster: &Roster) -> Rule {
-        if !self.chain_anchored {
+        if !self.chain.anchored {
             return Ok(());
         }
-        let Some(before) = self.epochs.get(&self.current) else {
+        let Some(before) = self.epochs.now() else {
             return Ok(());
         };
-        let dropped = before
-            .roster
-            .keys()
-            .find(|fp| !roster.contains_key(fp) && !self.pending_removals.contains_key(fp));
+        let dropped = before.roster.keys().find(|fp| {
+            !roster.contains_key(fp) && !self.admissions.pending_removals.contains_key(fp)
+        });
         match dropped {
             Some(fp) => Err(CommitVerdict::Void(Warning::NotAllowed(
                 NotAllowed::Removed {
@@ -215,15 +214,15 @@ impl Room {
     /// Rule 7 (and A6): in an invite-only room, everyone new was invited
     /// by the creator, or is the creator. Judged as rule 6 is.
     fn rule7_invite_only(&self, settings: &RoomSettings, roster: &Roster) -> Rule {
-        if !settings.invite_only || !self.chain_anchored {
+        if !settings.invite_only || !self.chain.anchored {
             return Ok(());
         }
-        let Some(before) = self.epochs.get(&self.current) else {
+        let Some(before) = self.epochs.now() else {
             return Ok(());
         };
         let uninvited = roster.keys().find(|fp| {
             !before.roster.contains_key(fp)
-                && !self.invited.contains(fp)
+                && !self.admissions.invited.contains(fp)
                 && **fp != settings.creator
         });
         match uninvited {
@@ -238,9 +237,9 @@ impl Room {
     /// epoch saved by an earlier run may stand in, if the relay pruned the
     /// log's start. The parent, and whether it was such a stand-in.
     fn rule_a2_parent(&self, epoch: u64, parent_epoch: u64) -> Rule<(&Epoch, bool)> {
-        if !self.epochs.is_empty() {
-            return match self.epochs.get(&parent_epoch) {
-                Some(parent) if parent_epoch == self.current => Ok((parent, false)),
+        if !self.epochs.known.is_empty() {
+            return match self.epochs.known.get(&parent_epoch) {
+                Some(parent) if parent_epoch == self.epochs.current => Ok((parent, false)),
                 _ => Err(self.out_of_step(epoch, parent_epoch)),
             };
         }
@@ -248,10 +247,10 @@ impl Room {
         // only possible when the relay pruned the log's start (otherwise
         // it withheld the commits before), and then our saved state may
         // still hold the parent epoch.
-        if self.chain_anchored {
+        if self.chain.anchored {
             return Err(self.out_of_step(epoch, parent_epoch));
         }
-        match self.archive.get(&parent_epoch) {
+        match self.epochs.archive.get(&parent_epoch) {
             Some(saved) => Ok((saved, true)),
             None => Err(CommitVerdict::Unjudgeable),
         }
@@ -261,10 +260,10 @@ impl Room {
     /// member who left or was kicked still holds: it may not stand in for
     /// the rekey that removes them.
     fn rule_a5_no_pending_removal(&self) -> Rule {
-        if !self.chain_anchored {
+        if !self.chain.anchored {
             return Ok(());
         }
-        match self.pending_removals.keys().next() {
+        match self.admissions.pending_removals.keys().next() {
             Some(fp) => Err(CommitVerdict::Void(Warning::NotAllowed(
                 NotAllowed::AddedDuringRemoval {
                     pending: self.peer(fp),
@@ -278,7 +277,7 @@ impl Room {
     /// the commits in between (parent above ours) or showed the committer
     /// another history (below).
     fn out_of_step(&self, epoch: u64, parent_epoch: u64) -> CommitVerdict {
-        let current = self.current;
+        let current = self.epochs.current;
         CommitVerdict::Ignored(if parent_epoch > current {
             Warning::MissingCommit(MissingCommit::Commit { epoch, current })
         } else {
