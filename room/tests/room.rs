@@ -15,6 +15,8 @@ mod before_admission;
 mod bounds;
 #[path = "room/checkpoints.rs"]
 mod checkpoints;
+#[path = "room/commit_rules.rs"]
+mod commit_rules;
 #[path = "room/concurrent_commits.rs"]
 mod concurrent_commits;
 #[path = "room/connecting.rs"]
