@@ -4,12 +4,11 @@
 //!
 //! ```text
 //!   full commit:  rule1 signature ─ rule2 parent number ─ rule3 parent, authority
-//!                 ─ rule4 roster ─ rule5 settings ─┐
+//!                 ─ rule4 roster, history bound ─ rule5 settings ─┐
 //!   add-only:     a1 parent number ─ a2 parent ─ a3 committer
-//!                 ─ a4 roster ─ a5 no pending removal ─┤
-//!                                                      ├ history bound (rules 4, A4)
-//!                                                      ├ rule6 removals
-//!                                                      └ rule7 invite-only (A6) ─▶ CommitVerdict
+//!                 ─ a4 roster, history bound ─ a5 no pending removal ─┤
+//!                                                                     ├ rule6 removals
+//!                                                                     └ rule7 invite-only (A6) ─▶ CommitVerdict
 //! ```
 //!
 //! Rules 8, 9 and A7 (unwrapping keys) run in `apply.rs`, only on a
@@ -20,7 +19,9 @@ use std::sync::Arc;
 
 use hush_crypto::{Fingerprint, PublicIdentity};
 use hush_proto::SequencedEvent;
-use hush_proto::e2e::{AddCommit, Commit, MAX_HISTORY_ENVELOPES, MAX_ROSTER, RoomSettings};
+use hush_proto::e2e::{
+    AddCommit, Commit, HistoryEnvelope, MAX_HISTORY_ENVELOPES, MAX_ROSTER, RoomSettings,
+};
 
 use crate::authenticate::Unverified;
 use crate::commit::CommitBody;
@@ -66,7 +67,6 @@ impl Room {
             CommitBody::Add(a) => self.validate_add(event, a),
         }
         .and_then(|(roster, first_seen)| {
-            rule4_history_bound(c)?;
             let settings = self.rules_to_judge_by(c)?;
             self.rule6_removals(&roster)?;
             self.rule7_invite_only(settings, &roster)?;
@@ -86,6 +86,7 @@ impl Room {
         rule2_parent_epoch_number(ev.event.epoch, c.parent_epoch)?;
         let first_seen = self.rule3_parent_and_authority(ev, c.parent_epoch)?;
         let roster = self.rule4_roster(ev.event.sender, c)?;
+        rule4_history_bound(&c.history)?;
         self.rule5_settings(ev.event.sender, c)?;
         Ok((roster, first_seen))
     }
@@ -97,6 +98,7 @@ impl Room {
         let (parent, first_seen) = self.rule_a2_parent(ev.event.epoch, a.parent_epoch)?;
         rule_a3_committer(event, parent)?;
         let roster = rule_a4_roster(&parent.roster, a)?;
+        rule4_history_bound(&a.history)?;
         self.rule_a5_no_pending_removal()?;
         Ok((roster, first_seen))
     }
@@ -341,8 +343,8 @@ fn rule_a3_committer(event: &Unverified<'_>, parent: &Epoch) -> Rule {
 
 /// Rule 4, last part (and A4's): at most `MAX_HISTORY_ENVELOPES` history
 /// keys.
-fn rule4_history_bound(c: &CommitBody) -> Rule {
-    if c.history().len() > MAX_HISTORY_ENVELOPES {
+fn rule4_history_bound(history: &[HistoryEnvelope]) -> Rule {
+    if history.len() > MAX_HISTORY_ENVELOPES {
         return Err(bad(CommitFlaw::TooManyHistoryKeys));
     }
     Ok(())

@@ -751,7 +751,6 @@ fn a4_an_add_only_commit_with_too_many_history_keys_is_void() {
 /// void, but the warning differs: `not_allowed` instead of `bad_commit`
 /// for an add-only commit during a removal.
 #[test]
-#[ignore = "rule order: the history bound of rules 4 and A4 is judged after rules 5 and A5"]
 fn a4_and_rule4_the_history_bound_is_judged_before_a5_and_rule5() {
     bad_full_commit(CommitFlaw::TooManyHistoryKeys, |c| {
         c.settings.invite_only = !c.settings.invite_only;
