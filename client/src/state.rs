@@ -36,7 +36,9 @@ struct StateFile {
 }
 
 const MAGIC: [u8; 10] = *b"hush-state";
-const VERSION: u16 = 1;
+/// The state format: 2 holds protocol 2 rooms (1 held protocol 1's, whose
+/// epochs protocol 2 cannot continue).
+const VERSION: u16 = 2;
 
 /// Why state could not be loaded or saved.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,16 @@ pub enum StateError {
     /// The file is not a state file this identity can open.
     #[error("state file {0} cannot be opened with this key (another identity's, or damaged)")]
     Unreadable(String),
+    /// The file was saved by a hush speaking another protocol version.
+    #[error(
+        "state file {path} was saved by a hush of another protocol version (state format {found}, this one reads {VERSION})"
+    )]
+    OtherVersion {
+        /// The file.
+        path: String,
+        /// Its format version.
+        found: u16,
+    },
 }
 
 /// Where one room's state lives, and whose key opens it.
@@ -111,11 +123,14 @@ impl StateStore {
         }
         let bytes = std::fs::read(&self.path).map_err(|e| self.io(e))?;
         let file: StateFile = decode(&bytes).map_err(|_| unreadable())?;
-        if file.magic != MAGIC
-            || file.version != VERSION
-            || file.owner != *self.identity.fingerprint().as_bytes()
-        {
+        if file.magic != MAGIC || file.owner != *self.identity.fingerprint().as_bytes() {
             return Err(unreadable());
+        }
+        if file.version != VERSION {
+            return Err(StateError::OtherVersion {
+                path: self.path.display().to_string(),
+                found: file.version,
+            });
         }
         // Our own file, checked to be ours above; a failure is reported
         // only as "unreadable".

@@ -99,3 +99,44 @@ fn saved_state_is_useless_without_the_private_key() {
     );
     assert!(Room::restore(room_name(), alice_id(), &snap, os(), Instant::now()).is_err());
 }
+
+/// A state saved by a protocol 1 client is refused with a message that
+/// says so (the client then sets it aside and reads the room again).
+#[test]
+fn a_state_saved_by_another_protocol_version_is_refused_clearly() {
+    let (_relay, _alice, bob) = two_members();
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::new(dir.path(), "relay:1", "lobby", bob_id());
+    store.save(&bob.room.snapshot()).unwrap();
+    let file = walk(dir.path()).pop().expect("one state file");
+    let mut bytes = std::fs::read(&file).unwrap();
+    // postcard: the 10 magic bytes, then the format version as a varint.
+    assert_eq!(bytes[10], 2);
+    bytes[10] = 1;
+    std::fs::write(&file, bytes).unwrap();
+    let err = store.load().err().expect("refused");
+    assert!(
+        matches!(
+            err,
+            hush_client::state::StateError::OtherVersion { found: 1, .. }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("another protocol version"),
+        "{err}"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -58,7 +58,9 @@ pub enum HandshakeError {
     #[error("the peer is not a hush relay or client")]
     NotHush,
     /// The peer speaks another protocol version.
-    #[error("protocol version mismatch: we speak {ours}, the peer speaks {theirs}")]
+    #[error(
+        "protocol version mismatch: we speak {ours}, the peer speaks {theirs}; run the same hush release on both sides (upgrade the older one)"
+    )]
     VersionMismatch {
         /// Our version.
         ours: u16,
@@ -992,14 +994,14 @@ mod tests {
 
     #[test]
     fn other_versions_and_other_protocols_are_told_apart() {
-        // A future client: magic, version 2, then whatever.
+        // A future client: magic, version 3, then whatever.
         let mut hello = MAGIC.to_vec();
-        hello.extend(postcard::to_allocvec(&2u16).unwrap());
+        hello.extend(postcard::to_allocvec(&3u16).unwrap());
         hello.extend([0u8; 40]);
         match relay_start(relay(), &hello, None, None).unwrap() {
             RelayFirstStep::Refuse(
                 greeting,
-                HandshakeError::VersionMismatch { ours: 1, theirs: 2 },
+                HandshakeError::VersionMismatch { ours: 2, theirs: 3 },
             ) => {
                 // The refusal names our version in a form every client reads.
                 let g: RelayGreeting = msg::decode(&greeting).unwrap();
@@ -1021,7 +1023,7 @@ mod tests {
         });
         assert_eq!(
             c.on_greeting(&other).err(),
-            Some(HandshakeError::VersionMismatch { ours: 1, theirs: 9 })
+            Some(HandshakeError::VersionMismatch { ours: 2, theirs: 9 })
         );
         let (c, _) = client_start(alice());
         assert_eq!(

@@ -20,7 +20,7 @@ use crate::names::RoomName;
 pub const MAGIC: [u8; 4] = *b"hush";
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Decodes one message from a frame body, refusing trailing bytes.
 ///
@@ -444,16 +444,17 @@ pub enum Rejection {
     NotJoined,
     /// The event's sender is not the connection's identity.
     SpoofedSender,
-    /// A commit whose parent is not the room's current epoch: another
-    /// commit won. Rebase on `current` and try again.
-    StaleEpoch {
-        /// The room's epoch now.
+    /// An event claiming an epoch no commit has opened (for a commit: a
+    /// parent no commit opened).
+    FutureEpoch {
+        /// The highest epoch any sequenced commit opens.
         current: u64,
     },
-    /// An event claiming an epoch the room has not reached.
-    FutureEpoch {
-        /// The room's epoch now.
-        current: u64,
+    /// This identity sent more commits to the room than the relay allows
+    /// per minute; the commit was not sequenced. Members rebuild it.
+    TooManyCommits {
+        /// Commits allowed per identity, room and minute.
+        per_minute: u32,
     },
     /// The connection is in as many rooms as the relay allows.
     TooManyRooms {
@@ -470,19 +471,25 @@ pub enum Rejection {
     },
 }
 
-/// The relay's epoch rule. A commit must name the current epoch as its parent
-/// (open exactly `current + 1`); anything else may not claim an epoch the
-/// room has not reached.
+/// The relay's epoch rule (protocol 2). The relay does not choose between
+/// commits: members take, for each parent epoch, the first valid commit in
+/// sequence order (PROTOCOL.md §9.2.6). It only refuses what cannot name a
+/// real epoch: a commit opening epoch 0 or more than one past the highest
+/// epoch any sequenced commit opens (`highest`), and any other event
+/// claiming an epoch above `highest`. After a commit, `highest` is the
+/// larger of the two.
 ///
 /// # Errors
 /// The [`Rejection`] the relay sends.
-pub fn check_epoch(kind: EventKind, epoch: u64, current: u64) -> Result<(), Rejection> {
-    match kind {
-        EventKind::Commit if current.checked_add(1) == Some(epoch) => Ok(()),
-        EventKind::Commit if epoch <= current => Err(Rejection::StaleEpoch { current }),
-        EventKind::Commit => Err(Rejection::FutureEpoch { current }),
-        _ if epoch <= current => Ok(()),
-        _ => Err(Rejection::FutureEpoch { current }),
+pub fn check_epoch(kind: EventKind, epoch: u64, highest: u64) -> Result<(), Rejection> {
+    let possible = match kind {
+        EventKind::Commit => (1..=highest.saturating_add(1)).contains(&epoch),
+        _ => epoch <= highest,
+    };
+    if possible {
+        Ok(())
+    } else {
+        Err(Rejection::FutureEpoch { current: highest })
     }
 }
 
@@ -586,7 +593,12 @@ mod tests {
         assert_eq!(check_epoch(Commit, 1, 0), Ok(()));
         assert_eq!(
             check_epoch(Commit, 1, 1),
-            Err(Rejection::StaleEpoch { current: 1 })
+            Ok(()),
+            "competing commits for one parent are all sequenced: members choose"
+        );
+        assert_eq!(
+            check_epoch(Commit, 0, 4),
+            Err(Rejection::FutureEpoch { current: 4 })
         );
         assert_eq!(
             check_epoch(Commit, 3, 1),
@@ -602,10 +614,7 @@ mod tests {
             Err(Rejection::FutureEpoch { current: 2 })
         );
         assert_eq!(check_epoch(JoinRequest, 0, 5), Ok(()));
-        assert_eq!(
-            check_epoch(Commit, u64::MAX, u64::MAX),
-            Err(Rejection::StaleEpoch { current: u64::MAX })
-        );
+        assert_eq!(check_epoch(Commit, u64::MAX, u64::MAX), Ok(()));
     }
 
     #[test]

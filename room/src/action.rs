@@ -155,6 +155,12 @@ pub enum Notice {
     },
     /// Our lines wait until a member admits us.
     NotAdmittedYet,
+    /// Our lines wait until a commit removes these members, who left or
+    /// were kicked (they still hold the current key).
+    WaitingForRemoval {
+        /// Who is being removed.
+        members: Vec<Peer>,
+    },
     /// Our nickname is set (we are not a member yet: nobody is told).
     NickSet {
         /// The new nickname.

@@ -54,7 +54,7 @@ impl Room {
             Err(malformed) => {
                 let warning = self.warn(Some(ev.seq), Some(sender), malformed);
                 if ev.event.kind == EventKind::Commit {
-                    self.void_commit(&ev, warning, actions);
+                    self.skip_commit(&ev, Some(warning), actions);
                 } else {
                     actions.push(warning);
                 }

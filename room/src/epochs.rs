@@ -9,7 +9,7 @@ use hush_crypto::{Fingerprint, PublicIdentity, Secret32};
 /// One epoch as this member knows it.
 #[derive(Clone)]
 pub(crate) struct Epoch {
-    /// Shared: a void epoch carries on its predecessor's roster.
+    /// Shared: successive epochs mostly repeat a roster.
     pub(crate) roster: Arc<BTreeMap<Fingerprint, RosterEntry>>,
     /// Present if we were a member and unwrapped it.
     pub(crate) key: Option<Secret32>,

@@ -44,7 +44,7 @@
 //! | `epochs.rs` | epochs, rosters and their keys |
 //! | `membership.rs` | join requests, invites, kicks, leaves |
 //! | `commit/validate.rs` | the rules of PROTOCOL.md §9.2.6 |
-//! | `commit/apply.rs` | switching epochs, void commits |
+//! | `commit/apply.rs` | switching epochs, skipping commits members do not take |
 //! | `commit/build.rs` | the commits we make, key envelopes |
 //! | `message.rs` | opening and sealing messages, replays, backlog |
 //! | `publish.rs` | request ids, unconfirmed events, rejections |
@@ -73,7 +73,7 @@ mod warning;
 
 pub use action::{Action, Notice, Refusal, Shown};
 pub use entropy::Entropy;
-pub use room::{FALLBACK_COMMIT_AFTER, RekeyPolicy, Room};
+pub use room::{FALLBACK_COMMIT_AFTER, REMOVAL_GRACE, RekeyPolicy, Room};
 pub use snapshot::{RestoreError, RoomSnapshot};
 pub use warning::{
     CommitFlaw, Fork, MissingCommit, NotAllowed, Peer, RelayFork, Reordered, Replay, Signed,

@@ -250,6 +250,18 @@ impl Room {
     /// Seals and signs a line of text (or queues it until we are admitted).
     pub fn send_text(&mut self, text: String, now_ms: u64) -> Vec<Action> {
         let mut actions = Vec::new();
+        if !self.outbox.barrier.is_empty() && self.is_member() {
+            if self.outbox.queued.len() >= MAX_QUEUED_TEXTS {
+                actions.push(Action::Show(Shown::QueueFull {
+                    room: self.name.clone(),
+                }));
+            } else {
+                self.outbox.queued.push((text, now_ms));
+                let members = self.outbox.barrier.iter().map(|fp| self.peer(fp)).collect();
+                actions.push(self.notice(Notice::WaitingForRemoval { members }));
+            }
+            return actions;
+        }
         if !self.is_member() || !self.caught_up {
             if self.outbox.queued.len() >= MAX_QUEUED_TEXTS {
                 actions.push(Action::Show(Shown::QueueFull {

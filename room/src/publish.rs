@@ -8,7 +8,7 @@ use hush_proto::msg::encode;
 use hush_proto::{EventKind, Rejection, RoomEvent};
 
 use crate::action::{Action, Shown};
-use crate::room::Room;
+use crate::room::{COMMIT_HOLD, Room};
 use crate::warning::Warning;
 
 impl Room {
@@ -35,13 +35,15 @@ impl Room {
         }
         self.outbox.unconfirmed.retain(|(r, _)| *r != request);
         match reason {
-            Rejection::StaleEpoch { current } => {
-                // Another commit won. Its event may not have arrived yet:
-                // wait for it, then rebase (maybe_commit runs after every
-                // event), instead of committing again on a stale parent.
+            Rejection::TooManyCommits { .. } => {
+                // Not sequenced: build it again once the relay's window
+                // has passed, and say so once.
                 self.commits.in_flight = None;
-                self.commits.awaiting_epoch = self.commits.awaiting_epoch.max(current);
-                self.maybe_commit(now, &mut actions);
+                self.commits.hold_until = Some(now + COMMIT_HOLD);
+                actions.push(Action::Show(Shown::Refused {
+                    room: self.name.clone(),
+                    reason,
+                }));
             }
             Rejection::FutureEpoch { current } => {
                 actions.push(self.warn(None, None, Warning::RelayEpoch { current }));

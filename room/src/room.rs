@@ -21,6 +21,17 @@ use crate::warning::{Peer, Warning};
 /// gone).
 pub const FALLBACK_COMMIT_AFTER: Duration = Duration::from_secs(5);
 
+/// How long we wait before committing again after the relay refused a
+/// commit for its per-identity rate (its window is a minute).
+pub(crate) const COMMIT_HOLD: Duration = Duration::from_secs(60);
+
+/// How long a removal (a leave or a kick) may be pending before what we
+/// type waits for it: the member being removed holds the current key, and
+/// only the commit that removes them stops them reading. A relay that
+/// withholds that commit thus stalls the room instead of letting them
+/// read on.
+pub const REMOVAL_GRACE: Duration = Duration::from_secs(2);
+
 /// When members replace an epoch's key although nobody joined or left:
 /// after this many messages in it, or once it is this old (zero disables
 /// a limit). Bounds how much one leaked epoch key exposes.
@@ -154,9 +165,9 @@ pub(crate) struct Committer {
     pub(crate) rekey_due_since: Option<Instant>,
     /// The request id of a commit of ours the relay has not sequenced yet.
     pub(crate) in_flight: Option<u64>,
-    /// The relay said another commit won and the room is at this epoch:
-    /// commit nothing until that commit has been processed.
-    pub(crate) awaiting_epoch: u64,
+    /// The relay refused our commits for a while (its per-identity rate):
+    /// commit nothing before then.
+    pub(crate) hold_until: Option<Instant>,
 }
 
 impl Default for Committer {
@@ -168,7 +179,7 @@ impl Default for Committer {
             budget: commit_budget(hush_proto::DEFAULT_MAX_FRAME),
             rekey_due_since: None,
             in_flight: None,
-            awaiting_epoch: 0,
+            hold_until: None,
         }
     }
 }
@@ -232,6 +243,10 @@ pub(crate) struct PublishQueue {
     /// next tick (their counters are spent; a new event would leave a gap
     /// that members would report as a drop).
     pub(crate) storage_retry: Vec<RoomEvent>,
+    /// Members whose removal has been pending longer than
+    /// [`REMOVAL_GRACE`]: until a commit removes them, what we type waits
+    /// (they hold the current key).
+    pub(crate) barrier: Vec<Fingerprint>,
 }
 
 impl Default for PublishQueue {
@@ -242,6 +257,7 @@ impl Default for PublishQueue {
             queued: Vec::new(),
             unconfirmed: Vec::new(),
             storage_retry: Vec::new(),
+            barrier: Vec::new(),
         }
     }
 }

@@ -135,11 +135,14 @@ pub enum NotAllowed {
         /// Invite or kick.
         what: Signed,
     },
-    /// An add-only commit while `pending` still waits to be removed.
-    AddedDuringRemoval {
+    /// A commit that keeps `pending`, whose removal is pending (rules 6
+    /// and A5).
+    KeptDeparting {
         /// The member who left or was kicked.
         pending: Peer,
     },
+    /// A commit by a member whose own removal is pending (rules 3 and A3).
+    CommitWhileDeparting,
     /// A commit removing `member`, who neither left nor was kicked.
     Removed {
         /// Who was removed.
@@ -221,13 +224,6 @@ pub enum Fork {
     Message {
         /// The sender's last seen seq.
         seen_seq: u64,
-    },
-    /// A commit for `epoch` whose parent is below our `current` epoch.
-    Commit {
-        /// The epoch it opens.
-        epoch: u64,
-        /// Ours.
-        current: u64,
     },
 }
 

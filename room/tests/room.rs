@@ -9,6 +9,8 @@
 
 #[path = "room/add_only.rs"]
 mod add_only;
+#[path = "room/audit.rs"]
+mod audit;
 #[path = "room/before_admission.rs"]
 mod before_admission;
 #[path = "room/bounds.rs"]

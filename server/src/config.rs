@@ -46,6 +46,10 @@ pub struct Limits {
     /// Publishes a connection may make in a burst above the rate (a paste
     /// of many lines). 200.
     pub publish_burst: u32,
+    /// Commits one identity may have sequenced in one room per minute
+    /// (members judge each one). 60: an admission wave or a rekey needs a
+    /// handful.
+    pub commits_per_minute: u32,
     /// Rooms one connection may join. 64.
     pub max_rooms_per_connection: usize,
     /// Messages queued for one connection before it counts as too slow and
@@ -79,6 +83,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(90),
             publish_rate: 50,
             publish_burst: 200,
+            commits_per_minute: 60,
             max_rooms_per_connection: 64,
             outbound_queue: 4096,
             outbound_queue_bytes: 8 * 1024 * 1024,

@@ -53,6 +53,7 @@ impl Relay {
             identity.clone(),
             config.retention,
             config.limits.outbound_queue.max(1024),
+            config.limits.commits_per_minute,
         )
         .map_err(RelayError::Thread)?;
         let listener = TcpListener::bind(addr)

@@ -12,15 +12,17 @@
 //! ```
 //!
 //! Being the single writer makes it the single point of order: sequence
-//! numbers are assigned in the order the batch is committed, and "first
-//! commit per parent epoch wins" is decided here without locks. A burst of
+//! numbers are assigned in the order the batch is committed. It does not
+//! choose between commits (protocol 2): every commit that can name a real
+//! epoch is sequenced, within a per-identity rate, and members take the
+//! first valid one per parent epoch (PROTOCOL.md §9.2.6). A burst of
 //! events costs one fsync, not one per event. Nothing is delivered, to
 //! anyone, before the transaction that holds it has committed.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use hush_crypto::Identity;
+use hush_crypto::{Fingerprint, Identity};
 use hush_proto::msg::Checkpoint;
 use hush_proto::msg::check_epoch;
 use hush_proto::msg::encode;
@@ -36,6 +38,50 @@ const MAX_BATCH: usize = 1024;
 
 /// How often retention runs, when configured.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How many commits each identity may have sequenced in each room per
+/// minute: members judge every commit, so an outsider's flood costs each
+/// of them a signature check, and this bounds it.
+struct CommitLimit {
+    per_minute: u32,
+    /// Commits seen per (room, sender) in the window that began then.
+    windows: HashMap<(RoomName, Fingerprint), (Instant, u32)>,
+}
+
+/// Identities tracked before expired windows are dropped.
+const COMMIT_LIMIT_TRACKED: usize = 65_536;
+
+impl CommitLimit {
+    fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute: per_minute.max(1),
+            windows: HashMap::new(),
+        }
+    }
+
+    /// Counts `event` (a commit) against its sender's window; false if
+    /// the window is full.
+    fn allow(&mut self, event: &RoomEvent) -> bool {
+        let now = Instant::now();
+        let window = Duration::from_secs(60);
+        if self.windows.len() >= COMMIT_LIMIT_TRACKED {
+            self.windows
+                .retain(|_, (start, _)| now.duration_since(*start) < window);
+        }
+        let slot = self
+            .windows
+            .entry((event.room.clone(), event.sender))
+            .or_insert((now, 0));
+        if now.duration_since(slot.0) >= window {
+            *slot = (now, 0);
+        }
+        if slot.1 >= self.per_minute {
+            return false;
+        }
+        slot.1 += 1;
+        true
+    }
+}
 
 /// One event submitted for sequencing, with where to send a rejection.
 pub(crate) struct PublishRequest {
@@ -180,9 +226,11 @@ pub(crate) fn spawn(
     identity: std::sync::Arc<Identity>,
     retention: Retention,
     capacity: usize,
+    commits_per_minute: u32,
 ) -> std::io::Result<(mpsc::Sender<PublishRequest>, std::thread::JoinHandle<()>)> {
     let (tx, mut rx) = mpsc::channel::<PublishRequest>(capacity);
     let mut state = seed(heads, &hub);
+    let mut commits = CommitLimit::new(commits_per_minute);
     let signer = spawn_checkpoint_signer(hub.clone(), identity)?;
     let handle = std::thread::Builder::new()
         .name("hush-sequencer".into())
@@ -198,7 +246,14 @@ pub(crate) fn spawn(
                         Err(_) => break,
                     }
                 }
-                commit_batch(&mut log, &mut state, &hub, &signer, &mut batch);
+                commit_batch(
+                    &mut log,
+                    &mut state,
+                    &mut commits,
+                    &hub,
+                    &signer,
+                    &mut batch,
+                );
                 if prune && last_prune.elapsed() >= PRUNE_INTERVAL {
                     last_prune = Instant::now();
                     match log.prune(retention, now_ms()) {
@@ -216,6 +271,7 @@ pub(crate) fn spawn(
 fn commit_batch(
     log: &mut EventLog,
     state: &mut HashMap<RoomName, Head>,
+    commits: &mut CommitLimit,
     hub: &Hub,
     signer: &std::sync::mpsc::SyncSender<CheckpointJob>,
     batch: &mut Vec<PublishRequest>,
@@ -232,9 +288,16 @@ fn commit_batch(
             reject(&req.peer, req.request, req.event.room.clone(), reason);
             continue;
         }
+        if req.event.kind == EventKind::Commit && !commits.allow(&req.event) {
+            let reason = Rejection::TooManyCommits {
+                per_minute: commits.per_minute,
+            };
+            reject(&req.peer, req.request, req.event.room.clone(), reason);
+            continue;
+        }
         head.last_seq += 1;
         if req.event.kind == EventKind::Commit {
-            head.epoch = req.event.epoch;
+            head.epoch = head.epoch.max(req.event.epoch);
         }
         head.chain = head
             .chain

@@ -51,6 +51,10 @@ pub struct ServerArgs {
     /// Events per connection allowed in a burst above the rate.
     #[arg(long, env = "HUSH_PUBLISH_BURST", default_value_t = Limits::default().publish_burst)]
     publish_burst: u32,
+    /// Commits (membership changes, rekeys) one identity may have
+    /// sequenced in one room per minute.
+    #[arg(long, env = "HUSH_COMMITS_PER_MINUTE", default_value_t = Limits::default().commits_per_minute)]
+    commits_per_minute: u32,
     /// Rooms one connection may join.
     #[arg(long, env = "HUSH_MAX_ROOMS_PER_CONNECTION", default_value_t = Limits::default().max_rooms_per_connection)]
     max_rooms_per_connection: usize,
@@ -104,6 +108,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
         idle_timeout: args.idle_timeout.max(Duration::from_millis(300)),
         publish_rate: args.publish_rate.max(1),
         publish_burst: args.publish_burst.max(1),
+        commits_per_minute: args.commits_per_minute.max(1),
         max_rooms_per_connection: args.max_rooms_per_connection.max(1),
         outbound_queue: args.outbound_queue.max(16),
         outbound_queue_bytes: args.outbound_queue_bytes,

@@ -76,6 +76,13 @@ pub fn notice_text(room: Option<&RoomName>, notice: &Notice) -> String {
         Notice::NotAdmittedYet => {
             "not admitted yet: your message will be sent once a member lets you in".to_owned()
         }
+        Notice::WaitingForRemoval { members } => {
+            let names: Vec<String> = members.iter().map(peer).collect();
+            format!(
+                "waiting for {} to be removed from {r} before sending: your message goes out once a member's commit removes them",
+                names.join(", ")
+            )
+        }
         Notice::NickSet { nick } => format!("you will be known as {nick}"),
         Notice::NickChanged { member, old, new } => {
             format!("{old} ({}) is now known as {new}", member.short_id())
@@ -134,10 +141,13 @@ pub fn warning_text(
             "{who} sent {} for {r}, but only its creator may; ignored",
             a_signed(*what)
         ),
-        Warning::NotAllowed(NotAllowed::AddedDuringRemoval { pending }) => format!(
-            "{who} admitted members to {r} without removing {}, who left or was kicked; ignored",
+        Warning::NotAllowed(NotAllowed::KeptDeparting { pending }) => format!(
+            "{who} changed the members of {r} without removing {}, who left or was kicked; ignored",
             peer(pending)
         ),
+        Warning::NotAllowed(NotAllowed::CommitWhileDeparting) => {
+            format!("{who} changed the members of {r} while leaving or being kicked; ignored")
+        }
         Warning::NotAllowed(NotAllowed::Removed { member }) => format!(
             "{who} removed {} from {r}, who neither left nor was kicked by its creator; ignored",
             peer(member)
@@ -188,19 +198,8 @@ pub fn warning_text(
         Warning::Fork(Fork::Message { seen_seq }) => format!(
             "{who} saw a different history of {r} up to seq {seen_seq} than you did: the relay is showing members different histories"
         ),
-        Warning::Fork(Fork::Commit { epoch, current }) => out_of_step(
-            &who,
-            &r,
-            *epoch,
-            *current,
-            "the relay showed the committer a different history",
-        ),
-        Warning::MissingCommit(MissingCommit::Commit { epoch, current }) => out_of_step(
-            &who,
-            &r,
-            *epoch,
-            *current,
-            "the relay withheld the commits in between from you",
+        Warning::MissingCommit(MissingCommit::Commit { epoch, current }) => format!(
+            "a commit from {who} opens epoch {epoch} while {r} is at epoch {current} for you: the relay withheld the commits in between from you; ignored"
         ),
         Warning::MissingCommit(MissingCommit::Message { epoch }) => format!(
             "a message claiming to be from {who} is in epoch {epoch} of {r}, but the relay has not delivered you that epoch's commit; not shown"
@@ -248,13 +247,6 @@ pub fn warning_text(
     }
 }
 
-/// A commit that names a parent other than our current epoch.
-fn out_of_step(who: &str, r: &str, epoch: u64, current: u64, why: &str) -> String {
-    format!(
-        "a commit from {who} opens epoch {epoch} while {r} is at epoch {current} for you: {why}; ignored"
-    )
-}
-
 /// What is wrong with a structurally impossible commit.
 fn commit_flaw(flaw: CommitFlaw) -> &'static str {
     match flaw {
@@ -297,9 +289,9 @@ pub fn rejection_text(r: Rejection) -> String {
     match r {
         Rejection::NotJoined => "not joined to that room".into(),
         Rejection::SpoofedSender => "sender mismatch (this is a bug in the client)".into(),
-        Rejection::StaleEpoch { current } => {
-            format!("another change won; the room is at epoch {current}")
-        }
+        Rejection::TooManyCommits { per_minute } => format!(
+            "this relay sequences at most {per_minute} membership changes per member and minute; trying again in a minute"
+        ),
         Rejection::FutureEpoch { current } => format!("the room is only at epoch {current}"),
         Rejection::TooManyRooms { limit } => {
             format!("this relay allows {limit} rooms per connection")
@@ -313,4 +305,4 @@ pub fn rejection_text(r: Rejection) -> String {
 
 /// The error line for a line typed before admission that was not kept.
 pub const QUEUE_FULL: &str =
-    "not admitted yet and too many messages are waiting; this one was not sent";
+    "too many messages are already waiting to be sent; this one was not sent";

@@ -1,5 +1,5 @@
-//! Applying a sequenced commit: validate it, then switch epochs (or void
-//! it, so its epoch inherits the previous one).
+//! Applying a sequenced commit: validate it, then switch epochs, or skip
+//! it (nothing changes, no epoch is used up).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -33,12 +33,13 @@ impl Room {
         }
         let roster = match self.validate_commit(event, &c) {
             CommitVerdict::Honoured(roster) => roster,
-            CommitVerdict::Void(warning) => {
+            CommitVerdict::Invalid(warning) => {
                 let warning = self.warn(Some(ev.seq), Some(sender), warning);
-                return self.void_commit(ev, warning, actions);
+                return self.skip_commit(ev, Some(warning), actions);
             }
-            CommitVerdict::Ignored(warning) => {
-                return actions.push(self.warn(Some(ev.seq), Some(sender), warning));
+            CommitVerdict::Superseded(warning) => {
+                let warning = warning.map(|w| self.warn(Some(ev.seq), Some(sender), w));
+                return self.skip_commit(ev, warning, actions);
             }
             CommitVerdict::FirstSeen(roster) => {
                 actions.push(self.notice(Notice::FirstSeenRoster { epoch }));
@@ -201,30 +202,19 @@ impl Room {
         }
     }
 
-    /// A commit the relay sequenced (so its epoch number is taken) but that
-    /// members must not honour: its epoch carries on the roster and key of
-    /// the one before, so every member stays in step with the relay and the
-    /// room keeps working. Every member reaches the same verdict, since it
-    /// depends only on the history they share.
-    pub(crate) fn void_commit(
+    /// A commit members do not take (invalid, or for a parent another
+    /// commit already replaced): nothing changes, no epoch is used up.
+    /// Every member reaches the same verdict, since it depends only on the
+    /// history they share. Ours, skipped, is built again if still needed.
+    pub(crate) fn skip_commit(
         &mut self,
         ev: &SequencedEvent,
-        warning: Action,
+        warning: Option<Action>,
         actions: &mut Vec<Action>,
     ) {
-        actions.push(warning);
-        let epoch = ev.event.epoch;
-        if epoch != self.epochs.current.saturating_add(1) {
-            return; // not the relay's next epoch: nothing to keep in step with
-        }
+        actions.extend(warning);
         if ev.event.sender == self.me.fingerprint() {
             self.commits.in_flight = None;
         }
-        if let Some(prev) = self.epochs.now().cloned() {
-            self.epochs.known.insert(epoch, prev);
-        }
-        self.epochs.current = epoch;
-        self.epochs.heads.insert(epoch, self.chain.head);
-        self.epochs.commit_seq.insert(epoch, ev.seq);
     }
 }

@@ -14,7 +14,7 @@ use hush_proto::e2e::{
 
 use crate::action::Action;
 use crate::membership::Newcomer;
-use crate::room::{FALLBACK_COMMIT_AFTER, Room};
+use crate::room::{FALLBACK_COMMIT_AFTER, REMOVAL_GRACE, Room};
 use crate::warning::Warning;
 
 impl Room {
@@ -32,10 +32,11 @@ impl Room {
     }
 
     pub(crate) fn maybe_commit(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        self.update_barrier(now, actions);
         if !self.caught_up
             || self.leaving
             || self.commits.in_flight.is_some()
-            || self.commits.awaiting_epoch > self.epochs.current
+            || self.commits.hold_until.is_some_and(|t| now < t)
             || !self.is_member()
         {
             return;
@@ -147,6 +148,27 @@ impl Room {
         };
         if let Some(a) = commit {
             actions.push(a);
+        }
+    }
+
+    /// The send barrier: who has been waiting for removal longer than
+    /// [`REMOVAL_GRACE`]. Once nobody is, what was typed meanwhile is sent.
+    fn update_barrier(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        self.outbox.barrier = self
+            .admissions
+            .pending_removals
+            .iter()
+            .filter(|(fp, p)| {
+                **fp != self.me.fingerprint() && now.duration_since(p.since) >= REMOVAL_GRACE
+            })
+            .map(|(fp, _)| *fp)
+            .collect();
+        if self.outbox.barrier.is_empty()
+            && !self.outbox.queued.is_empty()
+            && self.caught_up
+            && self.is_member()
+        {
+            self.flush_queue(actions);
         }
     }
 

@@ -1,7 +1,7 @@
 //! Commits: the events that move a room from one epoch to the next.
 //!
 //! - [`validate`]: is a sequenced commit honoured (PROTOCOL.md §9.2.6)?
-//! - [`apply`]: take it (new roster, unwrap our key) or void it.
+//! - [`apply`]: take it (new roster, unwrap our key) or skip it.
 //! - [`build`]: the commits we make, when we are the designated member.
 
 pub mod apply;

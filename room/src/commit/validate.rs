@@ -28,7 +28,7 @@ use crate::commit::CommitBody;
 use crate::epochs::{Epoch, RosterEntry};
 use crate::membership::clean_nick;
 use crate::room::Room;
-use crate::warning::{CommitFlaw, Fork, MissingCommit, NotAllowed, Signed, Warning};
+use crate::warning::{CommitFlaw, MissingCommit, NotAllowed, Signed, Warning};
 
 /// A roster as a commit makes it.
 pub(crate) type Roster = BTreeMap<Fingerprint, RosterEntry>;
@@ -40,11 +40,14 @@ pub(crate) enum CommitVerdict {
     /// Honoured as the first roster we see of a room whose earlier
     /// history the relay no longer keeps (the anchor rule, rule 3).
     FirstSeen(Roster),
-    /// Sequenced but invalid: its epoch inherits the previous one.
-    Void(Warning),
-    /// Not the relay's next epoch for us (a sign of a forked or withheld
-    /// history): ignored without consuming an epoch.
-    Ignored(Warning),
+    /// Invalid: skipped, with this warning. No epoch is used up (protocol
+    /// 2: members, not the relay, decide which commit opens an epoch).
+    Invalid(Warning),
+    /// Not for our current epoch: one for an earlier parent lost the race
+    /// to the commit we took (skipped silently); one for a later parent
+    /// means commits were withheld from us (the warning, when a member
+    /// sent it).
+    Superseded(Option<Warning>),
     /// An add-only commit extending a roster we never saw (the relay
     /// pruned the commits that built it): nothing to judge it by, and
     /// nothing of ours changes. The next full commit anchors us.
@@ -55,7 +58,7 @@ pub(crate) enum CommitVerdict {
 type Rule<T = ()> = Result<T, CommitVerdict>;
 
 fn bad(flaw: CommitFlaw) -> CommitVerdict {
-    CommitVerdict::Void(Warning::BadCommit(flaw))
+    CommitVerdict::Invalid(Warning::BadCommit(flaw))
 }
 
 impl Room {
@@ -95,8 +98,9 @@ impl Room {
     fn validate_add(&self, event: &Unverified<'_>, a: &AddCommit) -> Rule<(Roster, bool)> {
         let ev = event.ev;
         rule_a1_parent_epoch_number(ev.event.epoch, a.parent_epoch)?;
-        let (parent, first_seen) = self.rule_a2_parent(ev.event.epoch, a.parent_epoch)?;
+        let (parent, first_seen) = self.rule_a2_parent(ev, a.parent_epoch)?;
         rule_a3_committer(event, parent)?;
+        self.rule3_not_departing(ev.event.sender)?;
         let roster = rule_a4_roster(&parent.roster, a)?;
         rule4_history_bound(&a.history)?;
         self.rule_a5_no_pending_removal()?;
@@ -107,21 +111,21 @@ impl Room {
     /// it; or, before we know any epoch, the anchor rule. Whether the
     /// commit is accepted as a first-seen roster.
     fn rule3_parent_and_authority(&self, ev: &SequencedEvent, parent_epoch: u64) -> Rule<bool> {
-        let epoch = ev.event.epoch;
         if !self.epochs.known.is_empty() {
             if parent_epoch != self.epochs.current {
-                return Err(self.out_of_step(epoch, parent_epoch));
+                return Err(self.out_of_step(ev, parent_epoch));
             }
             if self.roster_key(parent_epoch, &ev.event.sender).is_none() {
-                return Err(CommitVerdict::Void(Warning::NotMember { epoch: None }));
+                return Err(CommitVerdict::Invalid(Warning::NotMember { epoch: None }));
             }
+            self.rule3_not_departing(ev.event.sender)?;
             return Ok(false);
         }
         // Before we know any roster: the creator of the room (parent 0),
         // or the first roster we are shown when the relay no longer
         // keeps earlier history.
         if parent_epoch < self.epochs.current {
-            return Err(self.out_of_step(epoch, parent_epoch));
+            return Err(self.out_of_step(ev, parent_epoch));
         }
         // Mid-history: past what we were shown, or at an epoch only
         // add-only commits we could not judge led to.
@@ -129,11 +133,23 @@ impl Room {
             // Only a log whose start we skipped (retention) may begin
             // mid-history; otherwise the relay withheld commits.
             if self.chain.anchored {
-                return Err(self.out_of_step(epoch, parent_epoch));
+                return Err(self.out_of_step(ev, parent_epoch));
             }
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Rule 3, last part (and A3's): a member whose removal is pending
+    /// may not commit; its commits could otherwise keep it in for ever.
+    /// Judged by members that read the whole history, as rule 6 is.
+    fn rule3_not_departing(&self, sender: Fingerprint) -> Rule {
+        if self.chain.anchored && self.admissions.pending_removals.contains_key(&sender) {
+            return Err(CommitVerdict::Invalid(Warning::NotAllowed(
+                NotAllowed::CommitWhileDeparting,
+            )));
+        }
+        Ok(())
     }
 
     /// Rule 4: a roster of valid, distinct keys that includes the
@@ -191,7 +207,7 @@ impl Room {
 
     /// Rule 6: whoever the commit removes left or was kicked. Judged only
     /// by a member that read the whole history (invites, leaves, kicks):
-    /// one whose view starts after pruned events must not void what
+    /// one whose view starts after pruned events must not refuse what
     /// everyone else honours.
     fn rule6_removals(&self, roster: &Roster) -> Rule {
         if !self.chain.anchored {
@@ -203,10 +219,24 @@ impl Room {
         let dropped = before.roster.keys().find(|fp| {
             !roster.contains_key(fp) && !self.admissions.pending_removals.contains_key(fp)
         });
-        match dropped {
-            Some(fp) => Err(CommitVerdict::Void(Warning::NotAllowed(
+        if let Some(fp) = dropped {
+            return Err(CommitVerdict::Invalid(Warning::NotAllowed(
                 NotAllowed::Removed {
                     member: self.peer(fp),
+                },
+            )));
+        }
+        // And it carries out every pending removal: one that keeps a
+        // departing member would let them read on.
+        match self
+            .admissions
+            .pending_removals
+            .keys()
+            .find(|fp| roster.contains_key(fp))
+        {
+            Some(fp) => Err(CommitVerdict::Invalid(Warning::NotAllowed(
+                NotAllowed::KeptDeparting {
+                    pending: self.peer(fp),
                 },
             ))),
             None => Ok(()),
@@ -228,7 +258,7 @@ impl Room {
                 && **fp != settings.creator
         });
         match uninvited {
-            Some(fp) => Err(CommitVerdict::Void(Warning::NotInvited {
+            Some(fp) => Err(CommitVerdict::Invalid(Warning::NotInvited {
                 member: self.peer(fp),
             })),
             None => Ok(()),
@@ -238,11 +268,11 @@ impl Room {
     /// Rule A2: the parent is our current epoch; before we know any, an
     /// epoch saved by an earlier run may stand in, if the relay pruned the
     /// log's start. The parent, and whether it was such a stand-in.
-    fn rule_a2_parent(&self, epoch: u64, parent_epoch: u64) -> Rule<(&Epoch, bool)> {
+    fn rule_a2_parent(&self, ev: &SequencedEvent, parent_epoch: u64) -> Rule<(&Epoch, bool)> {
         if !self.epochs.known.is_empty() {
             return match self.epochs.known.get(&parent_epoch) {
                 Some(parent) if parent_epoch == self.epochs.current => Ok((parent, false)),
-                _ => Err(self.out_of_step(epoch, parent_epoch)),
+                _ => Err(self.out_of_step(ev, parent_epoch)),
             };
         }
         // It extends a roster: without one we cannot judge it. That is
@@ -250,7 +280,7 @@ impl Room {
         // it withheld the commits before), and then our saved state may
         // still hold the parent epoch.
         if self.chain.anchored {
-            return Err(self.out_of_step(epoch, parent_epoch));
+            return Err(self.out_of_step(ev, parent_epoch));
         }
         match self.epochs.archive.get(&parent_epoch) {
             Some(saved) => Ok((saved, true)),
@@ -266,8 +296,8 @@ impl Room {
             return Ok(());
         }
         match self.admissions.pending_removals.keys().next() {
-            Some(fp) => Err(CommitVerdict::Void(Warning::NotAllowed(
-                NotAllowed::AddedDuringRemoval {
+            Some(fp) => Err(CommitVerdict::Invalid(Warning::NotAllowed(
+                NotAllowed::KeptDeparting {
                     pending: self.peer(fp),
                 },
             ))),
@@ -275,16 +305,20 @@ impl Room {
         }
     }
 
-    /// A commit whose parent is not our current epoch: the relay withheld
-    /// the commits in between (parent above ours) or showed the committer
-    /// another history (below).
-    fn out_of_step(&self, epoch: u64, parent_epoch: u64) -> CommitVerdict {
-        let current = self.epochs.current;
-        CommitVerdict::Ignored(if parent_epoch > current {
-            Warning::MissingCommit(MissingCommit::Commit { epoch, current })
-        } else {
-            Warning::Fork(Fork::Commit { epoch, current })
-        })
+    /// A commit whose parent is not our current epoch. Below ours: it lost
+    /// the race to the commit we took for that parent (normal, silent).
+    /// Above ours: the relay withheld the commits in between, which we say
+    /// when the sender is someone we know as a member (or we know nobody
+    /// yet); anyone else may claim any epoch, and is not worth a warning.
+    fn out_of_step(&self, ev: &SequencedEvent, parent_epoch: u64) -> CommitVerdict {
+        let (epoch, current) = (ev.event.epoch, self.epochs.current);
+        let plausible = self
+            .epochs
+            .now()
+            .is_none_or(|e| e.roster.contains_key(&ev.event.sender));
+        CommitVerdict::Superseded((parent_epoch > current && plausible).then_some(
+            Warning::MissingCommit(MissingCommit::Commit { epoch, current }),
+        ))
     }
 }
 
@@ -331,12 +365,12 @@ fn rule_a4_roster(parent: &Roster, a: &AddCommit) -> Rule<Roster> {
 /// verifies with the key that roster holds.
 fn rule_a3_committer(event: &Unverified<'_>, parent: &Epoch) -> Rule {
     let Some(committer) = parent.roster.get(&event.ev.event.sender).map(|r| &r.key) else {
-        return Err(CommitVerdict::Void(Warning::NotMember { epoch: None }));
+        return Err(CommitVerdict::Invalid(Warning::NotMember { epoch: None }));
     };
     event
         .verify(committer, ())
         .map(|_| ())
-        .ok_or(CommitVerdict::Void(Warning::BadSignature {
+        .ok_or(CommitVerdict::Invalid(Warning::BadSignature {
             what: Signed::Commit,
         }))
 }
@@ -358,7 +392,7 @@ fn rule1_committer_signature(event: &Unverified<'_>, c: &Commit) -> Rule {
         .filter(|committer| committer.fingerprint() == event.ev.event.sender)
         .and_then(|committer| event.verify(&committer, ()))
         .map(|_| ())
-        .ok_or(CommitVerdict::Void(Warning::BadSignature {
+        .ok_or(CommitVerdict::Invalid(Warning::BadSignature {
             what: Signed::Commit,
         }))
 }

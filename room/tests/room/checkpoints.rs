@@ -168,7 +168,7 @@ fn saved_keys_read_old_history_again_after_the_relay_pruned_its_commits() {
 
 /// A member may not drop someone who neither left nor was kicked.
 #[test]
-fn a_commit_dropping_a_member_who_did_not_leave_is_void() {
+fn a_commit_dropping_a_member_who_did_not_leave_is_invalid() {
     let (mut relay, mut alice, mut bob, mut carol) = three_members();
     let ev = forged_commit(
         &relay,

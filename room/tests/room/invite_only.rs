@@ -50,13 +50,13 @@ fn an_invite_only_room_admits_only_whom_its_creator_invites() {
 }
 
 #[test]
-fn a_commit_admitting_someone_uninvited_is_void() {
+fn a_commit_admitting_someone_uninvited_is_invalid() {
     for add_only in [false, true] {
-        a_commit_admitting_someone_uninvited_is_void_case(add_only);
+        a_commit_admitting_someone_uninvited_is_invalid_case(add_only);
     }
 }
 
-fn a_commit_admitting_someone_uninvited_is_void_case(add_only: bool) {
+fn a_commit_admitting_someone_uninvited_is_invalid_case(add_only: bool) {
     let (mut relay, mut alice) = creator_with(true, e2e::HistoryVisibility::Joined);
     let mut bob = Member::new(bob_id(), "bob");
     connect(&relay, &mut bob, &mut [&mut alice]);

@@ -11,7 +11,8 @@
 //!
 //! Two tables, versioned with `PRAGMA user_version` (currently
 //! [`SCHEMA_VERSION`]; a database written by a newer relay is refused with
-//! [`LogError::UnsupportedSchema`] instead of being misread):
+//! [`LogError::UnsupportedSchema`] instead of being misread, and one that
+//! holds protocol 1 rooms with [`LogError::OldProtocol`]):
 //!
 //! ```sql
 //! CREATE TABLE rooms (
@@ -83,7 +84,7 @@ pub(crate) use reader_pool::ReaderPool;
 pub use retention::Retention;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits for a competing lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -168,6 +169,17 @@ pub enum LogError {
         found: i64,
         /// Highest version this code understands.
         supported: i64,
+    },
+    /// The database holds rooms of protocol 1 (schema 1 or 2), whose
+    /// membership history protocol 2 members cannot follow.
+    #[error(
+        "event log schema version {found} holds rooms of hush protocol 1, whose membership history \
+         protocol 2 clients cannot follow; move the data folder aside to start afresh (or keep \
+         running hush 0.1 on it)"
+    )]
+    OldProtocol {
+        /// `user_version` found in the database.
+        found: i64,
     },
     /// A reader was opened on a database whose schema was never created.
     #[error("event log has no schema yet (user_version 0); open it with the writer first")]
@@ -262,11 +274,17 @@ impl EventLog {
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
                 tracing::info!(version = SCHEMA_VERSION, "event log schema created");
             }
-            1 => {
-                // Version 2 adds each room's hash-chain head. Rooms logged
-                // before it have none, and the relay signs no checkpoint
-                // for them.
-                tx.execute_batch("ALTER TABLE rooms ADD COLUMN head BLOB")?;
+            found @ (1 | 2) => {
+                // Versions 1 and 2 held protocol 1 rooms. An empty one is
+                // taken over; one with events is refused, since protocol 2
+                // members judge commits differently (PROTOCOL.md §9.2.6).
+                let events: i64 = tx.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
+                if events > 0 {
+                    return Err(LogError::OldProtocol { found });
+                }
+                if found == 1 {
+                    tx.execute_batch("ALTER TABLE rooms ADD COLUMN head BLOB")?;
+                }
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
                 tracing::info!(version = SCHEMA_VERSION, "event log schema upgraded");
             }

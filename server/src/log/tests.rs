@@ -315,7 +315,7 @@ fn reader_refuses_missing_or_uninitialised_db() {
 }
 
 #[test]
-fn a_version_1_log_is_upgraded_in_place_and_keeps_its_events() {
+fn a_protocol_1_log_with_events_is_refused_and_an_empty_one_taken_over() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v1.sqlite");
     {
@@ -330,13 +330,28 @@ fn a_version_1_log_is_upgraded_in_place_and_keeps_its_events() {
         )
         .unwrap();
     }
+    let Err(err) = EventLog::open(&path) else {
+        panic!("a protocol 1 log is refused");
+    };
+    assert!(matches!(err, LogError::OldProtocol { found: 1 }), "{err}");
+    assert!(
+        err.to_string().contains("move the data folder aside"),
+        "{err}"
+    );
+    // Nothing was changed: the old relay can still open it.
+    let conn = Connection::open(&path).unwrap();
+    let v: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 1);
+    // Emptied, the same file is taken over and upgraded.
+    conn.execute_batch("DELETE FROM events; DELETE FROM rooms;")
+        .unwrap();
+    drop(conn);
     let mut log = EventLog::open(&path).unwrap();
-    let heads = log.room_heads().unwrap();
-    assert_eq!(heads.len(), 1);
-    assert_eq!((heads[0].last_seq, heads[0].head), (1, None));
-    assert_eq!(log.events_after(&room("old"), 0, 10).unwrap().len(), 1);
-    let e = ev("old", 2, EventKind::Message, 0, 6);
-    log.append_batch_with_heads(&[e], &[("old", [7; 32])])
+    assert!(log.room_heads().unwrap().is_empty());
+    let e = ev("new", 1, EventKind::Message, 0, 6);
+    log.append_batch_with_heads(&[e], &[("new", [7; 32])])
         .unwrap();
     assert_eq!(log.room_heads().unwrap()[0].head, Some([7; 32]));
 }
@@ -354,15 +369,15 @@ fn newer_schema_version_is_refused() {
         matches!(
             err,
             LogError::UnsupportedSchema {
-                found: 3,
-                supported: 2
+                found: 4,
+                supported: 3
             }
         ),
         "{err:?}"
     );
     let msg = err.to_string();
     assert!(
-        msg.contains("schema version 3") && msg.contains("newer"),
+        msg.contains("schema version 4") && msg.contains("newer"),
         "{msg}"
     );
     assert!(matches!(

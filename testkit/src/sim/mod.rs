@@ -40,13 +40,15 @@ pub fn fallback_time() -> Instant {
 
 // ─── The simulated relay ─────────────────────────────────────────────────
 
-/// One room on a relay: a log, the room's epoch, and the real relay's
-/// epoch rule (`server/src/sequencer.rs`, `check_epoch`).
+/// One room on a relay: a log, the highest epoch a commit opened, and the
+/// real relay's epoch rule (`server/src/sequencer.rs`, `check_epoch`): it
+/// sequences every commit that can name a real epoch, and members choose.
 #[derive(Debug, Default)]
 pub struct SimRelay {
     /// Everything sequenced so far; `log[i].seq == i + 1`.
     pub log: Vec<SequencedEvent>,
-    /// The room's current epoch, as the relay tracks it.
+    /// The highest epoch any sequenced commit opens (members may be at a
+    /// lower one: they skip commits that are invalid or lost a race).
     pub epoch: u64,
     /// Every refusal, for the tests to look at.
     pub rejected: Vec<(Fingerprint, u64, Rejection)>,
@@ -96,7 +98,7 @@ impl SimRelay {
             return Err(reason);
         }
         if event.kind == EventKind::Commit {
-            self.epoch = event.epoch;
+            self.epoch = self.epoch.max(event.epoch);
         }
         Ok(self.append(event))
     }

@@ -1,0 +1,189 @@
+//! The proofs of concept of the 2026-12 security audit
+//! (`../shared/reviews/2026-12-security-audit.md`, appendix A), as
+//! regressions: each reproduced an attack on protocol 1 and must fail
+//! against protocol 2. And the send barrier, the defence against a relay
+//! that withholds a removal.
+
+use crate::harness::*;
+
+/// A full commit on `parent` by `by`, keeping `people`, under `settings`:
+/// what a member's client makes, or a hostile one.
+fn rekey(
+    by: &Identity,
+    parent: u64,
+    people: &[Arc<Identity>],
+    settings: &e2e::RoomSettings,
+) -> RoomEvent {
+    let payload = Payload::Commit(e2e::Commit {
+        parent_epoch: parent,
+        committer_key: by.public().spki_der().to_vec(),
+        members: roster_of(people),
+        envelopes: envelopes_for(people),
+        settings: settings.clone(),
+        history: Vec::new(),
+    });
+    sign_event(
+        by,
+        by.fingerprint(),
+        EventKind::Commit,
+        parent + 1,
+        &payload,
+    )
+}
+
+/// Audit H1, PoC1: a kicked member front-runs every removal commit with
+/// a valid rekey that keeps it in. Protocol 1 let the first commit per
+/// epoch win, so it stayed in for ever, silently, and read on. Now a
+/// commit by a member whose removal is pending is invalid (rule 3), and
+/// one that keeps it is too (rule 6): the honest removal is taken.
+#[test]
+fn audit_poc1_a_kicked_member_cannot_keep_itself_in_with_valid_rekeys() {
+    let (mut relay, mut alice, mut bob, mut carol) = three_members();
+    let settings = alice.room.settings().unwrap().clone();
+    let everyone = [alice_id(), bob_id(), carol_id()];
+    let start = alice.room.epoch();
+    let actions = alice.room.kick("carol").unwrap();
+    alice.handle(actions);
+    flush(&mut relay, &mut [&mut alice]);
+    deliver(&relay, &mut [&mut alice, &mut bob, &mut carol]);
+    carol.outbox.clear();
+    alice.clear_shown();
+    bob.clear_shown();
+    for _ in 0..5 {
+        carol.outbox.clear();
+        // Carol's rekey always reaches the relay first.
+        let ev = rekey(&carol.id, alice.room.epoch(), &everyone, &settings);
+        relay.publish(carol.fp(), 0, ev).unwrap();
+        alice.tick(fallback_time());
+        bob.tick(fallback_time());
+        flush(&mut relay, &mut [&mut alice, &mut bob]);
+        deliver(&relay, &mut [&mut alice, &mut bob, &mut carol]);
+    }
+    carol.outbox.clear();
+    for m in [&alice, &bob] {
+        assert!(!m.roster().contains(&carol.fp()), "carol was removed");
+        assert_eq!(m.room.epoch(), start + 1, "one epoch: the removal");
+        assert!(
+            m.shown.iter().any(|s| matches!(s,
+                Shown::Warning { warning: Warning::NotAllowed(hush_room::NotAllowed::CommitWhileDeparting), from: Some(p), .. }
+                    if p.fingerprint == carol.fp())),
+            "her first rekey was refused, and said so: {:?}",
+            m.shown
+        );
+    }
+    alice.send_text("said after carol was kicked");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    deliver(&relay, &mut [&mut carol]);
+    assert_eq!(bob.count_text("said after carol was kicked"), 1);
+    assert_eq!(carol.count_text("said after carol was kicked"), 0);
+    no_errors(&[&alice, &bob]);
+}
+
+/// Audit H1 and M1, PoC2: an outsider's stream of garbage commits. Protocol
+/// 1 gave each a void epoch that kept the old key (which the kicked member
+/// holds), stalled the removal, and grew every saved state by a roster per
+/// commit. Now they are skipped: no epoch is used up, the removal is
+/// taken, and the saved state does not grow.
+#[test]
+fn audit_poc2_a_flood_of_garbage_commits_changes_nothing() {
+    const ROUNDS: u64 = 200;
+    let (mut relay, mut alice, mut bob, mut carol) = three_members();
+    let mallory = mallory_id();
+    let start = alice.room.epoch();
+    let before = encode(&alice.room.snapshot()).len();
+    let actions = alice.room.kick("carol").unwrap();
+    alice.handle(actions);
+    flush(&mut relay, &mut [&mut alice]);
+    deliver(&relay, &mut [&mut alice, &mut bob, &mut carol]);
+    carol.outbox.clear();
+    for _ in 0..ROUNDS {
+        let junk = RoomEvent {
+            room: room_name(),
+            sender: mallory.fingerprint(),
+            kind: EventKind::Commit,
+            epoch: relay.epoch + 1,
+            body: vec![0xff],
+        };
+        relay.publish(mallory.fingerprint(), 0, junk).unwrap();
+        alice.tick(fallback_time());
+        bob.tick(fallback_time());
+        flush(&mut relay, &mut [&mut alice, &mut bob]);
+        deliver(&relay, &mut [&mut alice, &mut bob, &mut carol]);
+        carol.outbox.clear();
+    }
+    assert!(
+        relay.epoch >= start + ROUNDS,
+        "the relay sequenced them all"
+    );
+    for m in [&alice, &bob] {
+        assert!(!m.roster().contains(&carol.fp()), "the removal was taken");
+        assert_eq!(m.room.epoch(), start + 1, "no epoch used up by garbage");
+    }
+    alice.send_text("said after the removal");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    deliver(&relay, &mut [&mut carol]);
+    assert_eq!(bob.count_text("said after the removal"), 1);
+    assert_eq!(carol.count_text("said after the removal"), 0);
+    // What grows is what any event adds: the chain head after each recent
+    // seq (bounded). Protocol 1 added a roster copy per commit (≈1.4 KB).
+    let after = encode(&alice.room.snapshot()).len();
+    assert!(
+        after < before + ROUNDS as usize * 48,
+        "the saved state grew from {before} to {after} bytes"
+    );
+}
+
+/// The send barrier: once a removal has been pending longer than
+/// `REMOVAL_GRACE`, what a member types waits for the commit that removes
+/// the departing member, who holds the current key. A relay withholding
+/// that commit stalls the room; it cannot let them read on.
+#[test]
+fn messages_wait_for_a_pending_removal_that_the_relay_withholds() {
+    let (mut relay, mut alice, mut bob, mut carol) = three_members();
+    let actions = carol.room.leave();
+    carol.handle(actions);
+    flush(&mut relay, &mut [&mut carol]);
+    deliver(&relay, &mut [&mut alice, &mut bob, &mut carol]);
+    // The designated member's removal commit is ready, but the relay
+    // withholds it (and any fallback commit).
+    let later = Instant::now() + hush_room::REMOVAL_GRACE + Duration::from_secs(1);
+    let mut withheld = Vec::new();
+    for m in [&mut alice, &mut bob] {
+        withheld.extend(
+            std::mem::take(&mut m.outbox)
+                .into_iter()
+                .map(|x| (m.fp(), x)),
+        );
+    }
+    assert!(
+        withheld
+            .iter()
+            .any(|(_, (_, e))| e.kind == EventKind::Commit)
+    );
+    alice.tick(later);
+    alice.outbox.clear();
+    alice.clear_shown();
+    alice.send_text("for the ones who stay");
+    assert!(
+        alice.outbox.is_empty(),
+        "sealed under carol's key: {:?}",
+        alice.outbox
+    );
+    assert!(
+        alice.notices().iter().any(|n| matches!(n,
+            Notice::WaitingForRemoval { members } if members.iter().any(|p| p.fingerprint == carol.fp()))),
+        "the user is told why: {:?}",
+        alice.shown
+    );
+    // The relay lets the commit through: the line goes out in the new
+    // epoch, which carol cannot read.
+    for (from, (request, event)) in withheld {
+        relay.publish(from, request, event).unwrap();
+    }
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    deliver(&relay, &mut [&mut carol]);
+    assert!(!bob.roster().contains(&carol.fp()));
+    assert_eq!(bob.count_text("for the ones who stay"), 1);
+    assert_eq!(carol.count_text("for the ones who stay"), 0);
+    no_errors(&[&alice, &bob]);
+}
