@@ -1,0 +1,175 @@
+//! Membership under attack, with the real `hush` binary on 127.0.0.1
+//! (protocol 2, issue #13): members, not the relay, decide which commit
+//! opens an epoch, so an outsider's commits change nothing and a kick
+//! takes effect whatever the kicked client does.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{ClientProcess, RelayProcess, example_identity};
+
+/// Size of every state file under `dir` (one per relay and room).
+fn state_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            total += state_bytes(&entry.path());
+        } else if entry.path().to_string_lossy().ends_with(".state") {
+            total += meta.len();
+        }
+    }
+    total
+}
+
+/// The epoch events a client has shown so far.
+fn epochs(c: &ClientProcess) -> Vec<u64> {
+    c.json_events("epoch")
+        .iter()
+        .map(|v| v["epoch"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_flood_of_garbage_commits_changes_no_epoch_roster_or_saved_state() {
+    const FLOOD: u64 = 200;
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &["--commits-per-minute", "1000"]);
+    let mut alice = ClientProcess::start(&relay.addr, "alice", "flooded", true, &[]);
+    alice.wait_json("joined", |_| true);
+    let mut bob = ClientProcess::start(&relay.addr, "bob", "flooded", true, &[]);
+    bob.wait_json("joined", |_| true);
+    alice.wait_json("epoch", |v| v["members"].as_array().is_some_and(|m| m.len() == 2));
+    alice.say("before the flood");
+    bob.wait_json("message", |v| v["text"] == "before the flood");
+    std::thread::sleep(Duration::from_millis(1500)); // a state save tick
+    let (epochs_before, state_before) = (epochs(&alice), state_bytes(alice.data.path()));
+    assert!(state_before > 0, "alice saved her state");
+
+    // Mallory, who is not a member, joins through a raw link and commits
+    // garbage for every epoch the relay will take.
+    let addr = relay.addr.clone();
+    let sequenced = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mallory = example_identity("mallory");
+            let mut c =
+                hush_client::link::Connection::connect(&addr, mallory.clone(), 65536, |_| Ok(()))
+                    .await
+                    .unwrap();
+            let room = hush_proto::RoomName::new("flooded").unwrap();
+            c.writer
+                .send(&hush_proto::ClientMsg::Join { room: room.clone() })
+                .await
+                .unwrap();
+            let mut highest = loop {
+                match c.reader.recv().await.unwrap() {
+                    hush_proto::RelayMsg::Joined { epoch, .. } => break epoch,
+                    _ => continue,
+                }
+            };
+            let mut sequenced = 0;
+            for request in 0..FLOOD {
+                let event = hush_proto::RoomEvent {
+                    room: room.clone(),
+                    sender: mallory.fingerprint(),
+                    kind: hush_proto::EventKind::Commit,
+                    epoch: highest + 1,
+                    body: vec![0xff; 64],
+                };
+                c.writer
+                    .send(&hush_proto::ClientMsg::Publish { request, event })
+                    .await
+                    .unwrap();
+                loop {
+                    match c.reader.recv().await.unwrap() {
+                        hush_proto::RelayMsg::Event(e) if e.event.sender == mallory.fingerprint() => {
+                            highest = e.event.epoch;
+                            sequenced += 1;
+                            break;
+                        }
+                        hush_proto::RelayMsg::Rejected { .. } => break,
+                        _ => {}
+                    }
+                }
+            }
+            sequenced
+        })
+    });
+    // The members keep chatting through it.
+    for i in 0..3 {
+        let text = format!("during the flood {i}");
+        alice.say(&text);
+        bob.wait_json("message", |v| v["text"] == text);
+    }
+    assert_eq!(sequenced.join().unwrap(), FLOOD, "the relay sequenced every one");
+    alice.say("after the flood");
+    bob.wait_json("message", |v| v["text"] == "after the flood");
+    bob.say("still here");
+    alice.wait_json("message", |v| v["text"] == "still here");
+    std::thread::sleep(Duration::from_millis(1500));
+    alice.drain_for(Duration::from_millis(200));
+
+    assert_eq!(epochs(&alice), epochs_before, "no epoch was used up");
+    let last = alice.json_events("epoch").pop().unwrap();
+    assert_eq!(last["members"].as_array().unwrap().len(), 2, "roster unchanged");
+    let state_after = state_bytes(alice.data.path());
+    // Each event adds its chain head (bounded); protocol 1 added a roster
+    // copy per garbage commit.
+    assert!(
+        state_after < state_before + FLOOD * 64,
+        "alice's saved state grew from {state_before} to {state_after} bytes"
+    );
+    let malformed = alice
+        .json_events("warning")
+        .iter()
+        .filter(|w| w["kind"] == "malformed")
+        .count();
+    assert!(malformed >= 1, "the garbage is reported");
+}
+
+#[test]
+fn a_kick_takes_effect_while_the_kicked_client_keeps_publishing() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &[]);
+    let mut alice = ClientProcess::start(&relay.addr, "alice", "kicks", true, &[]);
+    alice.wait_json("joined", |_| true);
+    let mut bob = ClientProcess::start(&relay.addr, "bob", "kicks", true, &[]);
+    bob.wait_json("joined", |_| true);
+    let mut carol = ClientProcess::start(&relay.addr, "carol", "kicks", true, &[]);
+    carol.wait_json("joined", |_| true);
+    alice.wait_json("epoch", |v| v["members"].as_array().is_some_and(|m| m.len() == 3));
+    let carol_fp = example_identity("carol").fingerprint().to_string();
+    // Carol talks without pause; alice kicks her in the middle of it.
+    for i in 0..10 {
+        carol.say(&format!("carol {i}"));
+    }
+    alice.say(&format!("/kick {carol_fp}"));
+    for i in 10..30 {
+        carol.say(&format!("carol {i}"));
+    }
+    for m in [&mut alice, &mut bob] {
+        m.wait_json("member_left", |v| v["from"] == carol_fp.as_str());
+        m.wait_json("epoch", |v| v["members"].as_array().is_some_and(|m| m.len() == 2));
+    }
+    carol.wait_json("notice", |v| {
+        v["text"].as_str().is_some_and(|t| t.contains("no longer a member"))
+    });
+    alice.say("after the kick");
+    bob.wait_json("message", |v| v["text"] == "after the kick");
+    carol.drain_for(Duration::from_millis(1500));
+    assert!(
+        !carol
+            .json_events("message")
+            .iter()
+            .any(|v| v["text"] == "after the kick"),
+        "the kicked member read on"
+    );
+}
