@@ -43,7 +43,9 @@ fn a_flood_of_garbage_commits_changes_no_epoch_roster_or_saved_state() {
     alice.wait_json("joined", |_| true);
     let mut bob = ClientProcess::start(&relay.addr, "bob", "flooded", true, &[]);
     bob.wait_json("joined", |_| true);
-    alice.wait_json("epoch", |v| v["members"].as_array().is_some_and(|m| m.len() == 2));
+    alice.wait_json("epoch", |v| {
+        v["members"].as_array().is_some_and(|m| m.len() == 2)
+    });
     alice.say("before the flood");
     bob.wait_json("message", |v| v["text"] == "before the flood");
     std::thread::sleep(Duration::from_millis(1500)); // a state save tick
@@ -90,7 +92,9 @@ fn a_flood_of_garbage_commits_changes_no_epoch_roster_or_saved_state() {
                     .unwrap();
                 loop {
                     match c.reader.recv().await.unwrap() {
-                        hush_proto::RelayMsg::Event(e) if e.event.sender == mallory.fingerprint() => {
+                        hush_proto::RelayMsg::Event(e)
+                            if e.event.sender == mallory.fingerprint() =>
+                        {
                             highest = e.event.epoch;
                             sequenced += 1;
                             break;
@@ -109,7 +113,11 @@ fn a_flood_of_garbage_commits_changes_no_epoch_roster_or_saved_state() {
         alice.say(&text);
         bob.wait_json("message", |v| v["text"] == text);
     }
-    assert_eq!(sequenced.join().unwrap(), FLOOD, "the relay sequenced every one");
+    assert_eq!(
+        sequenced.join().unwrap(),
+        FLOOD,
+        "the relay sequenced every one"
+    );
     alice.say("after the flood");
     bob.wait_json("message", |v| v["text"] == "after the flood");
     bob.say("still here");
@@ -119,7 +127,11 @@ fn a_flood_of_garbage_commits_changes_no_epoch_roster_or_saved_state() {
 
     assert_eq!(epochs(&alice), epochs_before, "no epoch was used up");
     let last = alice.json_events("epoch").pop().unwrap();
-    assert_eq!(last["members"].as_array().unwrap().len(), 2, "roster unchanged");
+    assert_eq!(
+        last["members"].as_array().unwrap().len(),
+        2,
+        "roster unchanged"
+    );
     let state_after = state_bytes(alice.data.path());
     // Each event adds its chain head (bounded); protocol 1 added a roster
     // copy per garbage commit.
@@ -145,7 +157,9 @@ fn a_kick_takes_effect_while_the_kicked_client_keeps_publishing() {
     bob.wait_json("joined", |_| true);
     let mut carol = ClientProcess::start(&relay.addr, "carol", "kicks", true, &[]);
     carol.wait_json("joined", |_| true);
-    alice.wait_json("epoch", |v| v["members"].as_array().is_some_and(|m| m.len() == 3));
+    alice.wait_json("epoch", |v| {
+        v["members"].as_array().is_some_and(|m| m.len() == 3)
+    });
     let carol_fp = example_identity("carol").fingerprint().to_string();
     // Carol talks without pause; alice kicks her in the middle of it.
     for i in 0..10 {
@@ -157,10 +171,14 @@ fn a_kick_takes_effect_while_the_kicked_client_keeps_publishing() {
     }
     for m in [&mut alice, &mut bob] {
         m.wait_json("member_left", |v| v["from"] == carol_fp.as_str());
-        m.wait_json("epoch", |v| v["members"].as_array().is_some_and(|m| m.len() == 2));
+        m.wait_json("epoch", |v| {
+            v["members"].as_array().is_some_and(|m| m.len() == 2)
+        });
     }
     carol.wait_json("notice", |v| {
-        v["text"].as_str().is_some_and(|t| t.contains("no longer a member"))
+        v["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("no longer a member"))
     });
     alice.say("after the kick");
     bob.wait_json("message", |v| v["text"] == "after the kick");
