@@ -64,7 +64,7 @@ pub enum Payload {
     /// A sealed message.
     Message(SealedMessage),
     /// The sender leaves the room; members rekey without it.
-    Leave,
+    Leave(Position),
     /// The creator of an invite-only room lets someone in.
     Invite(MemberRef),
     /// The creator removes a member; members rekey without it.
@@ -80,6 +80,24 @@ pub struct MemberRef {
     /// The identity's fingerprint.
     #[serde(with = "fp_bytes")]
     pub member: Fingerprint,
+    /// Where the creator stood when it signed this.
+    pub at: Position,
+}
+
+/// Where the sender of a membership event (join request, leave, invite,
+/// kick) stood when it signed it, bound by the signature as a message's
+/// header is: members refuse a copy the relay repeats or places before
+/// what its sender had seen (docs/PROTOCOL.md §9.2.6, membership events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// Random per client run, as [`SealedMessage::session`].
+    pub session: [u8; 16],
+    /// The sender's membership-event counter in this session, from 0.
+    pub counter: u64,
+    /// The room sequence number the sender had seen last.
+    pub seen_seq: u64,
+    /// The sender's hash-chain head at `seen_seq`.
+    pub seen_head: [u8; 32],
 }
 
 /// Who may read what came before their admission.
@@ -133,7 +151,7 @@ impl Payload {
             Self::JoinRequest(_) => EventKind::JoinRequest,
             Self::Commit(_) | Self::Add(_) => EventKind::Commit,
             Self::Message(_) => EventKind::Message,
-            Self::Leave => EventKind::Leave,
+            Self::Leave(_) => EventKind::Leave,
             Self::Invite(_) | Self::Kick(_) => EventKind::Control,
         }
     }
@@ -154,6 +172,8 @@ pub struct JoinRequest {
     /// that built the roster says `false`, and is admitted by a full
     /// [`Commit`], which carries the whole roster.
     pub knows_roster: bool,
+    /// Where the newcomer stood when it asked.
+    pub at: Position,
 }
 
 /// One member of an epoch's roster.

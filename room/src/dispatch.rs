@@ -66,7 +66,7 @@ impl Room {
             Payload::Commit(c) => self.apply_commit(&event, CommitBody::Full(c), now, actions),
             Payload::Add(a) => self.apply_commit(&event, CommitBody::Add(a), now, actions),
             Payload::Message(m) => self.apply_message(&event, m, actions),
-            Payload::Leave => self.apply_leave(&event, now, actions),
+            Payload::Leave(at) => self.apply_leave(&event, at, now, actions),
             Payload::Invite(r) => self.apply_control(&event, r, true, now, actions),
             Payload::Kick(r) => self.apply_control(&event, r, false, now, actions),
         }

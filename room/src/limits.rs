@@ -12,6 +12,15 @@ pub(crate) const STALE_EPOCH_GRACE: u64 = 100;
 /// previous one are forgotten.
 pub(crate) const MAX_SEEN: usize = 200_000;
 
+/// (sender, session) pairs whose membership-event counter is remembered;
+/// beyond it the oldest is forgotten (its replays then fall to the epoch
+/// window of the membership rules).
+pub(crate) const MAX_MEMBERSHIP_SESSIONS: usize = 4096;
+
+/// Members whose last kick is remembered (to refuse invites signed
+/// before it).
+pub(crate) const MAX_KICKED: usize = 10_000;
+
 /// Join requests waiting for a commit; more are ignored until it lands.
 pub(crate) const MAX_PENDING_JOINS: usize = 64;
 

@@ -4,14 +4,14 @@
 use std::time::Instant;
 
 use hush_crypto::{Fingerprint, PublicIdentity};
-use hush_proto::e2e::{JoinRequest, MAX_NICK_BYTES, MemberRef, Payload};
+use hush_proto::e2e::{JoinRequest, MAX_NICK_BYTES, MemberRef, Payload, Position};
 use hush_proto::{EventKind, SequencedEvent};
 
 use crate::action::{Action, Notice, Refusal};
 use crate::authenticate::{Authenticated, Unverified};
 use crate::limits::*;
 use crate::room::Room;
-use crate::warning::{NotAllowed, Peer, Replay, Signed, Warning};
+use crate::warning::{Fork, NotAllowed, Peer, Reordered, Replay, Signed, Warning};
 
 /// A pending change to the roster, waiting for a commit.
 pub(crate) struct Pending {
@@ -37,6 +37,7 @@ impl Room {
             public_key: self.me.public().spki_der().to_vec(),
             nick: self.nick.clone(),
             knows_roster: self.epochs.known.contains_key(&self.epochs.current),
+            at: self.position(),
         });
         actions.push(self.notice(Notice::AskingToJoin));
         if let Some(a) = self.publish(EventKind::JoinRequest, self.epochs.current, &payload) {
@@ -74,6 +75,9 @@ impl Room {
     ) {
         let ev = request.ev;
         let (key, req) = request.content;
+        if !self.fresh_position(ev, &req.at, actions) {
+            return;
+        }
         let fp = key.fingerprint();
         let nick = clean_nick(&req.nick, &fp);
         let newcomer = Newcomer {
@@ -196,24 +200,44 @@ impl Room {
         let Some(key) = key else {
             return;
         };
-        let Some(control) = event.verify(&key, target.member) else {
+        let Some(control) = event.verify(&key, target) else {
             actions.push(self.bad_signature(ev, what));
             return;
         };
-        self.apply_invite_or_kick(&control, invite, now, actions);
+        if self.fresh_position(ev, &control.content.at, actions) {
+            self.apply_invite_or_kick(&control, invite, now, actions);
+        }
     }
 
     /// An authenticated invite or kick from the creator.
     fn apply_invite_or_kick(
         &mut self,
-        control: &Authenticated<'_, Fingerprint>,
+        control: &Authenticated<'_, MemberRef>,
         invite: bool,
         now: Instant,
         actions: &mut Vec<Action>,
     ) {
-        let (sender, fp) = (control.ev.event.sender, control.content);
+        let ev = control.ev;
+        let (sender, fp, at) = (ev.event.sender, control.content.member, control.content.at);
         let creator = sender;
         if invite {
+            // A kick supersedes every invite its creator signed before
+            // seeing it: a relay may not replay one to readmit.
+            if self
+                .admissions
+                .kicked_at
+                .get(&fp)
+                .is_some_and(|kick| at.seen_seq < *kick)
+            {
+                actions.push(self.warn(
+                    Some(ev.seq),
+                    Some(sender),
+                    Warning::Replay(Replay::InviteBeforeKick {
+                        member: self.peer(&fp),
+                    }),
+                ));
+                return;
+            }
             self.admissions.invited.insert(fp);
             if let Some(newcomer) = self.admissions.uninvited.remove(&fp) {
                 self.admissions
@@ -228,6 +252,12 @@ impl Room {
                 }));
             }
         } else {
+            if !self.admissions.kicked_at.contains_key(&fp)
+                && self.admissions.kicked_at.len() >= MAX_KICKED
+            {
+                self.admissions.kicked_at.pop_first();
+            }
+            self.admissions.kicked_at.insert(fp, ev.seq);
             self.admissions.invited.remove(&fp);
             self.admissions.pending_joins.remove(&fp);
             let member = self
@@ -251,6 +281,7 @@ impl Room {
     pub(crate) fn apply_leave(
         &mut self,
         event: &Unverified<'_>,
+        at: Position,
         now: Instant,
         actions: &mut Vec<Action>,
     ) {
@@ -262,10 +293,13 @@ impl Room {
         if !self.membership_event_is_current(ev, actions) {
             return;
         }
-        let Some(leave) = event.verify(&key, ()) else {
+        let Some(leave) = event.verify(&key, at) else {
             actions.push(self.bad_signature(ev, Signed::Leave));
             return;
         };
+        if !self.fresh_position(ev, &leave.content, actions) {
+            return;
+        }
         let sender = leave.ev.event.sender;
         // Our own leave too: the commit removing us must be honoured in
         // our view as well.
@@ -273,6 +307,70 @@ impl Room {
             .pending_removals
             .entry(sender)
             .or_insert(Pending { since: now });
+    }
+
+    /// Where we stand now, for a membership event we sign.
+    pub(crate) fn position(&mut self) -> Position {
+        let counter = self.outbox.membership_counter;
+        self.outbox.membership_counter += 1;
+        Position {
+            session: self.session,
+            counter,
+            seen_seq: self.chain.last_seq,
+            seen_head: self.chain.head,
+        }
+    }
+
+    /// Whether an authenticated membership event is new: not placed
+    /// before what its sender had seen, and not a copy (or a held-back
+    /// earlier one) of what its sender's run already had sequenced.
+    /// Refusals are warned; a history its sender saw differently is
+    /// warned but the event stands, as for a message.
+    pub(crate) fn fresh_position(
+        &mut self,
+        ev: &SequencedEvent,
+        at: &Position,
+        actions: &mut Vec<Action>,
+    ) -> bool {
+        let sender = ev.event.sender;
+        if at.seen_seq >= ev.seq {
+            let seen_seq = at.seen_seq;
+            let w = Warning::Reordered(Reordered::BeforeSeen { seen_seq });
+            actions.push(self.warn(Some(ev.seq), Some(sender), w));
+            return false;
+        }
+        let slot = (sender, at.session);
+        if self
+            .replay
+            .membership
+            .get(&slot)
+            .is_some_and(|next| at.counter < *next)
+        {
+            let w = Warning::Replay(Replay::RepeatedMembership);
+            actions.push(self.warn(Some(ev.seq), Some(sender), w));
+            return false;
+        }
+        if !self.replay.membership.contains_key(&slot)
+            && self.replay.membership.len() >= MAX_MEMBERSHIP_SESSIONS
+        {
+            self.replay.membership.pop_first();
+        }
+        self.replay
+            .membership
+            .insert(slot, at.counter.saturating_add(1));
+        if self.chain.anchored
+            && self
+                .chain
+                .heads
+                .get(&at.seen_seq)
+                .is_some_and(|head| *head != at.seen_head)
+        {
+            let w = Warning::Fork(Fork::Message {
+                seen_seq: at.seen_seq,
+            });
+            actions.push(self.warn(Some(ev.seq), Some(sender), w));
+        }
+        true
     }
 
     pub(crate) fn creator_check(&self, what: Signed) -> Result<(), Refusal> {
@@ -322,11 +420,12 @@ impl Room {
             return Err(Refusal::RoomIsOpen);
         }
         let member = self.resolve(who)?;
+        let at = self.position();
         Ok(self
             .publish(
                 EventKind::Control,
                 self.epochs.current,
-                &Payload::Invite(MemberRef { member }),
+                &Payload::Invite(MemberRef { member, at }),
             )
             .into_iter()
             .collect())
@@ -351,11 +450,12 @@ impl Room {
                 member: self.peer(&member),
             });
         }
+        let at = self.position();
         Ok(self
             .publish(
                 EventKind::Control,
                 self.epochs.current,
-                &Payload::Kick(MemberRef { member }),
+                &Payload::Kick(MemberRef { member, at }),
             )
             .into_iter()
             .collect())
@@ -367,7 +467,8 @@ impl Room {
         if !self.is_member() {
             return Vec::new();
         }
-        self.publish(EventKind::Leave, self.epochs.current, &Payload::Leave)
+        let at = self.position();
+        self.publish(EventKind::Leave, self.epochs.current, &Payload::Leave(at))
             .into_iter()
             .collect()
     }

@@ -291,7 +291,12 @@ impl Room {
         self.seal(Content::Nick(nick), now_ms).into_iter().collect()
     }
 
+    /// Sends what was typed while we could not: before admission, or
+    /// while the send barrier held (which still holding, nothing goes).
     pub(crate) fn flush_queue(&mut self, actions: &mut Vec<Action>) {
+        if !self.outbox.barrier.is_empty() {
+            return;
+        }
         for (text, typed_at_ms) in std::mem::take(&mut self.outbox.queued) {
             if let Some(a) = self.seal(Content::Text(text), typed_at_ms) {
                 actions.push(a);

@@ -46,6 +46,8 @@ impl Room {
                 }));
             }
             Rejection::FutureEpoch { current } => {
+                // Dropped, not retried; a commit of ours is rebuilt.
+                self.commits.in_flight = None;
                 actions.push(self.warn(None, None, Warning::RelayEpoch { current }));
             }
             other => {

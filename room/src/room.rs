@@ -195,6 +195,9 @@ pub(crate) struct Admissions {
     pub(crate) uninvited: BTreeMap<Fingerprint, Newcomer>,
     /// Whether we asked to be admitted.
     pub(crate) join_requested: bool,
+    /// The seq of the last kick of each member: an invite its creator
+    /// signed before having seen it is superseded.
+    pub(crate) kicked_at: BTreeMap<Fingerprint, u64>,
 }
 
 /// Names and presence.
@@ -212,6 +215,9 @@ pub(crate) struct ReplayGuard {
     pub(crate) next_counter: HashMap<(Fingerprint, [u8; 16], u64), u64>,
     /// Messages processed, by (sender, session, epoch, counter).
     pub(crate) seen: HashSet<(Fingerprint, [u8; 16], u64, u64)>,
+    /// Next membership-event counter expected per (sender, session): a
+    /// lower one is a copy the relay repeated or held back.
+    pub(crate) membership: BTreeMap<(Fingerprint, [u8; 16]), u64>,
 }
 
 /// Messages from epochs we hold no key for.
@@ -229,6 +235,8 @@ pub(crate) struct Backlog {
 pub(crate) struct PublishQueue {
     /// Our nonce counter in each epoch.
     pub(crate) counters: HashMap<u64, NonceCounter>,
+    /// Membership events we signed this session.
+    pub(crate) membership_counter: u64,
     /// The next request id.
     pub(crate) next_request: u64,
     /// Texts typed before admission, with when they were typed (ms since
@@ -253,6 +261,7 @@ impl Default for PublishQueue {
     fn default() -> Self {
         Self {
             counters: HashMap::new(),
+            membership_counter: 0,
             next_request: 1,
             queued: Vec::new(),
             unconfirmed: Vec::new(),

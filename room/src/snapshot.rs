@@ -10,6 +10,7 @@ use hush_proto::e2e::RoomSettings;
 
 use crate::entropy::Entropy;
 use crate::epochs::{Epoch, RosterEntry};
+use crate::limits::{MAX_KICKED, MAX_MEMBERSHIP_SESSIONS};
 use crate::membership::Pending;
 use crate::room::Room;
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,8 @@ pub struct RoomSnapshot {
     seen: Vec<([u8; 32], [u8; 16], u64, u64)>,
     settings: Option<RoomSettings>,
     invited: Vec<[u8; 32]>,
+    kicked_at: Vec<([u8; 32], u64)>,
+    membership: Vec<([u8; 32], [u8; 16], u64)>,
     epoch_commit_seq: Vec<(u64, u64)>,
     pending_removals: Vec<[u8; 32]>,
 }
@@ -147,6 +150,18 @@ impl Room {
                 .iter()
                 .map(|fp| *fp.as_bytes())
                 .collect(),
+            kicked_at: self
+                .admissions
+                .kicked_at
+                .iter()
+                .map(|(fp, seq)| (*fp.as_bytes(), *seq))
+                .collect(),
+            membership: self
+                .replay
+                .membership
+                .iter()
+                .map(|((fp, session), next)| (*fp.as_bytes(), *session, *next))
+                .collect(),
             epoch_commit_seq: self
                 .epochs
                 .commit_seq
@@ -236,6 +251,18 @@ impl Room {
             .invited
             .iter()
             .map(|b| Fingerprint::from_bytes(*b))
+            .collect();
+        room.admissions.kicked_at = snap
+            .kicked_at
+            .iter()
+            .take(MAX_KICKED)
+            .map(|(b, seq)| (Fingerprint::from_bytes(*b), *seq))
+            .collect();
+        room.replay.membership = snap
+            .membership
+            .iter()
+            .take(MAX_MEMBERSHIP_SESSIONS)
+            .map(|(b, session, next)| ((Fingerprint::from_bytes(*b), *session), *next))
             .collect();
         Ok(room)
     }

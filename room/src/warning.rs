@@ -190,12 +190,20 @@ pub enum Undecryptable {
 }
 
 /// What arrived again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replay {
     /// A message older than what we still remember: again, or very late.
     OldMessage,
     /// A message identical to one already processed.
     Repeated,
+    /// A membership event whose sender had already signed a later one
+    /// (same run): the relay repeated it or held it back.
+    RepeatedMembership,
+    /// An invite its creator signed before the kick of the same member.
+    InviteBeforeKick {
+        /// Who was invited, then kicked.
+        member: Peer,
+    },
     /// A membership event sealed in an epoch the room has left behind.
     Membership {
         /// The epoch it was sealed in.

@@ -170,6 +170,14 @@ pub fn warning_text(
             format!("an old message from {who} arrived again, or very late; not shown")
         }
         Warning::Replay(Replay::Repeated) => format!("a repeated message from {who} was dropped"),
+        Warning::Replay(Replay::RepeatedMembership) => format!(
+            "a membership event from {who} arrived again, or after a later one of theirs: the relay repeated or held it back; ignored"
+        ),
+        Warning::Replay(Replay::InviteBeforeKick { member }) => format!(
+            "an invite of {} from {who}, signed before {} was kicked, arrived again; ignored",
+            peer(member),
+            peer(member)
+        ),
         Warning::Replay(Replay::Membership { sealed_in, current }) => format!(
             "a membership event from {who} sealed in epoch {sealed_in} arrived when {r} is at epoch {current}: replayed or long delayed; ignored"
         ),

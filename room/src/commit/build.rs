@@ -19,7 +19,8 @@ use crate::warning::Warning;
 
 impl Room {
     /// Whether we are the member expected to make the next commit: the
-    /// online member of the current roster with the lowest fingerprint.
+    /// online member of the current roster with the lowest fingerprint,
+    /// leaving out members whose removal is pending (they may not commit).
     pub(crate) fn designated(&self) -> bool {
         let me = self.me.fingerprint();
         let Some(e) = self.epochs.now() else {
@@ -27,6 +28,7 @@ impl Room {
         };
         e.roster
             .keys()
+            .filter(|fp| !self.admissions.pending_removals.contains_key(fp))
             .find(|fp| **fp == me || self.people.online.contains(fp))
             .is_some_and(|fp| *fp == me)
     }
@@ -35,6 +37,10 @@ impl Room {
         self.update_barrier(now, actions);
         if !self.caught_up
             || self.leaving
+            || self
+                .admissions
+                .pending_removals
+                .contains_key(&self.me.fingerprint())
             || self.commits.in_flight.is_some()
             || self.commits.hold_until.is_some_and(|t| now < t)
             || !self.is_member()

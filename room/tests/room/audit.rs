@@ -146,7 +146,9 @@ fn messages_wait_for_a_pending_removal_that_the_relay_withholds() {
     deliver(&relay, &mut [&mut alice, &mut bob, &mut carol]);
     // The designated member's removal commit is ready, but the relay
     // withholds it (and any fallback commit).
-    let later = Instant::now() + hush_room::REMOVAL_GRACE + Duration::from_secs(1);
+    // Real time passes (the simulated relay drives rooms with the clock).
+    std::thread::sleep(hush_room::REMOVAL_GRACE + Duration::from_millis(100));
+    let later = Instant::now();
     let mut withheld = Vec::new();
     for m in [&mut alice, &mut bob] {
         withheld.extend(
@@ -175,6 +177,17 @@ fn messages_wait_for_a_pending_removal_that_the_relay_withholds() {
         "the user is told why: {:?}",
         alice.shown
     );
+    // A reconnect (the relay closes the link) does not let it out either.
+    disconnect(&mut alice, &mut [&mut bob, &mut carol]);
+    connect(&relay, &mut alice, &mut [&mut bob, &mut carol]);
+    assert!(
+        !alice
+            .outbox
+            .iter()
+            .any(|(_, e)| e.kind == EventKind::Message),
+        "sent on catching up after a reconnect: {:?}",
+        alice.outbox
+    );
     // The relay lets the commit through: the line goes out in the new
     // epoch, which carol cannot read.
     for (from, (request, event)) in withheld {
@@ -186,4 +199,122 @@ fn messages_wait_for_a_pending_removal_that_the_relay_withholds() {
     assert_eq!(bob.count_text("for the ones who stay"), 1);
     assert_eq!(carol.count_text("for the ones who stay"), 0);
     no_errors(&[&alice, &bob]);
+}
+
+/// Audit M3, PoC3: the relay re-sequences the creator's old invite right
+/// after the creator kicked the invitee. Protocol 1 took it as a fresh
+/// invite and readmitted the kicked member at their next request. Now a
+/// membership event carries where its sender stood (run, counter, seen
+/// seq and head): a repeated copy is refused.
+#[test]
+fn audit_poc3_a_replayed_invite_does_not_readmit_a_kicked_member() {
+    let (mut relay, mut alice) = creator_with(true, e2e::HistoryVisibility::Joined);
+    let mut bob = Member::new(bob_id(), "bob");
+    connect(&relay, &mut bob, &mut [&mut alice]);
+    let actions = alice.room.invite(&bob.fp().to_string()).unwrap();
+    alice.handle(actions);
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert!(bob.room.is_member());
+    let invite = relay
+        .log
+        .iter()
+        .find(|e| e.event.kind == EventKind::Control)
+        .unwrap()
+        .event
+        .clone();
+    let actions = alice.room.kick("bob").unwrap();
+    alice.handle(actions);
+    flush(&mut relay, &mut [&mut alice]);
+    bob.outbox.clear();
+    deliver(&relay, &mut [&mut alice, &mut bob]);
+    bob.outbox.clear();
+    relay.append(invite);
+    deliver(&relay, &mut [&mut alice, &mut bob]);
+    bob.outbox.clear();
+    alice.tick(fallback_time());
+    flush(&mut relay, &mut [&mut alice]);
+    deliver(&relay, &mut [&mut alice, &mut bob]);
+    assert!(!bob.room.is_member(), "bob was removed");
+    assert!(
+        alice.shown.iter().any(|s| matches!(
+            s,
+            Shown::Warning {
+                warning: Warning::Replay(hush_room::Replay::RepeatedMembership),
+                ..
+            }
+        )),
+        "the replay is reported: {:?}",
+        alice.shown
+    );
+    disconnect(&mut bob, &mut [&mut alice]);
+    let mut again = Member::new(bob_id(), "bob");
+    connect(&relay, &mut again, &mut [&mut alice]);
+    pump(&mut relay, &mut [&mut alice, &mut again]);
+    alice.tick(fallback_time());
+    pump(&mut relay, &mut [&mut alice, &mut again]);
+    assert!(!again.room.is_member(), "the kicked member was let back in");
+}
+
+/// An invite the creator signed before a kick (in another run, so not a
+/// copy members remember) is superseded by the kick; one signed after
+/// having seen it lets the member back in, as the creator wants.
+#[test]
+fn a_kick_supersedes_every_invite_signed_before_it() {
+    let (mut relay, mut alice) = creator_with(true, e2e::HistoryVisibility::Joined);
+    let mut bob = Member::new(bob_id(), "bob");
+    connect(&relay, &mut bob, &mut [&mut alice]);
+    let actions = alice.room.invite(&bob.fp().to_string()).unwrap();
+    alice.handle(actions);
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    let before_kick = relay.last_seq();
+    let head_before_kick = relay.head();
+    let actions = alice.room.kick("bob").unwrap();
+    alice.handle(actions);
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    alice.tick(fallback_time());
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert!(!alice.roster().contains(&bob.fp()), "bob was removed");
+    disconnect(&mut bob, &mut [&mut alice]);
+    // The relay holds an invite alice signed in another run, before the
+    // kick, and sequences it now.
+    let mut session = [0u8; 16];
+    hush_crypto::random_bytes(&mut session);
+    let old = Payload::Invite(e2e::MemberRef {
+        member: bob.fp(),
+        at: e2e::Position {
+            session,
+            counter: 0,
+            seen_seq: before_kick,
+            seen_head: head_before_kick,
+        },
+    });
+    let ev = sign_event(
+        &alice_id(),
+        alice.fp(),
+        EventKind::Control,
+        alice.room.epoch(),
+        &old,
+    );
+    relay.append(ev);
+    alice.clear_shown();
+    let mut again = Member::new(bob_id(), "bob");
+    connect(&relay, &mut again, &mut [&mut alice]);
+    pump(&mut relay, &mut [&mut alice, &mut again]);
+    alice.tick(fallback_time());
+    pump(&mut relay, &mut [&mut alice, &mut again]);
+    assert!(!again.room.is_member(), "readmitted by a superseded invite");
+    assert!(
+        alice.shown.iter().any(|s| matches!(s,
+            Shown::Warning { warning: Warning::Replay(hush_room::Replay::InviteBeforeKick { member }), .. }
+                if member.fingerprint == bob_id().fingerprint())),
+        "{:?}",
+        alice.shown
+    );
+    // Alice invites bob again, having seen the kick: that one counts.
+    let actions = alice.room.invite(&again.fp().to_string()).unwrap();
+    alice.handle(actions);
+    pump(&mut relay, &mut [&mut alice, &mut again]);
+    alice.tick(fallback_time());
+    pump(&mut relay, &mut [&mut alice, &mut again]);
+    assert!(again.room.is_member(), "{:?}", alice.shown);
 }

@@ -579,6 +579,7 @@ fn rule6_removing_someone_who_did_not_leave_is_invalid() {
                 &by,
                 &Payload::Kick(e2e::MemberRef {
                     member: dropped.fingerprint(),
+                    at: at(&s.relay),
                 }),
             );
         }
@@ -624,7 +625,14 @@ fn rule7_admitting_someone_uninvited_is_invalid() {
     for (by, invite_first) in [(bob_id(), false), (bob_id(), true), (alice_id(), false)] {
         let (before, roster) = s.before();
         if invite_first {
-            s.control(&by, &Payload::Invite(e2e::MemberRef { member: mallory }));
+            let at = at(&s.relay);
+            s.control(
+                &by,
+                &Payload::Invite(e2e::MemberRef {
+                    member: mallory,
+                    at,
+                }),
+            );
         }
         let c = s.full(&by, &[alice_id(), bob_id(), mallory_id()]);
         s.publish(&by, Payload::Commit(c));
@@ -815,9 +823,9 @@ fn a4_an_add_only_commit_with_too_many_history_keys_is_invalid() {
 }
 
 /// The document checks A4 (history bound included) before A5, and rule 4
-/// before rule 5; the code bounds history after rules 5 and A5. Both are
-/// void, but the warning differs: `not_allowed` instead of `bad_commit`
-/// for an add-only commit during a removal.
+/// before rule 5. Both verdicts skip the commit, but the warning must be
+/// the first rule's: `bad_commit`, not `not_allowed` or
+/// `changes the room's settings`.
 #[test]
 fn a4_and_rule4_the_history_bound_is_judged_before_a5_and_rule5() {
     bad_full_commit(CommitFlaw::TooManyHistoryKeys, |c| {

@@ -51,6 +51,19 @@ pub fn sign_event(
     }
 }
 
+/// A position for a forged membership event: a fresh run that has seen the
+/// whole log (but not its heads).
+pub fn at(relay: &SimRelay) -> e2e::Position {
+    let mut session = [0u8; 16];
+    hush_crypto::random_bytes(&mut session);
+    e2e::Position {
+        session,
+        counter: 0,
+        seen_seq: relay.last_seq(),
+        seen_head: relay.head(),
+    }
+}
+
 /// A commit payload signed by `by` for the relay's next epoch.
 pub fn commit_signed_by(relay: &SimRelay, by: &Identity, payload: &Payload) -> RoomEvent {
     sign_event(

@@ -72,6 +72,13 @@ impl SimRelay {
         self.log.len() as u64
     }
 
+    /// The hash-chain head after the last logged event.
+    pub fn head(&self) -> [u8; 32] {
+        self.log
+            .iter()
+            .fold([0; 32], |head, ev| hush_proto::e2e::chain_next(&head, ev))
+    }
+
     /// The latest commit in the log.
     pub fn last_commit(&self) -> &SequencedEvent {
         self.log
