@@ -215,6 +215,9 @@ pub struct Commit {
     /// Earlier epoch keys for the members this commit admits, in rooms
     /// whose history is shared.
     pub history: Vec<HistoryEnvelope>,
+    /// Key confirmation: proves the committer gave every member the key
+    /// it used ([`confirm_salt`], [`EPOCH_CONFIRM_INFO`]).
+    pub confirm: [u8; 32],
 }
 
 /// Opens epoch `parent_epoch + 1` with the parent's members plus `added`.
@@ -239,6 +242,53 @@ pub struct AddCommit {
     /// Earlier epoch keys for the newcomers, in rooms whose history is
     /// shared.
     pub history: Vec<HistoryEnvelope>,
+    /// Key confirmation, as [`Commit::confirm`]: members who derive the
+    /// key check it too.
+    pub confirm: [u8; 32],
+}
+
+/// HKDF info of a commit's key confirmation: `confirm = HKDF(epoch key,
+/// salt = confirm_salt(..), info)`. Whoever holds the epoch key checks it,
+/// so a committer that hands some members another key is caught by them,
+/// and named (audit M4; MLS's confirmation tag).
+pub const EPOCH_CONFIRM_INFO: &[u8] = b"hush/v2/epoch-confirm";
+
+/// The key confirmation `key` gives a commit (`Payload::Commit` or
+/// `Payload::Add`) opening `epoch` of `room` by `committer`: what its
+/// `confirm` must hold. Other payloads confirm nothing (zeros).
+#[must_use]
+pub fn commit_confirmation(
+    key: &hush_crypto::Secret32,
+    room: &RoomName,
+    epoch: u64,
+    committer: &Fingerprint,
+    commit: &Payload,
+) -> [u8; 32] {
+    let mut unconfirmed = commit.clone();
+    match &mut unconfirmed {
+        Payload::Commit(c) => c.confirm = [0; 32],
+        Payload::Add(a) => a.confirm = [0; 32],
+        _ => return [0; 32],
+    }
+    let salt = confirm_salt(room, epoch, committer, &crate::msg::encode(&unconfirmed));
+    *hush_crypto::derive_secret(key, &salt, EPOCH_CONFIRM_INFO).expose_secret()
+}
+
+/// The salt of a commit's key confirmation: the room, the epoch it opens,
+/// the committer, and the commit's payload encoded with `confirm` zeroed.
+#[must_use]
+pub fn confirm_salt(
+    room: &RoomName,
+    epoch: u64,
+    committer: &Fingerprint,
+    unconfirmed_payload: &[u8],
+) -> [u8; 32] {
+    let mut t = Transcript::new("hush/v2/epoch-confirm-salt");
+    t.absorb(room.as_str().as_bytes());
+    t.absorb(&epoch.to_be_bytes());
+    t.absorb(committer.as_bytes());
+    t.absorb(unconfirmed_payload);
+    t.finish()
 }
 
 /// The HKDF salt of an add-only epoch's key: the room, the new epoch, the
@@ -411,6 +461,7 @@ mod tests {
                 wrapped: vec![4; 5],
             }],
             history: Vec::new(),
+            confirm: [7; 32],
         });
         let bytes = encode(&add);
         assert_eq!(bytes[0], 6, "PROTOCOL.md §9.2.1 gives Add the index 6");

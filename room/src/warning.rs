@@ -170,6 +170,9 @@ pub enum CommitFlaw {
     WrongCreator,
     /// More history envelopes than allowed.
     TooManyHistoryKeys,
+    /// The key we unwrapped or derived is not the one the committer
+    /// confirmed: it gave us another key than the others (rule 10).
+    UnconfirmedKey,
 }
 
 /// What could not be decrypted.

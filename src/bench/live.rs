@@ -77,7 +77,8 @@ pub(crate) fn build_commit(
             wrapped: m.wrap(EPOCH_KEY_LABEL, &key)?.as_bytes().to_vec(),
         });
     }
-    let payload = encode(&Payload::Commit(Commit {
+    let epoch = parent + 1;
+    let mut commit = Payload::Commit(Commit {
         parent_epoch: parent,
         committer_key: me.public().spki_der().to_vec(),
         members: members
@@ -94,8 +95,13 @@ pub(crate) fn build_commit(
             history: HistoryVisibility::Joined,
         },
         history: Vec::new(),
-    }));
-    let epoch = parent + 1;
+        confirm: [0; 32],
+    });
+    let confirm = e2e::commit_confirmation(&key, room, epoch, &me.fingerprint(), &commit);
+    if let Payload::Commit(c) = &mut commit {
+        c.confirm = confirm;
+    }
+    let payload = encode(&commit);
     let digest = e2e::signing_digest(room, &me.fingerprint(), EventKind::Commit, epoch, &payload);
     let signature = me.sign(EVENT_SIGNATURE_CONTEXT, &digest)?.into_bytes();
     Ok(RoomEvent {

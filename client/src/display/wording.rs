@@ -266,6 +266,9 @@ fn commit_flaw(flaw: CommitFlaw) -> &'static str {
         CommitFlaw::ChangesSettings => "changes the room's settings",
         CommitFlaw::WrongCreator => "names someone else as the room's creator",
         CommitFlaw::TooManyHistoryKeys => "carries too many history keys",
+        CommitFlaw::UnconfirmedKey => {
+            "gave you a key other than the one it confirmed (the other members may hold another)"
+        }
     }
 }
 

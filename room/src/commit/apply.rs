@@ -14,7 +14,7 @@ use crate::authenticate::Unverified;
 use crate::commit::{CommitBody, CommitVerdict};
 use crate::epochs::Epoch;
 use crate::room::Room;
-use crate::warning::{Undecryptable, Warning};
+use crate::warning::{CommitFlaw, Undecryptable, Warning};
 
 impl Room {
     pub(crate) fn apply_commit(
@@ -99,6 +99,15 @@ impl Room {
                 }
             }
         };
+        // Key confirmation (rule 10): the key we hold now must be the one
+        // the committer confirmed, or it gave us another than the others.
+        if let Some(k) = &key
+            && !c.confirms(k, &self.name, epoch, &sender)
+        {
+            let w = Warning::BadCommit(CommitFlaw::UnconfirmedKey);
+            let warning = self.warn(Some(ev.seq), Some(sender), w);
+            return self.skip_commit(ev, Some(warning), actions);
+        }
         // Who came and went.
         let before: BTreeSet<Fingerprint> = self
             .epochs

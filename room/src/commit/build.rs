@@ -9,10 +9,11 @@ use hush_proto::EventKind;
 use hush_proto::e2e::{
     self, ADD_EPOCH_KEY_INFO, AddCommit, Commit, EPOCH_KEY_LABEL, HISTORY_KEY_LABEL,
     HistoryEnvelope, HistoryVisibility, KeyEnvelope, MAX_HISTORY_ENVELOPES, MAX_ROSTER, Member,
-    Payload, RoomSettings,
+    RoomSettings,
 };
 
 use crate::action::Action;
+use crate::commit::CommitBody;
 use crate::membership::Newcomer;
 use crate::room::{FALLBACK_COMMIT_AFTER, REMOVAL_GRACE, Room};
 use crate::warning::Warning;
@@ -198,7 +199,8 @@ impl Room {
         };
         let size = members.iter().map(|(k, n)| member_cost(k, n)).sum();
         let history = self.history_for(&settings, &newcomers, size)?;
-        let payload = Payload::Commit(Commit {
+        let epoch = self.epochs.current.checked_add(1)?;
+        let commit = CommitBody::Full(Commit {
             parent_epoch: self.epochs.current,
             committer_key: self.me.public().spki_der().to_vec(),
             members: members
@@ -211,8 +213,11 @@ impl Room {
             envelopes,
             settings,
             history,
+            confirm: [0; 32],
         });
-        let epoch = self.epochs.current.checked_add(1)?;
+        let payload = commit
+            .confirm_with(&key, &self.name, epoch, &self.me.fingerprint())
+            .into_payload();
         self.commits.in_flight = Some(epoch);
         self.publish(EventKind::Commit, epoch, &payload)
     }
@@ -232,7 +237,7 @@ impl Room {
         let envelopes = wrap_to_each(&keys, &key)?;
         let size = newcomers.iter().map(|n| member_cost(&n.key, &n.nick)).sum();
         let history = self.history_for(&settings, &keys, size)?;
-        let payload = Payload::Add(AddCommit {
+        let commit = CommitBody::Add(AddCommit {
             parent_epoch: self.epochs.current,
             added: newcomers
                 .into_iter()
@@ -243,7 +248,11 @@ impl Room {
                 .collect(),
             envelopes,
             history,
+            confirm: [0; 32],
         });
+        let payload = commit
+            .confirm_with(&key, &self.name, epoch, &self.me.fingerprint())
+            .into_payload();
         self.commits.in_flight = Some(epoch);
         self.publish(EventKind::Commit, epoch, &payload)
     }

@@ -3,9 +3,12 @@
 //! - [`validate`]: is a sequenced commit honoured (PROTOCOL.md §9.2.6)?
 //! - [`apply`]: take it (new roster, unwrap our key) or skip it.
 //! - [`build`]: the commits we make, when we are the designated member.
+//! - [`confirm`]: key confirmation, made by the committer, checked by
+//!   every member that holds the new key.
 
 pub mod apply;
 pub mod build;
+pub mod confirm;
 pub mod validate;
 
 pub(crate) use validate::CommitVerdict;

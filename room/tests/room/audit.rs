@@ -21,7 +21,9 @@ fn rekey(
         envelopes: envelopes_for(people),
         settings: settings.clone(),
         history: Vec::new(),
+        confirm: [0; 32],
     });
+    let payload = confirmed(payload, &forged_key(), parent + 1, by);
     sign_event(
         by,
         by.fingerprint(),
@@ -317,4 +319,78 @@ fn a_kick_supersedes_every_invite_signed_before_it() {
     alice.tick(fallback_time());
     pump(&mut relay, &mut [&mut alice, &mut again]);
     assert!(again.room.is_member(), "{:?}", alice.shown);
+}
+
+/// Audit M4: commits carried no key confirmation, so a committer could
+/// hand one member another key than the others, silently. Now every
+/// member that holds the new key checks the commit's confirmation: the
+/// member given another key refuses the commit and names the committer.
+#[test]
+fn audit_m4_a_member_given_another_key_than_the_others_refuses_the_commit() {
+    let (mut relay, mut alice, mut bob, mut carol) = three_members();
+    let before = alice.room.epoch();
+    let settings = alice.room.settings().unwrap().clone();
+    let everyone = [alice_id(), bob_id(), carol_id()];
+    // Bob rekeys, confirming the key alice and he get, and wraps carol
+    // another one.
+    let mut c = e2e::Commit {
+        parent_epoch: before,
+        committer_key: bob_id().public().spki_der().to_vec(),
+        members: roster_of(&everyone),
+        envelopes: envelopes_for(&everyone),
+        settings,
+        history: Vec::new(),
+        confirm: [0; 32],
+    };
+    let other = hush_crypto::Secret32::from_bytes([0x17; 32]);
+    c.envelopes[2].wrapped = carol_id()
+        .public()
+        .wrap(e2e::EPOCH_KEY_LABEL, &other)
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    let payload = confirmed(Payload::Commit(c), &forged_key(), before + 1, &bob_id());
+    let ev = sign_event(&bob_id(), bob.fp(), EventKind::Commit, before + 1, &payload);
+    for m in [&mut alice, &mut bob, &mut carol] {
+        m.clear_shown();
+    }
+    relay.publish(bob.fp(), 9, ev).unwrap();
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    assert_eq!(
+        alice.room.epoch(),
+        before + 1,
+        "alice holds the confirmed key"
+    );
+    assert_eq!(carol.room.epoch(), before, "carol refused the commit");
+    assert!(
+        carol.shown.iter().any(|s| matches!(s,
+            Shown::Warning { warning: Warning::BadCommit(hush_room::CommitFlaw::UnconfirmedKey), from: Some(p), .. }
+                if p.fingerprint == bob_id().fingerprint())),
+        "and named bob: {:?}",
+        carol.shown
+    );
+    assert!(alice.warnings().is_empty(), "{:?}", alice.warnings());
+}
+
+/// Members who derive an add-only commit's key check its confirmation too:
+/// a committer cannot give a newcomer a key the room does not share.
+#[test]
+fn an_add_only_commit_without_a_valid_confirmation_is_refused_by_the_members() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    let before = alice.room.epoch();
+    let ev = forged_add(&relay, &alice_id(), &[carol_id()]);
+    for m in [&mut alice, &mut bob] {
+        m.clear_shown();
+    }
+    relay.publish(alice.fp(), 9, ev).unwrap();
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    for m in [&alice, &bob] {
+        assert_eq!(m.room.epoch(), before, "{:?}", m.shown);
+        assert!(!m.roster().contains(&carol_id().fingerprint()));
+        assert!(
+            m.warning_kinds().iter().any(|k| k == "bad_commit"),
+            "{:?}",
+            m.shown
+        );
+    }
 }

@@ -57,6 +57,7 @@ fn full(parent: u64, by: &Identity, people: &[Arc<Identity>], s: &RoomSettings) 
         envelopes: envelopes_for(people),
         settings: s.clone(),
         history: Vec::new(),
+        confirm: [0; 32],
     }
 }
 
@@ -153,14 +154,24 @@ impl Scene {
             added: roster_of(people),
             envelopes: envelopes_for(people),
             history: Vec::new(),
+            confirm: [0; 32],
         }
     }
 
     /// `by` publishes `payload` as the commit of the room's next epoch:
     /// the real relay accepts it, as it cannot read it. Then everyone
     /// reads it.
+    /// A full commit without a confirmation gets the one its forged key
+    /// gives it, as an honest committer's would.
     fn publish(&mut self, by: &Identity, payload: Payload) {
-        let (from, ev) = (by.fingerprint(), signed(by, self.epoch() + 1, payload));
+        let epoch = self.epoch() + 1;
+        let payload = match payload {
+            Payload::Commit(c) if c.confirm == [0; 32] => {
+                confirmed(Payload::Commit(c), &forged_key(), epoch, by)
+            }
+            other => other,
+        };
+        let (from, ev) = (by.fingerprint(), signed(by, epoch, payload));
         self.relay.publish(from, 99, ev).expect("accepted");
         self.pump();
     }
@@ -893,6 +904,12 @@ fn a6_an_add_only_commit_admitting_someone_uninvited_is_invalid() {
 #[test]
 fn a7_a_newcomer_whose_envelope_does_not_open_is_undecryptable_but_listed() {
     let mut s = Scene::two();
+    // A rekey under the tests' known key, so that the add-only key derived
+    // from it (and the commit's confirmation) can be computed here.
+    s.publish(
+        &alice_id(),
+        Payload::Commit(s.full(&alice_id(), &[alice_id(), bob_id()])),
+    );
     let mut carol = Member::new(carol_id(), "carol");
     let mut others: Vec<&mut Member> = s.members.iter_mut().collect();
     connect(&s.relay, &mut carol, &mut others);
@@ -900,7 +917,18 @@ fn a7_a_newcomer_whose_envelope_does_not_open_is_undecryptable_but_listed() {
     let mut a = s.add(&[carol_id()]);
     a.envelopes = envelopes_for(&[bob_id()]);
     a.envelopes[0].member = carol.fp();
-    s.publish(&alice_id(), Payload::Add(a));
+    let epoch = before + 1;
+    let salt = e2e::add_epoch_salt(
+        &room_name(),
+        epoch,
+        &alice_id().fingerprint(),
+        &[carol.fp()],
+    );
+    let key = hush_crypto::derive_secret(&forged_key(), &salt, e2e::ADD_EPOCH_KEY_INFO);
+    s.publish(
+        &alice_id(),
+        confirmed(Payload::Add(a), &key, epoch, &alice_id()),
+    );
     pump(&mut s.relay, &mut [&mut carol]);
     let w = Undecryptable::EpochKey { epoch: before + 1 };
     assert_warned!([&carol], alice_id() => Warning::Undecryptable(u) if *u == w);

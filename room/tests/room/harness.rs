@@ -88,7 +88,7 @@ pub fn roster_of(people: &[Arc<Identity>]) -> Vec<e2e::Member> {
 
 /// A fresh random epoch key wrapped to each of `people`.
 pub fn envelopes_for(people: &[Arc<Identity>]) -> Vec<e2e::KeyEnvelope> {
-    let key = hush_crypto::Secret32::random();
+    let key = forged_key();
     people
         .iter()
         .map(|p| e2e::KeyEnvelope {
@@ -101,6 +101,34 @@ pub fn envelopes_for(people: &[Arc<Identity>]) -> Vec<e2e::KeyEnvelope> {
                 .to_vec(),
         })
         .collect()
+}
+
+/// The epoch key of every commit the tests forge (`envelopes_for`): known,
+/// so that a forged commit can carry a valid key confirmation.
+pub fn forged_key() -> hush_crypto::Secret32 {
+    hush_crypto::Secret32::from_bytes([0x42; 32])
+}
+
+/// `commit` with the key confirmation `key` gives it, opening `epoch`,
+/// committed by `by` (what an honest committer computes).
+pub fn confirmed(
+    commit: Payload,
+    key: &hush_crypto::Secret32,
+    epoch: u64,
+    by: &Identity,
+) -> Payload {
+    let confirm = e2e::commit_confirmation(key, &room_name(), epoch, &by.fingerprint(), &commit);
+    match commit {
+        Payload::Commit(mut c) => {
+            c.confirm = confirm;
+            Payload::Commit(c)
+        }
+        Payload::Add(mut a) => {
+            a.confirm = confirm;
+            Payload::Add(a)
+        }
+        other => other,
+    }
 }
 
 /// A commit opening the relay's next epoch, made and signed by `by` with
@@ -119,7 +147,9 @@ pub fn forged_commit(
         envelopes: envelopes_for(people),
         settings: settings.clone(),
         history: Vec::new(),
+        confirm: [0; 32],
     });
+    let payload = confirmed(payload, &forged_key(), relay.epoch + 1, by);
     commit_signed_by(relay, by, &payload)
 }
 
@@ -201,6 +231,7 @@ pub fn forged_add(relay: &SimRelay, by: &Identity, people: &[Arc<Identity>]) -> 
         added: roster_of(people),
         envelopes: envelopes_for(people),
         history: Vec::new(),
+        confirm: [0; 32],
     });
     commit_signed_by(relay, by, &payload)
 }
