@@ -180,12 +180,6 @@ pub enum Notice {
         /// How many were shown.
         shown: u64,
     },
-    /// The relay no longer keeps the room's history before `epoch`: its
-    /// roster is trusted as first seen.
-    FirstSeenRoster {
-        /// The epoch.
-        epoch: u64,
-    },
     /// We lost membership without leaving.
     NoLongerMember,
     /// Someone asks to be admitted.

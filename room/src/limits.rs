@@ -13,8 +13,8 @@ pub(crate) const STALE_EPOCH_GRACE: u64 = 100;
 pub(crate) const MAX_SEEN: usize = 200_000;
 
 /// (sender, session) pairs whose membership-event counter is remembered;
-/// beyond it the oldest is forgotten (its replays then fall to the epoch
-/// window of the membership rules).
+/// beyond it the lowest (by fingerprint) is forgotten (its replays then
+/// fall to the epoch window of the membership rules).
 pub(crate) const MAX_MEMBERSHIP_SESSIONS: usize = 4096;
 
 /// Members whose last kick is remembered (to refuse invites signed

@@ -317,7 +317,13 @@ impl Room {
             session: self.session,
             counter,
             seen_seq: self.chain.last_seq,
-            seen_head: self.chain.head,
+            // Unknown when our view starts after pruned messages (zeros:
+            // not compared), as in a message's header.
+            seen_head: if self.chain.anchored {
+                self.chain.head
+            } else {
+                [0; 32]
+            },
         }
     }
 
@@ -359,6 +365,7 @@ impl Room {
             .membership
             .insert(slot, at.counter.saturating_add(1));
         if self.chain.anchored
+            && at.seen_head != [0; 32]
             && self
                 .chain
                 .heads

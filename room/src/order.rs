@@ -43,9 +43,12 @@ impl Room {
     /// retention removed: skip each such gap and go on with what follows.
     pub(crate) fn on_backfill_done(&mut self, up_to: u64, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
-        // Whether we had followed the room before this gap (as opposed to
-        // a newcomer whose view starts after the relay's retention).
-        let was_following = self.chain.anchored && self.chain.last_seq > 0;
+        // Whether we had followed the room before this gap (caught up
+        // once, or resumed from a saved state), as opposed to a newcomer
+        // whose view starts after the relay's retention: membership events
+        // are never pruned, so a newcomer's first page reads some before
+        // its first gap.
+        let was_following = self.chain.anchored && (self.caught_up || self.chain.resumed_from > 0);
         let mut skipped = 0;
         loop {
             self.drain_reorder(now, &mut actions);

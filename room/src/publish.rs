@@ -33,6 +33,11 @@ impl Room {
                 return actions;
             }
         }
+        let was_commit = self
+            .outbox
+            .unconfirmed
+            .iter()
+            .any(|(r, e)| *r == request && e.kind == EventKind::Commit);
         self.outbox.unconfirmed.retain(|(r, _)| *r != request);
         match reason {
             Rejection::TooManyCommits { .. } => {
@@ -47,7 +52,9 @@ impl Room {
             }
             Rejection::FutureEpoch { current } => {
                 // Dropped, not retried; a commit of ours is rebuilt.
-                self.commits.in_flight = None;
+                if was_commit {
+                    self.commits.in_flight = None;
+                }
                 actions.push(self.warn(None, None, Warning::RelayEpoch { current }));
             }
             other => {

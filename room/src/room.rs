@@ -107,6 +107,8 @@ pub(crate) struct ChainView {
     /// False once the relay's retention made us skip events: our chain no
     /// longer matches the members' who saw them, so heads are not compared.
     pub(crate) anchored: bool,
+    /// The seq a saved state resumed us from (0 for a fresh member).
+    pub(crate) resumed_from: u64,
 }
 
 impl Default for ChainView {
@@ -118,6 +120,7 @@ impl Default for ChainView {
             pending_checkpoints: Vec::new(),
             heads: BTreeMap::from([(0, [0; 32])]),
             anchored: true,
+            resumed_from: 0,
         }
     }
 }

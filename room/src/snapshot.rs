@@ -220,6 +220,7 @@ impl Room {
         let epochs = snap.restore_epochs()?;
         let mut room = Self::new(name, me, snap.nick.clone(), entropy);
         room.chain.last_seq = snap.last_seq;
+        room.chain.resumed_from = snap.last_seq;
         room.chain.head = snap.chain_head;
         room.chain.anchored = snap.chain_anchored;
         room.chain.heads = snap.heads.iter().copied().collect();

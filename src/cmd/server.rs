@@ -74,10 +74,13 @@ pub struct ServerArgs {
     /// (e.g. 7d); 0s issues none.
     #[arg(long, env = "HUSH_TICKET_LIFETIME", default_value = "7d", value_parser = parse_duration)]
     ticket_lifetime: Duration,
-    /// Keep at most this many events per room [default: unlimited].
+    /// Keep at most this many messages per room; membership events
+    /// (commits, joins, leaves, invites, kicks) are always kept
+    /// [default: unlimited].
     #[arg(long, env = "HUSH_RETENTION_EVENTS")]
     retention_events: Option<u64>,
-    /// Delete events older than this (e.g. 30d) [default: keep forever].
+    /// Delete messages older than this (e.g. 30d); membership events are
+    /// always kept [default: keep forever].
     #[arg(long, env = "HUSH_RETENTION_AGE", value_parser = parse_duration)]
     retention_age: Option<Duration>,
 }

@@ -90,9 +90,6 @@ pub fn notice_text(room: Option<&RoomName>, notice: &Notice) -> String {
         Notice::HistoryShared { shown } => {
             format!("{r} shares its history: {shown} earlier messages shown above")
         }
-        Notice::FirstSeenRoster { epoch } => format!(
-            "history of {r} before epoch {epoch} is no longer kept; trusting its roster as first seen"
-        ),
         Notice::NoLongerMember => format!("you are no longer a member of {r}"),
         Notice::JoinRequest {
             member,
@@ -198,7 +195,7 @@ pub fn warning_text(
             "{missing} messages from {who} before this one never reached you: the relay withheld them"
         ),
         Warning::Reordered(Reordered::BeforeSeen { seen_seq }) => format!(
-            "the relay placed a message from {who} at seq {at} although {who} had already seen seq {seen_seq}: it reordered or removed events of {r}"
+            "the relay placed an event from {who} at seq {at} although {who} had already seen seq {seen_seq}: it reordered or removed events of {r}"
         ),
         Warning::Reordered(Reordered::AfterLater) => format!(
             "a message from {who} arrived after one {who} sent later: the relay reordered {r}"

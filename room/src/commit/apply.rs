@@ -41,17 +41,6 @@ impl Room {
                 let warning = warning.map(|w| self.warn(Some(ev.seq), Some(sender), w));
                 return self.skip_commit(ev, warning, actions);
             }
-            CommitVerdict::FirstSeen(roster) => {
-                actions.push(self.notice(Notice::FirstSeenRoster { epoch }));
-                self.epochs.current = c.parent_epoch();
-                roster
-            }
-            CommitVerdict::Unjudgeable => {
-                // Keep in step with the relay's epochs, so that we ask to
-                // join (and are admitted) in the room's current one.
-                self.epochs.current = self.epochs.current.max(epoch);
-                return;
-            }
         };
         // Our key, only now that the commit is authenticated: derived from
         // the parent's if an add-only commit kept us, else our envelope.

@@ -24,12 +24,6 @@ pub(crate) enum CommitBody {
 }
 
 impl CommitBody {
-    pub(crate) fn parent_epoch(&self) -> u64 {
-        match self {
-            Self::Full(c) => c.parent_epoch,
-            Self::Add(a) => a.parent_epoch,
-        }
-    }
     pub(crate) fn envelopes(&self) -> &[KeyEnvelope] {
         match self {
             Self::Full(c) => &c.envelopes,

@@ -37,9 +37,6 @@ pub(crate) type Roster = BTreeMap<Fingerprint, RosterEntry>;
 pub(crate) enum CommitVerdict {
     /// Honoured: this is the new epoch's roster.
     Honoured(Roster),
-    /// Honoured as the first roster we see of a room whose earlier
-    /// history the relay no longer keeps (the anchor rule, rule 3).
-    FirstSeen(Roster),
     /// Invalid: skipped, with this warning. No epoch is used up (protocol
     /// 2: members, not the relay, decide which commit opens an epoch).
     Invalid(Warning),
@@ -48,10 +45,6 @@ pub(crate) enum CommitVerdict {
     /// means commits were withheld from us (the warning, when a member
     /// sent it).
     Superseded(Option<Warning>),
-    /// An add-only commit extending a roster we never saw (the relay
-    /// pruned the commits that built it): nothing to judge it by, and
-    /// nothing of ours changes. The next full commit anchors us.
-    Unjudgeable,
 }
 
 /// The outcome of one rule: go on (with what it found), or this verdict.
@@ -69,82 +62,69 @@ impl Room {
             CommitBody::Full(c) => self.validate_full(event, c),
             CommitBody::Add(a) => self.validate_add(event, a),
         }
-        .and_then(|(roster, first_seen)| {
-            let settings = self.rules_to_judge_by(c)?;
+        .and_then(|roster| {
+            let settings = self.rules_to_judge_by(c);
             self.rule6_removals(&roster)?;
             self.rule7_invite_only(settings, &roster)?;
-            Ok((roster, first_seen))
+            Ok(roster)
         });
         match checked {
-            Ok((roster, true)) => CommitVerdict::FirstSeen(roster),
-            Ok((roster, false)) => CommitVerdict::Honoured(roster),
+            Ok(roster) => CommitVerdict::Honoured(roster),
             Err(verdict) => verdict,
         }
     }
 
-    /// Rules 1 to 5. The roster, and whether the anchor rule applied.
-    fn validate_full(&self, event: &Unverified<'_>, c: &Commit) -> Rule<(Roster, bool)> {
+    /// Rules 1 to 5. The roster.
+    fn validate_full(&self, event: &Unverified<'_>, c: &Commit) -> Rule<Roster> {
         let ev = event.ev;
         rule1_committer_signature(event, c)?;
         rule2_parent_epoch_number(ev.event.epoch, c.parent_epoch)?;
-        let first_seen = self.rule3_parent_and_authority(ev, c.parent_epoch)?;
+        self.rule3_parent_and_authority(ev, c.parent_epoch)?;
         let roster = self.rule4_roster(ev.event.sender, c)?;
         rule4_history_bound(&c.history)?;
         self.rule5_settings(ev.event.sender, c)?;
-        Ok((roster, first_seen))
+        Ok(roster)
     }
 
-    /// Rules A1 to A5. The roster, and whether a saved epoch anchored it.
-    fn validate_add(&self, event: &Unverified<'_>, a: &AddCommit) -> Rule<(Roster, bool)> {
+    /// Rules A1 to A5. The roster.
+    fn validate_add(&self, event: &Unverified<'_>, a: &AddCommit) -> Rule<Roster> {
         let ev = event.ev;
         rule_a1_parent_epoch_number(ev.event.epoch, a.parent_epoch)?;
-        let (parent, first_seen) = self.rule_a2_parent(ev, a.parent_epoch)?;
+        let parent = self.rule_a2_parent(ev, a.parent_epoch)?;
         rule_a3_committer(event, parent)?;
         self.rule3_not_departing(ev.event.sender)?;
         let roster = rule_a4_roster(&parent.roster, a)?;
         rule4_history_bound(&a.history)?;
         self.rule_a5_no_pending_removal()?;
-        Ok((roster, first_seen))
+        Ok(roster)
     }
 
     /// Rule 3: the parent is our current epoch and the sender a member of
-    /// it; or, before we know any epoch, the anchor rule. Whether the
-    /// commit is accepted as a first-seen roster.
-    fn rule3_parent_and_authority(&self, ev: &SequencedEvent, parent_epoch: u64) -> Rule<bool> {
-        if !self.epochs.known.is_empty() {
-            if parent_epoch != self.epochs.current {
+    /// it. Before we know any epoch, only the room's creating commit
+    /// (parent 0) will do: the relay never prunes commits (protocol 2),
+    /// so a newcomer always reads the roster from the room's creation, and
+    /// a log that starts later had its commits withheld (audit M2).
+    fn rule3_parent_and_authority(&self, ev: &SequencedEvent, parent_epoch: u64) -> Rule {
+        if self.epochs.known.is_empty() {
+            if parent_epoch != 0 || self.epochs.current != 0 {
                 return Err(self.out_of_step(ev, parent_epoch));
             }
-            if self.roster_key(parent_epoch, &ev.event.sender).is_none() {
-                return Err(CommitVerdict::Invalid(Warning::NotMember { epoch: None }));
-            }
-            self.rule3_not_departing(ev.event.sender)?;
-            return Ok(false);
+            return Ok(());
         }
-        // Before we know any roster: the creator of the room (parent 0),
-        // or the first roster we are shown when the relay no longer
-        // keeps earlier history.
-        if parent_epoch < self.epochs.current {
+        if parent_epoch != self.epochs.current {
             return Err(self.out_of_step(ev, parent_epoch));
         }
-        // Mid-history: past what we were shown, or at an epoch only
-        // add-only commits we could not judge led to.
-        if parent_epoch > self.epochs.current || (parent_epoch > 0 && !self.chain.anchored) {
-            // Only a log whose start we skipped (retention) may begin
-            // mid-history; otherwise the relay withheld commits.
-            if self.chain.anchored {
-                return Err(self.out_of_step(ev, parent_epoch));
-            }
-            return Ok(true);
+        if self.roster_key(parent_epoch, &ev.event.sender).is_none() {
+            return Err(CommitVerdict::Invalid(Warning::NotMember { epoch: None }));
         }
-        Ok(false)
+        self.rule3_not_departing(ev.event.sender)
     }
 
     /// Rule 3, last part (and A3's): a member whose removal is pending
     /// may not commit; its commits could otherwise keep it in for ever.
     /// Judged by members that read the whole history, as rule 6 is.
     fn rule3_not_departing(&self, sender: Fingerprint) -> Rule {
-        if self.chain.anchored && self.admissions.pending_removals.contains_key(&sender) {
+        if self.admissions.pending_removals.contains_key(&sender) {
             return Err(CommitVerdict::Invalid(Warning::NotAllowed(
                 NotAllowed::CommitWhileDeparting,
             )));
@@ -192,27 +172,20 @@ impl Room {
         }
     }
 
-    /// The settings rules 6 and 7 judge by: the room's, or the ones a
-    /// first-seen full commit brings. Only a view that starts after
-    /// pruned history can hold a roster without them: unjudgeable.
-    fn rules_to_judge_by<'a>(&'a self, c: &'a CommitBody) -> Rule<&'a RoomSettings> {
-        self.settings
-            .as_ref()
-            .or(match c {
-                CommitBody::Full(c) => Some(&c.settings),
-                CommitBody::Add(_) => None,
-            })
-            .ok_or(CommitVerdict::Unjudgeable)
+    /// The settings rules 6 and 7 judge by: the room's, or those the
+    /// creating commit brings. (An add-only commit never comes first: rule
+    /// A2 wants a known parent.)
+    fn rules_to_judge_by<'a>(&'a self, c: &'a CommitBody) -> Option<&'a RoomSettings> {
+        self.settings.as_ref().or(match c {
+            CommitBody::Full(c) => Some(&c.settings),
+            CommitBody::Add(_) => None,
+        })
     }
 
-    /// Rule 6: whoever the commit removes left or was kicked. Judged only
-    /// by a member that read the whole history (invites, leaves, kicks):
-    /// one whose view starts after pruned events must not refuse what
-    /// everyone else honours.
+    /// Rule 6: whoever the commit removes left or was kicked, and every
+    /// pending removal is carried out. Every member judges it alike: the
+    /// relay never prunes the leaves and kicks it depends on.
     fn rule6_removals(&self, roster: &Roster) -> Rule {
-        if !self.chain.anchored {
-            return Ok(());
-        }
         let Some(before) = self.epochs.now() else {
             return Ok(());
         };
@@ -245,10 +218,10 @@ impl Room {
 
     /// Rule 7 (and A6): in an invite-only room, everyone new was invited
     /// by the creator, or is the creator. Judged as rule 6 is.
-    fn rule7_invite_only(&self, settings: &RoomSettings, roster: &Roster) -> Rule {
-        if !settings.invite_only || !self.chain.anchored {
+    fn rule7_invite_only(&self, settings: Option<&RoomSettings>, roster: &Roster) -> Rule {
+        let Some(settings) = settings.filter(|s| s.invite_only) else {
             return Ok(());
-        }
+        };
         let Some(before) = self.epochs.now() else {
             return Ok(());
         };
@@ -265,26 +238,12 @@ impl Room {
         }
     }
 
-    /// Rule A2: the parent is our current epoch; before we know any, an
-    /// epoch saved by an earlier run may stand in, if the relay pruned the
-    /// log's start. The parent, and whether it was such a stand-in.
-    fn rule_a2_parent(&self, ev: &SequencedEvent, parent_epoch: u64) -> Rule<(&Epoch, bool)> {
-        if !self.epochs.known.is_empty() {
-            return match self.epochs.known.get(&parent_epoch) {
-                Some(parent) if parent_epoch == self.epochs.current => Ok((parent, false)),
-                _ => Err(self.out_of_step(ev, parent_epoch)),
-            };
-        }
-        // It extends a roster: without one we cannot judge it. That is
-        // only possible when the relay pruned the log's start (otherwise
-        // it withheld the commits before), and then our saved state may
-        // still hold the parent epoch.
-        if self.chain.anchored {
-            return Err(self.out_of_step(ev, parent_epoch));
-        }
-        match self.epochs.archive.get(&parent_epoch) {
-            Some(saved) => Ok((saved, true)),
-            None => Err(CommitVerdict::Unjudgeable),
+    /// Rule A2: the parent is our current epoch (before we know any, the
+    /// commits before were withheld: the relay never prunes them).
+    fn rule_a2_parent(&self, ev: &SequencedEvent, parent_epoch: u64) -> Rule<&Epoch> {
+        match self.epochs.known.get(&parent_epoch) {
+            Some(parent) if parent_epoch == self.epochs.current => Ok(parent),
+            _ => Err(self.out_of_step(ev, parent_epoch)),
         }
     }
 
@@ -292,9 +251,6 @@ impl Room {
     /// member who left or was kicked still holds: it may not stand in for
     /// the rekey that removes them.
     fn rule_a5_no_pending_removal(&self) -> Rule {
-        if !self.chain.anchored {
-            return Ok(());
-        }
         match self.admissions.pending_removals.keys().next() {
             Some(fp) => Err(CommitVerdict::Invalid(Warning::NotAllowed(
                 NotAllowed::KeptDeparting {

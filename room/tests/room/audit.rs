@@ -394,3 +394,115 @@ fn an_add_only_commit_without_a_valid_confirmation_is_refused_by_the_members() {
         );
     }
 }
+
+/// Delivers `events` to a newcomer the way a relay answers its backfill,
+/// in one page, and completes it.
+fn newcomer_reads(m: &mut Member, events: Vec<SequencedEvent>, last: u64, epoch: u64) {
+    m.receive(RelayMsg::Joined {
+        room: room_name(),
+        head_seq: last,
+        epoch,
+        online: Vec::new(),
+    });
+    m.connected = true;
+    for ev in events {
+        m.deliver(ev);
+    }
+    m.delivered = last;
+    m.receive(RelayMsg::BackfillDone {
+        room: room_name(),
+        up_to: last,
+        complete: true,
+    });
+}
+
+/// Audit M2, PoC4: with retention, protocol 1 kept only the room's latest
+/// commit, whatever it was: an outsider's commit became the room every
+/// newcomer trusted, and a newcomer it listed sealed its messages to the
+/// outsider. Now the relay never prunes membership events, so a newcomer
+/// reads the room from its creation and refuses the outsider's commit as
+/// every member does; and a newcomer shown a log that does not start at
+/// the room's creation trusts no roster.
+#[test]
+fn audit_poc4_after_retention_an_outsiders_commit_captures_no_newcomer() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    let settings = alice.room.settings().unwrap().clone();
+    let mallory = mallory_id();
+    for i in 0..5 {
+        alice.send_text(&format!("old {i}"));
+    }
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    // Mallory commits a room of her own and carol's, for the next epoch.
+    let parent = alice.room.epoch();
+    let people = [mallory.clone(), carol_id()];
+    let payload = confirmed(
+        Payload::Commit(e2e::Commit {
+            parent_epoch: parent,
+            committer_key: mallory.public().spki_der().to_vec(),
+            members: roster_of(&people),
+            envelopes: envelopes_for(&people),
+            settings,
+            history: Vec::new(),
+            confirm: [0; 32],
+        }),
+        &forged_key(),
+        parent + 1,
+        &mallory,
+    );
+    let ev = sign_event(
+        &mallory,
+        mallory.fingerprint(),
+        EventKind::Commit,
+        parent + 1,
+        &payload,
+    );
+    relay.publish(mallory.fingerprint(), 1, ev).unwrap();
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert_eq!(alice.room.epoch(), parent, "the members refused it");
+    // Retention prunes the messages: every membership event stays.
+    let last = relay.last_seq();
+    let kept: Vec<SequencedEvent> = relay
+        .log
+        .iter()
+        .filter(|e| e.event.kind != EventKind::Message)
+        .cloned()
+        .collect();
+    let mut carol = Member::new(carol_id(), "carol");
+    for o in [&mut alice, &mut bob] {
+        o.receive(RelayMsg::Presence {
+            room: room_name(),
+            member: carol.fp(),
+            online: true,
+        });
+    }
+    newcomer_reads(&mut carol, kept, last, relay.epoch);
+    assert!(!carol.room.is_member(), "carol took mallory's room");
+    assert!(
+        carol.warning_kinds().iter().any(|k| k == "not_member"),
+        "{:?}",
+        carol.shown
+    );
+    // She asks the real members, who admit her.
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    assert!(carol.room.is_member(), "{:?}", carol.shown);
+    assert!(!carol.roster().contains(&mallory.fingerprint()));
+    assert_eq!(carol.roster().len(), 3);
+
+    // A relay that withholds the earlier commits and shows a newcomer only
+    // mallory's: no roster is taken on trust.
+    let only_mallorys: Vec<SequencedEvent> = relay
+        .log
+        .iter()
+        .filter(|e| e.event.sender == mallory.fingerprint())
+        .cloned()
+        .collect();
+    let mut dave = Member::new(carol_id(), "carol");
+    newcomer_reads(&mut dave, only_mallorys, last, relay.epoch);
+    assert!(!dave.room.is_member());
+    assert!(dave.roster().is_empty(), "{:?}", dave.roster());
+    assert!(
+        dave.warning_kinds().iter().any(|k| k == "missing_commit"),
+        "{:?}",
+        dave.shown
+    );
+}

@@ -1,4 +1,8 @@
-//! Retention: how much history the log keeps.
+//! Retention: how many messages the log keeps. Membership events
+//! (commits, join requests, leaves, invites, kicks) are never pruned
+//! (protocol 2): a newcomer always reads the room's membership from the
+//! commit that created it, and judges every later one by the same rules
+//! as the members who saw it happen (audit M2).
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
@@ -6,13 +10,12 @@ use hush_proto::EventKind;
 
 use super::{EventLog, LogError};
 
-/// Retention policy: keep at most `max_events` per room and nothing older
-/// than `max_age_ms`. `None` means unlimited.
+/// Retention policy: keep at most `max_events` messages per room and no
+/// message older than `max_age_ms`. `None` means unlimited.
 ///
-/// Pruning never deletes the room's most recent `Commit` event (so the
-/// current epoch stays discoverable; that event may therefore make a room
-/// hold `max_events + 1` rows, or keep one row older than `max_age_ms`) and
-/// never resets sequence numbers (`last_seq` stays in the rooms table).
+/// Only `Message` events are pruned: membership events stay, whatever
+/// their age or number. Sequence numbers are never reset (`last_seq`
+/// stays in the rooms table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Retention {
     /// Maximum number of events kept per room.
@@ -22,10 +25,10 @@ pub struct Retention {
 }
 
 impl EventLog {
-    /// Applies `retention` to every room, in one transaction, and returns
-    /// how many event rows were deleted. Events count as too old when
-    /// `received_at_ms < now_ms - max_age_ms`. The most recent `Commit` of
-    /// each room is always kept and `last_seq` is never changed.
+    /// Applies `retention` to every room's messages, in one transaction,
+    /// and returns how many rows were deleted. Messages count as too old
+    /// when `received_at_ms < now_ms - max_age_ms`. Membership events are
+    /// always kept and `last_seq` is never changed.
     pub fn prune(&mut self, retention: Retention, now_ms: u64) -> Result<u64, LogError> {
         if retention == Retention::default() {
             return Ok(0);
@@ -48,35 +51,33 @@ impl EventLog {
                 stmt.query_map([], |row| row.get(0))?
                     .collect::<Result<_, _>>()?
             };
-            let mut latest_commit =
-                tx.prepare_cached("SELECT max(seq) FROM events WHERE room = ?1 AND kind = ?2")?;
-            // The (max_events+1)-th newest row: it and everything older goes.
+            let message = EventKind::Message.code();
+            // The (max_events+1)-th newest message: it and every older
+            // message goes.
             let mut nth_newest = tx.prepare_cached(
-                "SELECT seq FROM events WHERE room = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2",
+                "SELECT seq FROM events WHERE room = ?1 AND kind = ?3 ORDER BY seq DESC LIMIT 1 OFFSET ?2",
             )?;
-            let mut delete_upto_seq = tx.prepare_cached(
-                "DELETE FROM events WHERE room = ?1 AND seq <= ?2 AND seq IS NOT ?3",
-            )?;
+            let mut delete_upto_seq = tx
+                .prepare_cached("DELETE FROM events WHERE room = ?1 AND seq <= ?2 AND kind = ?3")?;
             let mut delete_older = tx.prepare_cached(
-                "DELETE FROM events WHERE room = ?1 AND received_at_ms <= ?2 AND seq IS NOT ?3",
+                "DELETE FROM events WHERE room = ?1 AND received_at_ms <= ?2 AND kind = ?3",
             )?;
             for room in &rooms {
-                let keep: Option<i64> = latest_commit
-                    .query_row(params![room, EventKind::Commit.code()], |row| row.get(0))?;
                 let mut room_deleted: usize = 0;
                 if let Some(max_events) = retention.max_events {
                     // An offset beyond i64::MAX can never match a row.
                     if let Ok(offset) = i64::try_from(max_events) {
                         let cutoff: Option<i64> = nth_newest
-                            .query_row(params![room, offset], |row| row.get(0))
+                            .query_row(params![room, offset, message], |row| row.get(0))
                             .optional()?;
                         if let Some(cutoff) = cutoff {
-                            room_deleted += delete_upto_seq.execute(params![room, cutoff, keep])?;
+                            room_deleted +=
+                                delete_upto_seq.execute(params![room, cutoff, message])?;
                         }
                     }
                 }
                 if let Some(bound) = age_bound {
-                    room_deleted += delete_older.execute(params![room, bound, keep])?;
+                    room_deleted += delete_older.execute(params![room, bound, message])?;
                 }
                 if room_deleted > 0 {
                     tracing::debug!(room = %room, deleted = room_deleted, "event log pruned room");
@@ -98,7 +99,7 @@ mod tests {
     use hush_proto::SequencedEvent;
 
     #[test]
-    fn prune_by_count_keeps_latest_commit_and_last_seq() {
+    fn prune_by_count_counts_and_deletes_messages_only() {
         let (_dir, _path, mut log) = temp_log();
         let mut batch = msgs("r", 1..=2);
         batch.push(ev("r", 3, EventKind::Commit, 1, 1_003));
@@ -112,7 +113,7 @@ mod tests {
             max_events: Some(5),
             max_age_ms: None,
         };
-        // Rows 1, 2, 4, 5 go; the commit at 3 survives beyond the limit.
+        // Messages 1, 2, 4, 5 go; the commit at 3 is never pruned.
         assert_eq!(log.prune(keep5, 0).unwrap(), 4);
         assert_eq!(
             seqs(&log.events_after(&room("r"), 0, 100).unwrap()),
@@ -128,7 +129,7 @@ mod tests {
         log.append_batch(&msgs("r", 11..=12)).unwrap();
         assert_eq!(log.room_heads().unwrap()[0].last_seq, 12);
 
-        // max_events = 0 leaves only the latest commit.
+        // max_events = 0 leaves only the membership events.
         let keep0 = Retention {
             max_events: Some(0),
             max_age_ms: None,
@@ -153,7 +154,7 @@ mod tests {
     }
 
     #[test]
-    fn prune_by_age_keeps_latest_commit() {
+    fn prune_by_age_deletes_messages_only() {
         let (_dir, _path, mut log) = temp_log();
         // received_at = 100 * seq
         let batch: Vec<SequencedEvent> = (1..=10)
@@ -173,19 +174,19 @@ mod tests {
             max_age_ms: Some(500),
         };
         // now = 1000: cutoff 500; seq 5 (age exactly 500) is kept, 1..4 are
-        // older but the latest commit (4) is kept, the earlier commit (2) is not.
-        assert_eq!(log.prune(max_age, 1_000).unwrap(), 3);
+        // older: the messages 1 and 3 go, the commits 2 and 4 stay.
+        assert_eq!(log.prune(max_age, 1_000).unwrap(), 2);
         assert_eq!(
             seqs(&log.events_after(&room("r"), 0, 100).unwrap()),
-            vec![4, 5, 6, 7, 8, 9, 10]
+            vec![2, 4, 5, 6, 7, 8, 9, 10]
         );
         // now smaller than the max age: nothing is old.
         assert_eq!(log.prune(max_age, 100).unwrap(), 0);
-        // Far in the future everything but the latest commit goes.
+        // Far in the future every message goes; the commits stay.
         assert_eq!(log.prune(max_age, u64::MAX).unwrap(), 6);
         assert_eq!(
             seqs(&log.events_after(&room("r"), 0, 100).unwrap()),
-            vec![4]
+            vec![2, 4]
         );
         assert_eq!(
             log.room_heads().unwrap(),
@@ -199,7 +200,7 @@ mod tests {
         log.append_batch(&msgs("r", 11..=11)).unwrap();
         assert_eq!(
             seqs(&log.events_after(&room("r"), 0, 100).unwrap()),
-            vec![4, 11]
+            vec![2, 4, 11]
         );
 
         // Both limits together, across rooms; a room without commits can be emptied.
@@ -209,7 +210,7 @@ mod tests {
             max_age_ms: Some(10),
         };
         // q loses seq 1 to the count limit and seq 2 (received 1002 < 1003) to
-        // the age limit; r (commit 4, message 11 received 1011) is within both.
+        // the age limit; r (message 11 received 1011) is within both.
         assert_eq!(log.prune(both, 1_013).unwrap(), 2);
         assert_eq!(
             seqs(&log.events_after(&room("q"), 0, 100).unwrap()),
@@ -217,7 +218,7 @@ mod tests {
         );
         assert_eq!(
             seqs(&log.events_after(&room("r"), 0, 100).unwrap()),
-            vec![4, 11]
+            vec![2, 4, 11]
         );
         let max_age0 = Retention {
             max_events: None,
@@ -226,7 +227,7 @@ mod tests {
         assert_eq!(log.prune(max_age0, 2_000).unwrap(), 3);
         assert_eq!(
             seqs(&log.events_after(&room("r"), 0, 100).unwrap()),
-            vec![4]
+            vec![2, 4]
         );
         assert_eq!(log.count("q").unwrap(), 0);
         assert_eq!(log.room_heads().unwrap()[0].last_seq, 4);
