@@ -191,3 +191,81 @@ fn a_kick_takes_effect_while_the_kicked_client_keeps_publishing() {
         "the kicked member read on"
     );
 }
+
+/// Copies every file of `from` into `to` (flat or nested).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.metadata().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_relay_whose_log_was_rewound_gets_rollback_and_reset_room_starts_over() {
+    let data = tempfile::tempdir().unwrap();
+    let backup = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &[]);
+    let port = relay.port();
+    let mut alice = ClientProcess::start(&relay.addr, "alice", "rewound", true, &[]);
+    alice.wait_json("joined", |_| true);
+    alice.say("kept in the backup");
+    alice.wait_json("message", |v| v["text"] == "kept in the backup");
+    // The operator takes a backup of the stopped relay's folder.
+    relay.signal("-TERM");
+    copy_dir(data.path(), backup.path());
+    let relay = RelayProcess::start(data.path(), port, &[]);
+    for text in ["after the backup 1", "after the backup 2"] {
+        alice.say(text);
+        alice.wait_json("message", |v| v["text"] == text);
+    }
+    // ...and restores it: the relay's log is behind what alice processed.
+    relay.signal("-TERM");
+    std::fs::remove_dir_all(data.path()).unwrap();
+    copy_dir(backup.path(), data.path());
+    let relay = RelayProcess::start(data.path(), port, &[]);
+    let w = alice.wait_json("warning", |v| v["kind"] == "rollback");
+    assert!(
+        w["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("--reset-room")),
+        "{w}"
+    );
+    alice.say("into a rewound room");
+    alice.wait_json("notice", |v| {
+        v["text"].as_str().is_some_and(|t| t.contains("not sent"))
+    });
+    // Starting over: alice reads what the relay has now and talks again.
+    alice.close_input();
+    let _ = alice.wait_exit();
+    let key_dir = tempfile::tempdir().unwrap();
+    let (_k, key) = common::example_key("alice");
+    let mut again = ClientProcess::start_with(
+        &relay.addr,
+        &key,
+        alice.into_data(),
+        key_dir,
+        "rewound",
+        true,
+        &["--reset-room"],
+    );
+    again.wait_json("notice", |v| {
+        v["text"].as_str().is_some_and(|t| t.contains("over"))
+    });
+    again.wait_json("joined", |_| true);
+    again.say("after the reset");
+    again.wait_json("message", |v| v["text"] == "after the reset");
+    assert!(
+        again
+            .json_events("warning")
+            .iter()
+            .all(|v| v["kind"] != "rollback"),
+        "{:?}",
+        again.seen
+    );
+}

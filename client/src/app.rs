@@ -32,7 +32,7 @@ use crate::command::{Command, HELP, Input, parse_line};
 use crate::display::{refusal_text, render_json, render_line};
 use crate::link::{Connection, LinkError, LinkWriter};
 use crate::pins::{KnownRelays, PinCheck, PinError};
-use crate::state::StateStore;
+use crate::state::{StateError, StateStore};
 use hush_room::{Action, Entropy, Notice, Room, Shown, Warning};
 
 /// First retry delay after a failed connection.
@@ -72,6 +72,9 @@ pub struct ClientConfig {
     /// Read the room's retained history again from its start (with the
     /// saved keys standing in for pruned commits) instead of resuming.
     pub replay_history: bool,
+    /// Start the room over: set the saved state aside before starting, and
+    /// read what the relay has now (after a `rollback` warning).
+    pub reset_room: bool,
 }
 
 /// Why the client stopped with an error.
@@ -351,6 +354,31 @@ fn restore_room<W: Write>(
     let Some(store) = store else {
         return Ok(fresh());
     };
+    if config.reset_room {
+        match store.set_aside() {
+            Ok(aside) => screen.notice(
+                Some(&config.room),
+                format!(
+                    "starting #{} over from what the relay has now: the saved state was moved to {}",
+                    config.room,
+                    aside.display()
+                ),
+            )?,
+            Err(StateError::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
+                screen.notice(
+                    Some(&config.room),
+                    format!("starting #{} over: there was no saved state", config.room),
+                )?;
+            }
+            Err(e) => {
+                return Err(ClientError::Relay(format!(
+                    "--reset-room: could not set the saved state of #{} aside: {e}",
+                    config.room
+                )));
+            }
+        }
+        return Ok(fresh());
+    }
     let problem = match store.load() {
         Ok(None) => return Ok(fresh()),
         Ok(Some(snap)) if config.replay_history => {

@@ -228,7 +228,7 @@ pub struct Commit {
 /// wrap and a small commit, whatever the room's size, and no existing
 /// member does any RSA work. HKDF is one-way: the newcomers cannot go
 /// back to the parent key (history stays hidden in `joined` rooms). It
-/// removes no one, so it is void while a removal is pending, and it does
+/// removes no one, so it is invalid while a removal is pending, and it does
 /// not replace the key's lineage: periodic rekeys are full commits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddCommit {

@@ -155,6 +155,9 @@ pub enum Notice {
     },
     /// Our lines wait until a member admits us.
     NotAdmittedYet,
+    /// Not sent: the relay's history of the room was rewound (see the
+    /// `rollback` warning).
+    NotSentRewound,
     /// Our lines wait until a commit removes these members, who left or
     /// were kicked (they still hold the current key).
     WaitingForRemoval {

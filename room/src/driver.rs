@@ -60,12 +60,23 @@ impl Room {
     pub fn on_relay(&mut self, msg: RelayMsg, relay: &PublicIdentity, now: Instant) -> Vec<Action> {
         match msg {
             RelayMsg::Event(event) => self.on_event(event, now),
-            RelayMsg::Joined { room, online, .. } if room == self.name => {
+            RelayMsg::Joined {
+                room,
+                online,
+                head_seq,
+                ..
+            } if room == self.name => {
                 self.on_joined(&online);
+                if head_seq < self.chain.last_seq || self.chain.rewound {
+                    return self.rolled_back(head_seq);
+                }
                 vec![Action::Send(ClientMsg::Backfill {
                     room,
                     after_seq: self.chain.last_seq,
                 })]
+            }
+            RelayMsg::BackfillDone { room, .. } if room == self.name && self.chain.rewound => {
+                Vec::new()
             }
             RelayMsg::BackfillDone {
                 room,

@@ -250,6 +250,9 @@ impl Room {
     /// Seals and signs a line of text (or queues it until we are admitted).
     pub fn send_text(&mut self, text: String, now_ms: u64) -> Vec<Action> {
         let mut actions = Vec::new();
+        if self.chain.rewound {
+            return vec![self.notice(Notice::NotSentRewound)];
+        }
         if !self.outbox.barrier.is_empty() && self.is_member() {
             if self.outbox.queued.len() >= MAX_QUEUED_TEXTS {
                 actions.push(Action::Show(Shown::QueueFull {

@@ -16,8 +16,21 @@ impl Room {
     /// been (live events may overtake a backfill answer).
     pub(crate) fn on_event(&mut self, event: SequencedEvent, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
+        if self.chain.rewound {
+            return actions;
+        }
         if event.seq <= self.chain.last_seq {
-            return actions; // already processed (a backfill overlap)
+            // Already processed (a backfill overlap), unless the relay
+            // serves another event at that seq: its log was rewound.
+            let differs = event.seq.checked_sub(1).and_then(|prev| {
+                let before = self.chain.heads.get(&prev)?;
+                let after = self.chain.heads.get(&event.seq)?;
+                Some(hush_proto::e2e::chain_next(before, &event) != *after)
+            });
+            if differs == Some(true) {
+                return self.rolled_back(event.seq);
+            }
+            return actions;
         }
         if self.chain.reorder.len() >= MAX_REORDER && event.seq != self.chain.last_seq + 1 {
             actions.push(self.warn(None, None, Warning::ReorderOverflow));
@@ -76,6 +89,17 @@ impl Room {
             }
         }
         actions
+    }
+
+    /// The relay's log no longer matches what we processed (it ends at, or
+    /// differs from, `relay`): stop the room and say what to do, once.
+    pub(crate) fn rolled_back(&mut self, relay: u64) -> Vec<Action> {
+        if self.chain.rewound {
+            return Vec::new();
+        }
+        self.chain.rewound = true;
+        let ours = self.chain.last_seq;
+        vec![self.warn(None, None, Warning::Rollback { ours, relay })]
     }
 
     /// Skips to `seq`: our hash chain no longer matches the members' who

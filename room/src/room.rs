@@ -109,6 +109,9 @@ pub(crate) struct ChainView {
     pub(crate) anchored: bool,
     /// The seq a saved state resumed us from (0 for a fresh member).
     pub(crate) resumed_from: u64,
+    /// The relay's log was rewound behind what we processed: the room is
+    /// stopped (a `rollback` warning said why and what to do).
+    pub(crate) rewound: bool,
 }
 
 impl Default for ChainView {
@@ -121,6 +124,7 @@ impl Default for ChainView {
             heads: BTreeMap::from([(0, [0; 32])]),
             anchored: true,
             resumed_from: 0,
+            rewound: false,
         }
     }
 }

@@ -101,6 +101,17 @@ pub enum Warning {
     RelayFork(RelayFork),
     /// A checkpoint whose signature does not verify with the relay's key.
     BadCheckpoint,
+    /// The relay's log of the room ends before what we processed, or it
+    /// served another event at a seq we had processed: it was rewound
+    /// (restored from a backup, wiped) or is lying. Nothing more of the
+    /// room is processed; `--reset-room` starts over.
+    Rollback {
+        /// The last seq we processed.
+        ours: u64,
+        /// Where the relay's log of the room ends now, or the seq it
+        /// served again differently.
+        relay: u64,
+    },
     /// The relay refused an event of ours: the room is only at `current`.
     RelayEpoch {
         /// The room's epoch as the relay says.
@@ -293,6 +304,7 @@ impl Warning {
             Self::Gap { .. } => "gap",
             Self::RelayFork(_) => "relay_fork",
             Self::BadCheckpoint => "bad_checkpoint",
+            Self::Rollback { .. } => "rollback",
             Self::RelayEpoch { .. } => "relay_epoch",
             Self::ReorderOverflow => "reorder_overflow",
             Self::RoomFull { .. } => "room_full",
@@ -342,6 +354,7 @@ impl Warning {
                 ours: [1; 32],
             }),
             Self::BadCheckpoint,
+            Self::Rollback { ours: 9, relay: 3 },
             Self::RelayEpoch { current: 1 },
             Self::ReorderOverflow,
             Self::RoomFull {

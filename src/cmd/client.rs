@@ -54,6 +54,11 @@ pub struct ClientArgs {
     /// epochs whose commits the relay no longer keeps).
     #[arg(long)]
     replay_history: bool,
+    /// Start this room over: set its saved state aside and read what the
+    /// relay has now (after a `rollback` warning: the relay's history was
+    /// rewound).
+    #[arg(long, conflicts_with = "replay_history")]
+    reset_room: bool,
     /// Replace the room key after this many messages in one epoch (0: never).
     #[arg(long, env = "HUSH_REKEY_MESSAGES", value_name = "N", default_value_t = RekeyPolicy::default().max_messages)]
     rekey_messages: u64,
@@ -136,6 +141,7 @@ pub fn run(args: ClientArgs) -> Result<()> {
         state_dir: Some(data),
         create_as: (args.invite_only, args.history),
         replay_history: args.replay_history,
+        reset_room: args.reset_room,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

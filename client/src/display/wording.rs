@@ -76,6 +76,9 @@ pub fn notice_text(room: Option<&RoomName>, notice: &Notice) -> String {
         Notice::NotAdmittedYet => {
             "not admitted yet: your message will be sent once a member lets you in".to_owned()
         }
+        Notice::NotSentRewound => format!(
+            "not sent: the relay's history of {r} was rewound (see the rollback warning); restart with --reset-room to start over"
+        ),
         Notice::WaitingForRemoval { members } => {
             let names: Vec<String> = members.iter().map(peer).collect();
             format!(
@@ -223,6 +226,9 @@ pub fn warning_text(
             hex(head),
             hex(signature),
             hex(ours)
+        ),
+        Warning::Rollback { ours, relay } => format!(
+            "the relay's history of {r} no longer matches what you saw (you had processed up to seq {ours}; it now serves seq {relay} differently or ends there): it was rewound, restored from a backup or wiped, or it is lying. Nothing more of {r} is shown or sent. To start over from what the relay has now, restart the client with --reset-room"
         ),
         Warning::BadCheckpoint => {
             format!("a checkpoint of {r} failed the relay's signature; ignored")

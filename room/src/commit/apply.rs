@@ -203,7 +203,9 @@ impl Room {
     /// A commit members do not take (invalid, or for a parent another
     /// commit already replaced): nothing changes, no epoch is used up.
     /// Every member reaches the same verdict, since it depends only on the
-    /// history they share. Ours, skipped, is built again if still needed.
+    /// history they share, except for key confirmation (rule 10), which
+    /// only the member handed another key fails. Ours, skipped, is built
+    /// again if still needed.
     pub(crate) fn skip_commit(
         &mut self,
         ev: &SequencedEvent,

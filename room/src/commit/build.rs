@@ -37,6 +37,7 @@ impl Room {
     pub(crate) fn maybe_commit(&mut self, now: Instant, actions: &mut Vec<Action>) {
         self.update_barrier(now, actions);
         if !self.caught_up
+            || self.chain.rewound
             || self.leaving
             || self
                 .admissions

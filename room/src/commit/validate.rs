@@ -11,7 +11,8 @@
 //!                                                                     └ rule7 invite-only (A6) ─▶ CommitVerdict
 //! ```
 //!
-//! Rules 8, 9 and A7 (unwrapping keys) run in `apply.rs`, only on a
+//! Rules 8, 9, 10 and A7 (unwrapping keys, key confirmation) run in
+//! `apply.rs` (and `confirm.rs`), only on a
 //! commit these rules honoured.
 
 use std::collections::BTreeMap;
@@ -122,7 +123,7 @@ impl Room {
 
     /// Rule 3, last part (and A3's): a member whose removal is pending
     /// may not commit; its commits could otherwise keep it in for ever.
-    /// Judged by members that read the whole history, as rule 6 is.
+    /// Every member judges it alike: leaves and kicks are never pruned.
     fn rule3_not_departing(&self, sender: Fingerprint) -> Rule {
         if self.admissions.pending_removals.contains_key(&sender) {
             return Err(CommitVerdict::Invalid(Warning::NotAllowed(

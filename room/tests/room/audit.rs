@@ -506,3 +506,72 @@ fn audit_poc4_after_retention_an_outsiders_commit_captures_no_newcomer() {
         dave.shown
     );
 }
+
+/// Issue #13 item 7 (usability review B3): a relay whose log was rewound
+/// (restored from a backup, wiped) or that lies. Its log of the room ends
+/// before what a member processed: the member says so at once, stops the
+/// room, and neither shows nor sends anything more of it.
+#[test]
+fn a_rewound_relay_gets_a_rollback_warning() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    alice.send_text("before the rewind");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    let ours = bob.room.last_seq();
+    disconnect(&mut bob, &mut [&mut alice]);
+    bob.clear_shown();
+    // The relay comes back with an older copy of its log.
+    bob.receive(RelayMsg::Joined {
+        room: room_name(),
+        head_seq: 1,
+        epoch: 1,
+        online: Vec::new(),
+    });
+    assert!(
+        bob.shown.iter().any(|s| matches!(s,
+            Shown::Warning { warning: Warning::Rollback { ours: o, relay: 1 }, .. } if *o == ours)),
+        "{:?}",
+        bob.shown
+    );
+    assert!(bob.outbox.is_empty(), "no backfill of a rewound log");
+    // What it then serves is not shown, and what bob types is not sent.
+    let mut forged = relay.log[ours as usize - 1].clone();
+    forged.seq = ours + 1;
+    bob.deliver(forged);
+    bob.send_text("into the void");
+    assert!(bob.messages().is_empty(), "{:?}", bob.messages());
+    assert!(
+        bob.outbox.iter().all(|(_, e)| e.kind != EventKind::Message),
+        "{:?}",
+        bob.outbox
+    );
+    assert!(bob.notices().contains(&Notice::NotSentRewound));
+}
+
+/// The relay serves, at a seq a member already processed, another event
+/// than it did: a rewound log that grew again, or a lie. Protocol 1
+/// dropped it silently as a duplicate.
+#[test]
+fn another_event_at_a_processed_seq_is_a_rollback() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    alice.send_text("the real one");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    let seq = relay.last_seq();
+    let mut other = relay.log[seq as usize - 1].clone();
+    other.event.body.push(0);
+    bob.clear_shown();
+    bob.deliver(other);
+    assert!(
+        bob.shown.iter().any(|s| matches!(s,
+            Shown::Warning { warning: Warning::Rollback { relay: r, .. }, .. } if *r == seq)),
+        "{:?}",
+        bob.shown
+    );
+    // An exact copy is just an overlap, as before.
+    let (mut relay2, mut carol, mut dave) = two_members();
+    carol.send_text("once");
+    pump(&mut relay2, &mut [&mut carol, &mut dave]);
+    let same = relay2.log.last().unwrap().clone();
+    dave.clear_shown();
+    dave.deliver(same);
+    assert!(dave.warnings().is_empty(), "{:?}", dave.warnings());
+}
