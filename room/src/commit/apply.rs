@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use hush_crypto::{Fingerprint, derive_secret};
 use hush_proto::SequencedEvent;
-use hush_proto::e2e::{self, ADD_EPOCH_KEY_INFO, EPOCH_KEY_LABEL, HISTORY_KEY_LABEL};
+use hush_proto::e2e::{
+    self, ADD_EPOCH_KEY_INFO, EPOCH_KEY_LABEL, HISTORY_KEY_LABEL, HistoryVisibility,
+};
 
 use crate::action::{Action, Notice, Shown};
 use crate::authenticate::Unverified;
@@ -140,10 +142,21 @@ impl Room {
             self.settings = Some(c.settings.clone());
         }
         // Shared history: earlier keys wrapped for us, opened only now
-        // that the commit is authenticated.
+        // that the commit is authenticated, only in a room whose rules
+        // share history, and at most one attempt per epoch (audit L1: a
+        // committer may not make us run a private-key operation on the
+        // same chosen bytes a thousand times).
         let mut got_history = false;
-        if now_member && !was_member {
+        let shared = self
+            .settings
+            .as_ref()
+            .is_some_and(|s| s.history == HistoryVisibility::Shared);
+        if now_member && !was_member && shared {
+            let mut tried = BTreeSet::new();
             for h in c.history().iter().filter(|h| h.member == me) {
+                if !tried.insert(h.epoch) {
+                    continue;
+                }
                 if let Some(e) = self.epochs.known.get_mut(&h.epoch)
                     && e.key.is_none()
                     && let Ok(k) = self.me.unwrap(HISTORY_KEY_LABEL, &h.wrapped)

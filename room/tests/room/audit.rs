@@ -575,3 +575,91 @@ fn another_event_at_a_processed_seq_is_a_rollback() {
     dave.deliver(same);
     assert!(dave.warnings().is_empty(), "{:?}", dave.warnings());
 }
+
+/// Audit L1: a newcomer unwraps history keys only in a room whose rules
+/// share history, and tries at most one per epoch: a committer cannot make
+/// it run a private-key operation on bytes of its choosing a thousand
+/// times, nor hand it history a `joined` room hides.
+#[test]
+fn history_keys_open_only_in_shared_rooms_and_once_per_epoch() {
+    use e2e::HistoryVisibility::{Joined, Shared};
+    for (history, garbage_first, readable) in [
+        (Joined, false, false),
+        (Shared, false, true),
+        (Shared, true, false),
+    ] {
+        let (mut relay, mut alice) = creator_with(false, history);
+        // A rekey under the tests' known key, so its key can be wrapped
+        // as history here.
+        let old = alice.room.epoch() + 1;
+        let settings = alice.room.settings().unwrap().clone();
+        let rekey = Payload::Commit(e2e::Commit {
+            parent_epoch: old - 1,
+            committer_key: alice_id().public().spki_der().to_vec(),
+            members: roster_of(&[alice_id()]),
+            envelopes: envelopes_for(&[alice_id()]),
+            settings,
+            history: Vec::new(),
+            confirm: [0; 32],
+        });
+        let rekey = confirmed(rekey, &forged_key(), old, &alice_id());
+        let ev = sign_event(&alice_id(), alice.fp(), EventKind::Commit, old, &rekey);
+        relay.publish(alice.fp(), 1, ev).unwrap();
+        pump(&mut relay, &mut [&mut alice]);
+        assert_eq!(alice.room.epoch(), old);
+        alice.send_text("before carol");
+        pump(&mut relay, &mut [&mut alice]);
+        // Carol asks; alice's own admission is withheld, and one the test
+        // makes (as alice) is sequenced instead, with history keys.
+        let mut carol = Member::new(carol_id(), "carol");
+        connect(&relay, &mut carol, &mut [&mut alice]);
+        flush(&mut relay, &mut [&mut carol]);
+        deliver(&relay, &mut [&mut alice]);
+        alice.outbox.clear();
+        let epoch = old + 1;
+        let salt = e2e::add_epoch_salt(&room_name(), epoch, &alice.fp(), &[carol.fp()]);
+        let key = hush_crypto::derive_secret(&forged_key(), &salt, e2e::ADD_EPOCH_KEY_INFO);
+        let wrap = |k: &hush_crypto::Secret32, label: &str| {
+            carol_id()
+                .public()
+                .wrap(label, k)
+                .unwrap()
+                .as_bytes()
+                .to_vec()
+        };
+        let mut envelopes = Vec::new();
+        if garbage_first {
+            envelopes.push(e2e::HistoryEnvelope {
+                member: carol.fp(),
+                epoch: old,
+                wrapped: vec![7; 384],
+            });
+        }
+        envelopes.push(e2e::HistoryEnvelope {
+            member: carol.fp(),
+            epoch: old,
+            wrapped: wrap(&forged_key(), e2e::HISTORY_KEY_LABEL),
+        });
+        let add = Payload::Add(e2e::AddCommit {
+            parent_epoch: old,
+            added: roster_of(&[carol_id()]),
+            envelopes: vec![e2e::KeyEnvelope {
+                member: carol.fp(),
+                wrapped: wrap(&key, e2e::EPOCH_KEY_LABEL),
+            }],
+            history: envelopes,
+            confirm: [0; 32],
+        });
+        let add = confirmed(add, &key, epoch, &alice_id());
+        let ev = sign_event(&alice_id(), alice.fp(), EventKind::Commit, epoch, &add);
+        relay.publish(alice.fp(), 2, ev).unwrap();
+        pump(&mut relay, &mut [&mut alice, &mut carol]);
+        assert!(carol.room.is_member(), "{:?}", carol.shown);
+        assert_eq!(
+            carol.count_text("before carol"),
+            usize::from(readable),
+            "{history:?}, garbage first: {garbage_first}: {:?}",
+            carol.shown
+        );
+    }
+}
