@@ -20,7 +20,7 @@
 use hush_crypto::PublicIdentity;
 use hush_proto::SequencedEvent;
 use hush_proto::e2e::{self, EVENT_SIGNATURE_CONTEXT, Payload, SignedBody};
-use hush_proto::msg::decode;
+use hush_proto::msg::{decode, encode};
 
 use crate::warning::Warning;
 
@@ -54,12 +54,18 @@ impl<'e> Unverified<'e> {
             // Signatures bind the room, so this cannot be genuine here.
             return Err(Warning::Malformed { other_room: true });
         }
-        let decoded = decode::<SignedBody>(&ev.event.body).ok().and_then(|body| {
-            decode::<Payload>(&body.payload)
-                .ok()
-                .filter(|p| p.kind() == ev.event.kind)
-                .map(|p| (body, p))
-        });
+        // Only the canonical encoding (audit I1): postcard accepts
+        // over-long varints, and a relay re-encoding a body would split the
+        // members' hash chains and defeat the recognition of our own events.
+        let decoded = decode::<SignedBody>(&ev.event.body)
+            .ok()
+            .filter(|body| encode(body) == ev.event.body)
+            .and_then(|body| {
+                decode::<Payload>(&body.payload)
+                    .ok()
+                    .filter(|p| p.kind() == ev.event.kind && encode(p) == body.payload)
+                    .map(|p| (body, p))
+            });
         let Some((body, payload)) = decoded else {
             return Err(Warning::Malformed { other_room: false });
         };

@@ -663,3 +663,51 @@ fn history_keys_open_only_in_shared_rooms_and_once_per_epoch() {
         );
     }
 }
+
+/// Audit I1: a body in a non-canonical encoding (an over-long varint) is
+/// malformed, not an equivalent copy: a relay re-encoding bodies would
+/// otherwise split the members' hash chains.
+#[test]
+fn a_body_re_encoded_with_an_overlong_varint_is_malformed() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    alice.send_text("canonical");
+    flush(&mut relay, &mut [&mut alice]);
+    let mut ev = relay.log.pop().unwrap();
+    // SignedBody = (payload: bytes, signature: bytes): the payload length
+    // is the first varint. Write it one byte longer (continuation bit set,
+    // then a zero group), the same number.
+    let body = &ev.event.body;
+    let (len, used) = {
+        let (mut n, mut i) = (0u64, 0);
+        loop {
+            n |= u64::from(body[i] & 0x7f) << (7 * i);
+            i += 1;
+            if body[i - 1] & 0x80 == 0 {
+                break (n, i);
+            }
+        }
+    };
+    let mut varint = Vec::new();
+    let mut v = len;
+    loop {
+        varint.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+        if v == 0 {
+            break;
+        }
+    }
+    varint.push(0);
+    let mut longer = varint;
+    longer.extend_from_slice(&body[used..]);
+    assert_ne!(&longer, body);
+    ev.event.body = longer;
+    relay.log.push(ev);
+    bob.clear_shown();
+    deliver(&relay, &mut [&mut bob]);
+    assert!(bob.messages().is_empty(), "{:?}", bob.messages());
+    assert!(
+        bob.warning_kinds().iter().any(|k| k == "malformed"),
+        "{:?}",
+        bob.shown
+    );
+}
