@@ -202,6 +202,10 @@ pub struct KeyEnvelope {
 pub struct Commit {
     /// The epoch this one follows (0 for the room's first commit).
     pub parent_epoch: u64,
+    /// The [`commit_id`] of the commit that opened the parent epoch (zeros
+    /// for the room's first commit): commits chain back to the room's
+    /// creation, and one built on another history than ours shows it.
+    pub parent_commit: [u8; 32],
     /// The committer's identity key, SPKI DER: lets anyone verify a
     /// creating commit, whose committer is in no earlier roster.
     #[serde(with = "crate::msg::bytes")]
@@ -235,6 +239,8 @@ pub struct AddCommit {
     /// The epoch this one follows (never 0: a room is created by a full
     /// commit).
     pub parent_epoch: u64,
+    /// As [`Commit::parent_commit`].
+    pub parent_commit: [u8; 32],
     /// The newcomers, none of them already a member.
     pub added: Vec<Member>,
     /// The new epoch key wrapped to each newcomer.
@@ -245,6 +251,18 @@ pub struct AddCommit {
     /// Key confirmation, as [`Commit::confirm`]: members who derive the
     /// key check it too.
     pub confirm: [u8; 32],
+}
+
+/// The id of a sequenced commit, which the next commit names as its
+/// parent: its room, sender, epoch and (canonical) signed body.
+#[must_use]
+pub fn commit_id(commit: &crate::RoomEvent) -> [u8; 32] {
+    let mut t = Transcript::new("hush/v2/commit-id");
+    t.absorb(commit.room.as_str().as_bytes());
+    t.absorb(commit.sender.as_bytes());
+    t.absorb(&commit.epoch.to_be_bytes());
+    t.absorb(&commit.body);
+    t.finish()
 }
 
 /// HKDF info of a commit's key confirmation: `confirm = HKDF(epoch key,
@@ -452,6 +470,7 @@ mod tests {
     fn an_add_only_commit_is_payload_variant_6_under_the_commit_kind() {
         let add = Payload::Add(AddCommit {
             parent_epoch: 3,
+            parent_commit: [1; 32],
             added: vec![Member {
                 public_key: vec![1, 2, 3],
                 nick: "x".into(),

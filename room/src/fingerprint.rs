@@ -7,31 +7,23 @@ use crate::room::Room;
 
 impl Room {
     /// The room fingerprint: a digest of the room's name, current epoch,
-    /// roster and the hash-chain head at that epoch's commit, as 30 digits.
-    /// Members who read out the same digits share one history up to the
-    /// current epoch and one member list: the relay cannot have shown them
-    /// different ones. `None` before we have seen any epoch.
+    /// roster and the id of the commit that opened that epoch, as 30
+    /// digits. Each commit names its parent's id, back to the room's
+    /// creation, so members who read out the same digits share one
+    /// membership history and one member list: the relay cannot have
+    /// shown them different ones. Membership events are never pruned, so
+    /// a member that joined after retention computes the same digits.
+    /// `None` before we have seen any epoch.
     #[must_use]
     pub fn room_fingerprint(&self) -> Option<String> {
         let e = self.epochs.now()?;
-        let mut t = hush_crypto::Transcript::new("hush/v1/room-fingerprint");
+        let mut t = hush_crypto::Transcript::new("hush/v2/room-fingerprint");
         t.absorb(self.name.as_str().as_bytes());
         t.absorb(&self.epochs.current.to_be_bytes());
         for fp in e.roster.keys() {
             t.absorb(fp.as_bytes());
         }
-        // Members whose chain starts mid-log (retention) cannot know it.
-        let head = self
-            .epochs
-            .heads
-            .get(&self.epochs.current)
-            .copied()
-            .unwrap_or([0; 32]);
-        t.absorb(if self.chain.anchored {
-            &head
-        } else {
-            &[0u8; 32]
-        });
+        t.absorb(&self.commit_id().unwrap_or([0; 32]));
         Some(digits(&t.finish()))
     }
 

@@ -143,8 +143,11 @@ pub(crate) struct Epochs {
     /// The seq of the commit that opened each epoch.
     pub(crate) commit_seq: HashMap<u64, u64>,
     /// Our chain head right after each epoch's commit: the history every
-    /// member of that epoch must share, bound into the room fingerprint.
+    /// member of that epoch must share.
     pub(crate) heads: HashMap<u64, [u8; 32]>,
+    /// The id of the commit that opened each epoch (`e2e::commit_id`):
+    /// the next commit must name it, and the room fingerprint binds it.
+    pub(crate) ids: HashMap<u64, [u8; 32]>,
 }
 
 impl Epochs {
@@ -360,6 +363,13 @@ impl Room {
     #[must_use]
     pub fn epoch(&self) -> u64 {
         self.epochs.current
+    }
+
+    /// The id of the commit that opened the current epoch (what the next
+    /// commit must name as its parent), once we know one.
+    #[must_use]
+    pub fn commit_id(&self) -> Option<[u8; 32]> {
+        self.epochs.ids.get(&self.epochs.current).copied()
     }
 
     /// Whether we hold the current epoch's key (can send).

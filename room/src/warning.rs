@@ -247,6 +247,13 @@ pub enum Fork {
         /// The sender's last seen seq.
         seen_seq: u64,
     },
+    /// A commit on our current epoch that names another parent commit
+    /// than the one we took for it: its committer was shown another
+    /// history.
+    Commit {
+        /// The epoch it opens.
+        epoch: u64,
+    },
 }
 
 /// Which epoch's opening commit is missing.

@@ -178,7 +178,7 @@ fn build_only(a: &AdmitArgs, others: &[PublicIdentity]) -> Result<()> {
     let mut bytes = 0;
     for _ in 0..a.rounds {
         let t = Instant::now();
-        let ev = build_commit(&ids[0], &room, 1, &members)?;
+        let ev = build_commit(&ids[0], &room, (1, [1; 32]), &members)?;
         builds.push(t.elapsed());
         bytes = ev.body.len();
     }

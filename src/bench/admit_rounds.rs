@@ -146,7 +146,12 @@ async fn committer(
         if refused && let Some(n) = newcomer {
             roster.push(n);
             let t = Instant::now();
-            let ev = build_commit(&me, live.room.name(), live.room.epoch(), &roster)?;
+            let ev = build_commit(
+                &me,
+                live.room.name(),
+                (live.room.epoch(), live.room.commit_id().unwrap_or([0; 32])),
+                &roster,
+            )?;
             let build = t.elapsed();
             let _ = marks.send(Mark::CommitSent {
                 at: Instant::now(),
@@ -275,7 +280,7 @@ pub(crate) async fn admit_rounds(
         "creating #{name} with {} members (one commit built by the bench)",
         roster.len()
     );
-    let setup = build_commit(&committer_id, &name, 0, &roster)?;
+    let setup = build_commit(&committer_id, &name, (0, [0; 32]), &roster)?;
     let setup_bytes = setup.body.len();
     // The committer publishes the creating commit before its Room starts;
     // the Room then reads it back like any member would.

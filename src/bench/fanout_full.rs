@@ -70,7 +70,7 @@ pub(crate) async fn run_fanout_full(
     let setup = build_commit(
         &identity,
         &name,
-        0,
+        (0, [0; 32]),
         &[(identity.public().clone(), "bench".into())],
     )?;
     let mut c =

@@ -60,13 +60,14 @@ pub(crate) async fn join_all(
 
 // ─── Commits the bench builds ────────────────────────────────────────────
 
-/// A commit opening `parent + 1` for `members`, signed by `me`: the same
+/// A commit opening `parent + 1` (whose commit has id `parent_commit`,
+/// zeros for the room's creation) for `members`, signed by `me`: the same
 /// operations as `Room::commit` (fresh epoch key, one OAEP envelope per
 /// member, one signature). Rules: open room, history from admission on.
 pub(crate) fn build_commit(
     me: &Identity,
     room: &RoomName,
-    parent: u64,
+    (parent, parent_commit): (u64, [u8; 32]),
     members: &[(PublicIdentity, String)],
 ) -> Result<RoomEvent> {
     let key = Secret32::random();
@@ -80,6 +81,7 @@ pub(crate) fn build_commit(
     let epoch = parent + 1;
     let mut commit = Payload::Commit(Commit {
         parent_epoch: parent,
+        parent_commit,
         committer_key: me.public().spki_der().to_vec(),
         members: members
             .iter()

@@ -203,6 +203,7 @@ impl Room {
         let epoch = self.epochs.current.checked_add(1)?;
         let commit = CommitBody::Full(Commit {
             parent_epoch: self.epochs.current,
+            parent_commit: self.commit_id().unwrap_or([0; 32]),
             committer_key: self.me.public().spki_der().to_vec(),
             members: members
                 .into_iter()
@@ -240,6 +241,7 @@ impl Room {
         let history = self.history_for(&settings, &keys, size)?;
         let commit = CommitBody::Add(AddCommit {
             parent_epoch: self.epochs.current,
+            parent_commit: self.commit_id().unwrap_or([0; 32]),
             added: newcomers
                 .into_iter()
                 .map(|n| Member {

@@ -29,7 +29,7 @@ use crate::commit::CommitBody;
 use crate::epochs::{Epoch, RosterEntry};
 use crate::membership::clean_nick;
 use crate::room::Room;
-use crate::warning::{CommitFlaw, MissingCommit, NotAllowed, Signed, Warning};
+use crate::warning::{CommitFlaw, Fork, MissingCommit, NotAllowed, Signed, Warning};
 
 /// A roster as a commit makes it.
 pub(crate) type Roster = BTreeMap<Fingerprint, RosterEntry>;
@@ -80,7 +80,7 @@ impl Room {
         let ev = event.ev;
         rule1_committer_signature(event, c)?;
         rule2_parent_epoch_number(ev.event.epoch, c.parent_epoch)?;
-        self.rule3_parent_and_authority(ev, c.parent_epoch)?;
+        self.rule3_parent_and_authority(ev, c.parent_epoch, &c.parent_commit)?;
         let roster = self.rule4_roster(ev.event.sender, c)?;
         rule4_history_bound(&c.history)?;
         self.rule5_settings(ev.event.sender, c)?;
@@ -91,7 +91,7 @@ impl Room {
     fn validate_add(&self, event: &Unverified<'_>, a: &AddCommit) -> Rule<Roster> {
         let ev = event.ev;
         rule_a1_parent_epoch_number(ev.event.epoch, a.parent_epoch)?;
-        let parent = self.rule_a2_parent(ev, a.parent_epoch)?;
+        let parent = self.rule_a2_parent(ev, a.parent_epoch, &a.parent_commit)?;
         rule_a3_committer(event, parent)?;
         self.rule3_not_departing(ev.event.sender)?;
         let roster = rule_a4_roster(&parent.roster, a)?;
@@ -105,20 +105,43 @@ impl Room {
     /// (parent 0) will do: the relay never prunes commits (protocol 2),
     /// so a newcomer always reads the roster from the room's creation, and
     /// a log that starts later had its commits withheld (audit M2).
-    fn rule3_parent_and_authority(&self, ev: &SequencedEvent, parent_epoch: u64) -> Rule {
+    fn rule3_parent_and_authority(
+        &self,
+        ev: &SequencedEvent,
+        parent_epoch: u64,
+        parent_commit: &[u8; 32],
+    ) -> Rule {
         if self.epochs.known.is_empty() {
             if parent_epoch != 0 || self.epochs.current != 0 {
                 return Err(self.out_of_step(ev, parent_epoch));
+            }
+            if *parent_commit != [0; 32] {
+                return Err(bad(CommitFlaw::ImpossibleParent));
             }
             return Ok(());
         }
         if parent_epoch != self.epochs.current {
             return Err(self.out_of_step(ev, parent_epoch));
         }
+        self.rule3_parent_commit(ev, parent_commit)?;
         if self.roster_key(parent_epoch, &ev.event.sender).is_none() {
             return Err(CommitVerdict::Invalid(Warning::NotMember { epoch: None }));
         }
         self.rule3_not_departing(ev.event.sender)
+    }
+
+    /// Rule 3 (and A2): the commit names the commit that opened our current
+    /// epoch as its parent. One on the same parent epoch that names
+    /// another was built on a history we were not shown: a fork, skipped.
+    fn rule3_parent_commit(&self, ev: &SequencedEvent, parent_commit: &[u8; 32]) -> Rule {
+        match self.commit_id() {
+            Some(ours) if ours != *parent_commit => Err(CommitVerdict::Superseded(Some(
+                Warning::Fork(Fork::Commit {
+                    epoch: ev.event.epoch,
+                }),
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Rule 3, last part (and A3's): a member whose removal is pending
@@ -241,9 +264,17 @@ impl Room {
 
     /// Rule A2: the parent is our current epoch (before we know any, the
     /// commits before were withheld: the relay never prunes them).
-    fn rule_a2_parent(&self, ev: &SequencedEvent, parent_epoch: u64) -> Rule<&Epoch> {
+    fn rule_a2_parent(
+        &self,
+        ev: &SequencedEvent,
+        parent_epoch: u64,
+        parent_commit: &[u8; 32],
+    ) -> Rule<&Epoch> {
         match self.epochs.known.get(&parent_epoch) {
-            Some(parent) if parent_epoch == self.epochs.current => Ok(parent),
+            Some(parent) if parent_epoch == self.epochs.current => {
+                self.rule3_parent_commit(ev, parent_commit)?;
+                Ok(parent)
+            }
             _ => Err(self.out_of_step(ev, parent_epoch)),
         }
     }

@@ -11,6 +11,7 @@ fn a_roster_over_the_limit_is_refused_without_parsing_it() {
     };
     let payload = Payload::Commit(e2e::Commit {
         parent_epoch: relay.epoch,
+        parent_commit: link(&relay, relay.epoch),
         committer_key: bob_id().public().spki_der().to_vec(),
         members: vec![huge; e2e::MAX_ROSTER + 1],
         envelopes: Vec::new(),

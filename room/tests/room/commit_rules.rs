@@ -49,9 +49,15 @@ fn fp(id: Arc<Identity>) -> Fingerprint {
 /// The full commit a member's client would make on `parent`: `people`, a
 /// fresh key wrapped to each, under `settings`. Tests edit it into what no
 /// honest client sends.
-fn full(parent: u64, by: &Identity, people: &[Arc<Identity>], s: &RoomSettings) -> Commit {
+fn full(
+    (parent, parent_commit): (u64, [u8; 32]),
+    by: &Identity,
+    people: &[Arc<Identity>],
+    s: &RoomSettings,
+) -> Commit {
     Commit {
         parent_epoch: parent,
+        parent_commit,
         committer_key: by.public().spki_der().to_vec(),
         members: roster_of(people),
         envelopes: envelopes_for(people),
@@ -134,6 +140,12 @@ impl Scene {
         self.members[0].room.epoch()
     }
 
+    /// The id of the commit that opened the room's epoch, as its members
+    /// see it: what a commit on it names as its parent.
+    fn link(&self) -> [u8; 32] {
+        self.members[0].room.commit_id().unwrap_or([0; 32])
+    }
+
     /// Clears what was shown; the epoch and the roster, before a forgery.
     fn before(&mut self) -> (u64, Vec<Fingerprint>) {
         for m in &mut self.members {
@@ -144,13 +156,14 @@ impl Scene {
 
     fn full(&self, by: &Identity, people: &[Arc<Identity>]) -> Commit {
         let settings = self.members[0].room.settings().expect("settings");
-        full(self.epoch(), by, people, settings)
+        full((self.epoch(), self.link()), by, people, settings)
     }
 
     /// The add-only commit admitting `people` for the room's next epoch.
     fn add(&self, people: &[Arc<Identity>]) -> AddCommit {
         AddCommit {
             parent_epoch: self.epoch(),
+            parent_commit: self.link(),
             added: roster_of(people),
             envelopes: envelopes_for(people),
             history: Vec::new(),
@@ -350,6 +363,38 @@ fn rule3_a_parent_below_ours_lost_the_race_and_is_skipped_silently() {
     s.assert_skipped(epoch, &roster);
 }
 
+/// A commit on our epoch that names another parent commit than the one we
+/// took: its committer was shown another history. Skipped, with `fork`.
+/// And a creating commit must name no parent.
+#[test]
+fn rule3_a_commit_naming_another_parent_commit_is_a_fork() {
+    let mut s = Scene::three();
+    let (epoch, roster) = s.before();
+    let mut c = s.full(&bob_id(), &everyone());
+    c.parent_commit = [9; 32];
+    s.publish(&bob_id(), Payload::Commit(c));
+    assert_warned!(&s.members, bob_id() =>
+        Warning::Fork(hush_room::Fork::Commit { epoch: e }) if *e == epoch + 1);
+    s.assert_skipped(epoch, &roster);
+
+    let mut relay = SimRelay::new();
+    let settings = RoomSettings {
+        creator: fp(alice_id()),
+        invite_only: false,
+        history: HistoryVisibility::Joined,
+    };
+    let c = full((0, [9; 32]), &alice_id(), &[alice_id()], &settings);
+    let ev = signed(
+        &alice_id(),
+        1,
+        confirmed(Payload::Commit(c), &forged_key(), 1, &alice_id()),
+    );
+    relay.publish(fp(alice_id()), 1, ev).unwrap();
+    let mut bob = Member::new(bob_id(), "bob");
+    connect(&relay, &mut bob, &mut []);
+    assert_warned!([&bob], alice_id() => Warning::BadCommit(CommitFlaw::ImpossibleParent));
+}
+
 /// The relay withholds the next epoch's commit and shows the one after,
 /// from a member: a sign of withheld commits. An outsider may claim any
 /// epoch (the relay sequences what it cannot judge): skipped, no warning.
@@ -516,7 +561,12 @@ fn mallory_names_alice_creator(garbage_first: bool) -> (SimRelay, Member, Member
         invite_only: true,
         history: HistoryVisibility::Joined,
     };
-    let c = full(0, &mallory, &[mallory.clone(), alice_id()], &settings);
+    let c = full(
+        (0, [0; 32]),
+        &mallory,
+        &[mallory.clone(), alice_id()],
+        &settings,
+    );
     let ev = signed(&mallory, 1, Payload::Commit(c));
     relay.publish(mallory.fingerprint(), 2, ev).unwrap();
     let mut alice = Member::new(alice_id(), "alice");

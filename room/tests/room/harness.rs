@@ -103,6 +103,18 @@ pub fn envelopes_for(people: &[Arc<Identity>]) -> Vec<e2e::KeyEnvelope> {
         .collect()
 }
 
+/// The id of the latest commit in the log opening `epoch` (zeros for
+/// epoch 0): what a forged commit on that epoch names as its parent. (The
+/// members took that one, unless a later test forged an invalid one.)
+pub fn link(relay: &SimRelay, epoch: u64) -> [u8; 32] {
+    relay
+        .log
+        .iter()
+        .rev()
+        .find(|e| e.event.kind == EventKind::Commit && e.event.epoch == epoch && epoch > 0)
+        .map_or([0; 32], |e| e2e::commit_id(&e.event))
+}
+
 /// The epoch key of every commit the tests forge (`envelopes_for`): known,
 /// so that a forged commit can carry a valid key confirmation.
 pub fn forged_key() -> hush_crypto::Secret32 {
@@ -142,6 +154,7 @@ pub fn forged_commit(
 ) -> RoomEvent {
     let payload = Payload::Commit(e2e::Commit {
         parent_epoch: relay.epoch,
+        parent_commit: link(relay, relay.epoch),
         committer_key: by.public().spki_der().to_vec(),
         members: roster_of(people),
         envelopes: envelopes_for(people),
@@ -228,6 +241,7 @@ pub fn commit_payload(ev: &SequencedEvent) -> Payload {
 pub fn forged_add(relay: &SimRelay, by: &Identity, people: &[Arc<Identity>]) -> RoomEvent {
     let payload = Payload::Add(e2e::AddCommit {
         parent_epoch: relay.epoch,
+        parent_commit: link(relay, relay.epoch),
         added: roster_of(people),
         envelopes: envelopes_for(people),
         history: Vec::new(),
