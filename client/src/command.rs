@@ -9,6 +9,7 @@
 //! - Everything else is sent exactly as typed (leading and trailing spaces
 //!   kept), minus a trailing line ending.
 
+use hush_room::{NickFlaw, check_nick};
 use thiserror::Error;
 
 /// One line of user input, parsed.
@@ -85,8 +86,7 @@ pub enum CommandError {
     },
 }
 
-/// Longest nickname, in characters.
-pub const MAX_NICK_CHARS: usize = 32;
+pub use hush_room::MAX_NICK_CHARS;
 
 /// Longest text message a user may send, in bytes (8 KiB); longer lines are
 /// refused by [`parse_line`] with [`CommandError::TooLong`].
@@ -110,66 +110,30 @@ const USAGE_NICK: &str = "/nick NAME";
 const USAGE_WHOIS: &str = "/whois NICK|FINGERPRINT";
 
 /// What nicknames may look like, appended to every [`CommandError::BadNick`].
-const NICK_RULES: &str =
-    "use 1 to 32 characters with no spaces, control or invisible characters, not starting with /";
+const NICK_RULES: &str = "use 1 to 32 characters with no spaces, parentheses, control or invisible characters, not starting with /";
 
-/// Characters that are invisible or reorder text: allowing them in nicknames
-/// would let one member look like another.
-fn is_invisible_or_bidi(c: char) -> bool {
-    matches!(
-        c,
-        '\u{00AD}'
-            | '\u{034F}'
-            | '\u{061C}'
-            | '\u{115F}'
-            | '\u{1160}'
-            | '\u{17B4}'
-            | '\u{17B5}'
-            | '\u{180E}'
-            | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{206F}'
-            | '\u{3164}'
-            | '\u{FE00}'..='\u{FE0F}'
-            | '\u{FEFF}'
-            | '\u{FFA0}'
-            | '\u{FFF9}'..='\u{FFFB}'
-            | '\u{E0000}'..='\u{E007F}'
-    )
-}
-
-/// Validates a nickname and returns it trimmed.
-///
-/// After trimming surrounding whitespace a nickname is 1 to
-/// [`MAX_NICK_CHARS`] characters, contains no whitespace at all, no control
-/// characters, no bidirectional controls or invisible characters (zero-width
-/// spaces, joiners, variation selectors, ...), and does not start with `/`.
+/// Validates a nickname and returns it trimmed: the rules of
+/// [`hush_room::check_nick`], which every receiver applies too.
 ///
 /// # Errors
 /// [`CommandError::BadNick`], whose reason says what is allowed.
 pub fn validate_nick(s: &str) -> Result<String, CommandError> {
-    let nick = s.trim();
-    let bad = |why: &str| Err(CommandError::BadNick(format!("{why}; {NICK_RULES}")));
-    if nick.is_empty() {
-        return bad("it is empty");
-    }
-    let chars = nick.chars().count();
-    if chars > MAX_NICK_CHARS {
-        return bad(&format!("it is {chars} characters long"));
-    }
-    if nick.starts_with('/') {
-        return bad("it starts with /");
-    }
-    if nick.chars().any(char::is_whitespace) {
-        return bad("it contains a space");
-    }
-    if nick.chars().any(char::is_control) {
-        return bad("it contains a control character");
-    }
-    if nick.chars().any(is_invisible_or_bidi) {
-        return bad("it contains an invisible or text-direction character");
-    }
-    Ok(nick.to_owned())
+    check_nick(s).map_err(|flaw| {
+        let why = match flaw {
+            NickFlaw::Empty => "it is empty".to_owned(),
+            NickFlaw::TooLong { chars } => format!("it is {chars} characters long"),
+            NickFlaw::StartsWithSlash => "it starts with /".to_owned(),
+            NickFlaw::Whitespace => "it contains a space".to_owned(),
+            NickFlaw::Control => "it contains a control character".to_owned(),
+            NickFlaw::Invisible => {
+                "it contains an invisible or text-direction character".to_owned()
+            }
+            NickFlaw::Parenthesis => {
+                "it contains a parenthesis (names are shown as name (shortid))".to_owned()
+            }
+        };
+        CommandError::BadNick(format!("{why}; {NICK_RULES}"))
+    })
 }
 
 /// Text to send, after the length check.

@@ -234,6 +234,12 @@ pub enum Refusal {
     },
     /// A member leaves with /leave, not /kick.
     KickSelf,
+    /// Named by nickname (which its owner chose): give the fingerprint or
+    /// short id to confirm it is them.
+    ConfirmFingerprint {
+        /// Who the name resolved to.
+        member: Peer,
+    },
     /// `member` is not in the room.
     NotAMember {
         /// Who.

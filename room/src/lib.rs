@@ -43,6 +43,7 @@
 //! | `chain.rs` | relay checkpoints and the chain heads senders sign |
 //! | `epochs.rs` | epochs, rosters and their keys |
 //! | `membership.rs` | join requests, invites, kicks, leaves |
+//! | `nick.rs` | nickname rules (sender and receiver), look-alike skeletons |
 //! | `commit/validate.rs` | the rules of PROTOCOL.md §9.2.6 |
 //! | `commit/apply.rs` | switching epochs, skipping commits members do not take |
 //! | `commit/build.rs` | the commits we make, key envelopes |
@@ -65,6 +66,7 @@ mod fingerprint;
 mod limits;
 mod membership;
 mod message;
+mod nick;
 mod order;
 mod publish;
 mod room;
@@ -73,6 +75,7 @@ mod warning;
 
 pub use action::{Action, Notice, Refusal, Shown};
 pub use entropy::Entropy;
+pub use nick::{MAX_NICK_CHARS, NickFlaw, check_nick, skeleton};
 pub use room::{FALLBACK_COMMIT_AFTER, REMOVAL_GRACE, RekeyPolicy, Room};
 pub use snapshot::{RestoreError, RoomSnapshot};
 pub use warning::{

@@ -4,12 +4,13 @@
 use std::time::Instant;
 
 use hush_crypto::{Fingerprint, PublicIdentity};
-use hush_proto::e2e::{JoinRequest, MAX_NICK_BYTES, MemberRef, Payload, Position};
+use hush_proto::e2e::{JoinRequest, MemberRef, Payload, Position};
 use hush_proto::{EventKind, SequencedEvent};
 
 use crate::action::{Action, Notice, Refusal};
 use crate::authenticate::{Authenticated, Unverified};
 use crate::limits::*;
+use crate::nick::received_nick;
 use crate::room::Room;
 use crate::warning::{Fork, NotAllowed, Peer, Reordered, Replay, Signed, Warning};
 
@@ -79,7 +80,7 @@ impl Room {
             return;
         }
         let fp = key.fingerprint();
-        let nick = clean_nick(&req.nick, &fp);
+        let nick = received_nick(&req.nick, &fp);
         let newcomer = Newcomer {
             key,
             nick: nick.clone(),
@@ -411,7 +412,12 @@ impl Room {
         found.dedup();
         let query = query.to_owned();
         match found.as_slice() {
-            [one] => Ok(*one),
+            // A short id is ours to read; a nickname is whatever its
+            // sender chose (audit L5): confirm the fingerprint first.
+            [one] if one.short_id() == query => Ok(*one),
+            [one] => Err(Refusal::ConfirmFingerprint {
+                member: self.peer(one),
+            }),
             [] => Err(Refusal::Unknown { query }),
             _ => Err(Refusal::Ambiguous { query }),
         }
@@ -479,13 +485,4 @@ impl Room {
             .into_iter()
             .collect()
     }
-}
-
-/// A received nickname made safe to keep: bounded length, never empty.
-pub(crate) fn clean_nick(nick: &str, fp: &Fingerprint) -> String {
-    let mut n: String = nick.trim().chars().take(MAX_NICK_BYTES).collect();
-    while n.len() > MAX_NICK_BYTES {
-        n.pop();
-    }
-    if n.is_empty() { fp.short_id() } else { n }
 }

@@ -9,7 +9,7 @@ use hush_proto::msg::{decode, encode};
 use crate::action::{Action, Notice, Shown};
 use crate::authenticate::{Authenticated, Unverified};
 use crate::limits::*;
-use crate::membership::clean_nick;
+use crate::nick::received_nick;
 use crate::room::Room;
 use crate::warning::{MissingCommit, Replay, Signed, Undecryptable, Warning};
 
@@ -191,7 +191,7 @@ impl Room {
                 }));
             }
             Some(Content::Nick(new)) => {
-                let new = clean_nick(&new, &sender);
+                let new = received_nick(&new, &sender);
                 let old = self.nick_of(&sender);
                 self.people.nicks.insert(sender, new.clone());
                 if sender == self.me.fingerprint() {

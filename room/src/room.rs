@@ -14,6 +14,7 @@ use crate::entropy::Entropy;
 use crate::epochs::Epoch;
 use crate::limits::*;
 use crate::membership::{Newcomer, Pending};
+use crate::nick::skeleton;
 use crate::warning::{Peer, Warning};
 
 /// A member that is not the designated admitter commits on its own after
@@ -438,7 +439,14 @@ impl Room {
         };
         e.roster
             .keys()
-            .filter(|other| *other != fp && self.people.nicks.get(other).is_some_and(|n| n == nick))
+            .filter(|other| {
+                *other != fp
+                    && self
+                        .people
+                        .nicks
+                        .get(other)
+                        .is_some_and(|n| skeleton(n) == skeleton(nick))
+            })
             .copied()
             .collect()
     }

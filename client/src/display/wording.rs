@@ -187,7 +187,7 @@ pub fn warning_text(
         Warning::SameNick { nick, others } => {
             let ids: Vec<String> = others.iter().map(Fingerprint::short_id).collect();
             format!(
-                "{nick} is also the name of {}: check fingerprints with /whois {nick}",
+                "{nick} is, or looks like, the name of {}: check fingerprints with /whois {nick}",
                 ids.join(", ")
             )
         }
@@ -205,6 +205,9 @@ pub fn warning_text(
         ),
         Warning::Fork(Fork::Message { seen_seq }) => format!(
             "{who} saw a different history of {r} up to seq {seen_seq} than you did: the relay is showing members different histories"
+        ),
+        Warning::Fork(Fork::Commit { epoch }) => format!(
+            "a commit from {who} opening epoch {epoch} of {r} builds on another commit than the one you hold: the relay is showing members different histories; ignored"
         ),
         Warning::MissingCommit(MissingCommit::Commit { epoch, current }) => format!(
             "a commit from {who} opens epoch {epoch} while {r} is at epoch {current} for you: the relay withheld the commits in between from you; ignored"
@@ -293,6 +296,12 @@ pub fn refusal_text(room: &RoomName, refusal: &Refusal) -> String {
             format!("{query} names several people; give the full fingerprint")
         }
         Refusal::KickSelf => "you cannot kick yourself: use /leave".to_owned(),
+        Refusal::ConfirmFingerprint { member } => format!(
+            "{} is {}: names are chosen by whoever sends them, so give the fingerprint (or the short id {}) to confirm it is them",
+            member.nick,
+            member.fingerprint,
+            member.fingerprint.short_id()
+        ),
         Refusal::NotAMember { member } => format!("{} is not a member of #{room}", peer(member)),
     }
 }

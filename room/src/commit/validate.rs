@@ -27,7 +27,7 @@ use hush_proto::e2e::{
 use crate::authenticate::Unverified;
 use crate::commit::CommitBody;
 use crate::epochs::{Epoch, RosterEntry};
-use crate::membership::clean_nick;
+use crate::nick::received_nick;
 use crate::room::Room;
 use crate::warning::{CommitFlaw, Fork, MissingCommit, NotAllowed, Signed, Warning};
 
@@ -175,7 +175,7 @@ impl Room {
                         .map_err(|_| bad(CommitFlaw::InvalidKey))?,
                 ),
             };
-            let nick = clean_nick(&m.nick, &fp);
+            let nick = received_nick(&m.nick, &fp);
             roster.insert(fp, RosterEntry { key, nick });
         }
         if roster.len() != c.members.len() || !roster.contains_key(&sender) {
@@ -340,7 +340,7 @@ fn rule_a4_roster(parent: &Roster, a: &AddCommit) -> Rule<Roster> {
         let key = PublicIdentity::from_spki_der(&m.public_key)
             .map_err(|_| bad(CommitFlaw::InvalidKey))?;
         let fp = key.fingerprint();
-        let nick = clean_nick(&m.nick, &fp);
+        let nick = received_nick(&m.nick, &fp);
         let key = Arc::new(key);
         if roster.insert(fp, RosterEntry { key, nick }).is_some() {
             return Err(bad(CommitFlaw::AlreadyMember));

@@ -45,7 +45,10 @@ fn audit_poc1_a_kicked_member_cannot_keep_itself_in_with_valid_rekeys() {
     let settings = alice.room.settings().unwrap().clone();
     let everyone = [alice_id(), bob_id(), carol_id()];
     let start = alice.room.epoch();
-    let actions = alice.room.kick("carol").unwrap();
+    let actions = alice
+        .room
+        .kick(&carol_id().fingerprint().to_string())
+        .unwrap();
     alice.handle(actions);
     flush(&mut relay, &mut [&mut alice]);
     deliver(&relay, &mut [&mut alice, &mut bob, &mut carol]);
@@ -95,7 +98,10 @@ fn audit_poc2_a_flood_of_garbage_commits_changes_nothing() {
     let mallory = mallory_id();
     let start = alice.room.epoch();
     let before = encode(&alice.room.snapshot()).len();
-    let actions = alice.room.kick("carol").unwrap();
+    let actions = alice
+        .room
+        .kick(&carol_id().fingerprint().to_string())
+        .unwrap();
     alice.handle(actions);
     flush(&mut relay, &mut [&mut alice]);
     deliver(&relay, &mut [&mut alice, &mut bob, &mut carol]);
@@ -226,7 +232,10 @@ fn audit_poc3_a_replayed_invite_does_not_readmit_a_kicked_member() {
         .unwrap()
         .event
         .clone();
-    let actions = alice.room.kick("bob").unwrap();
+    let actions = alice
+        .room
+        .kick(&bob_id().fingerprint().to_string())
+        .unwrap();
     alice.handle(actions);
     flush(&mut relay, &mut [&mut alice]);
     bob.outbox.clear();
@@ -272,7 +281,10 @@ fn a_kick_supersedes_every_invite_signed_before_it() {
     pump(&mut relay, &mut [&mut alice, &mut bob]);
     let before_kick = relay.last_seq();
     let head_before_kick = relay.head();
-    let actions = alice.room.kick("bob").unwrap();
+    let actions = alice
+        .room
+        .kick(&bob_id().fingerprint().to_string())
+        .unwrap();
     alice.handle(actions);
     pump(&mut relay, &mut [&mut alice, &mut bob]);
     alice.tick(fallback_time());
@@ -751,4 +763,36 @@ fn verify_digits_agree_after_retention() {
     let digits = alice.room.room_fingerprint().unwrap();
     assert_eq!(bob.room.room_fingerprint().unwrap(), digits);
     assert_eq!(carol.room.room_fingerprint().unwrap(), digits);
+}
+
+/// Audit L5: nicknames are chosen by whoever sends them. `/kick NAME`
+/// resolves the name, but asks for the fingerprint (or short id) before
+/// acting; received names follow the sender's rules, and names that only
+/// look alike are flagged like equal ones.
+#[test]
+fn names_are_checked_on_receipt_and_never_enough_to_kick() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    match alice.room.kick("bob") {
+        Err(hush_room::Refusal::ConfirmFingerprint { member }) => {
+            assert_eq!(member.fingerprint, bob.fp());
+        }
+        other => panic!("kicked by name: {:?}", other.map(|_| ())),
+    }
+    assert!(alice.room.kick(&bob.fp().short_id()).is_ok());
+    alice.outbox.clear();
+    // A name breaking the rules is not taken: the short id stands in.
+    bob.set_nick("b(1hZmP4pH)");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert!(
+        alice.room.whois("b(1hZmP4pH)").is_empty(),
+        "a fake short-id suffix was taken"
+    );
+    // A look-alike of a member's name is flagged.
+    bob.set_nick("ALICE");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert!(
+        alice.warning_kinds().iter().any(|k| k == "same_nick"),
+        "{:?}",
+        alice.shown
+    );
 }

@@ -76,7 +76,10 @@ fn a_replayed_invite_does_not_let_a_kicked_member_back_in() {
         .unwrap()
         .event
         .clone();
-    let actions = alice.room.kick("bob").unwrap();
+    let actions = alice
+        .room
+        .kick(&bob_id().fingerprint().to_string())
+        .unwrap();
     alice.handle(actions);
     pump(&mut relay, &mut [&mut alice, &mut bob]);
     assert!(!bob.room.is_member());

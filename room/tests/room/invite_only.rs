@@ -39,7 +39,10 @@ fn an_invite_only_room_admits_only_whom_its_creator_invites() {
     pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
     assert!(!carol.room.is_member());
     // The creator kicks bob: the room is rekeyed without him.
-    let actions = alice.room.kick("bob").unwrap();
+    let actions = alice
+        .room
+        .kick(&bob_id().fingerprint().to_string())
+        .unwrap();
     alice.handle(actions);
     pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
     assert!(!bob.room.is_member(), "{:?}", bob.shown);
