@@ -6,6 +6,7 @@ use hush_proto::SequencedEvent;
 use hush_proto::e2e::{self, SealedMessage};
 
 use crate::action::Action;
+use crate::limits::MAX_COUNTER_SLOTS;
 use crate::room::Room;
 use crate::warning::{Fork, RelayFork, Reordered, Warning};
 
@@ -114,6 +115,12 @@ impl Room {
                 Some(sender),
                 Warning::Reordered(Reordered::AfterLater),
             ));
+        }
+        if self.replay.next_counter.len() >= MAX_COUNTER_SLOTS {
+            let keep_from = self.epochs.current.saturating_sub(1);
+            self.replay
+                .next_counter
+                .retain(|(_, _, epoch), _| *epoch >= keep_from);
         }
         self.replay
             .next_counter

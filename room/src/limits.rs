@@ -43,6 +43,18 @@ pub(crate) const MAX_BACKLOG_BYTES: usize = 32 * 1024 * 1024;
 /// Events received ahead of a gap, kept until the gap fills.
 pub(crate) const MAX_REORDER: usize = 10_000;
 
+/// Body bytes of the events held ahead of a gap (audit L4: 10 000 frames
+/// of 64 KiB would be 640 MB).
+pub(crate) const MAX_REORDER_BYTES: usize = 64 * 1024 * 1024;
+
+/// Nicknames remembered of people who are not (yet) members (join
+/// requests): anyone can send one.
+pub(crate) const MAX_NICKS: usize = 20_000;
+
+/// Message counters remembered per (sender, run, epoch) before those of
+/// epochs older than the previous one are forgotten.
+pub(crate) const MAX_COUNTER_SLOTS: usize = 200_000;
+
 /// Chain heads remembered, to check the heads senders sign against our
 /// own. A sender's view older than this many events is not checked.
 pub(crate) const MAX_HEADS: usize = 50_000;

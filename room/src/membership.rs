@@ -96,7 +96,9 @@ impl Room {
         {
             return; // already a member (a repeated request)
         }
-        self.people.nicks.entry(fp).or_insert_with(|| nick.clone());
+        if self.people.nicks.len() < MAX_NICKS {
+            self.people.nicks.entry(fp).or_insert_with(|| nick.clone());
+        }
         if let Some(settings) = &self.settings
             && settings.invite_only
             && !self.admissions.invited.contains(&fp)

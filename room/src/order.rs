@@ -32,11 +32,16 @@ impl Room {
             }
             return actions;
         }
-        if self.chain.reorder.len() >= MAX_REORDER && event.seq != self.chain.last_seq + 1 {
+        let full = self.chain.reorder.len() >= MAX_REORDER
+            || self.chain.reorder_bytes + event.event.body.len() > MAX_REORDER_BYTES;
+        if full && event.seq != self.chain.last_seq + 1 {
             actions.push(self.warn(None, None, Warning::ReorderOverflow));
             return actions;
         }
-        self.chain.reorder.insert(event.seq, event);
+        self.chain.reorder_bytes += event.event.body.len();
+        if let Some(old) = self.chain.reorder.insert(event.seq, event) {
+            self.chain.reorder_bytes -= old.event.body.len();
+        }
         self.drain_reorder(now, &mut actions);
         actions
     }
@@ -47,6 +52,7 @@ impl Room {
                 break;
             }
             let ev = entry.remove();
+            self.chain.reorder_bytes -= ev.event.body.len();
             self.apply(ev, now, actions);
         }
     }

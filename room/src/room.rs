@@ -100,6 +100,8 @@ pub(crate) struct ChainView {
     pub(crate) head: [u8; 32],
     /// Events that arrived ahead of a gap, by seq.
     pub(crate) reorder: BTreeMap<u64, SequencedEvent>,
+    /// Body bytes held in `reorder`.
+    pub(crate) reorder_bytes: usize,
     /// Relay checkpoints for seqs we have not reached yet.
     pub(crate) pending_checkpoints: Vec<hush_proto::msg::Checkpoint>,
     /// Our chain head after each recent seq (and 0 → all zeros), while the
@@ -121,6 +123,7 @@ impl Default for ChainView {
             last_seq: 0,
             head: [0; 32],
             reorder: BTreeMap::new(),
+            reorder_bytes: 0,
             pending_checkpoints: Vec::new(),
             heads: BTreeMap::from([(0, [0; 32])]),
             anchored: true,

@@ -58,6 +58,28 @@ fn events_held_ahead_of_a_gap_are_bounded() {
     );
 }
 
+/// The same in bytes (audit L4): 10,000 held frames of 64 KiB would be
+/// 640 MB; at most 64 MiB of bodies are held.
+#[test]
+fn bytes_held_ahead_of_a_gap_are_bounded() {
+    let (relay, _alice, mut bob) = two_members();
+    let mut template = relay.log.last().unwrap().clone();
+    template.event.body = vec![0; 60 * 1024];
+    let start = bob.room.last_seq() + 2;
+    for seq in start..start + 1_200 {
+        let mut ev = template.clone();
+        ev.seq = seq;
+        bob.deliver(ev);
+    }
+    let overflow = bob
+        .warning_kinds()
+        .iter()
+        .filter(|k| *k == "reorder_overflow")
+        .count();
+    let held = (64 * 1024 * 1024) / (60 * 1024);
+    assert_eq!(overflow, 1_200 - held, "{overflow} dropped");
+}
+
 /// A relay replaying an old signed invite (or kick, or leave) cannot
 /// change who is in the room: membership events count only in the epoch
 /// they were sealed in (or just after, in flight).
