@@ -269,3 +269,70 @@ fn a_relay_whose_log_was_rewound_gets_rollback_and_reset_room_starts_over() {
         again.seen
     );
 }
+
+/// Every file under `dir`, read whole.
+fn all_bytes(dir: &Path) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.metadata().unwrap().is_dir() {
+            out.extend(all_bytes(&entry.path()));
+        } else {
+            out.push(std::fs::read(entry.path()).unwrap());
+        }
+    }
+    out
+}
+
+/// Audit M5: names travel sealed. Canary nicknames chosen at the start,
+/// on admission and by a rename never appear in the relay's data folder
+/// (its log, heads, tickets), which holds everything the relay saw.
+#[test]
+fn canary_nicknames_never_reach_the_relays_data_folder() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &[]);
+    let mut alice = ClientProcess::start(
+        &relay.addr,
+        "alice",
+        "canaries",
+        true,
+        &["--nick", "canaryAlpha7"],
+    );
+    alice.wait_json("joined", |_| true);
+    let mut bob = ClientProcess::start(
+        &relay.addr,
+        "bob",
+        "canaries",
+        true,
+        &["--nick", "canaryBravo8"],
+    );
+    bob.wait_json("joined", |_| true);
+    alice.wait_json("notice", |v| {
+        v["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("is now known as canaryBravo8"))
+    });
+    bob.say("/nick canaryCharlie9");
+    alice.wait_json("notice", |v| {
+        v["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("canaryCharlie9"))
+    });
+    bob.say("hello");
+    alice.wait_json("message", |v| v["nick"] == "canaryCharlie9");
+    alice.close_input();
+    bob.close_input();
+    let _ = alice.wait_exit();
+    let _ = bob.wait_exit();
+    relay.signal("-TERM");
+    let files = all_bytes(data.path());
+    assert!(!files.is_empty());
+    for canary in ["canaryAlpha7", "canaryBravo8", "canaryCharlie9", "canary"] {
+        for bytes in &files {
+            assert!(
+                !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+                "{canary} is in the relay's data folder"
+            );
+        }
+    }
+}

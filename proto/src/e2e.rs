@@ -164,8 +164,6 @@ pub struct JoinRequest {
     /// The newcomer's identity key, SPKI DER.
     #[serde(with = "crate::msg::bytes")]
     pub public_key: Vec<u8>,
-    /// The name it asks to be shown under.
-    pub nick: String,
     /// Whether the requester holds the room's current roster (it followed
     /// the room's commits): then an [`AddCommit`] can admit it. A newcomer
     /// whose view of the log starts after the relay pruned the commits
@@ -182,8 +180,11 @@ pub struct Member {
     /// Identity key, SPKI DER (its SHA-256 is the member's fingerprint).
     #[serde(with = "crate::msg::bytes")]
     pub public_key: Vec<u8>,
-    /// Display name as last known to the committer.
-    pub nick: String,
+    /// Display name as last known to the committer, sealed under the
+    /// commit's names key ([`names_key`], [`seal_names`]): the relay and
+    /// outsiders see no names (audit M5).
+    #[serde(with = "crate::msg::bytes")]
+    pub nick: Vec<u8>,
 }
 
 /// The epoch key wrapped (RSA-OAEP, label [`EPOCH_KEY_LABEL`]) to one member.
@@ -219,6 +220,9 @@ pub struct Commit {
     /// Earlier epoch keys for the members this commit admits, in rooms
     /// whose history is shared.
     pub history: Vec<HistoryEnvelope>,
+    /// Fresh per commit: salts the key the roster's names are sealed
+    /// under ([`names_key`]).
+    pub names_salt: [u8; 16],
     /// Key confirmation: proves the committer gave every member the key
     /// it used ([`confirm_salt`], [`EPOCH_CONFIRM_INFO`]).
     pub confirm: [u8; 32],
@@ -248,9 +252,87 @@ pub struct AddCommit {
     /// Earlier epoch keys for the newcomers, in rooms whose history is
     /// shared.
     pub history: Vec<HistoryEnvelope>,
+    /// The current names of the parent roster's members, in fingerprint
+    /// order, sealed as the newcomers' (after them): a newcomer sees every
+    /// member's current name.
+    pub names: Vec<Vec<u8>>,
+    /// As [`Commit::names_salt`].
+    pub names_salt: [u8; 16],
     /// Key confirmation, as [`Commit::confirm`]: members who derive the
     /// key check it too.
     pub confirm: [u8; 32],
+}
+
+/// HKDF info of a commit's names key.
+pub const ROSTER_NAMES_INFO: &[u8] = b"hush/v2/roster-names";
+
+/// The key a commit seals its roster's names under: `HKDF(new epoch key,
+/// salt = (room, epoch, names_salt), info = ROSTER_NAMES_INFO)`. Fresh
+/// per commit (its salt is), so the names' nonces (0, 1, 2, ... in roster
+/// order) never repeat under one key.
+#[must_use]
+pub fn names_key(
+    epoch_key: &hush_crypto::Secret32,
+    room: &RoomName,
+    epoch: u64,
+    names_salt: &[u8; 16],
+) -> hush_crypto::SealingKey {
+    let mut t = Transcript::new("hush/v2/roster-names-salt");
+    t.absorb(room.as_str().as_bytes());
+    t.absorb(&epoch.to_be_bytes());
+    t.absorb(names_salt);
+    hush_crypto::SealingKey::new(&hush_crypto::derive_secret(
+        epoch_key,
+        &t.finish(),
+        ROSTER_NAMES_INFO,
+    ))
+}
+
+/// The associated data of one sealed name: the room, the epoch, whose.
+fn name_aad(room: &RoomName, epoch: u64, member: &Fingerprint) -> [u8; 32] {
+    let mut t = Transcript::new("hush/v2/roster-name");
+    t.absorb(room.as_str().as_bytes());
+    t.absorb(&epoch.to_be_bytes());
+    t.absorb(member.as_bytes());
+    t.finish()
+}
+
+/// Seals `names` (member, name), in order, under `key` with nonces 0, 1,
+/// 2, ... (the committer's side).
+#[must_use]
+pub fn seal_names(
+    key: &hush_crypto::SealingKey,
+    room: &RoomName,
+    epoch: u64,
+    names: &[(Fingerprint, &str)],
+) -> Vec<Vec<u8>> {
+    let mut nonces = hush_crypto::NonceCounter::new();
+    names
+        .iter()
+        .map(|(fp, name)| {
+            nonces
+                .next_nonce()
+                .and_then(|n| key.seal(n, &name_aad(room, epoch, fp), name.as_bytes()))
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Opens the `index`-th sealed name of a commit, `member`'s; `None` if it
+/// does not open (the receiver then shows the short id).
+#[must_use]
+pub fn open_name(
+    key: &hush_crypto::SealingKey,
+    room: &RoomName,
+    epoch: u64,
+    index: u64,
+    member: &Fingerprint,
+    sealed: &[u8],
+) -> Option<String> {
+    let plain = key
+        .open(index, &name_aad(room, epoch, member), sealed)
+        .ok()?;
+    String::from_utf8(plain).ok()
 }
 
 /// The id of a sequenced commit, which the next commit names as its
@@ -473,13 +555,15 @@ mod tests {
             parent_commit: [1; 32],
             added: vec![Member {
                 public_key: vec![1, 2, 3],
-                nick: "x".into(),
+                nick: vec![4; 17],
             }],
             envelopes: vec![KeyEnvelope {
                 member: fp(9),
                 wrapped: vec![4; 5],
             }],
             history: Vec::new(),
+            names: Vec::new(),
+            names_salt: [2; 16],
             confirm: [7; 32],
         });
         let bytes = encode(&add);

@@ -37,6 +37,13 @@ impl Entropy {
         (self.0)(buf);
     }
 
+    /// 16 fresh bytes (a salt).
+    pub(crate) fn salt16(&mut self) -> [u8; 16] {
+        let mut salt = [0; 16];
+        self.fill(&mut salt);
+        salt
+    }
+
     /// A fresh 256-bit secret (an epoch key), filled in place.
     pub(crate) fn secret32(&mut self) -> Secret32 {
         Secret32::filled_by(|bytes| self.fill(bytes))

@@ -10,7 +10,7 @@ use hush_proto::{EventKind, SequencedEvent};
 use crate::action::{Action, Notice, Refusal};
 use crate::authenticate::{Authenticated, Unverified};
 use crate::limits::*;
-use crate::nick::received_nick;
+
 use crate::room::Room;
 use crate::warning::{Fork, NotAllowed, Peer, Reordered, Replay, Signed, Warning};
 
@@ -36,7 +36,6 @@ impl Room {
         self.admissions.join_requested = true;
         let payload = Payload::JoinRequest(JoinRequest {
             public_key: self.me.public().spki_der().to_vec(),
-            nick: self.nick.clone(),
             knows_roster: self.epochs.known.contains_key(&self.epochs.current),
             at: self.position(),
         });
@@ -80,7 +79,9 @@ impl Room {
             return;
         }
         let fp = key.fingerprint();
-        let nick = received_nick(&req.nick, &fp);
+        // A join request carries no name (audit M5): the newcomer is known
+        // by its short id until it names itself, sealed, once admitted.
+        let nick = fp.short_id();
         let newcomer = Newcomer {
             key,
             nick: nick.clone(),

@@ -137,6 +137,7 @@ impl Room {
                 nick: self.nick.clone(),
                 epoch: self.epochs.current,
             }));
+            self.announce_name(&mut actions);
             self.flush_queue(&mut actions);
         } else if self.epochs.current == 0 && self.epochs.known.is_empty() {
             // An empty room: open epoch 1 with ourselves in it.

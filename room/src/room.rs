@@ -251,6 +251,8 @@ pub(crate) struct PublishQueue {
     pub(crate) counters: HashMap<u64, NonceCounter>,
     /// Membership events we signed this session.
     pub(crate) membership_counter: u64,
+    /// We were admitted by a commit that did not carry our name: say it.
+    pub(crate) announce_name: bool,
     /// The next request id.
     pub(crate) next_request: u64,
     /// Texts typed before admission, with when they were typed (ms since
@@ -276,6 +278,7 @@ impl Default for PublishQueue {
         Self {
             counters: HashMap::new(),
             membership_counter: 0,
+            announce_name: false,
             next_request: 1,
             queued: Vec::new(),
             unconfirmed: Vec::new(),

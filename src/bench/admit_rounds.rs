@@ -121,7 +121,11 @@ async fn committer(
                     Payload::JoinRequest(r) => Some(r),
                     _ => None,
                 })
-                .and_then(|r| Some((PublicIdentity::from_spki_der(&r.public_key).ok()?, r.nick)));
+                .and_then(|r| {
+                    let key = PublicIdentity::from_spki_der(&r.public_key).ok()?;
+                    let name = key.fingerprint().short_id();
+                    Some((key, name))
+                });
         }
         let actions = live.on_relay(msg).await?;
         let took = arrived.elapsed();

@@ -110,13 +110,10 @@ pub(crate) async fn run_fanout_full(
     };
     let mut members = Vec::with_capacity(a.members);
     for i in 0..a.members {
-        let room = Room::new(
-            name.clone(),
-            identity.clone(),
-            format!("m{i}"),
-            os_entropy(),
-        )
-        .with_rekey_policy(no_rekey);
+        // The name the setup commit gives every member: none announces
+        // another (which this catch-up loop would not send).
+        let room = Room::new(name.clone(), identity.clone(), "bench".into(), os_entropy())
+            .with_rekey_policy(no_rekey);
         let mut live = Live::connect(addr, &identity, room, frame)
             .await
             .with_context(|| format!("member {i} could not connect"))?;

@@ -79,15 +79,24 @@ pub(crate) fn build_commit(
         });
     }
     let epoch = parent + 1;
+    let mut names_salt = [0; 16];
+    hush_crypto::random_bytes(&mut names_salt);
+    let names_key = e2e::names_key(&key, room, epoch, &names_salt);
+    let named: Vec<(hush_crypto::Fingerprint, &str)> = members
+        .iter()
+        .map(|(k, nick)| (k.fingerprint(), nick.as_str()))
+        .collect();
+    let sealed = e2e::seal_names(&names_key, room, epoch, &named);
     let mut commit = Payload::Commit(Commit {
         parent_epoch: parent,
         parent_commit,
         committer_key: me.public().spki_der().to_vec(),
         members: members
             .iter()
-            .map(|(k, nick)| Member {
+            .zip(sealed)
+            .map(|((k, _), nick)| Member {
                 public_key: k.spki_der().to_vec(),
-                nick: nick.clone(),
+                nick,
             })
             .collect(),
         envelopes,
@@ -97,6 +106,7 @@ pub(crate) fn build_commit(
             history: HistoryVisibility::Joined,
         },
         history: Vec::new(),
+        names_salt,
         confirm: [0; 32],
     });
     let confirm = e2e::commit_confirmation(&key, room, epoch, &me.fingerprint(), &commit);

@@ -114,9 +114,15 @@ pub fn format_rfc3339(ms_since_epoch: u64) -> String {
     )
 }
 
-/// `nick (shortid)`, nick sanitized.
+/// `nick (shortid)`, nick sanitized; the short id alone for someone who
+/// has not named themselves yet.
 fn who(nick: &str, fp: &Fingerprint) -> String {
-    format!("{} ({})", sanitize(nick), fp.short_id())
+    let id = fp.short_id();
+    if nick == id {
+        id
+    } else {
+        format!("{} ({id})", sanitize(nick))
+    }
 }
 
 /// The note appended to a message whose claimed send time is far from the

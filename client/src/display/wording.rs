@@ -21,9 +21,15 @@ fn room_name(room: Option<&RoomName>) -> String {
     room.map_or_else(|| "the room".to_owned(), |r| format!("#{r}"))
 }
 
-/// `nick (shortid)`, raw.
+/// `nick (shortid)`, raw; the short id alone for someone who has not
+/// named themselves yet.
 fn peer(p: &Peer) -> String {
-    format!("{} ({})", p.nick, p.fingerprint.short_id())
+    let id = p.fingerprint.short_id();
+    if p.nick == id {
+        id
+    } else {
+        format!("{} ({id})", p.nick)
+    }
 }
 
 /// What a signed event is called in a sentence, with its article.

@@ -5,16 +5,19 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use hush_crypto::{Fingerprint, derive_secret};
+use hush_crypto::{Fingerprint, Secret32, derive_secret};
 use hush_proto::SequencedEvent;
+use hush_proto::e2e::Content;
 use hush_proto::e2e::{
     self, ADD_EPOCH_KEY_INFO, EPOCH_KEY_LABEL, HISTORY_KEY_LABEL, HistoryVisibility,
 };
 
 use crate::action::{Action, Notice, Shown};
 use crate::authenticate::Unverified;
+use crate::commit::validate::Roster;
 use crate::commit::{CommitBody, CommitVerdict};
 use crate::epochs::Epoch;
+use crate::nick::received_nick;
 use crate::room::Room;
 use crate::warning::{CommitFlaw, Undecryptable, Warning};
 
@@ -33,7 +36,7 @@ impl Room {
         if mine {
             self.commits.in_flight = None;
         }
-        let roster = match self.validate_commit(event, &c) {
+        let mut roster = match self.validate_commit(event, &c) {
             CommitVerdict::Honoured(roster) => roster,
             CommitVerdict::Invalid(warning) => {
                 let warning = self.warn(Some(ev.seq), Some(sender), warning);
@@ -99,14 +102,27 @@ impl Room {
             let warning = self.warn(Some(ev.seq), Some(sender), w);
             return self.skip_commit(ev, Some(warning), actions);
         }
+        // The roster's names, sealed under the new key (audit M5): only
+        // those who hold it read them; the others keep short ids.
+        if let Some(k) = &key {
+            self.open_names(&c, k, epoch, &mut roster);
+        }
         // Who came and went.
         let before: BTreeSet<Fingerprint> = self
             .epochs
             .now()
             .map(|e| e.roster.keys().copied().collect())
             .unwrap_or_default();
+        // Names we did not know (or only by short id) are taken from the
+        // commit: a newcomer gets every member's current one. A member's
+        // own later renames come sealed in messages.
         for (fp, entry) in &roster {
-            if !self.people.nicks.contains_key(fp) || !before.contains(fp) {
+            let unknown = self
+                .people
+                .nicks
+                .get(fp)
+                .is_none_or(|n| *n == fp.short_id());
+            if unknown || !before.contains(fp) {
                 self.people.nicks.insert(*fp, entry.nick.clone());
             }
         }
@@ -200,6 +216,13 @@ impl Room {
                 members,
             }));
         }
+        if now_member && !was_member {
+            self.outbox.announce_name = self
+                .epochs
+                .now()
+                .and_then(|e| e.roster.get(&me))
+                .is_none_or(|r| r.nick != self.nick);
+        }
         if now_member && !was_member && self.caught_up {
             self.admissions.join_requested = false;
             actions.push(Action::Show(Shown::Joined {
@@ -208,6 +231,7 @@ impl Room {
                 nick: self.nick.clone(),
                 epoch,
             }));
+            self.announce_name(actions);
             self.flush_queue(actions);
         } else if was_member && !now_member && !self.leaving {
             actions.push(self.notice(Notice::NoLongerMember));
@@ -229,6 +253,50 @@ impl Room {
         actions.extend(warning);
         if ev.event.sender == self.me.fingerprint() {
             self.commits.in_flight = None;
+        }
+    }
+
+    /// Opens the names a commit seals under its new key into `roster`: a
+    /// full commit's members', an add-only one's newcomers' and then the
+    /// parent roster's current ones (in fingerprint order). A name that
+    /// does not open, or breaks the nickname rules, stays the short id.
+    fn open_names(&self, c: &CommitBody, key: &Secret32, epoch: u64, roster: &mut Roster) {
+        let (members, names, salt) = match c {
+            CommitBody::Full(c) => (&c.members, &[][..], &c.names_salt),
+            CommitBody::Add(a) => (&a.added, a.names.as_slice(), &a.names_salt),
+        };
+        let listed: Vec<(Fingerprint, &[u8])> = members
+            .iter()
+            .map(|m| (Fingerprint::of_spki_der(&m.public_key), m.nick.as_slice()))
+            .collect();
+        let names_key = e2e::names_key(key, &self.name, epoch, salt);
+        // The parent roster is the new one without the newcomers.
+        let present: Vec<Fingerprint> = roster
+            .keys()
+            .filter(|fp| !listed.iter().any(|(l, _)| l == *fp))
+            .copied()
+            .collect();
+        let all = listed
+            .iter()
+            .map(|(fp, sealed)| (*fp, *sealed))
+            .chain(present.iter().zip(names).map(|(fp, n)| (*fp, n.as_slice())));
+        for (index, (fp, sealed)) in (0u64..).zip(all) {
+            if let Some(name) = e2e::open_name(&names_key, &self.name, epoch, index, &fp, sealed)
+                && let Some(entry) = roster.get_mut(&fp)
+            {
+                entry.nick = received_nick(&name, &fp);
+            }
+        }
+    }
+
+    /// Once admitted by a commit that did not carry our name (a join
+    /// request carries none), we tell the members, sealed, once caught up.
+    pub(crate) fn announce_name(&mut self, actions: &mut Vec<Action>) {
+        if !std::mem::take(&mut self.outbox.announce_name) {
+            return;
+        }
+        if let Some(a) = self.seal(Content::Nick(self.nick.clone()), 0) {
+            actions.push(a);
         }
     }
 }

@@ -201,13 +201,21 @@ impl Room {
         let size = members.iter().map(|(k, n)| member_cost(k, n)).sum();
         let history = self.history_for(&settings, &newcomers, size)?;
         let epoch = self.epochs.current.checked_add(1)?;
+        let names_salt = self.entropy.salt16();
+        let names_key = e2e::names_key(&key, &self.name, epoch, &names_salt);
+        let named: Vec<(Fingerprint, &str)> = members
+            .iter()
+            .map(|(k, nick)| (k.fingerprint(), nick.as_str()))
+            .collect();
+        let sealed = e2e::seal_names(&names_key, &self.name, epoch, &named);
         let commit = CommitBody::Full(Commit {
             parent_epoch: self.epochs.current,
             parent_commit: self.commit_id().unwrap_or([0; 32]),
             committer_key: self.me.public().spki_der().to_vec(),
             members: members
-                .into_iter()
-                .map(|(k, nick)| Member {
+                .iter()
+                .zip(sealed)
+                .map(|((k, _), nick)| Member {
                     public_key: k.spki_der().to_vec(),
                     nick,
                 })
@@ -215,6 +223,7 @@ impl Room {
             envelopes,
             settings,
             history,
+            names_salt,
             confirm: [0; 32],
         });
         let payload = commit
@@ -228,6 +237,7 @@ impl Room {
     /// roster plus `newcomers`: the key is derived from ours, and wrapped
     /// to the newcomers alone (see [`AddCommit`]).
     pub(crate) fn add_commit(&mut self, newcomers: Vec<Newcomer>) -> Option<Action> {
+        let names_salt = self.entropy.salt16();
         let parent = self.epochs.now()?;
         let parent_key = parent.key.as_ref()?;
         let settings = self.settings.clone()?;
@@ -239,18 +249,36 @@ impl Room {
         let envelopes = wrap_to_each(&keys, &key)?;
         let size = newcomers.iter().map(|n| member_cost(&n.key, &n.nick)).sum();
         let history = self.history_for(&settings, &keys, size)?;
+        // The newcomers' names (not known yet: a join request carries none)
+        // then every current member's, all sealed under the new key.
+        let names_key = e2e::names_key(&key, &self.name, epoch, &names_salt);
+        let current: Vec<(Fingerprint, String)> = parent
+            .roster
+            .keys()
+            .map(|fp| (*fp, self.nick_of(fp)))
+            .collect();
+        let named: Vec<(Fingerprint, &str)> = newcomers
+            .iter()
+            .map(|n| (n.key.fingerprint(), n.nick.as_str()))
+            .chain(current.iter().map(|(fp, n)| (*fp, n.as_str())))
+            .collect();
+        let mut sealed = e2e::seal_names(&names_key, &self.name, epoch, &named);
+        let names = sealed.split_off(newcomers.len());
         let commit = CommitBody::Add(AddCommit {
             parent_epoch: self.epochs.current,
             parent_commit: self.commit_id().unwrap_or([0; 32]),
             added: newcomers
-                .into_iter()
-                .map(|n| Member {
+                .iter()
+                .zip(sealed)
+                .map(|(n, nick)| Member {
                     public_key: n.key.spki_der().to_vec(),
-                    nick: n.nick,
+                    nick,
                 })
                 .collect(),
             envelopes,
             history,
+            names,
+            names_salt,
             confirm: [0; 32],
         });
         let payload = commit

@@ -27,7 +27,6 @@ use hush_proto::e2e::{
 use crate::authenticate::Unverified;
 use crate::commit::CommitBody;
 use crate::epochs::{Epoch, RosterEntry};
-use crate::nick::received_nick;
 use crate::room::Room;
 use crate::warning::{CommitFlaw, Fork, MissingCommit, NotAllowed, Signed, Warning};
 
@@ -91,8 +90,10 @@ impl Room {
     fn validate_add(&self, event: &Unverified<'_>, a: &AddCommit) -> Rule<Roster> {
         let ev = event.ev;
         rule_a1_parent_epoch_number(ev.event.epoch, a.parent_epoch)?;
-        let parent = self.rule_a2_parent(ev, a.parent_epoch, &a.parent_commit)?;
+        let parent = self.rule_a2_parent(ev, a.parent_epoch)?;
         rule_a3_committer(event, parent)?;
+        // After the signature: only a member's commit may raise a fork.
+        self.rule3_parent_commit(ev, &a.parent_commit)?;
         self.rule3_not_departing(ev.event.sender)?;
         let roster = rule_a4_roster(&parent.roster, a)?;
         rule4_history_bound(&a.history)?;
@@ -123,10 +124,11 @@ impl Room {
         if parent_epoch != self.epochs.current {
             return Err(self.out_of_step(ev, parent_epoch));
         }
-        self.rule3_parent_commit(ev, parent_commit)?;
         if self.roster_key(parent_epoch, &ev.event.sender).is_none() {
             return Err(CommitVerdict::Invalid(Warning::NotMember { epoch: None }));
         }
+        // After authority: only a member's commit may raise a fork.
+        self.rule3_parent_commit(ev, parent_commit)?;
         self.rule3_not_departing(ev.event.sender)
     }
 
@@ -175,7 +177,8 @@ impl Room {
                         .map_err(|_| bad(CommitFlaw::InvalidKey))?,
                 ),
             };
-            let nick = received_nick(&m.nick, &fp);
+            // Names are sealed: opened once we hold the key (apply.rs).
+            let nick = fp.short_id();
             roster.insert(fp, RosterEntry { key, nick });
         }
         if roster.len() != c.members.len() || !roster.contains_key(&sender) {
@@ -264,17 +267,9 @@ impl Room {
 
     /// Rule A2: the parent is our current epoch (before we know any, the
     /// commits before were withheld: the relay never prunes them).
-    fn rule_a2_parent(
-        &self,
-        ev: &SequencedEvent,
-        parent_epoch: u64,
-        parent_commit: &[u8; 32],
-    ) -> Rule<&Epoch> {
+    fn rule_a2_parent(&self, ev: &SequencedEvent, parent_epoch: u64) -> Rule<&Epoch> {
         match self.epochs.known.get(&parent_epoch) {
-            Some(parent) if parent_epoch == self.epochs.current => {
-                self.rule3_parent_commit(ev, parent_commit)?;
-                Ok(parent)
-            }
+            Some(parent) if parent_epoch == self.epochs.current => Ok(parent),
             _ => Err(self.out_of_step(ev, parent_epoch)),
         }
     }
@@ -340,7 +335,7 @@ fn rule_a4_roster(parent: &Roster, a: &AddCommit) -> Rule<Roster> {
         let key = PublicIdentity::from_spki_der(&m.public_key)
             .map_err(|_| bad(CommitFlaw::InvalidKey))?;
         let fp = key.fingerprint();
-        let nick = received_nick(&m.nick, &fp);
+        let nick = fp.short_id();
         let key = Arc::new(key);
         if roster.insert(fp, RosterEntry { key, nick }).is_some() {
             return Err(bad(CommitFlaw::AlreadyMember));

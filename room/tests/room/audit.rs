@@ -22,6 +22,7 @@ fn rekey(
         envelopes: envelopes_for(people),
         settings: settings.clone(),
         history: Vec::new(),
+        names_salt: [0; 16],
         confirm: [0; 32],
     });
     let payload = confirmed(payload, &forged_key(), parent + 1, by);
@@ -355,6 +356,7 @@ fn audit_m4_a_member_given_another_key_than_the_others_refuses_the_commit() {
         envelopes: envelopes_for(&everyone),
         settings,
         history: Vec::new(),
+        names_salt: [0; 16],
         confirm: [0; 32],
     };
     let other = hush_crypto::Secret32::from_bytes([0x17; 32]);
@@ -459,6 +461,7 @@ fn audit_poc4_after_retention_an_outsiders_commit_captures_no_newcomer() {
             envelopes: envelopes_for(&people),
             settings,
             history: Vec::new(),
+            names_salt: [0; 16],
             confirm: [0; 32],
         }),
         &forged_key(),
@@ -617,6 +620,7 @@ fn history_keys_open_only_in_shared_rooms_and_once_per_epoch() {
             envelopes: envelopes_for(&[alice_id()]),
             settings,
             history: Vec::new(),
+            names_salt: [0; 16],
             confirm: [0; 32],
         });
         let rekey = confirmed(rekey, &forged_key(), old, &alice_id());
@@ -666,6 +670,8 @@ fn history_keys_open_only_in_shared_rooms_and_once_per_epoch() {
                 wrapped: wrap(&key, e2e::EPOCH_KEY_LABEL),
             }],
             history: envelopes,
+            names: Vec::new(),
+            names_salt: [0; 16],
             confirm: [0; 32],
         });
         let add = confirmed(add, &key, epoch, &alice_id());
@@ -795,4 +801,45 @@ fn names_are_checked_on_receipt_and_never_enough_to_kick() {
         "{:?}",
         alice.shown
     );
+}
+
+/// Audit M5: names are sealed. A join request carries none; rosters carry
+/// them sealed under a key from the new epoch; a newcomer names itself,
+/// sealed, once admitted. And a newcomer sees every member's *current*
+/// name (usability review B2: it saw the names of old commits).
+#[test]
+fn names_travel_sealed_and_newcomers_see_current_ones() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    alice.set_nick("alicia");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    let mut carol = Member::new(carol_id(), "carol");
+    connect(&relay, &mut carol, &mut [&mut alice, &mut bob]);
+    pump(&mut relay, &mut [&mut alice, &mut bob, &mut carol]);
+    assert!(carol.room.is_member());
+    let names: Vec<String> = carol
+        .room
+        .members()
+        .into_iter()
+        .map(|(_, n, _)| n)
+        .collect();
+    assert!(names.contains(&"alicia".to_owned()), "{names:?}");
+    assert!(names.contains(&"bob".to_owned()), "{names:?}");
+    // The others learn carol's name from her sealed announcement.
+    assert_eq!(
+        alice.room.whois("carol"),
+        vec![(carol.fp(), "carol".to_owned())]
+    );
+    // No name is in the clear anywhere in the relay's log.
+    for ev in &relay.log {
+        for name in ["alice", "alicia", "bob", "carol"] {
+            assert!(
+                !ev.event
+                    .body
+                    .windows(name.len())
+                    .any(|w| w == name.as_bytes()),
+                "{name:?} in the clear in seq {}",
+                ev.seq
+            );
+        }
+    }
 }

@@ -17,6 +17,7 @@ fn a_roster_over_the_limit_is_refused_without_parsing_it() {
         envelopes: Vec::new(),
         settings: alice.room.settings().unwrap().clone(),
         history: Vec::new(),
+        names_salt: [0; 16],
         confirm: [0; 32],
     });
     let ev = sign_event(

@@ -63,6 +63,7 @@ fn full(
         envelopes: envelopes_for(people),
         settings: s.clone(),
         history: Vec::new(),
+        names_salt: [0; 16],
         confirm: [0; 32],
     }
 }
@@ -167,6 +168,8 @@ impl Scene {
             added: roster_of(people),
             envelopes: envelopes_for(people),
             history: Vec::new(),
+            names: Vec::new(),
+            names_salt: [0; 16],
             confirm: [0; 32],
         }
     }

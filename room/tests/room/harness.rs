@@ -81,7 +81,7 @@ pub fn roster_of(people: &[Arc<Identity>]) -> Vec<e2e::Member> {
         .iter()
         .map(|p| e2e::Member {
             public_key: p.public().spki_der().to_vec(),
-            nick: "x".into(),
+            nick: Vec::new(),
         })
         .collect()
 }
@@ -160,6 +160,7 @@ pub fn forged_commit(
         envelopes: envelopes_for(people),
         settings: settings.clone(),
         history: Vec::new(),
+        names_salt: [0; 16],
         confirm: [0; 32],
     });
     let payload = confirmed(payload, &forged_key(), relay.epoch + 1, by);
@@ -202,8 +203,8 @@ pub fn rekeying_every_3_messages() -> (SimRelay, Member, Member) {
     };
     let mut alice = Member::new(alice_id(), "alice");
     let mut bob = Member::new(bob_id(), "bob");
-    for m in [&mut alice, &mut bob] {
-        m.room = Room::new(room_name(), m.id.clone(), "x".into(), os_entropy())
+    for (m, nick) in [(&mut alice, "alice"), (&mut bob, "bob")] {
+        m.room = Room::new(room_name(), m.id.clone(), nick.into(), os_entropy())
             .with_rekey_policy(policy);
     }
     (SimRelay::new(), alice, bob)
@@ -245,6 +246,8 @@ pub fn forged_add(relay: &SimRelay, by: &Identity, people: &[Arc<Identity>]) -> 
         added: roster_of(people),
         envelopes: envelopes_for(people),
         history: Vec::new(),
+        names: Vec::new(),
+        names_salt: [0; 16],
         confirm: [0; 32],
     });
     commit_signed_by(relay, by, &payload)
