@@ -94,7 +94,11 @@ pub fn notice_text(room: Option<&RoomName>, notice: &Notice) -> String {
         }
         Notice::NickSet { nick } => format!("you will be known as {nick}"),
         Notice::NickChanged { member, old, new } => {
-            format!("{old} ({}) is now known as {new}", member.short_id())
+            let was = peer(&Peer {
+                fingerprint: *member,
+                nick: old.clone(),
+            });
+            format!("{was} is now known as {new}")
         }
         Notice::HistoryShared { shown } => {
             format!("{r} shares its history: {shown} earlier messages shown above")
