@@ -618,7 +618,7 @@ fn handle_line<W: Write>(
         Input::Command(Command::Verify(None)) => {
             match room.room_fingerprint() {
                 Some(digits) => screen.notice(Some(&name), format!(
-                    "room fingerprint of #{name} at epoch {}: {digits} (members who see the same digits share this room's members and history)",
+                    "room fingerprint of #{name} at epoch {}: {digits} (members who see the same digits share this room's members and membership history)",
                     room.epoch()
                 ))?,
                 None => screen.show(&Shown::Error {

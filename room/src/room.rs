@@ -146,9 +146,6 @@ pub(crate) struct Epochs {
     pub(crate) archive: BTreeMap<u64, Epoch>,
     /// The seq of the commit that opened each epoch.
     pub(crate) commit_seq: HashMap<u64, u64>,
-    /// Our chain head right after each epoch's commit: the history every
-    /// member of that epoch must share.
-    pub(crate) heads: HashMap<u64, [u8; 32]>,
     /// The id of the commit that opened each epoch (`e2e::commit_id`):
     /// the next commit must name it, and the room fingerprint binds it.
     pub(crate) ids: HashMap<u64, [u8; 32]>,

@@ -33,7 +33,6 @@ pub struct RoomSnapshot {
     heads: Vec<(u64, [u8; 32])>,
     current: u64,
     epochs: Vec<EpochSnapshot>,
-    epoch_heads: Vec<(u64, [u8; 32])>,
     epoch_commit_ids: Vec<(u64, [u8; 32])>,
     nicks: Vec<([u8; 32], String)>,
     next_counter: Vec<([u8; 32], [u8; 16], u64, u64)>,
@@ -122,7 +121,6 @@ impl Room {
                     key: e.key.as_ref().map(|k| *k.expose_secret()),
                 })
                 .collect(),
-            epoch_heads: self.epochs.heads.iter().map(|(k, v)| (*k, *v)).collect(),
             epoch_commit_ids: self.epochs.ids.iter().map(|(k, v)| (*k, *v)).collect(),
             nicks: self
                 .people
@@ -228,7 +226,6 @@ impl Room {
         room.chain.heads = snap.heads.iter().copied().collect();
         room.epochs.current = snap.current;
         room.epochs.known = epochs;
-        room.epochs.heads = snap.epoch_heads.iter().copied().collect();
         room.epochs.ids = snap.epoch_commit_ids.iter().copied().collect();
         room.people.nicks = snap.restore_nicks();
         room.replay.next_counter = snap

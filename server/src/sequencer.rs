@@ -67,6 +67,11 @@ impl CommitLimit {
         if self.windows.len() >= COMMIT_LIMIT_TRACKED {
             self.windows
                 .retain(|_, (start, _)| now.duration_since(*start) < window);
+            // Still full of live windows (that many identities committing
+            // within a minute): start over rather than grow without bound.
+            if self.windows.len() >= COMMIT_LIMIT_TRACKED {
+                self.windows.clear();
+            }
         }
         let slot = self
             .windows

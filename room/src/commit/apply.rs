@@ -190,7 +190,6 @@ impl Room {
             },
         );
         self.epochs.current = epoch;
-        self.epochs.heads.insert(epoch, self.chain.head);
         self.epochs.ids.insert(epoch, e2e::commit_id(&ev.event));
         self.epochs.commit_seq.insert(epoch, ev.seq);
         if got_history {
