@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{ClientProcess, RelayProcess, example_identity};
+use common::{ClientProcess, Proxy, RelayProcess, example_identity};
 
 /// Size of every state file under `dir` (one per relay and room).
 fn state_bytes(dir: &Path) -> u64 {
@@ -286,13 +286,15 @@ fn all_bytes(dir: &Path) -> Vec<Vec<u8>> {
 
 /// Audit M5: names travel sealed. Canary nicknames chosen at the start,
 /// on admission and by a rename never appear in the relay's data folder
-/// (its log, heads, tickets), which holds everything the relay saw.
+/// (its log, heads, tickets), which holds everything the relay saw, nor
+/// on the wire (both clients connect through a recording proxy).
 #[test]
-fn canary_nicknames_never_reach_the_relays_data_folder() {
+fn canary_nicknames_never_reach_the_relays_data_folder_or_the_wire() {
     let data = tempfile::tempdir().unwrap();
     let relay = RelayProcess::start(data.path(), 0, &[]);
+    let proxy = Proxy::start(&relay.addr, false);
     let mut alice = ClientProcess::start(
-        &relay.addr,
+        &proxy.addr,
         "alice",
         "canaries",
         true,
@@ -300,7 +302,7 @@ fn canary_nicknames_never_reach_the_relays_data_folder() {
     );
     alice.wait_json("joined", |_| true);
     let mut bob = ClientProcess::start(
-        &relay.addr,
+        &proxy.addr,
         "bob",
         "canaries",
         true,
@@ -325,13 +327,19 @@ fn canary_nicknames_never_reach_the_relays_data_folder() {
     let _ = alice.wait_exit();
     let _ = bob.wait_exit();
     relay.signal("-TERM");
-    let files = all_bytes(data.path());
+    let mut files = all_bytes(data.path());
     assert!(!files.is_empty());
+    let wire = proxy.recorded.lock().unwrap().clone();
+    assert!(
+        wire.len() > 10_000,
+        "the proxy saw the handshakes and the chat"
+    );
+    files.push(wire);
     for canary in ["canaryAlpha7", "canaryBravo8", "canaryCharlie9", "canary"] {
         for bytes in &files {
             assert!(
                 !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
-                "{canary} is in the relay's data folder"
+                "{canary} is in the relay's data folder or on the wire"
             );
         }
     }

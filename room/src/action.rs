@@ -164,6 +164,9 @@ pub enum Notice {
         /// Who is being removed.
         members: Vec<Peer>,
     },
+    /// We are leaving a room we created: we keep its invite and kick
+    /// power (audit I4), and nobody else has it.
+    LeavingAsCreator,
     /// Our nickname is set (we are not a member yet: nobody is told).
     NickSet {
         /// The new nickname.

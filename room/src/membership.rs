@@ -484,8 +484,17 @@ impl Room {
             return Vec::new();
         }
         let at = self.position();
-        self.publish(EventKind::Leave, self.epochs.current, &Payload::Leave(at))
+        let mut actions: Vec<Action> = self
+            .publish(EventKind::Leave, self.epochs.current, &Payload::Leave(at))
             .into_iter()
-            .collect()
+            .collect();
+        if self
+            .settings
+            .as_ref()
+            .is_some_and(|s| s.creator == self.me.fingerprint())
+        {
+            actions.push(self.notice(Notice::LeavingAsCreator));
+        }
+        actions
     }
 }

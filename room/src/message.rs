@@ -288,8 +288,21 @@ impl Room {
         self.people
             .nicks
             .insert(self.me.fingerprint(), nick.clone());
+        if self.chain.rewound {
+            return vec![self.notice(Notice::NotSentRewound)];
+        }
         if !self.is_member() {
             return vec![self.notice(Notice::NickSet { nick })];
+        }
+        if !self.outbox.barrier.is_empty() {
+            // The departing member still holds the current key: the name
+            // goes out sealed once the barrier lifts, like queued lines.
+            self.outbox.announce_name = true;
+            let members = self.outbox.barrier.iter().map(|fp| self.peer(fp)).collect();
+            return vec![
+                self.notice(Notice::NickSet { nick }),
+                self.notice(Notice::WaitingForRemoval { members }),
+            ];
         }
         self.seal(Content::Nick(nick), now_ms).into_iter().collect()
     }

@@ -93,6 +93,9 @@ pub fn notice_text(room: Option<&RoomName>, notice: &Notice) -> String {
             )
         }
         Notice::NickSet { nick } => format!("you will be known as {nick}"),
+        Notice::LeavingAsCreator => format!(
+            "you created {r}: after you leave you can still invite and kick there, and nobody else can"
+        ),
         Notice::NickChanged { member, old, new } => {
             let was = peer(&Peer {
                 fingerprint: *member,

@@ -289,9 +289,10 @@ impl Room {
     }
 
     /// Once admitted by a commit that did not carry our name (a join
-    /// request carries none), we tell the members, sealed, once caught up.
+    /// request carries none), we tell the members, sealed, once caught up;
+    /// so too a rename made while the send barrier held, once it lifts.
     pub(crate) fn announce_name(&mut self, actions: &mut Vec<Action>) {
-        if !std::mem::take(&mut self.outbox.announce_name) {
+        if !self.outbox.barrier.is_empty() || !std::mem::take(&mut self.outbox.announce_name) {
             return;
         }
         if let Some(a) = self.seal(Content::Nick(self.nick.clone()), 0) {

@@ -171,11 +171,8 @@ impl Room {
             })
             .map(|(fp, _)| *fp)
             .collect();
-        if self.outbox.barrier.is_empty()
-            && !self.outbox.queued.is_empty()
-            && self.caught_up
-            && self.is_member()
-        {
+        if self.outbox.barrier.is_empty() && self.caught_up && self.is_member() {
+            self.announce_name(actions);
             self.flush_queue(actions);
         }
     }

@@ -177,6 +177,7 @@ fn messages_wait_for_a_pending_removal_that_the_relay_withholds() {
     alice.outbox.clear();
     alice.clear_shown();
     alice.send_text("for the ones who stay");
+    alice.set_nick("alice-renamed");
     assert!(
         alice.outbox.is_empty(),
         "sealed under carol's key: {:?}",
@@ -209,6 +210,15 @@ fn messages_wait_for_a_pending_removal_that_the_relay_withholds() {
     assert!(!bob.roster().contains(&carol.fp()));
     assert_eq!(bob.count_text("for the ones who stay"), 1);
     assert_eq!(carol.count_text("for the ones who stay"), 0);
+    // The rename typed meanwhile went out in the new epoch too.
+    let renamed = |m: &Member| {
+        m.notices().iter().any(|n| {
+            matches!(n, Notice::NickChanged { member, new, .. }
+                if *member == alice.fp() && new == "alice-renamed")
+        })
+    };
+    assert!(renamed(&bob), "bob learns the new name: {:?}", bob.shown);
+    assert!(!renamed(&carol), "carol must not: {:?}", carol.shown);
     no_errors(&[&alice, &bob]);
 }
 
@@ -842,4 +852,34 @@ fn names_travel_sealed_and_newcomers_see_current_ones() {
             );
         }
     }
+}
+
+/// Audit I4, by design: a creator's invite and kick power outlives its
+/// membership. The creator is told so when it leaves, a member who is
+/// not the creator is not, and a kick the creator signs after its
+/// removal is still honoured (the key comes from the latest roster that
+/// listed it).
+#[test]
+fn a_creator_who_left_keeps_its_kick_power_and_is_told_so() {
+    let (mut relay, mut alice, mut bob, mut carol) = three_members();
+    let actions = alice.room.leave();
+    alice.handle(actions);
+    assert!(
+        alice.notices().contains(&Notice::LeavingAsCreator),
+        "{:?}",
+        alice.shown
+    );
+    pump(&mut relay, &mut [&mut bob, &mut carol, &mut alice]);
+    assert!(!bob.roster().contains(&alice.fp()), "alice was removed");
+    let actions = alice.room.kick(&carol.fp().to_string()).unwrap();
+    alice.handle(actions);
+    pump(&mut relay, &mut [&mut bob, &mut carol, &mut alice]);
+    assert!(
+        !bob.roster().contains(&carol.fp()),
+        "the departed creator's kick counts: {:?}",
+        bob.shown
+    );
+    let actions = bob.room.leave();
+    bob.handle(actions);
+    assert!(!bob.notices().contains(&Notice::LeavingAsCreator));
 }
