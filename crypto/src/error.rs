@@ -20,6 +20,10 @@ pub enum CryptoError {
     /// A nonce counter reached its end; the key must be replaced.
     #[error("nonce counter exhausted: the key must be rotated")]
     NonceExhausted,
+    /// A peer's key exchange share or reply is not valid (wrong size, a
+    /// key that does not decode, a low-order point).
+    #[error("invalid key exchange share: {0}")]
+    BadShare(&'static str),
     /// The operating system's random generator failed, or an RSA operation
     /// could not run (for example a message too long for the key).
     #[error("cryptographic operation failed: {0}")]

@@ -22,6 +22,7 @@
 //!   another.
 //! - [`wrap`]: RSAES-OAEP (SHA-256) key wrap with a purpose label.
 //! - [`kdf`]: HKDF-SHA-256 with a distinct `info` per purpose and direction.
+//! - [`kex`]: the links' ephemeral hybrid key exchange, X25519 + ML-KEM-768.
 //! - [`seal`]: AES-256-GCM with associated data, nonces from a
 //!   [`NonceCounter`] that refuses to wrap around.
 //! - [`secret`]: fixed-size secrets that zeroize on drop, print nothing in
@@ -39,6 +40,7 @@
 pub mod error;
 pub mod identity;
 pub mod kdf;
+pub mod kex;
 pub mod seal;
 pub mod secret;
 pub mod sign;
@@ -49,6 +51,7 @@ pub use identity::{
     DEFAULT_BITS, Fingerprint, Identity, MAX_BITS, MIN_BITS, PublicIdentity, SHORT_ID_LEN,
 };
 pub use kdf::derive_secret;
+pub use kex::{KEX_REPLY_LEN, KEX_SHARE_LEN, KexInitiator, kex_respond};
 pub use seal::{NONCE_LEN, NonceCounter, SealingKey, TAG_LEN};
 pub use secret::Secret32;
 pub use sign::{SIGNATURE_CONTEXT_PREFIX, Signature};
