@@ -103,6 +103,73 @@ fn the_relay_sees_no_plaintext_on_the_wire_or_on_disk() {
     }
 }
 
+/// Issue #14: a packet capture of full handshakes (and of the chat that
+/// follows) holds neither the client's key nor its fingerprint, in any
+/// form, nor the relay's key: identities travel only under the handshake
+/// keys (audit I2).
+#[test]
+fn a_packet_capture_shows_neither_the_clients_nor_the_relays_identity() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &[]);
+    let proxy = Proxy::start(&relay.addr, false);
+    let mut alice = ClientProcess::start(&proxy.addr, "alice", "capture", true, &[]);
+    alice.wait_json("joined", |_| true);
+    alice.say("hello");
+    alice.wait_json("message", |v| v["text"] == "hello");
+    drop(alice);
+    let wire = proxy.recorded.lock().unwrap().clone();
+    assert!(wire.len() > 2000, "the proxy saw the handshake");
+    let id = example_identity("alice");
+    let fp = id.fingerprint();
+    let relay_id = example_identity("relay");
+    for (what, needle) in [
+        ("the client's key", id.public().spki_der().to_vec()),
+        ("the client's fingerprint", fp.as_bytes().to_vec()),
+        ("the client's fingerprint text", fp.to_string().into_bytes()),
+        ("the relay's key", relay_id.public().spki_der().to_vec()),
+    ] {
+        assert!(!contains(&wire, &needle), "{what} is on the wire");
+    }
+    // The capture does hold the key exchange: the check above is not
+    // vacuous (the client's 1,216-byte share is in the first frame).
+    assert!(wire.len() > 1216 + 1120);
+}
+
+/// Audit M7: a relay whose frame limit was raised to 1 MiB holds a
+/// backlog far above 64 KiB. A fresh CLI client backfills all of it (the
+/// relay packs records up to the limit the client announced) instead of
+/// failing on an oversized record and reconnecting for ever.
+#[test]
+fn a_fresh_client_backfills_a_large_backlog_from_a_relay_with_large_frames() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &["--max-frame-bytes", "1048576"]);
+    let mut alice = ClientProcess::start(
+        &relay.addr,
+        "alice",
+        "backlog",
+        true,
+        &["--history", "shared"],
+    );
+    alice.wait_json("joined", |_| true);
+    const LINES: usize = 12;
+    for n in 0..LINES {
+        let line = format!("{n:02}{}", "x".repeat(7000));
+        alice.say(&line);
+        alice.wait_json("message", |v| v["text"] == line.as_str());
+    }
+    // 12 × 7 KB of text, sealed and signed: about 90 KB of backlog.
+    let mut bob = ClientProcess::start(&relay.addr, "bob", "backlog", true, &[]);
+    bob.wait_json("joined", |_| true);
+    for n in 0..LINES {
+        let prefix = format!("{n:02}x");
+        bob.wait_json("message", |v| {
+            v["text"].as_str().is_some_and(|t| t.starts_with(&prefix))
+        });
+    }
+    alice.say("after the backlog");
+    bob.wait_json("message", |v| v["text"] == "after the backlog");
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }

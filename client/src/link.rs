@@ -2,7 +2,7 @@
 //! records, as async halves that a reader task and a writer task can own.
 //!
 //! ```text
-//!   connect ─▶ ClientHello ─▶ greeting ─▶ check relay key (caller's pin) ─▶ ClientAuth ─▶ Welcome
+//!   connect ─▶ ClientHello ─▶ greeting [─▶ RelayAuth] ─▶ check relay key (caller's pin) ─▶ ClientAuth | ClientFinished ─▶ Welcome
 //!          └─▶ LinkReader (FrameBuffer ▶ RecordOpener ▶ RelayMsg)   LinkWriter (ClientMsg ▶ RecordSealer)
 //! ```
 
@@ -111,26 +111,28 @@ impl Connection {
         check_relay: impl FnOnce(&PublicIdentity) -> Result<(), String>,
     ) -> Result<Self, LinkError> {
         let mut fb = FrameBuffer::new(max_frame);
-        let (state, hello) = handshake::client_start_resuming(identity, ticket);
+        let (state, hello) = handshake::client_start_resuming(identity, ticket, max_frame);
         write_frame(&mut stream, &hello, max_frame).await?;
         let greeting = read_frame(&mut stream, &mut fb).await?;
-        let known = state.on_greeting(&greeting)?;
+        let known = match state.on_greeting(&greeting)? {
+            handshake::ClientGreeted::Resumed(known) => known,
+            handshake::ClientGreeted::AwaitingRelayAuth(awaiting) => {
+                let proof = read_frame(&mut stream, &mut fb).await?;
+                awaiting.on_relay_auth(&proof)?
+            }
+        };
         check_relay(known.relay()).map_err(LinkError::RelayKeyRefused)?;
         let resumed = known.is_resumed();
         let (state, auth) = known.authenticate()?;
-        write_frame(&mut stream, &auth, max_frame).await?;
-        fb.set_limit(hush_proto::record::max_record_wire(max_frame));
+        stream.write_all(&auth).await?;
+        fb.set_limit(state.max_record_wire());
         let record = read_frame(&mut stream, &mut fb).await?;
         let handshake::ClientLinked {
-            mut link,
+            link,
             welcome,
             relay,
             ticket,
-        } = state.on_welcome(&record, max_frame)?;
-        // Records we send must fit the relay's frame limit, which may be
-        // lower than what we accept.
-        link.sealer
-            .limit_frame(usize::try_from(welcome.max_frame).unwrap_or(usize::MAX));
+        } = state.on_welcome(&record)?;
         let (rd, wr) = stream.into_split();
         Ok(Self {
             reader: LinkReader {

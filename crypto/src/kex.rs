@@ -77,7 +77,9 @@ impl KexInitiator {
     /// X25519 key is a low-order point.
     pub fn finish(self, reply: &[u8]) -> Result<Secret32, CryptoError> {
         if reply.len() != KEX_REPLY_LEN {
-            return Err(CryptoError::BadShare("key exchange reply of the wrong size"));
+            return Err(CryptoError::BadShare(
+                "key exchange reply of the wrong size",
+            ));
         }
         let (x_pk, ct) = reply.split_at(X25519_LEN);
         let x = dh(&self.x25519, x_pk)?;
@@ -102,7 +104,9 @@ impl Default for KexInitiator {
 /// key does not decode, or its X25519 key is a low-order point.
 pub fn kex_respond(share: &[u8]) -> Result<(Vec<u8>, Secret32), CryptoError> {
     if share.len() != KEX_SHARE_LEN {
-        return Err(CryptoError::BadShare("key exchange share of the wrong size"));
+        return Err(CryptoError::BadShare(
+            "key exchange share of the wrong size",
+        ));
     }
     let (x_pk, ek) = share.split_at(X25519_LEN);
     let ek = EncapsulationKey::<MlKem768>::new_from_slice(ek)
@@ -204,7 +208,10 @@ mod tests {
         // An ML-KEM key with coefficients out of range does not decode.
         let mut bad_ek = a.share().to_vec();
         bad_ek[32..].fill(0xff);
-        assert!(matches!(kex_respond(&bad_ek), Err(CryptoError::BadShare(_))));
+        assert!(matches!(
+            kex_respond(&bad_ek),
+            Err(CryptoError::BadShare(_))
+        ));
         let (reply, _) = kex_respond(a.share()).unwrap();
         assert!(a.finish(&reply[..100]).is_err());
     }

@@ -55,7 +55,7 @@ pub use kex::{KEX_REPLY_LEN, KEX_SHARE_LEN, KexInitiator, kex_respond};
 pub use seal::{NONCE_LEN, NonceCounter, SealingKey, TAG_LEN};
 pub use secret::Secret32;
 pub use sign::{SIGNATURE_CONTEXT_PREFIX, Signature};
-pub use wrap::WrappedKey;
+pub use wrap::{WrappedKey, rsa_decryptions};
 
 /// Fills `buf` with bytes from the operating system's CSPRNG (through
 /// `rand`'s thread-local generator, which is seeded and periodically reseeded

@@ -4,13 +4,12 @@
 //! binds the wrap to its use: a key wrapped for a room epoch does not
 //! unwrap as a link secret.
 //!
-//! Two ways to unwrap, chosen by who could have produced the ciphertext
-//! (see SECURITY.md on RUSTSEC-2023-0071):
-//! - [`Identity::unwrap`] reports failure; callers use it only on
-//!   envelopes inside a commit whose signature they have already verified.
-//! - [`Identity::unwrap_or_random`] never reports failure: on any error it
-//!   returns a random secret (implicit rejection, as TLS does), so failure
-//!   shows only later, as a failed seal, on the same code path.
+//! [`Identity::unwrap`] reports failure; callers use it only on envelopes
+//! inside a commit whose signature they have already verified (see
+//! SECURITY.md on RUSTSEC-2023-0071). Nothing else in hush decrypts with
+//! an RSA key: the link handshake (protocol 2) exchanges ephemeral keys
+//! and signs, so a relay never decrypts a stranger's bytes, and
+//! [`rsa_decryptions`] counts every unwrap so that tests can pin it.
 
 use rsa::Oaep;
 use sha2::Sha256;
@@ -35,6 +34,18 @@ impl WrappedKey {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+}
+
+/// RSA private-key decryptions this process has performed: the one call
+/// that does them is [`Identity::unwrap`]. The relay must never make one
+/// (link v2 signs, it does not decrypt); a test pins that.
+static DECRYPTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many RSA private-key decryptions (key unwraps) this process has
+/// performed so far.
+#[must_use]
+pub fn rsa_decryptions() -> u64 {
+    DECRYPTIONS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 fn oaep(label: &str) -> Oaep<Sha256> {
@@ -64,6 +75,7 @@ impl Identity {
     /// # Errors
     /// [`CryptoError::UnwrapFailed`], whatever the reason.
     pub fn unwrap(&self, label: &str, wrapped: &[u8]) -> Result<Secret32, CryptoError> {
+        DECRYPTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut rng = rand::rngs::SysRng;
         let plain = zeroize::Zeroizing::new(
             self.rsa()
@@ -71,17 +83,5 @@ impl Identity {
                 .map_err(|_| CryptoError::UnwrapFailed)?,
         );
         Secret32::from_slice(&plain).ok_or(CryptoError::UnwrapFailed)
-    }
-
-    /// Unwraps with implicit rejection: on any failure returns a fresh
-    /// random secret instead of an error, doing the same work either way.
-    #[must_use]
-    pub fn unwrap_or_random(&self, label: &str, wrapped: &[u8]) -> Secret32 {
-        let fallback = Secret32::random();
-        let result = self.unwrap(label, wrapped);
-        // Select without branching on the secret contents; the branch on
-        // success is unavoidable in safe Rust, but both arms are trivial
-        // moves and the RSA work above was done in full either way.
-        result.unwrap_or(fallback)
     }
 }

@@ -45,9 +45,10 @@ pub fn frame(data: &[u8]) {
 }
 
 /// Handshake messages, each in the state that expects it: a hello at the
-/// relay, a greeting at the client, a client's auth at the relay, a
-/// ticket at the relay's ticket key, a resumed client's finished message
-/// at the relay (the first byte chooses which).
+/// relay, a greeting at the client, a client's sealed auth at the relay,
+/// a ticket at the relay's ticket key, a resumed client's sealed finished
+/// message at the relay, the relay's sealed proof at the client (the
+/// first byte chooses which).
 pub fn handshake(data: &[u8]) {
     let Some((&which, msg)) = data.split_first() else {
         return;
@@ -58,9 +59,10 @@ pub fn handshake(data: &[u8]) {
         )),
         lifetime_ms: 1000,
     };
-    match which % 5 {
+    const MAX: usize = 4096;
+    match which % 6 {
         0 => {
-            let _ = handshake::relay_start(relay(), msg, None, None);
+            let _ = handshake::relay_start(relay(), msg, MAX, None, None);
         }
         1 => {
             let (state, _) = handshake::client_start(alice());
@@ -69,25 +71,40 @@ pub fn handshake(data: &[u8]) {
         2 => {
             let (_, hello) = handshake::client_start(alice());
             if let Ok(RelayFirstStep::Continue(state, _)) =
-                handshake::relay_start(relay(), &hello, None, None)
+                handshake::relay_start(relay(), &hello, MAX, None, None)
             {
-                let _ = state.on_client_auth(msg, 4096, 0, 0);
+                let _ = state.on_client_auth(msg, 0, 0);
             }
         }
         3 => {
             let _ = tickets().key.open(msg, 0);
             let _ = handshake::offered_ticket(msg);
         }
-        _ => {
+        4 => {
             let policy = tickets();
             let secret = hush_crypto::Secret32::from_bytes([1; 32]);
             let ticket = policy.key.issue(&alice().fingerprint(), &secret, 1000);
             let opened = policy.key.open(&ticket, 0);
             let (_, hello) = handshake::client_start(alice());
             if let Ok(RelayFirstStep::Continue(state, _)) =
-                handshake::relay_start(relay(), &hello, Some(policy), opened)
+                handshake::relay_start(relay(), &hello, MAX, Some(policy), opened)
             {
-                let _ = state.on_client_auth(msg, 4096, 0, 0);
+                let _ = state.on_client_auth(msg, 0, 0);
+            }
+        }
+        _ => {
+            let (state, hello) = handshake::client_start(alice());
+            let Ok(RelayFirstStep::Continue(_, wire)) =
+                handshake::relay_start(relay(), &hello, MAX, None, None)
+            else {
+                return;
+            };
+            let Ok(Some((_, greeting))) = hush_proto::frame::parse_frame(&wire, usize::MAX) else {
+                return;
+            };
+            if let Ok(handshake::ClientGreeted::AwaitingRelayAuth(s)) = state.on_greeting(greeting)
+            {
+                let _ = s.on_relay_auth(msg);
             }
         }
     }

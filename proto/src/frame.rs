@@ -20,6 +20,10 @@ pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 /// messages of an RSA-8192 identity must fit.
 pub const MIN_MAX_FRAME: usize = 4 * 1024;
 
+/// Largest frame limit either side may use: a relay's `--max-frame-bytes`
+/// and the receive limit a client announces are both bounded by it.
+pub const MAX_FRAME_CEILING: usize = 16 * 1024 * 1024;
+
 /// Why bytes are not a valid frame.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum FrameError {

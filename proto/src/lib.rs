@@ -8,7 +8,8 @@
 //!
 //! ```text
 //!  TCP bytes ─▶ frame (u32 len ‖ body, len checked first)
-//!                ├─ handshake: ClientHello / RelayGreeting / ClientAuth   (plain)
+//!                ├─ handshake: ClientHello / RelayGreeting (plain, kex shares)
+//!                │             RelayAuth / ClientAuth | ClientFinished (sealed, handshake keys)
 //!                └─ record: AES-256-GCM(frames)  ─▶ ClientMsg / RelayMsg  (sealed)
 //!                                                     └─ RoomEvent { room, sender, kind, epoch, body }
 //!                                                                                  opaque to the relay ┘
@@ -16,7 +17,8 @@
 //!
 //! - [`frame`]: length-prefixed framing with the limit checked before the
 //!   body is buffered; "need more" is not an error.
-//! - [`handshake`]: the link handshake as distinct state types.
+//! - [`handshake`]: the link handshake (X25519 + ML-KEM, signed, identities
+//!   sealed) as distinct state types.
 //! - [`record`]: sealed records carrying batches of frames.
 //! - [`msg`]: the messages, and [`names`]: validated room names.
 //! - [`e2e`]: the end-to-end bodies members exchange inside room events.

@@ -123,9 +123,10 @@ pub(crate) mod fp_bytes {
     }
 }
 
-// ─── Handshake (plain frames) ────────────────────────────────────────────
+// ─── Handshake (messages 1 and 2 in clear, 2b and 3 sealed) ──────────────
 
-/// Handshake message 1, client → relay.
+/// Handshake message 1, client → relay, in clear. Its first two fields
+/// keep this layout in every protocol version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientHello {
     /// Always [`MAGIC`].
@@ -134,6 +135,13 @@ pub struct ClientHello {
     pub version: u16,
     /// Fresh randomness: makes the transcript, and so the keys, unique.
     pub client_nonce: [u8; 32],
+    /// The client's ephemeral key exchange share: an X25519 public key
+    /// and an ML-KEM-768 encapsulation key (`hush_crypto::kex`).
+    #[serde(with = "crate::msg::bytes")]
+    pub kex_share: Vec<u8>,
+    /// The largest frame body this client accepts: the relay never seals
+    /// a record above it (nor above its own limit).
+    pub max_frame: u32,
     /// A session ticket from an earlier handshake with this relay, to
     /// resume without RSA (empty for a full handshake). Opaque to the
     /// client: sealed with a key only the relay holds.
@@ -141,9 +149,9 @@ pub struct ClientHello {
     pub ticket: Vec<u8>,
 }
 
-/// Handshake message 2, relay → client. Its first two fields keep this
-/// layout in every protocol version, so a peer of another version can
-/// always read which version the relay speaks.
+/// Handshake message 2, relay → client, in clear. Its first two fields
+/// keep this layout in every protocol version, so a peer of another
+/// version can always read which version the relay speaks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RelayGreeting {
     /// Always [`MAGIC`].
@@ -159,45 +167,58 @@ pub struct RelayGreeting {
 /// The version-specific part of the relay's greeting.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RelayHello {
+    /// Fresh randomness.
+    pub relay_nonce: [u8; 32],
+    /// The relay's reply to the client's share: an X25519 public key and
+    /// an ML-KEM-768 ciphertext.
+    #[serde(with = "crate::msg::bytes")]
+    pub kex_reply: Vec<u8>,
+    /// The relay accepted the client's ticket: no [`RelayAuth`] follows,
+    /// message 3 is a [`ClientFinished`], and no RSA operation follows on
+    /// either side.
+    pub resumed: bool,
+}
+
+/// Handshake message 2b of a full handshake, relay → client, sealed under
+/// the relay's handshake key: who the relay is, and its proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayAuth {
     /// The relay's identity public key, SPKI DER. The client pins it per
     /// `host:port` on first use.
     #[serde(with = "crate::msg::bytes")]
     pub relay_key: Vec<u8>,
-    /// Fresh randomness: makes the client's signature fresh.
-    pub relay_nonce: [u8; 32],
-    /// The relay accepted the client's ticket: message 3 is a
-    /// [`ClientFinished`], and no RSA operation follows on either side.
-    pub resumed: bool,
+    /// RSA-PSS signature, context `hush/v2/link-relay-auth`, over the
+    /// transcript of messages 1 and 2 and `relay_key`.
+    #[serde(with = "crate::msg::bytes")]
+    pub signature: Vec<u8>,
 }
 
-/// Handshake message 3 of a resumed handshake, client → relay: proof that
-/// the client holds the resumption secret the ticket was issued with.
+/// Handshake message 3 of a resumed handshake, client → relay, sealed
+/// under the client's handshake key: proof that the client holds the
+/// resumption secret the ticket was issued with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientFinished {
-    /// `HKDF(resumption secret, salt = transcript of messages 1 and 2,
-    /// info = "hush/v1/resume/client-finished")`.
+    /// `HKDF(handshake secret, salt = transcript of messages 1 and 2,
+    /// info = "hush/v2/resume/client-finished")`.
     pub finished: [u8; 32],
 }
 
-/// Handshake message 3, client → relay.
+/// Handshake message 3 of a full handshake, client → relay, sealed under
+/// the client's handshake key, so its identity never crosses in clear.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientAuth {
     /// The client's identity public key, SPKI DER.
     #[serde(with = "crate::msg::bytes")]
     pub client_key: Vec<u8>,
-    /// The client's 32-byte link secret, RSA-OAEP-wrapped to the relay key
-    /// with label `hush/v1/link-secret`.
-    #[serde(with = "crate::msg::bytes")]
-    pub wrapped_secret: Vec<u8>,
-    /// RSA-PSS signature, context `hush/v1/link-auth`, over the transcript
-    /// hash of messages 1, 2 and this message's first two fields.
+    /// RSA-PSS signature, context `hush/v2/link-auth`, over the transcript
+    /// of messages 1, 2, 2b and `client_key`.
     #[serde(with = "crate::msg::bytes")]
     pub signature: Vec<u8>,
 }
 
-/// Handshake message 4, relay → client: the first sealed record. Only the
-/// holder of the relay's private key could unwrap the link secret, so a
-/// Welcome that opens proves the relay's identity.
+/// Handshake message 4, relay → client: the first record under the link's
+/// own keys. That it opens confirms both sides derived the same keys from
+/// the whole transcript.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Welcome {
     /// The fingerprint the relay bound this connection to.

@@ -122,30 +122,15 @@ async fn handshake(
     let max_frame = shared.limits.max_frame_bytes;
     let hello = read_frame(stream, fb).await?;
     let resume = resumable_ticket(&hello, shared).await;
-    let state = match handshake::relay_start(
-        shared.identity.clone(),
-        &hello,
-        shared.tickets.clone(),
-        resume,
-    )? {
-        RelayFirstStep::Continue(state, greeting) => {
-            write_frame(stream, &greeting, max_frame).await?;
-            state
-        }
-        RelayFirstStep::Refuse(greeting, why) => {
-            write_frame(stream, &greeting, max_frame).await?;
-            return Err(why.into());
-        }
-    };
-    let auth = read_frame(stream, fb).await?;
-    let idle_ms = u64::try_from(shared.limits.idle_timeout.as_millis()).unwrap_or(u64::MAX);
-    let accepted = if state.is_resumed() {
-        // No RSA: a key derivation and a comparison, done here.
-        state.on_client_auth(&auth, max_frame, now_ms(), idle_ms)?
+    let identity = shared.identity.clone();
+    let tickets = shared.tickets.clone();
+    let first = if resume.is_some() {
+        // No RSA: the key exchange and a key derivation, done here.
+        handshake::relay_start(identity, &hello, max_frame, tickets, resume)?
     } else {
-        // The RSA work runs on the blocking pool, at most
-        // `handshake_workers` at a time, so a handshake flood cannot
-        // starve established rooms.
+        // A full handshake costs the relay one RSA signature. It runs on
+        // the blocking pool, at most `handshake_workers` at a time, so a
+        // handshake flood cannot starve established rooms.
         let permit = shared
             .handshake_pool
             .clone()
@@ -156,11 +141,25 @@ async fn handshake(
         // drops this future first.
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            state.on_client_auth(&auth, max_frame, now_ms(), idle_ms)
+            handshake::relay_start(identity, &hello, max_frame, tickets, None)
         })
         .await
         .map_err(|_| HandshakeFailure::Worker)??
     };
+    let state = match first {
+        RelayFirstStep::Continue(state, wire) => {
+            stream.write_all(&wire).await?;
+            state
+        }
+        RelayFirstStep::Refuse(greeting, why) => {
+            write_frame(stream, &greeting, max_frame).await?;
+            return Err(why.into());
+        }
+    };
+    let auth = read_frame(stream, fb).await?;
+    let idle_ms = u64::try_from(shared.limits.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+    // A signature check (public-key RSA) at most: no pool needed.
+    let accepted = state.on_client_auth(&auth, now_ms(), idle_ms)?;
     stream.write_all(&accepted.welcome_wire).await?;
     Ok((accepted.link, accepted.client))
 }

@@ -10,52 +10,16 @@ use hush_crypto::{Fingerprint, Identity};
 use hush_proto::{
     ClientMsg, CloseReason, EventKind, Rejection, RelayMsg, RoomEvent, RoomName, SequencedEvent,
 };
-use hush_server::{Limits, Relay, RelayConfig, Retention};
+use hush_server::Limits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 
 const MAX: usize = hush_proto::DEFAULT_MAX_FRAME;
 const STEP: Duration = Duration::from_secs(10);
 
+mod common;
+use common::TestRelay;
 use hush_testkit::keys::{alice, bob, carol, relay as relay_key};
-
-struct TestRelay {
-    addr: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl TestRelay {
-    async fn start(dir: &std::path::Path, limits: Limits) -> Self {
-        let config = RelayConfig {
-            data_dir: dir.to_path_buf(),
-            limits,
-            retention: Retention::default(),
-        };
-        let relay = Relay::bind("127.0.0.1:0".parse().unwrap(), relay_key(), config)
-            .await
-            .unwrap();
-        let addr = relay.local_addr().unwrap().to_string();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(relay.run(async {
-            let _ = stopped.await;
-        }));
-        Self {
-            addr,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn shutdown(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(STEP, self.task)
-            .await
-            .expect("relay stops promptly")
-            .unwrap();
-    }
-}
 
 fn room(name: &str) -> RoomName {
     RoomName::new(name).unwrap()

@@ -61,7 +61,7 @@ pub(crate) struct AdmitArgs {
 }
 
 /// Largest frame `hush server` accepts (`--max-frame-bytes`).
-const MAX_FRAME_LIMIT: usize = 16 * 1024 * 1024;
+const MAX_FRAME_LIMIT: usize = hush_proto::frame::MAX_FRAME_CEILING;
 
 /// Runs `hush bench admit`.
 pub(crate) fn run(a: &AdmitArgs) -> Result<()> {

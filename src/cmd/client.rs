@@ -133,7 +133,9 @@ pub fn run(args: ClientArgs) -> Result<()> {
         json: args.json,
         transcript: args.output,
         known_relays: KnownRelays::new(known),
-        max_frame: hush_proto::DEFAULT_MAX_FRAME,
+        // Announced in the hello: the relay packs records up to its own
+        // limit, never above this one (audit M7).
+        max_frame: hush_proto::frame::MAX_FRAME_CEILING,
         rekey: RekeyPolicy {
             max_messages: args.rekey_messages,
             max_age: args.rekey_after,

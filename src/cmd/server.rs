@@ -86,7 +86,7 @@ pub struct ServerArgs {
 }
 
 fn parse_frame_limit(text: &str) -> Result<usize, String> {
-    const MAX: usize = 16 * 1024 * 1024;
+    const MAX: usize = hush_proto::frame::MAX_FRAME_CEILING;
     let min = hush_proto::frame::MIN_MAX_FRAME;
     match text.trim().parse::<usize>() {
         Ok(n) if (min..=MAX).contains(&n) => Ok(n),
