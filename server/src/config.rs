@@ -71,6 +71,13 @@ pub struct Limits {
     /// How long a session ticket stays valid; zero issues none. 7 days:
     /// a client that reconnects within a week resumes without RSA.
     pub ticket_lifetime: Duration,
+    /// Used session-ticket ids the ledger keeps per identity (audit L2).
+    /// Beyond it the identity's oldest ones are dropped and every ticket
+    /// of that identity expiring no later counts as used: the newest
+    /// ticket, the one a client holds, always resumes. 256: a client that
+    /// reconnects every forty minutes for the ticket lifetime of 7 days;
+    /// one identity cannot fill the relay-wide ledger.
+    pub tickets_per_identity: u32,
 }
 
 impl Default for Limits {
@@ -90,6 +97,7 @@ impl Default for Limits {
             handshake_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             handshakes_per_ip_per_sec: 20,
             ticket_lifetime: Duration::from_secs(7 * 24 * 3600),
+            tickets_per_identity: 256,
         }
     }
 }

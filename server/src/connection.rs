@@ -178,7 +178,10 @@ async fn resumable_ticket(
         return None;
     }
     let opened = policy.key.open(&offered, now_ms())?;
-    if ledger.claim(opened.id, opened.expires_ms).await {
+    if ledger
+        .claim(opened.id, opened.client, opened.expires_ms)
+        .await
+    {
         Some(opened)
     } else {
         tracing::debug!(client = %opened.client, "a used ticket was offered again");
@@ -228,7 +231,11 @@ async fn establish(
     let id = shared
         .next_id
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    tracing::info!(peer = ?peer_addr, conn = id, client = %fingerprint, "client connected");
+    // The address and the identity are never logged together at info: an
+    // operator's log would otherwise be a durable record of who connects
+    // from where (audit L7). The connection id links them at debug.
+    tracing::info!(peer = ?peer_addr, conn = id, "client connected");
+    tracing::debug!(conn = id, client = %fingerprint, "client authenticated");
     let Link { sealer, opener } = link;
     fb.set_limit(opener.max_record_wire());
 
@@ -337,7 +344,8 @@ impl Connection {
         let fingerprint = self.peer.fingerprint;
         let writer = self.writer;
         let _ = writer.await;
-        tracing::info!(conn = id, client = %fingerprint, reason = ?stop, "client disconnected");
+        tracing::info!(conn = id, reason = ?stop, "client disconnected");
+        tracing::debug!(conn = id, client = %fingerprint, "client disconnected");
     }
 
     async fn read_loop(&mut self) -> Stop {

@@ -65,7 +65,7 @@ impl Relay {
         } else {
             let key = tickets::load_or_create_key(&config.data_dir)
                 .map_err(|e| RelayError::Tickets(e.to_string()))?;
-            let ledger = tickets::TicketLedger::open(&config.data_dir)
+            let ledger = tickets::TicketLedger::open(&config.data_dir, limits.tickets_per_identity)
                 .map_err(|e| RelayError::Tickets(e.to_string()))?;
             let policy = hush_proto::handshake::TicketPolicy {
                 key: Arc::new(hush_proto::ticket::TicketKey::new(key)),

@@ -74,6 +74,10 @@ pub struct ServerArgs {
     /// (e.g. 7d); 0s issues none.
     #[arg(long, env = "HUSH_TICKET_LIFETIME", default_value = "7d", value_parser = parse_duration)]
     ticket_lifetime: Duration,
+    /// Used session tickets remembered per identity; beyond it that
+    /// identity's oldest tickets stop resuming (its newest always does).
+    #[arg(long, env = "HUSH_TICKETS_PER_IDENTITY", default_value_t = Limits::default().tickets_per_identity)]
+    tickets_per_identity: u32,
     /// Keep at most this many messages per room; membership events
     /// (commits, joins, leaves, invites, kicks) are always kept
     /// [default: unlimited].
@@ -121,6 +125,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
             .max(1),
         handshakes_per_ip_per_sec: args.handshakes_per_ip.max(1),
         ticket_lifetime: args.ticket_lifetime,
+        tickets_per_identity: args.tickets_per_identity.max(1),
     };
     let retention = Retention {
         max_events: args.retention_events,
