@@ -39,7 +39,7 @@ use crate::config::{Limits, TokenBucket};
 use crate::hub::{Hub, Outbound, Outbox, Peer, Stop};
 use crate::keepalive::Keepalive;
 use crate::log::ReaderPool;
-use crate::sequencer::{PublishRequest, now_ms};
+use crate::sequencer::{PublishRequest, Request, now_ms};
 
 /// Events sent per backfill answer; the client asks again for more.
 pub const BACKFILL_PAGE: usize = 1000;
@@ -64,8 +64,10 @@ pub(crate) struct Shared {
     pub(crate) ledger: Option<crate::tickets::TicketLedger>,
     pub(crate) limits: Limits,
     pub(crate) hub: Hub,
-    pub(crate) publish: mpsc::Sender<PublishRequest>,
+    pub(crate) sequencer: mpsc::Sender<Request>,
     pub(crate) handshake_pool: Arc<Semaphore>,
+    /// Backfill reads at once, apart from the handshakes' RSA pool.
+    pub(crate) backfill_pool: Arc<Semaphore>,
     pub(crate) readers: ReaderPool,
     pub(crate) next_id: std::sync::atomic::AtomicU64,
     pub(crate) keepalive: Arc<Keepalive>,
@@ -428,7 +430,25 @@ impl Connection {
                     self.reject(0, room, Rejection::TooManyRooms { limit });
                     return;
                 }
-                let info = self.shared.hub.join(&room, &self.peer);
+                let info = match self.shared.hub.join(&room, &self.peer) {
+                    Some(info) => info,
+                    None => {
+                        // Nobody is in the room: the sequencer knows its head.
+                        let (reply, answer) = tokio::sync::oneshot::channel();
+                        let join = Request::Join {
+                            room: room.clone(),
+                            peer: self.peer.clone(),
+                            reply,
+                        };
+                        if self.shared.sequencer.send(join).await.is_err() {
+                            return;
+                        }
+                        let Ok(info) = answer.await else {
+                            return;
+                        };
+                        info
+                    }
+                };
                 self.rooms.insert(room, info.head_seq);
             }
             ClientMsg::Leave { room } => {
@@ -514,7 +534,13 @@ impl Connection {
             request,
             event,
         };
-        if self.shared.publish.send(req).await.is_err() {
+        if self
+            .shared
+            .sequencer
+            .send(Request::Publish(req))
+            .await
+            .is_err()
+        {
             tracing::warn!("sequencer gone; dropping publish");
         }
     }
@@ -524,6 +550,9 @@ impl Connection {
             self.reject(0, room, Rejection::NotJoined);
             return;
         };
+        // Each read costs the relay up to a page of disk and memory: it
+        // takes a rate token like any request (audit L3).
+        self.take_token().await;
         let shared = self.shared.clone();
         let name = room.clone();
         // A page never takes more than a quarter of the outbound queue, so
@@ -531,8 +560,14 @@ impl Connection {
         let page = BACKFILL_PAGE
             .min(self.shared.limits.outbound_queue / 4)
             .max(1);
+        // Backfill reads have a pool of their own, so a flood of them
+        // waits there and never for (or instead of) a handshake's RSA.
+        let Ok(permit) = self.shared.backfill_pool.clone().acquire_owned().await else {
+            return;
+        };
         // SQLite reads block: run them on the blocking pool.
         let rows = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             shared
                 .readers
                 .with_reader(|r| r.events_after_capped(&name, after_seq, page, BACKFILL_PAGE_BYTES))
