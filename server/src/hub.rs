@@ -7,6 +7,11 @@
 //! is added in the same critical section that reads `H`, so it receives
 //! every event after `H` live and nothing twice.
 //!
+//! The hub holds a room only while someone is joined to it (audit L3):
+//! a join of a room it does not hold goes through the sequencer, which
+//! knows the room's head, and fan-out to a room it does not hold delivers
+//! nothing.
+//!
 //! Delivery never blocks: each connection has a bounded queue, and a
 //! connection whose queue is full is cut off (it catches up from the log on
 //! reconnect), so one slow reader never slows a room.

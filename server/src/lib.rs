@@ -8,7 +8,8 @@
 //!   Listener ── accept (relay.rs: connection slots, per-IP limits, handshake rate)
 //!      │
 //!      ├─▶ connection task ×N  (connection.rs: handshake, records, limits)
-//!      │        │ Join/Leave ──────────▶ Hub (hub.rs: membership, fan-out)
+//!      │        │ Join/Leave ──────────▶ Hub (hub.rs: membership, fan-out; a room
+//!      │        │                              nobody is in is joined via the sequencer)
 //!      │        │ Publish ─▶ Sequencer thread (sequencer.rs) ─▶ EventLog (log/, SQLite)
 //!      │        │                             └── after commit ─▶ Hub.fan_out
 //!      │        └ Backfill ─▶ log readers (log/reader_pool.rs)

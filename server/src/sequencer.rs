@@ -11,6 +11,11 @@
 //!                                         members' outbound queues
 //! ```
 //!
+//! It also joins connections to rooms nobody is in (after a batch's
+//! fan-out, so the head it hands out is exact), keeps only recently used
+//! room heads in memory (reading the others back from the log), and runs
+//! retention in bounded chunks between batches (docs/ARCHITECTURE.md).
+//!
 //! Being the single writer makes it the single point of order: sequence
 //! numbers are assigned in the order the batch is committed. It does not
 //! choose between commits (protocol 2): every commit that can name a real
