@@ -14,7 +14,10 @@ use hush_crypto::{Identity, KeyFileError, PublicIdentity};
 use zeroize::Zeroizing;
 
 /// Environment variable that supplies a key passphrase to scripts (and
-/// unlocks encrypted keys wherever one is loaded).
+/// unlocks encrypted keys wherever one is loaded). Like any environment
+/// variable it can be read in `/proc/PID/environ` by processes of the same
+/// user (and root) and is inherited by child processes; SECURITY.md says
+/// so, and the `--help` texts that mention it do too.
 pub const PASSPHRASE_ENV: &str = "HUSH_PASSPHRASE";
 
 /// Key files are a few KiB; anything much larger is not a key, and is not
@@ -236,6 +239,45 @@ pub fn write_new_file(path: &Path, contents: &[u8], mode: u32, force: bool) -> R
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// scrypt cost for newly encrypted keys: N = 2^17, r = 8, p = 1 (128 MiB,
+/// a few tenths of a second once per load), eight times the `pkcs5`
+/// default of 2^14 that keys written before were given (audit L7), so an
+/// offline guess at a stolen file's passphrase costs as much. Older keys
+/// still open: the parameters are read from the file.
+pub const SCRYPT_LOG_N: u8 = 17;
+/// scrypt block size `r` for new keys.
+pub const SCRYPT_R: u32 = 8;
+/// scrypt parallelism `p` for new keys.
+pub const SCRYPT_P: u32 = 1;
+
+/// Encrypts an unencrypted PKCS#8 PEM private key under `passphrase`:
+/// PBES2 with scrypt at [`SCRYPT_LOG_N`] and AES-256-CBC, fresh salt and
+/// IV.
+///
+/// # Errors
+/// If the PEM is not a private key or the encryption fails.
+fn encrypt_pem(plain_pem: &str, passphrase: &[u8]) -> Result<Zeroizing<String>> {
+    use pkcs8::pkcs5::{pbes2, scrypt};
+    let (_, der) = pkcs8::SecretDocument::from_pem(plain_pem)
+        .map_err(|e| anyhow!("cannot encode the private key: {e}"))?;
+    let info = pkcs8::PrivateKeyInfoRef::try_from(der.as_bytes())
+        .map_err(|e| anyhow!("cannot encode the private key: {e}"))?;
+    let random = hush_crypto::Secret32::random();
+    let (salt, iv) = random.expose_secret().split_at(16);
+    let mut aes_iv = [0u8; 16];
+    aes_iv.copy_from_slice(iv);
+    let params = scrypt::Params::new(SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P)
+        .map_err(|e| anyhow!("scrypt parameters: {e}"))?;
+    let pbes2 = pbes2::Parameters::generate_scrypt_aes256cbc(params, salt, aes_iv)
+        .map_err(|e| anyhow!("scrypt parameters: {e}"))?;
+    let encrypted = info
+        .encrypt_with_params(pbes2, passphrase)
+        .map_err(|e| anyhow!("cannot encrypt the private key: {e}"))?;
+    encrypted
+        .to_pem("ENCRYPTED PRIVATE KEY", pkcs8::LineEnding::LF)
+        .map_err(|e| anyhow!("cannot encode the private key: {e}"))
+}
+
 /// Writes a new identity key pair: PATH (0600) with comment lines, and
 /// PATH.pub.
 ///
@@ -250,7 +292,10 @@ pub fn write_identity(
 ) -> Result<()> {
     let fp = identity.fingerprint();
     let date = utc_date_today();
-    let private_pem = identity.to_pem(passphrase)?;
+    let private_pem = match passphrase {
+        None => identity.to_pem(None)?,
+        Some(pass) => encrypt_pem(&identity.to_pem(None)?, pass)?,
+    };
     let mut private_text = Zeroizing::new(format!(
         "# hush identity key (private: never share this file)\n# created: {date}\n# public key: {fp}\n"
     ));
@@ -282,4 +327,64 @@ pub fn utc_date_today() -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// keys.example/alice.pem, a 2048-bit key (no RSA is generated here).
+    fn alice() -> Identity {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("keys.example/alice.pem"),
+        )
+        .unwrap();
+        Identity::from_pem(&text, None).unwrap()
+    }
+
+    /// The scrypt log2(N) a PEM-encrypted key was written with.
+    fn scrypt_log_n(pem: &str) -> u32 {
+        let (_, doc) = pkcs8::Document::from_pem(pem_block(pem)).unwrap();
+        let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(doc.as_bytes()).unwrap();
+        let pkcs8::pkcs5::EncryptionScheme::Pbes2(params) = info.encryption_algorithm else {
+            panic!("not PBES2");
+        };
+        let pkcs8::pkcs5::pbes2::Kdf::Scrypt(scrypt) = params.kdf else {
+            panic!("not scrypt");
+        };
+        scrypt.cost_parameter.trailing_zeros()
+    }
+
+    fn pem_block(text: &str) -> &str {
+        &text[text.find("-----BEGIN").unwrap()..]
+    }
+
+    #[test]
+    fn new_passphrase_keys_use_the_stronger_scrypt_cost_and_open_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alice.pem");
+        let alice = alice();
+        write_identity(&path, &alice, Some(b"correct horse"), false).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(scrypt_log_n(&text), u32::from(SCRYPT_LOG_N));
+        let opened = Identity::from_pem(&text, Some(b"correct horse")).unwrap();
+        assert_eq!(opened.fingerprint(), alice.fingerprint());
+        assert!(Identity::from_pem(&text, Some(b"wrong")).is_err());
+    }
+
+    #[test]
+    fn a_key_written_with_the_old_scrypt_cost_still_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alice.pem");
+        let alice = alice();
+        // What `hush keygen --passphrase` wrote before: the pkcs5 defaults.
+        let old = alice.to_pem(Some(b"correct horse")).unwrap();
+        assert_eq!(scrypt_log_n(&old), 14);
+        write_new_file(&path, old.as_bytes(), 0o600, false).unwrap();
+        let text = read_key_text(&path).unwrap();
+        assert_eq!(PemKind::detect(&text).unwrap(), PemKind::EncryptedPrivate);
+        let opened = Identity::from_pem(&text, Some(b"correct horse")).unwrap();
+        assert_eq!(opened.fingerprint(), alice.fingerprint());
+    }
 }

@@ -233,3 +233,16 @@ fn typos_on_the_command_line_are_explained() {
     let out = run(hush().arg("keygen"));
     assert!(!out.ok && out.stderr.contains("--output"), "{}", out.stderr);
 }
+
+#[test]
+fn the_help_says_hush_passphrase_is_visible_in_the_process_environment() {
+    for sub in ["keygen", "client"] {
+        let out = run(hush().args([sub, "--help"]));
+        assert!(out.ok, "{}", out.stderr);
+        assert!(
+            out.stdout.contains("HUSH_PASSPHRASE") && out.stdout.contains("/proc/PID/environ"),
+            "hush {sub} --help: {}",
+            out.stdout
+        );
+    }
+}

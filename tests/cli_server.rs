@@ -178,6 +178,20 @@ fn after_kill_9_every_committed_event_is_served_again() {
 #[test]
 fn server_refuses_a_readable_key_and_bad_flags_with_clear_errors() {
     let data = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run(hush()
+        .args(["server", "--bind", "127.0.0.1:0", "--data"])
+        .arg(data.path()));
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains(&format!(
+            "is open to other users (mode 0755); it must be private to the relay. Fix it with: chmod 700 {}",
+            data.path().display()
+        )),
+        "{}",
+        out.stderr
+    );
+    common::private_dir(data.path());
     let (_keys, key) = example_key("relay");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = run(hush()
@@ -224,6 +238,7 @@ fn server_refuses_a_readable_key_and_bad_flags_with_clear_errors() {
 #[test]
 fn settings_read_from_hush_environment_variables() {
     let data = tempfile::tempdir().unwrap();
+    common::private_dir(data.path());
     let (_keys, key) = example_key("relay");
     let mut child = hush()
         .args(["server"])
@@ -252,4 +267,24 @@ fn settings_read_from_hush_environment_variables() {
         out.contains(&example_identity("relay").fingerprint().to_string()),
         "{out}"
     );
+}
+
+#[test]
+fn the_info_log_never_pairs_a_clients_address_with_its_fingerprint() {
+    let data = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log_path = logs.path().join("relay.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let (_keys, key) = example_key("relay");
+    let key = key.to_str().unwrap();
+    let relay = RelayProcess::start_logging(data.path(), 0, &["--key", key], "info", log.into());
+    let seqs = rt().block_on(publish(&relay.addr, "lobby", 0, 1));
+    assert_eq!(seqs, vec![1]);
+    assert!(relay.signal("-TERM").success());
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(text.contains("client connected"), "{text}");
+    assert!(text.contains("client disconnected"), "{text}");
+    assert!(text.contains("127.0.0.1"), "the address is logged: {text}");
+    let alice = example_identity("alice").fingerprint().to_string();
+    assert!(!text.contains(&alice), "the fingerprint is not: {text}");
 }

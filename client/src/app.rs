@@ -151,6 +151,32 @@ fn classify(e: LinkError, ever_connected: bool) -> ConnectFailure {
     }
 }
 
+/// Opens the `-o` transcript for appending. It holds plaintext chat, so it
+/// is created 0600, and an existing regular file readable by others is
+/// narrowed to 0600 (audit L7); a device or pipe is left as it is.
+///
+/// # Errors
+/// If the file cannot be opened or its mode narrowed.
+pub fn open_transcript(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let file = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = file.metadata()?;
+        if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(file)
+}
+
 /// Runs the client until `/quit`, `/leave`, the end of `input`, or a fatal
 /// error.
 ///
@@ -162,18 +188,12 @@ where
     W: Write,
 {
     let transcript = match &config.transcript {
-        Some(p) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| {
-                    ClientError::Relay(format!(
-                        "cannot open the transcript file {}: {e}",
-                        p.display()
-                    ))
-                })?,
-        ),
+        Some(p) => Some(open_transcript(p).map_err(|e| {
+            ClientError::Relay(format!(
+                "cannot open the transcript file {}: {e}",
+                p.display()
+            ))
+        })?),
         None => None,
     };
     let mut screen = Screen {

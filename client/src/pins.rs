@@ -115,7 +115,7 @@ impl KnownRelays {
             });
         }
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| self.file_error(e))?;
+            crate::state::create_private_dir(dir).map_err(|e| self.file_error(e))?;
         }
         let mut f = std::fs::OpenOptions::new()
             .create(true)

@@ -66,6 +66,47 @@ pub enum StateError {
     },
 }
 
+/// Creates `dir` and any missing parents readable only by their owner
+/// (0700): state file names carry room names, and the folder holds the
+/// pinned relays (audit L7). An existing folder keeps its mode.
+///
+/// # Errors
+/// If a folder cannot be created.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Creates `path` afresh, 0600, for writing: whatever was there (a stale
+/// temporary file with a looser mode, or a symbolic link planted by
+/// someone else) is removed first, and the open neither follows a link
+/// (`O_NOFOLLOW`) nor reuses an existing file (`O_EXCL`), so the new file
+/// never inherits another file's mode or target (audit L7).
+///
+/// # Errors
+/// If the old file cannot be removed or the new one created.
+pub(crate) fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    opts.open(path)
+}
+
 /// Where one room's state lives, and whose key opens it.
 pub struct StateStore {
     path: PathBuf,
@@ -174,18 +215,11 @@ impl StateStore {
             sealed,
         });
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
+        create_private_dir(dir).map_err(|e| self.io(e))?;
         let tmp = self.path.with_extension("state.tmp");
         {
             use std::io::Write;
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            let mut f = opts.open(&tmp).map_err(|e| self.io(e))?;
+            let mut f = create_private_file(&tmp).map_err(|e| self.io(e))?;
             f.write_all(&file)
                 .and_then(|()| f.sync_all())
                 .map_err(|e| self.io(e))?;

@@ -140,3 +140,41 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn state_folders_are_private_and_the_temporary_file_is_never_followed_or_inherited() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+    let (mut relay, mut alice, mut bob) = two_members();
+    alice.send_text("hello");
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    let top = tempfile::tempdir().unwrap();
+    let data = top.path().join("client");
+    let store = StateStore::new(&data, "relay:1", "lobby", bob_id());
+    let rooms = store.path().parent().unwrap().to_path_buf();
+    // Another local user planted a link where the temporary file goes.
+    std::fs::create_dir_all(&rooms).unwrap();
+    std::fs::set_permissions(&rooms, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let target = top.path().join("victim");
+    std::fs::write(&target, "untouched").unwrap();
+    let tmp = store.path().with_extension("state.tmp");
+    std::os::unix::fs::symlink(&target, &tmp).unwrap();
+    store.save(&bob.room.snapshot()).unwrap();
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched");
+    assert_eq!(mode(store.path()), 0o600);
+    // A stale temporary file readable by others is replaced, not reused.
+    std::fs::write(&tmp, "stale").unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).unwrap();
+    store.save(&bob.room.snapshot()).unwrap();
+    assert_eq!(mode(store.path()), 0o600);
+    assert!(store.load().unwrap().is_some());
+
+    // Folders hush creates itself are 0700, parents included.
+    let fresh = top.path().join("fresh").join("client");
+    let store = StateStore::new(&fresh, "relay:1", "lobby", bob_id());
+    store.save(&bob.room.snapshot()).unwrap();
+    assert_eq!(mode(&fresh), 0o700);
+    assert_eq!(mode(store.path().parent().unwrap()), 0o700);
+    assert_eq!(mode(&top.path().join("fresh")), 0o700);
+}

@@ -78,7 +78,9 @@ impl NonceCounter {
     }
 }
 
-/// An AES-256-GCM key. The cipher state zeroizes on drop.
+/// An AES-256-GCM key. The cipher state (the AES key schedule and the
+/// GHASH key) zeroizes on drop: the workspace turns on `aes-gcm`'s
+/// `zeroize` feature, which `tests/local_secrets.rs` pins.
 pub struct SealingKey {
     cipher: Aes256Gcm,
 }

@@ -490,6 +490,13 @@ pub enum Rejection {
         /// Largest body accepted, in bytes.
         max_body: u32,
     },
+    /// The event would have created a room (the first event in it), and
+    /// its sender already created as many rooms as the relay allows per
+    /// hour; nothing was stored. Use an existing room, or try later.
+    TooManyNewRooms {
+        /// New rooms allowed per identity and hour.
+        per_hour: u32,
+    },
 }
 
 /// The relay's epoch rule (protocol 2). The relay does not choose between

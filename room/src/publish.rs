@@ -40,9 +40,10 @@ impl Room {
             .any(|(r, e)| *r == request && e.kind == EventKind::Commit);
         self.outbox.unconfirmed.retain(|(r, _)| *r != request);
         match reason {
-            Rejection::TooManyCommits { .. } => {
+            Rejection::TooManyCommits { .. } | Rejection::TooManyNewRooms { .. } => {
                 // Not sequenced: build it again once the relay's window
-                // has passed, and say so once.
+                // has passed (a creating commit over the room quota too),
+                // and say so once.
                 self.commits.in_flight = None;
                 self.commits.hold_until = Some(now + COMMIT_HOLD);
                 actions.push(Action::Show(Shown::Refused {

@@ -40,8 +40,9 @@ pub struct Limits {
     /// The relay pings after a third of it, so a live but quiet client
     /// always answers in time. 90 s outlives most NAT mappings' patience.
     pub idle_timeout: Duration,
-    /// Sustained publishes per second per connection. 50/s is far above
-    /// human typing and enough for bots; a flood is slowed to this.
+    /// Sustained requests (publish, join, leave, backfill) per second per
+    /// connection. 50/s is far above human typing and enough for bots; a
+    /// flood is slowed to this.
     pub publish_rate: u32,
     /// Publishes a connection may make in a burst above the rate (a paste
     /// of many lines). 200.
@@ -50,8 +51,29 @@ pub struct Limits {
     /// (members judge each one). 60: an admission wave or a rekey needs a
     /// handful.
     pub commits_per_minute: u32,
+    /// New rooms one identity may create per hour (a room is created by
+    /// the first event sequenced in it, and its row is kept for good:
+    /// audit L3). 20: a person opens a few rooms a day; a script making
+    /// rooms by the thousand is stopped.
+    pub rooms_per_hour: u32,
     /// Rooms one connection may join. 64.
     pub max_rooms_per_connection: usize,
+    /// A room's head (its last seq, epoch and chain head) idle this long
+    /// leaves the sequencer's memory; it is read back from the log on next
+    /// use (audit L3). 10 minutes: an active room stays in memory, and
+    /// rooms made once and left do not accumulate.
+    pub room_idle_after: Duration,
+    /// Room heads the sequencer holds at most; above it the least recently
+    /// used go first. 100,000 (about 20 MB).
+    pub max_resident_rooms: usize,
+    /// Messages one step of retention deletes at most, in one transaction
+    /// between two batches of events (audit L3). 10,000: a few tens of
+    /// milliseconds, so a large prune never stalls sequencing for long.
+    pub prune_chunk_events: usize,
+    /// Backfill reads run at once, relay-wide, apart from the RSA
+    /// handshake workers (audit L3). 4: SQLite reads in WAL mode go in
+    /// parallel; more would only queue on the disk.
+    pub backfill_workers: usize,
     /// Messages queued for one connection before it counts as too slow and
     /// is disconnected (it backfills on reconnect). 4,096: absorbs bursts
     /// for a client on a slow link without letting one reader hold a room.
@@ -71,6 +93,13 @@ pub struct Limits {
     /// How long a session ticket stays valid; zero issues none. 7 days:
     /// a client that reconnects within a week resumes without RSA.
     pub ticket_lifetime: Duration,
+    /// Used session-ticket ids the ledger keeps per identity (audit L2).
+    /// Beyond it the identity's oldest ones are dropped and every ticket
+    /// of that identity expiring no later counts as used: the newest
+    /// ticket, the one a client holds, always resumes. 256: a client that
+    /// reconnects every forty minutes for the ticket lifetime of 7 days;
+    /// one identity cannot fill the relay-wide ledger.
+    pub tickets_per_identity: u32,
 }
 
 impl Default for Limits {
@@ -84,12 +113,18 @@ impl Default for Limits {
             publish_rate: 50,
             publish_burst: 200,
             commits_per_minute: 60,
+            rooms_per_hour: 20,
             max_rooms_per_connection: 64,
+            room_idle_after: Duration::from_secs(600),
+            max_resident_rooms: 100_000,
+            prune_chunk_events: 10_000,
+            backfill_workers: 4,
             outbound_queue: 4096,
             outbound_queue_bytes: 8 * 1024 * 1024,
             handshake_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             handshakes_per_ip_per_sec: 20,
             ticket_lifetime: Duration::from_secs(7 * 24 * 3600),
+            tickets_per_identity: 256,
         }
     }
 }

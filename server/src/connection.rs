@@ -39,7 +39,7 @@ use crate::config::{Limits, TokenBucket};
 use crate::hub::{Hub, Outbound, Outbox, Peer, Stop};
 use crate::keepalive::Keepalive;
 use crate::log::ReaderPool;
-use crate::sequencer::{PublishRequest, now_ms};
+use crate::sequencer::{PublishRequest, Request, now_ms};
 
 /// Events sent per backfill answer; the client asks again for more.
 pub const BACKFILL_PAGE: usize = 1000;
@@ -64,8 +64,10 @@ pub(crate) struct Shared {
     pub(crate) ledger: Option<crate::tickets::TicketLedger>,
     pub(crate) limits: Limits,
     pub(crate) hub: Hub,
-    pub(crate) publish: mpsc::Sender<PublishRequest>,
+    pub(crate) sequencer: mpsc::Sender<Request>,
     pub(crate) handshake_pool: Arc<Semaphore>,
+    /// Backfill reads at once, apart from the handshakes' RSA pool.
+    pub(crate) backfill_pool: Arc<Semaphore>,
     pub(crate) readers: ReaderPool,
     pub(crate) next_id: std::sync::atomic::AtomicU64,
     pub(crate) keepalive: Arc<Keepalive>,
@@ -177,7 +179,10 @@ async fn resumable_ticket(
         return None;
     }
     let opened = policy.key.open(&offered, now_ms())?;
-    if ledger.claim(opened.id, opened.expires_ms).await {
+    if ledger
+        .claim(opened.id, opened.client, opened.expires_ms)
+        .await
+    {
         Some(opened)
     } else {
         tracing::debug!(client = %opened.client, "a used ticket was offered again");
@@ -227,7 +232,11 @@ async fn establish(
     let id = shared
         .next_id
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    tracing::info!(peer = ?peer_addr, conn = id, client = %fingerprint, "client connected");
+    // The address and the identity are never logged together at info: an
+    // operator's log would otherwise be a durable record of who connects
+    // from where (audit L7). The connection id links them at debug.
+    tracing::info!(peer = ?peer_addr, conn = id, "client connected");
+    tracing::debug!(conn = id, client = %fingerprint, "client authenticated");
     let Link { sealer, opener } = link;
     fb.set_limit(opener.max_record_wire());
 
@@ -336,7 +345,8 @@ impl Connection {
         let fingerprint = self.peer.fingerprint;
         let writer = self.writer;
         let _ = writer.await;
-        tracing::info!(conn = id, client = %fingerprint, reason = ?stop, "client disconnected");
+        tracing::info!(conn = id, reason = ?stop, "client disconnected");
+        tracing::debug!(conn = id, client = %fingerprint, "client disconnected");
     }
 
     async fn read_loop(&mut self) -> Stop {
@@ -419,7 +429,25 @@ impl Connection {
                     self.reject(0, room, Rejection::TooManyRooms { limit });
                     return;
                 }
-                let info = self.shared.hub.join(&room, &self.peer);
+                let info = match self.shared.hub.join(&room, &self.peer) {
+                    Some(info) => info,
+                    None => {
+                        // Nobody is in the room: the sequencer knows its head.
+                        let (reply, answer) = tokio::sync::oneshot::channel();
+                        let join = Request::Join {
+                            room: room.clone(),
+                            peer: self.peer.clone(),
+                            reply,
+                        };
+                        if self.shared.sequencer.send(join).await.is_err() {
+                            return;
+                        }
+                        let Ok(info) = answer.await else {
+                            return;
+                        };
+                        info
+                    }
+                };
                 self.rooms.insert(room, info.head_seq);
             }
             ClientMsg::Leave { room } => {
@@ -505,7 +533,13 @@ impl Connection {
             request,
             event,
         };
-        if self.shared.publish.send(req).await.is_err() {
+        if self
+            .shared
+            .sequencer
+            .send(Request::Publish(req))
+            .await
+            .is_err()
+        {
             tracing::warn!("sequencer gone; dropping publish");
         }
     }
@@ -515,6 +549,9 @@ impl Connection {
             self.reject(0, room, Rejection::NotJoined);
             return;
         };
+        // Each read costs the relay up to a page of disk and memory: it
+        // takes a rate token like any request (audit L3).
+        self.take_token().await;
         let shared = self.shared.clone();
         let name = room.clone();
         // A page never takes more than a quarter of the outbound queue, so
@@ -522,8 +559,14 @@ impl Connection {
         let page = BACKFILL_PAGE
             .min(self.shared.limits.outbound_queue / 4)
             .max(1);
+        // Backfill reads have a pool of their own, so a flood of them
+        // waits there and never for (or instead of) a handshake's RSA.
+        let Ok(permit) = self.shared.backfill_pool.clone().acquire_owned().await else {
+            return;
+        };
         // SQLite reads block: run them on the blocking pool.
         let rows = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             shared
                 .readers
                 .with_reader(|r| r.events_after_capped(&name, after_seq, page, BACKFILL_PAGE_BYTES))

@@ -7,6 +7,11 @@
 //! is added in the same critical section that reads `H`, so it receives
 //! every event after `H` live and nothing twice.
 //!
+//! The hub holds a room only while someone is joined to it (audit L3):
+//! a join of a room it does not hold goes through the sequencer, which
+//! knows the room's head, and fan-out to a room it does not hold delivers
+//! nothing.
+//!
 //! Delivery never blocks: each connection has a bounded queue, and a
 //! connection whose queue is full is cut off (it catches up from the log on
 //! reconnect), so one slow reader never slows a room.
@@ -232,7 +237,6 @@ impl Peer {
     }
 }
 
-#[derive(Default)]
 struct Room {
     /// Last sequence number committed to the log (and so deliverable).
     committed_seq: u64,
@@ -244,6 +248,7 @@ struct Room {
 }
 
 /// Result of a join: what the joiner needs to know.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct JoinInfo {
     pub(crate) head_seq: u64,
 }
@@ -269,21 +274,6 @@ impl Hub {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Seeds a room's committed head (at startup, from the log).
-    pub(crate) fn seed(
-        &self,
-        room: RoomName,
-        committed_seq: u64,
-        epoch: u64,
-        head: Option<[u8; 32]>,
-    ) {
-        let mut st = self.lock();
-        let r = st.rooms.entry(room).or_default();
-        r.committed_seq = committed_seq;
-        r.epoch = epoch;
-        r.head = head;
-    }
-
     /// A room's committed seq and chain head, for a checkpoint.
     pub(crate) fn head(&self, room: &RoomName) -> Option<(u64, [u8; 32])> {
         let st = self.lock();
@@ -301,11 +291,40 @@ impl Hub {
         }
     }
 
-    /// Adds `peer` to `room`, queues `Joined` for it and `Presence` for the
-    /// others, atomically with respect to fan-out.
-    pub(crate) fn join(&self, room: &RoomName, peer: &Peer) -> JoinInfo {
+    /// Adds `peer` to `room` if the hub holds the room (someone is in
+    /// it), queues `Joined` for it and `Presence` for the others,
+    /// atomically with respect to fan-out. `None` if nobody is in the
+    /// room: then only the sequencer knows its head, and joins it there
+    /// ([`Self::join_at`]).
+    pub(crate) fn join(&self, room: &RoomName, peer: &Peer) -> Option<JoinInfo> {
         let mut st = self.lock();
-        let r = st.rooms.entry(room.clone()).or_default();
+        let r = st.rooms.get_mut(room)?;
+        Some(Self::join_locked(r, room, peer))
+    }
+
+    /// [`Self::join`] for a room the hub may not hold, whose head the
+    /// caller (the sequencer, between batches) knows is `committed_seq`,
+    /// `epoch` and `head`. If the hub holds the room meanwhile, its own
+    /// head is as current and is kept.
+    pub(crate) fn join_at(
+        &self,
+        room: &RoomName,
+        peer: &Peer,
+        committed_seq: u64,
+        epoch: u64,
+        head: Option<[u8; 32]>,
+    ) -> JoinInfo {
+        let mut st = self.lock();
+        let r = st.rooms.entry(room.clone()).or_insert_with(|| Room {
+            committed_seq,
+            epoch,
+            head,
+            members: HashMap::new(),
+        });
+        Self::join_locked(r, room, peer)
+    }
+
+    fn join_locked(r: &mut Room, room: &RoomName, peer: &Peer) -> JoinInfo {
         r.members.insert(peer.id, peer.clone());
         let mut online: Vec<Fingerprint> = r.members.values().map(|p| p.fingerprint).collect();
         online.sort();
@@ -353,9 +372,10 @@ impl Hub {
         let Some(peer) = r.members.remove(&id) else {
             return;
         };
-        if r.members.is_empty() && r.committed_seq == 0 {
-            // Nothing was ever said here: forget it, so joins to made-up
-            // names cannot grow the relay's memory.
+        if r.members.is_empty() {
+            // Nobody is here: forget the room, so rooms nobody is in cost
+            // the hub nothing (audit L3). The log and the sequencer keep
+            // its head; the next join reads it from there.
             st.rooms.remove(room);
             return;
         }
@@ -396,7 +416,10 @@ impl Hub {
         msg: &Outbound,
     ) {
         let mut st = self.lock();
-        let r = st.rooms.entry(room.clone()).or_default();
+        // Nobody in the room: nothing to deliver, nothing to hold.
+        let Some(r) = st.rooms.get_mut(room) else {
+            return;
+        };
         r.committed_seq = seq;
         r.epoch = epoch;
         r.head = head;

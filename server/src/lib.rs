@@ -8,7 +8,8 @@
 //!   Listener ── accept (relay.rs: connection slots, per-IP limits, handshake rate)
 //!      │
 //!      ├─▶ connection task ×N  (connection.rs: handshake, records, limits)
-//!      │        │ Join/Leave ──────────▶ Hub (hub.rs: membership, fan-out)
+//!      │        │ Join/Leave ──────────▶ Hub (hub.rs: membership, fan-out; a room
+//!      │        │                              nobody is in is joined via the sequencer)
 //!      │        │ Publish ─▶ Sequencer thread (sequencer.rs) ─▶ EventLog (log/, SQLite)
 //!      │        │                             └── after commit ─▶ Hub.fan_out
 //!      │        └ Backfill ─▶ log readers (log/reader_pool.rs)
@@ -69,12 +70,12 @@ pub enum RelayError {
         source: std::io::Error,
     },
     /// The data folder could not be created or used.
-    #[error("cannot use data folder {path}: {source}")]
+    #[error("cannot use data folder {path}: {error}")]
     DataDir {
         /// The folder.
         path: String,
-        /// Why.
-        source: std::io::Error,
+        /// Why (not a `source`: the message already says it once).
+        error: std::io::Error,
     },
     /// The durable log could not be opened.
     #[error("cannot open the event log: {0}")]
@@ -87,14 +88,17 @@ pub enum RelayError {
     Tickets(String),
 }
 
-/// Creates the data folder (and parents) readable only by its owner.
+/// Creates the data folder (and parents) readable only by its owner, and
+/// refuses an existing one that group or others can enter: it holds the
+/// ticket key, the relay key and the metadata of every room.
 ///
 /// # Errors
-/// [`RelayError::DataDir`] naming the folder.
+/// [`RelayError::DataDir`] naming the folder (and, for a loose mode, the
+/// `chmod` that fixes it).
 pub fn create_private_dir(path: &Path) -> Result<(), RelayError> {
-    let err = |source| RelayError::DataDir {
+    let err = |error| RelayError::DataDir {
         path: path.display().to_string(),
-        source,
+        error,
     };
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -103,5 +107,34 @@ pub fn create_private_dir(path: &Path) -> Result<(), RelayError> {
         use std::os::unix::fs::DirBuilderExt;
         builder.mode(0o700);
     }
-    builder.create(path).map_err(err)
+    builder.create(path).map_err(err)?;
+    check_private_mode(path, 0o700).map_err(err)
+}
+
+/// Refuses `path` if group or others have any access to it (as ssh does
+/// for keys), with an error that gives the `chmod` to run: `fix` is the
+/// mode to suggest.
+///
+/// # Errors
+/// `PermissionDenied` for a loose mode; the metadata error otherwise.
+pub(crate) fn check_private_mode(path: &Path, fix: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} is open to other users (mode {mode:04o}); it must be private to the relay. Fix it with: chmod {fix:o} {}",
+                    path.file_name()
+                        .map_or(path.display(), |n| Path::new(n).display()),
+                    path.display()
+                ),
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, fix);
+    Ok(())
 }

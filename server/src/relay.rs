@@ -43,17 +43,19 @@ impl Relay {
     ) -> Result<Self, RelayError> {
         create_private_dir(&config.data_dir)?;
         let path = config.data_dir.join(LOG_FILE);
+        // No room is loaded here: the sequencer reads each room's head from
+        // the log when the room is next used.
         let log = EventLog::open(&path)?;
-        let heads = log.room_heads()?;
         let hub = Hub::default();
-        let (publish, sequencer) = sequencer::spawn(
+        let (sequencer_tx, sequencer) = sequencer::spawn(
             log,
-            heads,
             hub.clone(),
-            identity.clone(),
-            config.retention,
-            config.limits.outbound_queue.max(1024),
-            config.limits.commits_per_minute,
+            sequencer::SequencerConfig {
+                identity: identity.clone(),
+                retention: config.retention,
+                capacity: config.limits.outbound_queue.max(1024),
+                limits: config.limits.clone(),
+            },
         )
         .map_err(RelayError::Thread)?;
         let listener = TcpListener::bind(addr)
@@ -65,7 +67,7 @@ impl Relay {
         } else {
             let key = tickets::load_or_create_key(&config.data_dir)
                 .map_err(|e| RelayError::Tickets(e.to_string()))?;
-            let ledger = tickets::TicketLedger::open(&config.data_dir)
+            let ledger = tickets::TicketLedger::open(&config.data_dir, limits.tickets_per_identity)
                 .map_err(|e| RelayError::Tickets(e.to_string()))?;
             let policy = hush_proto::handshake::TicketPolicy {
                 key: Arc::new(hush_proto::ticket::TicketKey::new(key)),
@@ -79,9 +81,10 @@ impl Relay {
             ledger,
             identity,
             handshake_pool: Arc::new(Semaphore::new(limits.handshake_workers.max(1))),
+            backfill_pool: Arc::new(Semaphore::new(limits.backfill_workers.max(1))),
             limits,
             hub,
-            publish,
+            sequencer: sequencer_tx,
             readers: ReaderPool::new(path),
             next_id: std::sync::atomic::AtomicU64::new(1),
             keepalive,

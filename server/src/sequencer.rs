@@ -11,6 +11,11 @@
 //!                                         members' outbound queues
 //! ```
 //!
+//! It also joins connections to rooms nobody is in (after a batch's
+//! fan-out, so the head it hands out is exact), keeps only recently used
+//! room heads in memory (reading the others back from the log), and runs
+//! retention in bounded chunks between batches (docs/ARCHITECTURE.md).
+//!
 //! Being the single writer makes it the single point of order: sequence
 //! numbers are assigned in the order the batch is committed. It does not
 //! choose between commits (protocol 2): every commit that can name a real
@@ -29,8 +34,8 @@ use hush_proto::msg::encode;
 use hush_proto::{EventKind, Rejection, RelayMsg, RoomEvent, RoomName, SequencedEvent};
 use tokio::sync::mpsc;
 
-use crate::hub::{Hub, Peer};
-use crate::log::{EventLog, Retention, RoomHead};
+use crate::hub::{Hub, JoinInfo, Peer};
+use crate::log::{EventLog, LogError, PruneCursor, Retention, RoomHead};
 
 /// Most events committed in one transaction. Large enough that a burst
 /// is one fsync; small enough that one batch's delivery stays prompt.
@@ -39,48 +44,49 @@ const MAX_BATCH: usize = 1024;
 /// How often retention runs, when configured.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
-/// How many commits each identity may have sequenced in each room per
-/// minute: members judge every commit, so an outsider's flood costs each
-/// of them a signature check, and this bounds it.
-struct CommitLimit {
-    per_minute: u32,
-    /// Commits seen per (room, sender) in the window that began then.
-    windows: HashMap<(RoomName, Fingerprint), (Instant, u32)>,
+/// At most `per_window` events per key in each window that begins with
+/// the key's first counted event. The relay keeps two: commits per
+/// (room, identity) per minute (members judge every commit, so an
+/// outsider's flood costs each of them a signature check), and rooms
+/// created per identity per hour (audit L3: each room is a row kept for
+/// good).
+struct WindowLimit<K> {
+    per_window: u32,
+    window: Duration,
+    /// Events counted per key in the window that began then.
+    windows: HashMap<K, (Instant, u32)>,
 }
 
-/// Identities tracked before expired windows are dropped.
-const COMMIT_LIMIT_TRACKED: usize = 65_536;
+/// Keys tracked before expired windows are dropped.
+const WINDOW_LIMIT_TRACKED: usize = 65_536;
 
-impl CommitLimit {
-    fn new(per_minute: u32) -> Self {
+impl<K: std::hash::Hash + Eq> WindowLimit<K> {
+    fn new(per_window: u32, window: Duration) -> Self {
         Self {
-            per_minute: per_minute.max(1),
+            per_window: per_window.max(1),
+            window,
             windows: HashMap::new(),
         }
     }
 
-    /// Counts `event` (a commit) against its sender's window; false if
-    /// the window is full.
-    fn allow(&mut self, event: &RoomEvent) -> bool {
+    /// Counts one event against `key`'s window; false if it is full.
+    fn allow(&mut self, key: K) -> bool {
         let now = Instant::now();
-        let window = Duration::from_secs(60);
-        if self.windows.len() >= COMMIT_LIMIT_TRACKED {
+        let window = self.window;
+        if self.windows.len() >= WINDOW_LIMIT_TRACKED {
             self.windows
                 .retain(|_, (start, _)| now.duration_since(*start) < window);
-            // Still full of live windows (that many identities committing
-            // within a minute): start over rather than grow without bound.
-            if self.windows.len() >= COMMIT_LIMIT_TRACKED {
+            // Still full of live windows (that many keys active within a
+            // window): start over rather than grow without bound.
+            if self.windows.len() >= WINDOW_LIMIT_TRACKED {
                 self.windows.clear();
             }
         }
-        let slot = self
-            .windows
-            .entry((event.room.clone(), event.sender))
-            .or_insert((now, 0));
+        let slot = self.windows.entry(key).or_insert((now, 0));
         if now.duration_since(slot.0) >= window {
             *slot = (now, 0);
         }
-        if slot.1 >= self.per_minute {
+        if slot.1 >= self.per_window {
             return false;
         }
         slot.1 += 1;
@@ -88,11 +94,32 @@ impl CommitLimit {
     }
 }
 
+/// The per-identity limits the sequencer applies.
+struct Quotas {
+    commits: WindowLimit<(RoomName, Fingerprint)>,
+    new_rooms: WindowLimit<Fingerprint>,
+}
+
 /// One event submitted for sequencing, with where to send a rejection.
 pub(crate) struct PublishRequest {
     pub(crate) peer: Peer,
     pub(crate) request: u64,
     pub(crate) event: RoomEvent,
+}
+
+/// What connections ask of the sequencer thread.
+pub(crate) enum Request {
+    /// Sequence an event.
+    Publish(PublishRequest),
+    /// Join a room the hub does not hold (nobody is in it): the sequencer
+    /// knows, or reads from the log, the room's head after everything it
+    /// has committed and fanned out, so the joiner misses nothing and gets
+    /// nothing twice.
+    Join {
+        room: RoomName,
+        peer: Peer,
+        reply: tokio::sync::oneshot::Sender<JoinInfo>,
+    },
 }
 
 #[derive(Clone, Copy)]
@@ -104,15 +131,97 @@ struct Head {
     chain: Option<[u8; 32]>,
     /// When the room's last periodic checkpoint was handed to the signer.
     last_checkpoint: Option<Instant>,
+    /// When an event was last sequenced here (idle heads are evicted).
+    last_used: Instant,
 }
 
-impl Default for Head {
-    fn default() -> Self {
+impl Head {
+    /// A room nothing was ever sequenced in.
+    fn new_room() -> Self {
         Self {
             last_seq: 0,
             epoch: 0,
             chain: Some([0; 32]),
             last_checkpoint: None,
+            last_used: Instant::now(),
+        }
+    }
+
+    /// A room's head as the log holds it. A room logged before the relay
+    /// kept heads has no chain head (no checkpoints for it); one with no
+    /// events has the all-zero head.
+    fn from_log(h: &RoomHead) -> Self {
+        Self {
+            last_seq: h.last_seq,
+            epoch: h.epoch,
+            chain: h
+                .head
+                .or(if h.last_seq == 0 { Some([0; 32]) } else { None }),
+            last_checkpoint: None,
+            last_used: Instant::now(),
+        }
+    }
+}
+
+/// The rooms' heads the sequencer holds: the recently used ones. A head
+/// idle for `idle_after`, or the least recently used above `max_resident`,
+/// is dropped and read back from the log on next use (audit L3), where
+/// `last_seq`, `epoch` and the chain head are committed with every batch.
+struct Heads {
+    resident: HashMap<RoomName, Head>,
+    idle_after: Duration,
+    max_resident: usize,
+    last_sweep: Instant,
+}
+
+impl Heads {
+    fn new(idle_after: Duration, max_resident: usize) -> Self {
+        Self {
+            resident: HashMap::new(),
+            idle_after,
+            max_resident: max_resident.max(1),
+            last_sweep: Instant::now(),
+        }
+    }
+
+    /// The room's head, read from the log if it is not resident (a room
+    /// the log does not know is new); kept resident only if `keep`.
+    fn get(&mut self, log: &EventLog, room: &RoomName, keep: bool) -> Result<Head, LogError> {
+        if let Some(h) = self.resident.get(room) {
+            return Ok(*h);
+        }
+        let head = log
+            .room_head(room.as_str())?
+            .map_or_else(Head::new_room, |h| Head::from_log(&h));
+        if keep {
+            self.resident.insert(room.clone(), head);
+        }
+        Ok(head)
+    }
+
+    /// Drops idle heads, at most every `idle_after / 4` (and at once when
+    /// above `max_resident`), then the least recently used ones above it.
+    fn evict(&mut self) {
+        let now = Instant::now();
+        let over = self.resident.len() > self.max_resident;
+        if !over && now.duration_since(self.last_sweep) < self.idle_after / 4 {
+            return;
+        }
+        self.last_sweep = now;
+        let idle_after = self.idle_after;
+        self.resident
+            .retain(|_, h| now.duration_since(h.last_used) < idle_after);
+        if self.resident.len() > self.max_resident {
+            let mut by_use: Vec<(Instant, RoomName)> = self
+                .resident
+                .iter()
+                .map(|(r, h)| (h.last_used, r.clone()))
+                .collect();
+            by_use.sort_unstable_by_key(|(t, _)| *t);
+            let excess = self.resident.len() - self.max_resident;
+            for (_, room) in by_use.into_iter().take(excess) {
+                self.resident.remove(&room);
+            }
         }
     }
 }
@@ -196,75 +305,116 @@ fn reject(peer: &Peer, request: u64, room: RoomName, reason: Rejection) {
     );
 }
 
-/// Restores every logged room's head, into the hub (for joins and
-/// checkpoints) and into the sequencer's own state. A room with no events
-/// has the all-zero chain head; one logged before the relay kept heads has
-/// none. A stored name that is no longer a valid room name is skipped.
-fn seed(heads: Vec<RoomHead>, hub: &Hub) -> HashMap<RoomName, Head> {
-    let mut state: HashMap<RoomName, Head> = HashMap::new();
-    for h in heads {
-        if let Ok(room) = RoomName::new(&h.room) {
-            let chain = h
-                .head
-                .or(if h.last_seq == 0 { Some([0; 32]) } else { None });
-            hub.seed(room.clone(), h.last_seq, h.epoch, chain);
-            state.insert(
-                room,
-                Head {
-                    last_seq: h.last_seq,
-                    epoch: h.epoch,
-                    chain,
-                    last_checkpoint: None,
-                },
-            );
-        }
-    }
-    state
+/// What the sequencer thread needs besides its log and hub.
+pub(crate) struct SequencerConfig {
+    pub(crate) identity: std::sync::Arc<Identity>,
+    pub(crate) retention: Retention,
+    /// Requests queued before connections wait.
+    pub(crate) capacity: usize,
+    pub(crate) limits: crate::config::Limits,
 }
 
 /// Starts the sequencer thread. It runs until every sender of the returned
 /// channel is dropped, then commits what it has and exits.
+///
+/// Between batches it runs retention in bounded chunks
+/// ([`EventLog::prune_chunk`]): a prune that is due goes on, chunk by
+/// chunk, while requests keep being served between the chunks, so no room
+/// waits for more than one chunk (docs/ARCHITECTURE.md, "Retention").
 pub(crate) fn spawn(
     mut log: EventLog,
-    heads: Vec<RoomHead>,
     hub: Hub,
-    identity: std::sync::Arc<Identity>,
-    retention: Retention,
-    capacity: usize,
-    commits_per_minute: u32,
-) -> std::io::Result<(mpsc::Sender<PublishRequest>, std::thread::JoinHandle<()>)> {
-    let (tx, mut rx) = mpsc::channel::<PublishRequest>(capacity);
-    let mut state = seed(heads, &hub);
-    let mut commits = CommitLimit::new(commits_per_minute);
+    config: SequencerConfig,
+) -> std::io::Result<(mpsc::Sender<Request>, std::thread::JoinHandle<()>)> {
+    let SequencerConfig {
+        identity,
+        retention,
+        capacity,
+        limits,
+    } = config;
+    let (tx, mut rx) = mpsc::channel::<Request>(capacity);
+    let mut heads = Heads::new(limits.room_idle_after, limits.max_resident_rooms);
+    let mut quotas = Quotas {
+        commits: WindowLimit::new(limits.commits_per_minute, Duration::from_secs(60)),
+        new_rooms: WindowLimit::new(limits.rooms_per_hour, Duration::from_secs(3600)),
+    };
+    let prune_chunk = limits.prune_chunk_events.max(1);
     let signer = spawn_checkpoint_signer(hub.clone(), identity)?;
     let handle = std::thread::Builder::new()
         .name("hush-sequencer".into())
         .spawn(move || {
             let prune = retention.max_events.is_some() || retention.max_age_ms.is_some();
             let mut last_prune = Instant::now();
+            let mut pruning: Option<PruneCursor> = None;
             let mut batch = Vec::with_capacity(MAX_BATCH);
-            while let Some(first) = rx.blocking_recv() {
-                batch.push(first);
-                while batch.len() < MAX_BATCH {
+            let mut joins = Vec::new();
+            loop {
+                // While a prune is under way, take what is queued without
+                // waiting, and prune a chunk when nothing is.
+                let first = if pruning.is_some() {
                     match rx.try_recv() {
-                        Ok(req) => batch.push(req),
-                        Err(_) => break,
+                        Ok(req) => Some(req),
+                        Err(mpsc::error::TryRecvError::Empty) => None,
+                        Err(mpsc::error::TryRecvError::Disconnected) => break,
                     }
+                } else {
+                    match rx.blocking_recv() {
+                        Some(req) => Some(req),
+                        None => break,
+                    }
+                };
+                if let Some(first) = first {
+                    let mut next = Some(first);
+                    while let Some(req) = next {
+                        match req {
+                            Request::Publish(p) => batch.push(p),
+                            Request::Join { room, peer, reply } => joins.push((room, peer, reply)),
+                        }
+                        next = if batch.len() < MAX_BATCH {
+                            rx.try_recv().ok()
+                        } else {
+                            None
+                        };
+                    }
+                    commit_batch(&mut log, &mut heads, &mut quotas, &hub, &signer, &mut batch);
+                    // After the batch's fan-out: the heads are exact.
+                    for (room, peer, reply) in joins.drain(..) {
+                        let info = match heads.get(&log, &room, false) {
+                            Ok(h) => hub.join_at(&room, &peer, h.last_seq, h.epoch, h.chain),
+                            Err(e) => {
+                                tracing::error!(error = %e, "could not read a room's head");
+                                reject(&peer, 0, room, Rejection::StorageFailed);
+                                continue;
+                            }
+                        };
+                        let _ = reply.send(info);
+                    }
+                    heads.evict();
                 }
-                commit_batch(
-                    &mut log,
-                    &mut state,
-                    &mut commits,
-                    &hub,
-                    &signer,
-                    &mut batch,
-                );
-                if prune && last_prune.elapsed() >= PRUNE_INTERVAL {
+                if prune && pruning.is_none() && last_prune.elapsed() >= PRUNE_INTERVAL {
                     last_prune = Instant::now();
-                    match log.prune(retention, now_ms()) {
-                        Ok(n) if n > 0 => tracing::info!(deleted = n, "retention pruned the log"),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "retention failed"),
+                    pruning = Some(PruneCursor::default());
+                }
+                if let Some(cursor) = pruning.as_mut() {
+                    match log.prune_chunk(retention, now_ms(), cursor, prune_chunk) {
+                        Ok(step) => {
+                            if step.deleted > 0 {
+                                tracing::debug!(deleted = step.deleted, "retention pruned a chunk");
+                            }
+                            if step.done {
+                                if cursor.deleted() > 0 {
+                                    tracing::info!(
+                                        deleted = cursor.deleted(),
+                                        "retention pruned the log"
+                                    );
+                                }
+                                pruning = None;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "retention failed");
+                            pruning = None;
+                        }
                     }
                 }
             }
@@ -275,8 +425,8 @@ pub(crate) fn spawn(
 
 fn commit_batch(
     log: &mut EventLog,
-    state: &mut HashMap<RoomName, Head>,
-    commits: &mut CommitLimit,
+    heads: &mut Heads,
+    quotas: &mut Quotas,
     hub: &Hub,
     signer: &std::sync::mpsc::SyncSender<CheckpointJob>,
     batch: &mut Vec<PublishRequest>,
@@ -287,19 +437,44 @@ fn commit_batch(
     let mut accepted: Vec<(Peer, u64, u64, Option<[u8; 32]>)> = Vec::with_capacity(batch.len());
     let mut rows: Vec<SequencedEvent> = Vec::with_capacity(batch.len());
     for req in batch.drain(..) {
-        let head = state.entry(req.event.room.clone()).or_default();
-        before.entry(req.event.room.clone()).or_insert(*head);
+        let room = &req.event.room;
+        if let Err(e) = heads.get(log, room, true) {
+            tracing::error!(error = %e, "could not read a room's head");
+            reject(
+                &req.peer,
+                req.request,
+                room.clone(),
+                Rejection::StorageFailed,
+            );
+            continue;
+        }
+        // Present: `get` just kept it.
+        let Some(head) = heads.resident.get_mut(room) else {
+            continue;
+        };
+        before.entry(room.clone()).or_insert(*head);
         if let Err(reason) = check_epoch(req.event.kind, req.event.epoch, head.epoch) {
-            reject(&req.peer, req.request, req.event.room.clone(), reason);
+            reject(&req.peer, req.request, room.clone(), reason);
             continue;
         }
-        if req.event.kind == EventKind::Commit && !commits.allow(&req.event) {
+        if req.event.kind == EventKind::Commit
+            && !quotas.commits.allow((room.clone(), req.event.sender))
+        {
             let reason = Rejection::TooManyCommits {
-                per_minute: commits.per_minute,
+                per_minute: quotas.commits.per_window,
             };
-            reject(&req.peer, req.request, req.event.room.clone(), reason);
+            reject(&req.peer, req.request, room.clone(), reason);
             continue;
         }
+        // The first event ever sequenced in a room creates it for good.
+        if head.last_seq == 0 && !quotas.new_rooms.allow(req.event.sender) {
+            let reason = Rejection::TooManyNewRooms {
+                per_hour: quotas.new_rooms.per_window,
+            };
+            reject(&req.peer, req.request, room.clone(), reason);
+            continue;
+        }
+        head.last_used = Instant::now();
         head.last_seq += 1;
         if req.event.kind == EventKind::Commit {
             head.epoch = head.epoch.max(req.event.epoch);
@@ -320,7 +495,7 @@ fn commit_batch(
     let new_heads: Vec<(&str, [u8; 32])> = before
         .keys()
         .filter_map(|room| {
-            let chain = state.get(room)?.chain?;
+            let chain = heads.resident.get(room)?.chain?;
             Some((room.as_str(), chain))
         })
         .collect();
@@ -332,7 +507,7 @@ fn commit_batch(
                 hub.fan_out(&room, seq, epoch, chain, &msg.into());
                 if let Some(head) = chain
                     && seq % CHECKPOINT_EVERY == 0
-                    && let Some(h) = state.get_mut(&room)
+                    && let Some(h) = heads.resident.get_mut(&room)
                     && h.last_checkpoint
                         .is_none_or(|t| t.elapsed() >= CHECKPOINT_MIN_INTERVAL)
                     && signer.try_send((room, seq, head)).is_ok()
@@ -344,7 +519,7 @@ fn commit_batch(
         Err(e) => {
             tracing::error!(error = %e, events = rows.len(), "could not commit events; refusing them");
             for (room, head) in before {
-                state.insert(room, head);
+                heads.resident.insert(room, head);
             }
             for (row, (peer, request, _, _)) in rows.into_iter().zip(accepted) {
                 reject(&peer, request, row.event.room, Rejection::StorageFailed);

@@ -4,7 +4,8 @@
 //! ```text
 //!  data dir/ticket.key         32 random bytes, 0600, made on first start:
 //!                              tickets survive restarts
-//!  data dir/tickets.sqlite     used ticket ids until they expire
+//!  data dir/tickets.sqlite     used ticket ids until they expire, each
+//!                              with the identity it was issued to
 //!
 //!  connection task ──claim(id, expires)──▶ [channel] ──▶ ledger thread
 //!                  ◀──── fresh? ─────────────────────────┘ one transaction
@@ -12,19 +13,27 @@
 //! ```
 //!
 //! A claim is durable before it is answered, so neither a replay nor a
-//! relay restart lets a ticket open a second session. If the ledger
-//! cannot record a claim, or holds [`MAX_LEDGER_ROWS`] unexpired ids
-//! already (every resumption issues a new ticket, so clients chaining
-//! resumptions would otherwise grow it without bound), the answer is
-//! "used": the client falls back to a full handshake, never to a
-//! replayable one.
+//! relay restart lets a ticket open a second session. Every resumption
+//! issues a new ticket, so a client chaining resumptions adds a row each
+//! time (audit L2). Two bounds hold the ledger: each identity keeps at
+//! most `tickets_per_identity` used ids, its oldest ones giving way to a
+//! *floor* (every ticket of that identity expiring no later than the
+//! dropped ones counts as used, so dropping never lets one resume twice);
+//! and the whole ledger holds at most [`MAX_LEDGER_ROWS`]. If the ledger
+//! cannot record a claim, or is full, the answer is "used": the client
+//! falls back to a full handshake, never to a replayable one.
+//!
+//! ```sql
+//! used_tickets  (id PRIMARY KEY, client, expires_ms)  -- indexed by expiry, and by (client, expiry)
+//! ticket_floors (client PRIMARY KEY, floor_ms)        -- forgotten once floor_ms has passed
+//! ```
 
 use std::path::Path;
 use std::time::Duration;
 
-use hush_crypto::Secret32;
+use hush_crypto::{Fingerprint, Secret32};
 use hush_proto::ticket::TICKET_ID_LEN;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::sequencer::now_ms;
@@ -34,8 +43,15 @@ pub const TICKET_KEY_FILE: &str = "ticket.key";
 /// File name of the used-ticket ledger inside the data folder.
 pub const LEDGER_FILE: &str = "tickets.sqlite";
 
-/// Unexpired used ids the ledger keeps at most (about 50 MB on disk).
+/// Unexpired used ids the ledger keeps at most (about 100 MB on disk).
+/// Each identity is held to its own quota first
+/// ([`crate::Limits::tickets_per_identity`]), so reaching this takes
+/// thousands of identities, each with a full handshake.
 pub const MAX_LEDGER_ROWS: u64 = 1_000_000;
+
+/// The ledger's schema version (`PRAGMA user_version`). Version 0 (no
+/// version set) had no identities and no index; it is upgraded in place.
+pub const LEDGER_SCHEMA_VERSION: i64 = 1;
 
 /// Claims answered per transaction, at most.
 const MAX_BATCH: usize = 1024;
@@ -45,11 +61,14 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 /// Loads the relay's ticket key, creating it (mode 0600) on first start.
 ///
 /// # Errors
-/// If the file cannot be read or written, or is not 32 bytes.
+/// If the file cannot be read or written, is not 32 bytes, or is readable
+/// by group or others (whoever reads it can forge tickets).
 pub(crate) fn load_or_create_key(dir: &Path) -> std::io::Result<Secret32> {
     let path = dir.join(TICKET_KEY_FILE);
     match std::fs::read(&path) {
-        Ok(bytes) => Secret32::from_slice(&bytes).ok_or_else(|| {
+        Ok(bytes) => {
+            crate::check_private_mode(&path, 0o600)?;
+            Secret32::from_slice(&bytes).ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!(
@@ -57,7 +76,8 @@ pub(crate) fn load_or_create_key(dir: &Path) -> std::io::Result<Secret32> {
                     path.display()
                 ),
             )
-        }),
+            })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = Secret32::random();
             let mut opts = std::fs::OpenOptions::new();
@@ -76,7 +96,42 @@ pub(crate) fn load_or_create_key(dir: &Path) -> std::io::Result<Secret32> {
     }
 }
 
-type Claim = ([u8; TICKET_ID_LEN], u64, oneshot::Sender<bool>);
+/// One claim: a ticket's id, the identity it was issued to, when it
+/// expires, and where to answer.
+struct Claim {
+    id: [u8; TICKET_ID_LEN],
+    client: Fingerprint,
+    expires_ms: u64,
+    reply: oneshot::Sender<bool>,
+}
+
+/// Why the ledger could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// SQLite failed.
+    #[error("ticket ledger database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The ledger was written by a newer relay.
+    #[error(
+        "ticket ledger schema version {found} is newer than the version {LEDGER_SCHEMA_VERSION} this relay understands; upgrade hush, or delete {LEDGER_FILE} (clients then do one full handshake)"
+    )]
+    Newer {
+        /// `user_version` found.
+        found: i64,
+    },
+    /// The ledger's thread could not be started.
+    #[error("cannot start the ticket ledger thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// What bounds the ledger: all rows, and each identity's.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    /// Unexpired used ids kept at most.
+    cap: u64,
+    /// Used ids kept per identity (see [`crate::Limits::tickets_per_identity`]).
+    per_identity: u64,
+}
 
 /// The used-ticket ledger. Cheap to clone.
 #[derive(Clone)]
@@ -85,51 +140,113 @@ pub(crate) struct TicketLedger {
 }
 
 impl TicketLedger {
-    /// Opens (or creates) the ledger and starts its thread, which stops
-    /// when the last clone is dropped.
-    pub(crate) fn open(dir: &Path) -> Result<Self, rusqlite::Error> {
-        let conn = Connection::open(dir.join(LEDGER_FILE))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS used_tickets (
-                 id BLOB PRIMARY KEY NOT NULL,
-                 expires_ms INTEGER NOT NULL
-             ) WITHOUT ROWID;",
-        )?;
+    /// Opens (or creates, or upgrades) the ledger and starts its thread,
+    /// which stops when the last clone is dropped. Each identity keeps at
+    /// most `per_identity` used ids (at least 1).
+    pub(crate) fn open(dir: &Path, per_identity: u32) -> Result<Self, LedgerError> {
+        let conn = open_ledger(dir)?;
         let (tx, rx) = mpsc::channel::<Claim>(4 * MAX_BATCH);
+        let bounds = Bounds {
+            cap: MAX_LEDGER_ROWS,
+            per_identity: u64::from(per_identity.max(1)),
+        };
         std::thread::Builder::new()
             .name("hush-tickets".into())
-            .spawn(move || run(conn, rx, MAX_LEDGER_ROWS))
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            .spawn(move || run(conn, rx, bounds))
+            .map_err(LedgerError::Thread)?;
         Ok(Self { tx })
     }
 
-    /// Records that ticket `id` was used. True only the first time.
-    pub(crate) async fn claim(&self, id: [u8; TICKET_ID_LEN], expires_ms: u64) -> bool {
+    /// Records that ticket `id`, issued to `client`, was used. True only
+    /// the first time.
+    pub(crate) async fn claim(
+        &self,
+        id: [u8; TICKET_ID_LEN],
+        client: Fingerprint,
+        expires_ms: u64,
+    ) -> bool {
         let (reply, answer) = oneshot::channel();
-        if self.tx.send((id, expires_ms, reply)).await.is_err() {
+        let claim = Claim {
+            id,
+            client,
+            expires_ms,
+            reply,
+        };
+        if self.tx.send(claim).await.is_err() {
             return false;
         }
         answer.await.unwrap_or(false)
     }
 }
 
-/// Forgets expired ids; returns how many remain (as many as the cap if
-/// that cannot be read, so nothing more is recorded until it can).
-fn prune(conn: &Connection, cap: u64) -> u64 {
-    let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
-    if let Err(e) = conn.execute("DELETE FROM used_tickets WHERE expires_ms <= ?1", [now]) {
-        tracing::warn!(error = %e, "could not prune the ticket ledger");
+/// Opens the ledger file and brings its schema to
+/// [`LEDGER_SCHEMA_VERSION`].
+fn open_ledger(dir: &Path) -> Result<Connection, LedgerError> {
+    let mut conn = Connection::open(dir.join(LEDGER_FILE))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    match found {
+        LEDGER_SCHEMA_VERSION => {}
+        0 => {
+            // Version 0 (no user_version) had `used_tickets (id,
+            // expires_ms)` and no index. Its rows are kept, as used ids
+            // of no known identity, so no ticket used before the upgrade
+            // resumes again; they leave as they expire.
+            tx.execute_batch(
+                "CREATE TABLE IF NOT EXISTS used_tickets (
+                     id BLOB PRIMARY KEY NOT NULL,
+                     expires_ms INTEGER NOT NULL
+                 ) WITHOUT ROWID;
+                 ALTER TABLE used_tickets ADD COLUMN client BLOB NOT NULL DEFAULT x'';
+                 CREATE INDEX used_tickets_by_expiry ON used_tickets (expires_ms);
+                 CREATE INDEX used_tickets_by_client ON used_tickets (client, expires_ms);
+                 CREATE TABLE ticket_floors (
+                     client BLOB PRIMARY KEY NOT NULL,
+                     floor_ms INTEGER NOT NULL
+                 ) WITHOUT ROWID;",
+            )?;
+            tx.pragma_update(None, "user_version", LEDGER_SCHEMA_VERSION)?;
+        }
+        found => return Err(LedgerError::Newer { found }),
     }
+    tx.commit()?;
+    Ok(conn)
+}
+
+/// Forgets expired ids and floors; returns how many ids went.
+fn prune(conn: &Connection) -> u64 {
+    let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
+    // Both deletes walk an index on the expiry: cheap when nothing expired.
+    let deleted = conn
+        .execute("DELETE FROM used_tickets WHERE expires_ms <= ?1", [now])
+        .and_then(|n| {
+            conn.execute("DELETE FROM ticket_floors WHERE floor_ms <= ?1", [now])?;
+            Ok(n)
+        });
+    match deleted {
+        Ok(n) => n as u64,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not prune the ticket ledger");
+            0
+        }
+    }
+}
+
+/// How many ids the ledger holds (as many as the cap if that cannot be
+/// read, so nothing more is recorded until it can). Counted once, at
+/// start; afterwards the ledger thread keeps the count itself.
+fn count_rows(conn: &Connection, cap: u64) -> u64 {
     conn.query_row("SELECT COUNT(*) FROM used_tickets", [], |r| {
         r.get::<_, i64>(0)
     })
     .map_or(cap, |n| u64::try_from(n).unwrap_or(cap))
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Claim>, cap: u64) {
-    let mut rows = prune(&conn, cap);
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Claim>, bounds: Bounds) {
+    prune(&conn);
+    let mut rows = count_rows(&conn, bounds.cap);
     let mut last_prune = std::time::Instant::now();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -140,49 +257,96 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Claim>, cap: u64) {
                 Err(_) => break,
             }
         }
-        if rows >= cap || last_prune.elapsed() >= PRUNE_INTERVAL {
+        if rows >= bounds.cap || last_prune.elapsed() >= PRUNE_INTERVAL {
             last_prune = std::time::Instant::now();
-            rows = prune(&conn, cap);
+            rows = rows.saturating_sub(prune(&conn));
         }
         // Room for only part of the batch: the rest is answered "used".
-        let room = usize::try_from(cap.saturating_sub(rows)).unwrap_or(usize::MAX);
+        let room = usize::try_from(bounds.cap.saturating_sub(rows)).unwrap_or(usize::MAX);
         let fits = batch.len().min(room);
         if fits < batch.len() {
             tracing::warn!(
-                cap,
+                cap = bounds.cap,
                 "the ticket ledger is full; clients get full handshakes until tickets expire"
             );
         }
-        let answers = record(&mut conn, &batch[..fits]);
-        rows += answers.iter().filter(|fresh| **fresh).count() as u64;
+        let (answers, added, dropped) = record(&mut conn, &batch[..fits], bounds.per_identity);
+        rows = (rows + added).saturating_sub(dropped);
         let answers = answers.into_iter().chain(std::iter::repeat(false));
-        for ((_, _, reply), fresh) in batch.drain(..).zip(answers) {
-            let _ = reply.send(fresh);
+        for (claim, fresh) in batch.drain(..).zip(answers) {
+            let _ = claim.reply.send(fresh);
         }
     }
 }
 
-/// One transaction for the batch: which claims were first. All false if
-/// it did not commit.
-fn record(conn: &mut Connection, batch: &[Claim]) -> Vec<bool> {
-    let mut attempt = || -> Result<Vec<bool>, rusqlite::Error> {
+/// One transaction for the batch: which claims were first, how many ids
+/// were added, and how many were dropped to keep identities within their
+/// quota. All false (and nothing changed) if it did not commit.
+///
+/// An identity over its quota loses its oldest ids (earliest expiry: the
+/// first issued), and its *floor* rises to the latest expiry dropped:
+/// every ticket of that identity expiring no later counts as used. Its
+/// newest ticket, the one an honest client holds, stays good.
+fn record(conn: &mut Connection, batch: &[Claim], per_identity: u64) -> (Vec<bool>, u64, u64) {
+    let mut attempt = || -> Result<(Vec<bool>, u64, u64), rusqlite::Error> {
         let tx = conn.transaction()?;
         let mut fresh = Vec::with_capacity(batch.len());
+        let (mut added, mut dropped) = (0u64, 0u64);
         {
+            let mut floor =
+                tx.prepare_cached("SELECT floor_ms FROM ticket_floors WHERE client = ?1")?;
             let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO used_tickets (id, expires_ms) VALUES (?1, ?2)",
+                "INSERT OR IGNORE INTO used_tickets (id, client, expires_ms) VALUES (?1, ?2, ?3)",
             )?;
-            for (id, expires, _) in batch {
-                let expires = i64::try_from(*expires).unwrap_or(i64::MAX);
-                fresh.push(insert.execute(params![&id[..], expires])? == 1);
+            let mut count =
+                tx.prepare_cached("SELECT COUNT(*) FROM used_tickets WHERE client = ?1")?;
+            let mut nth_oldest = tx.prepare_cached(
+                "SELECT expires_ms FROM used_tickets WHERE client = ?1 \
+                 ORDER BY expires_ms ASC LIMIT 1 OFFSET ?2",
+            )?;
+            let mut drop_upto = tx.prepare_cached(
+                "DELETE FROM used_tickets WHERE client = ?1 AND expires_ms <= ?2",
+            )?;
+            let mut raise_floor = tx.prepare_cached(
+                "INSERT INTO ticket_floors (client, floor_ms) VALUES (?1, ?2) \
+                 ON CONFLICT (client) DO UPDATE SET floor_ms = max(floor_ms, excluded.floor_ms)",
+            )?;
+            for claim in batch {
+                let client = &claim.client.as_bytes()[..];
+                let expires = i64::try_from(claim.expires_ms).unwrap_or(i64::MAX);
+                let below_floor = floor
+                    .query_row([client], |r| r.get::<_, i64>(0))
+                    .optional()?
+                    .is_some_and(|f| expires <= f);
+                if below_floor {
+                    fresh.push(false);
+                    continue;
+                }
+                let inserted = insert.execute(params![&claim.id[..], client, expires])? == 1;
+                fresh.push(inserted);
+                if !inserted {
+                    continue;
+                }
+                added += 1;
+                let held: i64 = count.query_row([client], |r| r.get(0))?;
+                let over = u64::try_from(held)
+                    .unwrap_or(0)
+                    .saturating_sub(per_identity);
+                if over == 0 {
+                    continue;
+                }
+                let offset = i64::try_from(over - 1).unwrap_or(i64::MAX);
+                let new_floor: i64 = nth_oldest.query_row(params![client, offset], |r| r.get(0))?;
+                dropped += drop_upto.execute(params![client, new_floor])? as u64;
+                raise_floor.execute(params![client, new_floor])?;
             }
         }
         tx.commit()?;
-        Ok(fresh)
+        Ok((fresh, added, dropped))
     };
     attempt().unwrap_or_else(|e| {
         tracing::error!(error = %e, "could not record used tickets; refusing to resume them");
-        vec![false; batch.len()]
+        (vec![false; batch.len()], 0, 0)
     })
 }
 
@@ -191,43 +355,170 @@ fn record(conn: &mut Connection, batch: &[Claim]) -> Vec<bool> {
 mod tests {
     use super::*;
 
+    const ALICE: Fingerprint = Fingerprint::from_bytes([0xa1; 32]);
+    const BOB: Fingerprint = Fingerprint::from_bytes([0xb0; 32]);
+
     #[tokio::test]
     async fn a_ticket_id_is_fresh_once_even_across_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let far = now_ms() + 60_000;
         {
-            let ledger = TicketLedger::open(dir.path()).unwrap();
-            assert!(ledger.claim([1; 16], far).await);
-            assert!(!ledger.claim([1; 16], far).await);
-            assert!(ledger.claim([2; 16], far).await);
+            let ledger = TicketLedger::open(dir.path(), 64).unwrap();
+            assert!(ledger.claim([1; 16], ALICE, far).await);
+            assert!(!ledger.claim([1; 16], ALICE, far).await);
+            assert!(ledger.claim([2; 16], ALICE, far).await);
         }
         // Give the old thread a moment to close its connection.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let ledger = TicketLedger::open(dir.path()).unwrap();
+        let ledger = TicketLedger::open(dir.path(), 64).unwrap();
         assert!(
-            !ledger.claim([1; 16], far).await,
+            !ledger.claim([1; 16], ALICE, far).await,
             "remembered after a restart"
         );
-        assert!(ledger.claim([3; 16], far).await);
+        assert!(ledger.claim([3; 16], ALICE, far).await);
     }
 
     #[tokio::test]
     async fn a_full_ledger_refuses_claims_instead_of_growing() {
         let dir = tempfile::tempdir().unwrap();
-        let ledger = TicketLedger::open(dir.path()).unwrap();
+        let ledger = TicketLedger::open(dir.path(), 64).unwrap();
         drop(ledger);
         let conn = Connection::open(dir.path().join(LEDGER_FILE)).unwrap();
         let (tx, rx) = mpsc::channel::<Claim>(16);
-        std::thread::spawn(move || run(conn, rx, 2));
+        let bounds = Bounds {
+            cap: 2,
+            per_identity: 64,
+        };
+        std::thread::spawn(move || run(conn, rx, bounds));
         let ledger = TicketLedger { tx };
         let far = now_ms() + 60_000;
-        assert!(ledger.claim([1; 16], far).await);
-        assert!(ledger.claim([2; 16], far).await);
+        assert!(ledger.claim([1; 16], ALICE, far).await);
+        assert!(ledger.claim([2; 16], ALICE, far).await);
         assert!(
-            !ledger.claim([3; 16], far).await,
+            !ledger.claim([3; 16], ALICE, far).await,
             "full: refused, not recorded"
         );
-        assert!(!ledger.claim([1; 16], far).await, "still used");
+        assert!(!ledger.claim([1; 16], ALICE, far).await, "still used");
+    }
+
+    #[tokio::test]
+    async fn an_identity_over_its_quota_loses_its_oldest_tickets_never_its_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = TicketLedger::open(dir.path(), 2).unwrap();
+        let t = now_ms() + 60_000;
+        // An unused ticket of alice's, issued before the others (another
+        // device's, say).
+        let old_unused = ([9; 16], t);
+        for (i, id) in [[1; 16], [2; 16], [3; 16]].into_iter().enumerate() {
+            assert!(ledger.claim(id, ALICE, t + 1 + i as u64).await);
+        }
+        // Her oldest used id left the ledger, but is still used: so is
+        // every ticket of hers expiring no later.
+        assert!(
+            !ledger.claim([1; 16], ALICE, t + 1).await,
+            "dropped, still used"
+        );
+        assert!(!ledger.claim(old_unused.0, ALICE, old_unused.1).await);
+        assert!(!ledger.claim([2; 16], ALICE, t + 2).await);
+        assert!(!ledger.claim([3; 16], ALICE, t + 3).await);
+        // The newest ticket, which a chaining client holds, resumes.
+        assert!(ledger.claim([4; 16], ALICE, t + 4).await);
+        // Nobody else is touched.
+        assert!(ledger.claim([1; 16].map(|b| b ^ 0xff), BOB, t).await);
+        drop(ledger);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let conn = Connection::open(dir.path().join(LEDGER_FILE)).unwrap();
+        let held: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM used_tickets WHERE client = ?1",
+                [&ALICE.as_bytes()[..]],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(held, 2, "alice holds her quota, no more");
+    }
+
+    #[tokio::test]
+    async fn a_ledger_of_the_old_schema_is_upgraded_and_keeps_its_used_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let far = i64::try_from(now_ms() + 60_000).unwrap();
+        {
+            let conn = Connection::open(dir.path().join(LEDGER_FILE)).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE used_tickets (
+                     id BLOB PRIMARY KEY NOT NULL,
+                     expires_ms INTEGER NOT NULL
+                 ) WITHOUT ROWID;",
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO used_tickets (id, expires_ms) VALUES (?1, ?2)",
+                params![&[7u8; 16][..], far],
+            )
+            .unwrap();
+        }
+        let ledger = TicketLedger::open(dir.path(), 64).unwrap();
+        let far = u64::try_from(far).unwrap();
+        assert!(
+            !ledger.claim([7; 16], ALICE, far).await,
+            "used before the upgrade"
+        );
+        assert!(ledger.claim([8; 16], ALICE, far).await);
+        drop(ledger);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let conn = Connection::open(dir.path().join(LEDGER_FILE)).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, LEDGER_SCHEMA_VERSION);
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN DELETE FROM used_tickets WHERE expires_ms <= 5",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("used_tickets_by_expiry"), "{plan}");
+        drop(conn);
+        // Opening again changes nothing; a newer ledger is refused.
+        drop(TicketLedger::open(dir.path(), 64).unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let conn = Connection::open(dir.path().join(LEDGER_FILE)).unwrap();
+        conn.pragma_update(None, "user_version", 9).unwrap();
+        drop(conn);
+        let err = TicketLedger::open(dir.path(), 64)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("newer") && err.contains(LEDGER_FILE), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_ticket_key_or_data_folder_open_to_others_is_refused_with_the_chmod_to_run() {
+        use std::os::unix::fs::PermissionsExt;
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("relay");
+        crate::create_private_dir(&dir).unwrap();
+        load_or_create_key(&dir).unwrap();
+        let key = dir.join(TICKET_KEY_FILE);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load_or_create_key(&dir).err().unwrap().to_string();
+        assert!(
+            err.contains(&format!("Fix it with: chmod 600 {}", key.display())),
+            "{err}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(load_or_create_key(&dir).is_ok());
+
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = crate::create_private_dir(&dir).err().unwrap().to_string();
+        assert!(
+            err.contains(&format!("Fix it with: chmod 700 {}", dir.display())),
+            "{err}"
+        );
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(crate::create_private_dir(&dir).is_ok());
     }
 
     #[test]

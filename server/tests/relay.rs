@@ -105,6 +105,16 @@ impl Client {
         }
     }
 
+    /// The next event `who` sent (skipping others').
+    async fn next_event_from(&mut self, who: &Identity) -> SequencedEvent {
+        loop {
+            let e = self.next_event().await;
+            if e.event.sender == who.fingerprint() {
+                return e;
+            }
+        }
+    }
+
     async fn backfill(&mut self, r: &str, after: u64) -> Vec<SequencedEvent> {
         let mut out = Vec::new();
         let mut after = after;
@@ -558,13 +568,7 @@ async fn commits_are_limited_per_identity_and_room() {
     assert_eq!(a.next_event().await.seq, 3);
     b.publish(1, event(&bob(), "lobby", EventKind::Commit, 1, b"c"))
         .await;
-    loop {
-        let e = b.next_event().await;
-        if e.event.sender == bob().fingerprint() {
-            assert_eq!(e.seq, 4);
-            break;
-        }
-    }
+    assert_eq!(b.next_event_from(&bob()).await.seq, 4);
     relay.shutdown().await;
 }
 
@@ -1062,5 +1066,197 @@ async fn a_client_with_a_larger_frame_limit_sends_within_the_relays() {
             _ => {}
         }
     }
+    relay.shutdown().await;
+}
+
+/// Audit L3: every event that would create a room counts against its
+/// sender's hourly quota; over it the event is refused with a reason the
+/// client can word, and rooms that exist, and other identities, are not
+/// affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_rooms_are_limited_per_identity_with_a_clear_rejection() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        rooms_per_hour: 2,
+        ..Limits::default()
+    };
+    let relay = TestRelay::start(dir.path(), limits).await;
+    let mut a = Client::connect(&relay, alice()).await;
+    let names = ["one", "two", "three"];
+    for name in names {
+        a.join(name).await;
+    }
+    for (i, name) in names.into_iter().enumerate() {
+        a.publish(
+            i as u64,
+            event(&alice(), name, EventKind::Message, 0, b"hi"),
+        )
+        .await;
+    }
+    // A refusal is sent at once, events once committed: either order.
+    let (mut created, mut refused) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        match a.next().await {
+            RelayMsg::Event(e) => created.push((e.event.room, e.seq)),
+            RelayMsg::Rejected {
+                request,
+                room,
+                reason,
+            } => refused.push((request, room, reason)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    created.sort();
+    assert_eq!(created, vec![(room("one"), 1), (room("two"), 1)]);
+    assert_eq!(
+        refused,
+        vec![(2, room("three"), Rejection::TooManyNewRooms { per_hour: 2 })]
+    );
+    // A room that exists takes more events; bob may still create one.
+    a.publish(3, event(&alice(), "one", EventKind::Message, 0, b"more"))
+        .await;
+    assert_eq!(a.next_event().await.seq, 2);
+    let mut b = Client::connect(&relay, bob()).await;
+    b.join("three").await;
+    b.publish(1, event(&bob(), "three", EventKind::Message, 0, b"mine"))
+        .await;
+    assert_eq!(b.next_event_from(&bob()).await.seq, 1);
+    relay.shutdown().await;
+}
+
+/// Audit L3: with every room head evicted from the sequencer's memory at
+/// once (idle time zero, one resident room), and the hub forgetting rooms
+/// nobody is in, a room read back from the log goes on with contiguous
+/// seqs, the right epoch, and the chain head the members compute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_room_continues_with_contiguous_seqs_and_the_right_chain_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        room_idle_after: Duration::ZERO,
+        max_resident_rooms: 1,
+        ..Limits::default()
+    };
+    let relay = TestRelay::start(dir.path(), limits).await;
+    let mut a = Client::connect(&relay, alice()).await;
+    let mut head = [0u8; 32];
+    let mut seqs = Vec::new();
+    a.join("kept").await;
+    a.join("other").await;
+    for round in 0..4u64 {
+        // A commit, then messages, interleaved with another room so that
+        // the one resident head keeps changing.
+        let kind = if round == 0 {
+            EventKind::Commit
+        } else {
+            EventKind::Message
+        };
+        a.publish(
+            round,
+            event(&alice(), "kept", kind, 1, &round.to_be_bytes()),
+        )
+        .await;
+        loop {
+            let e = a.next_event().await;
+            if e.event.room == room("kept") {
+                head = hush_proto::e2e::chain_next(&head, &e);
+                seqs.push(e.seq);
+                break;
+            }
+        }
+        a.publish(
+            100 + round,
+            event(&alice(), "other", EventKind::Message, 0, b"x"),
+        )
+        .await;
+        assert_eq!(a.next_event().await.event.room, room("other"));
+    }
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+    a.send(ClientMsg::Checkpoint { room: room("kept") }).await;
+    let cp = loop {
+        if let RelayMsg::Checkpoint(cp) = a.next_any().await {
+            break cp;
+        }
+    };
+    assert_eq!((cp.seq, cp.head), (4, head));
+    // Everyone leaves: the hub forgets the room too. A newcomer is told
+    // the head from the log, and the room goes on from it.
+    a.send(ClientMsg::Leave { room: room("kept") }).await;
+    assert!(matches!(a.next().await, RelayMsg::Left { .. }));
+    let mut b = Client::connect(&relay, bob()).await;
+    let (head_seq, epoch, _) = b.join("kept").await;
+    assert_eq!((head_seq, epoch), (4, 1), "seq and epoch survive eviction");
+    b.publish(1, event(&bob(), "kept", EventKind::Message, 1, b"after"))
+        .await;
+    let e = b.next_event().await;
+    assert_eq!(e.seq, 5);
+    head = hush_proto::e2e::chain_next(&head, &e);
+    b.send(ClientMsg::Checkpoint { room: room("kept") }).await;
+    let cp = loop {
+        if let RelayMsg::Checkpoint(cp) = b.next_any().await {
+            break cp;
+        }
+    };
+    assert_eq!((cp.seq, cp.head), (5, head));
+    // Backfill serves up to the join head, from the log.
+    let all = b.backfill("kept", 0).await;
+    assert_eq!(
+        all.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    relay.shutdown().await;
+}
+
+/// Audit L3: backfill takes the connection's rate tokens. One connection
+/// asking for page after page is slowed to the rate, while another
+/// connection's backfill is answered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_flood_is_rate_limited_and_others_are_still_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        publish_rate: 1,
+        publish_burst: 4,
+        ..Limits::default()
+    };
+    let relay = TestRelay::start(dir.path(), limits).await;
+    let mut a = Client::connect(&relay, alice()).await;
+    a.join("lobby").await;
+    a.publish(0, event(&alice(), "lobby", EventKind::Message, 0, b"hi"))
+        .await;
+    assert_eq!(a.next_event().await.seq, 1);
+    // The join and the publish took two of alice's four tokens. She asks
+    // for 30 pages at once; at one token a second the last would take
+    // half a minute.
+    let flood = 30;
+    let asks: Vec<ClientMsg> = (0..flood)
+        .map(|_| ClientMsg::Backfill {
+            room: room("lobby"),
+            after_seq: 0,
+        })
+        .collect();
+    a.conn.writer.send_all(&asks).await.unwrap();
+    let mut answered = 0;
+    while answered < 2 {
+        if let RelayMsg::BackfillDone { .. } = a.next().await {
+            answered += 1;
+        }
+    }
+    // Bob, on his own connection, is served in full meanwhile.
+    let mut b = Client::connect(&relay, bob()).await;
+    b.join("lobby").await;
+    let got = b.backfill("lobby", 0).await;
+    assert_eq!(got.len(), 1);
+    // Alice's flood is still being slowed: what she has been sent by now
+    // falls far short of all of it.
+    while let Ok(Ok(msg)) =
+        tokio::time::timeout(Duration::from_millis(1), a.conn.reader.recv()).await
+    {
+        if let RelayMsg::BackfillDone { .. } = msg {
+            answered += 1;
+        }
+    }
+    assert!(
+        answered < flood,
+        "{answered} of {flood} pages answered at once"
+    );
     relay.shutdown().await;
 }

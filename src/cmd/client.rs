@@ -20,7 +20,9 @@ pub struct ClientArgs {
     /// The relay: HOST or HOST:PORT (port 40623 if none is given).
     #[arg(long, env = "HUSH_SERVER", value_name = "HOST[:PORT]")]
     server: String,
-    /// Your private key file (made with `hush keygen`).
+    /// Your private key file (made with `hush keygen`). An encrypted one is
+    /// unlocked with HUSH_PASSPHRASE if set (readable by the same user in
+    /// /proc/PID/environ and passed to child processes), else asked for.
     #[arg(long, env = "HUSH_KEY", value_name = "PATH")]
     key: PathBuf,
     /// The room to join (created if it does not exist).

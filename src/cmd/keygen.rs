@@ -21,7 +21,9 @@ pub struct KeygenArgs {
     #[arg(long, default_value_t = DEFAULT_BITS)]
     bits: usize,
     /// Protect the private key with a passphrase (asked twice, or taken
-    /// from HUSH_PASSPHRASE).
+    /// from HUSH_PASSPHRASE; an environment variable is readable by the
+    /// same user in /proc/PID/environ and passed to child processes, so
+    /// prefer the prompt outside scripts).
     #[arg(long)]
     passphrase: bool,
     /// Replace existing files at PATH and PATH.pub.

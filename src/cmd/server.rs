@@ -45,7 +45,8 @@ pub struct ServerArgs {
     /// Close a connection silent for this long; pings keep live ones open (e.g. 90s).
     #[arg(long, env = "HUSH_IDLE_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
     idle_timeout: Duration,
-    /// Sustained room events per second per connection.
+    /// Sustained requests (publish, join, leave, backfill) per second per
+    /// connection.
     #[arg(long, env = "HUSH_PUBLISH_RATE", default_value_t = Limits::default().publish_rate)]
     publish_rate: u32,
     /// Events per connection allowed in a burst above the rate.
@@ -55,9 +56,27 @@ pub struct ServerArgs {
     /// sequenced in one room per minute.
     #[arg(long, env = "HUSH_COMMITS_PER_MINUTE", default_value_t = Limits::default().commits_per_minute)]
     commits_per_minute: u32,
+    /// New rooms one identity may create per hour (the first event in a
+    /// room creates it).
+    #[arg(long, env = "HUSH_ROOMS_PER_HOUR", default_value_t = Limits::default().rooms_per_hour)]
+    rooms_per_hour: u32,
     /// Rooms one connection may join.
     #[arg(long, env = "HUSH_MAX_ROOMS_PER_CONNECTION", default_value_t = Limits::default().max_rooms_per_connection)]
     max_rooms_per_connection: usize,
+    /// Drop a room's head from memory after it is idle this long (e.g.
+    /// 10m); it is read back from the log on next use.
+    #[arg(long, env = "HUSH_ROOM_IDLE_AFTER", default_value = "10m", value_parser = parse_duration)]
+    room_idle_after: Duration,
+    /// Room heads held in memory at most (the least recently used go first).
+    #[arg(long, env = "HUSH_MAX_RESIDENT_ROOMS", default_value_t = Limits::default().max_resident_rooms)]
+    max_resident_rooms: usize,
+    /// Messages one step of retention deletes at most between two batches
+    /// of events.
+    #[arg(long, env = "HUSH_PRUNE_CHUNK_EVENTS", default_value_t = Limits::default().prune_chunk_events)]
+    prune_chunk_events: usize,
+    /// Backfill reads run at once, apart from the handshake workers.
+    #[arg(long, env = "HUSH_BACKFILL_WORKERS", default_value_t = Limits::default().backfill_workers)]
+    backfill_workers: usize,
     /// Messages queued for a connection before it is dropped as too slow.
     #[arg(long, env = "HUSH_OUTBOUND_QUEUE", default_value_t = Limits::default().outbound_queue)]
     outbound_queue: usize,
@@ -74,6 +93,10 @@ pub struct ServerArgs {
     /// (e.g. 7d); 0s issues none.
     #[arg(long, env = "HUSH_TICKET_LIFETIME", default_value = "7d", value_parser = parse_duration)]
     ticket_lifetime: Duration,
+    /// Used session tickets remembered per identity; beyond it that
+    /// identity's oldest tickets stop resuming (its newest always does).
+    #[arg(long, env = "HUSH_TICKETS_PER_IDENTITY", default_value_t = Limits::default().tickets_per_identity)]
+    tickets_per_identity: u32,
     /// Keep at most this many messages per room; membership events
     /// (commits, joins, leaves, invites, kicks) are always kept
     /// [default: unlimited].
@@ -112,7 +135,12 @@ pub fn run(args: ServerArgs) -> Result<()> {
         publish_rate: args.publish_rate.max(1),
         publish_burst: args.publish_burst.max(1),
         commits_per_minute: args.commits_per_minute.max(1),
+        rooms_per_hour: args.rooms_per_hour.max(1),
         max_rooms_per_connection: args.max_rooms_per_connection.max(1),
+        room_idle_after: args.room_idle_after,
+        max_resident_rooms: args.max_resident_rooms.max(1),
+        prune_chunk_events: args.prune_chunk_events.max(1),
+        backfill_workers: args.backfill_workers.max(1),
         outbound_queue: args.outbound_queue.max(16),
         outbound_queue_bytes: args.outbound_queue_bytes,
         handshake_workers: args
@@ -121,6 +149,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
             .max(1),
         handshakes_per_ip_per_sec: args.handshakes_per_ip.max(1),
         ticket_lifetime: args.ticket_lifetime,
+        tickets_per_identity: args.tickets_per_identity.max(1),
     };
     let retention = Retention {
         max_events: args.retention_events,

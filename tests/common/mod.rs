@@ -52,6 +52,14 @@ pub fn example_key(name: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, dst)
 }
 
+/// Narrows an existing folder to 0700, as the relay requires of its data
+/// folder (temporary folders are made 0755 under the usual umask).
+pub fn private_dir(dir: &std::path::Path) {
+    if dir.exists() {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+}
+
 /// A `hush server` process on a loopback port; killed when dropped.
 pub struct RelayProcess {
     pub child: std::process::Child,
@@ -64,15 +72,27 @@ impl RelayProcess {
     /// Starts `hush server --bind 127.0.0.1:PORT --data DATA` (port 0 picks
     /// a free one) and waits until it listens.
     pub fn start(data: &std::path::Path, port: u16, extra: &[&str]) -> Self {
+        Self::start_logging(data, port, extra, "warn", std::process::Stdio::inherit())
+    }
+
+    /// [`Self::start`] with `RUST_LOG=log` and the log sent to `stderr`.
+    pub fn start_logging(
+        data: &std::path::Path,
+        port: u16,
+        extra: &[&str],
+        log: &str,
+        stderr: std::process::Stdio,
+    ) -> Self {
         use std::io::BufRead;
+        private_dir(data);
         let mut child = hush()
             .args(["server", "--bind", &format!("127.0.0.1:{port}"), "--data"])
             .arg(data)
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start hush server");
         let stdout = child.stdout.take().unwrap();

@@ -835,5 +835,12 @@ mod tests {
             }),
             "!! error: the relay refused a request: too large: this relay accepts at most 10 bytes"
         );
+        assert_eq!(
+            render_line(&Shown::Refused {
+                room: room(),
+                reason: Rejection::TooManyNewRooms { per_hour: 20 },
+            }),
+            "!! error: the relay refused a request: this relay lets each person create at most 20 new rooms an hour; join an existing room, or try again within the hour"
+        );
     }
 }

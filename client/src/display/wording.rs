@@ -336,6 +336,9 @@ pub fn rejection_text(r: Rejection) -> String {
         Rejection::TooLarge { max_body } => {
             format!("too large: this relay accepts at most {max_body} bytes")
         }
+        Rejection::TooManyNewRooms { per_hour } => format!(
+            "this relay lets each person create at most {per_hour} new rooms an hour; join an existing room, or try again within the hour"
+        ),
     }
 }
 

@@ -81,7 +81,7 @@ mod reader_pool;
 mod retention;
 
 pub(crate) use reader_pool::ReaderPool;
-pub use retention::Retention;
+pub use retention::{PruneCursor, PruneStep, Retention};
 
 /// Schema version stored in `PRAGMA user_version`.
 pub const SCHEMA_VERSION: i64 = 3;
@@ -405,7 +405,23 @@ impl EventLog {
         Ok(())
     }
 
-    /// All rooms' heads, ordered by room name (for rebuilding state at startup).
+    /// One room's head, if the log knows the room (the sequencer reads a
+    /// head back this way after evicting it from memory).
+    ///
+    /// # Errors
+    /// As [`Self::room_heads`].
+    pub fn room_head(&self, room: &str) -> Result<Option<RoomHead>, LogError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT room, last_seq, epoch, head FROM rooms WHERE room = ?1")?;
+        let mut rows = stmt.query([room])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(room_head_row(row)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// All rooms' heads, ordered by room name (diagnostics and tests).
     pub fn room_heads(&self) -> Result<Vec<RoomHead>, LogError> {
         let mut stmt = self
             .conn
@@ -413,14 +429,7 @@ impl EventLog {
         let mut rows = stmt.query([])?;
         let mut heads = Vec::new();
         while let Some(row) = rows.next()? {
-            heads.push(RoomHead {
-                room: row.get(0)?,
-                last_seq: from_sql("rooms.last_seq", row.get(1)?)?,
-                epoch: from_sql("rooms.epoch", row.get(2)?)?,
-                head: row
-                    .get::<_, Option<Vec<u8>>>(3)?
-                    .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok()),
-            });
+            heads.push(room_head_row(row)?);
         }
         Ok(heads)
     }
@@ -507,6 +516,18 @@ impl EventLog {
         let n: i64 = stmt.query_row([room], |row| row.get(0))?;
         from_sql("count", n)
     }
+}
+
+/// A `rooms` row (room, last_seq, epoch, head) as a [`RoomHead`].
+fn room_head_row(row: &rusqlite::Row<'_>) -> Result<RoomHead, LogError> {
+    Ok(RoomHead {
+        room: row.get(0)?,
+        last_seq: from_sql("rooms.last_seq", row.get(1)?)?,
+        epoch: from_sql("rooms.epoch", row.get(2)?)?,
+        head: row
+            .get::<_, Option<Vec<u8>>>(3)?
+            .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok()),
+    })
 }
 
 /// Reads `user_version` and checks it is one this code understands.

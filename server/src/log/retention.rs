@@ -24,14 +24,87 @@ pub struct Retention {
     pub max_age_ms: Option<u64>,
 }
 
+/// Rooms one [`EventLog::prune_chunk`] looks at, at most.
+const ROOMS_PER_CHUNK: usize = 256;
+
+/// Where a prune that runs in chunks goes on from: every room before it
+/// is done. Starts at the first room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PruneCursor {
+    /// The room to go on from.
+    from: String,
+    /// Whether `from` itself still has messages to prune (a chunk ended
+    /// inside it) or is done.
+    inclusive: bool,
+    /// Messages deleted so far by this prune.
+    deleted: u64,
+}
+
+impl Default for PruneCursor {
+    fn default() -> Self {
+        Self {
+            from: String::new(),
+            inclusive: true,
+            deleted: 0,
+        }
+    }
+}
+
+impl PruneCursor {
+    /// Messages deleted so far by the prune this cursor walks.
+    #[must_use]
+    pub fn deleted(&self) -> u64 {
+        self.deleted
+    }
+}
+
+/// What one chunk of a prune did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneStep {
+    /// Messages this chunk deleted.
+    pub deleted: u64,
+    /// Whether every room has been visited (the prune is over).
+    pub done: bool,
+}
+
 impl EventLog {
-    /// Applies `retention` to every room's messages, in one transaction,
-    /// and returns how many rows were deleted. Messages count as too old
-    /// when `received_at_ms < now_ms - max_age_ms`. Membership events are
+    /// Applies `retention` to every room's messages and returns how many
+    /// rows were deleted: [`Self::prune_chunk`] until it is done, each
+    /// chunk its own transaction. Messages count as too old when
+    /// `received_at_ms < now_ms - max_age_ms`. Membership events are
     /// always kept and `last_seq` is never changed.
+    ///
+    /// # Errors
+    /// A SQLite failure; chunks already committed stay pruned.
     pub fn prune(&mut self, retention: Retention, now_ms: u64) -> Result<u64, LogError> {
+        let mut cursor = PruneCursor::default();
+        while !self
+            .prune_chunk(retention, now_ms, &mut cursor, DEFAULT_CHUNK_EVENTS)?
+            .done
+        {}
+        Ok(cursor.deleted)
+    }
+
+    /// One bounded step of a prune, in one transaction: at most
+    /// `max_events` messages deleted and at most 256 rooms visited, going
+    /// on from `cursor` (which it moves on). The sequencer runs these
+    /// between batches, so a prune of a large log never holds the writer
+    /// for long (audit L3).
+    ///
+    /// # Errors
+    /// A SQLite failure; nothing of this chunk is deleted then.
+    pub fn prune_chunk(
+        &mut self,
+        retention: Retention,
+        now_ms: u64,
+        cursor: &mut PruneCursor,
+        max_events: usize,
+    ) -> Result<PruneStep, LogError> {
         if retention == Retention::default() {
-            return Ok(0);
+            return Ok(PruneStep {
+                deleted: 0,
+                done: true,
+            });
         }
         // Events with received_at_ms <= age_bound are too old (None: none are).
         let age_bound: Option<i64> = match retention.max_age_ms {
@@ -41,15 +114,25 @@ impl EventLog {
             },
             None => None,
         };
+        let budget_total = i64::try_from(max_events.max(1)).unwrap_or(i64::MAX);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut deleted: u64 = 0;
+        let mut deleted: i64 = 0;
+        // Where the next chunk goes on from; `None`: every room is done.
+        let mut resume: Option<(String, bool)> = None;
         {
             let rooms: Vec<String> = {
-                let mut stmt = tx.prepare_cached("SELECT room FROM rooms ORDER BY room")?;
-                stmt.query_map([], |row| row.get(0))?
-                    .collect::<Result<_, _>>()?
+                let sql = if cursor.inclusive {
+                    "SELECT room FROM rooms WHERE room >= ?1 ORDER BY room LIMIT ?2"
+                } else {
+                    "SELECT room FROM rooms WHERE room > ?1 ORDER BY room LIMIT ?2"
+                };
+                let mut stmt = tx.prepare_cached(sql)?;
+                stmt.query_map(params![cursor.from, ROOMS_PER_CHUNK as i64], |row| {
+                    row.get(0)
+                })?
+                .collect::<Result<_, _>>()?
             };
             let message = EventKind::Message.code();
             // The (max_events+1)-th newest message: it and every older
@@ -57,13 +140,17 @@ impl EventLog {
             let mut nth_newest = tx.prepare_cached(
                 "SELECT seq FROM events WHERE room = ?1 AND kind = ?3 ORDER BY seq DESC LIMIT 1 OFFSET ?2",
             )?;
-            let mut delete_upto_seq = tx
-                .prepare_cached("DELETE FROM events WHERE room = ?1 AND seq <= ?2 AND kind = ?3")?;
+            // Oldest first, at most ?4 of them: a chunk stops inside a room.
+            let mut delete_upto_seq = tx.prepare_cached(
+                "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events \
+                 WHERE room = ?1 AND seq <= ?2 AND kind = ?3 ORDER BY seq LIMIT ?4)",
+            )?;
             let mut delete_older = tx.prepare_cached(
-                "DELETE FROM events WHERE room = ?1 AND received_at_ms <= ?2 AND kind = ?3",
+                "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events \
+                 WHERE room = ?1 AND received_at_ms <= ?2 AND kind = ?3 ORDER BY seq LIMIT ?4)",
             )?;
             for room in &rooms {
-                let mut room_deleted: usize = 0;
+                let before = deleted;
                 if let Some(max_events) = retention.max_events {
                     // An offset beyond i64::MAX can never match a row.
                     if let Ok(offset) = i64::try_from(max_events) {
@@ -71,29 +158,55 @@ impl EventLog {
                             .query_row(params![room, offset, message], |row| row.get(0))
                             .optional()?;
                         if let Some(cutoff) = cutoff {
-                            room_deleted +=
-                                delete_upto_seq.execute(params![room, cutoff, message])?;
+                            let budget = budget_total - deleted;
+                            deleted += delete_upto_seq
+                                .execute(params![room, cutoff, message, budget])?
+                                as i64;
                         }
                     }
                 }
-                if let Some(bound) = age_bound {
-                    room_deleted += delete_older.execute(params![room, bound, message])?;
+                if let Some(bound) = age_bound
+                    && deleted < budget_total
+                {
+                    let budget = budget_total - deleted;
+                    deleted += delete_older.execute(params![room, bound, message, budget])? as i64;
                 }
-                if room_deleted > 0 {
-                    tracing::debug!(room = %room, deleted = room_deleted, "event log pruned room");
+                if deleted > before {
+                    tracing::debug!(room = %room, deleted = deleted - before, "event log pruned room");
                 }
-                deleted = deleted.saturating_add(u64::try_from(room_deleted).unwrap_or(u64::MAX));
+                if deleted >= budget_total {
+                    // The room may hold more: the next chunk starts with it.
+                    resume = Some((room.clone(), true));
+                    break;
+                }
+            }
+            if resume.is_none() && rooms.len() == ROOMS_PER_CHUNK {
+                resume = rooms.last().map(|r| (r.clone(), false));
             }
         }
         tx.commit()?;
-        Ok(deleted)
+        let deleted = u64::try_from(deleted).unwrap_or(0);
+        cursor.deleted = cursor.deleted.saturating_add(deleted);
+        let done = match resume {
+            Some((from, inclusive)) => {
+                cursor.from = from;
+                cursor.inclusive = inclusive;
+                false
+            }
+            None => true,
+        };
+        Ok(PruneStep { deleted, done })
     }
 }
+
+/// Messages one chunk of [`EventLog::prune`] deletes at most.
+const DEFAULT_CHUNK_EVENTS: usize = 10_000;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::log::PruneCursor;
     use crate::log::RoomHead;
     use crate::log::tests::{ev, msgs, room, seqs, temp_log};
     use hush_proto::SequencedEvent;
@@ -232,5 +345,57 @@ mod tests {
         assert_eq!(log.count("q").unwrap(), 0);
         assert_eq!(log.room_heads().unwrap()[0].last_seq, 4);
         log.append_batch(&msgs("q", 5..=5)).unwrap();
+    }
+
+    #[test]
+    fn a_prune_in_bounded_chunks_deletes_what_one_prune_does_and_lets_rooms_go_on_between() {
+        let (_dir, _path, mut log) = temp_log();
+        // 300 rooms (more than one chunk visits), each with 5 messages
+        // and a commit in the middle.
+        let names: Vec<String> = (0..300).map(|i| format!("r{i:03}")).collect();
+        for name in &names {
+            let mut batch = msgs(name, 1..=2);
+            batch.push(ev(name, 3, EventKind::Commit, 1, 1_003));
+            batch.extend(msgs(name, 4..=6));
+            log.append_batch(&batch).unwrap();
+        }
+        let keep1 = Retention {
+            max_events: Some(1),
+            max_age_ms: None,
+        };
+        let mut cursor = PruneCursor::default();
+        let mut steps = 0;
+        loop {
+            let step = log.prune_chunk(keep1, 0, &mut cursor, 7).unwrap();
+            assert!(step.deleted <= 7, "a chunk stays within its bound");
+            steps += 1;
+            // Sequencing goes on between chunks, in a room already done
+            // and in one not yet reached.
+            if steps == 3 {
+                log.append_batch(&msgs("r000", 7..=7)).unwrap();
+                log.append_batch(&msgs("r299", 7..=7)).unwrap();
+            }
+            if step.done {
+                break;
+            }
+        }
+        // 4 of 5 messages go in each room (the appended one in r299 too).
+        assert_eq!(cursor.deleted(), 300 * 4 + 1);
+        assert!(steps > 300 * 4 / 7, "{steps} chunks");
+        assert_eq!(
+            seqs(&log.events_after(&room("r150"), 0, 100).unwrap()),
+            vec![3, 6]
+        );
+        assert_eq!(
+            seqs(&log.events_after(&room("r000"), 0, 100).unwrap()),
+            vec![3, 6, 7],
+            "done before its new message came"
+        );
+        assert_eq!(
+            seqs(&log.events_after(&room("r299"), 0, 100).unwrap()),
+            vec![3, 7]
+        );
+        // One whole prune now only finishes r000.
+        assert_eq!(log.prune(keep1, 0).unwrap(), 1);
     }
 }

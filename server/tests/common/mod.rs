@@ -19,6 +19,10 @@ pub struct TestRelay {
 
 impl TestRelay {
     pub async fn start(dir: &std::path::Path, limits: Limits) -> Self {
+        // The relay refuses a data folder others can enter; temporary
+        // folders are 0755 under the usual umask.
+        let private = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+        std::fs::set_permissions(dir, private).unwrap();
         let config = RelayConfig {
             data_dir: dir.to_path_buf(),
             limits,
