@@ -7,7 +7,8 @@
 //!   KexInitiator::new() ── share: x25519 pk (32) ‖ ML-KEM ek (1184) ──▶ respond(share)
 //!                      ◀── reply: x25519 pk (32) ‖ ML-KEM ct (1088) ──
 //!   finish(reply) ─▶ secret                                   secret ◀─┘
-//!   secret = HKDF(ikm = ss_mlkem ‖ ss_x25519, salt = SHA-256(share ‖ reply), "hush/v2/hybrid-kex")
+//!   secret = HKDF(ikm = ss_mlkem ‖ ss_x25519,
+//!                 salt = Transcript("hush/v2/hybrid-kex/publics", share, reply), "hush/v2/hybrid-kex")
 //! ```
 //!
 //! Both halves are fresh for every handshake and dropped (zeroized) once it

@@ -14,8 +14,10 @@ use sha2::Sha256;
 use crate::error::CryptoError;
 use crate::identity::{Identity, PublicIdentity};
 
-/// Every signature context starts with this.
-pub const SIGNATURE_CONTEXT_PREFIX: &str = "hush/v1/";
+/// Every signature context hush uses starts with this, then the protocol
+/// version that introduced it and the purpose: `hush/v1/event`,
+/// `hush/v2/link-auth`.
+pub const SIGNATURE_CONTEXT_PREFIX: &str = "hush/";
 
 /// PSS salt length in bytes (equal to the SHA-256 output, as RFC 8017
 /// recommends).
@@ -59,7 +61,7 @@ fn message_digest(context: &str, message: &[u8]) -> [u8; 32] {
 
 impl Identity {
     /// Signs `message` for the purpose named by `context`
-    /// (`hush/v1/<purpose>`).
+    /// (`hush/v1/<purpose>` or `hush/v2/<purpose>`).
     ///
     /// # Errors
     /// [`CryptoError::Internal`] only if the RNG or the RSA operation fails.

@@ -232,8 +232,8 @@ pub struct Welcome {
     /// something (a ping) well before.
     pub idle_timeout_ms: u64,
     /// A ticket for resuming the next connection without RSA (empty if
-    /// the relay issues none). Its secret is derived from this link's
-    /// secret, so only this client can use it.
+    /// the relay issues none). Its resumption secret is derived from this
+    /// link's master secret, so only this client can use it.
     #[serde(with = "crate::msg::bytes")]
     pub ticket: Vec<u8>,
     /// When the ticket expires, ms since the UNIX epoch.

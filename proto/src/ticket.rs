@@ -1,12 +1,13 @@
 //! Session tickets: resuming a link without RSA.
 //!
 //! ```text
-//!  full handshake ──▶ both sides derive  rs = HKDF(link secret, th, "hush/v1/resumption")
+//!  full handshake ──▶ both sides derive  rs = HKDF(master, th, "hush/v2/resumption")
 //!                     relay sends, in the Welcome:
 //!                       ticket = id(16) ‖ AES-256-GCM_{K_id}( client fp ‖ rs ‖ expires_ms )
 //!                       K_id   = HKDF(ticket key, salt = id, "hush/v1/ticket")
 //!  next connection ──▶ ClientHello{…, ticket}; the relay opens it, claims `id`
-//!                     once in its ledger, and both prove `rs` (docs/PROTOCOL.md §4.5)
+//!                     once in its ledger; `rs` enters the key schedule beside a
+//!                     fresh ephemeral exchange (docs/PROTOCOL.md §4.6)
 //! ```
 //!
 //! The ticket key is the relay's own 32-byte secret, kept on disk beside

@@ -634,9 +634,9 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut sealer: RecordSealer, outbox: Ar
                     }
                     match sealer.push_encoded(m) {
                         Ok(()) => true,
-                        // A message too large for a frame is a relay bug,
-                        // never the recipient's fault: skip it rather than
-                        // cut them off.
+                        // A message too large for this link's frames (an
+                        // event above the limit this client announced):
+                        // skip it rather than cut the client off.
                         Err(RecordError::MessageTooLarge) => {
                             too_large += 1;
                             true
