@@ -45,7 +45,7 @@ pub(crate) fn crypto(a: &CryptoArgs) -> Result<()> {
     let mut rows: Vec<(String, f64, Option<f64>)> = Vec::new();
     eprintln!("RSA-{bits} private-key operations");
     rows.push((
-        format!("RSA-{bits} PSS sign (relay and client, once each per full handshake)"),
+        format!("RSA-{bits} PSS sign (each side, per full handshake)"),
         ops_per_s(d, || {
             let _ = identity.sign("bench", b"message");
         }),
@@ -73,9 +73,9 @@ pub(crate) fn crypto(a: &CryptoArgs) -> Result<()> {
         }),
         None,
     ));
-    eprintln!("hybrid key exchange (both sides, every handshake)");
+    eprintln!("hybrid key exchange, X25519 + ML-KEM-768 (both sides, every handshake)");
     rows.push((
-        "X25519 + ML-KEM-768 client share (keygen)".into(),
+        "hybrid kex: client share (keygen)".into(),
         ops_per_s(d, || {
             let _ = hush_crypto::KexInitiator::new();
         }),
@@ -83,7 +83,7 @@ pub(crate) fn crypto(a: &CryptoArgs) -> Result<()> {
     ));
     let initiator = hush_crypto::KexInitiator::new();
     rows.push((
-        "X25519 + ML-KEM-768 relay reply (encapsulate, DH)".into(),
+        "hybrid kex: relay reply (encapsulate, DH)".into(),
         ops_per_s(d, || {
             let _ = hush_crypto::kex_respond(initiator.share());
         }),
@@ -91,7 +91,7 @@ pub(crate) fn crypto(a: &CryptoArgs) -> Result<()> {
     ));
     let (reply, _) = hush_crypto::kex_respond(initiator.share())?;
     rows.push((
-        "X25519 + ML-KEM-768 client finish (decapsulate, DH)".into(),
+        "hybrid kex: client keygen + finish (decaps, DH)".into(),
         ops_per_s(d, || {
             let again = hush_crypto::KexInitiator::new();
             let _ = again.finish(&reply);
