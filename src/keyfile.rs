@@ -82,7 +82,9 @@ fn key_error(path: &Path, e: &KeyFileError) -> anyhow::Error {
     anyhow!("{}: {e}{hint}", path.display())
 }
 
-fn read_key_text(path: &Path) -> Result<String> {
+/// The file's text, zeroized when dropped: it may be an unencrypted
+/// private key (audit L7).
+fn read_key_text(path: &Path) -> Result<Zeroizing<String>> {
     let meta = fs::metadata(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             anyhow!(
@@ -107,14 +109,16 @@ fn read_key_text(path: &Path) -> Result<String> {
             meta.len()
         );
     }
-    let bytes =
-        fs::read(path).with_context(|| format!("cannot read key file {}", path.display()))?;
-    String::from_utf8(bytes).map_err(|_| {
+    let bytes = Zeroizing::new(
+        fs::read(path).with_context(|| format!("cannot read key file {}", path.display()))?,
+    );
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
         anyhow!(
             "{}: not a key hush can read (it is not PEM text)",
             path.display()
         )
-    })
+    })?;
+    Ok(Zeroizing::new(text.to_owned()))
 }
 
 #[cfg(unix)]

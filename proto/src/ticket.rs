@@ -28,8 +28,8 @@ pub const MAX_TICKET_LEN: usize = 256;
 const TICKET_INFO: &[u8] = b"hush/v1/ticket";
 const TICKET_AAD: &[u8] = b"hush/v1/ticket";
 
-/// What a ticket holds, sealed.
-#[derive(Serialize, Deserialize)]
+/// What a ticket holds, sealed. Zeroized when dropped (audit L7).
+#[derive(Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 struct TicketPlain {
     client: [u8; 32],
     secret: [u8; 32],
@@ -122,8 +122,9 @@ pub struct ClientTicket {
     pub ticket: Vec<u8>,
     /// When it expires, ms since the UNIX epoch (by the relay's clock).
     pub expires_ms: u64,
-    /// The relay key it was issued under (SPKI DER): a resumed greeting
-    /// must present the same key.
+    /// The relay key it was issued under (SPKI DER): a resumed handshake
+    /// is with this key's holder (only it can open the ticket), and the
+    /// caller's pin check sees this key.
     pub relay_key: Vec<u8>,
     pub(crate) secret: Secret32,
 }
