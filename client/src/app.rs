@@ -29,10 +29,11 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use tokio::sync::mpsc;
 
 use crate::command::{Command, HELP, Input, parse_line};
-use crate::display::{refusal_text, render_json, render_line};
+use crate::display::{refusal_text, render_json, render_line, shown_room};
 use crate::link::{Connection, LinkError, LinkWriter};
 use crate::pins::{KnownRelays, PinCheck, PinError};
-use crate::state::{StateError, StateStore};
+use crate::rooms::{Closing, OpenRoom, Rooms, room_of};
+use crate::state::{OpenRooms, StateError, StateStore};
 use hush_room::{Action, Entropy, Notice, Room, Shown, Warning};
 
 /// First retry delay after a failed connection.
@@ -49,8 +50,9 @@ pub struct ClientConfig {
     pub server: String,
     /// Our identity.
     pub identity: Arc<Identity>,
-    /// The room to join.
-    pub room: RoomName,
+    /// The rooms named on the command line, the first one current (the
+    /// rooms open when the client last stopped open too).
+    pub rooms: Vec<RoomName>,
     /// Our display name.
     pub nick: String,
     /// One JSON object per event instead of lines.
@@ -69,11 +71,12 @@ pub struct ClientConfig {
     /// Where to keep the sealed room state between runs (`None`: keep
     /// nothing; every run re-reads the relay's log).
     pub state_dir: Option<PathBuf>,
-    /// Read the room's retained history again from its start (with the
-    /// saved keys standing in for pruned commits) instead of resuming.
+    /// Read the named rooms' retained history again from its start (with
+    /// the saved keys standing in for pruned commits) instead of resuming.
     pub replay_history: bool,
-    /// Start the room over: set the saved state aside before starting, and
-    /// read what the relay has now (after a `rollback` warning).
+    /// Start the named rooms over: set their saved state aside before
+    /// starting, and read what the relay has now (after a `rollback`
+    /// warning).
     pub reset_room: bool,
 }
 
@@ -96,11 +99,18 @@ struct Screen<W: Write> {
     json: bool,
     out: W,
     transcript: Option<std::fs::File>,
+    /// More than one room is open: each line starts with its room.
+    prefix_rooms: bool,
 }
 
 impl<W: Write> Screen<W> {
     fn show(&mut self, ev: &Shown) -> std::io::Result<()> {
-        let line = render_line(ev);
+        let mut line = render_line(ev);
+        if self.prefix_rooms
+            && let Some(room) = shown_room(ev)
+        {
+            line = format!("#{room} {line}");
+        }
         // The transcript first: whatever the screen shows is already in it.
         if let Some(t) = &mut self.transcript {
             writeln!(t, "{line}")?;
@@ -108,6 +118,10 @@ impl<W: Write> Screen<W> {
         let shown = if self.json { render_json(ev) } else { line };
         writeln!(self.out, "{shown}")?;
         self.out.flush()
+    }
+
+    fn error(&mut self, text: String) -> std::io::Result<()> {
+        self.show(&Shown::Error { text })
     }
 
     fn notice(&mut self, room: Option<&RoomName>, text: String) -> std::io::Result<()> {
@@ -177,8 +191,8 @@ pub fn open_transcript(path: &std::path::Path) -> std::io::Result<std::fs::File>
     Ok(file)
 }
 
-/// Runs the client until `/quit`, `/leave`, the end of `input`, or a fatal
-/// error.
+/// Runs the client until `/quit`, the end of `input`, leaving or parting
+/// its last room, or a fatal error.
 ///
 /// # Errors
 /// [`ClientError`] for a relay that cannot be used or a pin mismatch.
@@ -200,6 +214,7 @@ where
         json: config.json,
         out,
         transcript,
+        prefix_rooms: false,
     };
     let (line_tx, mut lines) = mpsc::channel::<String>(64);
     tokio::spawn(async move {
@@ -211,18 +226,40 @@ where
         }
     });
 
-    let store = config.state_dir.as_ref().map(|dir| {
-        StateStore::new(
-            dir,
-            &config.server,
-            config.room.as_str(),
-            config.identity.clone(),
-        )
-    });
-    let mut room = restore_room(&config, store.as_ref(), &mut screen)?;
+    let mut rooms = Rooms::new(
+        config
+            .state_dir
+            .as_ref()
+            .map(|dir| OpenRooms::new(dir, &config.server)),
+    );
+    // The rooms named on the command line, then the ones open last time.
+    let mut names = config.rooms.clone();
+    for saved in rooms.saved() {
+        if !names.contains(&saved) {
+            names.push(saved);
+        }
+    }
+    if names.is_empty() {
+        return Err(ClientError::Relay(format!(
+            "no room to open: give --room NAME (no rooms are saved for {} yet)",
+            config.server
+        )));
+    }
+    for name in &names {
+        let named = config.rooms.contains(name);
+        let room = open_room(&config, name, named, &mut screen)?;
+        rooms.insert(room);
+    }
+    // Typed lines go to the first room named (or saved).
+    rooms.switch_to(&names[0]);
+    screen.prefix_rooms = rooms.len() > 1;
+    if let Err(e) = rooms.save_list() {
+        screen.error(format!("cannot save the list of open rooms: {e}"))?;
+    }
     let mut state = Session {
         quitting: None,
         input_open: true,
+        frame_limit: None,
     };
     let mut ever_connected = false;
     let mut said_waiting = false;
@@ -263,7 +300,15 @@ where
                             config.server
                         ))?;
                     }
-                    if wait_offline(&mut room, &mut lines, &mut screen, &mut state, backoff).await?
+                    if wait_offline(
+                        &config,
+                        &mut rooms,
+                        &mut lines,
+                        &mut screen,
+                        &mut state,
+                        backoff,
+                    )
+                    .await?
                     {
                         return Ok(());
                     }
@@ -287,16 +332,20 @@ where
         screen.notice(None, format!("connected to {}", config.server))?;
         ever_connected = true;
         let end = session(
+            &config,
             conn,
-            &mut room,
+            &mut rooms,
             &mut lines,
             &mut screen,
             &mut state,
-            store.as_ref(),
-            config.max_frame,
         )
         .await?;
-        save_state(&mut room, store.as_ref(), &mut screen)?;
+        state.frame_limit = None;
+        for r in rooms.iter_mut() {
+            if let Some(w) = r.save() {
+                screen.show(&w)?;
+            }
+        }
         match end {
             SessionEnd::Done => return Ok(()),
             SessionEnd::Reconnect(why) => {
@@ -311,10 +360,20 @@ where
 }
 
 struct Session {
-    /// Set by /quit, /leave or end of input: exit once our events are
-    /// confirmed, or at this deadline.
+    /// Set by /quit, end of input, or closing the last room: exit once
+    /// our events are confirmed, or at this deadline.
     quitting: Option<Instant>,
     input_open: bool,
+    /// While connected: the frame limit commits must fit (the relay's and
+    /// ours), which a room opened by `/join` is given.
+    frame_limit: Option<usize>,
+}
+
+impl Session {
+    fn quit(&mut self) {
+        self.input_open = false;
+        self.quitting.get_or_insert(Instant::now() + DRAIN_LIMIT);
+    }
 }
 
 enum SessionEnd {
@@ -325,7 +384,8 @@ enum SessionEnd {
 /// While the relay is unreachable: keep taking input for `delay`.
 /// Returns true if the user quit.
 async fn wait_offline<W: Write>(
-    room: &mut Room,
+    config: &ClientConfig,
+    rooms: &mut Rooms,
     lines: &mut mpsc::Receiver<String>,
     screen: &mut Screen<W>,
     state: &mut Session,
@@ -335,7 +395,7 @@ async fn wait_offline<W: Write>(
     loop {
         if state
             .quitting
-            .is_some_and(|d| room.is_settled() || Instant::now() >= d)
+            .is_some_and(|d| rooms.all_settled() || Instant::now() >= d)
         {
             return Ok(true);
         }
@@ -344,7 +404,7 @@ async fn wait_offline<W: Write>(
             line = lines.recv(), if state.input_open => {
                 // Offline: Publish actions are kept as unconfirmed and sent
                 // after the reconnect.
-                let actions = handle_line(line, room, screen, state)?;
+                let actions = handle_line(config, line, rooms, screen, state)?;
                 for a in actions {
                     if let Action::Show(ev) = a {
                         screen.show(&ev)?;
@@ -355,15 +415,34 @@ async fn wait_offline<W: Write>(
     }
 }
 
+/// Opens one room: as saved by an earlier run, or fresh. `named`: the
+/// room was named on the command line, so `--reset-room` and
+/// `--replay-history` apply to it.
+fn open_room<W: Write>(
+    config: &ClientConfig,
+    name: &RoomName,
+    named: bool,
+    screen: &mut Screen<W>,
+) -> Result<OpenRoom, ClientError> {
+    let store = config
+        .state_dir
+        .as_ref()
+        .map(|dir| StateStore::new(dir, &config.server, name.as_str(), config.identity.clone()));
+    let room = restore_room(config, name, named, store.as_ref(), screen)?;
+    Ok(OpenRoom::new(room, store))
+}
+
 /// The room as saved by an earlier run, or a fresh one.
 fn restore_room<W: Write>(
     config: &ClientConfig,
+    name: &RoomName,
+    named: bool,
     store: Option<&StateStore>,
     screen: &mut Screen<W>,
 ) -> Result<Room, ClientError> {
     let fresh = || {
         Room::new(
-            config.room.clone(),
+            name.clone(),
             config.identity.clone(),
             config.nick.clone(),
             os_entropy(),
@@ -374,26 +453,24 @@ fn restore_room<W: Write>(
     let Some(store) = store else {
         return Ok(fresh());
     };
-    if config.reset_room {
+    if config.reset_room && named {
         match store.set_aside() {
             Ok(aside) => screen.notice(
-                Some(&config.room),
+                Some(name),
                 format!(
-                    "starting #{} over from what the relay has now: the saved state was moved to {}",
-                    config.room,
+                    "starting #{name} over from what the relay has now: the saved state was moved to {}",
                     aside.display()
                 ),
             )?,
             Err(StateError::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
                 screen.notice(
-                    Some(&config.room),
-                    format!("starting #{} over: there was no saved state", config.room),
+                    Some(name),
+                    format!("starting #{name} over: there was no saved state"),
                 )?;
             }
             Err(e) => {
                 return Err(ClientError::Relay(format!(
-                    "--reset-room: could not set the saved state of #{} aside: {e}",
-                    config.room
+                    "--reset-room: could not set the saved state of #{name} aside: {e}"
                 )));
             }
         }
@@ -401,19 +478,18 @@ fn restore_room<W: Write>(
     }
     let problem = match store.load() {
         Ok(None) => return Ok(fresh()),
-        Ok(Some(snap)) if config.replay_history => {
+        Ok(Some(snap)) if config.replay_history && named => {
             match Room::restore_for_replay(
-                config.room.clone(),
+                name.clone(),
                 config.identity.clone(),
                 &snap,
                 os_entropy(),
             ) {
                 Ok(room) => {
                     screen.notice(
-                        Some(&config.room),
+                        Some(name),
                         format!(
-                            "reading the history of #{} again, with the keys saved earlier",
-                            config.room
+                            "reading the history of #{name} again, with the keys saved earlier"
                         ),
                     )?;
                     return Ok(room
@@ -425,7 +501,7 @@ fn restore_room<W: Write>(
         }
         Ok(Some(snap)) => {
             match Room::restore(
-                config.room.clone(),
+                name.clone(),
                 config.identity.clone(),
                 &snap,
                 os_entropy(),
@@ -433,10 +509,9 @@ fn restore_room<W: Write>(
             ) {
                 Ok(room) => {
                     screen.notice(
-                        Some(&config.room),
+                        Some(name),
                         format!(
-                            "resuming #{} after seq {} from saved state",
-                            config.room,
+                            "resuming #{name} after seq {} from saved state",
                             room.last_seq()
                         ),
                     )?;
@@ -451,7 +526,7 @@ fn restore_room<W: Write>(
     };
     let moved_to = store.set_aside().map_err(|e| e.to_string());
     screen.show(&Shown::Warning {
-        room: Some(config.room.clone()),
+        room: Some(name.clone()),
         seq: None,
         from: None,
         warning: Warning::StateUnreadable { problem, moved_to },
@@ -459,39 +534,13 @@ fn restore_room<W: Write>(
     Ok(fresh())
 }
 
-/// Saves the room state if it changed; a failure is shown, not fatal.
-fn save_state<W: Write>(
-    room: &mut Room,
-    store: Option<&StateStore>,
-    screen: &mut Screen<W>,
-) -> Result<(), ClientError> {
-    let Some(store) = store else {
-        return Ok(());
-    };
-    if !room.take_dirty() {
-        return Ok(());
-    }
-    if let Err(e) = store.save(&room.snapshot()) {
-        screen.show(&Shown::Warning {
-            room: Some(room.name().clone()),
-            seq: None,
-            from: None,
-            warning: Warning::StateNotSaved {
-                error: e.to_string(),
-            },
-        })?;
-    }
-    Ok(())
-}
-
 async fn session<W: Write>(
+    config: &ClientConfig,
     conn: Connection,
-    room: &mut Room,
+    rooms: &mut Rooms,
     lines: &mut mpsc::Receiver<String>,
     screen: &mut Screen<W>,
     state: &mut Session,
-    store: Option<&StateStore>,
-    max_frame: usize,
 ) -> Result<SessionEnd, ClientError> {
     let Connection {
         mut reader,
@@ -502,7 +551,18 @@ async fn session<W: Write>(
     } = conn;
     // Commits we build must fit this relay's frames (and ours).
     let relay_frame = usize::try_from(welcome.max_frame).unwrap_or(usize::MAX);
-    let join = room.on_connected(relay_frame.min(max_frame));
+    let limit = relay_frame.min(config.max_frame);
+    state.frame_limit = Some(limit);
+    for shown in rooms.drop_closing() {
+        screen.show(&shown)?;
+    }
+    if rooms.is_empty() {
+        return Ok(SessionEnd::Done);
+    }
+    let mut join = Vec::new();
+    for r in rooms.iter_mut() {
+        join.extend(r.room.on_connected(limit));
+    }
     if let Err(e) = perform(join, &mut writer, screen).await? {
         return Ok(SessionEnd::Reconnect(e));
     }
@@ -510,26 +570,27 @@ async fn session<W: Write>(
     loop {
         if state
             .quitting
-            .is_some_and(|d| room.is_settled() || Instant::now() >= d)
+            .is_some_and(|d| rooms.all_settled() || Instant::now() >= d)
         {
+            let mut last = Vec::new();
+            for r in rooms.iter_mut() {
+                last.extend(r.room.on_quit());
+            }
             // The link is closing anyway: a failure to send changes nothing.
-            let _ = perform(room.on_quit(), &mut writer, screen).await?;
+            let _ = perform(last, &mut writer, screen).await?;
             let _ = writer.shutdown().await;
             return Ok(SessionEnd::Done);
         }
         let actions = tokio::select! {
             msg = reader.recv() => match msg {
-                Ok(m) => match on_relay(m, room, &mut writer, &relay).await {
+                Ok(m) => match on_relay(m, rooms, &mut writer, &relay, screen).await? {
                     Ok(actions) => actions,
                     Err(end) => return Ok(end),
                 },
                 Err(e) => return Ok(SessionEnd::Reconnect(e.to_string())),
             },
-            line = lines.recv(), if state.input_open => handle_line(line, room, screen, state)?,
-            _ = tick.tick() => {
-                save_state(room, store, screen)?;
-                room.tick(Instant::now())
-            }
+            line = lines.recv(), if state.input_open => handle_line(config, line, rooms, screen, state)?,
+            _ = tick.tick() => rooms.tick(Instant::now()),
         };
         if let Err(e) = perform(actions, &mut writer, screen).await? {
             return Ok(SessionEnd::Reconnect(e));
@@ -562,15 +623,17 @@ async fn perform<W: Write>(
     Ok(Ok(()))
 }
 
-/// One message from the relay: the link's own (pings, closing, leaving)
-/// here, everything else through the room. `Err` ends the session.
-async fn on_relay(
+/// One message from the relay: the link's own (pings, closing) here, a
+/// room's through that room. `Left` closes a room's window; the last one
+/// closed ends the session. The inner `Err` ends the session.
+async fn on_relay<W: Write>(
     msg: RelayMsg,
-    room: &mut Room,
+    rooms: &mut Rooms,
     writer: &mut LinkWriter,
     relay: &hush_crypto::PublicIdentity,
-) -> Result<Vec<Action>, SessionEnd> {
-    match msg {
+    screen: &mut Screen<W>,
+) -> Result<Result<Vec<Action>, SessionEnd>, ClientError> {
+    Ok(match msg {
         RelayMsg::Ping { nonce } => match writer.send(&ClientMsg::Pong { nonce }).await {
             Ok(()) => Ok(Vec::new()),
             Err(e) => Err(SessionEnd::Reconnect(e.to_string())),
@@ -578,34 +641,73 @@ async fn on_relay(
         RelayMsg::Closing { reason } => Err(SessionEnd::Reconnect(format!(
             "the relay closed it: {reason:?}"
         ))),
-        RelayMsg::Left { .. } => Err(SessionEnd::Done),
+        RelayMsg::Left { room } => {
+            if let Some(w) = rooms.remove(&room) {
+                screen.show(&w)?;
+            }
+            if rooms.is_empty() {
+                Err(SessionEnd::Done)
+            } else {
+                Ok(Vec::new())
+            }
+        }
         RelayMsg::Pong { .. } | RelayMsg::Welcome(_) => Ok(Vec::new()),
-        other => Ok(room.on_relay(other, relay, Instant::now())),
-    }
+        other => {
+            let Some(name) = room_of(&other).cloned() else {
+                return Ok(Ok(Vec::new()));
+            };
+            match rooms.get(&name) {
+                Some(r) => Ok(r.room.on_relay(other, relay, Instant::now())),
+                // A room we closed meanwhile: nothing to do.
+                None => Ok(Vec::new()),
+            }
+        }
+    })
 }
 
 fn handle_line<W: Write>(
+    config: &ClientConfig,
     line: Option<String>,
-    room: &mut Room,
+    rooms: &mut Rooms,
     screen: &mut Screen<W>,
     state: &mut Session,
 ) -> Result<Vec<Action>, ClientError> {
     let Some(line) = line else {
         // End of input: finish sending, then exit.
-        state.input_open = false;
-        state.quitting.get_or_insert(Instant::now() + DRAIN_LIMIT);
+        state.quit();
         return Ok(Vec::new());
     };
     let input = match parse_line(&line) {
         Ok(Some(i)) => i,
         Ok(None) => return Ok(Vec::new()),
         Err(e) => {
-            screen.show(&Shown::Error {
-                text: e.to_string(),
-            })?;
+            screen.error(e.to_string())?;
             return Ok(Vec::new());
         }
     };
+    // Commands on the set of rooms first; then those on the current room.
+    match input {
+        Input::Command(Command::Join(name)) => {
+            return join_room(config, &name, rooms, screen, state);
+        }
+        Input::Command(Command::Part) => return close_room(Closing::Part, rooms, screen, state),
+        Input::Command(Command::Leave) => return close_room(Closing::Leave, rooms, screen, state),
+        Input::Command(Command::Quit) => {
+            state.quit();
+            return Ok(Vec::new());
+        }
+        Input::Command(Command::Help) => {
+            for line in HELP.lines() {
+                screen.notice(None, line.to_owned())?;
+            }
+            return Ok(Vec::new());
+        }
+        _ => {}
+    }
+    let Some(open) = rooms.current() else {
+        return Ok(Vec::new());
+    };
+    let room = &mut open.room;
     let name = room.name().clone();
     Ok(match input {
         Input::Text(text) => room.send_text(text, now_ms()),
@@ -626,9 +728,9 @@ fn handle_line<W: Write>(
         Input::Command(Command::Whois(q)) => {
             let found: Vec<(Fingerprint, String)> = room.whois(&q);
             if found.is_empty() {
-                screen.show(&Shown::Error {
-                    text: format!("nobody in #{name} is called {q}; /members lists who is"),
-                })?;
+                screen.error(format!(
+                    "nobody in #{name} is called {q}; /members lists who is"
+                ))?;
             }
             for (fp, nick) in found {
                 screen.notice(Some(&name), format!("{nick}: {fp}"))?;
@@ -641,18 +743,16 @@ fn handle_line<W: Write>(
                     "room fingerprint of #{name} at epoch {}: {digits} (members who see the same digits share this room's members and membership history)",
                     room.epoch()
                 ))?,
-                None => screen.show(&Shown::Error {
-                    text: format!("#{name} has no members yet; try again once you are admitted"),
-                })?,
+                None => screen.error(format!("#{name} has no members yet; try again once you are admitted"))?,
             }
             Vec::new()
         }
         Input::Command(Command::Verify(Some(q))) => {
             let found = room.whois(&q);
             if found.is_empty() {
-                screen.show(&Shown::Error {
-                    text: format!("nobody in #{name} is called {q}; /members lists who is"),
-                })?;
+                screen.error(format!(
+                    "nobody in #{name} is called {q}; /members lists who is"
+                ))?;
             }
             for (fp, nick) in found {
                 screen.notice(Some(&name), format!(
@@ -665,37 +765,91 @@ fn handle_line<W: Write>(
         Input::Command(Command::Invite(who)) => match room.invite(&who) {
             Ok(actions) => actions,
             Err(refusal) => {
-                let text = refusal_text(&name, &refusal);
-                screen.show(&Shown::Error { text })?;
+                screen.error(refusal_text(&name, &refusal))?;
                 Vec::new()
             }
         },
         Input::Command(Command::Kick(who)) => match room.kick(&who) {
             Ok(actions) => actions,
             Err(refusal) => {
-                let text = refusal_text(&name, &refusal);
-                screen.show(&Shown::Error { text })?;
+                screen.error(refusal_text(&name, &refusal))?;
                 Vec::new()
             }
         },
-        Input::Command(Command::Leave) => {
-            state.input_open = false;
-            state.quitting.get_or_insert(Instant::now() + DRAIN_LIMIT);
-            screen.notice(Some(&name), format!("leaving #{name}"))?;
-            room.leave()
-        }
-        Input::Command(Command::Quit) => {
-            state.input_open = false;
-            state.quitting.get_or_insert(Instant::now() + DRAIN_LIMIT);
-            Vec::new()
-        }
-        Input::Command(Command::Help) => {
-            for line in HELP.lines() {
-                screen.notice(None, line.to_owned())?;
-            }
-            Vec::new()
-        }
+        Input::Command(
+            Command::Join(_) | Command::Part | Command::Leave | Command::Quit | Command::Help,
+        ) => Vec::new(),
     })
+}
+
+/// `/join ROOM`: switches to an open room, or opens one (and, while
+/// connected, joins it at once).
+fn join_room<W: Write>(
+    config: &ClientConfig,
+    name: &RoomName,
+    rooms: &mut Rooms,
+    screen: &mut Screen<W>,
+    state: &mut Session,
+) -> Result<Vec<Action>, ClientError> {
+    if rooms.switch_to(name) {
+        screen.notice(Some(name), format!("now talking in #{name}"))?;
+        return Ok(Vec::new());
+    }
+    if rooms.get(name).is_some() {
+        screen.error(format!(
+            "#{name} is still closing; /join it again once it has closed"
+        ))?;
+        return Ok(Vec::new());
+    }
+    let mut open = open_room(config, name, false, screen)?;
+    let actions = state
+        .frame_limit
+        .map(|limit| open.room.on_connected(limit))
+        .unwrap_or_default();
+    rooms.insert(open);
+    screen.prefix_rooms = true;
+    screen.notice(
+        Some(name),
+        format!("opened #{name}; what you type now goes there"),
+    )?;
+    if let Err(e) = rooms.save_list() {
+        screen.error(format!("cannot save the list of open rooms: {e}"))?;
+    }
+    Ok(actions)
+}
+
+/// `/part` or `/leave` of the current room. The last room closed ends the
+/// client, once what was typed has been sent.
+fn close_room<W: Write>(
+    why: Closing,
+    rooms: &mut Rooms,
+    screen: &mut Screen<W>,
+    state: &mut Session,
+) -> Result<Vec<Action>, ClientError> {
+    let Some(open) = rooms.current() else {
+        return Ok(Vec::new());
+    };
+    let name = open.room.name().clone();
+    let actions = match why {
+        Closing::Leave => {
+            screen.notice(Some(&name), format!("leaving #{name}"))?;
+            open.room.leave()
+        }
+        Closing::Part => {
+            screen.notice(Some(&name), format!(
+                "closing #{name}; you stay a member (/join {name} or --room {name} opens it again)"
+            ))?;
+            Vec::new()
+        }
+    };
+    match rooms.close_current(why) {
+        Some(next) => screen.notice(Some(&next), format!("now talking in #{next}"))?,
+        None => state.quit(),
+    }
+    if let Err(e) = rooms.save_list() {
+        screen.error(format!("cannot save the list of open rooms: {e}"))?;
+    }
+    Ok(actions)
 }
 
 /// The OS random generator, as the room crate is given it (it has none of

@@ -39,7 +39,12 @@ pub enum Command {
     Invite(String),
     /// `/kick FINGERPRINT|NICK`: remove a member (the creator only).
     Kick(String),
-    /// `/leave`: leave the room.
+    /// `/join ROOM`: open a room (joining it if we are not a member), or
+    /// switch to it if it is open already.
+    Join(hush_proto::RoomName),
+    /// `/part`: close the current room's window, staying a member.
+    Part,
+    /// `/leave`: leave the current room for good.
     Leave,
     /// `/quit`: disconnect and exit.
     Quit,
@@ -71,6 +76,11 @@ pub enum CommandError {
         /// How to use it.
         usage: &'static str,
     },
+    /// Not a room name.
+    #[error(
+        "invalid room name {0}: use 1 to 64 letters, digits, '-', '_' or '.' (a leading # is fine), not starting with '.'"
+    )]
+    BadRoom(String),
     /// The nickname is not acceptable; the reason says what is allowed.
     #[error("invalid nickname: {0}")]
     BadNick(String),
@@ -101,12 +111,29 @@ pub const HELP: &str = "\
 /verify NICK|FINGERPRINT show your safety number with one member, to compare out of band
 /invite FINGERPRINT|NICK let someone into an invite-only room (its creator only)
 /kick FINGERPRINT|NICK   remove a member; the room is rekeyed without them (the creator only)
-/leave                   leave the room
+/join ROOM               open a room (joining it if need be), or switch to it
+/part                    close this room's window; you stay a member and /join reopens it
+/leave                   leave this room for good: you must be admitted again to come back
 /quit                    disconnect and exit
 /help                    show this list
 //text                   send a line that begins with /";
 
 const USAGE_NICK: &str = "/nick NAME";
+const USAGE_JOIN: &str = "/join ROOM";
+
+/// A room name as people type it: a leading `#` is dropped, and names
+/// are folded to lower case, so `#Lobby` and `lobby` are one room (the
+/// protocol itself is case-sensitive; hush's client always folds, for
+/// `--room` and `/join` alike: docs/CLIENT.md).
+///
+/// # Errors
+/// [`CommandError::BadRoom`] for anything that is not a room name.
+pub fn parse_room(typed: &str) -> Result<hush_proto::RoomName, CommandError> {
+    let trimmed = typed.trim();
+    let bare = trimmed.strip_prefix('#').unwrap_or(trimmed);
+    hush_proto::RoomName::new(&bare.to_ascii_lowercase())
+        .map_err(|_| CommandError::BadRoom(trimmed.to_owned()))
+}
 const USAGE_WHOIS: &str = "/whois NICK|FINGERPRINT";
 
 /// What nicknames may look like, appended to every [`CommandError::BadNick`].
@@ -249,6 +276,22 @@ pub fn parse_line(line: &str) -> Result<Option<Input>, CommandError> {
                 Command::Kick(args.to_owned())
             })))
         }
+        "join" => {
+            if args.is_empty() {
+                return Err(CommandError::MissingArgument {
+                    command: "join",
+                    usage: USAGE_JOIN,
+                });
+            }
+            if args.contains(char::is_whitespace) {
+                return Err(CommandError::TooManyArguments {
+                    command: "join",
+                    usage: USAGE_JOIN,
+                });
+            }
+            Ok(Some(Input::Command(Command::Join(parse_room(args)?))))
+        }
+        "part" => no_args(args, "part", "/part", Command::Part),
         "members" => no_args(args, "members", "/members", Command::Members),
         "leave" => no_args(args, "leave", "/leave", Command::Leave),
         "quit" => no_args(args, "quit", "/quit", Command::Quit),
@@ -414,6 +457,42 @@ mod tests {
             parse_line(&format!("//{ok}")),
             Err(CommandError::TooLong { .. })
         ));
+    }
+
+    #[test]
+    fn rooms_are_typed_with_or_without_a_hash_and_fold_to_lower_case() {
+        let lobby = hush_proto::RoomName::new("lobby").unwrap();
+        for typed in [
+            "/join lobby",
+            "/join #lobby",
+            "/JOIN #Lobby",
+            "/join   LOBBY  ",
+        ] {
+            assert_eq!(cmd(typed), Command::Join(lobby.clone()), "{typed}");
+        }
+        assert_eq!(parse_room("#ops-2.b_c").unwrap().as_str(), "ops-2.b_c");
+        for bad in ["/join ##x", "/join a/b", "/join .hidden", "/join #"] {
+            assert!(
+                matches!(parse_line(bad), Err(CommandError::BadRoom(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            parse_line("/join"),
+            Err(CommandError::MissingArgument {
+                command: "join",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_line("/join a b"),
+            Err(CommandError::TooManyArguments {
+                command: "join",
+                ..
+            })
+        ));
+        assert_eq!(cmd("/part"), Command::Part);
+        assert!(parse_line("/part now").is_err());
     }
 
     #[test]

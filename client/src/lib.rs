@@ -14,6 +14,8 @@
 //!   received neutralised before it reaches a terminal.
 //! - [`command`]: what the user types.
 //! - [`state`]: the room state saved between runs, sealed to our own key.
+//! - `rooms`: the rooms open on the one link, and what a typed line does
+//!   to them (`/join`, `/part`, `/leave`).
 //! - [`app`]: the loop that ties them to a connection that retries.
 //!
 //! It must never show anything it has not verified and opened, reuse a
@@ -26,4 +28,5 @@ pub mod command;
 pub mod display;
 pub mod link;
 pub mod pins;
+mod rooms;
 pub mod state;

@@ -107,6 +107,79 @@ pub(crate) fn create_private_file(path: &Path) -> std::io::Result<std::fs::File>
     opts.open(path)
 }
 
+/// 24 hex digits naming a file after `id` (a relay, or a relay and room).
+fn file_tag(id: &[u8]) -> String {
+    hush_crypto::sha256(id)[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Writes `bytes` to `path` atomically: a fresh private temporary file,
+/// synced, then renamed over it.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    create_private_dir(path.parent().unwrap_or(Path::new(".")))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    {
+        let mut f = create_private_file(&tmp)?;
+        f.write_all(bytes).and_then(|()| f.sync_all())?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// The rooms open on one relay when the client last stopped, one name a
+/// line: the next start reopens them. `/part` takes a room off the list,
+/// `/join` puts it on.
+pub struct OpenRooms {
+    path: PathBuf,
+}
+
+impl OpenRooms {
+    /// The list for relay `server`, under `dir`.
+    #[must_use]
+    pub fn new(dir: &Path, server: &str) -> Self {
+        Self {
+            path: dir
+                .join("rooms")
+                .join(format!("open-{}.list", file_tag(server.as_bytes()))),
+        }
+    }
+
+    /// The saved rooms, in order (none if there is no list). A line that
+    /// is not a room name is skipped.
+    #[must_use]
+    pub fn load(&self) -> Vec<hush_proto::RoomName> {
+        let Ok(text) = std::fs::read_to_string(&self.path) else {
+            return Vec::new();
+        };
+        let mut rooms: Vec<hush_proto::RoomName> = Vec::new();
+        for name in text
+            .lines()
+            .filter_map(|l| hush_proto::RoomName::new(l.trim()).ok())
+        {
+            if !rooms.contains(&name) {
+                rooms.push(name);
+            }
+        }
+        rooms
+    }
+
+    /// Replaces the list.
+    ///
+    /// # Errors
+    /// [`StateError::Io`] if it cannot be written.
+    pub fn save(&self, rooms: &[hush_proto::RoomName]) -> Result<(), StateError> {
+        let text: String = rooms.iter().map(|r| format!("{r}\n")).collect();
+        write_atomically(&self.path, text.as_bytes()).map_err(|error| StateError::Io {
+            path: self.path.display().to_string(),
+            error,
+        })
+    }
+}
+
 /// Where one room's state lives, and whose key opens it.
 pub struct StateStore {
     path: PathBuf,
@@ -119,8 +192,7 @@ impl StateStore {
     #[must_use]
     pub fn new(dir: &Path, server: &str, room: &str, identity: Arc<Identity>) -> Self {
         let file_id = format!("{server}/{room}").into_bytes();
-        let digest = hush_crypto::sha256(&file_id);
-        let name: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        let name = file_tag(&file_id);
         Self {
             path: dir.join("rooms").join(format!("{room}-{name}.state")),
             identity,
@@ -214,17 +286,7 @@ impl StateStore {
             wrapped_key: wrapped.as_bytes().to_vec(),
             sealed,
         });
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        create_private_dir(dir).map_err(|e| self.io(e))?;
-        let tmp = self.path.with_extension("state.tmp");
-        {
-            use std::io::Write;
-            let mut f = create_private_file(&tmp).map_err(|e| self.io(e))?;
-            f.write_all(&file)
-                .and_then(|()| f.sync_all())
-                .map_err(|e| self.io(e))?;
-        }
-        std::fs::rename(&tmp, &self.path).map_err(|e| self.io(e))
+        write_atomically(&self.path, &file).map_err(|e| self.io(e))
     }
 
     /// Moves an unreadable state file aside (keeping it for inspection)

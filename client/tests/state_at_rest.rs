@@ -178,3 +178,34 @@ fn state_folders_are_private_and_the_temporary_file_is_never_followed_or_inherit
     assert_eq!(mode(store.path().parent().unwrap()), 0o700);
     assert_eq!(mode(&top.path().join("fresh")), 0o700);
 }
+
+/// The list of open rooms: saved per relay, read back in order without
+/// repeats, a damaged line skipped, written privately.
+#[test]
+fn the_open_rooms_list_is_per_relay_and_skips_what_is_not_a_room() {
+    use hush_client::state::OpenRooms;
+    let dir = tempfile::tempdir().unwrap();
+    let one = OpenRooms::new(dir.path(), "relay:1");
+    let other = OpenRooms::new(dir.path(), "relay:2");
+    assert!(one.load().is_empty(), "nothing saved yet");
+    let names: Vec<RoomName> = ["lobby", "ops", "lobby"]
+        .iter()
+        .map(|n| RoomName::new(n).unwrap())
+        .collect();
+    one.save(&names).unwrap();
+    assert_eq!(one.load(), names[..2].to_vec(), "in order, once each");
+    assert!(other.load().is_empty(), "another relay's list is apart");
+    let path = std::fs::read_dir(dir.path().join("rooms"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "list"))
+        .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "private: {mode:o}");
+    }
+    std::fs::write(&path, "lobby\n../etc\n\nOPS!\nops\n").unwrap();
+    assert_eq!(one.load(), names[..2].to_vec());
+}

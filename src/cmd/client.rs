@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use hush_client::app::{self, ClientConfig};
-use hush_client::command::validate_nick;
+use hush_client::command::{parse_room, validate_nick};
 use hush_client::pins::KnownRelays;
 use hush_proto::RoomName;
 use hush_proto::e2e::HistoryVisibility;
@@ -25,9 +25,12 @@ pub struct ClientArgs {
     /// /proc/PID/environ and passed to child processes), else asked for.
     #[arg(long, env = "HUSH_KEY", value_name = "PATH")]
     key: PathBuf,
-    /// The room to join (created if it does not exist).
-    #[arg(long, env = "HUSH_ROOM", value_name = "NAME")]
-    room: String,
+    /// A room to open (created if it does not exist); repeat it for
+    /// several, the first is where typing goes. `#lobby` and `Lobby` mean
+    /// `lobby`. The rooms open when the client last stopped open too, so
+    /// once you have joined a room you may leave this out.
+    #[arg(long, env = "HUSH_ROOM", value_name = "NAME", value_delimiter = ',')]
+    room: Vec<String>,
     /// Your display name [default: the key file's name, e.g. alice for alice.pem].
     #[arg(long, env = "HUSH_NICK", value_name = "NAME")]
     nick: Option<String>,
@@ -105,8 +108,13 @@ fn parse_history(text: &str) -> Result<HistoryVisibility, String> {
 
 pub fn run(args: ClientArgs) -> Result<()> {
     let server = with_default_port(&args.server)?;
-    let room =
-        RoomName::new(&args.room).map_err(|e| anyhow::anyhow!("--room {}: {e}", args.room))?;
+    let mut rooms: Vec<RoomName> = Vec::new();
+    for typed in &args.room {
+        let room = parse_room(typed).map_err(|e| anyhow::anyhow!("--room: {e}"))?;
+        if !rooms.contains(&room) {
+            rooms.push(room);
+        }
+    }
     let nick = match &args.nick {
         Some(n) => validate_nick(n).map_err(|e| anyhow::anyhow!("--nick: {e}"))?,
         None => {
@@ -130,7 +138,7 @@ pub fn run(args: ClientArgs) -> Result<()> {
     let config = ClientConfig {
         server,
         identity,
-        room,
+        rooms,
         nick,
         json: args.json,
         transcript: args.output,

@@ -291,6 +291,11 @@ impl ClientProcess {
         }
     }
 
+    /// Every line seen so far.
+    pub fn seen_lines(&self) -> &[String] {
+        &self.seen
+    }
+
     /// Every JSON event seen so far of type `ty`.
     pub fn json_events(&self, ty: &str) -> Vec<serde_json::Value> {
         self.seen

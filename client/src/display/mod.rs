@@ -142,6 +142,23 @@ fn skew_note(sent_at_ms: u64, received_at_ms: u64) -> Option<String> {
     }
 }
 
+/// The room a shown event belongs to, if any (line mode prefixes it when
+/// several rooms are open).
+#[must_use]
+pub fn shown_room(ev: &Shown) -> Option<&RoomName> {
+    match ev {
+        Shown::Joined { room, .. }
+        | Shown::Message { room, .. }
+        | Shown::MemberJoined { room, .. }
+        | Shown::MemberLeft { room, .. }
+        | Shown::Epoch { room, .. }
+        | Shown::Refused { room, .. }
+        | Shown::QueueFull { room, .. } => Some(room),
+        Shown::Notice { room, .. } | Shown::Warning { room, .. } => room.as_ref(),
+        Shown::Error { .. } => None,
+    }
+}
+
 /// Renders an event as one terminal line, without a trailing newline.
 ///
 /// Messages look like `[HH:MM] nick (shortid): text`; everything else
