@@ -31,18 +31,21 @@ const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 /// # Errors
 /// Every failure names the file and says what to do.
 pub fn load_identity(path: &Path) -> Result<Identity> {
-    check_private_permissions(path)?;
+    // What the file is comes first (not a file, a public key, not a key
+    // at all), and only then whether a private key is private: the advice
+    // to chmod a .pub file or a folder would be wrong (usability B8).
     let text = read_key_text(path)?;
     let kind = PemKind::detect(&text).map_err(|e| key_error(path, &e))?;
+    if kind == PemKind::Public {
+        bail!(
+            "{} is a public key; --key needs the private key file (the one without .pub)",
+            path.display()
+        )
+    }
+    check_private_permissions(path)?;
     let passphrase = match kind {
         PemKind::EncryptedPrivate => Some(passphrase_for(path)?),
-        PemKind::Private => None,
-        PemKind::Public => {
-            bail!(
-                "{} is a public key; --key needs the private key file (the one without .pub)",
-                path.display()
-            )
-        }
+        PemKind::Private | PemKind::Public => None,
     };
     Identity::from_pem(&text, passphrase.as_ref().map(|p| p.as_bytes()))
         .map_err(|e| key_error(path, &e))

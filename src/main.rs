@@ -65,8 +65,44 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("hush: error: {e:#}");
+            // A closed stderr (`2>&1 | head`) must not turn this into a
+            // panic: the write's own failure is ignored.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "hush: error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes, joined by ": ", leaving out a cause whose
+/// text the message before it already ends with (a `thiserror` message
+/// that embeds its source would otherwise print it twice).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::other("Broken pipe (os error 32)");
+        let inner =
+            anyhow::Error::new(io).context("cannot write output: Broken pipe (os error 32)");
+        assert_eq!(
+            error_chain(&inner),
+            "cannot write output: Broken pipe (os error 32)"
+        );
+        let e = anyhow::anyhow!("disk full").context("cannot save");
+        assert_eq!(error_chain(&e), "cannot save: disk full");
     }
 }

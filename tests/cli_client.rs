@@ -80,6 +80,22 @@ fn bad_key_files_are_refused_clearly() {
     std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0o600)).unwrap();
     let (ok, err) = client(&args, &unreadable, &[]);
     assert!(!ok && err.contains("not a key hush can read"), "{err}");
+
+    // Usability B8: the .pub file as keygen writes it (0644), and a
+    // folder, are named for what they are, not told to chmod.
+    let (keys, _) = example_key("bob");
+    let public = keys.path().join("bob.pem.pub");
+    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, err) = client(&args, &public, &[]);
+    assert!(
+        !ok && err.contains("is a public key") && !err.contains("chmod"),
+        "{err}"
+    );
+    let (ok, err) = client(&args, dir.path(), &[]);
+    assert!(
+        !ok && err.contains("is not a file") && !err.contains("chmod"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -206,4 +222,77 @@ fn typos_in_client_flags_are_explained() {
     assert!(!ok && err.contains("--nick"), "{err}");
     let out = run(hush().args(["client", "--room", "x"]));
     assert!(!out.ok && out.stderr.contains("--server"), "{}", out.stderr);
+}
+
+/// Usability B12: an error written to a closed stderr (`2>&1 | head`)
+/// exits 1 as documented, never with a panic (101).
+#[test]
+fn an_error_to_a_closed_stderr_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = hush()
+        .args([
+            "client",
+            "--server",
+            "127.0.0.1:1",
+            "--room",
+            "lobby",
+            "--key",
+        ])
+        .arg(dir.path().join("missing.pem"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{status:?}");
+}
+
+/// Usability B1: a pipe that ends while its line cannot be sent (the
+/// relay is not there) says so and exits 1, after telling that it waits.
+#[test]
+fn a_pipe_that_ends_with_unsent_lines_says_so_and_fails() {
+    use std::io::Write as _;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (_keys, key) = example_key("alice");
+    let data = tempfile::tempdir().unwrap();
+    let mut child = hush()
+        .args([
+            "client",
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--room",
+            "lobby",
+            "--key",
+        ])
+        .arg(&key)
+        .arg("--data")
+        .arg(data.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello, anyone?\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("not connected to the relay"), "{stdout}");
+    assert!(
+        stdout.contains("waiting up to 10 s for 1 unsent"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("#lobby: 1 not sent"), "{stdout}");
+    assert!(stderr.contains("were not sent"), "{stderr}");
 }

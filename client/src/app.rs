@@ -55,6 +55,9 @@ pub struct ClientConfig {
     pub rooms: Vec<RoomName>,
     /// Our display name.
     pub nick: String,
+    /// `nick` was given (`--nick`), not defaulted: it replaces the name a
+    /// saved room had (usability B6).
+    pub nick_given: bool,
     /// One JSON object per event instead of lines.
     pub json: bool,
     /// Append the plaintext transcript here (opt-in).
@@ -89,6 +92,11 @@ pub enum ClientError {
     /// The relay's key is not the pinned one.
     #[error("{0}")]
     Pin(#[from] PinError),
+    /// The client stopped with lines the relay never sequenced.
+    #[error(
+        "{0} typed line(s) or event(s) were not sent: the relay did not confirm them before the client stopped (they are not kept; send them again)"
+    )]
+    Unsent(usize),
     /// Writing output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -98,7 +106,8 @@ pub enum ClientError {
 struct Screen<W: Write> {
     json: bool,
     out: W,
-    transcript: Option<std::fs::File>,
+    /// The `-o` transcript and its path.
+    transcript: Option<(std::fs::File, PathBuf)>,
     /// More than one room is open: each line starts with its room.
     prefix_rooms: bool,
 }
@@ -112,8 +121,17 @@ impl<W: Write> Screen<W> {
             line = format!("#{room} {line}");
         }
         // The transcript first: whatever the screen shows is already in it.
-        if let Some(t) = &mut self.transcript {
-            writeln!(t, "{line}")?;
+        // If it cannot be written (a closed terminal, a full disk), the
+        // chat goes on and the transcript stops, with a word why.
+        if let Some((t, path)) = &mut self.transcript
+            && let Err(e) = writeln!(t, "{line}")
+        {
+            let why = format!(
+                "!! error: stopped writing the transcript to {}: {e}; the chat goes on without it",
+                path.display()
+            );
+            self.transcript = None;
+            writeln!(self.out, "{why}")?;
         }
         let shown = if self.json { render_json(ev) } else { line };
         writeln!(self.out, "{shown}")?;
@@ -202,12 +220,15 @@ where
     W: Write,
 {
     let transcript = match &config.transcript {
-        Some(p) => Some(open_transcript(p).map_err(|e| {
-            ClientError::Relay(format!(
-                "cannot open the transcript file {}: {e}",
-                p.display()
-            ))
-        })?),
+        Some(p) => Some((
+            open_transcript(p).map_err(|e| {
+                ClientError::Relay(format!(
+                    "cannot open the transcript file {}: {e}",
+                    p.display()
+                ))
+            })?,
+            p.clone(),
+        )),
         None => None,
     };
     let mut screen = Screen {
@@ -260,6 +281,7 @@ where
         quitting: None,
         input_open: true,
         frame_limit: None,
+        said_draining: false,
     };
     let mut ever_connected = false;
     let mut said_waiting = false;
@@ -310,7 +332,7 @@ where
                     )
                     .await?
                     {
-                        return Ok(());
+                        return finish(&mut rooms, &mut screen);
                     }
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                     continue;
@@ -347,7 +369,7 @@ where
             }
         }
         match end {
-            SessionEnd::Done => return Ok(()),
+            SessionEnd::Done => return finish(&mut rooms, &mut screen),
             SessionEnd::Reconnect(why) => {
                 screen.notice(
                     None,
@@ -359,6 +381,26 @@ where
     }
 }
 
+/// The client stops: each room with lines the relay never sequenced
+/// says so, and the exit is an error (usability B1: a script must see it).
+fn finish<W: Write>(rooms: &mut Rooms, screen: &mut Screen<W>) -> Result<(), ClientError> {
+    let mut total = 0;
+    for r in rooms.iter_mut() {
+        let n = r.room.unsent();
+        if n > 0 {
+            total += n;
+            let name = r.room.name().clone();
+            screen.error(format!(
+                "#{name}: {n} not sent (the relay did not confirm them)"
+            ))?;
+        }
+    }
+    if total > 0 {
+        return Err(ClientError::Unsent(total));
+    }
+    Ok(())
+}
+
 struct Session {
     /// Set by /quit, end of input, or closing the last room: exit once
     /// our events are confirmed, or at this deadline.
@@ -367,12 +409,39 @@ struct Session {
     /// While connected: the frame limit commits must fit (the relay's and
     /// ours), which a room opened by `/join` is given.
     frame_limit: Option<usize>,
+    /// The user was told the client waits for unsent lines before exiting.
+    said_draining: bool,
 }
 
 impl Session {
     fn quit(&mut self) {
         self.input_open = false;
         self.quitting.get_or_insert(Instant::now() + DRAIN_LIMIT);
+    }
+
+    /// Quitting: whether to stop now (everything sent, or the deadline
+    /// passed). The first time there is something to wait for, the user
+    /// is told.
+    fn done_quitting<W: Write>(
+        &mut self,
+        rooms: &Rooms,
+        screen: &mut Screen<W>,
+    ) -> std::io::Result<bool> {
+        let Some(deadline) = self.quitting else {
+            return Ok(false);
+        };
+        if rooms.all_settled() || Instant::now() >= deadline {
+            return Ok(true);
+        }
+        let unsent = rooms.unsent();
+        if !self.said_draining && unsent > 0 {
+            self.said_draining = true;
+            screen.notice(None, format!(
+                "waiting up to {} s for {unsent} unsent line(s) or event(s) to reach the relay before exiting (Ctrl-C stops now and loses them)",
+                DRAIN_LIMIT.as_secs()
+            ))?;
+        }
+        Ok(false)
     }
 }
 
@@ -393,10 +462,7 @@ async fn wait_offline<W: Write>(
 ) -> Result<bool, ClientError> {
     let until = tokio::time::Instant::now() + delay;
     loop {
-        if state
-            .quitting
-            .is_some_and(|d| rooms.all_settled() || Instant::now() >= d)
-        {
+        if state.done_quitting(rooms, screen)? {
             return Ok(true);
         }
         tokio::select! {
@@ -428,7 +494,14 @@ fn open_room<W: Write>(
         .state_dir
         .as_ref()
         .map(|dir| StateStore::new(dir, &config.server, name.as_str(), config.identity.clone()));
-    let room = restore_room(config, name, named, store.as_ref(), screen)?;
+    let mut room = restore_room(config, name, named, store.as_ref(), screen)?;
+    if config.nick_given {
+        for a in room.prefer_nick(config.nick.clone()) {
+            if let Action::Show(ev) = a {
+                screen.show(&ev)?;
+            }
+        }
+    }
     Ok(OpenRoom::new(room, store))
 }
 
@@ -568,10 +641,7 @@ async fn session<W: Write>(
     }
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
-        if state
-            .quitting
-            .is_some_and(|d| rooms.all_settled() || Instant::now() >= d)
-        {
+        if state.done_quitting(rooms, screen)? {
             let mut last = Vec::new();
             for r in rooms.iter_mut() {
                 last.extend(r.room.on_quit());
@@ -710,16 +780,44 @@ fn handle_line<W: Write>(
     let room = &mut open.room;
     let name = room.name().clone();
     Ok(match input {
-        Input::Text(text) => room.send_text(text, now_ms()),
+        Input::Text(text) => {
+            let mut actions = room.send_text(text, now_ms());
+            if state.frame_limit.is_none() {
+                // Offline: the room does not know the relay is away; say so
+                // rather than "catching up" (usability B14).
+                for a in &mut actions {
+                    if let Action::Show(Shown::Notice { notice, .. }) = a
+                        && matches!(notice, Notice::CatchingUp | Notice::NotAdmittedYet)
+                    {
+                        *notice = Notice::Text(
+                            "not connected to the relay: your message is kept and sent once it answers"
+                                .into(),
+                        );
+                    }
+                }
+            }
+            actions
+        }
         Input::Command(Command::Nick(nick)) => room.set_nick(nick, now_ms()),
         Input::Command(Command::Members) => {
             let members = room.members();
-            let mut text = format!("members of #{name} (epoch {}):", room.epoch());
+            // Who is online is known only once caught up (usability B10).
+            let known = room.is_caught_up() && state.frame_limit.is_some();
+            let mut text = if known {
+                format!("members of #{name} (epoch {}):", room.epoch())
+            } else {
+                format!(
+                    "members of #{name} (epoch {}; not caught up with the relay yet, so who is online is not known):",
+                    room.epoch()
+                )
+            };
+            let me = config.identity.fingerprint();
             for (fp, nick, online) in members {
+                let offline = known && !online && fp != me;
                 text.push_str(&format!(
                     " {nick} ({}){}",
                     fp.short_id(),
-                    if online { "" } else { " [offline]" }
+                    if offline { " [offline]" } else { "" }
                 ));
             }
             screen.notice(Some(&name), text)?;

@@ -178,6 +178,11 @@ impl Rooms {
         closing.iter().filter_map(|n| self.remove(n)).collect()
     }
 
+    /// Lines and events not yet sequenced, over every room.
+    pub(crate) fn unsent(&self) -> usize {
+        self.open.iter().map(|r| r.room.unsent()).sum()
+    }
+
     /// Every room has sent what was typed in it.
     pub(crate) fn all_settled(&self) -> bool {
         self.open.iter().all(|r| r.room.is_settled())

@@ -155,6 +155,9 @@ pub enum Notice {
     },
     /// Our lines wait until a member admits us.
     NotAdmittedYet,
+    /// Our lines wait until the room has read what the relay holds (only
+    /// then is it known whether we are a member, or must create it).
+    CatchingUp,
     /// Not sent: the relay's history of the room was rewound (see the
     /// `rollback` warning).
     NotSentRewound,
@@ -167,6 +170,11 @@ pub enum Notice {
     /// We are leaving a room we created: we keep its invite and kick
     /// power (audit I4), and nobody else has it.
     LeavingAsCreator,
+    /// `/nick` with the name we already have: nothing is sent.
+    NickUnchanged {
+        /// The name.
+        nick: String,
+    },
     /// Our nickname is set (we are not a member yet: nobody is told).
     NickSet {
         /// The new nickname.

@@ -247,6 +247,24 @@ impl Room {
         }
     }
 
+    /// The name to go by from now on, as given at start (`--nick`) to a
+    /// room restored from saved state: unlike [`Room::set_nick`] it waits
+    /// to be sent, sealed, until the room has caught up (usability B6).
+    pub fn prefer_nick(&mut self, nick: String) -> Vec<Action> {
+        if nick == self.nick {
+            return Vec::new();
+        }
+        self.nick.clone_from(&nick);
+        if self.is_member() {
+            self.outbox.announce_name = true;
+        } else {
+            self.people
+                .nicks
+                .insert(self.me.fingerprint(), nick.clone());
+        }
+        vec![self.notice(Notice::NickSet { nick })]
+    }
+
     /// Seals and signs a line of text (or queues it until we are admitted).
     pub fn send_text(&mut self, text: String, now_ms: u64) -> Vec<Action> {
         let mut actions = Vec::new();
@@ -272,7 +290,14 @@ impl Room {
                 }));
             } else {
                 self.outbox.queued.push((text, now_ms));
-                actions.push(self.notice(Notice::NotAdmittedYet));
+                // Before catching up we do not know whether we are a
+                // member, or whether the room exists at all (usability
+                // B14): say what we wait for.
+                actions.push(self.notice(if self.caught_up {
+                    Notice::NotAdmittedYet
+                } else {
+                    Notice::CatchingUp
+                }));
             }
             return actions;
         }
@@ -284,16 +309,22 @@ impl Room {
 
     /// Announces a new display name to the room.
     pub fn set_nick(&mut self, nick: String, now_ms: u64) -> Vec<Action> {
-        self.nick.clone_from(&nick);
-        self.people
-            .nicks
-            .insert(self.me.fingerprint(), nick.clone());
         if self.chain.rewound {
             return vec![self.notice(Notice::NotSentRewound)];
         }
+        if nick == self.nick {
+            return vec![self.notice(Notice::NickUnchanged { nick })];
+        }
+        self.nick.clone_from(&nick);
         if !self.is_member() {
+            self.people
+                .nicks
+                .insert(self.me.fingerprint(), nick.clone());
             return vec![self.notice(Notice::NickSet { nick })];
         }
+        // As a member, the name others know us by changes when the room
+        // sequences the change: its echo shows the old name and the new
+        // (usability B7), as everyone else sees it.
         if !self.outbox.barrier.is_empty() {
             // The departing member still holds the current key: the name
             // goes out sealed once the barrier lifts, like queued lines.

@@ -392,6 +392,21 @@ impl Room {
         self.caught_up && self.outbox.unconfirmed.is_empty() && self.outbox.queued.is_empty()
     }
 
+    /// Whether the room has read everything the relay held when it last
+    /// joined (only then are membership and who is online known).
+    #[must_use]
+    pub fn is_caught_up(&self) -> bool {
+        self.caught_up
+    }
+
+    /// How many lines typed here, and events published, have not been
+    /// sequenced by the relay yet (queued before admission or behind the
+    /// send barrier, or sent and not confirmed).
+    #[must_use]
+    pub fn unsent(&self) -> usize {
+        self.outbox.unconfirmed.len() + self.outbox.queued.len()
+    }
+
     /// Our display name.
     #[must_use]
     pub fn nick(&self) -> &str {

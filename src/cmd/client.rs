@@ -139,6 +139,7 @@ pub fn run(args: ClientArgs) -> Result<()> {
         server,
         identity,
         rooms,
+        nick_given: args.nick.is_some(),
         nick,
         json: args.json,
         transcript: args.output,

@@ -82,6 +82,9 @@ pub fn notice_text(room: Option<&RoomName>, notice: &Notice) -> String {
         Notice::NotAdmittedYet => {
             "not admitted yet: your message will be sent once a member lets you in".to_owned()
         }
+        Notice::CatchingUp => format!(
+            "catching up with {r} first: your message is kept and sent once that is done (and you are a member)"
+        ),
         Notice::NotSentRewound => format!(
             "not sent: the relay's history of {r} was rewound (see the rollback warning); restart with --reset-room to start over"
         ),
@@ -93,6 +96,7 @@ pub fn notice_text(room: Option<&RoomName>, notice: &Notice) -> String {
             )
         }
         Notice::NickSet { nick } => format!("you will be known as {nick}"),
+        Notice::NickUnchanged { nick } => format!("you are already called {nick}; nothing sent"),
         Notice::LeavingAsCreator => format!(
             "you created {r}: after you leave you can still invite and kick there, and nobody else can"
         ),
