@@ -243,8 +243,12 @@ fn settings_read_from_hush_environment_variables() {
     let mut child = hush()
         .args(["server"])
         .env("HUSH_BIND", "127.0.0.1:0")
-        .env("HUSH_DATA", data.path())
-        .env("HUSH_KEY", &key)
+        .env("HUSH_RELAY_DATA", data.path())
+        .env("HUSH_RELAY_KEY", &key)
+        // The client's variables are not the relay's: set to something
+        // else, they change nothing here.
+        .env("HUSH_DATA", "/nonexistent/client-data")
+        .env("HUSH_KEY", "/nonexistent/client.pem")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

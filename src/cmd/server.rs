@@ -23,11 +23,11 @@ pub struct ServerArgs {
     bind: SocketAddr,
     /// Folder for the event log and the generated relay key
     /// [default: $XDG_DATA_HOME/hush/relay or ~/.local/share/hush/relay].
-    #[arg(long, env = "HUSH_DATA", value_name = "DIR")]
+    #[arg(long, env = "HUSH_RELAY_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
     /// The relay's identity key [default: DIR/relay-key.pem, generated on
     /// first start].
-    #[arg(long, env = "HUSH_KEY", value_name = "PATH")]
+    #[arg(long, env = "HUSH_RELAY_KEY", value_name = "PATH")]
     key: Option<PathBuf>,
     /// Largest frame a peer may send, in bytes (4096..=16777216).
     #[arg(long, env = "HUSH_MAX_FRAME_BYTES", default_value_t = hush_proto::DEFAULT_MAX_FRAME,
