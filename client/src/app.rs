@@ -420,8 +420,8 @@ impl Session {
     }
 
     /// Quitting: whether to stop now (everything sent, or the deadline
-    /// passed). The first time there is something to wait for, the user
-    /// is told.
+    /// passed). Once the wait has lasted a second with something still
+    /// to send, the user is told.
     fn done_quitting<W: Write>(
         &mut self,
         rooms: &Rooms,
@@ -434,7 +434,10 @@ impl Session {
             return Ok(true);
         }
         let unsent = rooms.unsent();
-        if !self.said_draining && unsent > 0 {
+        // Said only if the wait is noticeable: most drains take a round
+        // trip.
+        let waited = DRAIN_LIMIT.saturating_sub(deadline.saturating_duration_since(Instant::now()));
+        if !self.said_draining && unsent > 0 && waited >= Duration::from_secs(1) {
             self.said_draining = true;
             screen.notice(None, format!(
                 "waiting up to {} s for {unsent} unsent line(s) or event(s) to reach the relay before exiting (Ctrl-C stops now and loses them)",
