@@ -802,6 +802,7 @@ fn handle_line<W: Write>(
             actions
         }
         Input::Command(Command::Nick(nick)) => room.set_nick(nick, now_ms()),
+        Input::Command(Command::Me(action)) => room.send_action(action, now_ms()),
         Input::Command(Command::Members) => {
             let members = room.members();
             // Who is online is known only once caught up (usability B10).

@@ -27,6 +27,9 @@ pub enum Input {
 pub enum Command {
     /// `/nick NAME`: change our nickname (already validated by [`validate_nick`]).
     Nick(String),
+    /// `/me ACTION`: send an action, shown as `* nick ACTION` (already
+    /// checked against [`MAX_TEXT_BYTES`]).
+    Me(String),
     /// `/members`: list the room's members.
     Members,
     /// `/whois NICK|FINGERPRINT`: the argument as typed; resolution happens elsewhere.
@@ -105,6 +108,7 @@ pub const MAX_TEXT_BYTES: usize = 8192;
 /// The `/help` text: one line per command with a short description.
 pub const HELP: &str = "\
 /nick NAME               change your nickname (1 to 32 characters, no spaces)
+/me ACTION               send an action, shown as * yourname ACTION
 /members                 list the room's members with their fingerprints
 /whois NICK|FINGERPRINT  show who uses a nickname, or the nickname of a fingerprint
 /verify                  show the room fingerprint: members who see the same one share the same room
@@ -292,6 +296,18 @@ pub fn parse_line(line: &str) -> Result<Option<Input>, CommandError> {
             Ok(Some(Input::Command(Command::Join(parse_room(args)?))))
         }
         "part" => no_args(args, "part", "/part", Command::Part),
+        "me" => {
+            if args.is_empty() {
+                return Err(CommandError::MissingArgument {
+                    command: "me",
+                    usage: "/me ACTION",
+                });
+            }
+            match text(args)? {
+                Some(Input::Text(t)) => Ok(Some(Input::Command(Command::Me(t)))),
+                other => Ok(other),
+            }
+        }
         "members" => no_args(args, "members", "/members", Command::Members),
         "leave" => no_args(args, "leave", "/leave", Command::Leave),
         "quit" => no_args(args, "quit", "/quit", Command::Quit),
@@ -492,6 +508,16 @@ mod tests {
             })
         ));
         assert_eq!(cmd("/part"), Command::Part);
+        assert_eq!(cmd("/me waves  hello"), Command::Me("waves  hello".into()));
+        assert!(matches!(
+            parse_line("/me"),
+            Err(CommandError::MissingArgument { command: "me", .. })
+        ));
+        let long = format!("/me {}", "x".repeat(MAX_TEXT_BYTES + 1));
+        assert!(matches!(
+            parse_line(&long),
+            Err(CommandError::TooLong { .. })
+        ));
         assert!(parse_line("/part now").is_err());
     }
 

@@ -439,6 +439,8 @@ pub enum Content {
     Text(String),
     /// The sender's new display name.
     Nick(String),
+    /// An action (`/me waves`), shown as `* nick waves`.
+    Action(String),
 }
 
 /// The digest every room event signature covers: the relay-visible

@@ -52,6 +52,8 @@ pub enum Shown {
         nick: String,
         /// The message text, as sent (unsanitized).
         text: String,
+        /// An action (`/me`): shown as `* nick text`.
+        action: bool,
         /// When the sender says it was sent (sender's clock), ms since the Unix epoch.
         sent_at_ms: u64,
         /// When the relay received it (the relay's ordering clock), ms since the Unix epoch.

@@ -177,7 +177,11 @@ impl Room {
             .ok()
             .and_then(|plain| decode::<Content>(&plain).ok());
         match content {
-            Some(Content::Text(text)) => {
+            Some(content @ (Content::Text(_) | Content::Action(_))) => {
+                let (text, action) = match content {
+                    Content::Action(t) => (t, true),
+                    Content::Text(t) | Content::Nick(t) => (t, false),
+                };
                 let nick = self.nick_of(&sender);
                 actions.push(Action::Show(Shown::Message {
                     room: self.name.clone(),
@@ -186,6 +190,7 @@ impl Room {
                     same_nick: self.same_nick(&sender, &nick),
                     nick,
                     text,
+                    action,
                     sent_at_ms: m.sent_at_ms,
                     received_at_ms: ev.received_at_ms,
                 }));
@@ -267,6 +272,15 @@ impl Room {
 
     /// Seals and signs a line of text (or queues it until we are admitted).
     pub fn send_text(&mut self, text: String, now_ms: u64) -> Vec<Action> {
+        self.send_content(Content::Text(text), now_ms)
+    }
+
+    /// Seals and signs an action (`/me`), as [`Room::send_text`] does a line.
+    pub fn send_action(&mut self, text: String, now_ms: u64) -> Vec<Action> {
+        self.send_content(Content::Action(text), now_ms)
+    }
+
+    fn send_content(&mut self, content: Content, now_ms: u64) -> Vec<Action> {
         let mut actions = Vec::new();
         if self.chain.rewound {
             return vec![self.notice(Notice::NotSentRewound)];
@@ -277,7 +291,7 @@ impl Room {
                     room: self.name.clone(),
                 }));
             } else {
-                self.outbox.queued.push((text, now_ms));
+                self.outbox.queued.push((content, now_ms));
                 let members = self.outbox.barrier.iter().map(|fp| self.peer(fp)).collect();
                 actions.push(self.notice(Notice::WaitingForRemoval { members }));
             }
@@ -289,7 +303,7 @@ impl Room {
                     room: self.name.clone(),
                 }));
             } else {
-                self.outbox.queued.push((text, now_ms));
+                self.outbox.queued.push((content, now_ms));
                 // Before catching up we do not know whether we are a
                 // member, or whether the room exists at all (usability
                 // B14): say what we wait for.
@@ -301,7 +315,7 @@ impl Room {
             }
             return actions;
         }
-        if let Some(a) = self.seal(Content::Text(text), now_ms) {
+        if let Some(a) = self.seal(content, now_ms) {
             actions.push(a);
         }
         actions
@@ -344,8 +358,8 @@ impl Room {
         if !self.outbox.barrier.is_empty() {
             return;
         }
-        for (text, typed_at_ms) in std::mem::take(&mut self.outbox.queued) {
-            if let Some(a) = self.seal(Content::Text(text), typed_at_ms) {
+        for (content, typed_at_ms) in std::mem::take(&mut self.outbox.queued) {
+            if let Some(a) = self.seal(content, typed_at_ms) {
                 actions.push(a);
             }
         }

@@ -254,7 +254,7 @@ pub(crate) struct PublishQueue {
     pub(crate) next_request: u64,
     /// Texts typed before admission, with when they were typed (ms since
     /// the Unix epoch): their messages carry that time.
-    pub(crate) queued: Vec<(String, u64)>,
+    pub(crate) queued: Vec<(hush_proto::e2e::Content, u64)>,
     /// Events we published and have not yet seen sequenced (or refused).
     /// After a reconnect, those the relay never committed are sent again:
     /// the same sealed bytes, so a copy that did get through is recognised

@@ -185,17 +185,23 @@ pub fn render_line(ev: &Shown) -> String {
             from,
             nick,
             text,
+            action,
             sent_at_ms,
             received_at_ms,
             same_nick,
             ..
         } => {
-            let mut line = format!("[{}] {}", format_hhmm(*received_at_ms), who(nick, from));
+            let star = if *action { "* " } else { "" };
+            let mut line = format!(
+                "[{}] {star}{}",
+                format_hhmm(*received_at_ms),
+                who(nick, from)
+            );
             if !same_nick.is_empty() {
                 let ids: Vec<String> = same_nick.iter().map(Fingerprint::short_id).collect();
                 let _ = write!(line, " [same name as {}]", ids.join(", "));
             }
-            line.push_str(": ");
+            line.push_str(if *action { " " } else { ": " });
             line.push_str(&sanitize(text));
             if let Some(note) = skew_note(*sent_at_ms, *received_at_ms) {
                 line.push_str(&note);
@@ -306,6 +312,7 @@ pub fn render_json(ev: &Shown) -> String {
             from,
             nick,
             text,
+            action,
             sent_at_ms,
             received_at_ms,
             same_nick,
@@ -316,6 +323,7 @@ pub fn render_json(ev: &Shown) -> String {
             "from": from.to_string(),
             "nick": nick,
             "text": text,
+            "action": action,
             "sent_at": format_rfc3339(*sent_at_ms),
             "sent_at_ms": sent_at_ms,
             "received_at": format_rfc3339(*received_at_ms),
@@ -414,6 +422,7 @@ mod tests {
             from: fp(1),
             nick: "alice".into(),
             text: text.into(),
+            action: false,
             sent_at_ms,
             received_at_ms: T,
             same_nick,
@@ -502,6 +511,21 @@ mod tests {
     }
 
     #[test]
+    fn an_action_reads_as_one_and_still_starts_like_a_verified_message() {
+        let id = fp(1).short_id();
+        let mut ev = message("waves\x1b[2J", T, vec![]);
+        if let Shown::Message { action, .. } = &mut ev {
+            *action = true;
+        }
+        assert_eq!(
+            render_line(&ev),
+            format!("[22:13] * alice ({id}) waves^[[2J")
+        );
+        assert_eq!(parse(&ev)["action"], true);
+        assert_eq!(parse(&message("x", T, vec![]))["action"], false);
+    }
+
+    #[test]
     fn line_message_skew_and_same_nick() {
         let id = fp(1).short_id();
         assert_eq!(
@@ -531,6 +555,7 @@ mod tests {
             from: fp(1),
             nick: "ev\x1b[31mil\n".into(),
             text: "ok\n[22:14] bob (XXXXXXXX): pay me\x1b]0;t\x07".into(),
+            action: false,
             sent_at_ms: T,
             received_at_ms: T,
             same_nick: vec![],
@@ -675,6 +700,7 @@ mod tests {
             from: fp(1),
             nick: "al\x07ice".into(),
             text: text.into(),
+            action: false,
             sent_at_ms: T - 1_000,
             received_at_ms: T,
             same_nick: vec![fp(2)],

@@ -73,3 +73,17 @@ fn create_admit_and_talk() {
     no_errors(&[&alice, &bob, &carol]);
     assert!(relay.rejected.is_empty(), "{:?}", relay.rejected);
 }
+
+/// `/me`: an action travels sealed like a line and arrives marked as one.
+#[test]
+fn an_action_arrives_as_an_action() {
+    let (mut relay, mut alice, mut bob) = two_members();
+    let actions = alice.room.send_action("waves".into(), 1);
+    alice.handle(actions);
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert!(
+        matches!(bob.shown_message("waves"), Shown::Message { action: true, from, .. } if *from == alice.fp()),
+        "{:?}",
+        bob.shown
+    );
+}
