@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{ClientProcess, RelayProcess, example_key};
+use common::{ClientProcess, RelayProcess, example_identity, example_key};
 
 #[test]
 fn one_client_follows_several_rooms_and_reopens_them() {
@@ -98,4 +98,45 @@ fn without_a_room_and_with_nothing_saved_the_client_says_what_to_give() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("give --room NAME"), "{err}");
+}
+
+/// `/dm`: two people who share a room open the same two-person,
+/// invite-only room, whoever goes first; it creates it and invites the
+/// other, and what they say there reaches only the two of them.
+#[test]
+fn two_people_find_the_same_private_room_with_dm() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &[]);
+    let mut alice = ClientProcess::start(&relay.addr, "alice", "lobby", false, &[]);
+    alice.wait_for("alice joined", |l| l.contains("joined #lobby"));
+    let mut bob = ClientProcess::start(&relay.addr, "bob", "lobby", false, &[]);
+    bob.wait_for("bob joined", |l| l.contains("joined #lobby"));
+    alice.wait_for("alice knows bob's name", |l| l.contains("is now known as bob"));
+    let alice_id = example_identity("alice").fingerprint().short_id();
+    let bob_id = example_identity("bob").fingerprint().short_id();
+
+    alice.say(&format!("/dm {bob_id}"));
+    let opened = alice.wait_for("dm opened", |l| l.contains("opened #dm-"));
+    let room = opened
+        .split_whitespace()
+        .find(|w| w.starts_with("#dm-"))
+        .unwrap()
+        .trim_end_matches(',')
+        .to_owned();
+    alice.wait_for("dm created", |l| {
+        l.starts_with(&format!("{room} -- joined {room}"))
+    });
+    bob.say(&format!("/dm {alice_id}"));
+    bob.wait_for("same room", |l| l.contains(&format!("opened {room}")));
+    bob.wait_for("bob admitted", |l| {
+        l.starts_with(&format!("{room} -- joined {room}"))
+    });
+    bob.say("just between us");
+    alice.wait_for("alice reads it in the dm", |l| {
+        l.starts_with(&format!("{room} [")) && l.ends_with(": just between us")
+    });
+    alice.say("/quit");
+    bob.say("/quit");
+    assert!(alice.wait_exit().success());
+    assert!(bob.wait_exit().success());
 }

@@ -32,7 +32,7 @@ use crate::command::{Command, HELP, Input, parse_line};
 use crate::display::{refusal_text, render_json, render_line, shown_room};
 use crate::link::{Connection, LinkError, LinkWriter};
 use crate::pins::{KnownRelays, PinCheck, PinError};
-use crate::rooms::{Closing, OpenRoom, Rooms, room_of};
+use crate::rooms::{Closing, Dm, OpenRoom, Rooms, dm_room_name, room_of};
 use crate::state::{OpenRooms, StateError, StateStore};
 use hush_room::{Action, Entropy, Notice, Room, Shown, Warning};
 
@@ -268,7 +268,7 @@ where
     }
     for name in &names {
         let named = config.rooms.contains(name);
-        let room = open_room(&config, name, named, &mut screen)?;
+        let room = open_room(&config, name, named, None, &mut screen)?;
         rooms.insert(room);
     }
     // Typed lines go to the first room named (or saved).
@@ -491,6 +491,7 @@ fn open_room<W: Write>(
     config: &ClientConfig,
     name: &RoomName,
     named: bool,
+    create_as: Option<(bool, hush_proto::e2e::HistoryVisibility)>,
     screen: &mut Screen<W>,
 ) -> Result<OpenRoom, ClientError> {
     let store = config
@@ -498,6 +499,9 @@ fn open_room<W: Write>(
         .as_ref()
         .map(|dir| StateStore::new(dir, &config.server, name.as_str(), config.identity.clone()));
     let mut room = restore_room(config, name, named, store.as_ref(), screen)?;
+    if let Some((invite_only, history)) = create_as {
+        room = room.with_creation(invite_only, history);
+    }
     if config.nick_given {
         for a in room.prefer_nick(config.nick.clone()) {
             if let Action::Show(ev) = a {
@@ -663,7 +667,7 @@ async fn session<W: Write>(
                 Err(e) => return Ok(SessionEnd::Reconnect(e.to_string())),
             },
             line = lines.recv(), if state.input_open => handle_line(config, line, rooms, screen, state)?,
-            _ = tick.tick() => rooms.tick(Instant::now()),
+            _ = tick.tick() => rooms.tick(Instant::now(), &config.identity.fingerprint()),
         };
         if let Err(e) = perform(actions, &mut writer, screen).await? {
             return Ok(SessionEnd::Reconnect(e));
@@ -763,6 +767,7 @@ fn handle_line<W: Write>(
         Input::Command(Command::Join(name)) => {
             return join_room(config, &name, rooms, screen, state);
         }
+        Input::Command(Command::Dm(who)) => return open_dm(config, &who, rooms, screen, state),
         Input::Command(Command::Part) => return close_room(Closing::Part, rooms, screen, state),
         Input::Command(Command::Leave) => return close_room(Closing::Leave, rooms, screen, state),
         Input::Command(Command::Quit) => {
@@ -879,7 +884,12 @@ fn handle_line<W: Write>(
             }
         },
         Input::Command(
-            Command::Join(_) | Command::Part | Command::Leave | Command::Quit | Command::Help,
+            Command::Join(_)
+            | Command::Dm(_)
+            | Command::Part
+            | Command::Leave
+            | Command::Quit
+            | Command::Help,
         ) => Vec::new(),
     })
 }
@@ -903,21 +913,92 @@ fn join_room<W: Write>(
         ))?;
         return Ok(Vec::new());
     }
-    let mut open = open_room(config, name, false, screen)?;
+    let open = open_room(config, name, false, None, screen)?;
+    add_room(
+        open,
+        rooms,
+        screen,
+        state,
+        format!("opened #{name}; what you type now goes there"),
+    )
+}
+
+/// Adds an opened room, joins it if connected, and makes it current.
+fn add_room<W: Write>(
+    mut open: OpenRoom,
+    rooms: &mut Rooms,
+    screen: &mut Screen<W>,
+    state: &mut Session,
+    said: String,
+) -> Result<Vec<Action>, ClientError> {
+    let name = open.room.name().clone();
     let actions = state
         .frame_limit
         .map(|limit| open.room.on_connected(limit))
         .unwrap_or_default();
     rooms.insert(open);
     screen.prefix_rooms = true;
-    screen.notice(
-        Some(name),
-        format!("opened #{name}; what you type now goes there"),
-    )?;
+    screen.notice(Some(&name), said)?;
     if let Err(e) = rooms.save_list() {
         screen.error(format!("cannot save the list of open rooms: {e}"))?;
     }
     Ok(actions)
+}
+
+/// `/dm WHO`: the two-person invite-only room of us and WHO (a
+/// fingerprint, or a short id known in the current room), opened or
+/// switched to. Whoever opens it first creates it and invites the other.
+fn open_dm<W: Write>(
+    config: &ClientConfig,
+    who: &str,
+    rooms: &mut Rooms,
+    screen: &mut Screen<W>,
+    state: &mut Session,
+) -> Result<Vec<Action>, ClientError> {
+    let here = rooms.current().map(|r| r.room.name().clone());
+    let peer = match rooms.current().map(|r| r.room.resolve(who)) {
+        Some(Ok(fp)) => fp,
+        Some(Err(refusal)) => {
+            if let Some(room) = &here {
+                screen.error(refusal_text(room, &refusal))?;
+            }
+            return Ok(Vec::new());
+        }
+        None => match who.parse() {
+            Ok(fp) => fp,
+            Err(_) => {
+                screen.error(format!("/dm {who}: give a full SHA256:... fingerprint"))?;
+                return Ok(Vec::new());
+            }
+        },
+    };
+    let me = config.identity.fingerprint();
+    if peer == me {
+        screen.error("/dm: that is you; give the other person's fingerprint".into())?;
+        return Ok(Vec::new());
+    }
+    let name = dm_room_name(&me, &peer);
+    if rooms.switch_to(&name) {
+        screen.notice(Some(&name), format!("now talking in #{name} (with {peer})"))?;
+        return Ok(Vec::new());
+    }
+    let mut open = open_room(
+        config,
+        &name,
+        false,
+        Some((true, hush_proto::e2e::HistoryVisibility::Joined)),
+        screen,
+    )?;
+    open.dm = Some(Dm { peer, done: false });
+    add_room(
+        open,
+        rooms,
+        screen,
+        state,
+        format!(
+            "opened #{name}, the room only you and {peer} can be in; they open it with /dm {me}"
+        ),
+    )
 }
 
 /// `/part` or `/leave` of the current room. The last room closed ends the

@@ -47,6 +47,9 @@ pub enum Command {
     Join(hush_proto::RoomName),
     /// `/part`: close the current room's window, staying a member.
     Part,
+    /// `/dm FINGERPRINT|SHORTID`: open the two-person invite-only room
+    /// shared with that identity.
+    Dm(String),
     /// `/leave`: leave the current room for good.
     Leave,
     /// `/quit`: disconnect and exit.
@@ -117,6 +120,7 @@ pub const HELP: &str = "\
 /kick FINGERPRINT|NICK   remove a member; the room is rekeyed without them (the creator only)
 /join ROOM               open a room (joining it if need be), or switch to it
 /part                    close this room's window; you stay a member and /join reopens it
+/dm FINGERPRINT|SHORTID  open the private two-person room you share with someone
 /leave                   leave this room for good: you must be admitted again to come back
 /quit                    disconnect and exit
 /help                    show this list
@@ -296,6 +300,22 @@ pub fn parse_line(line: &str) -> Result<Option<Input>, CommandError> {
             Ok(Some(Input::Command(Command::Join(parse_room(args)?))))
         }
         "part" => no_args(args, "part", "/part", Command::Part),
+        "dm" => {
+            let usage = "/dm FINGERPRINT|SHORTID";
+            if args.is_empty() {
+                return Err(CommandError::MissingArgument {
+                    command: "dm",
+                    usage,
+                });
+            }
+            if args.contains(char::is_whitespace) {
+                return Err(CommandError::TooManyArguments {
+                    command: "dm",
+                    usage,
+                });
+            }
+            Ok(Some(Input::Command(Command::Dm(args.to_owned()))))
+        }
         "me" => {
             if args.is_empty() {
                 return Err(CommandError::MissingArgument {

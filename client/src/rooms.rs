@@ -18,6 +18,7 @@
 
 use std::time::Instant;
 
+use hush_crypto::Fingerprint;
 use hush_proto::{ClientMsg, RelayMsg, RoomName};
 use hush_room::{Action, Room, Shown, Warning};
 
@@ -39,6 +40,39 @@ pub(crate) struct OpenRoom {
     pub(crate) closing: Option<Closing>,
     /// The relay was told to stop delivering this room.
     pub(crate) unfollowed: bool,
+    /// A two-person room (`/dm`) opened this run, and with whom: once we
+    /// have created it, the other is invited; if someone else created
+    /// it, we say so.
+    pub(crate) dm: Option<Dm>,
+}
+
+/// A `/dm` room's bookkeeping.
+pub(crate) struct Dm {
+    pub(crate) peer: Fingerprint,
+    /// Invited, or found to be in someone else's hands: nothing more to do.
+    pub(crate) done: bool,
+}
+
+/// The name of the two-person room of `a` and `b`: the same for both,
+/// whoever computes it (`dm-` and 40 hex digits of a hash of both
+/// fingerprints, in order).
+pub(crate) fn dm_room_name(a: &Fingerprint, b: &Fingerprint) -> RoomName {
+    let (lo, hi) = if a.as_bytes() <= b.as_bytes() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let mut t = hush_crypto::Transcript::new("hush/v2/dm-room");
+    t.absorb(lo.as_bytes());
+    t.absorb(hi.as_bytes());
+    let hex: String = t.finish()[..20]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    match RoomName::new(&format!("dm-{hex}")) {
+        Ok(name) => name,
+        Err(_) => unreachable!("dm- and hex digits form a room name"),
+    }
 }
 
 impl OpenRoom {
@@ -48,7 +82,38 @@ impl OpenRoom {
             store,
             closing: None,
             unfollowed: false,
+            dm: None,
         }
+    }
+
+    /// A `/dm` room, once caught up: invites the peer if we created it;
+    /// says so if a third party did (it then holds the invites, and the
+    /// room is not private to the two of us).
+    fn dm_step(&mut self, me: &Fingerprint) -> Vec<Action> {
+        let Some(dm) = &mut self.dm else {
+            return Vec::new();
+        };
+        if dm.done || !self.room.is_caught_up() || !self.room.is_member() {
+            return Vec::new();
+        }
+        let Some(creator) = self.room.settings().map(|s| s.creator) else {
+            return Vec::new();
+        };
+        dm.done = true;
+        let name = self.room.name().clone();
+        if creator != *me && creator != dm.peer {
+            return vec![Action::Show(Shown::Error {
+                text: format!(
+                    "#{name} was created by {creator}, neither you nor {}: it is not private to the two of you; do not use it",
+                    dm.peer
+                ),
+            })];
+        }
+        let in_room = self.room.members().iter().any(|(fp, _, _)| *fp == dm.peer);
+        if creator != *me || in_room {
+            return Vec::new();
+        }
+        self.room.invite(&dm.peer.to_string()).unwrap_or_default()
     }
 
     /// Saves the room's state if it changed. A failure is returned as
@@ -190,13 +255,14 @@ impl Rooms {
 
     /// Ticks every room: saves state, runs timers, and tells the relay to
     /// stop delivering the rooms that finished closing.
-    pub(crate) fn tick(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn tick(&mut self, now: Instant, me: &Fingerprint) -> Vec<Action> {
         let mut actions = Vec::new();
         for r in &mut self.open {
             if let Some(w) = r.save() {
                 actions.push(Action::Show(w));
             }
             actions.extend(r.room.tick(now));
+            actions.extend(r.dm_step(me));
             actions.extend(r.unfollow_when_settled());
         }
         actions
@@ -237,5 +303,23 @@ pub(crate) fn room_of(msg: &RelayMsg) -> Option<&RoomName> {
         | RelayMsg::Ping { .. }
         | RelayMsg::Pong { .. }
         | RelayMsg::Closing { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_sides_name_the_same_dm_room_and_others_another() {
+        let (a, b, c) = (
+            Fingerprint::from_bytes([1; 32]),
+            Fingerprint::from_bytes([2; 32]),
+            Fingerprint::from_bytes([3; 32]),
+        );
+        assert_eq!(dm_room_name(&a, &b), dm_room_name(&b, &a));
+        assert_ne!(dm_room_name(&a, &b), dm_room_name(&a, &c));
+        let name = dm_room_name(&a, &b);
+        assert!(name.as_str().starts_with("dm-") && name.as_str().len() == 43);
     }
 }

@@ -399,7 +399,11 @@ impl Room {
 
     /// Resolves a nickname, short id or fingerprint among members and
     /// people who asked to join.
-    pub(crate) fn resolve(&self, query: &str) -> Result<Fingerprint, Refusal> {
+    ///
+    /// # Errors
+    /// [`Refusal::ConfirmFingerprint`] for a nickname (names are chosen by
+    /// whoever sends them), [`Refusal::Unknown`] or [`Refusal::Ambiguous`].
+    pub fn resolve(&self, query: &str) -> Result<Fingerprint, Refusal> {
         if let Ok(fp) = query.parse::<Fingerprint>() {
             return Ok(fp);
         }
