@@ -111,7 +111,9 @@ fn two_people_find_the_same_private_room_with_dm() {
     alice.wait_for("alice joined", |l| l.contains("joined #lobby"));
     let mut bob = ClientProcess::start(&relay.addr, "bob", "lobby", false, &[]);
     bob.wait_for("bob joined", |l| l.contains("joined #lobby"));
-    alice.wait_for("alice knows bob's name", |l| l.contains("is now known as bob"));
+    alice.wait_for("alice knows bob's name", |l| {
+        l.contains("is now known as bob")
+    });
     let alice_id = example_identity("alice").fingerprint().short_id();
     let bob_id = example_identity("bob").fingerprint().short_id();
 
