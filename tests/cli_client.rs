@@ -201,6 +201,9 @@ fn typos_in_client_flags_are_explained() {
     let (_keys, key) = example_key("alice");
     let (ok, err) = client(&["--server", "h:notaport", "--room", "lobby"], &key, &[]);
     assert!(!ok && err.contains("not a port number"), "{err}");
+    // Usability B15: port 0 is refused, not retried for ever.
+    let (ok, err) = client(&["--server", "127.0.0.1:0", "--room", "lobby"], &key, &[]);
+    assert!(!ok && err.contains("not a port number (1-65535)"), "{err}");
     let (ok, err) = client(
         &["--server", "127.0.0.1:1", "--room", "no spaces"],
         &key,

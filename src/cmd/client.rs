@@ -87,7 +87,8 @@ fn with_default_port(server: &str) -> Result<String> {
     };
     if has_port {
         let port = s.rsplit(':').next().unwrap_or("");
-        if port.parse::<u16>().is_err() {
+        // Port 0 means "any port" to a listener; no relay is reachable on it.
+        if port.parse::<u16>().is_err() || port == "0" {
             bail!("--server {s}: '{port}' is not a port number (1-65535)");
         }
         Ok(s.to_owned())
