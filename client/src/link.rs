@@ -110,7 +110,8 @@ impl Connection {
         ticket: Option<ClientTicket>,
         check_relay: impl FnOnce(&PublicIdentity) -> Result<(), String>,
     ) -> Result<Self, LinkError> {
-        let mut fb = FrameBuffer::new(max_frame);
+        // Until the relay has proved its key, frames are handshake-sized.
+        let mut fb = FrameBuffer::new(handshake::MAX_HANDSHAKE_FRAME);
         let (state, hello) = handshake::client_start_resuming(identity, ticket, max_frame);
         write_frame(&mut stream, &hello, max_frame).await?;
         let greeting = read_frame(&mut stream, &mut fb).await?;

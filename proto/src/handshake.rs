@@ -75,6 +75,12 @@ const INFO_FINISHED: &[u8] = b"hush/v2/resume/client-finished";
 /// Frame limit of the two sealed handshake messages: a key, a signature
 /// and their encoding (RSA-8192 at most: about 2.1 KB).
 const HANDSHAKE_RECORD_LIMIT: usize = 8 * 1024;
+/// Largest frame either side reads before the handshake is done: every
+/// handshake message (a hello with its share and ticket, about 1.5 KB; a
+/// sealed proof with an RSA-8192 key, about 2.1 KB) fits, and nobody
+/// unauthenticated makes a peer buffer more. The link's own limits apply
+/// from the Welcome on.
+pub const MAX_HANDSHAKE_FRAME: usize = crate::record::max_record_wire(HANDSHAKE_RECORD_LIMIT);
 
 /// Why a handshake failed. Relays close without detail; clients explain.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]

@@ -212,7 +212,9 @@ async fn establish(
 ) -> Option<Connection> {
     let peer_addr = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
-    let mut fb = FrameBuffer::new(shared.limits.max_frame_bytes);
+    // A stranger's frames are handshake-sized until it has authenticated
+    // (whatever `--max-frame-bytes` allows afterwards).
+    let mut fb = FrameBuffer::new(handshake::MAX_HANDSHAKE_FRAME);
     let outcome = tokio::time::timeout(
         shared.limits.handshake_timeout,
         handshake(&mut stream, &mut fb, &shared),

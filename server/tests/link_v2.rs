@@ -168,3 +168,34 @@ async fn a_client_announcing_a_small_limit_backfills_a_large_backlog() {
     assert_eq!(got, EVENTS as u64);
     relay.shutdown().await;
 }
+
+/// Before it has authenticated, a stranger cannot make the relay buffer
+/// more than a handshake frame, even on a relay with 1 MiB frames: a
+/// 64 KiB first frame closes its connection, and others are still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_send_a_large_frame_before_the_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    // The handshake deadline is far off: only the frame limit can close
+    // the connection within the wait below.
+    let limits = Limits {
+        max_frame_bytes: 1024 * 1024,
+        handshake_timeout: Duration::from_secs(600),
+        ..Limits::default()
+    };
+    let relay = TestRelay::start(dir.path(), limits).await;
+    let mut s = tokio::net::TcpStream::connect(&relay.addr).await.unwrap();
+    // Only the length prefix: a relay that accepted it would wait for
+    // 64 KiB that never come.
+    let len = u32::try_from(64 * 1024).unwrap();
+    s.write_all(&len.to_be_bytes()).await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(STEP, s.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the relay closes the connection");
+    assert!(rest.is_empty(), "without a reply");
+    let ok = Connection::connect(&relay.addr, alice(), hush_proto::DEFAULT_MAX_FRAME, |_| {
+        Ok(())
+    })
+    .await;
+    assert!(ok.is_ok(), "others are still served");
+    relay.shutdown().await;
+}
