@@ -274,9 +274,7 @@ where
     // Typed lines go to the first room named (or saved).
     rooms.switch_to(&names[0]);
     screen.prefix_rooms = rooms.len() > 1;
-    if let Err(e) = rooms.save_list() {
-        screen.error(format!("cannot save the list of open rooms: {e}"))?;
-    }
+    save_list(&rooms, &mut screen)?;
     let mut state = Session {
         quitting: None,
         input_open: true,
@@ -788,26 +786,11 @@ fn handle_line<W: Write>(
     let room = &mut open.room;
     let name = room.name().clone();
     Ok(match input {
-        Input::Text(text) => {
-            let mut actions = room.send_text(text, now_ms());
-            if state.frame_limit.is_none() {
-                // Offline: the room does not know the relay is away; say so
-                // rather than "catching up" (usability B14).
-                for a in &mut actions {
-                    if let Action::Show(Shown::Notice { notice, .. }) = a
-                        && matches!(notice, Notice::CatchingUp | Notice::NotAdmittedYet)
-                    {
-                        *notice = Notice::Text(
-                            "not connected to the relay: your message is kept and sent once it answers"
-                                .into(),
-                        );
-                    }
-                }
-            }
-            actions
-        }
+        Input::Text(text) => offline_wording(room.send_text(text, now_ms()), state),
         Input::Command(Command::Nick(nick)) => room.set_nick(nick, now_ms()),
-        Input::Command(Command::Me(action)) => room.send_action(action, now_ms()),
+        Input::Command(Command::Me(action)) => {
+            offline_wording(room.send_action(action, now_ms()), state)
+        }
         Input::Command(Command::Members) => {
             let members = room.members();
             // Who is online is known only once caught up (usability B10).
@@ -894,6 +877,33 @@ fn handle_line<W: Write>(
     })
 }
 
+/// Saves the list of rooms to reopen; a failure is shown, not fatal.
+fn save_list<W: Write>(rooms: &Rooms, screen: &mut Screen<W>) -> std::io::Result<()> {
+    match rooms.save_list() {
+        Ok(()) => Ok(()),
+        Err(e) => screen.error(format!("cannot save the list of open rooms: {e}")),
+    }
+}
+
+/// What a line waits for, said right while offline: the room cannot know
+/// the relay is away, so its "catching up" or "not admitted yet" becomes
+/// "not connected" (usability B14).
+fn offline_wording(mut actions: Vec<Action>, state: &Session) -> Vec<Action> {
+    if state.frame_limit.is_some() {
+        return actions;
+    }
+    for a in &mut actions {
+        if let Action::Show(Shown::Notice { notice, .. }) = a
+            && matches!(notice, Notice::CatchingUp | Notice::NotAdmittedYet)
+        {
+            *notice = Notice::Text(
+                "not connected to the relay: your message is kept and sent once it answers".into(),
+            );
+        }
+    }
+    actions
+}
+
 /// `/join ROOM`: switches to an open room, or opens one (and, while
 /// connected, joins it at once).
 fn join_room<W: Write>(
@@ -939,9 +949,7 @@ fn add_room<W: Write>(
     rooms.insert(open);
     screen.prefix_rooms = true;
     screen.notice(Some(&name), said)?;
-    if let Err(e) = rooms.save_list() {
-        screen.error(format!("cannot save the list of open rooms: {e}"))?;
-    }
+    save_list(rooms, screen)?;
     Ok(actions)
 }
 
@@ -1029,9 +1037,7 @@ fn close_room<W: Write>(
         Some(next) => screen.notice(Some(&next), format!("now talking in #{next}"))?,
         None => state.quit(),
     }
-    if let Err(e) = rooms.save_list() {
-        screen.error(format!("cannot save the list of open rooms: {e}"))?;
-    }
+    save_list(rooms, screen)?;
     Ok(actions)
 }
 
