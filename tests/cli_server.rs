@@ -221,18 +221,32 @@ fn server_refuses_a_readable_key_and_bad_flags_with_clear_errors() {
         out.stderr
     );
 
-    // A port already in use.
+    // A port already in use: refused before any key or log is made
+    // (usability B15).
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
+    let fresh = data.path().join("fresh");
     let out = run(hush()
         .args(["server", "--bind", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(data.path()));
+        .arg(&fresh));
     assert!(
-        !out.ok && out.stderr.contains("cannot listen on"),
+        !out.ok && out.stderr.contains("cannot listen on") && out.stderr.contains("--bind"),
         "{}",
         out.stderr
     );
     assert!(!out.stderr.contains("panicked"));
+    assert!(
+        !fresh.exists(),
+        "nothing was created for a relay that could not listen"
+    );
+    // An IP alone means the default port (usability F19); a host name is
+    // explained.
+    let out = run(hush().args(["server", "--bind", "localhost"]));
+    assert!(
+        !out.ok && out.stderr.contains("127.0.0.1 (port 40623)"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -41,6 +41,23 @@ impl Relay {
         identity: Arc<Identity>,
         config: RelayConfig,
     ) -> Result<Self, RelayError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| RelayError::Bind { addr, source })?;
+        Self::on_listener(listener, identity, config).await
+    }
+
+    /// [`Relay::bind`] on a socket already listening: `hush server` binds
+    /// before it creates anything, so a port in use leaves no key or log
+    /// behind (usability B15).
+    ///
+    /// # Errors
+    /// As [`Relay::bind`], but for binding.
+    pub async fn on_listener(
+        listener: TcpListener,
+        identity: Arc<Identity>,
+        config: RelayConfig,
+    ) -> Result<Self, RelayError> {
         create_private_dir(&config.data_dir)?;
         let path = config.data_dir.join(LOG_FILE);
         // No room is loaded here: the sequencer reads each room's head from
@@ -58,9 +75,6 @@ impl Relay {
             },
         )
         .map_err(RelayError::Thread)?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| RelayError::Bind { addr, source })?;
         let limits = config.limits;
         let (tickets, ledger) = if limits.ticket_lifetime.is_zero() {
             (None, None)

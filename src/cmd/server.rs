@@ -18,8 +18,8 @@ const RELAY_KEY_FILE: &str = "relay-key.pem";
 
 #[derive(Debug, clap::Args)]
 pub struct ServerArgs {
-    /// Address to listen on.
-    #[arg(long, env = "HUSH_BIND", default_value = "0.0.0.0:40623")]
+    /// Address to listen on: IP:PORT, or an IP alone for port 40623.
+    #[arg(long, env = "HUSH_BIND", default_value = "0.0.0.0:40623", value_parser = parse_bind)]
     bind: SocketAddr,
     /// Folder for the event log and the generated relay key
     /// [default: $XDG_DATA_HOME/hush/relay or ~/.local/share/hush/relay].
@@ -117,8 +117,38 @@ fn parse_frame_limit(text: &str) -> Result<usize, String> {
     }
 }
 
+/// `--bind`: `IP:PORT`, `[V6]:PORT`, or an IP alone for the default port
+/// (usability F19: the client accepts a host without a port too).
+fn parse_bind(text: &str) -> Result<SocketAddr, String> {
+    let t = text.trim();
+    if let Ok(addr) = t.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let bare = t
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(t);
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, hush_proto::DEFAULT_PORT));
+    }
+    Err(format!(
+        "give an IP address and port such as 0.0.0.0:{port} or 127.0.0.1 (port {port}); a host name is not accepted, its address is",
+        port = hush_proto::DEFAULT_PORT
+    ))
+}
+
 pub fn run(args: ServerArgs) -> Result<()> {
     init_logging();
+    // Bind first: a port in use must fail before a key or a log is made
+    // (usability B15).
+    let listener = std::net::TcpListener::bind(args.bind)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: is another relay (or program) using it? Stop it, or give another --bind",
+                args.bind
+            )
+        })?;
     let data = match args.data.clone() {
         Some(d) => d,
         None => default_data_dir("relay")?,
@@ -167,7 +197,9 @@ pub fn run(args: ServerArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let relay = Relay::bind(args.bind, identity.clone(), config).await?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .with_context(|| format!("cannot listen on {}", args.bind))?;
+        let relay = Relay::on_listener(listener, identity.clone(), config).await?;
         let addr = relay.local_addr()?;
         println!("hush relay listening on {addr}");
         println!("relay fingerprint: {}", identity.fingerprint());
@@ -230,4 +262,31 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bind;
+
+    #[test]
+    fn bind_takes_an_ip_with_or_without_a_port() {
+        assert_eq!(
+            parse_bind("127.0.0.1").map(|a| a.to_string()),
+            Ok("127.0.0.1:40623".to_owned())
+        );
+        assert_eq!(
+            parse_bind("0.0.0.0:5000").map(|a| a.to_string()),
+            Ok("0.0.0.0:5000".to_owned())
+        );
+        assert_eq!(
+            parse_bind("::1").map(|a| a.to_string()),
+            Ok("[::1]:40623".to_owned())
+        );
+        assert_eq!(
+            parse_bind("[::1]").map(|a| a.to_string()),
+            Ok("[::1]:40623".to_owned())
+        );
+        assert!(parse_bind("localhost").is_err());
+        assert!(parse_bind("1.2.3.4:99999").is_err());
+    }
 }
