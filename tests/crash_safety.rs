@@ -94,7 +94,7 @@ fn sigkill_during_a_steady_stream_loses_nothing_and_duplicates_nothing() {
         v["text"]
             .as_str()
             .unwrap_or("")
-            .contains("earlier messages are from before you were admitted")
+            .contains("earlier messages were sent while you were not a member")
     });
     let n: usize = logged["text"]
         .as_str()

@@ -112,7 +112,7 @@ pub const MAX_TEXT_BYTES: usize = 8192;
 pub const HELP: &str = "\
 /nick NAME               change your nickname (1 to 32 characters, no spaces)
 /me ACTION               send an action, shown as * yourname ACTION
-/members                 list the room's members with their fingerprints
+/members (/names)        list the room's members with their short ids, marking you and who is offline
 /whois NICK|FINGERPRINT  show who uses a nickname, or the nickname of a fingerprint
 /verify                  show the room fingerprint: members who see the same one share the same room
 /verify NICK|FINGERPRINT show your safety number with one member, to compare out of band
@@ -121,8 +121,8 @@ pub const HELP: &str = "\
 /join ROOM               open a room (joining it if need be), or switch to it
 /part                    close this room's window; you stay a member and /join reopens it
 /dm FINGERPRINT|SHORTID  open the private two-person room you share with someone
-/leave                   leave this room for good: you must be admitted again to come back
-/quit                    disconnect and exit
+/leave                   leave this room for good (you must be admitted again to come back); the last room closed exits
+/quit (/exit, /q)        disconnect and exit; you stay a member of every room and are in at once next time
 /help                    show this list
 //text                   send a line that begins with /";
 
@@ -205,6 +205,11 @@ fn no_args(
 /// with a slash). Any other line starting with `/` is a command, its name
 /// case-insensitive. Anything else is [`Input::Text`], kept as typed.
 ///
+/// A message of several lines (only the terminal app makes them: Alt-Enter
+/// or a paste) is always text, kept exactly as typed, even when its first
+/// line begins with `/`: commands are one line, and pasted text such as
+/// `/etc/hosts` plus its contents must not run as one.
+///
 /// # Errors
 /// - [`CommandError::Unknown`] for a `/word` that is not a command;
 /// - [`CommandError::MissingArgument`] for `/nick` or `/whois` alone;
@@ -217,6 +222,9 @@ pub fn parse_line(line: &str) -> Result<Option<Input>, CommandError> {
     let line = line.strip_suffix('\r').unwrap_or(line);
     if line.trim().is_empty() {
         return Ok(None);
+    }
+    if line.contains('\n') {
+        return text(line);
     }
     if line.starts_with("//") {
         // Drop the first '/' of the escape, keep the second.
@@ -328,9 +336,10 @@ pub fn parse_line(line: &str) -> Result<Option<Input>, CommandError> {
                 other => Ok(other),
             }
         }
-        "members" => no_args(args, "members", "/members", Command::Members),
+        // Aliases people bring from IRC clients (usability F16).
+        "members" | "names" => no_args(args, "members", "/members", Command::Members),
         "leave" => no_args(args, "leave", "/leave", Command::Leave),
-        "quit" => no_args(args, "quit", "/quit", Command::Quit),
+        "quit" | "exit" | "q" => no_args(args, "quit", "/quit", Command::Quit),
         "help" => no_args(args, "help", "/help", Command::Help),
         _ => Err(CommandError::Unknown(name.to_owned())),
     }
@@ -407,6 +416,23 @@ mod tests {
         assert_eq!(cmd("/quit"), Command::Quit);
         assert_eq!(cmd("/QUIT\r\n"), Command::Quit);
         assert_eq!(cmd("/help"), Command::Help);
+        assert_eq!(cmd("/names"), Command::Members);
+        assert_eq!(cmd("/exit"), Command::Quit);
+        assert_eq!(cmd("/Q"), Command::Quit);
+    }
+
+    #[test]
+    fn a_message_of_several_lines_is_text_even_after_a_slash() {
+        assert_eq!(
+            txt("/etc/hosts\n127.0.0.1 localhost"),
+            "/etc/hosts\n127.0.0.1 localhost"
+        );
+        assert_eq!(txt("/nick a\nb"), "/nick a\nb");
+        assert_eq!(txt("//x\ny"), "//x\ny");
+        assert!(matches!(
+            parse_line(&format!("a\n{}", "b".repeat(MAX_TEXT_BYTES))),
+            Err(CommandError::TooLong { .. })
+        ));
     }
 
     #[test]

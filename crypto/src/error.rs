@@ -55,7 +55,7 @@ pub enum KeyFileError {
     #[error("key operation failed: {0}")]
     Encoding(String),
     /// The requested key size is outside what hush allows.
-    #[error("RSA key size {bits} is not allowed: use {min}..={max} bits (default {default})")]
+    #[error("RSA key size {bits} is not allowed: use {min} to {max} bits (default {default})")]
     BadSize {
         /// The size that was asked for.
         bits: usize,

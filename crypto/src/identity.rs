@@ -117,7 +117,7 @@ impl PublicIdentity {
         let bits = key.size() * 8;
         if !(MIN_BITS..=MAX_BITS).contains(&bits) {
             return Err(KeyFileError::Unsupported(format!(
-                "RSA key of {bits} bits (hush accepts {MIN_BITS}..={MAX_BITS})"
+                "RSA key of {bits} bits (hush accepts {MIN_BITS} to {MAX_BITS} bits)"
             )));
         }
         let spki_der = key

@@ -29,7 +29,7 @@ pub struct ServerArgs {
     /// first start].
     #[arg(long, env = "HUSH_RELAY_KEY", value_name = "PATH")]
     key: Option<PathBuf>,
-    /// Largest frame a peer may send, in bytes (4096..=16777216).
+    /// Largest frame a peer may send, in bytes (4096 to 16777216).
     #[arg(long, env = "HUSH_MAX_FRAME_BYTES", default_value_t = hush_proto::DEFAULT_MAX_FRAME,
           value_parser = parse_frame_limit)]
     max_frame_bytes: usize,

@@ -19,7 +19,9 @@ use serde_json::{Value, json};
 
 mod wording;
 
-pub use wording::{QUEUE_FULL, notice_text, refusal_text, rejection_text, warning_text};
+pub use wording::{
+    QUEUE_FULL, closing_text, notice_text, refusal_text, rejection_text, warning_text,
+};
 
 /// Clock skew between a message's claimed send time and its relay receive
 /// time above which line mode points it out.

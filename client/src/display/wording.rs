@@ -69,12 +69,19 @@ pub fn notice_text(room: Option<&RoomName>, notice: &Notice) -> String {
     match notice {
         Notice::Text(text) => text.clone(),
         Notice::Creating => format!("{r} is new: creating it"),
-        Notice::AskingToJoin => format!("asking the members of {r} to admit you"),
+        // An asker cannot tell an invite-only room from an open one (its
+        // rules are sealed to the members), so both cases are said
+        // (usability F13).
+        Notice::AskingToJoin => format!(
+            "asking the members of {r} to admit you (if it is invite-only, only its creator can: give them your fingerprint, which `hush fingerprint` prints for your key file)"
+        ),
+        // Sealed for an epoch we were not in: before our admission, or
+        // while we were out of the room after a /leave (usability B13).
         Notice::Unreadable { count: 1 } => {
-            "1 earlier message is from before you were admitted and cannot be read".to_owned()
+            "1 earlier message was sent while you were not a member (before you were admitted, or after you left) and cannot be read".to_owned()
         }
         Notice::Unreadable { count } => {
-            format!("{count} earlier messages are from before you were admitted and cannot be read")
+            format!("{count} earlier messages were sent while you were not a member (before you were admitted, or after you left) and cannot be read")
         }
         Notice::Pruned { skipped } => {
             format!("{skipped} earlier events of {r} are no longer kept by the relay")
@@ -349,3 +356,16 @@ pub fn rejection_text(r: Rejection) -> String {
 /// The error line for a line typed before admission that was not kept.
 pub const QUEUE_FULL: &str =
     "too many messages are already waiting to be sent; this one was not sent";
+
+/// Why the relay closed the link, as the "connection to the relay lost
+/// (...)" notice says it (usability F10: no debug names).
+#[must_use]
+pub fn closing_text(reason: hush_proto::CloseReason) -> &'static str {
+    use hush_proto::CloseReason;
+    match reason {
+        CloseReason::Shutdown => "the relay is shutting down",
+        CloseReason::Idle => "the relay heard nothing from this client for too long",
+        CloseReason::TooSlow => "this client fell behind what the relay sends",
+        CloseReason::ProtocolViolation => "the relay says this client sent something invalid",
+    }
+}
