@@ -299,3 +299,40 @@ fn a_pipe_that_ends_with_unsent_lines_says_so_and_fails() {
     assert!(stdout.contains("#lobby: 1 not sent"), "{stdout}");
     assert!(stderr.contains("were not sent"), "{stderr}");
 }
+
+#[test]
+fn ctrl_c_in_line_mode_quits_cleanly_and_keeps_the_place() {
+    let relay_data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(relay_data.path(), 0, &[]);
+    let mut alice = ClientProcess::start(&relay.addr, "alice", "lobby", false, &[]);
+    alice.wait_for("joined", |l| l.contains("joined #lobby"));
+    alice.say("before ctrl-c");
+    alice.wait_for("own line", |l| l.ends_with(": before ctrl-c"));
+    // Ctrl-C (SIGINT) is /quit: state saved, exit 0.
+    let pid = alice.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = alice.wait_exit();
+    assert_eq!(status.code(), Some(0), "{}", alice.seen_lines().join("\n"));
+    // The next start resumes after what was shown: nothing is shown twice.
+    let (key_dir, key) = example_key("alice");
+    let data = alice.into_data();
+    let mut again =
+        ClientProcess::start_with(&relay.addr, &key, data, key_dir, "lobby", false, &[]);
+    again.wait_for("resumed", |l| l.contains("resuming #lobby after seq"));
+    again.wait_for("joined", |l| l.contains("joined #lobby"));
+    again.drain_for(Duration::from_millis(500));
+    assert!(
+        !again
+            .seen_lines()
+            .iter()
+            .any(|l| l.ends_with(": before ctrl-c")),
+        "the line before Ctrl-C is not shown again: {}",
+        again.seen_lines().join("\n")
+    );
+}

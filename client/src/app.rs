@@ -34,6 +34,8 @@ use crate::link::{Connection, LinkError, LinkWriter};
 use crate::pins::{KnownRelays, PinCheck, PinError};
 use crate::rooms::{Closing, Dm, OpenRoom, Rooms, dm_room_name, room_of};
 use crate::state::{OpenRooms, StateError, StateStore};
+use crate::tui::view::LinkState;
+use crate::tui::{Request, RoomFacts, Tui, TuiOptions};
 use hush_room::{Action, Entropy, Notice, Room, Shown, Warning};
 
 /// First retry delay after a failed connection.
@@ -102,7 +104,20 @@ pub enum ClientError {
     Output(#[from] std::io::Error),
 }
 
-/// The screen, and the transcript file if any.
+/// What the user did: a line (line mode, `--json`), or a key, paste or
+/// resize on the terminal app.
+#[derive(Debug)]
+pub enum UserInput {
+    /// A line read from stdin.
+    Line(String),
+    /// A terminal event for the TUI.
+    Term(ratatui::crossterm::event::Event),
+    /// Ctrl-C in line mode (SIGINT): quit as `/quit` does.
+    Interrupt,
+}
+
+/// The screen (lines on `out`, or the terminal app), and the transcript
+/// file if any.
 struct Screen<W: Write> {
     json: bool,
     out: W,
@@ -110,9 +125,91 @@ struct Screen<W: Write> {
     transcript: Option<(std::fs::File, PathBuf)>,
     /// More than one room is open: each line starts with its room.
     prefix_rooms: bool,
+    /// The terminal app, which then shows everything instead of `out`.
+    tui: Option<Tui>,
 }
 
 impl<W: Write> Screen<W> {
+    /// Opens the `-o` transcript, if asked for.
+    fn open(
+        json: bool,
+        out: W,
+        path: Option<&PathBuf>,
+        tui: Option<Tui>,
+    ) -> Result<Self, ClientError> {
+        let transcript = match path {
+            Some(p) => Some((
+                open_transcript(p).map_err(|e| {
+                    ClientError::Relay(format!(
+                        "cannot open the transcript file {}: {e}",
+                        p.display()
+                    ))
+                })?,
+                p.clone(),
+            )),
+            None => None,
+        };
+        Ok(Self {
+            json,
+            out,
+            transcript,
+            prefix_rooms: false,
+            tui,
+        })
+    }
+
+    /// Our own line, before the relay sequenced it (the TUI shows it as
+    /// pending; line mode shows it once it comes back).
+    fn own_line(&mut self, room: &RoomName, text: &str, action: bool) {
+        if let Some(tui) = &mut self.tui {
+            tui.own_line(room, text, action);
+        }
+    }
+
+    /// A room is about to open: the chat screen lists it at once, so what
+    /// is said while it opens is shown in it.
+    fn room_opening(&mut self, name: &RoomName) {
+        if let Some(tui) = &mut self.tui {
+            tui.room_opening(name);
+        }
+    }
+
+    /// A room's window closed (`/part`, `/leave`); `next` is current now.
+    fn room_closed(&mut self, name: &RoomName, next: Option<&RoomName>) {
+        if let Some(tui) = &mut self.tui {
+            tui.room_closed(name, next);
+        }
+    }
+
+    /// The link's state, for the TUI's status line.
+    fn link(&mut self, link: LinkState) {
+        if let Some(tui) = &mut self.tui {
+            tui.link(link);
+        }
+    }
+
+    /// When the TUI's next frame is due, if anything changed.
+    fn frame_due(&self) -> Option<Instant> {
+        self.tui.as_ref().and_then(Tui::frame_due)
+    }
+
+    /// Brings the TUI up to date with the rooms and draws a frame.
+    fn frame(&mut self, rooms: &Rooms, state: &Session) -> std::io::Result<()> {
+        let Some(tui) = &mut self.tui else {
+            return Ok(());
+        };
+        let facts = rooms.current_ref().map(|open| RoomFacts {
+            name: open.room.name().clone(),
+            epoch: open.room.epoch(),
+            members: open.room.members(),
+            online_known: open.room.is_caught_up() && state.frame_limit.is_some(),
+            nick: open.room.nick().to_owned(),
+        });
+        let current = rooms.current_ref().map(|open| open.room.name().clone());
+        tui.sync(&rooms.listed(), current.as_ref(), facts, rooms.unsent());
+        tui.draw()
+    }
+
     fn show(&mut self, ev: &Shown) -> std::io::Result<()> {
         let mut line = render_line(ev);
         if self.prefix_rooms
@@ -132,6 +229,10 @@ impl<W: Write> Screen<W> {
             );
             self.transcript = None;
             writeln!(self.out, "{why}")?;
+        }
+        if let Some(tui) = &mut self.tui {
+            tui.show(ev);
+            return Ok(());
         }
         let shown = if self.json { render_json(ev) } else { line };
         writeln!(self.out, "{shown}")?;
@@ -209,8 +310,8 @@ pub fn open_transcript(path: &std::path::Path) -> std::io::Result<std::fs::File>
     Ok(file)
 }
 
-/// Runs the client until `/quit`, the end of `input`, leaving or parting
-/// its last room, or a fatal error.
+/// Runs the client in line mode (or `--json`) until `/quit`, the end of
+/// `input`, leaving or parting its last room, or a fatal error.
 ///
 /// # Errors
 /// [`ClientError`] for a relay that cannot be used or a pin mismatch.
@@ -219,34 +320,103 @@ where
     R: AsyncBufRead + Unpin + Send + 'static,
     W: Write,
 {
-    let transcript = match &config.transcript {
-        Some(p) => Some((
-            open_transcript(p).map_err(|e| {
-                ClientError::Relay(format!(
-                    "cannot open the transcript file {}: {e}",
-                    p.display()
-                ))
-            })?,
-            p.clone(),
-        )),
-        None => None,
-    };
-    let mut screen = Screen {
-        json: config.json,
-        out,
-        transcript,
-        prefix_rooms: false,
-    };
-    let (line_tx, mut lines) = mpsc::channel::<String>(64);
+    let screen = Screen::open(config.json, out, config.transcript.as_ref(), None)?;
+    let (line_tx, lines) = mpsc::channel::<UserInput>(64);
     tokio::spawn(async move {
         let mut reader = input.lines();
         while let Ok(Some(line)) = reader.next_line().await {
-            if line_tx.send(line).await.is_err() {
+            if line_tx.send(UserInput::Line(line)).await.is_err() {
                 break;
             }
         }
     });
+    run_on(config, screen, lines).await
+}
 
+/// [`run`] on this process's stdin and stdout, where Ctrl-C (SIGINT) is
+/// a `/quit`: the client sends what was typed, saves each room's state
+/// and exits, so the next start does not show the last second again
+/// (usability F8). A second Ctrl-C, or one after the end of input,
+/// exits at once with status 130.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_stdio(config: ClientConfig) -> Result<(), ClientError> {
+    let screen = Screen::open(
+        config.json,
+        std::io::stdout(),
+        config.transcript.as_ref(),
+        None,
+    )?;
+    let (line_tx, lines) = mpsc::channel::<UserInput>(64);
+    tokio::spawn(async move {
+        let mut reader = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        // Dropped at the end of input, which is how the loop learns of it.
+        let mut tx = Some(line_tx);
+        let mut interrupted = false;
+        loop {
+            tokio::select! {
+                line = reader.next_line(), if tx.is_some() => match (line, &tx) {
+                    (Ok(Some(line)), Some(t)) => {
+                        if t.send(UserInput::Line(line)).await.is_err() {
+                            return;
+                        }
+                    }
+                    _ => tx = None,
+                },
+                signal = tokio::signal::ctrl_c() => {
+                    if signal.is_err() {
+                        return;
+                    }
+                    match &tx {
+                        Some(t) if !interrupted => {
+                            interrupted = true;
+                            let _ = t.send(UserInput::Interrupt).await;
+                        }
+                        _ => std::process::exit(130),
+                    }
+                }
+            }
+        }
+    });
+    run_on(config, screen, lines).await
+}
+
+/// Runs the client as the terminal app, on this process's terminal,
+/// until `/quit`, Ctrl-C or Ctrl-D, closing its last room, or a fatal
+/// error. The terminal is given back before this returns.
+///
+/// # Errors
+/// [`ClientError`] for a relay that cannot be used or a pin mismatch, or
+/// a terminal that cannot be used.
+pub async fn run_tui(config: ClientConfig, options: TuiOptions) -> Result<(), ClientError> {
+    let tui = Tui::start(
+        config.identity.fingerprint(),
+        config.nick.clone(),
+        config.server.clone(),
+        options,
+    )
+    .map_err(|e| {
+        ClientError::Relay(format!(
+            "cannot use this terminal for the chat screen ({e}); --plain runs the client in line mode"
+        ))
+    })?;
+    let screen = Screen::open(
+        false,
+        std::io::sink(),
+        config.transcript.as_ref(),
+        Some(tui),
+    )?;
+    let (tx, lines) = mpsc::channel::<UserInput>(64);
+    crate::tui::spawn_input_thread(tx);
+    run_on(config, screen, lines).await
+}
+
+async fn run_on<W: Write>(
+    config: ClientConfig,
+    mut screen: Screen<W>,
+    mut lines: mpsc::Receiver<UserInput>,
+) -> Result<(), ClientError> {
     let mut rooms = Rooms::new(
         config
             .state_dir
@@ -280,6 +450,7 @@ where
         input_open: true,
         frame_limit: None,
         said_draining: false,
+        keep_input: screen.tui.is_some(),
     };
     let mut ever_connected = false;
     let mut said_waiting = false;
@@ -287,6 +458,9 @@ where
     // The relay's latest session ticket (kept in memory only): a
     // reconnect, e.g. after a relay restart, resumes without RSA.
     let mut ticket = None;
+    // Said at once: a relay that accepts and never answers takes the
+    // handshake timeout to fail (usability F11).
+    screen.notice(None, format!("connecting to {}", config.server))?;
 
     loop {
         let pins = config.known_relays.clone();
@@ -313,6 +487,11 @@ where
             Err(e) => match classify(e, ever_connected) {
                 ConnectFailure::Fatal(err) => return Err(err),
                 ConnectFailure::Retry(why) => {
+                    screen.link(if ever_connected {
+                        LinkState::Reconnecting
+                    } else {
+                        LinkState::Connecting
+                    });
                     if !said_waiting {
                         said_waiting = true;
                         screen.notice(None, format!(
@@ -343,6 +522,9 @@ where
         if let Ok(Some((check, fp))) = pinned.into_inner()
             && check == PinCheck::Pinned
         {
+            if let Some(tui) = &mut screen.tui {
+                tui.pinned_now();
+            }
             screen.notice(None, format!(
                 "first contact with {}: pinned its key {fp} in {} (compare it with the relay operator's)",
                 config.server,
@@ -350,6 +532,7 @@ where
             ))?;
         }
         screen.notice(None, format!("connected to {}", config.server))?;
+        screen.link(LinkState::Connected);
         ever_connected = true;
         let end = session(
             &config,
@@ -361,6 +544,7 @@ where
         )
         .await?;
         state.frame_limit = None;
+        screen.link(LinkState::Reconnecting);
         for r in rooms.iter_mut() {
             if let Some(w) = r.save() {
                 screen.show(&w)?;
@@ -382,15 +566,21 @@ where
 /// The client stops: each room with lines the relay never sequenced
 /// says so, and the exit is an error (usability B1: a script must see it).
 fn finish<W: Write>(rooms: &mut Rooms, screen: &mut Screen<W>) -> Result<(), ClientError> {
+    // The terminal app gives the terminal back first, so what follows is
+    // read on the ordinary screen (stderr) after it closes.
+    let had_tui = screen.tui.take().map(drop).is_some();
     let mut total = 0;
     for r in rooms.iter_mut() {
         let n = r.room.unsent();
         if n > 0 {
             total += n;
             let name = r.room.name().clone();
-            screen.error(format!(
-                "#{name}: {n} not sent (the relay did not confirm them)"
-            ))?;
+            let text = format!("#{name}: {n} not sent (the relay did not confirm them)");
+            if had_tui {
+                let _ = writeln!(std::io::stderr(), "hush: {text}");
+            } else {
+                screen.error(text)?;
+            }
         }
     }
     if total > 0 {
@@ -409,12 +599,21 @@ struct Session {
     frame_limit: Option<usize>,
     /// The user was told the client waits for unsent lines before exiting.
     said_draining: bool,
+    /// The terminal app: input stays open while quitting, for the second
+    /// Ctrl-C that quits at once.
+    keep_input: bool,
 }
 
 impl Session {
     fn quit(&mut self) {
-        self.input_open = false;
+        self.input_open = self.keep_input;
         self.quitting.get_or_insert(Instant::now() + DRAIN_LIMIT);
+    }
+
+    /// Quit without waiting for what is unsent (a second Ctrl-C).
+    fn quit_now(&mut self) {
+        self.input_open = false;
+        self.quitting = Some(Instant::now());
     }
 
     /// Quitting: whether to stop now (everything sent, or the deadline
@@ -456,7 +655,7 @@ enum SessionEnd {
 async fn wait_offline<W: Write>(
     config: &ClientConfig,
     rooms: &mut Rooms,
-    lines: &mut mpsc::Receiver<String>,
+    lines: &mut mpsc::Receiver<UserInput>,
     screen: &mut Screen<W>,
     state: &mut Session,
     delay: Duration,
@@ -466,12 +665,14 @@ async fn wait_offline<W: Write>(
         if state.done_quitting(rooms, screen)? {
             return Ok(true);
         }
+        let frame_at = screen.frame_due();
         tokio::select! {
             () = tokio::time::sleep_until(until) => return Ok(false),
-            line = lines.recv(), if state.input_open => {
+            () = sleep_until_opt(frame_at) => screen.frame(rooms, state)?,
+            input = lines.recv(), if state.input_open => {
                 // Offline: Publish actions are kept as unconfirmed and sent
                 // after the reconnect.
-                let actions = handle_line(config, line, rooms, screen, state)?;
+                let actions = handle_input(config, input, rooms, screen, state)?;
                 for a in actions {
                     if let Action::Show(ev) = a {
                         screen.show(&ev)?;
@@ -492,6 +693,7 @@ fn open_room<W: Write>(
     create_as: Option<(bool, hush_proto::e2e::HistoryVisibility)>,
     screen: &mut Screen<W>,
 ) -> Result<OpenRoom, ClientError> {
+    screen.room_opening(name);
     let store = config
         .state_dir
         .as_ref()
@@ -616,7 +818,7 @@ async fn session<W: Write>(
     config: &ClientConfig,
     conn: Connection,
     rooms: &mut Rooms,
-    lines: &mut mpsc::Receiver<String>,
+    lines: &mut mpsc::Receiver<UserInput>,
     screen: &mut Screen<W>,
     state: &mut Session,
 ) -> Result<SessionEnd, ClientError> {
@@ -656,7 +858,12 @@ async fn session<W: Write>(
             let _ = writer.shutdown().await;
             return Ok(SessionEnd::Done);
         }
+        let frame_at = screen.frame_due();
         let actions = tokio::select! {
+            () = sleep_until_opt(frame_at) => {
+                screen.frame(rooms, state)?;
+                Vec::new()
+            }
             msg = reader.recv() => match msg {
                 Ok(m) => match on_relay(m, rooms, &mut writer, &relay, screen).await? {
                     Ok(actions) => actions,
@@ -664,8 +871,14 @@ async fn session<W: Write>(
                 },
                 Err(e) => return Ok(SessionEnd::Reconnect(e.to_string())),
             },
-            line = lines.recv(), if state.input_open => handle_line(config, line, rooms, screen, state)?,
-            _ = tick.tick() => rooms.tick(Instant::now(), &config.identity.fingerprint()),
+            input = lines.recv(), if state.input_open => handle_input(config, input, rooms, screen, state)?,
+            _ = tick.tick() => {
+                // Who is online changes without an event to show.
+                if let Some(tui) = &mut screen.tui {
+                    tui.touch();
+                }
+                rooms.tick(Instant::now(), &config.identity.fingerprint())
+            }
         };
         if let Err(e) = perform(actions, &mut writer, screen).await? {
             return Ok(SessionEnd::Reconnect(e));
@@ -713,9 +926,9 @@ async fn on_relay<W: Write>(
             Ok(()) => Ok(Vec::new()),
             Err(e) => Err(SessionEnd::Reconnect(e.to_string())),
         },
-        RelayMsg::Closing { reason } => Err(SessionEnd::Reconnect(format!(
-            "the relay closed it: {reason:?}"
-        ))),
+        RelayMsg::Closing { reason } => Err(SessionEnd::Reconnect(
+            crate::display::closing_text(reason).to_owned(),
+        )),
         RelayMsg::Left { room } => {
             if let Some(w) = rooms.remove(&room) {
                 screen.show(&w)?;
@@ -738,6 +951,72 @@ async fn on_relay<W: Write>(
             }
         }
     })
+}
+
+/// Sleeps until `at`, or for ever when there is no `at`.
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One thing the user did: a line, or a terminal event the TUI turns into
+/// requests (send a line, switch rooms, quit).
+fn handle_input<W: Write>(
+    config: &ClientConfig,
+    input: Option<UserInput>,
+    rooms: &mut Rooms,
+    screen: &mut Screen<W>,
+    state: &mut Session,
+) -> Result<Vec<Action>, ClientError> {
+    let ev = match input {
+        None => return handle_line(config, None, rooms, screen, state),
+        Some(UserInput::Line(line)) => {
+            return handle_line(config, Some(line), rooms, screen, state);
+        }
+        Some(UserInput::Interrupt) => {
+            state.quit();
+            let unsent = rooms.unsent();
+            if unsent > 0 {
+                screen.notice(None, format!(
+                    "Ctrl-C: exiting once {unsent} unsent line(s) reach the relay (up to {} s); Ctrl-C again exits now and loses them",
+                    DRAIN_LIMIT.as_secs()
+                ))?;
+                state.said_draining = true;
+            }
+            return Ok(Vec::new());
+        }
+        Some(UserInput::Term(ev)) => ev,
+    };
+    let Some(tui) = &mut screen.tui else {
+        return Ok(Vec::new());
+    };
+    let mut actions = Vec::new();
+    for request in tui.on_event(ev) {
+        match request {
+            Request::Submit(text) => {
+                actions.extend(handle_line(config, Some(text), rooms, screen, state)?);
+            }
+            Request::Switch(name) => {
+                rooms.switch_to(&name);
+            }
+            Request::Quit => {
+                state.quit();
+                let unsent = rooms.unsent();
+                if unsent > 0
+                    && let Some(tui) = &mut screen.tui
+                {
+                    tui.note(format!(
+                        "quitting once {unsent} unsent line(s) reach the relay (up to {} s); Ctrl-C again quits now and loses them",
+                        DRAIN_LIMIT.as_secs()
+                    ));
+                }
+            }
+            Request::QuitNow => state.quit_now(),
+        }
+    }
+    Ok(actions)
 }
 
 fn handle_line<W: Write>(
@@ -786,9 +1065,13 @@ fn handle_line<W: Write>(
     let room = &mut open.room;
     let name = room.name().clone();
     Ok(match input {
-        Input::Text(text) => offline_wording(room.send_text(text, now_ms()), state),
+        Input::Text(text) => {
+            screen.own_line(&name, &text, false);
+            offline_wording(room.send_text(text, now_ms()), state)
+        }
         Input::Command(Command::Nick(nick)) => room.set_nick(nick, now_ms()),
         Input::Command(Command::Me(action)) => {
+            screen.own_line(&name, &action, true);
             offline_wording(room.send_action(action, now_ms()), state)
         }
         Input::Command(Command::Members) => {
@@ -806,11 +1089,14 @@ fn handle_line<W: Write>(
             let me = config.identity.fingerprint();
             for (fp, nick, online) in members {
                 let offline = known && !online && fp != me;
-                text.push_str(&format!(
-                    " {nick} ({}){}",
-                    fp.short_id(),
-                    if offline { " [offline]" } else { "" }
-                ));
+                let mark = if fp == me {
+                    " [you]"
+                } else if offline {
+                    " [offline]"
+                } else {
+                    ""
+                };
+                text.push_str(&format!(" {nick} ({}){mark}", fp.short_id()));
             }
             screen.notice(Some(&name), text)?;
             Vec::new()
@@ -1022,18 +1308,23 @@ fn close_room<W: Write>(
     };
     let name = open.room.name().clone();
     let actions = match why {
-        Closing::Leave => {
-            screen.notice(Some(&name), format!("leaving #{name}"))?;
-            open.room.leave()
-        }
-        Closing::Part => {
-            screen.notice(Some(&name), format!(
-                "closing #{name}; you stay a member (/join {name} or --room {name} opens it again)"
-            ))?;
-            Vec::new()
-        }
+        Closing::Leave => open.room.leave(),
+        Closing::Part => Vec::new(),
     };
-    match rooms.close_current(why) {
+    let next = rooms.close_current(why);
+    // The chat screen closes the window first, so what is said about it
+    // is read in the room the user lands in.
+    screen.room_closed(&name, next.as_ref());
+    match why {
+        Closing::Leave => screen.notice(Some(&name), format!("leaving #{name}"))?,
+        Closing::Part => screen.notice(
+            Some(&name),
+            format!(
+                "closing #{name}; you stay a member (/join {name} or --room {name} opens it again)"
+            ),
+        )?,
+    }
+    match next {
         Some(next) => screen.notice(Some(&next), format!("now talking in #{next}"))?,
         None => state.quit(),
     }

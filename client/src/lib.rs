@@ -16,6 +16,8 @@
 //! - [`state`]: the room state saved between runs, sealed to our own key.
 //! - `rooms`: the rooms open on the one link, and what a typed line does
 //!   to them (`/join`, `/part`, `/leave`).
+//! - [`tui`]: the terminal app (room list, conversation, members,
+//!   status and input line), drawn from what [`app`] shows it.
 //! - [`app`]: the loop that ties them to a connection that retries.
 //!
 //! It must never show anything it has not verified and opened, reuse a
@@ -30,3 +32,4 @@ pub mod link;
 pub mod pins;
 mod rooms;
 pub mod state;
+pub mod tui;

@@ -177,6 +177,20 @@ impl Rooms {
         self.open.iter_mut()
     }
 
+    /// The rooms not being closed, in order: what the TUI's room list shows.
+    pub(crate) fn listed(&self) -> Vec<RoomName> {
+        self.open
+            .iter()
+            .filter(|r| r.closing.is_none())
+            .map(|r| r.room.name().clone())
+            .collect()
+    }
+
+    /// The room typed lines go to, to look at.
+    pub(crate) fn current_ref(&self) -> Option<&OpenRoom> {
+        self.open.get(self.current)
+    }
+
     /// The room typed lines go to.
     pub(crate) fn current(&mut self) -> Option<&mut OpenRoom> {
         self.open.get_mut(self.current)

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use hush_client::app::{self, ClientConfig};
 use hush_client::command::{parse_room, validate_nick};
 use hush_client::pins::KnownRelays;
+use hush_client::tui::TuiOptions;
 use hush_proto::RoomName;
 use hush_proto::e2e::HistoryVisibility;
 use hush_room::RekeyPolicy;
@@ -35,8 +36,18 @@ pub struct ClientArgs {
     #[arg(long, env = "HUSH_NICK", value_name = "NAME")]
     nick: Option<String>,
     /// Print one JSON object per event instead of lines (for scripts and bots).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "plain")]
     json: bool,
+    /// Line mode: print events as lines and read lines, instead of opening
+    /// the chat screen (also the mode when stdin or stdout is not a terminal).
+    #[arg(long)]
+    plain: bool,
+    /// Do not ring the terminal bell when someone mentions your nick.
+    #[arg(long)]
+    no_bell: bool,
+    /// Show times in UTC instead of this machine's time zone (chat screen).
+    #[arg(long)]
+    utc: bool,
     /// Also append the plaintext transcript to FILE (off unless asked for).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
@@ -162,8 +173,22 @@ pub fn run(args: ClientArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let stdin = tokio::io::BufReader::new(tokio::io::stdin());
-    let result = runtime.block_on(app::run(config, stdin, std::io::stdout()));
+    // The chat screen needs a terminal both ways; a pipe, a file or
+    // --json/--plain mean lines.
+    use std::io::IsTerminal;
+    let tui = !args.plain
+        && !args.json
+        && std::io::stdin().is_terminal()
+        && std::io::stdout().is_terminal();
+    let result = if tui {
+        let options = TuiOptions {
+            bell: !args.no_bell,
+            utc: args.utc,
+        };
+        runtime.block_on(app::run_tui(config, options))
+    } else {
+        runtime.block_on(app::run_stdio(config))
+    };
     // The stdin reader may be blocked in a read that never returns; do not
     // wait for it.
     runtime.shutdown_background();

@@ -1,0 +1,276 @@
+//! The terminal app (issue #15), end to end: the real `hush client` runs in
+//! a real terminal (a tmux pane of 100×30) against a real relay, with bob
+//! in line mode on the other side. What the test reads is what a person
+//! would see: `tmux capture-pane` of the screen.
+//!
+//! tmux is installed by `.ci/run` (pinned); without it this test fails
+//! saying so rather than passing without looking.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{ClientProcess, RelayProcess, example_key};
+
+/// A tmux server of our own (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket, "-f", "/dev/null"]);
+        c
+    }
+
+    /// Starts `args` in a detached 100×30 session.
+    fn start(args: &[&str]) -> Self {
+        let tmux = Self {
+            socket: format!("hush-test-{}", std::process::id()),
+        };
+        let status = tmux
+            .cmd()
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-x",
+                "100",
+                "-y",
+                "30",
+                "--",
+            ])
+            .args(args)
+            .env_remove("HUSH_PASSPHRASE")
+            .env("TERM", "xterm-256color")
+            .status()
+            .expect("tmux is needed for this test: .ci/run installs it (apt-get install tmux)");
+        assert!(status.success(), "tmux new-session failed");
+        // Keep the pane after the client exits, to read its last screen.
+        let _ = tmux
+            .cmd()
+            .args(["set-option", "-t", "t", "remain-on-exit", "on"])
+            .status();
+        tmux
+    }
+
+    /// The screen as text, one string per row.
+    fn screen(&self) -> Vec<String> {
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-t", "t"])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Types keys: `literal` text as is, or tmux key names (`Enter`, `M-1`).
+    fn keys(&self, keys: &[&str], literal: bool) {
+        let mut c = self.cmd();
+        c.args(["send-keys", "-t", "t"]);
+        if literal {
+            c.arg("-l");
+        }
+        assert!(c.args(keys).status().unwrap().success());
+    }
+
+    fn type_text(&self, text: &str) {
+        self.keys(&[text], true);
+    }
+
+    fn press(&self, key: &str) {
+        self.keys(&[key], false);
+    }
+
+    /// Waits until the screen satisfies `pred`; returns it.
+    fn wait(&self, what: &str, pred: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let screen = self.screen();
+            if pred(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the screen:\n{}",
+                screen.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Whether the client in the pane has exited.
+    fn exited(&self) -> bool {
+        let out = self
+            .cmd()
+            .args(["display-message", "-p", "-t", "t", "#{pane_dead}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").status();
+    }
+}
+
+fn any_row(screen: &[String], pred: impl Fn(&str) -> bool) -> bool {
+    screen.iter().any(|row| pred(row))
+}
+
+/// The room list row of `room` (the left pane: "N #room ..."), if shown.
+fn list_row(screen: &[String], room: &str) -> Option<String> {
+    let tag = format!("#{room}");
+    screen
+        .iter()
+        .map(|row| row.chars().take_while(|&c| c != '│').collect::<String>())
+        .find(|left| left.split_whitespace().any(|w| w == tag))
+}
+
+/// The input line: the bottom row, "#room> text" (capture-pane drops
+/// trailing spaces).
+fn input_row(screen: &[String]) -> String {
+    screen
+        .iter()
+        .rev()
+        .find(|row| !row.trim().is_empty())
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_terminal_app_keeps_typing_safe_and_counts_unread_per_room() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &[]);
+    let (_alice_keys, alice_key) = example_key("alice");
+    let alice_data = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start(&[
+        env!("CARGO_BIN_EXE_hush"),
+        "client",
+        "--server",
+        &relay.addr,
+        "--room",
+        "lobby",
+        "--key",
+        alice_key.to_str().unwrap(),
+        "--data",
+        alice_data.path().to_str().unwrap(),
+        "--no-bell",
+    ]);
+    tmux.wait("alice joined #lobby", |s| {
+        any_row(s, |r| r.contains("joined #lobby as alice"))
+    });
+    assert!(
+        list_row(&tmux.screen(), "lobby").is_some(),
+        "the room list shows #lobby"
+    );
+
+    let mut bob = ClientProcess::start(&relay.addr, "bob", "lobby", false, &[]);
+    bob.wait_for("bob joined", |l| l.contains("joined #lobby"));
+    tmux.wait("bob shown as a member", |s| {
+        any_row(s, |r| r.contains("bob"))
+    });
+
+    // A half-typed line survives a message arriving.
+    tmux.type_text("half typed");
+    tmux.wait("the typing shows", |s| input_row(s).contains("half typed"));
+    bob.say("hello from bob");
+    let screen = tmux.wait("bob's message", |s| {
+        any_row(s, |r| r.contains("bob") && r.contains("hello from bob"))
+    });
+    assert!(
+        input_row(&screen).contains("half typed"),
+        "the line being typed is intact: {}",
+        input_row(&screen)
+    );
+    assert!(
+        !any_row(&screen, |r| r.contains("half typedhello")
+            || r.contains("hello from bobhalf")),
+        "nothing landed inside the typed line"
+    );
+    tmux.type_text(" and finished");
+    tmux.press("Enter");
+    bob.wait_for("alice's line reaches bob", |l| {
+        l.ends_with(": half typed and finished")
+    });
+    // Shown once, as sent (not once pending and once echoed).
+    let screen = tmux.wait("alice's line settles", |s| {
+        any_row(s, |r| {
+            r.contains("half typed and finished") && r.contains('✓')
+        })
+    });
+    let copies = screen
+        .iter()
+        .filter(|r| r.contains("half typed and finished"))
+        .count();
+    assert_eq!(copies, 1, "own line shown once:\n{}", screen.join("\n"));
+
+    // /join of a second room shows it in the list, and makes it current.
+    tmux.type_text("/join side");
+    tmux.press("Enter");
+    tmux.wait("#side in the room list", |s| {
+        list_row(s, "side").is_some() && any_row(s, |r| r.contains("joined #side as alice"))
+    });
+    // Back to the lobby with Alt-1.
+    tmux.press("M-1");
+    tmux.wait("#lobby current again", |s| input_row(s).contains("#lobby>"));
+
+    // A message in #side, while alice looks at #lobby, raises its count.
+    bob.say("/join side");
+    bob.wait_for("bob in side", |l| l.contains("joined #side"));
+    bob.say("news in side");
+    let screen = tmux.wait("an unread count on #side", |s| {
+        list_row(s, "side").is_some_and(|row| {
+            row.split_whitespace()
+                .last()
+                .is_some_and(|w| w.chars().all(|c| c.is_ascii_digit()))
+        })
+    });
+    let row = list_row(&screen, "side").unwrap();
+    assert!(
+        row.split_whitespace().any(|w| w == "1"),
+        "one unread message: {row:?}"
+    );
+    assert!(
+        !any_row(&screen, |r| r.contains("news in side")),
+        "#side's message is not drawn in #lobby"
+    );
+
+    // Switching (Alt-2) shows it and clears the count.
+    tmux.press("M-2");
+    let screen = tmux.wait("#side shown", |s| {
+        any_row(s, |r| r.contains("news in side")) && input_row(s).contains("#side>")
+    });
+    let row = list_row(&screen, "side").unwrap();
+    assert!(
+        !row.split_whitespace()
+            .skip(2)
+            .any(|w| w.chars().all(|c| c.is_ascii_digit())),
+        "the unread count is cleared: {row:?}"
+    );
+    assert!(
+        any_row(&screen, |r| r.contains("new since you were away")),
+        "the read marker shows what arrived while away:\n{}",
+        screen.join("\n")
+    );
+
+    // Ctrl-C quits (nothing unsent) and gives the terminal back.
+    tmux.press("C-c");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !tmux.exited() {
+        assert!(
+            Instant::now() < deadline,
+            "the client did not quit on Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
