@@ -458,6 +458,9 @@ async fn run_on<W: Write>(
     // The relay's latest session ticket (kept in memory only): a
     // reconnect, e.g. after a relay restart, resumes without RSA.
     let mut ticket = None;
+    if screen.tui.is_some() {
+        screen.notice(None, "keys: Enter sends, Alt-Enter starts a new line, Alt-1..9 or Ctrl-N/Ctrl-P switch rooms, Alt-A goes to the next unread, PageUp/PageDown scroll, Ctrl-C quits; /help lists the commands".into())?;
+    }
     // Said at once: a relay that accepts and never answers takes the
     // handshake timeout to fail (usability F11).
     screen.notice(None, format!("connecting to {}", config.server))?;

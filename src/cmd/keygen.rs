@@ -17,7 +17,7 @@ pub struct KeygenArgs {
     /// Where to write the private key; the public key goes to PATH.pub.
     #[arg(short = 'o', long = "output", value_name = "PATH")]
     output: PathBuf,
-    /// RSA modulus size in bits (2048..=8192).
+    /// RSA modulus size in bits (2048 to 8192).
     #[arg(long, default_value_t = DEFAULT_BITS)]
     bits: usize,
     /// Protect the private key with a passphrase (asked twice, or taken

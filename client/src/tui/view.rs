@@ -648,7 +648,13 @@ impl View {
                 room.warned |= !foreign;
                 counts = true;
             }
-            Shown::QueueFull { .. } => {
+            // The line just typed was not taken: the queue was full, or
+            // the room's history was rewound.
+            Shown::QueueFull { .. }
+            | Shown::Notice {
+                notice: hush_room::Notice::NotSentRewound,
+                ..
+            } => {
                 if let Some(i) = room.find_mine(Mark::Pending, false, None)
                     && let Some(LineKind::Message { mine, .. }) =
                         room.lines.get_mut(i).map(|l| &mut l.kind)
@@ -996,6 +1002,15 @@ pub(crate) mod tests {
         let ops = &v.rooms[0];
         assert_eq!(marks(ops), vec![Some(Mark::Pending), Some(Mark::Failed)]);
         assert!(matches!(&ops.lines[2].kind, LineKind::Error(t) if t.starts_with("!! error: ")));
+        // A line refused because the room's history was rewound fails too.
+        v.push(
+            &Shown::Notice {
+                room: Some(room("ops")),
+                notice: hush_room::Notice::NotSentRewound,
+            },
+            T,
+        );
+        assert_eq!(marks(&v.rooms[0])[0], Some(Mark::Failed));
     }
 
     #[test]
