@@ -449,3 +449,56 @@ fn a_restarted_client_can_read_the_old_history_again() {
     back.wait_json("message", |v| v["text"] == "worth reading twice");
     back.wait_json("joined", |_| true);
 }
+
+#[test]
+fn line_mode_shows_local_time_and_the_day_and_the_transcript_marks_each_run() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &[]);
+    let transcript = tempfile::tempdir().unwrap();
+    let file = transcript.path().join("chat.txt");
+    // Nine hours east of UTC, as a POSIX TZ string (no zone files needed).
+    let mut alice = ClientProcess::start_env(
+        &relay.addr,
+        "alice",
+        "lobby",
+        &["-o", file.to_str().unwrap()],
+        &[("TZ", "JST-9")],
+    );
+    alice.wait_for("joined", |l| l.contains("joined #lobby"));
+    let mut bob = ClientProcess::start(&relay.addr, "bob", "lobby", true, &[]);
+    bob.wait_json("joined", |_| true);
+    bob.wait_json("epoch", |v| {
+        v["members"].as_array().is_some_and(|m| m.len() == 2)
+    });
+    bob.say("what time is it there?");
+    let m = bob.wait_json("message", |v| v["text"] == "what time is it there?");
+    let ms = m["received_at_ms"].as_u64().unwrap();
+    let local = ms / 1000 + 9 * 3600;
+    let hhmm = format!("[{:02}:{:02}]", (local / 3600) % 24, (local / 60) % 60);
+    let line = alice.wait_for("bob's line", |l| l.ends_with(": what time is it there?"));
+    assert!(line.starts_with(&hhmm), "local time {hhmm} in {line}");
+    // The day is named before the first message.
+    let seen = alice.seen_lines();
+    let at = seen.iter().position(|l| l == &line).unwrap();
+    let days = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
+    assert!(
+        seen[..at].iter().any(
+            |l| l.starts_with("-- ") && days.iter().any(|d| l.starts_with(&format!("-- {d} ")))
+        ),
+        "a day line comes first:\n{}",
+        seen.join("\n")
+    );
+    alice.say("/quit");
+    assert!(alice.wait_exit().success());
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.starts_with("-- hush client started on "), "{text}");
+    assert!(text.contains(&format!("{hhmm} bob (")), "{text}");
+}

@@ -29,7 +29,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use tokio::sync::mpsc;
 
 use crate::command::{Command, HELP, Input, parse_line};
-use crate::display::{refusal_text, render_json, render_line, shown_room};
+use crate::display::{LocalTime, refusal_text, render_json, render_line_in, shown_room};
 use crate::link::{Connection, LinkError, LinkWriter};
 use crate::pins::{KnownRelays, PinCheck, PinError};
 use crate::rooms::{Closing, Dm, OpenRoom, Rooms, dm_room_name, room_of};
@@ -64,6 +64,8 @@ pub struct ClientConfig {
     pub json: bool,
     /// Append the plaintext transcript here (opt-in).
     pub transcript: Option<PathBuf>,
+    /// Show times in UTC instead of the local time zone.
+    pub utc: bool,
     /// Pinned relay keys.
     pub known_relays: KnownRelays,
     /// Largest frame accepted from the relay.
@@ -127,17 +129,18 @@ struct Screen<W: Write> {
     prefix_rooms: bool,
     /// The terminal app, which then shows everything instead of `out`.
     tui: Option<Tui>,
+    /// Local time, or UTC (`--utc`), for line mode and the transcript.
+    time: LocalTime,
+    /// When the last message shown was received (a new day says so).
+    last_day: Option<u64>,
 }
 
 impl<W: Write> Screen<W> {
-    /// Opens the `-o` transcript, if asked for.
-    fn open(
-        json: bool,
-        out: W,
-        path: Option<&PathBuf>,
-        tui: Option<Tui>,
-    ) -> Result<Self, ClientError> {
-        let transcript = match path {
+    /// Opens the `-o` transcript, if asked for, and marks where this run
+    /// starts in it.
+    fn open(config: &ClientConfig, out: W, tui: Option<Tui>) -> Result<Self, ClientError> {
+        let time = LocalTime::new(config.utc);
+        let transcript = match config.transcript.as_ref() {
             Some(p) => Some((
                 open_transcript(p).map_err(|e| {
                     ClientError::Relay(format!(
@@ -149,13 +152,24 @@ impl<W: Write> Screen<W> {
             )),
             None => None,
         };
-        Ok(Self {
-            json,
+        let mut screen = Self {
+            json: config.json,
             out,
             transcript,
             prefix_rooms: false,
             tui,
-        })
+            last_day: None,
+            time,
+        };
+        let now = now_ms();
+        let start = format!(
+            "-- hush client started on {} at {} ({})",
+            screen.time.date(now),
+            screen.time.hhmm(now),
+            config.server
+        );
+        screen.transcribe(&start);
+        Ok(screen)
     }
 
     /// Our own line, before the relay sequenced it (the TUI shows it as
@@ -211,32 +225,63 @@ impl<W: Write> Screen<W> {
     }
 
     fn show(&mut self, ev: &Shown) -> std::io::Result<()> {
-        let mut line = render_line(ev);
+        // The first message of each day says which day it is (usability
+        // F5: a backlog after days away, or a transcript kept across
+        // sessions, otherwise carries no date).
+        let new_day = match ev {
+            Shown::Message { received_at_ms, .. }
+                if self
+                    .last_day
+                    .is_none_or(|d| !self.time.same_day(d, *received_at_ms)) =>
+            {
+                self.last_day = Some(*received_at_ms);
+                Some(format!("-- {}", self.time.date(*received_at_ms)))
+            }
+            _ => None,
+        };
+        let mut line = render_line_in(ev, &self.time);
         if self.prefix_rooms
             && let Some(room) = shown_room(ev)
         {
             line = format!("#{room} {line}");
         }
         // The transcript first: whatever the screen shows is already in it.
-        // If it cannot be written (a closed terminal, a full disk), the
-        // chat goes on and the transcript stops, with a word why.
-        if let Some((t, path)) = &mut self.transcript
-            && let Err(e) = writeln!(t, "{line}")
-        {
-            let why = format!(
-                "!! error: stopped writing the transcript to {}: {e}; the chat goes on without it",
-                path.display()
-            );
-            self.transcript = None;
-            writeln!(self.out, "{why}")?;
+        if let Some(day) = &new_day {
+            self.transcribe(day);
         }
+        self.transcribe(&line);
         if let Some(tui) = &mut self.tui {
             tui.show(ev);
             return Ok(());
         }
-        let shown = if self.json { render_json(ev) } else { line };
-        writeln!(self.out, "{shown}")?;
+        if self.json {
+            writeln!(self.out, "{}", render_json(ev))?;
+        } else {
+            if let Some(day) = new_day {
+                writeln!(self.out, "{day}")?;
+            }
+            writeln!(self.out, "{line}")?;
+        }
         self.out.flush()
+    }
+
+    /// Appends a line to the `-o` transcript. If it cannot be written (a
+    /// closed terminal, a full disk), the chat goes on and the transcript
+    /// stops, with a word why.
+    fn transcribe(&mut self, line: &str) {
+        let Some((t, path)) = &mut self.transcript else {
+            return;
+        };
+        if let Err(e) = writeln!(t, "{line}") {
+            let why = format!(
+                "stopped writing the transcript to {}: {e}; the chat goes on without it",
+                path.display()
+            );
+            self.transcript = None;
+            // Said where the user looks; an output error then is the
+            // output's own, reported by the next write.
+            let _ = self.show(&Shown::Error { text: why });
+        }
     }
 
     fn error(&mut self, text: String) -> std::io::Result<()> {
@@ -320,7 +365,7 @@ where
     R: AsyncBufRead + Unpin + Send + 'static,
     W: Write,
 {
-    let screen = Screen::open(config.json, out, config.transcript.as_ref(), None)?;
+    let screen = Screen::open(&config, out, None)?;
     let (line_tx, lines) = mpsc::channel::<UserInput>(64);
     tokio::spawn(async move {
         let mut reader = input.lines();
@@ -342,12 +387,7 @@ where
 /// # Errors
 /// As [`run`].
 pub async fn run_stdio(config: ClientConfig) -> Result<(), ClientError> {
-    let screen = Screen::open(
-        config.json,
-        std::io::stdout(),
-        config.transcript.as_ref(),
-        None,
-    )?;
+    let screen = Screen::open(&config, std::io::stdout(), None)?;
     let (line_tx, lines) = mpsc::channel::<UserInput>(64);
     tokio::spawn(async move {
         let mut reader = tokio::io::BufReader::new(tokio::io::stdin()).lines();
@@ -394,6 +434,7 @@ pub async fn run_tui(config: ClientConfig, options: TuiOptions) -> Result<(), Cl
         config.identity.fingerprint(),
         config.nick.clone(),
         config.server.clone(),
+        LocalTime::new(config.utc),
         options,
     )
     .map_err(|e| {
@@ -401,12 +442,7 @@ pub async fn run_tui(config: ClientConfig, options: TuiOptions) -> Result<(), Cl
             "cannot use this terminal for the chat screen ({e}); --plain runs the client in line mode"
         ))
     })?;
-    let screen = Screen::open(
-        false,
-        std::io::sink(),
-        config.transcript.as_ref(),
-        Some(tui),
-    )?;
+    let screen = Screen::open(&config, std::io::sink(), Some(tui))?;
     let (tx, lines) = mpsc::channel::<UserInput>(64);
     crate::tui::spawn_input_thread(tx);
     run_on(config, screen, lines).await

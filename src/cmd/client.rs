@@ -45,7 +45,7 @@ pub struct ClientArgs {
     /// Do not ring the terminal bell when someone mentions your nick.
     #[arg(long)]
     no_bell: bool,
-    /// Show times in UTC instead of this machine's time zone (chat screen).
+    /// Show times in UTC instead of this machine's time zone.
     #[arg(long)]
     utc: bool,
     /// Also append the plaintext transcript to FILE (off unless asked for).
@@ -154,6 +154,7 @@ pub fn run(args: ClientArgs) -> Result<()> {
         nick_given: args.nick.is_some(),
         nick,
         json: args.json,
+        utc: args.utc,
         transcript: args.output,
         known_relays: KnownRelays::new(known),
         // Announced in the hello: the relay packs records up to its own
@@ -183,7 +184,6 @@ pub fn run(args: ClientArgs) -> Result<()> {
     let result = if tui {
         let options = TuiOptions {
             bell: !args.no_bell,
-            utc: args.utc,
         };
         runtime.block_on(app::run_tui(config, options))
     } else {

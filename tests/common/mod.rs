@@ -186,6 +186,19 @@ impl ClientProcess {
         Self::start_with(server, &key, data, key_dir, room, json, extra)
     }
 
+    /// [`Self::start`] with environment variables set (`TZ`, say).
+    pub fn start_env(
+        server: &str,
+        name: &str,
+        room: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let (key_dir, key) = example_key(name);
+        let data = tempfile::tempdir().unwrap();
+        Self::spawn(server, &key, data, key_dir, room, false, extra, env)
+    }
+
     /// Starts a client with a given data folder (to restart the same user).
     pub fn start_with(
         server: &str,
@@ -196,8 +209,23 @@ impl ClientProcess {
         json: bool,
         extra: &[&str],
     ) -> Self {
+        Self::spawn(server, key, data, key_dir, room, json, extra, &[])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spawn(
+        server: &str,
+        key: &std::path::Path,
+        data: tempfile::TempDir,
+        key_dir: tempfile::TempDir,
+        room: &str,
+        json: bool,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         use std::io::BufRead;
         let mut cmd = hush();
+        cmd.envs(env.iter().copied());
         cmd.args(["client", "--server", server, "--room", room, "--key"])
             .arg(key)
             .arg("--data")

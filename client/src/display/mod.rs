@@ -17,8 +17,10 @@ use hush_proto::RoomName;
 use hush_room::Shown;
 use serde_json::{Value, json};
 
+mod time;
 mod wording;
 
+pub use time::LocalTime;
 pub use wording::{
     QUEUE_FULL, closing_text, notice_text, refusal_text, rejection_text, warning_text,
 };
@@ -94,13 +96,6 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
-/// "HH:MM" of a Unix time in milliseconds, in UTC.
-#[must_use]
-pub fn format_hhmm(ms_since_epoch: u64) -> String {
-    let secs_of_day = (ms_since_epoch / 1000) % 86_400;
-    format!("{:02}:{:02}", secs_of_day / 3600, (secs_of_day / 60) % 60)
-}
-
 /// RFC 3339 form of a Unix time in milliseconds, in UTC with seconds
 /// precision, such as `2026-11-24T11:35:07Z`.
 #[must_use]
@@ -129,12 +124,12 @@ fn who(nick: &str, fp: &Fingerprint) -> String {
 
 /// The note appended to a message whose claimed send time is far from the
 /// relay's receive time, or `None`.
-fn skew_note(sent_at_ms: u64, received_at_ms: u64) -> Option<String> {
+fn skew_note(sent_at_ms: u64, received_at_ms: u64, time: &LocalTime) -> Option<String> {
     if received_at_ms.saturating_sub(sent_at_ms) > SKEW_NOTE_MS {
         let mins = (received_at_ms - sent_at_ms) / 60_000;
         Some(format!(
             " (sent {}, {mins} min earlier)",
-            format_hhmm(sent_at_ms)
+            time.hhmm(sent_at_ms)
         ))
     } else if sent_at_ms.saturating_sub(received_at_ms) > SKEW_NOTE_MS {
         let mins = (sent_at_ms - received_at_ms) / 60_000;
@@ -170,6 +165,13 @@ pub fn shown_room(ev: &Shown) -> Option<&RoomName> {
 /// through [`sanitize`].
 #[must_use]
 pub fn render_line(ev: &Shown) -> String {
+    render_line_in(ev, &LocalTime::utc())
+}
+
+/// [`render_line`] with times in `time`'s zone (line mode's `--utc` or
+/// local time).
+#[must_use]
+pub fn render_line_in(ev: &Shown, time: &LocalTime) -> String {
     match ev {
         Shown::Joined {
             room,
@@ -194,18 +196,14 @@ pub fn render_line(ev: &Shown) -> String {
             ..
         } => {
             let star = if *action { "* " } else { "" };
-            let mut line = format!(
-                "[{}] {star}{}",
-                format_hhmm(*received_at_ms),
-                who(nick, from)
-            );
+            let mut line = format!("[{}] {star}{}", time.hhmm(*received_at_ms), who(nick, from));
             if !same_nick.is_empty() {
                 let ids: Vec<String> = same_nick.iter().map(Fingerprint::short_id).collect();
                 let _ = write!(line, " [same name as {}]", ids.join(", "));
             }
             line.push_str(if *action { " " } else { ": " });
             line.push_str(&sanitize(text));
-            if let Some(note) = skew_note(*sent_at_ms, *received_at_ms) {
+            if let Some(note) = skew_note(*sent_at_ms, *received_at_ms, time) {
                 line.push_str(&note);
             }
             line
@@ -493,9 +491,10 @@ mod tests {
         assert_eq!(format_rfc3339(1_709_251_200_000), "2024-03-01T00:00:00Z");
         assert_eq!(format_rfc3339(4_102_444_800_000), "2100-01-01T00:00:00Z");
         assert_eq!(format_rfc3339(1_798_761_599_000), "2026-12-31T23:59:59Z");
-        assert_eq!(format_hhmm(0), "00:00");
-        assert_eq!(format_hhmm(T), "22:13");
-        assert_eq!(format_hhmm(T + 47 * 60_000), "23:00");
+        let utc = LocalTime::utc();
+        assert_eq!(utc.hhmm(0), "00:00");
+        assert_eq!(utc.hhmm(T), "22:13");
+        assert_eq!(utc.hhmm(T + 47 * 60_000), "23:00");
         // Must not panic at the extreme.
         let _ = format_rfc3339(u64::MAX);
     }

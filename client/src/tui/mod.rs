@@ -63,8 +63,6 @@ pub enum Request {
 pub struct TuiOptions {
     /// Ring the terminal bell when someone mentions us.
     pub bell: bool,
-    /// Show times in UTC instead of the local zone.
-    pub utc: bool,
 }
 
 /// What the status line and member pane are told about a room on each
@@ -110,6 +108,7 @@ impl Tui {
         me: Fingerprint,
         nick: String,
         relay: String,
+        time: LocalTime,
         options: TuiOptions,
     ) -> std::io::Result<Self> {
         let terminal = ratatui::try_init()?;
@@ -121,7 +120,7 @@ impl Tui {
             hook(info);
         }));
         execute!(std::io::stdout(), EnableBracketedPaste)?;
-        let mut view = View::new(me, nick, relay, LocalTime::new(options.utc));
+        let mut view = View::new(me, nick, relay, time);
         view.status.link = LinkState::Connecting;
         Ok(Self {
             terminal,
