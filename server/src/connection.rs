@@ -210,7 +210,10 @@ async fn establish(
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
 ) -> Option<Connection> {
-    let peer_addr = stream.peer_addr().ok();
+    // Logged as an address, or "unknown" (usability F10: not `Some(..)`).
+    let peer_addr = stream
+        .peer_addr()
+        .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
     let _ = stream.set_nodelay(true);
     // A stranger's frames are handshake-sized until it has authenticated
     // (whatever `--max-frame-bytes` allows afterwards).
@@ -223,11 +226,11 @@ async fn establish(
     let (link, fingerprint) = match outcome {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {
-            tracing::debug!(peer = ?peer_addr, error = %e, "handshake failed");
+            tracing::debug!(peer = %peer_addr, error = %e, "handshake failed");
             return None;
         }
         Err(_) => {
-            tracing::debug!(peer = ?peer_addr, "handshake deadline passed");
+            tracing::debug!(peer = %peer_addr, "handshake deadline passed");
             return None;
         }
     };
@@ -237,7 +240,7 @@ async fn establish(
     // The address and the identity are never logged together at info: an
     // operator's log would otherwise be a durable record of who connects
     // from where (audit L7). The connection id links them at debug.
-    tracing::info!(peer = ?peer_addr, conn = id, "client connected");
+    tracing::info!(peer = %peer_addr, conn = id, "client connected");
     tracing::debug!(conn = id, client = %fingerprint, "client authenticated");
     let Link { sealer, opener } = link;
     fb.set_limit(opener.max_record_wire());
