@@ -43,12 +43,14 @@ pub fn load_identity(path: &Path) -> Result<Identity> {
         )
     }
     check_private_permissions(path)?;
-    let passphrase = match kind {
-        PemKind::EncryptedPrivate => Some(passphrase_for(path)?),
-        PemKind::Private | PemKind::Public => None,
-    };
-    Identity::from_pem(&text, passphrase.as_ref().map(|p| p.as_bytes()))
-        .map_err(|e| key_error(path, &e))
+    match kind {
+        PemKind::EncryptedPrivate => {
+            with_passphrase(path, |pass| Identity::from_pem(&text, Some(pass)))
+        }
+        PemKind::Private | PemKind::Public => {
+            Identity::from_pem(&text, None).map_err(|e| key_error(path, &e))
+        }
+    }
 }
 
 /// Loads the public identity of a private or public key file (for `hush
@@ -65,12 +67,64 @@ pub fn load_public(path: &Path) -> Result<PublicIdentity> {
             .map(|id| id.public().clone())
             .map_err(|e| key_error(path, &e)),
         PemKind::EncryptedPrivate => {
-            let pass = passphrase_for(path)?;
-            Identity::from_pem(&text, Some(pass.as_bytes()))
-                .map(|id| id.public().clone())
-                .map_err(|e| key_error(path, &e))
+            // The public half beside it needs no passphrase (usability
+            // F12); it is read only if it is a public key.
+            let public = public_path(path);
+            if let Ok(pub_text) = read_key_text(&public)
+                && let Ok(PemKind::Public) = PemKind::detect(&pub_text)
+                && let Ok(id) = PublicIdentity::from_pem(&pub_text)
+            {
+                return Ok(id);
+            }
+            with_passphrase(path, |pass| {
+                Identity::from_pem(&text, Some(pass)).map(|id| id.public().clone())
+            })
         }
     }
+}
+
+/// Opens an encrypted key with `HUSH_PASSPHRASE`, or with a passphrase
+/// typed at the terminal: three tries, as `sudo` and `ssh` give (usability
+/// F12: one typo used to end the program).
+fn with_passphrase<T>(
+    path: &Path,
+    open: impl Fn(&[u8]) -> std::result::Result<T, KeyFileError>,
+) -> Result<T> {
+    const TRIES: u32 = 3;
+    if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
+        let p = Zeroizing::new(p);
+        return open(p.as_bytes()).map_err(|e| match e {
+            KeyFileError::WrongPassphrase => anyhow!(
+                "{}: {e}; HUSH_PASSPHRASE holds another passphrase: correct it, or unset it to be asked",
+                path.display()
+            ),
+            other => key_error(path, &other),
+        });
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "{} is protected by a passphrase; set HUSH_PASSPHRASE or run from a terminal to be asked",
+            path.display()
+        );
+    }
+    for attempt in 1..=TRIES {
+        let p = Zeroizing::new(
+            rpassword::prompt_password(format!("passphrase for {}: ", path.display()))
+                .context("cannot read the passphrase from the terminal")?,
+        );
+        match open(p.as_bytes()) {
+            Ok(v) => return Ok(v),
+            Err(KeyFileError::WrongPassphrase) if attempt < TRIES => {
+                eprintln!("wrong passphrase; try again ({} left)", TRIES - attempt);
+            }
+            Err(KeyFileError::WrongPassphrase) => bail!(
+                "{}: {TRIES} wrong passphrases; is this the right key file?",
+                path.display()
+            ),
+            Err(other) => return Err(key_error(path, &other)),
+        }
+    }
+    bail!("{}: no passphrase was accepted", path.display())
 }
 
 fn key_error(path: &Path, e: &KeyFileError) -> anyhow::Error {
@@ -79,7 +133,6 @@ fn key_error(path: &Path, e: &KeyFileError) -> anyhow::Error {
         KeyFileError::PassphraseRequired => {
             "; set HUSH_PASSPHRASE or run from a terminal to be asked"
         }
-        KeyFileError::WrongPassphrase => "; check HUSH_PASSPHRASE or retype it",
         _ => "",
     };
     anyhow!("{}: {e}{hint}", path.display())
@@ -145,23 +198,6 @@ fn check_private_permissions(path: &Path) -> Result<()> {
 #[cfg(not(unix))]
 fn check_private_permissions(_path: &Path) -> Result<()> {
     Ok(())
-}
-
-/// The passphrase for an encrypted key: `HUSH_PASSPHRASE`, or a prompt on
-/// the terminal.
-fn passphrase_for(path: &Path) -> Result<Zeroizing<String>> {
-    if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
-        return Ok(Zeroizing::new(p));
-    }
-    if !std::io::stdin().is_terminal() {
-        bail!(
-            "{} is protected by a passphrase; set HUSH_PASSPHRASE or run from a terminal to be asked",
-            path.display()
-        );
-    }
-    let p = rpassword::prompt_password(format!("passphrase for {}: ", path.display()))
-        .context("cannot read the passphrase from the terminal")?;
-    Ok(Zeroizing::new(p))
 }
 
 /// A new passphrase for `hush keygen --passphrase`: `HUSH_PASSPHRASE`, or

@@ -122,12 +122,26 @@ fn keygen_passphrase_from_env_protects_the_key() {
         .arg("fingerprint")
         .arg(&key));
     assert_eq!(ok.stdout.trim(), fp);
+    // With its .pub beside it, the fingerprint needs no passphrase
+    // (usability F12).
+    let beside = run(hush()
+        .env_remove("HUSH_PASSPHRASE")
+        .arg("fingerprint")
+        .arg(&key));
+    assert_eq!(beside.stdout.trim(), fp, "{}", beside.stderr);
+    let public = dir.path().join("locked.pem.pub");
+    let moved = dir.path().join("elsewhere.pub");
+    std::fs::rename(&public, &moved).unwrap();
     let wrong = run(hush()
         .env("HUSH_PASSPHRASE", "wrong")
         .arg("fingerprint")
         .arg(&key));
     assert!(
-        !wrong.ok && wrong.stderr.contains("wrong passphrase"),
+        !wrong.ok
+            && wrong.stderr.contains("wrong passphrase")
+            && wrong
+                .stderr
+                .contains("HUSH_PASSPHRASE holds another passphrase"),
         "{}",
         wrong.stderr
     );
@@ -144,7 +158,7 @@ fn keygen_passphrase_from_env_protects_the_key() {
     let public = run(hush()
         .env_remove("HUSH_PASSPHRASE")
         .arg("fingerprint")
-        .arg(dir.path().join("locked.pem.pub")));
+        .arg(&moved));
     assert_eq!(public.stdout.trim(), fp);
 }
 
@@ -246,4 +260,45 @@ fn the_help_says_hush_passphrase_is_visible_in_the_process_environment() {
             out.stdout
         );
     }
+}
+
+#[test]
+fn a_mistyped_passphrase_can_be_typed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("locked.pem");
+    let out = run(hush()
+        .env("HUSH_PASSPHRASE", "correct horse")
+        .args(["keygen", "--passphrase", "--bits", "2048", "-o"])
+        .arg(&key));
+    assert!(out.ok, "{}", out.stderr);
+    let fp = out.stdout.lines().last().unwrap().to_owned();
+    std::fs::remove_file(dir.path().join("locked.pem.pub")).unwrap();
+    // A real terminal, so the passphrase is asked for (usability F12: one
+    // typo used to end the program).
+    let tmux = common::tmux::Tmux::start(&[
+        "sh",
+        "-c",
+        &format!(
+            "{} fingerprint {}; echo exit=$?; sleep 30",
+            env!("CARGO_BIN_EXE_hush"),
+            key.display()
+        ),
+    ]);
+    tmux.wait("the prompt", |s| {
+        s.iter().any(|r| r.contains("passphrase for"))
+    });
+    tmux.type_text("wrong horse");
+    tmux.press("Enter");
+    tmux.wait("a second chance", |s| {
+        s.iter()
+            .any(|r| r.contains("wrong passphrase; try again (2 left)"))
+    });
+    tmux.type_text("correct horse");
+    tmux.press("Enter");
+    let screen = tmux.wait("the fingerprint", |s| s.iter().any(|r| r.contains("exit=")));
+    assert!(
+        screen.iter().any(|r| r.trim() == fp) && screen.iter().any(|r| r.contains("exit=0")),
+        "{}",
+        screen.join("\n")
+    );
 }
