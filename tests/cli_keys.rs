@@ -104,8 +104,9 @@ fn keygen_refuses_bad_sizes_before_any_work() {
     );
 }
 
-#[test]
-fn keygen_passphrase_from_env_protects_the_key() {
+/// A new key protected by the passphrase "correct horse": its folder, path
+/// and fingerprint.
+fn locked_key() -> (tempfile::TempDir, std::path::PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("locked.pem");
     let out = run(hush()
@@ -114,6 +115,12 @@ fn keygen_passphrase_from_env_protects_the_key() {
         .arg(&key));
     assert!(out.ok, "{}", out.stderr);
     let fp = out.stdout.lines().last().unwrap().to_owned();
+    (dir, key, fp)
+}
+
+#[test]
+fn keygen_passphrase_from_env_protects_the_key() {
+    let (dir, key, fp) = locked_key();
     let text = std::fs::read_to_string(&key).unwrap();
     assert!(text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
 
@@ -264,14 +271,7 @@ fn the_help_says_hush_passphrase_is_visible_in_the_process_environment() {
 
 #[test]
 fn a_mistyped_passphrase_can_be_typed_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("locked.pem");
-    let out = run(hush()
-        .env("HUSH_PASSPHRASE", "correct horse")
-        .args(["keygen", "--passphrase", "--bits", "2048", "-o"])
-        .arg(&key));
-    assert!(out.ok, "{}", out.stderr);
-    let fp = out.stdout.lines().last().unwrap().to_owned();
+    let (dir, key, fp) = locked_key();
     std::fs::remove_file(dir.path().join("locked.pem.pub")).unwrap();
     // A real terminal, so the passphrase is asked for (usability F12: one
     // typo used to end the program).
