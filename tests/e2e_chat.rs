@@ -502,3 +502,22 @@ fn line_mode_shows_local_time_and_the_day_and_the_transcript_marks_each_run() {
     assert!(text.starts_with("-- hush client started on "), "{text}");
     assert!(text.contains(&format!("{hhmm} bob (")), "{text}");
 }
+
+#[test]
+fn json_bots_get_members_as_data_and_errors_with_a_kind() {
+    let (_data, _relay, [mut alice, _bob, _carol]) = three_in_a_room("bots");
+    alice.say("/members");
+    let m = alice.wait_json("members", |_| true);
+    assert_eq!(m["room"], "bots");
+    let list = m["members"].as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    let me: Vec<_> = list.iter().filter(|v| v["me"] == true).collect();
+    assert_eq!(me.len(), 1);
+    assert_eq!(me[0]["fingerprint"], fp("alice"));
+    assert_eq!(me[0]["online"], true);
+    assert!(list.iter().all(|v| v["nick"].is_string()));
+    alice.say("/frobnicate");
+    let e = alice.wait_json("error", |_| true);
+    assert_eq!(e["kind"], "client");
+    assert!(e["text"].as_str().unwrap().contains("/frobnicate"));
+}

@@ -225,6 +225,12 @@ impl<W: Write> Screen<W> {
     }
 
     fn show(&mut self, ev: &Shown) -> std::io::Result<()> {
+        self.show_as(ev, None)
+    }
+
+    /// [`Self::show`], with `json` printed instead of the event's own JSON
+    /// object in `--json` mode (a command's answer as data, not prose).
+    fn show_as(&mut self, ev: &Shown, json: Option<String>) -> std::io::Result<()> {
         // The first message of each day says which day it is (usability
         // F5: a backlog after days away, or a transcript kept across
         // sessions, otherwise carries no date).
@@ -255,7 +261,8 @@ impl<W: Write> Screen<W> {
             return Ok(());
         }
         if self.json {
-            writeln!(self.out, "{}", render_json(ev))?;
+            let object = json.unwrap_or_else(|| render_json(ev));
+            writeln!(self.out, "{object}")?;
         } else {
             if let Some(day) = new_day {
                 writeln!(self.out, "{day}")?;
@@ -1126,6 +1133,7 @@ fn handle_line<W: Write>(
                 )
             };
             let me = config.identity.fingerprint();
+            let mut list = Vec::new();
             for (fp, nick, online) in members {
                 let offline = known && !online && fp != me;
                 let mark = if fp == me {
@@ -1136,8 +1144,27 @@ fn handle_line<W: Write>(
                     ""
                 };
                 text.push_str(&format!(" {nick} ({}){mark}", fp.short_id()));
+                list.push(serde_json::json!({
+                    "fingerprint": fp.to_string(),
+                    "nick": nick,
+                    "me": fp == me,
+                    "online": if fp == me { Some(true) } else { known.then_some(online) },
+                }));
             }
-            screen.notice(Some(&name), text)?;
+            // Bots get the list as data (usability F18).
+            let object = serde_json::json!({
+                "type": "members",
+                "room": name.as_str(),
+                "epoch": room.epoch(),
+                "members": list,
+            });
+            screen.show_as(
+                &Shown::Notice {
+                    room: Some(name.clone()),
+                    notice: Notice::Text(text),
+                },
+                Some(object.to_string()),
+            )?;
             Vec::new()
         }
         Input::Command(Command::Whois(q)) => {

@@ -290,7 +290,7 @@ fn room_value(room: Option<&RoomName>) -> Value {
 /// - `epoch`: `seq`, `epoch`, `members` (array of `{"fingerprint", "nick"}`).
 /// - `notice`: `text`.
 /// - `warning`: `kind`, `text`, `seq` (or null), `from` (or null).
-/// - `error`: `text`.
+/// - `error`: `kind` (`relay_refused`, `queue_full` or `client`), `text`.
 #[must_use]
 pub fn render_json(ev: &Shown) -> String {
     let value = match ev {
@@ -391,6 +391,11 @@ pub fn render_json(ev: &Shown) -> String {
         Shown::Error { .. } | Shown::Refused { .. } | Shown::QueueFull { .. } => json!({
             "type": "error",
             "room": Value::Null,
+            "kind": match ev {
+                Shown::Refused { .. } => "relay_refused",
+                Shown::QueueFull { .. } => "queue_full",
+                _ => "client",
+            },
             "text": error_text(ev),
         }),
     };
