@@ -25,6 +25,10 @@
 //! - [`kex`]: the links' ephemeral hybrid key exchange, X25519 + ML-KEM-768.
 //! - [`seal`]: AES-256-GCM with associated data, nonces from a
 //!   [`NonceCounter`] that refuses to wrap around.
+//! - [`file`](mod@file): files sent to a room: padded to Signal's size buckets, cut
+//!   into 32 KiB chunks, each sealed with AES-256-GCM under a per-file key
+//!   as age's STREAM (index and last-chunk flag in the nonce, file id and
+//!   chunk count in the associated data).
 //! - [`secret`]: fixed-size secrets that zeroize on drop, print nothing in
 //!   `Debug`, and compare in constant time.
 //!
@@ -38,6 +42,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod file;
 pub mod identity;
 pub mod kdf;
 pub mod kex;
