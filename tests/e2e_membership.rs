@@ -193,8 +193,11 @@ fn a_kick_takes_effect_while_the_kicked_client_keeps_publishing() {
 }
 
 /// Copies every file of `from` into `to` (flat or nested).
+/// Copies a folder as `cp -a` would, keeping each folder's mode (the
+/// relay refuses folders others can enter).
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
+    std::fs::set_permissions(to, std::fs::metadata(from).unwrap().permissions()).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let target = to.join(entry.file_name());

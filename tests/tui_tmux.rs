@@ -165,3 +165,59 @@ fn the_terminal_app_keeps_typing_safe_and_counts_unread_per_room() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn quitting_with_unsent_lines_prints_them_after_the_screen_closes() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &[]);
+    let addr = relay.addr.clone();
+    let (_keys, key) = example_key("alice");
+    let alice_data = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start(&[
+        "sh",
+        "-c",
+        &format!(
+            "{} client --server {addr} --room lobby --key {} --data {} --no-bell; echo exit=$?; sleep 30",
+            env!("CARGO_BIN_EXE_hush"),
+            key.display(),
+            alice_data.path().display()
+        ),
+    ]);
+    tmux.wait("joined", |s| {
+        any_row(s, |r| r.contains("joined #lobby as alice"))
+    });
+    // The relay goes away: what is typed now cannot be sent.
+    drop(relay);
+    tmux.wait("reconnecting", |s| {
+        any_row(s, |r| r.contains("reconnecting"))
+    });
+    tmux.type_text("unsent at quit");
+    tmux.press("Enter");
+    tmux.wait("pending", |s| {
+        any_row(s, |r| r.contains("unsent at quit") && r.contains('⋯'))
+    });
+    tmux.type_text("half a thought");
+    tmux.press("C-c");
+    tmux.wait("the wait is said", |s| {
+        any_row(s, |r| r.contains("Ctrl-C again quits now"))
+    });
+    tmux.press("C-c");
+    let screen = tmux.wait("the exit", |s| any_row(s, |r| r.contains("exit=")));
+    assert!(
+        any_row(&screen, |r| r
+            .contains("hush: #lobby, not sent: unsent at quit")),
+        "{}",
+        screen.join("\n")
+    );
+    assert!(
+        any_row(&screen, |r| r
+            .contains("hush: #lobby, being typed: half a thought")),
+        "{}",
+        screen.join("\n")
+    );
+    assert!(
+        any_row(&screen, |r| r.contains("exit=1")),
+        "{}",
+        screen.join("\n")
+    );
+}

@@ -220,7 +220,33 @@ impl<W: Write> Screen<W> {
             nick: open.room.nick().to_owned(),
         });
         let current = rooms.current_ref().map(|open| open.room.name().clone());
+        let me = tui.me();
+        // Each room's nick (mentions are per room), and a name for a /dm
+        // room that says who it is with.
+        let info: Vec<(RoomName, String, Option<String>)> = rooms
+            .iter()
+            .filter(|open| open.closing.is_none())
+            .map(|open| {
+                let label = open.room.name().as_str().starts_with("dm-").then(|| {
+                    let others: Vec<_> = open
+                        .room
+                        .members()
+                        .into_iter()
+                        .filter(|(fp, _, _)| *fp != me)
+                        .collect();
+                    match others.as_slice() {
+                        [(_, nick, _)] => format!("@{nick}"),
+                        _ => open.dm.as_ref().map_or_else(
+                            || "@(private)".to_owned(),
+                            |dm| format!("@{}", dm.peer.short_id()),
+                        ),
+                    }
+                });
+                (open.room.name().clone(), open.room.nick().to_owned(), label)
+            })
+            .collect();
         tui.sync(&rooms.listed(), current.as_ref(), facts, rooms.unsent());
+        tui.room_info(&info);
         tui.draw()
     }
 
@@ -614,6 +640,7 @@ async fn run_on<W: Write>(
 fn finish<W: Write>(rooms: &mut Rooms, screen: &mut Screen<W>) -> Result<(), ClientError> {
     // The terminal app gives the terminal back first, so what follows is
     // read on the ordinary screen (stderr) after it closes.
+    let leftovers = screen.tui.as_ref().map(Tui::leftovers);
     let had_tui = screen.tui.take().map(drop).is_some();
     let mut total = 0;
     for r in rooms.iter_mut() {
@@ -628,6 +655,12 @@ fn finish<W: Write>(rooms: &mut Rooms, screen: &mut Screen<W>) -> Result<(), Cli
                 screen.error(text)?;
             }
         }
+    }
+    // The screen is gone: what it showed of them is printed, so it can
+    // be sent again (a half-typed line too).
+    for (room, what, text) in leftovers.unwrap_or_default() {
+        let text = text.replace('\n', "\n    ");
+        let _ = writeln!(std::io::stderr(), "hush: #{room}, {what}: {text}");
     }
     if total > 0 {
         return Err(ClientError::Unsent(total));
@@ -706,14 +739,26 @@ async fn wait_offline<W: Write>(
     state: &mut Session,
     delay: Duration,
 ) -> Result<bool, ClientError> {
-    let until = tokio::time::Instant::now() + delay;
+    let next_attempt = tokio::time::Instant::now() + delay;
     loop {
         if state.done_quitting(rooms, screen)? {
             return Ok(true);
         }
+        // Quitting: the drain's deadline ends the wait too, not only the
+        // next attempt (which may be seconds later).
+        let until = state
+            .quitting
+            .map_or(next_attempt, |d| next_attempt.min(d.into()));
         let frame_at = screen.frame_due();
         tokio::select! {
-            () = tokio::time::sleep_until(until) => return Ok(false),
+            () = tokio::time::sleep_until(until) => {
+                if state.done_quitting(rooms, screen)? {
+                    return Ok(true);
+                }
+                if tokio::time::Instant::now() >= next_attempt {
+                    return Ok(false);
+                }
+            }
             () = sleep_until_opt(frame_at) => screen.frame(rooms, state)?,
             input = lines.recv(), if state.input_open => {
                 // Offline: Publish actions are kept as unconfirmed and sent

@@ -177,6 +177,11 @@ impl Rooms {
         self.open.iter_mut()
     }
 
+    /// The open rooms, to look at.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &OpenRoom> {
+        self.open.iter()
+    }
+
     /// The rooms not being closed, in order: what the TUI's room list shows.
     pub(crate) fn listed(&self) -> Vec<RoomName> {
         self.open
@@ -311,7 +316,11 @@ pub(crate) fn room_of(msg: &RelayMsg) -> Option<&RoomName> {
         | RelayMsg::Left { room }
         | RelayMsg::BackfillDone { room, .. }
         | RelayMsg::Presence { room, .. }
-        | RelayMsg::Rejected { room, .. } => Some(room),
+        | RelayMsg::Rejected { room, .. }
+        | RelayMsg::FileStatus { room, .. }
+        | RelayMsg::FileStored { room, .. }
+        | RelayMsg::FileChunk { room, .. }
+        | RelayMsg::FileRefused { room, .. } => Some(room),
         RelayMsg::Checkpoint(c) => Some(&c.room),
         RelayMsg::Welcome(_)
         | RelayMsg::Ping { .. }

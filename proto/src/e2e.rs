@@ -441,6 +441,49 @@ pub enum Content {
     Nick(String),
     /// An action (`/me waves`), shown as `* nick waves`.
     Action(String),
+    /// A file, uploaded to the relay sealed, offered to the room: its key
+    /// and hash travel here, sealed and signed like any message.
+    File(FileOffer),
+}
+
+/// What a member needs to fetch, open and verify a file the relay holds
+/// as sealed chunks (hush_crypto::file): the relay never sees this.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, zeroize::ZeroizeOnDrop)]
+pub struct FileOffer {
+    /// The file's random id: the relay stores its chunks under it.
+    #[zeroize(skip)]
+    pub id: [u8; 16],
+    /// Its name, as the sender gave it (hostile until sanitised).
+    #[zeroize(skip)]
+    pub name: String,
+    /// Its real size in bytes (the sealed chunks are padded).
+    #[zeroize(skip)]
+    pub size: u64,
+    /// Its media type, as the sender guessed it (`application/octet-stream`
+    /// if unknown); informative only.
+    #[zeroize(skip)]
+    pub media_type: String,
+    /// How many chunks it was sealed in.
+    #[zeroize(skip)]
+    pub chunks: u32,
+    /// SHA-256 of the plaintext, checked before anything is saved.
+    #[zeroize(skip)]
+    pub sha256: [u8; 32],
+    /// The file's own AES-256 key.
+    pub key: [u8; 32],
+}
+
+impl std::fmt::Debug for FileOffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileOffer")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("size", &self.size)
+            .field("media_type", &self.media_type)
+            .field("chunks", &self.chunks)
+            .field("key", &"<hidden>")
+            .finish_non_exhaustive()
+    }
 }
 
 /// The digest every room event signature covers: the relay-visible

@@ -41,8 +41,8 @@ pub mod ticket;
 pub use frame::{DEFAULT_MAX_FRAME, FrameBuffer, FrameError};
 pub use handshake::{HandshakeError, Link};
 pub use msg::{
-    ClientMsg, CloseReason, EventKind, PROTOCOL_VERSION, Rejection, RelayMsg, RoomEvent,
-    SequencedEvent, Welcome,
+    ClientMsg, CloseReason, EventKind, FileRefusal, PROTOCOL_VERSION, Rejection, RelayMsg,
+    RoomEvent, SequencedEvent, Welcome,
 };
 pub use names::RoomName;
 pub use record::{RecordError, RecordOpener, RecordSealer};

@@ -366,6 +366,50 @@ pub enum ClientMsg {
         /// Which room.
         room: RoomName,
     },
+    /// Announce (or, the same again, resume) the upload of a sealed file
+    /// to a joined room: `chunks` chunks of `bytes` sealed bytes in all.
+    /// The relay reserves the space in the sender's quota and answers
+    /// [`RelayMsg::FileStatus`] (which chunks it holds already), or
+    /// [`RelayMsg::FileRefused`] before anything is uploaded.
+    FileDeclare {
+        /// Which room (must be joined).
+        room: RoomName,
+        /// The file's random id.
+        file: [u8; 16],
+        /// How many chunks.
+        chunks: u32,
+        /// Their sealed bytes, in all.
+        bytes: u64,
+    },
+    /// One sealed chunk of a declared file (its declarer only). Answered
+    /// by [`RelayMsg::FileStored`] once it is on disk.
+    FilePut {
+        /// Which room.
+        room: RoomName,
+        /// The file.
+        file: [u8; 16],
+        /// Which chunk (0-based).
+        index: u32,
+        /// The sealed chunk.
+        #[serde(with = "crate::msg::bytes")]
+        data: Vec<u8>,
+    },
+    /// Ask for one stored chunk; answered by [`RelayMsg::FileChunk`].
+    FileGet {
+        /// Which room (must be joined).
+        room: RoomName,
+        /// The file.
+        file: [u8; 16],
+        /// Which chunk.
+        index: u32,
+    },
+    /// Ask which chunks of a file the relay holds ([`RelayMsg::FileStatus`]).
+    FileQuery {
+        /// Which room (must be joined).
+        room: RoomName,
+        /// The file.
+        file: [u8; 16],
+    },
 }
 
 /// The relay's signed statement of a room's hash-chain head at a seq.
@@ -456,6 +500,84 @@ pub enum RelayMsg {
     },
     /// A signed checkpoint: periodically, and on request.
     Checkpoint(Checkpoint),
+    /// Which chunks of a file the relay holds (after a declare or query).
+    FileStatus {
+        /// Which room.
+        room: RoomName,
+        /// The file.
+        file: [u8; 16],
+        /// How many chunks the file has.
+        chunks: u32,
+        /// The indices held, ascending.
+        have: Vec<u32>,
+    },
+    /// A chunk is stored (durably).
+    FileStored {
+        /// Which room.
+        room: RoomName,
+        /// The file.
+        file: [u8; 16],
+        /// Which chunk.
+        index: u32,
+    },
+    /// A stored chunk, as asked for.
+    FileChunk {
+        /// Which room.
+        room: RoomName,
+        /// The file.
+        file: [u8; 16],
+        /// Which chunk.
+        index: u32,
+        /// The sealed chunk.
+        #[serde(with = "crate::msg::bytes")]
+        data: Vec<u8>,
+    },
+    /// A file request was refused; the connection stays open.
+    FileRefused {
+        /// Which room.
+        room: RoomName,
+        /// The file.
+        file: [u8; 16],
+        /// Why.
+        reason: FileRefusal,
+    },
+}
+
+/// Why the relay refused a file request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileRefusal {
+    /// The connection has not joined that room.
+    NotJoined,
+    /// The file is larger than this relay stores.
+    TooLarge {
+        /// Largest file, in sealed bytes.
+        max: u64,
+    },
+    /// The sender's stored files would pass its quota.
+    OverQuota {
+        /// The quota, in sealed bytes.
+        quota: u64,
+        /// What the sender has stored or reserved now.
+        used: u64,
+    },
+    /// No such file: never declared here, or expired.
+    Unknown,
+    /// Another identity declared this file id.
+    NotOwner,
+    /// Declared again with another size.
+    Mismatch,
+    /// A chunk index out of range, or a chunk too large.
+    BadChunk {
+        /// The chunk.
+        index: u32,
+    },
+    /// The chunk has not been uploaded (yet).
+    Missing {
+        /// The chunk.
+        index: u32,
+    },
+    /// The relay could not read or write its store; try again later.
+    StorageFailed,
 }
 
 /// Why a request was refused.

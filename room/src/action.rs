@@ -120,6 +120,23 @@ pub enum Shown {
         /// The relay's reason.
         reason: Rejection,
     },
+    /// A verified file offer: a member uploaded a sealed file and sent
+    /// its key and hash in a signed message. Nothing is fetched until the
+    /// user asks.
+    FileOffered {
+        /// The room.
+        room: RoomName,
+        /// The relay's sequence number of the offer.
+        seq: u64,
+        /// The sender (verified signature).
+        from: Fingerprint,
+        /// The sender's nickname (unsanitized).
+        nick: String,
+        /// What is offered, key included (never to be printed).
+        offer: hush_proto::e2e::FileOffer,
+        /// When the relay received the offer.
+        received_at_ms: u64,
+    },
     /// A line typed before admission was not kept: too many wait already.
     QueueFull {
         /// The room.

@@ -127,6 +127,12 @@ impl Room {
             | RelayMsg::Pong { .. }
             | RelayMsg::Closing { .. }
             | RelayMsg::Left { .. } => Vec::new(),
+            // File transfers: the client's, not the room protocol's (the
+            // offer itself is a room message).
+            RelayMsg::FileStatus { .. }
+            | RelayMsg::FileStored { .. }
+            | RelayMsg::FileChunk { .. }
+            | RelayMsg::FileRefused { .. } => Vec::new(),
         }
     }
 

@@ -79,6 +79,6 @@ pub use nick::{MAX_NICK_CHARS, NickFlaw, check_nick, skeleton};
 pub use room::{FALLBACK_COMMIT_AFTER, REMOVAL_GRACE, RekeyPolicy, Room};
 pub use snapshot::{RestoreError, RoomSnapshot};
 pub use warning::{
-    CommitFlaw, Fork, MissingCommit, NotAllowed, Peer, RelayFork, Reordered, Replay, Signed,
-    Undecryptable, Warning,
+    BadFile, CommitFlaw, Fork, MissingCommit, NotAllowed, Peer, RelayFork, Reordered, Replay,
+    Signed, Undecryptable, Warning,
 };

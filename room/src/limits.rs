@@ -58,3 +58,23 @@ pub(crate) const MAX_COUNTER_SLOTS: usize = 200_000;
 /// Chain heads remembered, to check the heads senders sign against our
 /// own. A sender's view older than this many events is not checked.
 pub(crate) const MAX_HEADS: usize = 50_000;
+
+/// Longest file name an offer may carry, in bytes (a name is shown and,
+/// sanitised, becomes a file name: 255 is what file systems allow).
+pub const MAX_FILE_NAME_BYTES: usize = 255;
+
+/// Longest media type an offer may carry, in bytes (RFC 6838 allows 127
+/// for each half).
+pub const MAX_MEDIA_TYPE_BYTES: usize = 255;
+
+/// Whether a verified file offer holds together: a name and media type of
+/// sane length, a size hush can seal, and the chunk count that size
+/// gives. Anything else is a `bad_file` warning and is never offered.
+pub(crate) fn file_offer_holds(offer: &hush_proto::e2e::FileOffer) -> bool {
+    use hush_crypto::file::{MAX_FILE_BYTES, chunk_count, padded_len};
+    !offer.name.is_empty()
+        && offer.name.len() <= MAX_FILE_NAME_BYTES
+        && offer.media_type.len() <= MAX_MEDIA_TYPE_BYTES
+        && offer.size <= MAX_FILE_BYTES
+        && offer.chunks == chunk_count(padded_len(offer.size))
+}

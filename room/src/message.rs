@@ -1,10 +1,10 @@
 //! Messages: opening and checking what members sent (signature,
 //! counters, replays, backlog of unreadable ones) and sealing our own.
 
-use hush_crypto::{SealingKey, derive_secret};
-use hush_proto::EventKind;
+use hush_crypto::{Fingerprint, SealingKey, derive_secret};
 use hush_proto::e2e::{self, Content, HistoryVisibility, MESSAGE_KEY_INFO, Payload, SealedMessage};
 use hush_proto::msg::{decode, encode};
+use hush_proto::{EventKind, SequencedEvent};
 
 use crate::action::{Action, Notice, Shown};
 use crate::authenticate::{Authenticated, Unverified};
@@ -177,24 +177,8 @@ impl Room {
             .ok()
             .and_then(|plain| decode::<Content>(&plain).ok());
         match content {
-            Some(content @ (Content::Text(_) | Content::Action(_))) => {
-                let (text, action) = match content {
-                    Content::Action(t) => (t, true),
-                    Content::Text(t) | Content::Nick(t) => (t, false),
-                };
-                let nick = self.nick_of(&sender);
-                actions.push(Action::Show(Shown::Message {
-                    room: self.name.clone(),
-                    seq: ev.seq,
-                    from: sender,
-                    same_nick: self.same_nick(&sender, &nick),
-                    nick,
-                    text,
-                    action,
-                    sent_at_ms: m.sent_at_ms,
-                    received_at_ms: ev.received_at_ms,
-                }));
-            }
+            Some(Content::Text(text)) => self.show_message(ev, m, sender, text, false, actions),
+            Some(Content::Action(text)) => self.show_message(ev, m, sender, text, true, actions),
             Some(Content::Nick(new)) => {
                 let new = received_nick(&new, &sender);
                 let old = self.nick_of(&sender);
@@ -219,12 +203,54 @@ impl Room {
                     ));
                 }
             }
+            Some(Content::File(offer)) => {
+                if crate::limits::file_offer_holds(&offer) {
+                    actions.push(Action::Show(Shown::FileOffered {
+                        room: self.name.clone(),
+                        seq: ev.seq,
+                        from: sender,
+                        nick: self.nick_of(&sender),
+                        offer,
+                        received_at_ms: ev.received_at_ms,
+                    }));
+                } else {
+                    actions.push(self.warn(
+                        Some(ev.seq),
+                        Some(sender),
+                        Warning::BadFile(crate::BadFile::Offer),
+                    ));
+                }
+            }
             None => actions.push(self.warn(
                 Some(ev.seq),
                 Some(sender),
                 Warning::Undecryptable(Undecryptable::Message),
             )),
         }
+    }
+
+    /// A verified, opened text or action.
+    fn show_message(
+        &self,
+        ev: &SequencedEvent,
+        m: &SealedMessage,
+        sender: Fingerprint,
+        text: String,
+        action: bool,
+        actions: &mut Vec<Action>,
+    ) {
+        let nick = self.nick_of(&sender);
+        actions.push(Action::Show(Shown::Message {
+            room: self.name.clone(),
+            seq: ev.seq,
+            from: sender,
+            same_nick: self.same_nick(&sender, &nick),
+            nick,
+            text,
+            action,
+            sent_at_ms: m.sent_at_ms,
+            received_at_ms: ev.received_at_ms,
+        }));
     }
 
     /// Shows the kept messages whose keys a shared-history admission just
@@ -278,6 +304,13 @@ impl Room {
     /// Seals and signs an action (`/me`), as [`Room::send_text`] does a line.
     pub fn send_action(&mut self, text: String, now_ms: u64) -> Vec<Action> {
         self.send_content(Content::Action(text), now_ms)
+    }
+
+    /// Seals and signs the offer of a file whose chunks are on the relay,
+    /// as [`Room::send_text`] does a line: the members learn its key and
+    /// hash from this message alone.
+    pub fn send_file(&mut self, offer: hush_proto::e2e::FileOffer, now_ms: u64) -> Vec<Action> {
+        self.send_content(Content::File(offer), now_ms)
     }
 
     fn send_content(&mut self, content: Content, now_ms: u64) -> Vec<Action> {

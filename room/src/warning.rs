@@ -136,6 +136,26 @@ pub enum Warning {
         /// Why.
         error: String,
     },
+    /// A file offered in the room is not what its offer says: nothing of
+    /// it is (or will be) saved.
+    BadFile(BadFile),
+}
+
+/// What is wrong with an offered file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadFile {
+    /// The signed offer itself does not hold together (its chunk count
+    /// does not match its size, an empty or overlong name, ...).
+    Offer,
+    /// A chunk the relay served does not open with the offer's key (or
+    /// is not the chunk asked for): tampered, swapped or truncated.
+    Chunk {
+        /// Which chunk.
+        index: u32,
+    },
+    /// Every chunk opened, but the whole does not have the offer's
+    /// SHA-256 (or its padding is not zero).
+    Hash,
 }
 
 /// Why a membership event or commit was not allowed.
@@ -317,6 +337,7 @@ impl Warning {
             Self::RoomFull { .. } => "room_full",
             Self::StateUnreadable { .. } => "state_unreadable",
             Self::StateNotSaved { .. } => "state_not_saved",
+            Self::BadFile(_) => "bad_file",
         }
     }
 
@@ -374,6 +395,7 @@ impl Warning {
             Self::StateNotSaved {
                 error: "disk full".into(),
             },
+            Self::BadFile(BadFile::Chunk { index: 3 }),
         ]
     }
 }

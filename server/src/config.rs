@@ -15,6 +15,9 @@ pub struct RelayConfig {
     pub limits: Limits,
     /// How long the log keeps events.
     pub retention: Retention,
+    /// Bounds on the sealed files members upload (`blobs/` in the data
+    /// folder).
+    pub files: crate::blobs::BlobLimits,
 }
 
 /// Bounds on what any one peer, or all of them, can make the relay hold.

@@ -26,8 +26,8 @@ use hush_proto::frame::{self, FrameBuffer};
 use hush_proto::handshake::{self, RelayFirstStep};
 use hush_proto::msg::encode;
 use hush_proto::{
-    ClientMsg, CloseReason, Link, RecordOpener, RecordSealer, Rejection, RelayMsg, RoomEvent,
-    RoomName,
+    ClientMsg, CloseReason, FileRefusal, Link, RecordOpener, RecordSealer, Rejection, RelayMsg,
+    RoomEvent, RoomName,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) readers: ReaderPool,
     pub(crate) next_id: std::sync::atomic::AtomicU64,
     pub(crate) keepalive: Arc<Keepalive>,
+    /// Sealed file chunks, on disk apart from the log.
+    pub(crate) blobs: Arc<crate::blobs::BlobStore>,
 }
 
 /// Why a handshake did not complete (logged at debug level only: the
@@ -467,6 +469,106 @@ impl Connection {
             ClientMsg::Ping { nonce } => self.send(&RelayMsg::Pong { nonce }),
             ClientMsg::Checkpoint { room } => self.checkpoint(room).await,
             ClientMsg::Pong { .. } => {}
+            ClientMsg::FileDeclare {
+                room,
+                file,
+                chunks,
+                bytes,
+            } => {
+                let owner = self.peer.fingerprint;
+                let spec = crate::blobs::BlobSpec { chunks, bytes };
+                let now = crate::sequencer::now_ms();
+                self.file_op(room, file, move |store, room| {
+                    store
+                        .declare(room, file, &owner, spec, now)
+                        .map(|s| status_msg(room, file, s))
+                })
+                .await;
+            }
+            ClientMsg::FilePut {
+                room,
+                file,
+                index,
+                data,
+            } => {
+                let owner = self.peer.fingerprint;
+                self.file_op(room, file, move |store, room| {
+                    store
+                        .put(room, file, &owner, index, &data)
+                        .map(|_| RelayMsg::FileStored {
+                            room: room.clone(),
+                            file,
+                            index,
+                        })
+                })
+                .await;
+            }
+            ClientMsg::FileGet { room, file, index } => {
+                self.file_op(room, file, move |store, room| {
+                    store
+                        .get(room, file, index)
+                        .map(|data| RelayMsg::FileChunk {
+                            room: room.clone(),
+                            file,
+                            index,
+                            data,
+                        })
+                })
+                .await;
+            }
+            ClientMsg::FileQuery { room, file } => {
+                self.file_op(room, file, move |store, room| {
+                    store.status(room, file).map(|s| status_msg(room, file, s))
+                })
+                .await;
+            }
+        }
+    }
+
+    /// A file request on a joined room, run on the blocking pool (the
+    /// store writes and fsyncs); its answer, or a `FileRefused`, goes
+    /// back. The connection reads nothing else meanwhile, so a client
+    /// uploading fast is paced by the disk through TCP.
+    async fn file_op(
+        &mut self,
+        room: RoomName,
+        file: [u8; 16],
+        op: impl FnOnce(
+            &crate::blobs::BlobStore,
+            &RoomName,
+        ) -> Result<RelayMsg, crate::blobs::BlobError>
+        + Send
+        + 'static,
+    ) {
+        if !self.rooms.contains(&room) {
+            self.send(&RelayMsg::FileRefused {
+                room,
+                file,
+                reason: FileRefusal::NotJoined,
+            });
+            return;
+        }
+        let store = self.shared.blobs.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            let result = op(&store, &room);
+            (room, result)
+        })
+        .await;
+        let Ok((room, result)) = answer else {
+            return;
+        };
+        match result {
+            Ok(msg) => self.send(&msg),
+            Err(e) => {
+                if let crate::blobs::BlobError::Io(why) = &e {
+                    tracing::warn!(error = %why, "file store");
+                }
+                self.send(&RelayMsg::FileRefused {
+                    room,
+                    file,
+                    reason: refusal(&e),
+                });
+            }
         }
     }
 
@@ -680,6 +782,33 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut sealer: RecordSealer, outbox: Ar
     }
     outbox.close();
     let _ = tokio::time::timeout(CLOSING_GRACE, wr.shutdown()).await;
+}
+
+/// A store status as the wire's `FileStatus`.
+fn status_msg(room: &RoomName, file: [u8; 16], s: crate::blobs::BlobStatus) -> RelayMsg {
+    RelayMsg::FileStatus {
+        room: room.clone(),
+        file,
+        chunks: s.chunks,
+        have: s.have,
+    }
+}
+
+/// What a client is told of a store error (disk trouble in general terms:
+/// the path is for the operator's log).
+fn refusal(e: &crate::blobs::BlobError) -> FileRefusal {
+    use crate::blobs::BlobError;
+    match *e {
+        BlobError::TooLarge { max } | BlobError::StoreFull { max } => FileRefusal::TooLarge { max },
+        BlobError::OverQuota { quota, used } => FileRefusal::OverQuota { quota, used },
+        BlobError::TooManyFiles { .. } => FileRefusal::OverQuota { quota: 0, used: 0 },
+        BlobError::BadSpec { .. } | BlobError::Mismatch => FileRefusal::Mismatch,
+        BlobError::Unknown => FileRefusal::Unknown,
+        BlobError::NotOwner => FileRefusal::NotOwner,
+        BlobError::BadChunk { index } => FileRefusal::BadChunk { index },
+        BlobError::Missing { index } => FileRefusal::Missing { index },
+        BlobError::Io(_) => FileRefusal::StorageFailed,
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@
 //! - [`log`]: the durable SQLite log (`log/retention.rs`: pruning;
 //!   `log/reader_pool.rs`: backfill readers).
 //! - [`config`]: limits; [`tickets`]: session-ticket key and ledger.
+//! - [`blobs`]: sealed file chunks on disk, with per-identity quotas and
+//!   expiry.
 //!
 //! Room events carry the protocol's own types ([`hush_proto::RoomEvent`],
 //! [`hush_proto::SequencedEvent`], [`hush_proto::EventKind`]) from the
@@ -37,6 +39,7 @@
 //! panic on anything a peer sends.
 #![forbid(unsafe_code)]
 
+pub mod blobs;
 pub mod config;
 mod connection;
 mod hub;
@@ -61,6 +64,9 @@ pub const LOG_FILE: &str = "events.sqlite";
 /// Why the relay could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
+    /// The file store could not be opened.
+    #[error("cannot open the file store: {0}")]
+    Files(String),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -90,6 +90,10 @@ impl Relay {
             (Some(policy), Some(ledger))
         };
         let keepalive = Arc::new(Keepalive::new(limits.idle_timeout));
+        let blobs = Arc::new(
+            crate::blobs::BlobStore::open(&config.data_dir, config.files.clone())
+                .map_err(|e| RelayError::Files(e.to_string()))?,
+        );
         let shared = Arc::new(Shared {
             tickets,
             ledger,
@@ -102,6 +106,7 @@ impl Relay {
             readers: ReaderPool::new(path),
             next_id: std::sync::atomic::AtomicU64::new(1),
             keepalive,
+            blobs,
         });
         Ok(Self {
             listener,
@@ -138,6 +143,7 @@ impl Relay {
             shared.keepalive.clone(),
             stop_rx.clone(),
         ));
+        tokio::spawn(sweep_files(shared.blobs.clone(), stop_rx.clone()));
 
         loop {
             let permit = tokio::select! {
@@ -263,6 +269,29 @@ impl Drop for IpSlot {
             if *n == 0 {
                 m.remove(&self.ip);
             }
+        }
+    }
+}
+
+/// How often expired files are deleted.
+const FILE_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Deletes expired files at start and every [`FILE_SWEEP_EVERY`], on the
+/// blocking pool, until the relay stops.
+async fn sweep_files(store: Arc<crate::blobs::BlobStore>, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(FILE_SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let store = store.clone();
+        let swept =
+            tokio::task::spawn_blocking(move || store.sweep(crate::sequencer::now_ms())).await;
+        match swept {
+            Ok(Ok(0)) | Err(_) => {}
+            Ok(Ok(n)) => tracing::info!(files = n, "expired files deleted"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot delete expired files"),
         }
     }
 }

@@ -1260,3 +1260,128 @@ async fn a_backfill_flood_is_rate_limited_and_others_are_still_served() {
     );
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_stored_for_their_declarer_served_to_the_room_and_survive_a_restart() {
+    use hush_proto::FileRefusal;
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path(), Limits::default()).await;
+    let mut a = Client::connect(&relay, alice()).await;
+    let mut b = Client::connect(&relay, bob()).await;
+    let mut c = Client::connect(&relay, carol()).await;
+    a.join("lobby").await;
+    b.join("lobby").await;
+    let file = [7u8; 16];
+    let chunk = |i: u8| vec![i; 5000];
+    let declare = ClientMsg::FileDeclare {
+        room: room("lobby"),
+        file,
+        chunks: 3,
+        bytes: 15_000,
+    };
+    a.send(declare.clone()).await;
+    assert!(matches!(
+        a.next().await,
+        RelayMsg::FileStatus { chunks: 3, ref have, .. } if have.is_empty()
+    ));
+    for i in 0..3u8 {
+        a.send(ClientMsg::FilePut {
+            room: room("lobby"),
+            file,
+            index: u32::from(i),
+            data: chunk(i),
+        })
+        .await;
+        assert!(matches!(
+            a.next().await,
+            RelayMsg::FileStored { index, .. } if index == u32::from(i)
+        ));
+    }
+    // Another member fetches a chunk; only the declarer may upload.
+    b.send(ClientMsg::FileGet {
+        room: room("lobby"),
+        file,
+        index: 1,
+    })
+    .await;
+    assert!(
+        matches!(b.next().await, RelayMsg::FileChunk { index: 1, ref data, .. } if *data == chunk(1))
+    );
+    b.send(ClientMsg::FilePut {
+        room: room("lobby"),
+        file,
+        index: 1,
+        data: vec![0xee; 5000],
+    })
+    .await;
+    assert!(matches!(
+        b.next().await,
+        RelayMsg::FileRefused {
+            reason: FileRefusal::NotOwner,
+            ..
+        }
+    ));
+    // Someone who has not joined the room gets nothing.
+    c.send(ClientMsg::FileGet {
+        room: room("lobby"),
+        file,
+        index: 0,
+    })
+    .await;
+    assert!(matches!(
+        c.next().await,
+        RelayMsg::FileRefused {
+            reason: FileRefusal::NotJoined,
+            ..
+        }
+    ));
+    // Over the relay's per-file limit: refused before any upload.
+    a.send(ClientMsg::FileDeclare {
+        room: room("lobby"),
+        file: [8u8; 16],
+        chunks: 10_000,
+        bytes: 300 << 20,
+    })
+    .await;
+    assert!(matches!(
+        a.next().await,
+        RelayMsg::FileRefused {
+            reason: FileRefusal::TooLarge { .. },
+            ..
+        }
+    ));
+    // A chunk past the declared count.
+    a.send(ClientMsg::FilePut {
+        room: room("lobby"),
+        file,
+        index: 3,
+        data: chunk(3),
+    })
+    .await;
+    assert!(matches!(
+        a.next().await,
+        RelayMsg::FileRefused {
+            reason: FileRefusal::BadChunk { index: 3 },
+            ..
+        }
+    ));
+    relay.shutdown().await;
+
+    // After a restart the same declaration resumes: everything is held.
+    let relay = TestRelay::start(dir.path(), Limits::default()).await;
+    let mut a = Client::connect(&relay, alice()).await;
+    a.join("lobby").await;
+    a.send(declare).await;
+    assert!(matches!(
+        a.next().await,
+        RelayMsg::FileStatus { ref have, .. } if *have == [0, 1, 2]
+    ));
+    a.send(ClientMsg::FileGet {
+        room: room("lobby"),
+        file,
+        index: 2,
+    })
+    .await;
+    assert!(matches!(a.next().await, RelayMsg::FileChunk { ref data, .. } if *data == chunk(2)));
+    relay.shutdown().await;
+}

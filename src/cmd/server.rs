@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use hush_server::{Limits, Relay, RelayConfig, Retention};
 
 use crate::keyfile;
-use crate::paths::{default_data_dir, parse_duration};
+use crate::paths::{default_data_dir, parse_duration, parse_size};
 
 /// File name of the relay key generated in the data folder when `--key`
 /// is not given.
@@ -106,6 +106,20 @@ pub struct ServerArgs {
     /// always kept [default: keep forever].
     #[arg(long, env = "HUSH_RETENTION_AGE", value_parser = parse_duration)]
     retention_age: Option<Duration>,
+    /// Largest file a member may send through this relay (its real size;
+    /// the relay stores it sealed and padded, about 5% more).
+    #[arg(long, env = "HUSH_MAX_FILE_SIZE", value_name = "SIZE", default_value = "100MiB", value_parser = parse_size)]
+    max_file_size: u64,
+    /// Sealed file bytes one identity may have stored at once.
+    #[arg(long, env = "HUSH_FILE_QUOTA", value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    file_quota: u64,
+    /// Delete a file this long after it was sent (e.g. 7d).
+    #[arg(long, env = "HUSH_FILE_EXPIRY", value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    file_expiry: Duration,
+    /// Sealed file bytes all identities together may store (the disk's
+    /// share for files).
+    #[arg(long, env = "HUSH_FILES_TOTAL", value_name = "SIZE", default_value = "100GiB", value_parser = parse_size)]
+    files_total: u64,
 }
 
 fn parse_frame_limit(text: &str) -> Result<usize, String> {
@@ -115,6 +129,14 @@ fn parse_frame_limit(text: &str) -> Result<usize, String> {
         Ok(n) if (min..=MAX).contains(&n) => Ok(n),
         _ => Err(format!("use a number of bytes from {min} to {MAX}")),
     }
+}
+
+/// The sealed bytes of a file of `size`: padded, plus a tag per chunk
+/// (what the relay stores, and what `--max-file-size` allows).
+fn sealed_size(size: u64) -> u64 {
+    use hush_crypto::file::{CHUNK_OVERHEAD, chunk_count, padded_len};
+    let padded = padded_len(size);
+    padded.saturating_add(u64::from(chunk_count(padded)) * CHUNK_OVERHEAD as u64)
 }
 
 /// `--bind`: `IP:PORT`, `[V6]:PORT`, or an IP alone for the default port
@@ -187,10 +209,18 @@ pub fn run(args: ServerArgs) -> Result<()> {
             .retention_age
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
     };
+    let files = hush_server::blobs::BlobLimits {
+        max_file_bytes: sealed_size(args.max_file_size),
+        quota_per_identity: args.file_quota,
+        expiry: args.file_expiry,
+        max_total_bytes: args.files_total,
+        ..hush_server::blobs::BlobLimits::default()
+    };
     let config = RelayConfig {
         data_dir: data.clone(),
         limits,
         retention,
+        files,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -22,7 +22,7 @@ mod wording;
 
 pub use time::LocalTime;
 pub use wording::{
-    QUEUE_FULL, closing_text, notice_text, refusal_text, rejection_text, warning_text,
+    QUEUE_FULL, closing_text, human_size, notice_text, refusal_text, rejection_text, warning_text,
 };
 
 /// Clock skew between a message's claimed send time and its relay receive
@@ -150,6 +150,7 @@ pub fn shown_room(ev: &Shown) -> Option<&RoomName> {
         | Shown::MemberLeft { room, .. }
         | Shown::Epoch { room, .. }
         | Shown::Refused { room, .. }
+        | Shown::FileOffered { room, .. }
         | Shown::QueueFull { room, .. } => Some(room),
         Shown::Notice { room, .. } | Shown::Warning { room, .. } => room.as_ref(),
         Shown::Error { .. } => None,
@@ -208,6 +209,17 @@ pub fn render_line_in(ev: &Shown, time: &LocalTime) -> String {
             }
             line
         }
+        Shown::FileOffered {
+            from,
+            nick,
+            offer,
+            received_at_ms,
+            ..
+        } => format!(
+            "[{}] {}",
+            time.hhmm(*received_at_ms),
+            offer_text(from, nick, offer)
+        ),
         Shown::MemberJoined {
             room, member, nick, ..
         } => format!("-- {} joined #{room}", who(nick, member)),
@@ -254,6 +266,31 @@ pub fn render_line_in(ev: &Shown, time: &LocalTime) -> String {
             format!("!! error: {}", sanitize(&error_text(ev)))
         }
     }
+}
+
+/// What a file offer says, sanitised: `bob (W5uQm1xT) offers the file
+/// report.pdf (1.2 MiB, id 3f2a1b9c)`.
+#[must_use]
+pub fn offer_text(from: &Fingerprint, nick: &str, offer: &hush_proto::e2e::FileOffer) -> String {
+    format!(
+        "{} offers the file {} ({}, id {})",
+        who(nick, from),
+        sanitize(&offer.name),
+        human_size(offer.size),
+        file_short_id(&offer.id)
+    )
+}
+
+/// The short id of a file: the first 8 hex digits of its id, as `/save`
+/// and `/files` take it.
+#[must_use]
+pub fn file_short_id(id: &[u8; 16]) -> String {
+    id[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Lower-case hex of bytes.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The text of an error line.
@@ -330,6 +367,28 @@ pub fn render_json(ev: &Shown) -> String {
             "received_at_ms": received_at_ms,
             "verified": true,
             "same_nick": same_nick.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }),
+        Shown::FileOffered {
+            room,
+            seq,
+            from,
+            nick,
+            offer,
+            received_at_ms,
+        } => json!({
+            "type": "file_offered",
+            "room": room_value(Some(room)),
+            "seq": seq,
+            "from": from.to_string(),
+            "nick": nick,
+            "id": hex(&offer.id),
+            "short_id": file_short_id(&offer.id),
+            "name": offer.name,
+            "size": offer.size,
+            "media_type": offer.media_type,
+            "sha256": hex(&offer.sha256),
+            "received_at": format_rfc3339(*received_at_ms),
+            "received_at_ms": received_at_ms,
         }),
         Shown::MemberJoined {
             room,
@@ -840,6 +899,46 @@ mod tests {
         assert_eq!(v["type"], "error");
         assert_eq!(v["room"], Value::Null);
         assert_eq!(v["text"], "bad\ncommand");
+    }
+
+    #[test]
+    fn a_file_offer_is_shown_neutralised_and_never_with_its_key() {
+        let offer = hush_proto::e2e::FileOffer {
+            id: [0xab; 16],
+            name: "../../etc/passwd\x1b[2J\u{202e}.txt".into(),
+            size: 1_300_000,
+            media_type: "text/plain".into(),
+            chunks: 42,
+            sha256: [1; 32],
+            key: [0x5a; 32],
+        };
+        let ev = Shown::FileOffered {
+            room: room(),
+            seq: 4,
+            from: fp(1),
+            nick: "alice".into(),
+            offer,
+            received_at_ms: T,
+        };
+        let line = render_line(&ev);
+        assert!(no_controls(&line), "{line}");
+        assert!(line.starts_with("[22:13] alice ("), "{line}");
+        assert!(line.contains("1.2 MiB, id abababab"), "{line}");
+        let v = parse(&ev);
+        assert_eq!(v["type"], "file_offered");
+        assert_eq!(v["id"], "ab".repeat(16));
+        assert_eq!(v["size"], 1_300_000);
+        assert_eq!(v["name"], "../../etc/passwd\x1b[2J\u{202e}.txt");
+        let json = render_json(&ev);
+        assert!(
+            !json.contains(&"5a".repeat(8)) && !json.contains("key"),
+            "{json}"
+        );
+        assert_eq!(human_size(0), "0 bytes");
+        assert_eq!(human_size(1), "1 byte");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(100 << 20), "100.0 MiB");
+        assert_eq!(human_size(u64::MAX), "16777215.9 TiB");
     }
 
     #[test]

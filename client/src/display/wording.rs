@@ -12,8 +12,8 @@ use std::fmt::Write as _;
 use hush_crypto::Fingerprint;
 use hush_proto::{Rejection, RoomName};
 use hush_room::{
-    CommitFlaw, Fork, MissingCommit, NotAllowed, Notice, Peer, Refusal, RelayFork, Reordered,
-    Replay, Signed, Undecryptable, Warning,
+    BadFile, CommitFlaw, Fork, MissingCommit, NotAllowed, Notice, Peer, Refusal, RelayFork,
+    Reordered, Replay, Signed, Undecryptable, Warning,
 };
 
 /// `#room`, or "the room" when a notice concerns none.
@@ -282,7 +282,38 @@ pub fn warning_text(
             )
         }
         Warning::StateNotSaved { error } => format!("could not save the room state: {error}"),
+        Warning::BadFile(BadFile::Offer) => format!(
+            "a file offer from {who} in {r} (seq {at}) does not hold together (its size, chunk count or name): it is not offered"
+        ),
+        Warning::BadFile(BadFile::Chunk { index }) => format!(
+            "chunk {index} of a file from {who} in {r} did not open with its key: the relay's copy was changed or swapped; nothing was saved"
+        ),
+        Warning::BadFile(BadFile::Hash) => format!(
+            "a file from {who} in {r} is not what its offer says (its SHA-256 differs): nothing was saved"
+        ),
     }
+}
+
+/// A byte count as people read it: `512 bytes`, `3.4 KiB`, `1.2 MiB`.
+#[must_use]
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return if bytes == 1 {
+            "1 byte".to_owned()
+        } else {
+            format!("{bytes} bytes")
+        };
+    }
+    // Tenths of the unit, in integers: no float rounding surprises.
+    let mut unit = 0;
+    let mut scaled = bytes;
+    while scaled >= 1024 * 1024 && unit + 1 < UNITS.len() {
+        scaled /= 1024;
+        unit += 1;
+    }
+    let tenths = scaled * 10 / 1024;
+    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
 }
 
 /// What is wrong with a structurally impossible commit.

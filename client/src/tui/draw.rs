@@ -76,48 +76,83 @@ const ALARM: Style = Style::new()
 /// The "new since you were away" separator.
 const READ_MARKER: Style = Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD);
 
+/// Where each pane goes on a terminal of `area`, for an input of `text`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Panes {
+    /// The room list, if the terminal is wide enough.
+    pub rooms: Option<Rect>,
+    /// The member pane, if the terminal is wide enough.
+    pub members: Option<Rect>,
+    /// The conversation.
+    pub conversation: Rect,
+    /// The status line.
+    pub status: Rect,
+    /// The input line (one to [`INPUT_MAX_ROWS`] rows).
+    pub input: Rect,
+}
+
+impl Panes {
+    /// The layout of `area` with an input of `text`.
+    #[must_use]
+    pub fn for_area(area: Rect, text: &str) -> Self {
+        let input_rows = u16::try_from(text.split('\n').count())
+            .unwrap_or(INPUT_MAX_ROWS)
+            .clamp(1, INPUT_MAX_ROWS)
+            .min(area.height);
+        let rest = area.height - input_rows;
+        let status_rows = rest.min(1);
+        let main_rows = rest - status_rows;
+        let main = Rect::new(area.x, area.y, area.width, main_rows);
+        let status = Rect::new(area.x, area.y + main_rows, area.width, status_rows);
+        let input = Rect::new(
+            area.x,
+            area.y + main_rows + status_rows,
+            area.width,
+            input_rows,
+        );
+        let mut conv = main;
+        let mut rooms = None;
+        let mut members = None;
+        if area.width >= ROOMS_MIN_WIDTH {
+            rooms = Some(Rect::new(main.x, main.y, ROOM_PANE_WIDTH, main.height));
+            conv.x += ROOM_PANE_WIDTH;
+            conv.width -= ROOM_PANE_WIDTH;
+        }
+        if area.width >= MEMBERS_MIN_WIDTH {
+            members = Some(Rect::new(
+                conv.right().saturating_sub(MEMBER_PANE_WIDTH),
+                main.y,
+                MEMBER_PANE_WIDTH,
+                main.height,
+            ));
+            conv.width = conv.width.saturating_sub(MEMBER_PANE_WIDTH);
+        }
+        Self {
+            rooms,
+            members,
+            conversation: conv,
+            status,
+            input,
+        }
+    }
+}
+
 /// Draws everything. Never panics, for any terminal size.
 pub fn draw(frame: &mut Frame, view: &View, input: &InputLine) {
     let area = frame.area();
     if area.is_empty() {
         return;
     }
-    let input_rows = u16::try_from(input.text.split('\n').count())
-        .unwrap_or(INPUT_MAX_ROWS)
-        .clamp(1, INPUT_MAX_ROWS)
-        .min(area.height);
-    let rest = area.height - input_rows;
-    let status_rows = rest.min(1);
-    let main_rows = rest - status_rows;
-    let main = Rect::new(area.x, area.y, area.width, main_rows);
-    let status = Rect::new(area.x, area.y + main_rows, area.width, status_rows);
-    let input_area = Rect::new(
-        area.x,
-        area.y + main_rows + status_rows,
-        area.width,
-        input_rows,
-    );
-
-    let mut conv = main;
-    if area.width >= ROOMS_MIN_WIDTH {
-        let rooms = Rect::new(main.x, main.y, ROOM_PANE_WIDTH, main.height);
+    let panes = Panes::for_area(area, input.text);
+    if let Some(rooms) = panes.rooms {
         draw_rooms(frame, view, rooms);
-        conv.x += ROOM_PANE_WIDTH;
-        conv.width -= ROOM_PANE_WIDTH;
     }
-    if area.width >= MEMBERS_MIN_WIDTH {
-        let members = Rect::new(
-            conv.right().saturating_sub(MEMBER_PANE_WIDTH),
-            main.y,
-            MEMBER_PANE_WIDTH,
-            main.height,
-        );
+    if let Some(members) = panes.members {
         draw_members(frame, view, members);
-        conv.width = conv.width.saturating_sub(MEMBER_PANE_WIDTH);
     }
-    draw_conversation(frame, view, conv);
-    draw_status(frame, view, input, status);
-    draw_input(frame, view, input, input_area);
+    draw_conversation(frame, view, panes.conversation);
+    draw_status(frame, view, input, panes.status);
+    draw_input(frame, view, input, panes.input);
 }
 
 /// Draws one row of spans at `(x, y)`, clipped to `width` and the frame.
@@ -178,7 +213,7 @@ fn draw_rooms(frame: &mut Frame, view: &View, area: Rect) {
         };
         let suffix_w = width_of(&unread) + usize::from(!mention.is_empty()) + width_of(&mention);
         let name_max = usize::from(text_w).saturating_sub(width_of(&prefix) + suffix_w);
-        let name = fit(&format!("#{}", sanitize(room.name.as_str())), name_max);
+        let name = fit(&sanitize(&room.title()), name_max);
         let mut base = Style::new();
         if room.unread > 0 {
             base = base.add_modifier(Modifier::BOLD);
@@ -400,6 +435,38 @@ impl Wrapper {
     }
 }
 
+/// Columns of a line's time, "HH:MM ": continuation rows start at least
+/// this far in.
+const TIME_WIDTH: usize = 6;
+
+/// How many rows one conversation line takes at `width` columns (for
+/// scrolling by rows).
+#[must_use]
+pub fn line_height(view: &View, line: &ConvLine, width: usize) -> usize {
+    line_rows(view, line, width).len()
+}
+
+/// How many rows the current room's whole conversation takes at `width`
+/// columns, separators included (what a scroll is clamped by).
+#[must_use]
+pub fn conversation_rows(view: &View, width: usize) -> usize {
+    let Some(room) = view.current() else {
+        return 0;
+    };
+    let mut rows = 0;
+    for (i, line) in room.lines.iter().enumerate() {
+        if room.read_marker == Some(i) {
+            rows += 1;
+        }
+        let prev = i.checked_sub(1).and_then(|p| room.lines.get(p));
+        if prev.is_none_or(|p| !view.time().same_day(p.at_ms, line.at_ms)) {
+            rows += 1;
+        }
+        rows += line_height(view, line, width);
+    }
+    rows
+}
+
 /// The rows of one conversation line at `width` columns.
 fn line_rows(view: &View, line: &ConvLine, width: usize) -> Vec<Line<'static>> {
     let time = (format!("{} ", view.time().hhmm(line.at_ms)), DIM);
@@ -423,11 +490,21 @@ fn line_rows(view: &View, line: &ConvLine, width: usize) -> Vec<Line<'static>> {
             }
             head.push((sanitize(nick), nick_style));
             if *same_nick {
-                head.push((" [same name as another member]".to_owned(), WARNING));
+                // Two members share the name: the short id tells them
+                // apart (a colour can be matched by making keys).
+                head.push((format!(" ({})", from.short_id()), nick_style));
+                head.push((" [same name]".to_owned(), WARNING));
             }
             head.push((if *action { " " } else { ": " }.to_owned(), Style::new()));
             let head_w: usize = head.iter().map(|(s, _)| width_of(s)).sum();
-            let indent = if head_w <= width / 2 { head_w } else { 0 };
+            // Continuation rows never start at column 0, where only a
+            // line's time does: a second line of a message cannot pass
+            // for a message of its own ("07:02 bob: ...").
+            let indent = if head_w <= width / 2 {
+                head_w
+            } else {
+                TIME_WIDTH
+            };
             let mut pieces: Vec<Vec<(String, Style)>> = Vec::new();
             for (k, part) in text.split('\n').enumerate() {
                 let part = part.strip_suffix('\r').unwrap_or(part);
@@ -451,11 +528,12 @@ fn line_rows(view: &View, line: &ConvLine, width: usize) -> Vec<Line<'static>> {
             }
             (pieces, indent)
         }
-        LineKind::Event(t) => (vec![vec![time, (sanitize(t), DIM)]], 6),
-        LineKind::Warning(t) => (vec![vec![time, (sanitize(t), WARNING)]], 6),
-        LineKind::Error(t) => (vec![vec![time, (sanitize(t), ERROR)]], 6),
+        LineKind::Event(t) => (vec![vec![time, (sanitize(t), DIM)]], TIME_WIDTH),
+        LineKind::Warning(t) => (vec![vec![time, (sanitize(t), WARNING)]], TIME_WIDTH),
+        LineKind::Error(t) => (vec![vec![time, (sanitize(t), ERROR)]], TIME_WIDTH),
     };
-    let indent = if indent <= width / 2 { indent } else { 0 };
+    // Only a pane too narrow for the time itself loses the indent.
+    let indent = if indent < width { indent } else { 0 };
     if pieces.is_empty() {
         pieces.push(Vec::new());
     }
@@ -480,10 +558,12 @@ fn draw_conversation(frame: &mut Frame, view: &View, area: Rect) {
     };
     let height = usize::from(area.height);
     let width = usize::from(area.width);
-    let end = lines.len().saturating_sub(scroll);
+    // `scroll` rows are hidden below the pane: gather rows from the newest
+    // line back until the pane and those rows are filled.
+    let want = height.saturating_add(scroll);
     let mut chunks: Vec<Vec<Line<'static>>> = Vec::new();
     let mut total = 0;
-    for i in (0..end).rev() {
+    for i in (0..lines.len()).rev() {
         let Some(line) = lines.get(i) else { continue };
         let mut chunk = Vec::new();
         if marker == Some(i) {
@@ -496,11 +576,14 @@ fn draw_conversation(frame: &mut Frame, view: &View, area: Rect) {
         chunk.extend(line_rows(view, line, width));
         total += chunk.len();
         chunks.push(chunk);
-        if total >= height {
+        if total >= want {
             break;
         }
     }
-    let rows: Vec<Line<'static>> = chunks.into_iter().rev().flatten().collect();
+    let mut rows: Vec<Line<'static>> = chunks.into_iter().rev().flatten().collect();
+    // Scrolled back past the oldest row: the oldest rows stay in view.
+    let hidden = scroll.min(rows.len().saturating_sub(height));
+    rows.truncate(rows.len() - hidden);
     let skip = rows.len().saturating_sub(height);
     let top = area.bottom() - u16::try_from(rows.len() - skip).unwrap_or(area.height);
     for (row, y) in rows.into_iter().skip(skip).zip(top..area.bottom()) {
@@ -523,7 +606,7 @@ fn draw_status(frame: &mut Frame, view: &View, input: &InputLine, area: Rect) {
     let st = &view.status;
     items.push((6, vec![Span::raw(sanitize(&st.relay))]));
     if st.pinned_now {
-        items.push((2, vec![Span::raw("key pinned now")]));
+        items.push((5, vec![Span::raw("key pinned now")]));
     }
     let link = match st.link {
         LinkState::Connecting => "connecting…",
@@ -533,7 +616,7 @@ fn draw_status(frame: &mut Frame, view: &View, input: &InputLine, area: Rect) {
     items.push((2, vec![Span::raw(link)]));
     if let Some(room) = view.current() {
         let bold = Style::new().add_modifier(Modifier::BOLD);
-        items.push((3, vec![Span::styled(format!("#{}", room.name), bold)]));
+        items.push((3, vec![Span::styled(sanitize(&room.title()), bold)]));
         items.push((5, vec![Span::raw(format!("epoch {}", room.epoch))]));
         if !room.members.is_empty() {
             let n = room.members.len();
@@ -547,7 +630,8 @@ fn draw_status(frame: &mut Frame, view: &View, input: &InputLine, area: Rect) {
             items.push((1, vec![Span::styled("⚠ warnings", ALARM)]));
         }
         if room.scroll > 0 {
-            items.push((4, vec![Span::raw(format!("scrolled back {}", room.scroll))]));
+            // Never dropped: new messages arrive out of sight meanwhile.
+            items.push((1, vec![Span::raw("scrolled back (PageDown)")]));
         }
     }
     if st.unsent > 0 {
@@ -632,8 +716,8 @@ fn draw_input(frame: &mut Frame, view: &View, input: &InputLine, area: Rect) {
     let row_start = before_cursor.rfind('\n').map_or(0, |p| p + 1);
     let cursor_col = width_of(&sanitize(text.get(row_start..cursor).unwrap_or_default()));
 
-    let prompt = match view.current_name() {
-        Some(r) => format!("#{}> ", sanitize(r.as_str())),
+    let prompt = match view.current() {
+        Some(r) => format!("{}> ", sanitize(&r.title())),
         None => "> ".to_owned(),
     };
     let width = usize::from(area.width);
@@ -1068,8 +1152,9 @@ mod tests {
         let st = style_at(&t, x, y);
         assert_eq!((st.fg, st.bg), (Some(Color::Black), Some(Color::Yellow)));
         assert!(st.add_modifier.contains(Modifier::BOLD));
+        // A shared name comes with the sender's short id.
         assert!(
-            s.contains("bob [same name as another member]: i am bob"),
+            s.contains(&format!("bob ({}) [same name]: i am bob", fp(3).short_id())),
             "{s}"
         );
         let (x, y) = find(&t, "-- dave").unwrap();
@@ -1209,6 +1294,64 @@ mod tests {
     }
 
     #[test]
+    fn a_message_taller_than_the_pane_can_be_read_from_its_start() {
+        let mut v = view();
+        v.open_room(&room("ops"));
+        let words: Vec<String> = (0..400).map(|i| format!("w{i:04}")).collect();
+        v.push(
+            &msg(
+                "ops",
+                2,
+                "bob",
+                &format!("START {} END", words.join(" ")),
+                T,
+            ),
+            T,
+        );
+        v.push(&msg("ops", 2, "bob", "after long", T), T);
+        let width = usize::from(
+            Panes::for_area(Rect::new(0, 0, 80, 24), "")
+                .conversation
+                .width,
+        );
+        let total = conversation_rows(&v, width);
+        assert!(total > 40, "the message wraps to many rows: {total}");
+        // Scrolling by rows reaches every row: at the top, START shows.
+        v.scroll(isize::MAX, total - 22);
+        let s = screen(&render(&v, &EMPTY, 80, 24));
+        assert!(s.contains("START"), "{s}");
+        assert!(!s.contains("after long"), "{s}");
+    }
+
+    #[test]
+    fn a_second_line_never_starts_at_the_left_edge() {
+        // An impersonator's message whose second line fakes another
+        // message: continuation rows are indented even when the name part
+        // is wide (here a shared name with its id and tag).
+        let mut v = view();
+        v.open_room(&room("ops"));
+        let mut fake = msg(
+            "ops",
+            3,
+            "alice",
+            "sure\n07:02 bob: I confirm, wire it now",
+            T,
+        );
+        if let Shown::Message { same_nick, .. } = &mut fake {
+            same_nick.push(fp(1));
+        }
+        v.push(&fake, T);
+        for width in [40, 60, 80, 160] {
+            let t = render(&v, &EMPTY, width, 24);
+            let s = screen(&t);
+            for row in s.lines() {
+                let text = row.split('│').nth(1).unwrap_or(row);
+                assert!(!text.starts_with("07:02 bob"), "at {width}: {row:?}\n{s}");
+            }
+        }
+    }
+
+    #[test]
     fn scrolled_back_shows_older_lines() {
         let mut v = view();
         v.open_room(&room("ops"));
@@ -1217,18 +1360,30 @@ mod tests {
         }
         let s = screen(&render(&v, &EMPTY, 80, 24));
         assert!(s.contains("line 49") && !s.contains("line 20 "), "{s}");
-        v.scroll(20);
+        v.scroll(20, usize::MAX);
         let t = render(&v, &EMPTY, 80, 24);
         let r = rows(&t);
         assert!(r[21].contains("line 29"), "{}", r[21]);
         assert!(!screen(&t).contains("line 30"));
-        assert!(r[22].contains("scrolled back 20"), "{}", r[22]);
-        // Scrolled to the top: the oldest line, the date above it.
-        v.scroll(1_000);
+        assert!(r[22].contains("scrolled back"), "{}", r[22]);
+        // Scrolled past the top: the oldest rows fill the pane, the date
+        // first.
+        v.scroll(1_000, usize::MAX);
         let t = render(&v, &EMPTY, 80, 24);
         let r = rows(&t);
-        assert!(r[21].contains("line 0"), "{}", r[21]);
-        assert!(r[20].contains("──── Tuesday 14 November 2023 ────"));
+        assert!(
+            r[0].contains("──── Tuesday 14 November 2023 ────"),
+            "{}",
+            r[0]
+        );
+        assert!(r[1].contains("line 0"), "{}", r[1]);
+        // 50 lines and the date: 51 rows, as the clamp counts them.
+        let width = usize::from(
+            Panes::for_area(Rect::new(0, 0, 80, 24), "")
+                .conversation
+                .width,
+        );
+        assert_eq!(conversation_rows(&v, width), 51);
     }
 
     #[test]

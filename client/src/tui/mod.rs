@@ -52,7 +52,7 @@ pub enum Request {
     Submit(String),
     /// Make this room current.
     Switch(RoomName),
-    /// Quit once what was typed has been sent (Ctrl-C, Ctrl-D).
+    /// Quit once what was typed has been sent (Ctrl-C).
     Quit,
     /// Quit now, losing what is unsent (Ctrl-C again while waiting).
     QuitNow,
@@ -94,8 +94,12 @@ pub struct Tui {
     last_draw: Instant,
     /// A quit was asked for (a second Ctrl-C quits at once).
     quitting: bool,
-    /// Rows of the conversation, for PageUp/PageDown.
-    page: usize,
+    /// The conversation pane's width and height at the last frame, for
+    /// scrolling by rows.
+    conversation: (usize, usize),
+    /// When the relay's key was pinned (the status line says so for a
+    /// while).
+    pinned_at: Option<Instant>,
 }
 
 impl Tui {
@@ -131,13 +135,25 @@ impl Tui {
             dirty: true,
             last_draw: Instant::now(),
             quitting: false,
-            page: 10,
+            conversation: (80, 20),
+            pinned_at: None,
         })
     }
 
     /// One event the room crate (or the app) asks to show.
     pub fn show(&mut self, ev: &Shown) {
         let pushed = self.view.push(ev, crate::app::now_ms());
+        // Scrolled back: a line arriving in this room must not move what
+        // the reader is looking at.
+        if let Some(room) = self.view.current()
+            && room.scroll > 0
+            && pushed.room.as_ref() == Some(&room.name)
+            && let Some(last) = room.lines.last()
+        {
+            let rows = draw::line_height(&self.view, last, self.conversation.0);
+            self.view
+                .scroll(isize::try_from(rows).unwrap_or(0), usize::MAX);
+        }
         if pushed.mention && self.options.bell {
             let _ = self.terminal.backend_mut().write_all(b"\x07");
         }
@@ -178,6 +194,37 @@ impl Tui {
         self.dirty = true;
     }
 
+    /// What the user would lose when the client stops now: each room's
+    /// lines still pending, and each room's half-typed line, for the
+    /// terminal after the screen closes.
+    #[must_use]
+    pub fn leftovers(&self) -> Vec<(RoomName, &'static str, String)> {
+        let mut out = Vec::new();
+        for room in &self.view.rooms {
+            for line in &room.lines {
+                if let view::LineKind::Message {
+                    text,
+                    mine: Some(view::Mark::Pending | view::Mark::Failed),
+                    ..
+                } = &line.kind
+                {
+                    out.push((room.name.clone(), "not sent", text.clone()));
+                }
+            }
+        }
+        if let Some(current) = self.view.current_name()
+            && !self.input.text().trim().is_empty()
+        {
+            out.push((current.clone(), "being typed", self.input.text().to_owned()));
+        }
+        for (room, draft) in &self.drafts {
+            if !draft.trim().is_empty() {
+                out.push((room.clone(), "being typed", draft.clone()));
+            }
+        }
+        out
+    }
+
     /// The link's state for the status line.
     pub fn link(&mut self, link: LinkState) {
         if self.view.status.link != link {
@@ -189,6 +236,7 @@ impl Tui {
     /// The relay's key was pinned on this first contact.
     pub fn pinned_now(&mut self) {
         self.view.status.pinned_now = true;
+        self.pinned_at = Some(Instant::now());
         self.dirty = true;
     }
 
@@ -270,6 +318,28 @@ impl Tui {
         }
     }
 
+    /// Our fingerprint.
+    #[must_use]
+    pub fn me(&self) -> Fingerprint {
+        self.view.me()
+    }
+
+    /// Each open room's nick and on-screen name (`@bob` for a /dm room).
+    pub fn room_info(&mut self, info: &[(RoomName, String, Option<String>)]) {
+        for (room, nick, label) in info {
+            let before = self
+                .view
+                .rooms
+                .iter()
+                .find(|r| &r.name == room)
+                .map(|r| (r.nick.clone(), r.label.clone()));
+            if before != Some((Some(nick.clone()), label.clone())) {
+                self.view.set_room_info(room, nick, label.clone());
+                self.dirty = true;
+            }
+        }
+    }
+
     /// The names Tab completes: the current room's members.
     fn nicks(&self) -> Vec<String> {
         let me = self.view.me();
@@ -337,19 +407,21 @@ impl Tui {
                 }
                 switch(next)
             }
-            Key::PageUp => {
-                self.view.scroll(isize::try_from(self.page).unwrap_or(10));
-                Vec::new()
-            }
-            Key::PageDown => {
-                self.view.scroll(-isize::try_from(self.page).unwrap_or(10));
+            Key::PageUp | Key::PageDown => {
+                let (width, height) = self.conversation;
+                // A page less a row of overlap, so the reader keeps their
+                // place.
+                let page = isize::try_from(height.saturating_sub(1).max(1)).unwrap_or(10);
+                let max = draw::conversation_rows(&self.view, width).saturating_sub(height);
+                let by = if key == Key::PageUp { page } else { -page };
+                self.view.scroll(by, max);
                 Vec::new()
             }
             Key::Ctrl('l') => {
                 let _ = self.terminal.clear();
                 Vec::new()
             }
-            Key::Ctrl('c') | Key::Ctrl('d') => {
+            Key::Ctrl('c') => {
                 if self.quitting {
                     vec![Request::QuitNow]
                 } else {
@@ -383,11 +455,23 @@ impl Tui {
         }
         self.dirty = false;
         self.last_draw = Instant::now();
+        // "key pinned now" is news for a minute, then room for the rest.
+        if self
+            .pinned_at
+            .is_some_and(|at| at.elapsed() > Duration::from_secs(60))
+        {
+            self.view.status.pinned_now = false;
+            self.pinned_at = None;
+        }
         let view = &self.view;
         let input = &self.input;
-        let mut rows = 0;
+        let mut conversation = self.conversation;
         self.terminal.draw(|frame| {
-            rows = frame.area().height;
+            let panes = draw::Panes::for_area(frame.area(), input.text());
+            conversation = (
+                usize::from(panes.conversation.width),
+                usize::from(panes.conversation.height),
+            );
             let line = draw::InputLine {
                 text: input.text(),
                 cursor: input.cursor(),
@@ -397,9 +481,7 @@ impl Tui {
             };
             draw::draw(frame, view, &line);
         })?;
-        // A page is the conversation's height, about the terminal's less
-        // the status and input lines.
-        self.page = usize::from(rows.saturating_sub(4)).max(1);
+        self.conversation = conversation;
         Ok(())
     }
 }

@@ -12,10 +12,11 @@
 //! can be tested without one. Text is kept exactly as received; drawing
 //! sanitizes it (see [`crate::display::sanitize`]).
 //!
-//! Units: a room's `scroll` counts conversation lines ([`ConvLine`]s, not
-//! screen rows) hidden below the bottom of the conversation pane, so it
-//! needs no knowledge of the terminal width and stays put (it grows by
-//! one) when a line arrives while scrolled back.
+//! Units: a room's `scroll` counts screen rows of the conversation hidden
+//! below the pane (0: following the newest). Rows depend on the pane's
+//! width, which only drawing knows: the app clamps a scroll with
+//! `draw::conversation_rows` and, while scrolled back, adds the rows of
+//! each line that arrives, so the screen stays still.
 
 use hush_crypto::Fingerprint;
 use hush_proto::RoomName;
@@ -207,8 +208,15 @@ pub struct RoomEntry {
     /// A warning was raised in this room this run (the status line shows
     /// an integrity flag).
     pub warned: bool,
-    /// Conversation lines scrolled up from the bottom (0 = following).
+    /// Screen rows of the conversation hidden below the pane (0 =
+    /// following the newest).
     pub scroll: usize,
+    /// Our nickname in this room (nicknames are per room); mentions of it
+    /// are highlighted. `None`: the view's own.
+    pub nick: Option<String>,
+    /// What the room list and the prompt call the room when its name says
+    /// little (a `/dm` room: `@bob`); `None`: `#name`.
+    pub label: Option<String>,
 }
 
 impl RoomEntry {
@@ -225,24 +233,29 @@ impl RoomEntry {
             epoch: 0,
             warned: false,
             scroll: 0,
+            nick: None,
+            label: None,
         }
     }
 
+    /// How the room is named on screen: its label, or `#name`.
+    #[must_use]
+    pub fn title(&self) -> String {
+        self.label
+            .clone()
+            .unwrap_or_else(|| format!("#{}", self.name))
+    }
+
     /// Appends a line, dropping the oldest past [`MAX_LINES`]; keeps the
-    /// read marker on the same line and, when scrolled back, the same lines
-    /// on screen.
+    /// read marker on the same line.
     fn push_line(&mut self, line: ConvLine) {
         self.lines.push(line);
-        if self.scroll > 0 {
-            self.scroll += 1;
-        }
         if self.lines.len() > MAX_LINES {
             let excess = self.lines.len() - MAX_LINES;
             self.lines.drain(..excess);
             // A marker on a dropped line: everything kept is unseen.
             self.read_marker = self.read_marker.map(|m| m.saturating_sub(excess));
         }
-        self.clamp_scroll();
     }
 
     /// Removes the line at `i`, keeping the read marker on the same line
@@ -257,13 +270,7 @@ impl RoomEntry {
         {
             self.read_marker = Some(m - 1);
         }
-        self.clamp_scroll();
         Some(line)
-    }
-
-    /// Keeps `scroll` within the lines: at least the oldest stays visible.
-    fn clamp_scroll(&mut self) {
-        self.scroll = self.scroll.min(self.lines.len().saturating_sub(1));
     }
 
     /// The index of a line of ours in the state `mark`, the oldest one
@@ -549,7 +556,12 @@ impl View {
         };
         let is_current = self.current == Some(ti);
         let me = self.me;
-        let line = line_for(ev, now_ms, me, &self.nick);
+        let nick = self
+            .rooms
+            .get(ti)
+            .and_then(|r| r.nick.as_deref())
+            .unwrap_or(&self.nick);
+        let line = line_for(ev, now_ms, me, nick);
         let Some(room) = self.rooms.get_mut(ti) else {
             return Pushed {
                 room: None,
@@ -650,18 +662,30 @@ impl View {
         }
     }
 
+    /// Our nickname in `room`, and what to call the room on screen.
+    pub fn set_room_info(&mut self, room: &RoomName, nick: &str, label: Option<String>) {
+        if let Some(i) = self.index_of(room)
+            && let Some(r) = self.rooms.get_mut(i)
+        {
+            if r.nick.as_deref() != Some(nick) {
+                r.nick = Some(nick.to_owned());
+            }
+            r.label = label;
+        }
+    }
+
     /// PageUp/PageDown on the current room: positive scrolls back (older),
-    /// negative forward, by conversation lines; clamped at 0 and at the
-    /// oldest line.
-    pub fn scroll(&mut self, lines: isize) {
+    /// negative forward, by screen rows; clamped to `0..=max` (the rows
+    /// that do not fit the pane, as drawing counts them).
+    pub fn scroll(&mut self, rows: isize, max: usize) {
         if let Some(room) = self.current_mut() {
-            let by = lines.unsigned_abs();
-            room.scroll = if lines >= 0 {
+            let by = rows.unsigned_abs();
+            room.scroll = if rows >= 0 {
                 room.scroll.saturating_add(by)
             } else {
                 room.scroll.saturating_sub(by)
-            };
-            room.clamp_scroll();
+            }
+            .min(max);
         }
     }
 }
@@ -697,6 +721,12 @@ fn line_for(ev: &Shown, now_ms: u64, me: Fingerprint, our_nick: &str) -> ConvLin
                 same_nick: !same_nick.is_empty(),
             }
         }
+        Shown::FileOffered {
+            from, nick, offer, ..
+        } => LineKind::Event(format!(
+            "-- {}",
+            crate::display::offer_text(from, nick, offer)
+        )),
         Shown::Warning { .. } => LineKind::Warning(render_line(ev)),
         Shown::Error { .. } | Shown::Refused { .. } | Shown::QueueFull { .. } => {
             LineKind::Error(render_line(ev))
@@ -708,7 +738,9 @@ fn line_for(ev: &Shown, now_ms: u64, me: Fingerprint, our_nick: &str) -> ConvLin
         | Shown::Notice { .. } => LineKind::Event(render_line(ev)),
     };
     let at_ms = match ev {
-        Shown::Message { received_at_ms, .. } => *received_at_ms,
+        Shown::Message { received_at_ms, .. } | Shown::FileOffered { received_at_ms, .. } => {
+            *received_at_ms
+        }
         _ => now_ms,
     };
     ConvLine { at_ms, kind }
@@ -997,28 +1029,43 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn mentions_use_our_nick_in_that_room() {
+        let mut v = view();
+        v.open_room(&room("lobby"));
+        v.open_room(&room("ops"));
+        // Nicknames are per room: alice is "alicia" in #ops.
+        v.set_room_info(&room("ops"), "alicia", None);
+        v.push(&msg("ops", 2, "bob", "hey alicia", T), T);
+        v.push(&msg("ops", 2, "bob", "hey alice", T), T);
+        v.push(&msg("lobby", 2, "bob", "hey alice", T), T);
+        assert_eq!(v.rooms[1].mentions, 1);
+        assert_eq!(v.rooms[1].unread, 2);
+        // A /dm room is named by who it is with.
+        v.set_room_info(&room("ops"), "alicia", Some("@bob".into()));
+        assert_eq!(v.rooms[1].title(), "@bob");
+        assert_eq!(v.rooms[0].title(), "#lobby");
+    }
+
+    #[test]
     fn scroll_is_clamped() {
         let mut v = view();
-        v.scroll(5); // no room: nothing happens
+        v.scroll(5, 100); // no room: nothing happens
         v.open_room(&room("ops"));
-        v.scroll(3);
+        v.scroll(3, 0);
         assert_eq!(v.current().unwrap().scroll, 0);
         for i in 0..10 {
             v.push(&msg("ops", 2, "bob", &format!("m{i}"), T), T);
         }
-        v.scroll(4);
+        v.scroll(4, 10);
         assert_eq!(v.current().unwrap().scroll, 4);
-        // A line arriving while scrolled back keeps the screen still.
-        v.push(&msg("ops", 2, "bob", "more", T), T);
-        assert_eq!(v.current().unwrap().scroll, 5);
-        v.scroll(isize::MAX);
+        v.scroll(isize::MAX, 10);
         assert_eq!(v.current().unwrap().scroll, 10);
-        v.scroll(-3);
+        v.scroll(-3, 10);
         assert_eq!(v.current().unwrap().scroll, 7);
-        v.scroll(isize::MIN);
+        v.scroll(isize::MIN, 10);
         assert_eq!(v.current().unwrap().scroll, 0);
         // Typing jumps back to the bottom.
-        v.scroll(2);
+        v.scroll(2, 10);
         v.own_pending(&room("ops"), "x", false, T);
         assert_eq!(v.current().unwrap().scroll, 0);
     }

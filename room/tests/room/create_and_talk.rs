@@ -87,3 +87,51 @@ fn an_action_arrives_as_an_action() {
         bob.shown
     );
 }
+
+/// A file offer travels sealed and signed like a line and arrives as an
+/// offer; one whose chunk count does not match its size is a `bad_file`
+/// warning and is never offered.
+#[test]
+fn a_file_offer_arrives_whole_and_a_broken_one_is_refused() {
+    use hush_crypto::file::{chunk_count, padded_len};
+    use hush_proto::e2e::FileOffer;
+    let (mut relay, mut alice, mut bob) = two_members();
+    let offer = |chunks| FileOffer {
+        id: [3; 16],
+        name: "report.pdf".into(),
+        size: 100_000,
+        media_type: "application/pdf".into(),
+        chunks,
+        sha256: [9; 32],
+        key: [5; 32],
+    };
+    let good = chunk_count(padded_len(100_000));
+    let actions = alice.room.send_file(offer(good), 1);
+    alice.handle(actions);
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    let got = bob.shown.iter().find_map(|s| match s {
+        Shown::FileOffered { from, offer, .. } => Some((*from, offer.clone())),
+        _ => None,
+    });
+    let (from, got) = got.expect("the offer is shown");
+    assert_eq!(from, alice.fp());
+    assert_eq!(got, offer(good));
+    // The same, claiming one chunk fewer: a relay could never serve it
+    // whole, so it is refused.
+    let actions = alice.room.send_file(offer(good - 1), 2);
+    alice.handle(actions);
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert!(
+        bob.warnings()
+            .iter()
+            .any(|(kind, from)| kind == "bad_file" && *from == Some(alice.fp())),
+        "{:?}",
+        bob.shown
+    );
+    let offers = bob
+        .shown
+        .iter()
+        .filter(|s| matches!(s, Shown::FileOffered { .. }))
+        .count();
+    assert_eq!(offers, 1);
+}

@@ -27,6 +27,7 @@ impl TestRelay {
             data_dir: dir.to_path_buf(),
             limits,
             retention: Retention::default(),
+            files: hush_server::blobs::BlobLimits::default(),
         };
         let relay = Relay::bind("127.0.0.1:0".parse().unwrap(), relay_key(), config)
             .await
