@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 
 use crate::command::{Command, HELP, Input, parse_line};
 use crate::display::{LocalTime, refusal_text, render_json, render_line_in, shown_room};
+use crate::files::{Step, Transfers};
 use crate::link::{Connection, LinkError, LinkWriter};
 use crate::pins::{KnownRelays, PinCheck, PinError};
 use crate::rooms::{Closing, Dm, OpenRoom, Rooms, dm_room_name, room_of};
@@ -81,6 +82,8 @@ pub struct ClientConfig {
     /// Read the named rooms' retained history again from its start (with
     /// the saved keys standing in for pruned commits) instead of resuming.
     pub replay_history: bool,
+    /// Where `/save` puts files unless told otherwise.
+    pub download_dir: PathBuf,
     /// Start the named rooms over: set their saved state aside before
     /// starting, and read what the relay has now (after a `rollback`
     /// warning).
@@ -170,6 +173,15 @@ impl<W: Write> Screen<W> {
         );
         screen.transcribe(&start);
         Ok(screen)
+    }
+
+    /// An event only `--json` prints (the user reads its notice).
+    fn event(&mut self, value: &serde_json::Value) -> std::io::Result<()> {
+        if self.json && self.tui.is_none() {
+            writeln!(self.out, "{value}")?;
+            self.out.flush()?;
+        }
+        Ok(())
     }
 
     /// Our own line, before the relay sequenced it (the TUI shows it as
@@ -520,6 +532,7 @@ async fn run_on<W: Write>(
         frame_limit: None,
         said_draining: false,
         keep_input: screen.tui.is_some(),
+        files: Transfers::new(config.download_dir.clone()),
     };
     let mut ever_connected = false;
     let mut said_waiting = false;
@@ -681,6 +694,8 @@ struct Session {
     /// The terminal app: input stays open while quitting, for the second
     /// Ctrl-C that quits at once.
     keep_input: bool,
+    /// Files being sent and saved.
+    files: Transfers,
 }
 
 impl Session {
@@ -934,6 +949,8 @@ async fn session<W: Write>(
     for r in rooms.iter_mut() {
         join.extend(r.room.on_connected(limit));
     }
+    // Unfinished transfers go on where the relay left them.
+    join.extend(file_steps(state.files.on_connected(), rooms, screen)?);
     if let Err(e) = perform(join, &mut writer, screen).await? {
         return Ok(SessionEnd::Reconnect(e));
     }
@@ -956,7 +973,7 @@ async fn session<W: Write>(
                 Vec::new()
             }
             msg = reader.recv() => match msg {
-                Ok(m) => match on_relay(m, rooms, &mut writer, &relay, screen).await? {
+                Ok(m) => match on_relay(m, rooms, &mut writer, &relay, screen, state).await? {
                     Ok(actions) => actions,
                     Err(end) => return Ok(end),
                 },
@@ -1011,7 +1028,11 @@ async fn on_relay<W: Write>(
     writer: &mut LinkWriter,
     relay: &hush_crypto::PublicIdentity,
     screen: &mut Screen<W>,
+    state: &mut Session,
 ) -> Result<Result<Vec<Action>, SessionEnd>, ClientError> {
+    if let Some(steps) = state.files.on_relay(&msg) {
+        return Ok(Ok(file_steps(steps, rooms, screen)?));
+    }
     Ok(match msg {
         RelayMsg::Ping { nonce } => match writer.send(&ClientMsg::Pong { nonce }).await {
             Ok(()) => Ok(Vec::new()),
@@ -1256,6 +1277,36 @@ fn handle_line<W: Write>(
                 Vec::new()
             }
         },
+        Input::Command(Command::Send(path)) => {
+            let steps = match state.files.send(&name, &path) {
+                Ok(steps) => steps,
+                Err(why) => {
+                    screen.error(why)?;
+                    return Ok(Vec::new());
+                }
+            };
+            return file_steps(steps, rooms, screen);
+        }
+        Input::Command(Command::Files) => {
+            list_files(room, screen)?;
+            Vec::new()
+        }
+        Input::Command(Command::Save(id, to)) => {
+            let Some(offered) = room.offered_file(&id).cloned() else {
+                screen.error(format!(
+                    "/save {id}: no file of #{name} has that id; /files lists them"
+                ))?;
+                return Ok(Vec::new());
+            };
+            let steps = match state.files.save(&name, &offered, to.as_deref()) {
+                Ok(steps) => steps,
+                Err(why) => {
+                    screen.error(why)?;
+                    return Ok(Vec::new());
+                }
+            };
+            return file_steps(steps, rooms, screen);
+        }
         Input::Command(Command::Kick(who)) => match room.kick(&who) {
             Ok(actions) => actions,
             Err(refusal) => {
@@ -1272,6 +1323,73 @@ fn handle_line<W: Write>(
             | Command::Help,
         ) => Vec::new(),
     })
+}
+
+/// What the transfers ask for, as actions (sends, and the offer sealed
+/// by its room) and as what the user reads.
+fn file_steps<W: Write>(
+    steps: Vec<Step>,
+    rooms: &mut Rooms,
+    screen: &mut Screen<W>,
+) -> Result<Vec<Action>, ClientError> {
+    let mut actions = Vec::new();
+    for step in steps {
+        match step {
+            Step::Send(msg) => actions.push(Action::Send(msg)),
+            Step::Offer(room, offer) => match rooms.get(&room) {
+                Some(open) => actions.extend(open.room.send_file(offer, now_ms())),
+                None => screen.error(format!(
+                    "#{room} was closed before its file could be offered; /join it and send the file again"
+                ))?,
+            },
+            Step::Notice(room, text) => screen.notice(Some(&room), text)?,
+            Step::Event(value) => screen.event(&value)?,
+            Step::Failed(text) => screen.error(text)?,
+            Step::Bad {
+                room,
+                from,
+                nick,
+                what,
+            } => screen.show(&Shown::Warning {
+                room: Some(room),
+                seq: None,
+                from: Some(hush_room::Peer {
+                    fingerprint: from,
+                    nick,
+                }),
+                warning: Warning::BadFile(what),
+            })?,
+        }
+    }
+    Ok(actions)
+}
+
+/// `/files`: the offers of the room this run, newest last.
+fn list_files<W: Write>(room: &Room, screen: &mut Screen<W>) -> Result<(), ClientError> {
+    let name = room.name().clone();
+    let mut any = false;
+    for f in room.offered_files() {
+        any = true;
+        screen.notice(
+            Some(&name),
+            format!(
+                "{} {} ({}) from {} ({}), {}",
+                crate::display::file_short_id(&f.offer.id),
+                crate::display::sanitize(&f.offer.name),
+                crate::display::human_size(f.offer.size),
+                crate::display::sanitize(&f.nick),
+                f.from.short_id(),
+                crate::display::LocalTime::new(false).hhmm(f.received_at_ms),
+            ),
+        )?;
+    }
+    if !any {
+        screen.notice(
+            Some(&name),
+            format!("no files were offered in #{name} since this client started"),
+        )?;
+    }
+    Ok(())
 }
 
 /// Saves the list of rooms to reopen; a failure is shown, not fatal.

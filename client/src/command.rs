@@ -42,6 +42,12 @@ pub enum Command {
     Invite(String),
     /// `/kick FINGERPRINT|NICK`: remove a member (the creator only).
     Kick(String),
+    /// `/send PATH`: offer a file to the room (sealed, through the relay).
+    Send(std::path::PathBuf),
+    /// `/files`: the files offered in the room this run.
+    Files,
+    /// `/save ID [DIR|PATH]`: fetch, verify and save an offered file.
+    Save(String, Option<std::path::PathBuf>),
     /// `/join ROOM`: open a room (joining it if we are not a member), or
     /// switch to it if it is open already.
     Join(hush_proto::RoomName),
@@ -121,6 +127,9 @@ pub const HELP: &str = "\
 /join ROOM               open a room (joining it if need be), or switch to it
 /part                    close this room's window; you stay a member and /join reopens it
 /dm FINGERPRINT|SHORTID  open the private two-person room you share with someone
+/send PATH               offer a file to the room, sealed (the relay never sees it)
+/files                   list the files offered in the room
+/save ID [FOLDER|PATH]   fetch, verify and save an offered file
 /leave                   leave this room for good (you must be admitted again to come back); the last room closed exits
 /quit (/exit, /q)        disconnect and exit; you stay a member of every room and are in at once next time
 /help                    show this list
@@ -180,6 +189,14 @@ fn text(s: &str) -> Result<Option<Input>, CommandError> {
         });
     }
     Ok(Some(Input::Text(s.to_owned())))
+}
+
+/// A path as typed: a leading `~/` is the home folder.
+fn expand_home(typed: &str) -> std::path::PathBuf {
+    match (typed.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => std::path::PathBuf::from(home).join(rest),
+        _ => std::path::PathBuf::from(typed),
+    }
 }
 
 /// Refuses arguments to a command that takes none.
@@ -308,6 +325,33 @@ pub fn parse_line(line: &str) -> Result<Option<Input>, CommandError> {
             Ok(Some(Input::Command(Command::Join(parse_room(args)?))))
         }
         "part" => no_args(args, "part", "/part", Command::Part),
+        "send" => {
+            if args.is_empty() {
+                return Err(CommandError::MissingArgument {
+                    command: "send",
+                    usage: "/send PATH",
+                });
+            }
+            // The rest of the line is the path: names may hold spaces.
+            Ok(Some(Input::Command(Command::Send(expand_home(args)))))
+        }
+        "files" => no_args(args, "files", "/files", Command::Files),
+        "save" => {
+            let usage = "/save ID [FOLDER|PATH]";
+            let mut parts = args.splitn(2, char::is_whitespace);
+            let Some(id) = parts.next().filter(|s| !s.is_empty()) else {
+                return Err(CommandError::MissingArgument {
+                    command: "save",
+                    usage,
+                });
+            };
+            let to = parts
+                .next()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(expand_home);
+            Ok(Some(Input::Command(Command::Save(id.to_owned(), to))))
+        }
         "dm" => {
             let usage = "/dm FINGERPRINT|SHORTID";
             if args.is_empty() {
@@ -417,6 +461,21 @@ mod tests {
         assert_eq!(cmd("/QUIT\r\n"), Command::Quit);
         assert_eq!(cmd("/help"), Command::Help);
         assert_eq!(cmd("/names"), Command::Members);
+        assert_eq!(
+            cmd("/send /tmp/a file.txt"),
+            Command::Send("/tmp/a file.txt".into())
+        );
+        assert!(parse_line("/send").is_err());
+        assert_eq!(cmd("/files"), Command::Files);
+        assert_eq!(
+            cmd("/save 3f2a1b9c"),
+            Command::Save("3f2a1b9c".into(), None)
+        );
+        assert_eq!(
+            cmd("/save 3f2a1b9c /tmp/my dir"),
+            Command::Save("3f2a1b9c".into(), Some("/tmp/my dir".into()))
+        );
+        assert!(parse_line("/save").is_err());
         assert_eq!(cmd("/exit"), Command::Quit);
         assert_eq!(cmd("/Q"), Command::Quit);
     }

@@ -28,6 +28,7 @@
 pub mod app;
 pub mod command;
 pub mod display;
+pub mod files;
 pub mod link;
 pub mod pins;
 mod rooms;

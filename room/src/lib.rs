@@ -76,7 +76,7 @@ mod warning;
 pub use action::{Action, Notice, Refusal, Shown};
 pub use entropy::Entropy;
 pub use nick::{MAX_NICK_CHARS, NickFlaw, check_nick, skeleton};
-pub use room::{FALLBACK_COMMIT_AFTER, REMOVAL_GRACE, RekeyPolicy, Room};
+pub use room::{FALLBACK_COMMIT_AFTER, OfferedFile, REMOVAL_GRACE, RekeyPolicy, Room};
 pub use snapshot::{RestoreError, RoomSnapshot};
 pub use warning::{
     BadFile, CommitFlaw, Fork, MissingCommit, NotAllowed, Peer, RelayFork, Reordered, Replay,

@@ -59,6 +59,10 @@ pub(crate) const MAX_COUNTER_SLOTS: usize = 200_000;
 /// own. A sender's view older than this many events is not checked.
 pub(crate) const MAX_HEADS: usize = 50_000;
 
+/// File offers a room remembers for `/files` and `/save` (the oldest
+/// give way).
+pub const MAX_OFFERED_FILES: usize = 256;
+
 /// Longest file name an offer may carry, in bytes (a name is shown and,
 /// sanitised, becomes a file name: 255 is what file systems allow).
 pub const MAX_FILE_NAME_BYTES: usize = 255;

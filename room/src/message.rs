@@ -205,6 +205,16 @@ impl Room {
             }
             Some(Content::File(offer)) => {
                 if crate::limits::file_offer_holds(&offer) {
+                    if self.files.len() >= crate::limits::MAX_OFFERED_FILES {
+                        self.files.pop_front();
+                    }
+                    self.files.push_back(crate::room::OfferedFile {
+                        seq: ev.seq,
+                        from: sender,
+                        nick: self.nick_of(&sender),
+                        offer: offer.clone(),
+                        received_at_ms: ev.received_at_ms,
+                    });
                     actions.push(Action::Show(Shown::FileOffered {
                         room: self.name.clone(),
                         seq: ev.seq,

@@ -90,6 +90,25 @@ pub struct Room {
     pub(crate) settings: Option<RoomSettings>,
     /// The rules we give the room if we create it.
     pub(crate) create_as: (bool, HistoryVisibility),
+    /// The files offered in the room this run, newest last (at most
+    /// [`crate::limits::MAX_OFFERED_FILES`]; not saved: a file is fetched
+    /// in the run that saw its offer).
+    pub(crate) files: std::collections::VecDeque<OfferedFile>,
+}
+
+/// A verified file offer, as `/files` lists it and `/save` fetches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferedFile {
+    /// The offer's sequence number.
+    pub seq: u64,
+    /// Who offered it (verified signature).
+    pub from: Fingerprint,
+    /// Their nickname then (unsanitized).
+    pub nick: String,
+    /// The offer, key included.
+    pub offer: hush_proto::e2e::FileOffer,
+    /// When the relay received it.
+    pub received_at_ms: u64,
 }
 
 /// Our view of the relay's log: where we are in it and the hash chain.
@@ -313,6 +332,30 @@ impl Room {
             dirty: false,
             settings: None,
             create_as: (false, HistoryVisibility::Joined),
+            files: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// The files offered in the room this run, oldest first.
+    pub fn offered_files(&self) -> impl Iterator<Item = &OfferedFile> {
+        self.files.iter()
+    }
+
+    /// The offered file whose id, in hex, starts with `id` (the 8-digit
+    /// short id `/files` shows, or more), if exactly one does.
+    #[must_use]
+    pub fn offered_file(&self, id: &str) -> Option<&OfferedFile> {
+        let id = id.trim().to_ascii_lowercase();
+        if id.is_empty() {
+            return None;
+        }
+        let mut found = self.files.iter().filter(|f| {
+            let hex: String = f.offer.id.iter().map(|b| format!("{b:02x}")).collect();
+            hex.starts_with(&id)
+        });
+        match (found.next(), found.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
         }
     }
 

@@ -45,6 +45,10 @@ pub struct ClientArgs {
     /// Do not ring the terminal bell when someone mentions your nick.
     #[arg(long)]
     no_bell: bool,
+    /// Where /save puts files [default: $XDG_DOWNLOAD_DIR/hush, or
+    /// ~/Downloads/hush]. Nothing is saved unless you ask with /save.
+    #[arg(long, env = "HUSH_DOWNLOAD_DIR", value_name = "DIR")]
+    download_dir: Option<PathBuf>,
     /// Show times in UTC instead of this machine's time zone.
     #[arg(long)]
     utc: bool,
@@ -110,6 +114,17 @@ fn with_default_port(server: &str) -> Result<String> {
     }
 }
 
+/// `$XDG_DOWNLOAD_DIR/hush`, or `~/Downloads/hush`.
+fn default_download_dir() -> Result<PathBuf> {
+    if let Some(xdg) = std::env::var_os("XDG_DOWNLOAD_DIR").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(xdg).join("hush"));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join("Downloads").join("hush")),
+        None => bail!("no home folder to save files in: give --download-dir DIR"),
+    }
+}
+
 fn parse_history(text: &str) -> Result<HistoryVisibility, String> {
     match text {
         "joined" => Ok(HistoryVisibility::Joined),
@@ -155,6 +170,10 @@ pub fn run(args: ClientArgs) -> Result<()> {
         nick,
         json: args.json,
         utc: args.utc,
+        download_dir: match args.download_dir.clone() {
+            Some(d) => d,
+            None => default_download_dir()?,
+        },
         transcript: args.output,
         known_relays: KnownRelays::new(known),
         // Announced in the hello: the relay packs records up to its own

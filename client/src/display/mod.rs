@@ -269,11 +269,11 @@ pub fn render_line_in(ev: &Shown, time: &LocalTime) -> String {
 }
 
 /// What a file offer says, sanitised: `bob (W5uQm1xT) offers the file
-/// report.pdf (1.2 MiB, id 3f2a1b9c)`.
+/// report.pdf (1.2 MiB): /save 3f2a1b9c saves it`.
 #[must_use]
 pub fn offer_text(from: &Fingerprint, nick: &str, offer: &hush_proto::e2e::FileOffer) -> String {
     format!(
-        "{} offers the file {} ({}, id {})",
+        "{} offers the file {} ({}): /save {} saves it",
         who(nick, from),
         sanitize(&offer.name),
         human_size(offer.size),
@@ -923,7 +923,10 @@ mod tests {
         let line = render_line(&ev);
         assert!(no_controls(&line), "{line}");
         assert!(line.starts_with("[22:13] alice ("), "{line}");
-        assert!(line.contains("1.2 MiB, id abababab"), "{line}");
+        assert!(
+            line.contains("(1.2 MiB): /save abababab saves it"),
+            "{line}"
+        );
         let v = parse(&ev);
         assert_eq!(v["type"], "file_offered");
         assert_eq!(v["id"], "ab".repeat(16));

@@ -1,0 +1,810 @@
+//! File transfers: `/send` seals a file and uploads its chunks, then
+//! offers it to the room; `/save` fetches an offer's chunks, opens and
+//! verifies them, and saves the file only once it is whole and its SHA-256
+//! is the signed one.
+//!
+//! ```text
+//!  /send PATH ─▶ hash the file ─▶ FileDeclare ─▶ FileStatus (what the relay holds)
+//!             ─▶ FilePut × missing chunks (WINDOW at a time) ─▶ FileStored ...
+//!             ─▶ all stored ─▶ Content::File offer, sealed and signed (room)
+//!  /save ID   ─▶ FileGet × chunks (WINDOW at a time) ─▶ FileChunk ─▶ open (STREAM)
+//!             ─▶ unpad ─▶ hash, write to .NAME.ID.part (0600)
+//!             ─▶ all in and the hash matches ─▶ link to NAME (never over a file)
+//!             ─▶ any chunk that does not open, or another hash: delete, bad_file
+//! ```
+//!
+//! Nothing here does network I/O: [`Transfers`] takes the relay's file
+//! messages and the user's commands and says what to send, offer and show
+//! ([`Step`]). A dropped link resumes: [`Transfers::on_connected`]
+//! declares each unfinished upload again (the relay answers with the
+//! chunks it holds) and asks again for each download's missing chunks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use hush_crypto::Fingerprint;
+use hush_crypto::file::{
+    self, CHUNK_PLAIN, FileId, FileKey, chunk_count, chunk_range, open_chunk, padded_chunk,
+    padded_len, seal_chunk, unpad_chunk,
+};
+use hush_proto::e2e::FileOffer;
+use hush_proto::{ClientMsg, FileRefusal, RelayMsg, RoomName};
+use hush_room::{BadFile, OfferedFile};
+use sha2::{Digest, Sha256};
+
+/// Chunks in flight per transfer: enough to keep a link busy (8 × 32 KiB),
+/// few enough that chat waits behind at most one.
+pub const WINDOW: u32 = 8;
+
+/// What the app is to do for a transfer.
+#[derive(Debug)]
+pub enum Step {
+    /// Send this to the relay.
+    Send(ClientMsg),
+    /// Every chunk is stored: offer the file to the room (sealed, signed).
+    Offer(RoomName, FileOffer),
+    /// Tell the user (a notice in the room).
+    Notice(RoomName, String),
+    /// The same for `--json` bots, as data: `file_progress`,
+    /// `file_saved`, `file_failed` (CLIENT.md §5.1). Other front ends
+    /// ignore it: its notice says it.
+    Event(serde_json::Value),
+    /// A transfer failed: tell the user why (an error).
+    Failed(String),
+    /// A file is not what its offer says: a `bad_file` warning naming its
+    /// sender, and nothing saved.
+    Bad {
+        /// The room.
+        room: RoomName,
+        /// The sender.
+        from: Fingerprint,
+        /// Their nick.
+        nick: String,
+        /// What was wrong.
+        what: BadFile,
+    },
+}
+
+/// An upload in progress.
+struct Upload {
+    room: RoomName,
+    id: FileId,
+    key: FileKey,
+    file: File,
+    path: PathBuf,
+    name: String,
+    size: u64,
+    total: u32,
+    sha256: [u8; 32],
+    /// Chunks the relay holds.
+    stored: Vec<bool>,
+    /// Chunks sent and not yet stored.
+    in_flight: u32,
+    /// The relay answered the declaration (chunks may be sent).
+    declared: bool,
+    /// The last quarter announced.
+    told: u64,
+}
+
+/// A download in progress.
+struct Download {
+    room: RoomName,
+    from: Fingerprint,
+    nick: String,
+    offer: FileOffer,
+    id: FileId,
+    key: FileKey,
+    tmp: PathBuf,
+    dest: PathBuf,
+    out: File,
+    /// The next chunk to ask for.
+    next_ask: u32,
+    /// The next chunk to hash and write (chunks are taken in order).
+    next_take: u32,
+    /// Chunks that arrived ahead of `next_take`, opened and unpadded.
+    early: BTreeMap<u32, Vec<u8>>,
+    hasher: Sha256,
+    in_flight: u32,
+    told: u64,
+}
+
+/// Every transfer of this client.
+pub struct Transfers {
+    uploads: HashMap<[u8; 16], Upload>,
+    downloads: HashMap<[u8; 16], Download>,
+    /// Where `/save` puts files when not told.
+    download_dir: PathBuf,
+}
+
+impl Transfers {
+    /// No transfers; saves go to `download_dir` unless a `/save` says
+    /// otherwise.
+    #[must_use]
+    pub fn new(download_dir: PathBuf) -> Self {
+        Self {
+            uploads: HashMap::new(),
+            downloads: HashMap::new(),
+            download_dir,
+        }
+    }
+
+    /// Whether a transfer is under way.
+    #[must_use]
+    pub fn busy(&self) -> bool {
+        !self.uploads.is_empty() || !self.downloads.is_empty()
+    }
+
+    /// `/send PATH` in `room`: reads and hashes the file and declares it
+    /// to the relay (which refuses it, before any upload, if it is too
+    /// large or over quota).
+    ///
+    /// # Errors
+    /// What is wrong with the file, worded for the user.
+    pub fn send(&mut self, room: &RoomName, path: &Path) -> Result<Vec<Step>, String> {
+        let shown = path.display();
+        let mut f = File::open(path).map_err(|e| format!("/send: cannot open {shown}: {e}"))?;
+        let meta = f
+            .metadata()
+            .map_err(|e| format!("/send: cannot read {shown}: {e}"))?;
+        if !meta.is_file() {
+            return Err(format!("/send: {shown} is not a file"));
+        }
+        let size = meta.len();
+        if size > file::MAX_FILE_BYTES {
+            return Err(format!(
+                "/send: {shown} is {}; hush sends files up to {}",
+                crate::display::human_size(size),
+                crate::display::human_size(file::MAX_FILE_BYTES)
+            ));
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "file".to_owned());
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut read = 0u64;
+        loop {
+            let n = f
+                .read(&mut buf)
+                .map_err(|e| format!("/send: cannot read {shown}: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            read += n as u64;
+            hasher.update(&buf[..n]);
+        }
+        if read != size {
+            return Err(format!(
+                "/send: {shown} changed while it was read; send it again"
+            ));
+        }
+        let padded = padded_len(size);
+        let total = chunk_count(padded);
+        let bytes = padded + u64::from(total) * file::CHUNK_OVERHEAD as u64;
+        let id = FileId::random();
+        let upload = Upload {
+            room: room.clone(),
+            id,
+            key: FileKey::random(),
+            file: f,
+            path: path.to_path_buf(),
+            name: name.clone(),
+            size,
+            total,
+            sha256: hasher.finalize().into(),
+            stored: vec![false; total as usize],
+            in_flight: 0,
+            declared: false,
+            told: 0,
+        };
+        self.uploads.insert(id.0, upload);
+        Ok(vec![
+            Step::Notice(
+                room.clone(),
+                format!(
+                    "sending {} ({}), sealed, to the relay; it is offered to #{room} once the relay holds all of it",
+                    crate::display::sanitize(&name),
+                    crate::display::human_size(size)
+                ),
+            ),
+            Step::Send(ClientMsg::FileDeclare {
+                room: room.clone(),
+                file: id.0,
+                chunks: total,
+                bytes,
+            }),
+        ])
+    }
+
+    /// `/save ID [DIR|PATH]`: fetches an offered file into a temporary
+    /// file beside where it will be saved.
+    ///
+    /// # Errors
+    /// What stops the save before it starts, worded for the user.
+    pub fn save(
+        &mut self,
+        room: &RoomName,
+        offered: &OfferedFile,
+        to: Option<&Path>,
+    ) -> Result<Vec<Step>, String> {
+        let offer = offered.offer.clone();
+        if self.downloads.contains_key(&offer.id) {
+            return Err("/save: that file is being saved already".to_owned());
+        }
+        let (dir, name) = match to {
+            Some(p) if p.is_dir() => (p.to_path_buf(), safe_name(&offer.name)),
+            Some(p) => {
+                let dir = p
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+                let name = p.file_name().map_or_else(
+                    || safe_name(&offer.name),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                (dir, name)
+            }
+            None => (self.download_dir.clone(), safe_name(&offer.name)),
+        };
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("/save: cannot make the folder {}: {e}", dir.display()))?;
+        let id = FileId(offer.id);
+        let tmp = dir.join(format!(".{name}.{}.part", &id.to_hex()[..8]));
+        let out = create_private(&tmp)
+            .map_err(|e| format!("/save: cannot write in {}: {e}", dir.display()))?;
+        let download = Download {
+            room: room.clone(),
+            from: offered.from,
+            nick: offered.nick.clone(),
+            key: FileKey::from_bytes(offer.key),
+            id,
+            offer,
+            tmp,
+            dest: dir.join(name),
+            out,
+            next_ask: 0,
+            next_take: 0,
+            early: BTreeMap::new(),
+            hasher: Sha256::new(),
+            in_flight: 0,
+            told: 0,
+        };
+        let mut steps = vec![Step::Notice(
+            room.clone(),
+            format!(
+                "fetching {} ({}) from the relay",
+                crate::display::sanitize(&download.offer.name),
+                crate::display::human_size(download.offer.size)
+            ),
+        )];
+        let mut d = download;
+        steps.extend(d.ask());
+        self.downloads.insert(d.id.0, d);
+        Ok(steps)
+    }
+
+    /// After a (re)connection: declare unfinished uploads again (the relay
+    /// answers with what it holds) and ask again for missing chunks.
+    pub fn on_connected(&mut self) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for u in self.uploads.values_mut() {
+            u.declared = false;
+            u.in_flight = 0;
+            let padded = padded_len(u.size);
+            steps.push(Step::Send(ClientMsg::FileDeclare {
+                room: u.room.clone(),
+                file: u.id.0,
+                chunks: u.total,
+                bytes: padded + u64::from(u.total) * file::CHUNK_OVERHEAD as u64,
+            }));
+        }
+        for d in self.downloads.values_mut() {
+            // Chunks that came early are asked for again with the rest.
+            d.in_flight = 0;
+            d.early.clear();
+            d.next_ask = d.next_take;
+            steps.extend(d.ask());
+        }
+        steps
+    }
+
+    /// A file message from the relay (`None` if it is no file message).
+    pub fn on_relay(&mut self, msg: &RelayMsg) -> Option<Vec<Step>> {
+        Some(match msg {
+            RelayMsg::FileStatus { file, have, .. } => match self.uploads.get_mut(file) {
+                Some(u) => {
+                    for &i in have {
+                        if let Some(s) = u.stored.get_mut(i as usize) {
+                            *s = true;
+                        }
+                    }
+                    u.declared = true;
+                    self.upload_next(*file)
+                }
+                None => Vec::new(),
+            },
+            RelayMsg::FileStored { file, index, .. } => match self.uploads.get_mut(file) {
+                Some(u) => {
+                    if let Some(s) = u.stored.get_mut(*index as usize) {
+                        *s = true;
+                    }
+                    u.in_flight = u.in_flight.saturating_sub(1);
+                    self.upload_next(*file)
+                }
+                None => Vec::new(),
+            },
+            RelayMsg::FileChunk {
+                file, index, data, ..
+            } => self.on_chunk(*file, *index, data),
+            RelayMsg::FileRefused { file, reason, .. } => self.on_refused(*file, *reason),
+            _ => return None,
+        })
+    }
+
+    /// Sends the next chunks of an upload, or offers it once all are stored.
+    fn upload_next(&mut self, id: [u8; 16]) -> Vec<Step> {
+        let Some(u) = self.uploads.get_mut(&id) else {
+            return Vec::new();
+        };
+        let mut steps = Vec::new();
+        if !u.declared {
+            return steps;
+        }
+        if u.stored.iter().all(|s| *s) {
+            let offer = FileOffer {
+                id,
+                name: u.name.clone(),
+                size: u.size,
+                media_type: media_type(&u.name).to_owned(),
+                chunks: u.total,
+                sha256: u.sha256,
+                key: u.key.to_bytes(),
+            };
+            steps.push(Step::Offer(u.room.clone(), offer));
+            steps.push(progress(
+                &u.room,
+                &u.id,
+                &u.name,
+                "send",
+                u64::from(u.total),
+                u.total,
+            ));
+            if let Some(u) = self.uploads.remove(&id) {
+                steps.push(Step::Notice(
+                    u.room.clone(),
+                    format!(
+                        "{} is on the relay, sealed; offered to #{}",
+                        crate::display::sanitize(&u.name),
+                        u.room
+                    ),
+                ));
+            }
+            return steps;
+        }
+        let stored = u.stored.iter().filter(|s| **s).count() as u64;
+        let quarter = stored * 4 / u64::from(u.total.max(1));
+        if quarter > u.told && quarter < 4 {
+            u.told = quarter;
+            steps.push(Step::Notice(
+                u.room.clone(),
+                format!(
+                    "sending {}: {}%",
+                    crate::display::sanitize(&u.name),
+                    quarter * 25
+                ),
+            ));
+            steps.push(progress(&u.room, &u.id, &u.name, "send", stored, u.total));
+        }
+        // Chunks go out lowest first and are stored in that order, so the
+        // ones in flight are the lowest unstored: send those past them.
+        let unstored: Vec<u32> = (0..u.total)
+            .filter(|&i| !u.stored.get(i as usize).copied().unwrap_or(true))
+            .collect();
+        for &i in unstored.iter().skip(u.in_flight as usize) {
+            if u.in_flight >= WINDOW {
+                break;
+            }
+            match read_chunk(u, i) {
+                Ok(data) => {
+                    u.in_flight += 1;
+                    steps.push(Step::Send(ClientMsg::FilePut {
+                        room: u.room.clone(),
+                        file: id,
+                        index: i,
+                        data,
+                    }));
+                }
+                Err(e) => {
+                    let why = format!(
+                        "/send {}: cannot read it any more ({e}); nothing was offered",
+                        u.path.display()
+                    );
+                    let fail = failed(&u.room, &u.id, &u.name, &why);
+                    self.uploads.remove(&id);
+                    return vec![fail, Step::Failed(why)];
+                }
+            }
+        }
+        steps
+    }
+
+    /// A chunk of a download.
+    fn on_chunk(&mut self, id: [u8; 16], index: u32, data: &[u8]) -> Vec<Step> {
+        let Some(d) = self.downloads.get_mut(&id) else {
+            return Vec::new();
+        };
+        d.in_flight = d.in_flight.saturating_sub(1);
+        let opened = open_chunk(&d.key, &d.id, index, d.offer.chunks, data)
+            .ok()
+            .and_then(|plain| {
+                unpad_chunk(&plain, d.offer.size, index)
+                    .ok()
+                    .map(<[u8]>::to_vec)
+            });
+        let Some(real) = opened else {
+            return self.bad(id, BadFile::Chunk { index });
+        };
+        if index < d.next_take {
+            // Asked again after a reconnect and already taken.
+            return d.ask();
+        }
+        d.early.insert(index, real);
+        while let Some(real) = d.early.remove(&d.next_take) {
+            d.hasher.update(&real);
+            let at = chunk_range(d.offer.size, d.next_take).start;
+            if let Err(e) = d.out.write_all_at(&real, at) {
+                let why = format!(
+                    "/save: cannot write {}: {e}; nothing was saved",
+                    d.tmp.display()
+                );
+                return self.fail(id, why);
+            }
+            d.next_take += 1;
+        }
+        if d.next_take >= d.offer.chunks {
+            return self.finish(id);
+        }
+        let mut steps = Vec::new();
+        let quarter = u64::from(d.next_take) * 4 / u64::from(d.offer.chunks.max(1));
+        if quarter > d.told && quarter < 4 {
+            d.told = quarter;
+            steps.push(Step::Notice(
+                d.room.clone(),
+                format!(
+                    "fetching {}: {}%",
+                    crate::display::sanitize(&d.offer.name),
+                    quarter * 25
+                ),
+            ));
+            steps.push(progress(
+                &d.room,
+                &d.id,
+                &d.offer.name,
+                "save",
+                u64::from(d.next_take),
+                d.offer.chunks,
+            ));
+        }
+        steps.extend(d.ask());
+        steps
+    }
+
+    /// Every chunk of a download is in: check the hash, then link the file
+    /// into place (never over an existing one).
+    fn finish(&mut self, id: [u8; 16]) -> Vec<Step> {
+        let Some(d) = self.downloads.get_mut(&id) else {
+            return Vec::new();
+        };
+        let digest: [u8; 32] = std::mem::take(&mut d.hasher).finalize().into();
+        if digest != d.offer.sha256 {
+            return self.bad(id, BadFile::Hash);
+        }
+        if let Err(e) = d.out.sync_all() {
+            let why = format!("/save: cannot write {}: {e}", d.tmp.display());
+            return self.fail(id, why);
+        }
+        let Some(d) = self.downloads.remove(&id) else {
+            return Vec::new();
+        };
+        match link_unique(&d.tmp, &d.dest) {
+            Ok(saved) => {
+                let _ = std::fs::remove_file(&d.tmp);
+                vec![
+                    Step::Event(serde_json::json!({
+                        "type": "file_saved",
+                        "room": d.room.as_str(),
+                        "id": d.id.to_hex(),
+                        "name": d.offer.name,
+                        "size": d.offer.size,
+                        "from": d.from.to_string(),
+                        "path": saved.display().to_string(),
+                    })),
+                    Step::Notice(
+                        d.room.clone(),
+                        format!(
+                            "saved {} ({}) from {} to {}: whole, and its SHA-256 is the one {} signed",
+                            crate::display::sanitize(&d.offer.name),
+                            crate::display::human_size(d.offer.size),
+                            crate::display::sanitize(&d.nick),
+                            saved.display(),
+                            crate::display::sanitize(&d.nick),
+                        ),
+                    ),
+                ]
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&d.tmp);
+                vec![Step::Failed(format!(
+                    "/save: cannot save {}: {e}",
+                    d.dest.display()
+                ))]
+            }
+        }
+    }
+
+    /// A file that is not what its offer says: nothing is kept.
+    fn bad(&mut self, id: [u8; 16], what: BadFile) -> Vec<Step> {
+        let Some(d) = self.downloads.remove(&id) else {
+            return Vec::new();
+        };
+        let _ = std::fs::remove_file(&d.tmp);
+        vec![
+            failed(&d.room, &d.id, &d.offer.name, "bad_file"),
+            Step::Bad {
+                room: d.room,
+                from: d.from,
+                nick: d.nick,
+                what,
+            },
+        ]
+    }
+
+    /// A download that cannot go on: its partial file is deleted.
+    fn fail(&mut self, id: [u8; 16], why: String) -> Vec<Step> {
+        let mut steps = Vec::new();
+        if let Some(d) = self.downloads.remove(&id) {
+            let _ = std::fs::remove_file(&d.tmp);
+            steps.push(failed(&d.room, &d.id, &d.offer.name, &why));
+        }
+        steps.push(Step::Failed(why));
+        steps
+    }
+
+    /// The relay refused a file request.
+    fn on_refused(&mut self, id: [u8; 16], reason: FileRefusal) -> Vec<Step> {
+        let why = refusal_text(reason);
+        if let Some(u) = self.uploads.remove(&id) {
+            let text = format!(
+                "/send {}: the relay refused it: {why}; nothing was offered",
+                u.path.display()
+            );
+            return vec![failed(&u.room, &u.id, &u.name, &why), Step::Failed(text)];
+        }
+        if self.downloads.contains_key(&id) {
+            return self.fail(id, format!("/save: the relay refused it: {why}"));
+        }
+        Vec::new()
+    }
+}
+
+impl Download {
+    /// Asks for chunks up to the window.
+    fn ask(&mut self) -> Vec<Step> {
+        let mut steps = Vec::new();
+        while self.in_flight < WINDOW && self.next_ask < self.offer.chunks {
+            steps.push(Step::Send(ClientMsg::FileGet {
+                room: self.room.clone(),
+                file: self.id.0,
+                index: self.next_ask,
+            }));
+            self.next_ask += 1;
+            self.in_flight += 1;
+        }
+        steps
+    }
+}
+
+/// A `file_progress` event: `done` of `total` chunks.
+fn progress(
+    room: &RoomName,
+    id: &FileId,
+    name: &str,
+    direction: &str,
+    done: u64,
+    total: u32,
+) -> Step {
+    Step::Event(serde_json::json!({
+        "type": "file_progress",
+        "room": room.as_str(),
+        "id": id.to_hex(),
+        "name": name,
+        "direction": direction,
+        "done_chunks": done,
+        "chunks": total,
+    }))
+}
+
+/// A `file_failed` event.
+fn failed(room: &RoomName, id: &FileId, name: &str, why: &str) -> Step {
+    Step::Event(serde_json::json!({
+        "type": "file_failed",
+        "room": room.as_str(),
+        "id": id.to_hex(),
+        "name": name,
+        "reason": why,
+    }))
+}
+
+/// Reads and seals chunk `index` of an upload (its plaintext padded).
+fn read_chunk(u: &Upload, index: u32) -> std::io::Result<Vec<u8>> {
+    let range = chunk_range(u.size, index);
+    let len = usize::try_from(range.end - range.start).unwrap_or(CHUNK_PLAIN);
+    let mut data = vec![0u8; len];
+    u.file.read_exact_at(&mut data, range.start)?;
+    let plain = padded_chunk(&data, padded_len(u.size), index)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    seal_chunk(&u.key, &u.id, index, u.total, &plain)
+        .map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// Creates a new file, 0600, failing if it exists.
+fn create_private(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Puts `tmp` in place at `dest`, or `dest (1)`, `dest (2)`, ... if that
+/// exists: a hard link fails rather than replace a file, so nothing is
+/// ever overwritten, even by a file that appears meanwhile.
+fn link_unique(tmp: &Path, dest: &Path) -> std::io::Result<PathBuf> {
+    let dir = dest.parent().unwrap_or_else(|| Path::new("."));
+    let name = dest
+        .file_name()
+        .map_or_else(|| "file".to_owned(), |n| n.to_string_lossy().into_owned());
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name.as_str(), ""),
+    };
+    for n in 0..1000 {
+        let candidate = if n == 0 {
+            dir.join(&name)
+        } else {
+            dir.join(format!("{stem} ({n}){ext}"))
+        };
+        match std::fs::hard_link(tmp, &candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(
+        "a thousand files of that name exist already",
+    ))
+}
+
+/// Longest name a saved file gets, in bytes.
+const MAX_SAVED_NAME: usize = 200;
+
+/// A name a sender chose, made safe to create in a folder: no path
+/// separators or `..`, no control, bidi or invisible characters, no leading
+/// dot (hidden files) or `-`, at most [`MAX_SAVED_NAME`] bytes.
+#[must_use]
+pub fn safe_name(offered: &str) -> String {
+    let mut out = String::new();
+    for c in offered.chars() {
+        let bad = c.is_control()
+            || matches!(c, '/' | '\\' | '\0')
+            || matches!(
+                c,
+                '\u{202A}'..='\u{202E}'
+                    | '\u{2066}'..='\u{2069}'
+                    | '\u{200B}'..='\u{200F}'
+                    | '\u{061C}'
+                    | '\u{2028}'
+                    | '\u{2029}'
+                    | '\u{FEFF}'
+            );
+        out.push(if bad { '_' } else { c });
+    }
+    let trimmed = out.trim().trim_start_matches(['.', '-']).to_owned();
+    let mut name = if trimmed.is_empty() || trimmed.chars().all(|c| c == '_') {
+        "file".to_owned()
+    } else {
+        trimmed
+    };
+    if name.len() > MAX_SAVED_NAME {
+        let mut cut = MAX_SAVED_NAME;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name.truncate(cut);
+    }
+    name
+}
+
+/// A media type guessed from a name's extension (informative only).
+fn media_type(name: &str) -> &'static str {
+    let ext = name.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    match ext.as_str() {
+        "txt" | "md" | "log" => "text/plain",
+        "pdf" => "application/pdf",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "zip" => "application/zip",
+        "gz" => "application/gzip",
+        "json" => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Why the relay refused, for the user.
+fn refusal_text(reason: FileRefusal) -> String {
+    match reason {
+        FileRefusal::NotJoined => "this client is not in that room at the relay".to_owned(),
+        FileRefusal::TooLarge { max } => format!(
+            "it takes files of at most {} sealed",
+            crate::display::human_size(max)
+        ),
+        FileRefusal::OverQuota { quota: 0, .. } => {
+            "you have as many files stored there as it allows; wait until some expire".to_owned()
+        }
+        FileRefusal::OverQuota { quota, used } => format!(
+            "your files there would pass your quota ({} stored of {}); wait until some expire",
+            crate::display::human_size(used),
+            crate::display::human_size(quota)
+        ),
+        FileRefusal::Unknown => "it does not hold that file (it may have expired)".to_owned(),
+        FileRefusal::NotOwner => "another identity uses that file id".to_owned(),
+        FileRefusal::Mismatch => "the file's size does not match what was declared".to_owned(),
+        FileRefusal::BadChunk { index } => format!("chunk {index} is not one it accepts"),
+        FileRefusal::Missing { index } => {
+            format!("it does not hold chunk {index} (the upload did not finish)")
+        }
+        FileRefusal::StorageFailed => "its storage failed; try again later".to_owned(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_names_are_saved_safely() {
+        assert_eq!(safe_name("../../etc/passwd"), "_.._etc_passwd");
+        assert_eq!(safe_name("report.pdf"), "report.pdf");
+        assert_eq!(safe_name(".bashrc"), "bashrc");
+        assert_eq!(safe_name("-rf"), "rf");
+        assert_eq!(safe_name(".."), "file");
+        assert_eq!(safe_name(""), "file");
+        assert_eq!(safe_name("a\x1b[2Jb\u{202e}txt.exe"), "a_[2Jb_txt.exe");
+        assert_eq!(safe_name("C:\\windows\\x"), "C:_windows_x");
+        let long = "é".repeat(300);
+        let n = safe_name(&long);
+        assert!(n.len() <= MAX_SAVED_NAME && n.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn a_save_never_replaces_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join(".x.part");
+        std::fs::write(&tmp, b"new").unwrap();
+        let dest = dir.path().join("notes.txt");
+        std::fs::write(&dest, b"old").unwrap();
+        std::fs::write(dir.path().join("notes (1).txt"), b"older").unwrap();
+        let saved = link_unique(&tmp, &dest).unwrap();
+        assert_eq!(saved, dir.path().join("notes (2).txt"));
+        assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+        assert_eq!(std::fs::read(&saved).unwrap(), b"new");
+    }
+}
