@@ -49,6 +49,9 @@ enum Command {
     /// Chat in a room: signs and seals what you type, verifies and opens
     /// what others send.
     Client(client::ClientArgs),
+    /// Offer one file to a room and exit once it is on the relay and
+    /// offered (for scripts): the client's flags, then FILE.
+    Send(client::SendArgs),
     /// Measure a relay: throughput, latency, losses, CPU and memory.
     Bench(bench::BenchArgs),
 }
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Fingerprint { file } => keygen::fingerprint(&file),
         Command::Server(args) => server::run(args),
         Command::Client(args) => client::run(args),
+        Command::Send(args) => client::send(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

@@ -215,3 +215,56 @@ fn a_relay_restarted_mid_transfer_ends_in_a_whole_verified_file() {
         "the file survived two relay restarts whole"
     );
 }
+
+#[test]
+fn hush_send_offers_a_file_from_a_script_and_a_file_over_the_limit_is_refused_first() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &["--max-file-size", "1MiB"]);
+    let mut bob = ClientProcess::start(&relay.addr, "bob", "drop", true, &[]);
+    bob.wait_json("joined", |_| true);
+    let (_keys, key) = common::example_key("alice");
+    let alice_data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let small = work.path().join("small.bin");
+    std::fs::write(&small, noise(300_000, 5)).unwrap();
+    let send = |file: &Path| {
+        common::run(
+            common::hush()
+                .args(["send", "--server", &relay.addr, "--room", "drop", "--key"])
+                .arg(&key)
+                .arg("--data")
+                .arg(alice_data.path())
+                .arg(file),
+        )
+    };
+    let out = send(&small);
+    assert!(out.ok, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("offered to #drop"), "{}", out.stdout);
+    let offer = bob.wait_json("file_offered", |v| v["name"] == "small.bin");
+    assert_eq!(offer["size"], 300_000);
+
+    // Over the relay's limit: refused before any chunk is sent.
+    let big = work.path().join("big.bin");
+    std::fs::write(&big, noise(2 << 20, 6)).unwrap();
+    let out = send(&big);
+    assert!(!out.ok, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("the relay refused it: it takes files of at most"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("file transfer(s) failed"),
+        "{}",
+        out.stderr
+    );
+    let stored: u64 = files_under(&data.path().join("blobs"))
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum();
+    assert!(
+        stored < 1 << 20,
+        "no chunk of the big file was stored: {stored}"
+    );
+}

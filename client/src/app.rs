@@ -136,6 +136,11 @@ struct Screen<W: Write> {
     time: LocalTime,
     /// When the last message shown was received (a new day says so).
     last_day: Option<u64>,
+    /// Line mode on a terminal: the file transfer progress bar drawn on
+    /// stderr, and when.
+    bar: Option<(String, Instant)>,
+    /// stderr is a terminal a progress bar may be drawn on.
+    bar_tty: bool,
 }
 
 impl<W: Write> Screen<W> {
@@ -163,6 +168,11 @@ impl<W: Write> Screen<W> {
             tui,
             last_day: None,
             time,
+            bar: None,
+            bar_tty: {
+                use std::io::IsTerminal;
+                !config.json && std::io::stderr().is_terminal()
+            },
         };
         let now = now_ms();
         let start = format!(
@@ -302,12 +312,47 @@ impl<W: Write> Screen<W> {
             let object = json.unwrap_or_else(|| render_json(ev));
             writeln!(self.out, "{object}")?;
         } else {
+            // A progress bar on the same terminal steps aside for the line.
+            let bar = self.bar.as_ref().map(|(b, _)| b.clone());
+            if bar.is_some() {
+                let _ = write!(std::io::stderr(), "\r\x1b[K");
+            }
             if let Some(day) = new_day {
                 writeln!(self.out, "{day}")?;
             }
             writeln!(self.out, "{line}")?;
+            self.out.flush()?;
+            if let Some(bar) = bar {
+                let _ = write!(std::io::stderr(), "{bar}");
+            }
         }
         self.out.flush()
+    }
+
+    /// The transfers' progress: a bar on stderr in line mode on a
+    /// terminal (redrawn at most ten times a second), the status line in
+    /// the chat screen.
+    fn progress(&mut self, summary: Option<String>) {
+        if let Some(tui) = &mut self.tui {
+            tui.transfer(summary);
+            return;
+        }
+        if !self.bar_tty {
+            return;
+        }
+        match (summary, &self.bar) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                self.bar = None;
+                let _ = write!(std::io::stderr(), "\r\x1b[K");
+            }
+            (Some(s), Some((old, at)))
+                if *old == s || at.elapsed() < Duration::from_millis(100) => {}
+            (Some(s), _) => {
+                let _ = write!(std::io::stderr(), "\r\x1b[K{s}");
+                self.bar = Some((s, Instant::now()));
+            }
+        }
     }
 
     /// Appends a line to the `-o` transcript. If it cannot be written (a
@@ -533,6 +578,8 @@ async fn run_on<W: Write>(
         said_draining: false,
         keep_input: screen.tui.is_some(),
         files: Transfers::new(config.download_dir.clone()),
+        abandon_transfers: false,
+        said_transfers: false,
     };
     let mut ever_connected = false;
     let mut said_waiting = false;
@@ -594,7 +641,7 @@ async fn run_on<W: Write>(
                     )
                     .await?
                     {
-                        return finish(&mut rooms, &mut screen);
+                        return finish(&mut rooms, &mut screen, &state);
                     }
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                     continue;
@@ -636,7 +683,7 @@ async fn run_on<W: Write>(
             }
         }
         match end {
-            SessionEnd::Done => return finish(&mut rooms, &mut screen),
+            SessionEnd::Done => return finish(&mut rooms, &mut screen, &state),
             SessionEnd::Reconnect(why) => {
                 screen.notice(
                     None,
@@ -650,7 +697,11 @@ async fn run_on<W: Write>(
 
 /// The client stops: each room with lines the relay never sequenced
 /// says so, and the exit is an error (usability B1: a script must see it).
-fn finish<W: Write>(rooms: &mut Rooms, screen: &mut Screen<W>) -> Result<(), ClientError> {
+fn finish<W: Write>(
+    rooms: &mut Rooms,
+    screen: &mut Screen<W>,
+    state: &Session,
+) -> Result<(), ClientError> {
     // The terminal app gives the terminal back first, so what follows is
     // read on the ordinary screen (stderr) after it closes.
     let leftovers = screen.tui.as_ref().map(Tui::leftovers);
@@ -678,6 +729,12 @@ fn finish<W: Write>(rooms: &mut Rooms, screen: &mut Screen<W>) -> Result<(), Cli
     if total > 0 {
         return Err(ClientError::Unsent(total));
     }
+    let failed = state.files.failures();
+    if failed > 0 {
+        return Err(ClientError::Relay(format!(
+            "{failed} file transfer(s) failed or were stopped (said above); nothing of them was offered or saved"
+        )));
+    }
     Ok(())
 }
 
@@ -696,6 +753,10 @@ struct Session {
     keep_input: bool,
     /// Files being sent and saved.
     files: Transfers,
+    /// Quitting at once: unfinished transfers are dropped.
+    abandon_transfers: bool,
+    /// The user was told the client waits for file transfers.
+    said_transfers: bool,
 }
 
 impl Session {
@@ -704,10 +765,12 @@ impl Session {
         self.quitting.get_or_insert(Instant::now() + DRAIN_LIMIT);
     }
 
-    /// Quit without waiting for what is unsent (a second Ctrl-C).
+    /// Quit without waiting for what is unsent, or for file transfers (a
+    /// second Ctrl-C).
     fn quit_now(&mut self) {
         self.input_open = false;
         self.quitting = Some(Instant::now());
+        self.abandon_transfers = true;
     }
 
     /// Quitting: whether to stop now (everything sent, or the deadline
@@ -721,6 +784,21 @@ impl Session {
         let Some(deadline) = self.quitting else {
             return Ok(false);
         };
+        // File transfers finish first, however long they take (they make
+        // progress, or the user presses Ctrl-C again).
+        if self.files.busy() && !self.abandon_transfers {
+            // What they send last (an offer) then has the whole drain.
+            self.quitting = Some(Instant::now() + DRAIN_LIMIT);
+            if !self.said_transfers {
+                self.said_transfers = true;
+                screen.notice(
+                    None,
+                    "waiting for file transfers to finish before exiting (Ctrl-C again stops them)"
+                        .into(),
+                )?;
+            }
+            return Ok(false);
+        }
         if rooms.all_settled() || Instant::now() >= deadline {
             return Ok(true);
         }
@@ -991,6 +1069,7 @@ async fn session<W: Write>(
         if let Err(e) = perform(actions, &mut writer, screen).await? {
             return Ok(SessionEnd::Reconnect(e));
         }
+        screen.progress(state.files.summary());
     }
 }
 

@@ -87,6 +87,8 @@ struct Upload {
     declared: bool,
     /// The last quarter announced.
     told: u64,
+    /// When it started (for the rate).
+    started: std::time::Instant,
 }
 
 /// A download in progress.
@@ -109,6 +111,7 @@ struct Download {
     hasher: Sha256,
     in_flight: u32,
     told: u64,
+    started: std::time::Instant,
 }
 
 /// Every transfer of this client.
@@ -117,6 +120,8 @@ pub struct Transfers {
     downloads: HashMap<[u8; 16], Download>,
     /// Where `/save` puts files when not told.
     download_dir: PathBuf,
+    /// Transfers that failed this run (the exit status says so).
+    failed: usize,
 }
 
 impl Transfers {
@@ -128,13 +133,77 @@ impl Transfers {
             uploads: HashMap::new(),
             downloads: HashMap::new(),
             download_dir,
+            failed: 0,
         }
+    }
+
+    /// Transfers that failed or were left unfinished this run.
+    #[must_use]
+    pub fn failures(&self) -> usize {
+        self.failed + self.uploads.len() + self.downloads.len()
     }
 
     /// Whether a transfer is under way.
     #[must_use]
     pub fn busy(&self) -> bool {
         !self.uploads.is_empty() || !self.downloads.is_empty()
+    }
+
+    /// One line on the transfers under way, for a progress bar or the
+    /// status line: `sending movie.bin 45% [#########-----------]
+    /// 12.3 MiB/s, 3 s left` (the first, and how many more).
+    #[must_use]
+    pub fn summary(&self) -> Option<String> {
+        let mut all = self
+            .uploads
+            .values()
+            .map(|u| {
+                let done = u.stored.iter().filter(|s| **s).count() as u64;
+                (
+                    "sending",
+                    u.name.as_str(),
+                    done,
+                    u64::from(u.total),
+                    u.size,
+                    u.started,
+                )
+            })
+            .chain(self.downloads.values().map(|d| {
+                (
+                    "saving",
+                    d.offer.name.as_str(),
+                    u64::from(d.next_take),
+                    u64::from(d.offer.chunks),
+                    d.offer.size,
+                    d.started,
+                )
+            }));
+        let (verb, name, done, total, size, started) = all.next()?;
+        let more = all.count();
+        let total = total.max(1);
+        let percent = done * 100 / total;
+        let filled = usize::try_from(done * 20 / total).unwrap_or(20).min(20);
+        let bytes = size.saturating_mul(done) / total;
+        let secs = started.elapsed().as_secs_f64();
+        let mut line = format!(
+            "{verb} {} {percent}% [{}{}]",
+            crate::display::sanitize(name),
+            "#".repeat(filled),
+            "-".repeat(20 - filled)
+        );
+        if secs > 0.5 && bytes > 0 {
+            let rate = bytes as f64 / secs;
+            let left = size.saturating_sub(bytes) as f64 / rate;
+            line.push_str(&format!(
+                " {}/s, {:.0} s left",
+                crate::display::human_size(rate as u64),
+                left.ceil()
+            ));
+        }
+        if more > 0 {
+            line.push_str(&format!(" (+{more} more)"));
+        }
+        Some(line)
     }
 
     /// `/send PATH` in `room`: reads and hashes the file and declares it
@@ -201,6 +270,7 @@ impl Transfers {
             in_flight: 0,
             declared: false,
             told: 0,
+            started: std::time::Instant::now(),
         };
         self.uploads.insert(id.0, upload);
         Ok(vec![
@@ -273,6 +343,7 @@ impl Transfers {
             hasher: Sha256::new(),
             in_flight: 0,
             told: 0,
+            started: std::time::Instant::now(),
         };
         let mut steps = vec![Step::Notice(
             room.clone(),
@@ -426,6 +497,7 @@ impl Transfers {
                     );
                     let fail = failed(&u.room, &u.id, &u.name, &why);
                     self.uploads.remove(&id);
+                    self.failed += 1;
                     return vec![fail, Step::Failed(why)];
                 }
             }
@@ -539,6 +611,7 @@ impl Transfers {
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&d.tmp);
+                self.failed += 1;
                 vec![Step::Failed(format!(
                     "/save: cannot save {}: {e}",
                     d.dest.display()
@@ -552,6 +625,7 @@ impl Transfers {
         let Some(d) = self.downloads.remove(&id) else {
             return Vec::new();
         };
+        self.failed += 1;
         let _ = std::fs::remove_file(&d.tmp);
         vec![
             failed(&d.room, &d.id, &d.offer.name, "bad_file"),
@@ -567,6 +641,7 @@ impl Transfers {
     /// A download that cannot go on: its partial file is deleted.
     fn fail(&mut self, id: [u8; 16], why: String) -> Vec<Step> {
         let mut steps = Vec::new();
+        self.failed += 1;
         if let Some(d) = self.downloads.remove(&id) {
             let _ = std::fs::remove_file(&d.tmp);
             steps.push(failed(&d.room, &d.id, &d.offer.name, &why));
@@ -579,6 +654,7 @@ impl Transfers {
     fn on_refused(&mut self, id: [u8; 16], reason: FileRefusal) -> Vec<Step> {
         let why = refusal_text(reason);
         if let Some(u) = self.uploads.remove(&id) {
+            self.failed += 1;
             let text = format!(
                 "/send {}: the relay refused it: {why}; nothing was offered",
                 u.path.display()

@@ -133,7 +133,76 @@ fn parse_history(text: &str) -> Result<HistoryVisibility, String> {
     }
 }
 
+/// `hush send`: the client's flags, and the file.
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The file to offer to the room.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+}
+
+/// `hush send ... FILE`: `/send FILE` then `/quit`, in line mode: the
+/// client uploads the file, offers it, waits until the relay confirmed the
+/// offer, and exits 0, or non-zero saying why.
+pub fn send(args: SendArgs) -> Result<()> {
+    if args.client.room.len() != 1 {
+        bail!("hush send: give the room with exactly one --room NAME");
+    }
+    let shown = args.file.display().to_string();
+    if shown.contains('\n') || shown.contains('\r') {
+        bail!("hush send: {shown:?} has a line break in its name; rename it first");
+    }
+    if !args.file.is_file() {
+        bail!("hush send: {shown} is not a file");
+    }
+    let config = config(&args.client)?;
+    let runtime = runtime()?;
+    let script = format!("/send {shown}\n/quit\n");
+    let result = runtime.block_on(app::run(
+        config,
+        std::io::Cursor::new(script.into_bytes()),
+        std::io::stdout(),
+    ));
+    runtime.shutdown_background();
+    result.map_err(Into::into)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 pub fn run(args: ClientArgs) -> Result<()> {
+    let config = config(&args)?;
+    let runtime = runtime()?;
+    // The chat screen needs a terminal both ways; a pipe, a file or
+    // --json/--plain mean lines.
+    use std::io::IsTerminal;
+    let tui = !args.plain
+        && !args.json
+        && std::io::stdin().is_terminal()
+        && std::io::stdout().is_terminal();
+    let result = if tui {
+        let options = TuiOptions {
+            bell: !args.no_bell,
+        };
+        runtime.block_on(app::run_tui(config, options))
+    } else {
+        runtime.block_on(app::run_stdio(config))
+    };
+    // The stdin reader may be blocked in a read that never returns; do not
+    // wait for it.
+    runtime.shutdown_background();
+    result.map_err(Into::into)
+}
+
+/// The client's settings from its flags.
+fn config(args: &ClientArgs) -> Result<ClientConfig> {
     let server = with_default_port(&args.server)?;
     let mut rooms: Vec<RoomName> = Vec::new();
     for typed in &args.room {
@@ -155,12 +224,13 @@ pub fn run(args: ClientArgs) -> Result<()> {
         }
     };
     let identity = Arc::new(keyfile::load_identity(&args.key)?);
-    let data = match args.data {
+    let data = match args.data.clone() {
         Some(d) => d,
         None => default_data_dir("client")?,
     };
     let known = args
         .known_relays
+        .clone()
         .unwrap_or_else(|| data.join("known_relays"));
     let config = ClientConfig {
         server,
@@ -174,7 +244,7 @@ pub fn run(args: ClientArgs) -> Result<()> {
             Some(d) => d,
             None => default_download_dir()?,
         },
-        transcript: args.output,
+        transcript: args.output.clone(),
         known_relays: KnownRelays::new(known),
         // Announced in the hello: the relay packs records up to its own
         // limit, never above this one (audit M7).
@@ -188,30 +258,7 @@ pub fn run(args: ClientArgs) -> Result<()> {
         replay_history: args.replay_history,
         reset_room: args.reset_room,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    // The chat screen needs a terminal both ways; a pipe, a file or
-    // --json/--plain mean lines.
-    use std::io::IsTerminal;
-    let tui = !args.plain
-        && !args.json
-        && std::io::stdin().is_terminal()
-        && std::io::stdout().is_terminal();
-    let result = if tui {
-        let options = TuiOptions {
-            bell: !args.no_bell,
-        };
-        runtime.block_on(app::run_tui(config, options))
-    } else {
-        runtime.block_on(app::run_stdio(config))
-    };
-    // The stdin reader may be blocked in a read that never returns; do not
-    // wait for it.
-    runtime.shutdown_background();
-    result.map_err(Into::into)
+    Ok(config)
 }
 
 #[cfg(test)]

@@ -637,6 +637,9 @@ fn draw_status(frame: &mut Frame, view: &View, input: &InputLine, area: Rect) {
     if st.unsent > 0 {
         items.push((3, vec![Span::raw(format!("{} unsent", st.unsent))]));
     }
+    if let Some(t) = &st.transfer {
+        items.push((2, vec![Span::raw(sanitize(t))]));
+    }
     if let Some(n) = input.confirming {
         let q = format!("send {n} lines as one message? Enter or y sends, Esc keeps editing");
         items.push((

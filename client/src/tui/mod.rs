@@ -183,6 +183,14 @@ impl Tui {
         self.dirty = true;
     }
 
+    /// The file transfers' progress, for the status line.
+    pub fn transfer(&mut self, summary: Option<String>) {
+        if self.view.status.transfer != summary {
+            self.view.status.transfer = summary;
+            self.dirty = true;
+        }
+    }
+
     /// Something may have changed that no event shows (who is online).
     pub fn touch(&mut self) {
         self.dirty = true;

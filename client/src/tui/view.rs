@@ -186,6 +186,8 @@ pub struct Status {
     pub unsent: usize,
     /// A transient line the app sets ("too long: 8,192 bytes at most").
     pub note: Option<String>,
+    /// File transfers under way: "sending movie.bin 45% [...] 12 MiB/s".
+    pub transfer: Option<String>,
 }
 
 /// A room in the list, with its conversation.
