@@ -268,3 +268,53 @@ fn hush_send_offers_a_file_from_a_script_and_a_file_over_the_limit_is_refused_fi
         "no chunk of the big file was stored: {stored}"
     );
 }
+
+#[test]
+fn a_client_restarted_mid_transfer_resumes_where_the_relay_left_it() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &[]);
+    let (mut alice, mut bob) = two(&relay, &relay.addr, "resume");
+    let work = tempfile::tempdir().unwrap();
+    let content = noise(24 << 20, 13);
+    let path = work.path().join("album.bin");
+    std::fs::write(&path, &content).unwrap();
+
+    // alice's client dies mid-upload and starts again.
+    alice.say(&format!("/send {}", path.display()));
+    alice.wait_for("a quarter sent", |l| l.contains("sending album.bin: 25%"));
+    let _ = alice.child.kill();
+    let (key_dir, key) = common::example_key("alice");
+    let alice_data = alice.into_data();
+    let mut alice =
+        ClientProcess::start_with(&relay.addr, &key, alice_data, key_dir, "resume", false, &[]);
+    alice.wait_for("resumed", |l| {
+        l.contains("resuming the upload of album.bin")
+    });
+    alice.wait_for("offered", |l| l.contains("offered to #resume"));
+    let offer = bob.wait_json("file_offered", |v| v["name"] == "album.bin");
+
+    // bob's client dies mid-save and starts again.
+    let saves = tempfile::tempdir().unwrap();
+    bob.say(&format!(
+        "/save {} {}",
+        offer["short_id"].as_str().unwrap(),
+        saves.path().display()
+    ));
+    bob.wait_json("file_progress", |v| v["direction"] == "save");
+    let _ = bob.child.kill();
+    let (key_dir, key) = common::example_key("bob");
+    let bob_data = bob.into_data();
+    let mut bob =
+        ClientProcess::start_with(&relay.addr, &key, bob_data, key_dir, "resume", true, &[]);
+    bob.wait_json("notice", |v| {
+        v["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("resuming the save of album.bin"))
+    });
+    let done = bob.wait_json("file_saved", |v| v["name"] == "album.bin");
+    let saved = std::fs::read(done["path"].as_str().unwrap()).unwrap();
+    assert!(
+        saved == content,
+        "the file survived both clients' restarts whole"
+    );
+}

@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 
 use crate::command::{Command, HELP, Input, parse_line};
 use crate::display::{LocalTime, refusal_text, render_json, render_line_in, shown_room};
-use crate::files::{Step, Transfers};
+use crate::files::{Step, TransferStore, Transfers};
 use crate::link::{Connection, LinkError, LinkWriter};
 use crate::pins::{KnownRelays, PinCheck, PinError};
 use crate::rooms::{Closing, Dm, OpenRoom, Rooms, dm_room_name, room_of};
@@ -577,10 +577,20 @@ async fn run_on<W: Write>(
         frame_limit: None,
         said_draining: false,
         keep_input: screen.tui.is_some(),
-        files: Transfers::new(config.download_dir.clone()),
+        files: Transfers::new(
+            config.download_dir.clone(),
+            config.state_dir.as_ref().map(|dir| TransferStore {
+                dir: dir.clone(),
+                server: config.server.clone(),
+                identity: config.identity.clone(),
+            }),
+        ),
         abandon_transfers: false,
         said_transfers: false,
     };
+    // Transfers an earlier run left unfinished go on once connected.
+    let resumed = state.files.resume();
+    file_steps(resumed, &mut rooms, &mut screen)?;
     let mut ever_connected = false;
     let mut said_waiting = false;
     let mut backoff = BACKOFF_START;

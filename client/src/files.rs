@@ -114,6 +114,52 @@ struct Download {
     started: std::time::Instant,
 }
 
+/// Where unfinished transfers are kept between runs (sealed to our key:
+/// they hold file keys), so a restarted client resumes them.
+pub struct TransferStore {
+    /// The client's data folder.
+    pub dir: PathBuf,
+    /// The relay.
+    pub server: String,
+    /// Our identity, which seals them.
+    pub identity: std::sync::Arc<hush_crypto::Identity>,
+}
+
+impl TransferStore {
+    fn store(&self, id: &FileId) -> crate::state::StateStore {
+        crate::state::StateStore::for_transfer(
+            &self.dir,
+            &self.server,
+            &id.to_hex(),
+            self.identity.clone(),
+        )
+    }
+}
+
+/// What a transfer needs to go on after a restart.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Saved {
+    Upload {
+        room: RoomName,
+        id: [u8; 16],
+        key: [u8; 32],
+        path: PathBuf,
+        name: String,
+        size: u64,
+        sha256: [u8; 32],
+    },
+    Download {
+        room: RoomName,
+        offer: FileOffer,
+        from: [u8; 32],
+        nick: String,
+        tmp: PathBuf,
+        dest: PathBuf,
+        /// Chunks already written to `tmp`, in order.
+        taken: u32,
+    },
+}
+
 /// Every transfer of this client.
 pub struct Transfers {
     uploads: HashMap<[u8; 16], Upload>,
@@ -122,18 +168,215 @@ pub struct Transfers {
     download_dir: PathBuf,
     /// Transfers that failed this run (the exit status says so).
     failed: usize,
+    /// Where they are kept between runs (none: not kept).
+    store: Option<TransferStore>,
 }
 
 impl Transfers {
     /// No transfers; saves go to `download_dir` unless a `/save` says
     /// otherwise.
     #[must_use]
-    pub fn new(download_dir: PathBuf) -> Self {
+    pub fn new(download_dir: PathBuf, store: Option<TransferStore>) -> Self {
         Self {
             uploads: HashMap::new(),
             downloads: HashMap::new(),
             download_dir,
             failed: 0,
+            store,
+        }
+    }
+
+    /// Keeps a transfer's state for a restart (a failure to write it only
+    /// loses the resume, and is said).
+    fn keep(&self, id: &FileId, saved: &Saved) -> Option<Step> {
+        let store = self.store.as_ref()?;
+        store.store(id).save_as(saved).err().map(|e| {
+            Step::Failed(format!(
+                "cannot keep the transfer's state for a restart: {e}"
+            ))
+        })
+    }
+
+    /// Forgets a transfer's kept state (finished or failed).
+    fn forget(&self, id: &FileId) {
+        if let Some(store) = &self.store {
+            store.store(id).remove();
+        }
+    }
+
+    /// Ends an upload (done or failed): it is not resumed.
+    fn take_upload(&mut self, id: &[u8; 16]) -> Option<Upload> {
+        self.forget(&FileId(*id));
+        self.uploads.remove(id)
+    }
+
+    /// Ends a download (saved or failed): it is not resumed.
+    fn take_download(&mut self, id: &[u8; 16]) -> Option<Download> {
+        self.forget(&FileId(*id));
+        self.downloads.remove(id)
+    }
+
+    /// At start: the transfers an earlier run left unfinished with this
+    /// relay, taken up again (they go on once connected). One whose file
+    /// changed, or whose state cannot be read, is dropped, saying so.
+    pub fn resume(&mut self) -> Vec<Step> {
+        let Some(ids) = self
+            .store
+            .as_ref()
+            .map(|s| crate::state::saved_transfers(&s.dir, &s.server))
+        else {
+            return Vec::new();
+        };
+        let mut steps = Vec::new();
+        for hex in ids {
+            let Some(id) = FileId::from_hex(&hex) else {
+                continue;
+            };
+            let Some(kept) = self.store.as_ref().map(|s| s.store(&id)) else {
+                continue;
+            };
+            match kept.load_as::<Saved>() {
+                Ok(Some(saved)) => match self.take_up(saved) {
+                    Ok(step) => steps.push(step),
+                    Err(why) => {
+                        kept.remove();
+                        steps.push(Step::Failed(why));
+                    }
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    kept.remove();
+                    steps.push(Step::Failed(format!(
+                        "an unfinished transfer cannot be resumed ({e}); it was dropped"
+                    )));
+                }
+            }
+        }
+        steps
+    }
+
+    /// One kept transfer, back in progress.
+    fn take_up(&mut self, saved: Saved) -> Result<Step, String> {
+        match saved {
+            Saved::Upload {
+                room,
+                id,
+                key,
+                path,
+                name,
+                size,
+                sha256,
+            } => {
+                let (file, now_size, now_hash) = hash_file(&path).map_err(|e| {
+                    format!("the upload of {}: {e}; it was dropped", path.display())
+                })?;
+                if now_size != size || now_hash != sha256 {
+                    return Err(format!(
+                        "{} changed since its upload began; it was dropped (send it again)",
+                        path.display()
+                    ));
+                }
+                let total = chunk_count(padded_len(size));
+                self.uploads.insert(
+                    id,
+                    Upload {
+                        room: room.clone(),
+                        id: FileId(id),
+                        key: FileKey::from_bytes(key),
+                        file,
+                        path,
+                        name: name.clone(),
+                        size,
+                        total,
+                        sha256,
+                        stored: vec![false; total as usize],
+                        in_flight: 0,
+                        declared: false,
+                        told: 0,
+                        started: std::time::Instant::now(),
+                    },
+                );
+                Ok(Step::Notice(
+                    room,
+                    format!(
+                        "resuming the upload of {} where the relay left it",
+                        crate::display::sanitize(&name)
+                    ),
+                ))
+            }
+            Saved::Download {
+                room,
+                offer,
+                from,
+                nick,
+                tmp,
+                dest,
+                taken,
+            } => {
+                // What is in the partial file already is hashed again.
+                let mut out = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&tmp)
+                    .map_err(|e| {
+                        format!(
+                            "the partial file {}: {e}; the save was dropped",
+                            tmp.display()
+                        )
+                    })?;
+                let upto = if taken == 0 {
+                    0
+                } else {
+                    chunk_range(offer.size, taken - 1).end
+                };
+                let mut hasher = Sha256::new();
+                let mut left = upto;
+                let mut buf = vec![0u8; 1 << 16];
+                while left > 0 {
+                    let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+                    let n = out
+                        .read(&mut buf[..want])
+                        .map_err(|e| format!("the partial file {}: {e}", tmp.display()))?;
+                    if n == 0 {
+                        return Err(format!(
+                            "the partial file {} is shorter than it was; the save was dropped",
+                            tmp.display()
+                        ));
+                    }
+                    hasher.update(&buf[..n]);
+                    left -= n as u64;
+                }
+                let name = offer.name.clone();
+                let id = FileId(offer.id);
+                self.downloads.insert(
+                    offer.id,
+                    Download {
+                        room: room.clone(),
+                        from: Fingerprint::from_bytes(from),
+                        nick,
+                        key: FileKey::from_bytes(offer.key),
+                        id,
+                        offer,
+                        tmp,
+                        dest,
+                        out,
+                        next_ask: taken,
+                        next_take: taken,
+                        early: BTreeMap::new(),
+                        hasher,
+                        in_flight: 0,
+                        told: 0,
+                        started: std::time::Instant::now(),
+                    },
+                );
+                Ok(Step::Notice(
+                    room,
+                    format!(
+                        "resuming the save of {} from chunk {taken}",
+                        crate::display::sanitize(&name)
+                    ),
+                ))
+            }
         }
     }
 
@@ -214,14 +457,7 @@ impl Transfers {
     /// What is wrong with the file, worded for the user.
     pub fn send(&mut self, room: &RoomName, path: &Path) -> Result<Vec<Step>, String> {
         let shown = path.display();
-        let mut f = File::open(path).map_err(|e| format!("/send: cannot open {shown}: {e}"))?;
-        let meta = f
-            .metadata()
-            .map_err(|e| format!("/send: cannot read {shown}: {e}"))?;
-        if !meta.is_file() {
-            return Err(format!("/send: {shown} is not a file"));
-        }
-        let size = meta.len();
+        let (f, size, sha256) = hash_file(path).map_err(|e| format!("/send: {e}"))?;
         if size > file::MAX_FILE_BYTES {
             return Err(format!(
                 "/send: {shown} is {}; hush sends files up to {}",
@@ -234,24 +470,6 @@ impl Transfers {
             .map(|n| n.to_string_lossy().into_owned())
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "file".to_owned());
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 16];
-        let mut read = 0u64;
-        loop {
-            let n = f
-                .read(&mut buf)
-                .map_err(|e| format!("/send: cannot read {shown}: {e}"))?;
-            if n == 0 {
-                break;
-            }
-            read += n as u64;
-            hasher.update(&buf[..n]);
-        }
-        if read != size {
-            return Err(format!(
-                "/send: {shown} changed while it was read; send it again"
-            ));
-        }
         let padded = padded_len(size);
         let total = chunk_count(padded);
         let bytes = padded + u64::from(total) * file::CHUNK_OVERHEAD as u64;
@@ -265,15 +483,27 @@ impl Transfers {
             name: name.clone(),
             size,
             total,
-            sha256: hasher.finalize().into(),
+            sha256,
             stored: vec![false; total as usize],
             in_flight: 0,
             declared: false,
             told: 0,
             started: std::time::Instant::now(),
         };
+        let kept = self.keep(
+            &id,
+            &Saved::Upload {
+                room: room.clone(),
+                id: id.0,
+                key: upload.key.to_bytes(),
+                path: path.to_path_buf(),
+                name: name.clone(),
+                size,
+                sha256,
+            },
+        );
         self.uploads.insert(id.0, upload);
-        Ok(vec![
+        Ok(kept.into_iter().chain([
             Step::Notice(
                 room.clone(),
                 format!(
@@ -288,7 +518,7 @@ impl Transfers {
                 chunks: total,
                 bytes,
             }),
-        ])
+        ]).collect())
     }
 
     /// `/save ID [DIR|PATH]`: fetches an offered file into a temporary
@@ -325,7 +555,17 @@ impl Transfers {
             .map_err(|e| format!("/save: cannot make the folder {}: {e}", dir.display()))?;
         let id = FileId(offer.id);
         let tmp = dir.join(format!(".{name}.{}.part", &id.to_hex()[..8]));
+        // A partial file of ours left by a run that could not resume it
+        // (its state was lost) is started over.
         let out = create_private(&tmp)
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    std::fs::remove_file(&tmp)?;
+                    create_private(&tmp)
+                } else {
+                    Err(e)
+                }
+            })
             .map_err(|e| format!("/save: cannot write in {}: {e}", dir.display()))?;
         let download = Download {
             room: room.clone(),
@@ -354,6 +594,7 @@ impl Transfers {
             ),
         )];
         let mut d = download;
+        steps.extend(self.keep(&d.id, &d.saved()));
         steps.extend(d.ask());
         self.downloads.insert(d.id.0, d);
         Ok(steps)
@@ -445,7 +686,7 @@ impl Transfers {
                 u64::from(u.total),
                 u.total,
             ));
-            if let Some(u) = self.uploads.remove(&id) {
+            if let Some(u) = self.take_upload(&id) {
                 steps.push(Step::Notice(
                     u.room.clone(),
                     format!(
@@ -496,7 +737,7 @@ impl Transfers {
                         u.path.display()
                     );
                     let fail = failed(&u.room, &u.id, &u.name, &why);
-                    self.uploads.remove(&id);
+                    self.take_upload(&id);
                     self.failed += 1;
                     return vec![fail, Step::Failed(why)];
                 }
@@ -526,6 +767,7 @@ impl Transfers {
             return d.ask();
         }
         d.early.insert(index, real);
+        let before = d.next_take;
         while let Some(real) = d.early.remove(&d.next_take) {
             d.hasher.update(&real);
             let at = chunk_range(d.offer.size, d.next_take).start;
@@ -542,6 +784,18 @@ impl Transfers {
             return self.finish(id);
         }
         let mut steps = Vec::new();
+        if d.next_take / KEEP_EVERY != before / KEEP_EVERY {
+            // Written before it is kept, so a restart never trusts bytes
+            // that are not on disk.
+            let synced = d.out.sync_data();
+            let saved = d.saved();
+            if synced.is_ok() {
+                steps.extend(self.keep(&FileId(id), &saved));
+            }
+        }
+        let Some(d) = self.downloads.get_mut(&id) else {
+            return steps;
+        };
         let quarter = u64::from(d.next_take) * 4 / u64::from(d.offer.chunks.max(1));
         if quarter > d.told && quarter < 4 {
             d.told = quarter;
@@ -580,7 +834,7 @@ impl Transfers {
             let why = format!("/save: cannot write {}: {e}", d.tmp.display());
             return self.fail(id, why);
         }
-        let Some(d) = self.downloads.remove(&id) else {
+        let Some(d) = self.take_download(&id) else {
             return Vec::new();
         };
         match link_unique(&d.tmp, &d.dest) {
@@ -622,7 +876,7 @@ impl Transfers {
 
     /// A file that is not what its offer says: nothing is kept.
     fn bad(&mut self, id: [u8; 16], what: BadFile) -> Vec<Step> {
-        let Some(d) = self.downloads.remove(&id) else {
+        let Some(d) = self.take_download(&id) else {
             return Vec::new();
         };
         self.failed += 1;
@@ -642,7 +896,7 @@ impl Transfers {
     fn fail(&mut self, id: [u8; 16], why: String) -> Vec<Step> {
         let mut steps = Vec::new();
         self.failed += 1;
-        if let Some(d) = self.downloads.remove(&id) {
+        if let Some(d) = self.take_download(&id) {
             let _ = std::fs::remove_file(&d.tmp);
             steps.push(failed(&d.room, &d.id, &d.offer.name, &why));
         }
@@ -653,7 +907,7 @@ impl Transfers {
     /// The relay refused a file request.
     fn on_refused(&mut self, id: [u8; 16], reason: FileRefusal) -> Vec<Step> {
         let why = refusal_text(reason);
-        if let Some(u) = self.uploads.remove(&id) {
+        if let Some(u) = self.take_upload(&id) {
             self.failed += 1;
             let text = format!(
                 "/send {}: the relay refused it: {why}; nothing was offered",
@@ -668,7 +922,24 @@ impl Transfers {
     }
 }
 
+/// A download's state is kept again every this many chunks (2 MiB): a
+/// restart fetches at most that much again.
+const KEEP_EVERY: u32 = 64;
+
 impl Download {
+    /// What a restart needs.
+    fn saved(&self) -> Saved {
+        Saved::Download {
+            room: self.room.clone(),
+            offer: self.offer.clone(),
+            from: *self.from.as_bytes(),
+            nick: self.nick.clone(),
+            tmp: self.tmp.clone(),
+            dest: self.dest.clone(),
+            taken: self.next_take,
+        }
+    }
+
     /// Asks for chunks up to the window.
     fn ask(&mut self) -> Vec<Step> {
         let mut steps = Vec::new();
@@ -714,6 +985,37 @@ fn failed(room: &RoomName, id: &FileId, name: &str, why: &str) -> Step {
         "name": name,
         "reason": why,
     }))
+}
+
+/// Opens a file to send and hashes it: the open file, its size and its
+/// SHA-256 (read to the end; a file that changes meanwhile is refused).
+fn hash_file(path: &Path) -> Result<(File, u64, [u8; 32]), String> {
+    let shown = path.display();
+    let mut f = File::open(path).map_err(|e| format!("cannot open {shown}: {e}"))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown} is not a file"));
+    }
+    let size = meta.len();
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut read = 0u64;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| format!("cannot read {shown}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    if read != size {
+        return Err(format!("{shown} changed while it was read; send it again"));
+    }
+    Ok((f, size, hasher.finalize().into()))
 }
 
 /// Reads and seals chunk `index` of an upload (its plaintext padded).

@@ -107,6 +107,31 @@ pub(crate) fn create_private_file(path: &Path) -> std::io::Result<std::fs::File>
     opts.open(path)
 }
 
+/// The folder of unfinished file transfers.
+fn transfer_dir(dir: &Path) -> PathBuf {
+    dir.join("transfers")
+}
+
+/// The ids (hex) of the transfers with relay `server` saved under `dir`
+/// (none if there is no folder).
+#[must_use]
+pub fn saved_transfers(dir: &Path, server: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(transfer_dir(dir)) else {
+        return Vec::new();
+    };
+    let prefix = format!("{}-", file_tag(server.as_bytes()));
+    let mut out: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name.strip_prefix(&prefix)?.strip_suffix(".state")?;
+            (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_owned())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// 24 hex digits naming a file after `id` (a relay, or a relay and room).
 fn file_tag(id: &[u8]) -> String {
     hush_crypto::sha256(id)[..12]
@@ -220,11 +245,37 @@ impl StateStore {
         t.finish()
     }
 
+    /// Where an unfinished file transfer with relay `server` is kept
+    /// (`transfers/`, sealed like a room's state: it holds the file's key).
+    #[must_use]
+    pub fn for_transfer(dir: &Path, server: &str, id_hex: &str, identity: Arc<Identity>) -> Self {
+        let file_id = format!("{server}/+file/{id_hex}").into_bytes();
+        let relay = file_tag(server.as_bytes());
+        Self {
+            path: transfer_dir(dir).join(format!("{relay}-{id_hex}.state")),
+            identity,
+            file_id,
+        }
+    }
+
+    /// Deletes the file (a finished transfer); a missing one is fine.
+    pub fn remove(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+
     /// Loads the saved state, if there is any.
     ///
     /// # Errors
     /// [`StateError`] if the file exists but cannot be read or opened.
     pub fn load(&self) -> Result<Option<RoomSnapshot>, StateError> {
+        self.load_as()
+    }
+
+    /// Loads a sealed value of any kind, if the file exists.
+    ///
+    /// # Errors
+    /// [`StateError`] if the file exists but cannot be read or opened.
+    pub fn load_as<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, StateError> {
         let meta = match std::fs::metadata(&self.path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -256,9 +307,7 @@ impl StateStore {
                 .open(0, &self.aad(), &file.sealed)
                 .map_err(|_| unreadable())?,
         );
-        decode::<RoomSnapshot>(&plain)
-            .map(Some)
-            .map_err(|_| unreadable())
+        decode::<T>(&plain).map(Some).map_err(|_| unreadable())
     }
 
     /// Seals and writes `snap`, replacing the previous state atomically.
@@ -266,6 +315,14 @@ impl StateStore {
     /// # Errors
     /// [`StateError::Io`] if the file cannot be written.
     pub fn save(&self, snap: &RoomSnapshot) -> Result<(), StateError> {
+        self.save_as(snap)
+    }
+
+    /// Seals and writes a value of any kind, atomically.
+    ///
+    /// # Errors
+    /// [`StateError::Io`] if the file cannot be written.
+    pub fn save_as<T: serde::Serialize>(&self, snap: &T) -> Result<(), StateError> {
         let key = Secret32::random();
         let plain = Zeroizing::new(encode(snap));
         let nonce = NonceCounter::new()
