@@ -19,7 +19,7 @@
 //!
 //! ```text
 //!   mod.rs ──▶ fanout ──▶ fanout_full ──▶ load (FanoutArgs, FanoutResult, pacing)
-//!          ├─▶ idle, handshake, crypto
+//!          ├─▶ idle, handshake, crypto, file
 //!          └─▶ admit ──▶ admit_rounds, identities
 //!   helpers: child_relay (the relay, /proc, bench identity), live (joined
 //!            connections, real Rooms, bench-built commits), stats
@@ -31,6 +31,7 @@ mod child_relay;
 mod crypto;
 mod fanout;
 mod fanout_full;
+mod file;
 mod handshake;
 mod identities;
 mod idle;
@@ -61,6 +62,9 @@ enum Workload {
     Crypto(crypto::CryptoArgs),
     /// Time to admit a newcomer to a room of M members, end to end.
     Admit(admit::AdmitArgs),
+    /// A sealed file up to a local relay and back, beside sealing alone
+    /// and a raw loopback copy.
+    File(file::FileArgs),
 }
 
 /// Runs the chosen workload and prints its results.
@@ -71,5 +75,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Workload::Handshake(a) => handshake::handshake(&a),
         Workload::Crypto(a) => crypto::crypto(&a),
         Workload::Admit(a) => admit::run(&a),
+        Workload::File(a) => file::file(&a),
     }
 }
