@@ -100,10 +100,16 @@ impl Room {
         if self.people.nicks.len() < MAX_NICKS {
             self.people.nicks.entry(fp).or_insert_with(|| nick.clone());
         }
+        // A kicked identity stays out of an open room too, until the
+        // creator invites it again (usability F14: a kick that a new join
+        // request undid meant nothing).
+        let kicked = self.admissions.kicked_at.contains_key(&fp)
+            && !self.admissions.invited.contains(&fp);
         if let Some(settings) = &self.settings
-            && settings.invite_only
-            && !self.admissions.invited.contains(&fp)
-            && fp != settings.creator
+            && (kicked
+                || (settings.invite_only
+                    && !self.admissions.invited.contains(&fp)
+                    && fp != settings.creator))
         {
             // Members ignore it; the creator is told, and may invite.
             if settings.creator == self.me.fingerprint() && self.is_member() {
@@ -436,10 +442,13 @@ impl Room {
     /// Why not, if we may not, or `who` is unknown.
     pub fn invite(&mut self, who: &str) -> Result<Vec<Action>, Refusal> {
         self.creator_check(Signed::Invite)?;
-        if self.settings.as_ref().is_some_and(|s| !s.invite_only) {
+        let member = self.resolve(who)?;
+        // In an open room only a kicked identity needs an invite back.
+        if self.settings.as_ref().is_some_and(|s| !s.invite_only)
+            && !self.admissions.kicked_at.contains_key(&member)
+        {
             return Err(Refusal::RoomIsOpen);
         }
-        let member = self.resolve(who)?;
         let at = self.position();
         Ok(self
             .publish(

@@ -122,7 +122,7 @@ pub fn notice_text(room: Option<&RoomName>, notice: &Notice) -> String {
             member,
             needs_invite: true,
         } => format!(
-            "{} asks to join {r}, which is invite-only: /invite {} lets them in",
+            "{} asks to join {r}, which is invite-only for them (an invite-only room, or they were kicked): /invite {} lets them in",
             peer(member),
             member.fingerprint
         ),

@@ -883,3 +883,41 @@ fn a_creator_who_left_keeps_its_kick_power_and_is_told_so() {
     bob.handle(actions);
     assert!(!bob.notices().contains(&Notice::LeavingAsCreator));
 }
+
+/// Usability F14: in an open room a kick sticks. The kicked member's next
+/// join request is not answered by anyone, until the creator invites them
+/// back; then they are admitted as usual.
+#[test]
+fn a_kick_sticks_in_an_open_room_until_the_creator_invites_back() {
+    let (mut relay, mut alice) = creator_with(false, e2e::HistoryVisibility::Joined);
+    let mut bob = Member::new(bob_id(), "bob");
+    connect(&relay, &mut bob, &mut [&mut alice]);
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert!(bob.room.is_member(), "an open room admits bob");
+    // An invite is only for someone kicked in an open room.
+    assert!(matches!(
+        alice.room.invite(&bob.fp().to_string()),
+        Err(hush_room::Refusal::RoomIsOpen)
+    ));
+    let actions = alice.room.kick(&bob.fp().to_string()).unwrap();
+    alice.handle(actions);
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    alice.tick(fallback_time());
+    pump(&mut relay, &mut [&mut alice, &mut bob]);
+    assert!(!alice.roster().contains(&bob.fp()), "bob was removed");
+    disconnect(&mut bob, &mut [&mut alice]);
+
+    let mut again = Member::new(bob_id(), "bob");
+    connect(&relay, &mut again, &mut [&mut alice]);
+    pump(&mut relay, &mut [&mut alice, &mut again]);
+    alice.tick(fallback_time());
+    pump(&mut relay, &mut [&mut alice, &mut again]);
+    assert!(!again.room.is_member(), "a kicked member is not readmitted by asking");
+
+    let actions = alice.room.invite(&bob.fp().to_string()).unwrap();
+    alice.handle(actions);
+    pump(&mut relay, &mut [&mut alice, &mut again]);
+    alice.tick(fallback_time());
+    pump(&mut relay, &mut [&mut alice, &mut again]);
+    assert!(again.room.is_member(), "invited back, bob is admitted");
+}
