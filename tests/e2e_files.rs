@@ -86,6 +86,15 @@ fn a_20_mib_file_arrives_whole_and_the_relay_never_sees_its_plaintext() {
     assert!(saved == content, "the saved file is the sent one");
     // Only the file itself: the partial file is gone.
     assert_eq!(files_under(saves.path()).len(), 1);
+    // /files lists it, and where it went.
+    bob.say("/files");
+    bob.wait_json("notice", |v| {
+        v["text"].as_str().is_some_and(|t| {
+            t.starts_with(&id)
+                && t.contains("big.bin (20.0 MiB) from alice")
+                && t.contains(": saved to ")
+        })
+    });
 
     // The canary is nowhere on the relay's disk, nor on alice's link.
     for f in files_under(data.path()) {

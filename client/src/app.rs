@@ -1377,7 +1377,7 @@ fn handle_line<W: Write>(
             return file_steps(steps, rooms, screen);
         }
         Input::Command(Command::Files) => {
-            list_files(room, screen)?;
+            list_files(room, &state.files, screen)?;
             Vec::new()
         }
         Input::Command(Command::Save(id, to)) => {
@@ -1453,8 +1453,13 @@ fn file_steps<W: Write>(
     Ok(actions)
 }
 
-/// `/files`: the offers of the room this run, newest last.
-fn list_files<W: Write>(room: &Room, screen: &mut Screen<W>) -> Result<(), ClientError> {
+/// `/files`: the offers of the room this run, newest last, and how far
+/// their transfers are.
+fn list_files<W: Write>(
+    room: &Room,
+    files: &Transfers,
+    screen: &mut Screen<W>,
+) -> Result<(), ClientError> {
     let name = room.name().clone();
     let mut any = false;
     for f in room.offered_files() {
@@ -1468,8 +1473,11 @@ fn list_files<W: Write>(room: &Room, screen: &mut Screen<W>) -> Result<(), Clien
                 crate::display::human_size(f.offer.size),
                 crate::display::sanitize(&f.nick),
                 f.from.short_id(),
-                crate::display::LocalTime::new(false).hhmm(f.received_at_ms),
-            ),
+                screen.time.hhmm(f.received_at_ms),
+            ) + &files
+                .state_of(&f.offer.id)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default(),
         )?;
     }
     if !any {

@@ -170,6 +170,8 @@ pub struct Transfers {
     failed: usize,
     /// Where they are kept between runs (none: not kept).
     store: Option<TransferStore>,
+    /// Where each file saved this run went.
+    saved: HashMap<[u8; 16], PathBuf>,
 }
 
 impl Transfers {
@@ -183,7 +185,28 @@ impl Transfers {
             download_dir,
             failed: 0,
             store,
+            saved: HashMap::new(),
         }
+    }
+
+    /// What `/files` says of a file's transfer: `saving 45%`, `saved to
+    /// PATH`, or nothing.
+    #[must_use]
+    pub fn state_of(&self, id: &[u8; 16]) -> Option<String> {
+        if let Some(d) = self.downloads.get(id) {
+            let pct = u64::from(d.next_take) * 100 / u64::from(d.offer.chunks.max(1));
+            return Some(format!("saving {pct}%"));
+        }
+        if let Some(u) = self.uploads.get(id) {
+            let done = u.stored.iter().filter(|s| **s).count() as u64;
+            return Some(format!(
+                "sending {}%",
+                done * 100 / u64::from(u.total.max(1))
+            ));
+        }
+        self.saved
+            .get(id)
+            .map(|p| format!("saved to {}", p.display()))
     }
 
     /// Keeps a transfer's state for a restart (a failure to write it only
@@ -840,6 +863,7 @@ impl Transfers {
         match link_unique(&d.tmp, &d.dest) {
             Ok(saved) => {
                 let _ = std::fs::remove_file(&d.tmp);
+                self.saved.insert(id, saved.clone());
                 vec![
                     Step::Event(serde_json::json!({
                         "type": "file_saved",

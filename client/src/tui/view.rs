@@ -603,6 +603,8 @@ impl View {
                 counts = true;
                 mention = matches!(line.kind, LineKind::Message { mention: true, .. });
             }
+            // Someone else's file counts as something new to read.
+            Shown::FileOffered { from, .. } if *from != me => counts = true,
             _ => {}
         }
         if counts && !is_current {
