@@ -524,3 +524,25 @@ fn json_bots_get_members_as_data_and_errors_with_a_kind() {
     assert_eq!(e["kind"], "client");
     assert!(e["text"].as_str().unwrap().contains("/frobnicate"));
 }
+
+#[test]
+fn a_reconnect_says_so_in_two_lines_not_five() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &[]);
+    let port = relay.port();
+    let mut alice = ClientProcess::start(&relay.addr, "alice", "quiet", false, &[]);
+    alice.wait_for("joined", |l| l.contains("joined #quiet"));
+    relay.signal("-TERM");
+    let _relay = RelayProcess::start(data.path(), port, &[]);
+    alice.wait_for("reconnected", |l| l.starts_with("-- reconnected to "));
+    alice.say("still here");
+    alice.wait_for("own line", |l| l.ends_with(": still here"));
+    // The room is joined again at the same epoch: not said twice
+    // (usability F15).
+    let joined = alice
+        .seen_lines()
+        .iter()
+        .filter(|l| l.contains("joined #quiet"))
+        .count();
+    assert_eq!(joined, 1, "{}", alice.seen_lines().join("\n"));
+}

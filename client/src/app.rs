@@ -141,6 +141,9 @@ struct Screen<W: Write> {
     bar: Option<(String, Instant)>,
     /// stderr is a terminal a progress bar may be drawn on.
     bar_tty: bool,
+    /// The epoch each room was last shown joined at: a reconnect that
+    /// joins again at the same epoch is not said again (usability F15).
+    joined: std::collections::HashMap<RoomName, u64>,
 }
 
 impl<W: Write> Screen<W> {
@@ -169,6 +172,7 @@ impl<W: Write> Screen<W> {
             last_day: None,
             time,
             bar: None,
+            joined: std::collections::HashMap::new(),
             bar_tty: {
                 use std::io::IsTerminal;
                 !config.json && std::io::stderr().is_terminal()
@@ -279,6 +283,14 @@ impl<W: Write> Screen<W> {
     /// [`Self::show`], with `json` printed instead of the event's own JSON
     /// object in `--json` mode (a command's answer as data, not prose).
     fn show_as(&mut self, ev: &Shown, json: Option<String>) -> std::io::Result<()> {
+        // People read a re-join after a reconnect once; bots get every
+        // `joined` (CLIENT.md §5.2).
+        if let Shown::Joined { room, epoch, .. } = ev
+            && self.joined.insert(room.clone(), *epoch) == Some(*epoch)
+            && !self.json
+        {
+            return Ok(());
+        }
         // The first message of each day says which day it is (usability
         // F5: a backlog after days away, or a transcript kept across
         // sessions, otherwise carries no date).
@@ -673,7 +685,12 @@ async fn run_on<W: Write>(
                 config.known_relays.path().display()
             ))?;
         }
-        screen.notice(None, format!("connected to {}", config.server))?;
+        let verb = if ever_connected {
+            "reconnected"
+        } else {
+            "connected"
+        };
+        screen.notice(None, format!("{verb} to {}", config.server))?;
         screen.link(LinkState::Connected);
         ever_connected = true;
         let end = session(
