@@ -103,8 +103,8 @@ impl Room {
         // A kicked identity stays out of an open room too, until the
         // creator invites it again (usability F14: a kick that a new join
         // request undid meant nothing).
-        let kicked = self.admissions.kicked_at.contains_key(&fp)
-            && !self.admissions.invited.contains(&fp);
+        let kicked =
+            self.admissions.kicked_at.contains_key(&fp) && !self.admissions.invited.contains(&fp);
         if let Some(settings) = &self.settings
             && (kicked
                 || (settings.invite_only

@@ -246,7 +246,9 @@ async fn download(
         }
         let msg = wait_for(c, |m| matches!(m, RelayMsg::FileChunk { .. })).await?;
         if let RelayMsg::FileChunk {
-            index, data: sealed, ..
+            index,
+            data: sealed,
+            ..
         } = msg
         {
             let plain = open_chunk(key, id, index, total, &sealed)?;

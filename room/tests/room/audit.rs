@@ -912,7 +912,10 @@ fn a_kick_sticks_in_an_open_room_until_the_creator_invites_back() {
     pump(&mut relay, &mut [&mut alice, &mut again]);
     alice.tick(fallback_time());
     pump(&mut relay, &mut [&mut alice, &mut again]);
-    assert!(!again.room.is_member(), "a kicked member is not readmitted by asking");
+    assert!(
+        !again.room.is_member(),
+        "a kicked member is not readmitted by asking"
+    );
 
     let actions = alice.room.invite(&bob.fp().to_string()).unwrap();
     alice.handle(actions);
