@@ -5,7 +5,9 @@
 //!   hush fingerprint  ──▶ keyfile (read) ──▶ hush-crypto (fingerprint)
 //!   hush server       ──▶ keyfile (relay key) ──▶ hush-server (Relay::bind, run until a signal)
 //!   hush client       ──▶ keyfile (--key) ──▶ hush-client (app::run on stdin/stdout)
+//!   hush send         ──▶ hush-client (app::run on "/send FILE", "/quit")
 //!   hush bench        ──▶ bench (starts `hush server`, measures it)
+//!   hush completions, hush man ──▶ clap_complete / clap_mangen over this tree
 //! ```
 //!
 //! This file is the clap tree, the dispatch and the exit code; each
@@ -54,6 +56,20 @@ enum Command {
     Send(client::SendArgs),
     /// Measure a relay: throughput, latency, losses, CPU and memory.
     Bench(bench::BenchArgs),
+    /// Print a shell completion script: `hush completions bash >
+    /// ~/.local/share/bash-completion/completions/hush`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (hush.1), or with --dir write one page per
+    /// command there (hush.1, hush-server.1, ...).
+    Man {
+        /// Write every page into this folder instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -65,6 +81,13 @@ fn main() -> ExitCode {
         Command::Client(args) => client::run(args),
         Command::Send(args) => client::send(args),
         Command::Bench(args) => bench::run(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "hush", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { dir } => man(dir.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -76,6 +99,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `hush man`: hush.1 on stdout, or every command's page into `dir`.
+fn man(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let Some(dir) = dir else {
+        clap_mangen::Man::new(cmd)
+            .render(&mut std::io::stdout())
+            .context("cannot write the man page")?;
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot make {}", dir.display()))?;
+    clap_mangen::generate_to(cmd, dir)
+        .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
+    Ok(())
 }
 
 /// The error and its causes, joined by ": ", leaving out a cause whose

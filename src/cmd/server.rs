@@ -106,6 +106,9 @@ pub struct ServerArgs {
     /// always kept [default: keep forever].
     #[arg(long, env = "HUSH_RETENTION_AGE", value_parser = parse_duration)]
     retention_age: Option<Duration>,
+    /// How to write the log on stderr: text, or json for log shippers.
+    #[arg(long, env = "HUSH_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
     /// Largest file a member may send through this relay (its real size;
     /// the relay stores it sealed and padded, about 5% more).
     #[arg(long, env = "HUSH_MAX_FILE_SIZE", value_name = "SIZE", default_value = "100MiB", value_parser = parse_size)]
@@ -160,7 +163,7 @@ fn parse_bind(text: &str) -> Result<SocketAddr, String> {
 }
 
 pub fn run(args: ServerArgs) -> Result<()> {
-    init_logging();
+    init_logging(args.log_format);
     // Bind first: a port in use must fail before a key or a log is made
     // (usability B15).
     let listener = std::net::TcpListener::bind(args.bind)
@@ -284,14 +287,28 @@ async fn shutdown_signal() {
     tracing::info!("signal received");
 }
 
-fn init_logging() {
+/// Logs on stderr: lines for a person, or one JSON object per event for
+/// a log shipper (`--log-format json`).
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+        .with_ansi(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// How the relay writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for a person.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 #[cfg(test)]
