@@ -24,7 +24,7 @@ mod paths;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use cmd::{client, keygen, server};
 
@@ -73,16 +73,28 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (cli, layered) = match parse() {
+        Ok(parsed) => parsed,
+        Err(e) => return fail(&e),
+    };
     let result = match cli.command {
         Command::Keygen(args) => keygen::keygen(&args),
         Command::Fingerprint { file } => keygen::fingerprint(&file),
+        Command::Server(args) if args.print_config => {
+            let (matches, from_file) = layered;
+            let root = Cli::command();
+            let sub = root.find_subcommand("server");
+            let server_matches = matches.subcommand_matches("server");
+            if let (Some(sub), Some(m)) = (sub, server_matches) {
+                print!("{}", cmd::config::describe(sub, m, &from_file));
+            }
+            Ok(())
+        }
         Command::Server(args) => server::run(args),
         Command::Client(args) => client::run(args),
         Command::Send(args) => client::send(args),
         Command::Bench(args) => bench::run(args),
         Command::Completions { shell } => {
-            use clap::CommandFactory;
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "hush", &mut std::io::stdout());
             Ok(())
@@ -91,20 +103,57 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // A closed stderr (`2>&1 | head`) must not turn this into a
-            // panic: the write's own failure is ignored.
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "hush: error: {}", error_chain(&e));
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(&e),
     }
+}
+
+/// Parses the command line, with `hush server --config FILE` layered
+/// under it; also the final matches and the flags the file set.
+fn parse() -> anyhow::Result<(Cli, (clap::ArgMatches, std::collections::BTreeSet<String>))> {
+    use clap::FromArgMatches;
+    let matches = Cli::command().get_matches();
+    let file = matches
+        .subcommand_matches("server")
+        .and_then(|m| m.get_one::<PathBuf>("config").cloned());
+    let (matches, from_file) = match (file, matches.subcommand_matches("server")) {
+        (Some(file), Some(server)) => {
+            let root = Cli::command();
+            let sub = root
+                .find_subcommand("server")
+                .ok_or_else(|| anyhow::anyhow!("no server command"))?;
+            let (argv, from_file) =
+                cmd::config::layer(sub, server, &file, std::env::args_os().collect())?;
+            // A bad value in the file is worded as clap words a bad flag,
+            // naming the file.
+            let layered = Cli::command().try_get_matches_from(argv).map_err(|e| {
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default();
+                anyhow::anyhow!(
+                    "{}: {}",
+                    file.display(),
+                    first.strip_prefix("error: ").unwrap_or(first)
+                )
+            })?;
+            (layered, from_file)
+        }
+        _ => (matches, std::collections::BTreeSet::new()),
+    };
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    Ok((cli, (matches, from_file)))
+}
+
+/// Prints an error and its causes, and fails.
+fn fail(e: &anyhow::Error) -> ExitCode {
+    // A closed stderr (`2>&1 | head`) must not turn this into a panic:
+    // the write's own failure is ignored.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "hush: error: {}", error_chain(e));
+    ExitCode::FAILURE
 }
 
 /// `hush man`: hush.1 on stdout, or every command's page into `dir`.
 fn man(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
     use anyhow::Context;
-    use clap::CommandFactory;
     let cmd = Cli::command();
     let Some(dir) = dir else {
         clap_mangen::Man::new(cmd)

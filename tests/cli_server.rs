@@ -306,3 +306,78 @@ fn the_info_log_never_pairs_a_clients_address_with_its_fingerprint() {
     let alice = example_identity("alice").fingerprint().to_string();
     assert!(!text.contains(&alice), "the fingerprint is not: {text}");
 }
+
+#[test]
+fn config_precedence_is_flag_then_env_then_file_then_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("relay.toml");
+    std::fs::write(
+        &file,
+        "idle_timeout = \"60s\"\nmax-file-size = \"10MiB\"\nretention-events = 1000\n",
+    )
+    .unwrap();
+    let print = |env: Option<&str>, flag: Option<&str>| {
+        let mut cmd = hush();
+        cmd.args(["server", "--config"])
+            .arg(&file)
+            .arg("--print-config");
+        cmd.env_remove("HUSH_IDLE_TIMEOUT");
+        if let Some(v) = env {
+            cmd.env("HUSH_IDLE_TIMEOUT", v);
+        }
+        if let Some(v) = flag {
+            cmd.args(["--idle-timeout", v]);
+        }
+        let out = run(&mut cmd);
+        assert!(out.ok, "{}", out.stderr);
+        out.stdout
+    };
+    let line = |out: &str, key: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let all = print(Some("70s"), Some("80s"));
+    assert_eq!(
+        line(&all, "idle-timeout"),
+        "idle-timeout = \"80s\"    # flag"
+    );
+    let env = print(Some("70s"), None);
+    assert_eq!(
+        line(&env, "idle-timeout"),
+        "idle-timeout = \"70s\"    # env HUSH_IDLE_TIMEOUT"
+    );
+    let filed = print(None, None);
+    assert_eq!(
+        line(&filed, "idle-timeout"),
+        "idle-timeout = \"60s\"    # file"
+    );
+    assert_eq!(
+        line(&filed, "retention-events"),
+        "retention-events = 1000    # file"
+    );
+    assert_eq!(
+        line(&filed, "file-quota"),
+        "file-quota = \"1GiB\"    # default"
+    );
+
+    // A typo names the closest setting; a bad value names the file.
+    std::fs::write(&file, "max-filesize = \"1MiB\"\n").unwrap();
+    let out = run(hush().args(["server", "--config"]).arg(&file));
+    assert!(
+        !out.ok
+            && out
+                .stderr
+                .contains("unknown setting 'max-filesize' (did you mean 'max-file-size'?)"),
+        "{}",
+        out.stderr
+    );
+    std::fs::write(&file, "max-file-size = \"lots\"\n").unwrap();
+    let out = run(hush().args(["server", "--config"]).arg(&file));
+    assert!(
+        !out.ok && out.stderr.contains("relay.toml: invalid value 'lots'"),
+        "{}",
+        out.stderr
+    );
+}

@@ -3,6 +3,7 @@
 //! what two of them share (the spinner) is below.
 
 pub mod client;
+pub mod config;
 pub mod keygen;
 pub mod server;
 

@@ -106,6 +106,14 @@ pub struct ServerArgs {
     /// always kept [default: keep forever].
     #[arg(long, env = "HUSH_RETENTION_AGE", value_parser = parse_duration)]
     retention_age: Option<Duration>,
+    /// Read settings from this TOML file (keys are these flags' long names);
+    /// a flag or a HUSH_ variable overrides the file.
+    #[arg(long, env = "HUSH_RELAY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print every setting, its value and where it came from (flag, env,
+    /// file or default), and exit.
+    #[arg(long)]
+    pub print_config: bool,
     /// How to write the log on stderr: text, or json for log shippers.
     #[arg(long, env = "HUSH_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
