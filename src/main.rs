@@ -56,6 +56,9 @@ enum Command {
     Send(client::SendArgs),
     /// Measure a relay: throughput, latency, losses, CPU and memory.
     Bench(bench::BenchArgs),
+    /// Back up, list, verify or prune a relay's data folder (safe while
+    /// the relay runs).
+    Admin(cmd::admin::AdminArgs),
     /// Print a shell completion script: `hush completions bash >
     /// ~/.local/share/bash-completion/completions/hush`.
     Completions {
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
         Command::Client(args) => client::run(args),
         Command::Send(args) => client::send(args),
         Command::Bench(args) => bench::run(args),
+        Command::Admin(args) => cmd::admin::run(args),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "hush", &mut std::io::stdout());

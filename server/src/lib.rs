@@ -39,6 +39,7 @@
 //! panic on anything a peer sends.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod blobs;
 pub mod config;
 mod connection;

@@ -2,6 +2,7 @@
 //! library crates' configuration, then run. `main.rs` only dispatches here;
 //! what two of them share (the spinner) is below.
 
+pub mod admin;
 pub mod client;
 pub mod config;
 pub mod keygen;
