@@ -102,3 +102,61 @@ fn admin_commands_work_on_a_running_relay() {
     );
     drop(relay);
 }
+
+/// A GET on the relay's metrics listener: the body.
+fn get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn metrics_move_during_a_chat_and_carry_no_metadata() {
+    let data = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let relay = RelayProcess::start(data.path(), 0, &["--metrics", &metrics]);
+    assert_eq!(get(&metrics, "/healthz"), "ok\n");
+    let mut alice = ClientProcess::start(&relay.addr, "alice", "secret-room", true, &[]);
+    alice.wait_json("joined", |_| true);
+    let mut bob = ClientProcess::start(&relay.addr, "bob", "secret-room", true, &[]);
+    bob.wait_json("joined", |_| true);
+    alice.say("hello bob");
+    bob.wait_json("message", |v| v["text"] == "hello bob");
+    let body = get(&metrics, "/metrics");
+    // It parses as the text format: comments, or `name[{labels}] value`.
+    let mut values = std::collections::HashMap::new();
+    for line in body
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (name, value) = line.rsplit_once(' ').expect("name value");
+        assert!(
+            name.starts_with("hush_relay_") && value.parse::<f64>().is_ok(),
+            "not a sample: {line}"
+        );
+        values.insert(name.to_owned(), value.parse::<f64>().unwrap());
+    }
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+    let at = |k: &str| values.get(k).copied().unwrap_or(0.0);
+    assert_eq!(at("hush_relay_connections"), 2.0, "{body}");
+    assert!(
+        at("hush_relay_handshakes_total{outcome=\"ok\"}") >= 2.0,
+        "{body}"
+    );
+    assert!(at("hush_relay_events_appended_total") >= 1.0, "{body}");
+    assert!(at("hush_relay_events_delivered_total") >= 2.0, "{body}");
+    assert!(at("hush_relay_received_bytes_total") > 0.0, "{body}");
+    assert!(at("hush_relay_sent_bytes_total") > 0.0, "{body}");
+    assert!(at("hush_relay_log_commit_seconds_count") >= 1.0, "{body}");
+    // No room name, fingerprint or address in any label.
+    assert!(
+        !body.contains("secret-room") && !body.contains("SHA256") && !body.contains("127.0.0.1")
+    );
+    assert!(get(&metrics, "/other").starts_with("only /metrics"));
+}

@@ -225,17 +225,22 @@ async fn establish(
         handshake(&mut stream, &mut fb, &shared),
     )
     .await;
+    let m = crate::metrics::metrics();
     let (link, fingerprint) = match outcome {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {
+            m.handshake("failed");
             tracing::debug!(peer = %peer_addr, error = %e, "handshake failed");
             return None;
         }
         Err(_) => {
+            m.handshake("timeout");
             tracing::debug!(peer = %peer_addr, "handshake deadline passed");
             return None;
         }
     };
+    m.handshake("ok");
+    m.connections.inc();
     let id = shared
         .next_id
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -352,6 +357,7 @@ impl Connection {
         let fingerprint = self.peer.fingerprint;
         let writer = self.writer;
         let _ = writer.await;
+        crate::metrics::metrics().connections.dec();
         tracing::info!(conn = id, reason = ?stop, "client disconnected");
         tracing::debug!(conn = id, client = %fingerprint, "client disconnected");
     }
@@ -377,6 +383,7 @@ impl Connection {
                         Err(_) => return Stop::Quiet,
                     };
                     self.fb.advance(n);
+                    crate::metrics::metrics().bytes_in.inc_by(n as u64);
                     self.peer.outbox.heard(self.shared.keepalive.now_ms());
                     loop {
                         let record = match self.fb.next_frame_mut() {
@@ -558,7 +565,15 @@ impl Connection {
             return;
         };
         match result {
-            Ok(msg) => self.send(&msg),
+            Ok(msg) => {
+                let m = crate::metrics::metrics();
+                match msg {
+                    RelayMsg::FileStored { .. } => m.file_chunks_stored.inc(),
+                    RelayMsg::FileChunk { .. } => m.file_chunks_served.inc(),
+                    _ => 0,
+                };
+                self.send(&msg);
+            }
             Err(e) => {
                 if let crate::blobs::BlobError::Io(why) = &e {
                     tracing::warn!(error = %why, "file store");
@@ -577,6 +592,7 @@ impl Connection {
     async fn take_token(&mut self) {
         let wait = self.bucket.wait_time();
         if !wait.is_zero() {
+            crate::metrics::metrics().rate_limited.inc();
             tokio::time::sleep(wait).await;
         }
         self.bucket.try_take();
@@ -652,6 +668,7 @@ impl Connection {
     }
 
     async fn backfill(&mut self, room: RoomName, after_seq: u64) {
+        crate::metrics::metrics().backfills.inc();
         let Some(cap) = self.rooms.get(&room) else {
             self.reject(0, room, Rejection::NotJoined);
             return;
@@ -771,6 +788,7 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut sealer: RecordSealer, outbox: Ar
                     r = wr.write_all(&wire) => if r.is_err() { break },
                     _ = outbox.stopped() => break,
                 }
+                crate::metrics::metrics().bytes_out.inc_by(wire.len() as u64);
                 wire.clear();
                 if outbox.is_empty() {
                     // Quiet again: hold no batch memory while idle.

@@ -104,6 +104,7 @@ impl Outbox {
         match self.push(msg) {
             Ok(()) => true,
             Err(Refused::Full) => {
+                crate::metrics::metrics().slow_consumers.inc();
                 self.stop(Stop::Tell(CloseReason::TooSlow));
                 false
             }
@@ -426,5 +427,8 @@ impl Hub {
         for peer in r.members.values() {
             peer.deliver(msg.clone());
         }
+        crate::metrics::metrics()
+            .events_delivered
+            .inc_by(r.members.len() as u64);
     }
 }

@@ -46,6 +46,7 @@ mod connection;
 mod hub;
 mod keepalive;
 pub mod log;
+pub mod metrics;
 mod relay;
 mod sequencer;
 pub mod tickets;

@@ -499,8 +499,13 @@ fn commit_batch(
             Some((room.as_str(), chain))
         })
         .collect();
-    match log.append_batch_with_heads(&rows, &new_heads) {
+    let started = std::time::Instant::now();
+    let appended = log.append_batch_with_heads(&rows, &new_heads);
+    let m = crate::metrics::metrics();
+    m.commit_seconds.observe(started.elapsed().as_secs_f64());
+    match appended {
         Ok(()) => {
+            m.events_appended.inc_by(rows.len() as u64);
             for (row, (_, _, epoch, chain)) in rows.into_iter().zip(accepted) {
                 let (seq, room) = (row.seq, row.event.room.clone());
                 let msg = encode(&RelayMsg::Event(row));

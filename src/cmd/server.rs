@@ -114,6 +114,10 @@ pub struct ServerArgs {
     /// file or default), and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (and /healthz) [default: none].
+    /// Keep it on a private address: the figures are about your users' activity.
+    #[arg(long, env = "HUSH_METRICS", value_name = "ADDR", value_parser = parse_bind)]
+    metrics: Option<SocketAddr>,
     /// How to write the log on stderr: text, or json for log shippers.
     #[arg(long, env = "HUSH_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -182,6 +186,16 @@ pub fn run(args: ServerArgs) -> Result<()> {
                 args.bind
             )
         })?;
+    let metrics = match args.metrics {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .with_context(|| {
+                    format!("cannot serve metrics on {addr}: give another --metrics")
+                })?,
+        ),
+        None => None,
+    };
     let data = match args.data.clone() {
         Some(d) => d,
         None => default_data_dir("relay")?,
@@ -241,6 +255,12 @@ pub fn run(args: ServerArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::from_std(listener)
             .with_context(|| format!("cannot listen on {}", args.bind))?;
         let relay = Relay::on_listener(listener, identity.clone(), config).await?;
+        let (_metrics_stop, stop) = tokio::sync::watch::channel(false);
+        if let Some(l) = metrics {
+            let l = tokio::net::TcpListener::from_std(l).context("cannot serve metrics")?;
+            println!("metrics at http://{}/metrics", l.local_addr()?);
+            tokio::spawn(hush_server::metrics::serve(l, stop));
+        }
         let addr = relay.local_addr()?;
         println!("hush relay listening on {addr}");
         println!("relay fingerprint: {}", identity.fingerprint());
