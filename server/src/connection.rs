@@ -126,6 +126,7 @@ async fn handshake(
     let max_frame = shared.limits.max_frame_bytes;
     let hello = read_frame(stream, fb).await?;
     let resume = resumable_ticket(&hello, shared).await;
+    let resumed = resume.is_some();
     let identity = shared.identity.clone();
     let tickets = shared.tickets.clone();
     let first = if resume.is_some() {
@@ -165,6 +166,8 @@ async fn handshake(
     // A signature check (public-key RSA) at most: no pool needed.
     let accepted = state.on_client_auth(&auth, now_ms(), idle_ms)?;
     stream.write_all(&accepted.welcome_wire).await?;
+    // Full or resumed, for the metrics (an "ok" of either kind).
+    crate::metrics::metrics().handshake(if resumed { "resumed" } else { "full" });
     Ok((accepted.link, accepted.client))
 }
 
@@ -239,7 +242,6 @@ async fn establish(
             return None;
         }
     };
-    m.handshake("ok");
     m.connections.inc();
     let id = shared
         .next_id

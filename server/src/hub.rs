@@ -316,11 +316,14 @@ impl Hub {
         head: Option<[u8; 32]>,
     ) -> JoinInfo {
         let mut st = self.lock();
-        let r = st.rooms.entry(room.clone()).or_insert_with(|| Room {
-            committed_seq,
-            epoch,
-            head,
-            members: HashMap::new(),
+        let r = st.rooms.entry(room.clone()).or_insert_with(|| {
+            crate::metrics::metrics().rooms.inc();
+            Room {
+                committed_seq,
+                epoch,
+                head,
+                members: HashMap::new(),
+            }
         });
         Self::join_locked(r, room, peer)
     }
@@ -377,7 +380,9 @@ impl Hub {
             // Nobody is here: forget the room, so rooms nobody is in cost
             // the hub nothing (audit L3). The log and the sequencer keep
             // its head; the next join reads it from there.
-            st.rooms.remove(room);
+            if st.rooms.remove(room).is_some() {
+                crate::metrics::metrics().rooms.dec();
+            }
             return;
         }
         // Another connection of the same identity keeps it online.

@@ -27,7 +27,9 @@ pub struct Metrics {
     registry: Registry,
     /// Connections past their handshake, now.
     pub connections: Gauge,
-    /// Handshakes by outcome (`ok`, `failed`, `timeout`).
+    /// Rooms with someone connected, now.
+    pub rooms: Gauge,
+    /// Handshakes by outcome (`full`, `resumed`, `failed`, `timeout`).
     pub handshakes: Family<Vec<(String, String)>, Counter>,
     /// Room events committed to the log.
     pub events_appended: Counter,
@@ -57,6 +59,7 @@ impl Metrics {
         let m = Self {
             registry: Registry::default(),
             connections: Gauge::default(),
+            rooms: Gauge::default(),
             handshakes: Family::default(),
             events_appended: Counter::default(),
             events_delivered: Counter::default(),
@@ -74,6 +77,7 @@ impl Metrics {
             "Connections past their handshake",
             m.connections.clone(),
         );
+        registry.register("rooms", "Rooms with someone connected", m.rooms.clone());
         registry.register("handshakes", "Handshakes by outcome", m.handshakes.clone());
         registry.register(
             "events_appended",
@@ -164,16 +168,16 @@ pub async fn serve(
             _ = stop.changed() => return,
         };
         tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = match tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                stream.read(&mut buf),
-            )
-            .await
-            {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
+            // The request head, up to its blank line (4 KiB at most, 5 s).
+            let mut buf = vec![0u8; 4096];
+            let mut n = 0;
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+            while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                match tokio::time::timeout_at(deadline, stream.read(&mut buf[n..])).await {
+                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                    Ok(Ok(k)) => n += k,
+                }
+            }
             let request = String::from_utf8_lossy(&buf[..n]);
             let path = request.split_whitespace().nth(1).unwrap_or("");
             let (status, body, kind) = match path {
