@@ -151,6 +151,7 @@ fn metrics_move_during_a_chat_and_carry_no_metadata() {
         "{body}"
     );
     assert_eq!(at("hush_relay_rooms"), 1.0, "{body}");
+    assert_eq!(at("hush_relay_handshaking"), 0.0, "{body}");
     assert!(at("hush_relay_events_appended_total") >= 1.0, "{body}");
     assert!(at("hush_relay_events_delivered_total") >= 2.0, "{body}");
     assert!(at("hush_relay_received_bytes_total") > 0.0, "{body}");

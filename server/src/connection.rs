@@ -201,7 +201,11 @@ pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: watc
     // Boxed: the handshake's state is large and needed once, so it must
     // not stay in the connection's task for its whole life (a quiet
     // connection's memory is mostly its two tasks).
-    let Some(mut conn) = Box::pin(establish(stream, shared, shutdown)).await else {
+    let m = crate::metrics::metrics();
+    m.handshaking.inc();
+    let established = Box::pin(establish(stream, shared, shutdown)).await;
+    m.handshaking.dec();
+    let Some(mut conn) = established else {
         return;
     };
     let stop = conn.read_loop().await;

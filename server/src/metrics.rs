@@ -27,6 +27,8 @@ pub struct Metrics {
     registry: Registry,
     /// Connections past their handshake, now.
     pub connections: Gauge,
+    /// Connections accepted and still in their handshake, now.
+    pub handshaking: Gauge,
     /// Rooms with someone connected, now.
     pub rooms: Gauge,
     /// Handshakes by outcome (`full`, `resumed`, `failed`, `timeout`).
@@ -60,6 +62,7 @@ impl Metrics {
             registry: Registry::default(),
             connections: Gauge::default(),
             rooms: Gauge::default(),
+            handshaking: Gauge::default(),
             handshakes: Family::default(),
             events_appended: Counter::default(),
             events_delivered: Counter::default(),
@@ -78,6 +81,11 @@ impl Metrics {
             m.connections.clone(),
         );
         registry.register("rooms", "Rooms with someone connected", m.rooms.clone());
+        registry.register(
+            "handshaking",
+            "Connections accepted and still in their handshake",
+            m.handshaking.clone(),
+        );
         registry.register("handshakes", "Handshakes by outcome", m.handshakes.clone());
         registry.register(
             "events_appended",
