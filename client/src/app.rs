@@ -84,6 +84,11 @@ pub struct ClientConfig {
     pub replay_history: bool,
     /// Where `/save` puts files unless told otherwise.
     pub download_dir: PathBuf,
+    /// `--expect`: the relay must present this key (a person's, in direct
+    /// mode), pinned or not.
+    pub expect: Option<Fingerprint>,
+    /// Notices to show at start (direct mode says how others connect).
+    pub greeting: Vec<String>,
     /// Start the named rooms over: set their saved state aside before
     /// starting, and read what the relay has now (after a `rollback`
     /// warning).
@@ -612,6 +617,9 @@ async fn run_on<W: Write>(
     if screen.tui.is_some() {
         screen.notice(None, "keys: Enter sends, Alt-Enter starts a new line, Alt-1..9 or Ctrl-N/Ctrl-P switch rooms, Alt-A goes to the next unread, PageUp/PageDown scroll, Ctrl-C quits; /help lists the commands".into())?;
     }
+    for line in &config.greeting {
+        screen.notice(None, line.clone())?;
+    }
     // Said at once: a relay that accepts and never answers takes the
     // handshake timeout to fail (usability F11).
     screen.notice(None, format!("connecting to {}", config.server))?;
@@ -619,13 +627,19 @@ async fn run_on<W: Write>(
     loop {
         let pins = config.known_relays.clone();
         let server = config.server.clone();
+        let expect = config.expect;
         let pinned = std::sync::Mutex::new(None);
         let attempt = Connection::connect_resuming(
             &config.server,
             config.identity.clone(),
             config.max_frame,
             ticket.clone(),
-            |relay| match pins.check(&server, relay.fingerprint()) {
+            |relay| match expect.filter(|e| *e != relay.fingerprint()) {
+                Some(e) => Err(format!(
+                    "the relay at {server} presents the key {}, not {e} that --expect names: it is not who you meant to reach; check the address and the fingerprint you were given",
+                    relay.fingerprint()
+                )),
+                None => match pins.check(&server, relay.fingerprint()) {
                 Ok(check) => {
                     if let Ok(mut p) = pinned.lock() {
                         *p = Some((check, relay.fingerprint()));
@@ -633,6 +647,7 @@ async fn run_on<W: Write>(
                     Ok(())
                 }
                 Err(e) => Err(e.to_string()),
+                },
             },
         )
         .await;
@@ -690,7 +705,16 @@ async fn run_on<W: Write>(
         } else {
             "connected"
         };
-        screen.notice(None, format!("{verb} to {}", config.server))?;
+        match config.expect {
+            Some(fp) if !ever_connected => screen.notice(
+                None,
+                format!(
+                    "connected directly to the owner of {fp} at {} (the key --expect names)",
+                    config.server
+                ),
+            )?,
+            _ => screen.notice(None, format!("{verb} to {}", config.server))?,
+        }
         screen.link(LinkState::Connected);
         ever_connected = true;
         let end = session(

@@ -19,8 +19,23 @@ use crate::paths::{default_data_dir, parse_duration};
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
     /// The relay: HOST or HOST:PORT (port 40623 if none is given).
-    #[arg(long, env = "HUSH_SERVER", value_name = "HOST[:PORT]")]
-    server: String,
+    #[arg(
+        long,
+        env = "HUSH_SERVER",
+        value_name = "HOST[:PORT]",
+        required_unless_present = "listen"
+    )]
+    server: Option<String>,
+    /// Direct mode: be the relay yourself, on ADDR (default 0.0.0.0:40623),
+    /// with your own key; others connect with --server YOUR-HOST and
+    /// --expect YOUR-FINGERPRINT.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "0.0.0.0:40623", conflicts_with = "server")]
+    listen: Option<String>,
+    /// Refuse a relay that does not present this key (SHA256:...): the
+    /// fingerprint of the person whose direct-mode client you connect to,
+    /// or of a relay you were told.
+    #[arg(long, env = "HUSH_EXPECT", value_name = "FINGERPRINT")]
+    expect: Option<String>,
     /// Your private key file (made with `hush keygen`). An encrypted one is
     /// unlocked with HUSH_PASSPHRASE if set (readable by the same user in
     /// /proc/PID/environ and passed to child processes), else asked for.
@@ -178,8 +193,13 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn run(args: ClientArgs) -> Result<()> {
-    let config = config(&args)?;
+    let mut config = config(&args)?;
     let runtime = runtime()?;
+    // Direct mode: our own relay in this process, with our own key.
+    let _relay = match &args.listen {
+        Some(addr) => Some(listen(&runtime, addr, &mut config)?),
+        None => None,
+    };
     // The chat screen needs a terminal both ways; a pipe, a file or
     // --json/--plain mean lines.
     use std::io::IsTerminal;
@@ -201,9 +221,75 @@ pub fn run(args: ClientArgs) -> Result<()> {
     result.map_err(Into::into)
 }
 
+/// Starts the embedded relay of direct mode on `addr`, with the person's
+/// own identity and its data under the client's data folder, and points
+/// the client at it. The returned sender stops it when dropped.
+fn listen(
+    runtime: &tokio::runtime::Runtime,
+    addr: &str,
+    config: &mut ClientConfig,
+) -> Result<tokio::sync::oneshot::Sender<()>> {
+    let bind: std::net::SocketAddr = addr
+        .parse()
+        .or_else(|_| {
+            addr.parse::<std::net::IpAddr>()
+                .map(|ip| (ip, hush_proto::DEFAULT_PORT).into())
+        })
+        .map_err(|_| anyhow::anyhow!("--listen {addr}: give IP:PORT such as 0.0.0.0:40623"))?;
+    let listener = std::net::TcpListener::bind(bind)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .with_context(|| {
+            format!("--listen: cannot listen on {bind}: is something else using it?")
+        })?;
+    let port = listener.local_addr()?.port();
+    let data = config
+        .state_dir
+        .clone()
+        .context("--listen needs a data folder")?
+        .join("relay");
+    let relay_config = hush_server::RelayConfig {
+        data_dir: data,
+        limits: hush_server::Limits::default(),
+        retention: hush_server::Retention::default(),
+        files: hush_server::blobs::BlobLimits::default(),
+    };
+    let identity = config.identity.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay = runtime.block_on(async {
+        let l = tokio::net::TcpListener::from_std(listener)?;
+        hush_server::Relay::on_listener(l, identity, relay_config)
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
+    runtime.spawn(relay.run(async {
+        let _ = stopped.await;
+    }));
+    let fp = config.identity.fingerprint();
+    config.server = format!("127.0.0.1:{port}");
+    // Our own key is the relay's: nothing else may answer here.
+    config.expect = Some(fp);
+    config.greeting = vec![
+        format!("direct mode: you are the relay, on {bind} (port {port}), with your own key {fp}"),
+        format!(
+            "others connect with: hush client --server YOUR-ADDRESS:{port} --expect {fp} --room ROOM --key THEIR-KEY"
+        ),
+    ];
+    Ok(stop)
+}
+
 /// The client's settings from its flags.
 fn config(args: &ClientArgs) -> Result<ClientConfig> {
-    let server = with_default_port(&args.server)?;
+    let server = match &args.server {
+        Some(s) => with_default_port(s)?,
+        // Direct mode: the client's own relay, set by `run`.
+        None => String::new(),
+    };
+    let expect = match &args.expect {
+        Some(text) => Some(text.trim().parse::<hush_crypto::Fingerprint>().map_err(|_| {
+            anyhow::anyhow!("--expect {text}: not a fingerprint; give the SHA256:... form that `hush fingerprint` prints")
+        })?),
+        None => None,
+    };
     let mut rooms: Vec<RoomName> = Vec::new();
     for typed in &args.room {
         let room = parse_room(typed).map_err(|e| anyhow::anyhow!("--room: {e}"))?;
@@ -240,6 +326,8 @@ fn config(args: &ClientArgs) -> Result<ClientConfig> {
         nick,
         json: args.json,
         utc: args.utc,
+        expect,
+        greeting: Vec::new(),
         download_dir: match args.download_dir.clone() {
             Some(d) => d,
             None => default_download_dir()?,

@@ -228,7 +228,12 @@ impl ClientProcess {
         use std::io::BufRead;
         let mut cmd = hush();
         cmd.envs(env.iter().copied());
-        cmd.args(["client", "--server", server, "--room", room, "--key"])
+        // An empty server: the client is its own relay (--listen in extra).
+        cmd.arg("client");
+        if !server.is_empty() {
+            cmd.args(["--server", server]);
+        }
+        cmd.args(["--room", room, "--key"])
             .arg(key)
             .arg("--data")
             .arg(data.path())
