@@ -45,6 +45,24 @@ fn bench_flags_are_checked() {
         "{}",
         out.stderr
     );
+    // A CPU list taskset refuses is explained before any load runs.
+    let out = run(hush().args([
+        "bench",
+        "fanout",
+        "--members",
+        "2",
+        "--publishers",
+        "1",
+        "--duration",
+        "1s",
+        "--client-cpus",
+        "999",
+    ]));
+    assert!(
+        !out.ok && out.stderr.contains("taskset refused the CPU list"),
+        "{}",
+        out.stderr
+    );
     let out = run(hush().args(["bench", "fanout", "--members", "2", "--publishers", "3"]));
     assert!(
         !out.ok && out.stderr.contains("no more publishers than members"),

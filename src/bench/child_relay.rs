@@ -146,6 +146,27 @@ fn spawn_relay(
     Ok((child, addr))
 }
 
+/// Pins every thread of process `pid` to `cpus` (a taskset list such as
+/// `1` or `0,2-3`) with util-linux's `taskset`; threads it starts later
+/// inherit the pinning.
+///
+/// # Errors
+/// If taskset is missing or refuses the list.
+pub(crate) fn pin(pid: u32, cpus: &str) -> Result<()> {
+    let out = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .output()
+        .context("pinning needs taskset (util-linux): install it, or leave out --relay-cpus/--client-cpus")?;
+    if !out.status.success() {
+        bail!(
+            "taskset refused the CPU list {cpus:?}: {} (this machine has {} CPUs, numbered from 0)",
+            String::from_utf8_lossy(&out.stderr).trim(),
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        );
+    }
+    Ok(())
+}
+
 /// The CPU seconds a relay spent between two [`proc_usage`] readings,
 /// and its peak RSS (KiB) at the second; `None` unless both were read.
 pub(crate) fn usage_between(

@@ -14,7 +14,7 @@ use hush_proto::{ClientMsg, EventKind, RelayMsg, RoomEvent, RoomName};
 use tokio::sync::Notify;
 
 use super::child_relay::{
-    bench_identity, proc_usage, runtime, start_relay, start_relay_in, usage_between,
+    bench_identity, pin, proc_usage, runtime, start_relay, start_relay_in, usage_between,
 };
 use super::fanout_full::run_fanout_full;
 use super::live::join;
@@ -46,6 +46,13 @@ pub(crate) fn fanout(a: FanoutArgs) -> Result<()> {
         .clone()
         .or_else(|| relay.as_ref().map(|r| r.addr.clone()))
         .context("no relay")?;
+    // Pinned before the load's threads exist: they inherit it.
+    if let (Some(cpus), Some(r)) = (&a.relay_cpus, &relay) {
+        pin(r.child.id(), cpus)?;
+    }
+    if let Some(cpus) = &a.client_cpus {
+        pin(std::process::id(), cpus)?;
+    }
     let runtime = runtime()?;
     let pid = relay.as_ref().map(|r| r.child.id());
     let result = match a.crypto {

@@ -43,6 +43,13 @@ pub(crate) struct FanoutArgs {
     /// verified and opened by real Rooms, as clients do.
     #[arg(long, value_enum, default_value_t = Crypto::Relay)]
     pub(crate) crypto: Crypto,
+    /// Pin the bench's relay to these CPUs (taskset list, e.g. 1 or 2-3),
+    /// for per-core figures.
+    #[arg(long, value_name = "LIST", conflicts_with = "server")]
+    pub(crate) relay_cpus: Option<String>,
+    /// Pin the load generator (this process) to these CPUs (e.g. 0).
+    #[arg(long, value_name = "LIST")]
+    pub(crate) client_cpus: Option<String>,
     /// Print the results as JSON.
     #[arg(long)]
     pub(crate) json: bool,
