@@ -79,8 +79,12 @@ struct Upload {
     size: u64,
     total: u32,
     sha256: [u8; 32],
-    /// Chunks the relay holds.
+    /// Chunks the relay holds, and how many.
     stored: Vec<bool>,
+    stored_count: u32,
+    /// The next chunk to consider sending: chunks go out in order, so one
+    /// pass over the file sends each missing chunk once.
+    cursor: u32,
     /// Chunks sent and not yet stored.
     in_flight: u32,
     /// The relay answered the declaration (chunks may be sent).
@@ -89,6 +93,59 @@ struct Upload {
     told: u64,
     /// When it started (for the rate).
     started: std::time::Instant,
+}
+
+impl Upload {
+    /// A file to upload, nothing of it stored yet.
+    fn new(
+        room: RoomName,
+        id: FileId,
+        key: FileKey,
+        (file, path, name): (File, PathBuf, String),
+        size: u64,
+        sha256: [u8; 32],
+    ) -> Self {
+        let total = chunk_count(padded_len(size));
+        Self {
+            room,
+            id,
+            key,
+            file,
+            path,
+            name,
+            size,
+            total,
+            sha256,
+            stored: vec![false; total as usize],
+            stored_count: 0,
+            cursor: 0,
+            in_flight: 0,
+            declared: false,
+            told: 0,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// The declaration the relay answers with what it holds.
+    fn declare(&self) -> ClientMsg {
+        ClientMsg::FileDeclare {
+            room: self.room.clone(),
+            file: self.id.0,
+            chunks: self.total,
+            bytes: file::sealed_len(self.size),
+        }
+    }
+
+    /// The relay holds chunk `index` (counted once; an index out of range
+    /// is ignored).
+    fn mark_stored(&mut self, index: u32) {
+        if let Some(s) = self.stored.get_mut(index as usize)
+            && !*s
+        {
+            *s = true;
+            self.stored_count += 1;
+        }
+    }
 }
 
 /// A download in progress.
@@ -198,7 +255,7 @@ impl Transfers {
             return Some(format!("saving {pct}%"));
         }
         if let Some(u) = self.uploads.get(id) {
-            let done = u.stored.iter().filter(|s| **s).count() as u64;
+            let done = u64::from(u.stored_count);
             return Some(format!(
                 "sending {}%",
                 done * 100 / u64::from(u.total.max(1))
@@ -299,25 +356,16 @@ impl Transfers {
                         path.display()
                     ));
                 }
-                let total = chunk_count(padded_len(size));
                 self.uploads.insert(
                     id,
-                    Upload {
-                        room: room.clone(),
-                        id: FileId(id),
-                        key: FileKey::from_bytes(key),
-                        file,
-                        path,
-                        name: name.clone(),
+                    Upload::new(
+                        room.clone(),
+                        FileId(id),
+                        FileKey::from_bytes(key),
+                        (file, path, name.clone()),
                         size,
-                        total,
                         sha256,
-                        stored: vec![false; total as usize],
-                        in_flight: 0,
-                        declared: false,
-                        told: 0,
-                        started: std::time::Instant::now(),
-                    },
+                    ),
                 );
                 Ok(Step::Notice(
                     room,
@@ -424,7 +472,7 @@ impl Transfers {
             .uploads
             .values()
             .map(|u| {
-                let done = u.stored.iter().filter(|s| **s).count() as u64;
+                let done = u64::from(u.stored_count);
                 (
                     "sending",
                     u.name.as_str(),
@@ -493,26 +541,15 @@ impl Transfers {
             .map(|n| n.to_string_lossy().into_owned())
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "file".to_owned());
-        let padded = padded_len(size);
-        let total = chunk_count(padded);
-        let bytes = padded + u64::from(total) * file::CHUNK_OVERHEAD as u64;
         let id = FileId::random();
-        let upload = Upload {
-            room: room.clone(),
+        let upload = Upload::new(
+            room.clone(),
             id,
-            key: FileKey::random(),
-            file: f,
-            path: path.to_path_buf(),
-            name: name.clone(),
+            FileKey::random(),
+            (f, path.to_path_buf(), name.clone()),
             size,
-            total,
             sha256,
-            stored: vec![false; total as usize],
-            in_flight: 0,
-            declared: false,
-            told: 0,
-            started: std::time::Instant::now(),
-        };
+        );
         let kept = self.keep(
             &id,
             &Saved::Upload {
@@ -525,6 +562,7 @@ impl Transfers {
                 sha256,
             },
         );
+        let declare = upload.declare();
         self.uploads.insert(id.0, upload);
         Ok(kept.into_iter().chain([
             Step::Notice(
@@ -535,12 +573,7 @@ impl Transfers {
                     crate::display::human_size(size)
                 ),
             ),
-            Step::Send(ClientMsg::FileDeclare {
-                room: room.clone(),
-                file: id.0,
-                chunks: total,
-                bytes,
-            }),
+            Step::Send(declare),
         ]).collect())
     }
 
@@ -628,15 +661,11 @@ impl Transfers {
     pub fn on_connected(&mut self) -> Vec<Step> {
         let mut steps = Vec::new();
         for u in self.uploads.values_mut() {
+            // What the relay holds comes back with its answer.
             u.declared = false;
             u.in_flight = 0;
-            let padded = padded_len(u.size);
-            steps.push(Step::Send(ClientMsg::FileDeclare {
-                room: u.room.clone(),
-                file: u.id.0,
-                chunks: u.total,
-                bytes: padded + u64::from(u.total) * file::CHUNK_OVERHEAD as u64,
-            }));
+            u.cursor = 0;
+            steps.push(Step::Send(u.declare()));
         }
         for d in self.downloads.values_mut() {
             // Chunks that came early are asked for again with the rest.
@@ -654,9 +683,7 @@ impl Transfers {
             RelayMsg::FileStatus { file, have, .. } => match self.uploads.get_mut(file) {
                 Some(u) => {
                     for &i in have {
-                        if let Some(s) = u.stored.get_mut(i as usize) {
-                            *s = true;
-                        }
+                        u.mark_stored(i);
                     }
                     u.declared = true;
                     self.upload_next(*file)
@@ -665,9 +692,7 @@ impl Transfers {
             },
             RelayMsg::FileStored { file, index, .. } => match self.uploads.get_mut(file) {
                 Some(u) => {
-                    if let Some(s) = u.stored.get_mut(*index as usize) {
-                        *s = true;
-                    }
+                    u.mark_stored(*index);
                     u.in_flight = u.in_flight.saturating_sub(1);
                     self.upload_next(*file)
                 }
@@ -690,7 +715,7 @@ impl Transfers {
         if !u.declared {
             return steps;
         }
-        if u.stored.iter().all(|s| *s) {
+        if u.stored_count >= u.total {
             let offer = FileOffer {
                 id,
                 name: u.name.clone(),
@@ -721,7 +746,7 @@ impl Transfers {
             }
             return steps;
         }
-        let stored = u.stored.iter().filter(|s| **s).count() as u64;
+        let stored = u64::from(u.stored_count);
         let quarter = stored * 4 / u64::from(u.total.max(1));
         if quarter > u.told && quarter < 4 {
             u.told = quarter;
@@ -735,14 +760,13 @@ impl Transfers {
             ));
             steps.push(progress(&u.room, &u.id, &u.name, "send", stored, u.total));
         }
-        // Chunks go out lowest first and are stored in that order, so the
-        // ones in flight are the lowest unstored: send those past them.
-        let unstored: Vec<u32> = (0..u.total)
-            .filter(|&i| !u.stored.get(i as usize).copied().unwrap_or(true))
-            .collect();
-        for &i in unstored.iter().skip(u.in_flight as usize) {
-            if u.in_flight >= WINDOW {
-                break;
+        // One pass over the file: each chunk the relay lacks goes out once
+        // (a reconnect starts the pass again, from what the relay holds).
+        while u.in_flight < WINDOW && u.cursor < u.total {
+            let i = u.cursor;
+            u.cursor += 1;
+            if u.stored.get(i as usize).copied().unwrap_or(true) {
+                continue;
             }
             match read_chunk(u, i) {
                 Ok(data) => {
@@ -774,6 +798,11 @@ impl Transfers {
         let Some(d) = self.downloads.get_mut(&id) else {
             return Vec::new();
         };
+        // Only chunks asked for and not yet taken are held: a relay pushing
+        // chunks unasked cannot make us buffer a whole file.
+        if index >= d.next_ask || index < d.next_take || d.early.contains_key(&index) {
+            return Vec::new();
+        }
         d.in_flight = d.in_flight.saturating_sub(1);
         let opened = open_chunk(&d.key, &d.id, index, d.offer.chunks, data)
             .ok()
@@ -785,10 +814,6 @@ impl Transfers {
         let Some(real) = opened else {
             return self.bad(id, BadFile::Chunk { index });
         };
-        if index < d.next_take {
-            // Asked again after a reconnect and already taken.
-            return d.ask();
-        }
         d.early.insert(index, real);
         let before = d.next_take;
         while let Some(real) = d.early.remove(&d.next_take) {
@@ -1194,6 +1219,76 @@ mod tests {
         let long = "é".repeat(300);
         let n = safe_name(&long);
         assert!(n.len() <= MAX_SAVED_NAME && n.chars().all(|c| c == 'é'));
+    }
+
+    /// A file of `chunks` chunks offered in #r, and its sealed chunks.
+    fn offered(size: u64) -> (OfferedFile, Vec<Vec<u8>>) {
+        let (key, id) = (FileKey::random(), FileId::random());
+        let data = vec![7u8; usize::try_from(size).unwrap()];
+        let padded = padded_len(size);
+        let total = chunk_count(padded);
+        let sealed = (0..total)
+            .map(|i| {
+                let r = chunk_range(size, i);
+                let plain =
+                    padded_chunk(&data[r.start as usize..r.end as usize], padded, i).unwrap();
+                seal_chunk(&key, &id, i, total, &plain).unwrap()
+            })
+            .collect();
+        let offer = FileOffer {
+            id: id.0,
+            name: "f.bin".into(),
+            size,
+            media_type: "application/octet-stream".into(),
+            chunks: total,
+            sha256: Sha256::digest(&data).into(),
+            key: key.to_bytes(),
+        };
+        let of = OfferedFile {
+            seq: 1,
+            from: Fingerprint::from_bytes([1; 32]),
+            nick: "alice".into(),
+            offer,
+            received_at_ms: 0,
+        };
+        (of, sealed)
+    }
+
+    #[test]
+    fn chunks_a_relay_pushes_unasked_are_not_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Transfers::new(dir.path().to_path_buf(), None);
+        let room = RoomName::new("r").unwrap();
+        let (of, sealed) = offered(40 * CHUNK_PLAIN as u64);
+        t.save(&room, &of, Some(dir.path())).unwrap();
+        let chunk = |index: u32| RelayMsg::FileChunk {
+            room: room.clone(),
+            file: of.offer.id,
+            index,
+            data: sealed[index as usize].clone(),
+        };
+        let total = u32::try_from(sealed.len()).unwrap();
+        assert!(total > WINDOW * 2);
+        // Chunks past the window, pushed unasked, are dropped.
+        for i in WINDOW..total {
+            t.on_relay(&chunk(i));
+        }
+        assert!(t.downloads[&of.offer.id].early.is_empty());
+        // Asked ones, out of order and repeated, are taken once.
+        t.on_relay(&chunk(1));
+        t.on_relay(&chunk(1));
+        assert_eq!(t.downloads[&of.offer.id].early.len(), 1);
+        t.on_relay(&chunk(0));
+        assert_eq!(t.downloads[&of.offer.id].next_take, 2);
+        // Then the rest, as asked, makes the whole file.
+        for i in 2..total {
+            t.on_relay(&chunk(i));
+        }
+        assert!(t.downloads.is_empty());
+        assert_eq!(
+            std::fs::read(dir.path().join("f.bin")).unwrap(),
+            vec![7u8; 40 * CHUNK_PLAIN]
+        );
     }
 
     #[test]

@@ -357,6 +357,14 @@ fn plain_chunk_len(padded: u64, index: u32) -> Result<usize, FileError> {
     usize::try_from(len).map_err(|_| FileError::TooLarge)
 }
 
+/// The sealed bytes of a whole file of `size` real bytes: padded, plus a
+/// tag per chunk (what a relay stores for it).
+#[must_use]
+pub fn sealed_len(size: u64) -> u64 {
+    let padded = padded_len(size);
+    padded.saturating_add(u64::from(chunk_count(padded)).saturating_mul(CHUNK_OVERHEAD as u64))
+}
+
 /// Sealed length of chunk `index` of a file padded to `padded_len`; `None`
 /// if `padded_len` is not a length [`padded_len`] produces for a file of at
 /// most [`MAX_FILE_BYTES`], or `index` is past the last chunk.

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use hush_crypto::file::{
-    CHUNK_OVERHEAD, FileId, FileKey, chunk_count, chunk_range, open_chunk, padded_chunk,
-    padded_len, seal_chunk, unpad_chunk,
+    FileId, FileKey, chunk_count, chunk_range, open_chunk, padded_chunk, padded_len, seal_chunk,
+    sealed_len, unpad_chunk,
 };
 use hush_proto::{ClientMsg, RelayMsg, RoomName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -195,7 +195,7 @@ async fn upload(
             room: room.clone(),
             file: id.0,
             chunks: total,
-            bytes: padded + u64::from(total) * CHUNK_OVERHEAD as u64,
+            bytes: sealed_len(size),
         })
         .await?;
     wait_for(c, |m| matches!(m, RelayMsg::FileStatus { .. })).await?;

@@ -165,6 +165,9 @@ pub fn send(args: SendArgs) -> Result<()> {
     if args.client.room.len() != 1 {
         bail!("hush send: give the room with exactly one --room NAME");
     }
+    if args.client.server.is_none() {
+        bail!("hush send: give the relay with --server HOST (it does not --listen)");
+    }
     let shown = args.file.display().to_string();
     if shown.contains('\n') || shown.contains('\r') {
         bail!("hush send: {shown:?} has a line break in its name; rename it first");

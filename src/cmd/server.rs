@@ -146,14 +146,6 @@ fn parse_frame_limit(text: &str) -> Result<usize, String> {
     }
 }
 
-/// The sealed bytes of a file of `size`: padded, plus a tag per chunk
-/// (what the relay stores, and what `--max-file-size` allows).
-fn sealed_size(size: u64) -> u64 {
-    use hush_crypto::file::{CHUNK_OVERHEAD, chunk_count, padded_len};
-    let padded = padded_len(size);
-    padded.saturating_add(u64::from(chunk_count(padded)) * CHUNK_OVERHEAD as u64)
-}
-
 /// `--bind`: `IP:PORT`, `[V6]:PORT`, or an IP alone for the default port
 /// (usability F19: the client accepts a host without a port too).
 fn parse_bind(text: &str) -> Result<SocketAddr, String> {
@@ -235,7 +227,8 @@ pub fn run(args: ServerArgs) -> Result<()> {
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
     };
     let files = hush_server::blobs::BlobLimits {
-        max_file_bytes: sealed_size(args.max_file_size),
+        // What the relay stores for a file of that size.
+        max_file_bytes: hush_crypto::file::sealed_len(args.max_file_size),
         quota_per_identity: args.file_quota,
         expiry: args.file_expiry,
         max_total_bytes: args.files_total,
