@@ -89,6 +89,9 @@ pub struct ClientConfig {
     pub expect: Option<Fingerprint>,
     /// Notices to show at start (direct mode says how others connect).
     pub greeting: Vec<String>,
+    /// `--code`: run this invitation code's exchange first, then open the
+    /// room it names.
+    pub code: Option<hush_proto::code::Code>,
     /// Start the named rooms over: set their saved state aside before
     /// starting, and read what the relay has now (after a `rollback`
     /// warning).
@@ -556,10 +559,13 @@ pub async fn run_tui(config: ClientConfig, options: TuiOptions) -> Result<(), Cl
 }
 
 async fn run_on<W: Write>(
-    config: ClientConfig,
+    mut config: ClientConfig,
     mut screen: Screen<W>,
     mut lines: mpsc::Receiver<UserInput>,
 ) -> Result<(), ClientError> {
+    if let Some(code) = config.code {
+        redeem_code(&mut config, code, &mut screen).await?;
+    }
     let mut rooms = Rooms::new(
         config
             .state_dir
@@ -604,6 +610,7 @@ async fn run_on<W: Write>(
         ),
         abandon_transfers: false,
         said_transfers: false,
+        codes: crate::code::Inviting::default(),
     };
     // Transfers an earlier run left unfinished go on once connected.
     let resumed = state.files.resume();
@@ -727,6 +734,12 @@ async fn run_on<W: Write>(
         )
         .await?;
         state.frame_limit = None;
+        let void = state.codes.connection_lost();
+        if void > 0 {
+            screen.error(format!(
+                "{void} invitation code(s) made on the lost connection are void (the relay closes them with the link): make new ones with /code"
+            ))?;
+        }
         screen.link(LinkState::Reconnecting);
         for r in rooms.iter_mut() {
             if let Some(w) = r.save() {
@@ -744,6 +757,59 @@ async fn run_on<W: Write>(
             }
         }
     }
+}
+
+/// `--code`: the exchange, before the session. The room it names opens
+/// first; the relay's key is pinned (and expected) as the inviter sees it.
+async fn redeem_code<W: Write>(
+    config: &mut ClientConfig,
+    code: hush_proto::code::Code,
+    screen: &mut Screen<W>,
+) -> Result<(), ClientError> {
+    screen.notice(
+        None,
+        format!("using code {code} at {}: connecting", config.server),
+    )?;
+    let redeemed = crate::code::redeem(
+        &config.server,
+        config.identity.clone(),
+        &config.nick,
+        config.max_frame,
+        &config.known_relays,
+        code,
+    )
+    .await
+    .map_err(ClientError::Relay)?;
+    let inviter = &redeemed.inviter;
+    let fp = inviter.key.fingerprint();
+    if redeemed.pinned_now {
+        screen.notice(None, format!(
+            "first contact with {}: pinned its key {} (confirmed by the code: it is the relay your inviter uses)",
+            config.server, redeemed.relay
+        ))?;
+    }
+    let text = format!(
+        "code accepted: {} ({fp}) invited you to #{}; the code proved their key to you, and yours to them",
+        crate::display::sanitize(&inviter.nick),
+        redeemed.room
+    );
+    let object = serde_json::json!({
+        "type": "code_accepted",
+        "room": redeemed.room.as_str(),
+        "inviter": fp.to_string(),
+        "nick": inviter.nick,
+        "relay": redeemed.relay.to_string(),
+    });
+    screen.show_as(
+        &Shown::Notice {
+            room: Some(redeemed.room.clone()),
+            notice: Notice::Text(text),
+        },
+        Some(object.to_string()),
+    )?;
+    config.rooms.retain(|r| *r != redeemed.room);
+    config.rooms.insert(0, redeemed.room);
+    Ok(())
 }
 
 /// The client stops: each room with lines the relay never sequenced
@@ -808,6 +874,8 @@ struct Session {
     abandon_transfers: bool,
     /// The user was told the client waits for file transfers.
     said_transfers: bool,
+    /// Invitation codes made on this link (`/code`).
+    codes: crate::code::Inviting,
 }
 
 impl Session {
@@ -1102,7 +1170,7 @@ async fn session<W: Write>(
                 Vec::new()
             }
             msg = reader.recv() => match msg {
-                Ok(m) => match on_relay(m, rooms, &mut writer, &relay, screen, state).await? {
+                Ok(m) => match on_relay(config, m, rooms, &mut writer, &relay, screen, state).await? {
                     Ok(actions) => actions,
                     Err(end) => return Ok(end),
                 },
@@ -1153,6 +1221,7 @@ async fn perform<W: Write>(
 /// room's through that room. `Left` closes a room's window; the last one
 /// closed ends the session. The inner `Err` ends the session.
 async fn on_relay<W: Write>(
+    config: &ClientConfig,
     msg: RelayMsg,
     rooms: &mut Rooms,
     writer: &mut LinkWriter,
@@ -1162,6 +1231,22 @@ async fn on_relay<W: Write>(
 ) -> Result<Result<Vec<Action>, SessionEnd>, ClientError> {
     if let Some(steps) = state.files.on_relay(&msg) {
         return Ok(Ok(file_steps(steps, rooms, screen)?));
+    }
+    let nick_in = |name: &RoomName| {
+        rooms
+            .get_ref(name)
+            .map_or_else(|| config.nick.clone(), |r| r.room.nick().to_owned())
+    };
+    if let Some((send, events)) =
+        state
+            .codes
+            .on_relay(&msg, relay.fingerprint(), &config.identity, nick_in)
+    {
+        let mut actions: Vec<Action> = send.into_iter().map(Action::Send).collect();
+        for event in events {
+            actions.extend(code_event(config, event, rooms, screen)?);
+        }
+        return Ok(Ok(actions));
     }
     Ok(match msg {
         RelayMsg::Ping { nonce } => match writer.send(&ClientMsg::Pong { nonce }).await {
@@ -1193,6 +1278,92 @@ async fn on_relay<W: Write>(
             }
         }
     })
+}
+
+/// Shows what an inviter's code did; a proven invitee is invited (in an
+/// invite-only room) and marked verified.
+fn code_event<W: Write>(
+    config: &ClientConfig,
+    event: crate::code::InviterEvent,
+    rooms: &mut Rooms,
+    screen: &mut Screen<W>,
+) -> Result<Vec<Action>, ClientError> {
+    use crate::code::InviterEvent;
+    let (room, text, object, actions) = match event {
+        InviterEvent::Issued {
+            code,
+            room,
+            valid_for,
+        } => {
+            let minutes = valid_for.as_secs().div_ceil(60);
+            let text = format!(
+                "invitation code for #{room}: {code}  (valid {minutes} min, for one person and one try). Read it to them; they run: hush client --server {} --key THEIR-KEY.pem --code {code}",
+                config.server
+            );
+            let object = serde_json::json!({
+                "type": "code_issued",
+                "room": room.as_str(),
+                "code": code.to_string(),
+                "valid_for_s": valid_for.as_secs(),
+            });
+            (Some(room), text, object, Vec::new())
+        }
+        InviterEvent::Proven {
+            code,
+            room,
+            invitee,
+        } => {
+            let fp = invitee.key.fingerprint();
+            let nick = crate::display::sanitize(&invitee.nick);
+            let mut actions = Vec::new();
+            let mut invited = false;
+            if let Some(r) = rooms.get(&room) {
+                let invite_only = r.room.settings().is_some_and(|s| s.invite_only);
+                if invite_only {
+                    match r.room.invite(&fp.to_string()) {
+                        Ok(a) => {
+                            actions = a;
+                            invited = true;
+                        }
+                        Err(refusal) => screen.error(refusal_text(&room, &refusal))?,
+                    }
+                }
+            }
+            let text = format!(
+                "code {code} used by {nick} ({fp}): the code proved their key{}",
+                if invited {
+                    format!("; invited them to #{room}")
+                } else {
+                    format!("; #{room} admits them when they ask")
+                }
+            );
+            let object = serde_json::json!({
+                "type": "code_used",
+                "room": room.as_str(),
+                "code": code.to_string(),
+                "fingerprint": fp.to_string(),
+                "nick": invitee.nick,
+                "invited": invited,
+            });
+            (Some(room), text, object, actions)
+        }
+        InviterEvent::Failed { room, text } => {
+            let object = serde_json::json!({
+                "type": "code_failed",
+                "room": room.as_ref().map(RoomName::as_str),
+                "reason": text,
+            });
+            (room, text, object, Vec::new())
+        }
+    };
+    screen.show_as(
+        &Shown::Notice {
+            room,
+            notice: Notice::Text(text),
+        },
+        Some(object.to_string()),
+    )?;
+    Ok(actions)
 }
 
 /// Sleeps until `at`, or for ever when there is no `at`.
@@ -1399,6 +1570,32 @@ fn handle_line<W: Write>(
                 ))?;
             }
             Vec::new()
+        }
+        Input::Command(Command::Code) => {
+            let me = config.identity.fingerprint();
+            let refusal = match room.settings() {
+                _ if state.frame_limit.is_none() => Some(
+                    "not connected to the relay: /code needs the relay to hold the code's mailbox; try again once connected".to_owned(),
+                ),
+                None => Some(format!(
+                    "#{name} has no members yet: make a code once you are in it"
+                )),
+                Some(_) if !room.is_member() => Some(format!(
+                    "you are not a member of #{name} yet: make a code once you are admitted"
+                )),
+                Some(s) if s.invite_only && s.creator != me => Some(format!(
+                    "only the creator of #{name} can make codes for it, as only they can invite ({})",
+                    s.creator
+                )),
+                Some(_) => None,
+            };
+            match refusal {
+                Some(text) => {
+                    screen.error(text)?;
+                    Vec::new()
+                }
+                None => vec![Action::Send(state.codes.request(name))],
+            }
         }
         Input::Command(Command::Invite(who)) => match room.invite(&who) {
             Ok(actions) => actions,

@@ -42,6 +42,8 @@ pub enum Command {
     Invite(String),
     /// `/kick FINGERPRINT|NICK`: remove a member (the creator only).
     Kick(String),
+    /// `/code`: make a one-time invitation code for the room.
+    Code,
     /// `/send PATH`: offer a file to the room (sealed, through the relay).
     Send(std::path::PathBuf),
     /// `/files`: the files offered in the room this run.
@@ -124,6 +126,7 @@ pub const HELP: &str = "\
 /verify NICK|FINGERPRINT show your safety number with one member, to compare out of band
 /invite FINGERPRINT|NICK let someone into an invite-only room (its creator only)
 /kick FINGERPRINT|NICK   remove a member; the room is rekeyed without them (the creator only)
+/code                    make a one-time code (10 minutes) that lets one person in and proves both your keys
 /join ROOM               open a room (joining it if need be), or switch to it
 /part                    close this room's window; you stay a member and /join reopens it
 /dm FINGERPRINT|SHORTID  open the private two-person room you share with someone
@@ -325,6 +328,7 @@ pub fn parse_line(line: &str) -> Result<Option<Input>, CommandError> {
             Ok(Some(Input::Command(Command::Join(parse_room(args)?))))
         }
         "part" => no_args(args, "part", "/part", Command::Part),
+        "code" => no_args(args, "code", "/code", Command::Code),
         "send" => {
             if args.is_empty() {
                 return Err(CommandError::MissingArgument {
@@ -449,6 +453,8 @@ mod tests {
         assert_eq!(cmd("/whois bob"), Command::Whois("bob".into()));
         assert_eq!(cmd("/verify"), Command::Verify(None));
         assert_eq!(cmd("/invite bob"), Command::Invite("bob".into()));
+        assert_eq!(cmd("/code"), Command::Code);
+        assert!(parse_line("/code 7-crossover-clockwork").is_err());
         assert_eq!(cmd("/Kick bob"), Command::Kick("bob".into()));
         assert!(parse_line("/kick").is_err());
         assert!(parse_line("/invite a b").is_err());
@@ -669,7 +675,9 @@ mod tests {
             let first = line.split_whitespace().next().unwrap();
             assert!(first.starts_with('/'), "{line}");
         }
-        for name in ["/nick", "/members", "/whois", "/leave", "/quit", "/help"] {
+        for name in [
+            "/nick", "/members", "/whois", "/code", "/leave", "/quit", "/help",
+        ] {
             assert!(
                 HELP.lines().any(|l| l.starts_with(&format!("{name} "))),
                 "{name} missing from HELP"

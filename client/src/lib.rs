@@ -13,6 +13,7 @@
 //! - [`display`]: what the user sees, as lines or JSON, with anything
 //!   received neutralised before it reaches a terminal.
 //! - [`command`]: what the user types.
+//! - [`code`]: invitation codes: `/code` in a session, `--code` before one.
 //! - [`state`]: the room state saved between runs, sealed to our own key.
 //! - `rooms`: the rooms open on the one link, and what a typed line does
 //!   to them (`/join`, `/part`, `/leave`).
@@ -26,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod code;
 pub mod command;
 pub mod display;
 pub mod files;

@@ -76,13 +76,16 @@ impl KnownRelays {
         }
     }
 
-    /// Checks `presented` against the pin for `addr`, pinning it if there
-    /// is none.
+    /// The key pinned for `addr`, if any (nothing is written).
     ///
     /// # Errors
-    /// [`PinError::Changed`] for a different key; [`PinError::File`] if the
-    /// file cannot be used.
-    pub fn check(&self, addr: &str, presented: Fingerprint) -> Result<PinCheck, PinError> {
+    /// [`PinError::File`] if the file cannot be read.
+    pub fn pinned(&self, addr: &str) -> Result<Option<Fingerprint>, PinError> {
+        Ok(self.find(addr)?.map(|(fp, _)| fp))
+    }
+
+    /// The pin for `addr` and its line number.
+    fn find(&self, addr: &str) -> Result<Option<(Fingerprint, usize)>, PinError> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -103,6 +106,19 @@ impl KnownRelays {
             let pinned: Fingerprint = fp
                 .parse()
                 .map_err(|e| self.file_error(format!("line {}: {e}", i + 1)))?;
+            return Ok(Some((pinned, i + 1)));
+        }
+        Ok(None)
+    }
+
+    /// Checks `presented` against the pin for `addr`, pinning it if there
+    /// is none.
+    ///
+    /// # Errors
+    /// [`PinError::Changed`] for a different key; [`PinError::File`] if the
+    /// file cannot be used.
+    pub fn check(&self, addr: &str, presented: Fingerprint) -> Result<PinCheck, PinError> {
+        if let Some((pinned, line)) = self.find(addr)? {
             if pinned == presented {
                 return Ok(PinCheck::Known);
             }
@@ -111,7 +127,7 @@ impl KnownRelays {
                 presented,
                 pinned,
                 file: self.path.display().to_string(),
-                line: i + 1,
+                line,
             });
         }
         if let Some(dir) = self.path.parent() {

@@ -205,6 +205,10 @@ impl Rooms {
         self.open.iter_mut().find(|r| r.room.name() == name)
     }
 
+    pub(crate) fn get_ref(&self, name: &RoomName) -> Option<&OpenRoom> {
+        self.open.iter().find(|r| r.room.name() == name)
+    }
+
     fn index_of(&self, name: &RoomName) -> Option<usize> {
         self.open.iter().position(|r| r.room.name() == name)
     }
@@ -325,7 +329,10 @@ pub(crate) fn room_of(msg: &RelayMsg) -> Option<&RoomName> {
         RelayMsg::Welcome(_)
         | RelayMsg::Ping { .. }
         | RelayMsg::Pong { .. }
-        | RelayMsg::Closing { .. } => None,
+        | RelayMsg::Closing { .. }
+        | RelayMsg::CodeOpened { .. }
+        | RelayMsg::CodeData { .. }
+        | RelayMsg::CodeClosed { .. } => None,
     }
 }
 

@@ -23,6 +23,8 @@
 //! - [`wrap`]: RSAES-OAEP (SHA-256) key wrap with a purpose label.
 //! - [`kdf`]: HKDF-SHA-256 with a distinct `info` per purpose and direction.
 //! - [`kex`]: the links' ephemeral hybrid key exchange, X25519 + ML-KEM-768.
+//! - [`pake`]: SPAKE2 (Ed25519) for invitation codes, with one sealed box
+//!   per direction under keys derived from it.
 //! - [`seal`]: AES-256-GCM with associated data, nonces from a
 //!   [`NonceCounter`] that refuses to wrap around.
 //! - [`file`](mod@file): files sent to a room: padded to Signal's size buckets, cut
@@ -46,6 +48,7 @@ pub mod file;
 pub mod identity;
 pub mod kdf;
 pub mod kex;
+pub mod pake;
 pub mod seal;
 pub mod secret;
 pub mod sign;

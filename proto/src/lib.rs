@@ -21,6 +21,8 @@
 //!   sealed) as distinct state types.
 //! - [`record`]: sealed records carrying batches of frames.
 //! - [`msg`]: the messages, and [`names`]: validated room names.
+//! - [`code`]: invitation codes, and the SPAKE2 exchange two clients run
+//!   through a relay mailbox.
 //! - [`e2e`]: the end-to-end bodies members exchange inside room events.
 //!
 //! It must never: hold a room key or plaintext of a room message (those are
@@ -30,6 +32,7 @@
 /// The TCP port hush relays listen on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 40623;
 
+pub mod code;
 pub mod e2e;
 pub mod frame;
 pub mod handshake;
@@ -41,7 +44,7 @@ pub mod ticket;
 pub use frame::{DEFAULT_MAX_FRAME, FrameBuffer, FrameError};
 pub use handshake::{HandshakeError, Link};
 pub use msg::{
-    ClientMsg, CloseReason, EventKind, FileRefusal, PROTOCOL_VERSION, Rejection, RelayMsg,
+    ClientMsg, CloseReason, CodeEnd, EventKind, FileRefusal, PROTOCOL_VERSION, Rejection, RelayMsg,
     RoomEvent, SequencedEvent, Welcome,
 };
 pub use names::RoomName;

@@ -410,6 +410,32 @@ pub enum ClientMsg {
         /// The file.
         file: [u8; 16],
     },
+    /// Open a mailbox for an invitation code; the relay answers
+    /// [`RelayMsg::CodeOpened`] with its number, or [`RelayMsg::CodeClosed`].
+    CodeOpen,
+    /// Claim mailbox `number` and post `data` (a `code::Step`) to its
+    /// opener. Only the first claim is taken: it spends the code.
+    CodeClaim {
+        /// The code's number.
+        number: u16,
+        /// Opaque to the relay.
+        #[serde(with = "crate::msg::bytes")]
+        data: Vec<u8>,
+    },
+    /// Post `data` to the other side of mailbox `number` (only its opener
+    /// and its claimer may).
+    CodePost {
+        /// The code's number.
+        number: u16,
+        /// Opaque to the relay.
+        #[serde(with = "crate::msg::bytes")]
+        data: Vec<u8>,
+    },
+    /// Close mailbox `number`: the exchange is over (done or given up).
+    CodeClose {
+        /// The code's number.
+        number: u16,
+    },
 }
 
 /// The relay's signed statement of a room's hash-chain head at a seq.
@@ -541,6 +567,50 @@ pub enum RelayMsg {
         /// Why.
         reason: FileRefusal,
     },
+    /// A mailbox for an invitation code is open.
+    CodeOpened {
+        /// Its number, the code's first part.
+        number: u16,
+        /// How long it stays open unclaimed, in ms.
+        expires_in_ms: u64,
+    },
+    /// The other side of mailbox `number` posted `data`.
+    CodeData {
+        /// The code's number.
+        number: u16,
+        /// What they posted.
+        #[serde(with = "crate::msg::bytes")]
+        data: Vec<u8>,
+    },
+    /// Mailbox `number` is closed, or a request on it was refused.
+    CodeClosed {
+        /// The code's number (0 for a refused [`ClientMsg::CodeOpen`]).
+        number: u16,
+        /// Why.
+        reason: CodeEnd,
+    },
+}
+
+/// Why a code mailbox closed, or a request on one was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CodeEnd {
+    /// No mailbox has this number (never opened, or long gone).
+    Unknown,
+    /// Someone already claimed it: a code is good for one try.
+    Used,
+    /// Nobody claimed it in time.
+    Expired,
+    /// The other side closed it (the exchange is over).
+    Closed,
+    /// The other side's connection dropped.
+    Gone,
+    /// The relay holds as many open codes as it allows (for this identity,
+    /// or in all).
+    Full,
+    /// This identity claimed more codes than the relay allows per hour.
+    TooManyClaims,
+    /// A post was too large, or one too many.
+    TooMuch,
 }
 
 /// Why the relay refused a file request.

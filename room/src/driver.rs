@@ -133,6 +133,10 @@ impl Room {
             | RelayMsg::FileStored { .. }
             | RelayMsg::FileChunk { .. }
             | RelayMsg::FileRefused { .. } => Vec::new(),
+            // Invitation codes: the client's (client/src/code.rs).
+            RelayMsg::CodeOpened { .. }
+            | RelayMsg::CodeData { .. }
+            | RelayMsg::CodeClosed { .. } => Vec::new(),
         }
     }
 

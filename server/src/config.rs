@@ -103,6 +103,9 @@ pub struct Limits {
     /// reconnects every forty minutes for the ticket lifetime of 7 days;
     /// one identity cannot fill the relay-wide ledger.
     pub tickets_per_identity: u32,
+    /// How long an invitation code's mailbox waits to be claimed (the
+    /// code is void after it). 10 minutes.
+    pub code_expiry: Duration,
 }
 
 impl Default for Limits {
@@ -128,6 +131,7 @@ impl Default for Limits {
             handshakes_per_ip_per_sec: 20,
             ticket_lifetime: Duration::from_secs(7 * 24 * 3600),
             tickets_per_identity: 256,
+            code_expiry: Duration::from_secs(600),
         }
     }
 }

@@ -73,6 +73,8 @@ pub(crate) struct Shared {
     pub(crate) keepalive: Arc<Keepalive>,
     /// Sealed file chunks, on disk apart from the log.
     pub(crate) blobs: Arc<crate::blobs::BlobStore>,
+    /// Invitation-code mailboxes, in memory.
+    pub(crate) codes: Arc<crate::codes::Mailboxes>,
 }
 
 /// Why a handshake did not complete (logged at debug level only: the
@@ -358,6 +360,7 @@ impl Connection {
         let id = self.peer.id;
         self.shared.keepalive.unregister(id);
         self.shared.hub.leave_all(&self.rooms.names(), id);
+        self.shared.codes.disconnected(id);
         // The first reason wins (a TooSlow from fan-out stays TooSlow).
         self.peer.outbox.stop(stop);
         let fingerprint = self.peer.fingerprint;
@@ -529,6 +532,19 @@ impl Connection {
                 })
                 .await;
             }
+            ClientMsg::CodeOpen => {
+                self.take_token().await;
+                self.shared.codes.open(&self.peer);
+            }
+            ClientMsg::CodeClaim { number, data } => {
+                self.take_token().await;
+                self.shared.codes.claim(&self.peer, number, data);
+            }
+            ClientMsg::CodePost { number, data } => {
+                self.take_token().await;
+                self.shared.codes.post(&self.peer, number, data);
+            }
+            ClientMsg::CodeClose { number } => self.shared.codes.close(&self.peer, number),
             ClientMsg::FileQuery { room, file } => {
                 self.file_op(room, file, move |store, room| {
                     store.status(room, file).map(|s| status_msg(room, file, s))

@@ -27,6 +27,8 @@
 //! - [`config`]: limits; [`tickets`]: session-ticket key and ledger.
 //! - [`blobs`]: sealed file chunks on disk, with per-identity quotas and
 //!   expiry.
+//! - `codes`: invitation-code mailboxes, in memory: forwards the two
+//!   clients' opaque SPAKE2 steps, one claim per code.
 //!
 //! Room events carry the protocol's own types ([`hush_proto::RoomEvent`],
 //! [`hush_proto::SequencedEvent`], [`hush_proto::EventKind`]) from the
@@ -41,6 +43,7 @@
 
 pub mod admin;
 pub mod blobs;
+mod codes;
 pub mod config;
 mod connection;
 mod hub;

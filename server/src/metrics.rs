@@ -53,6 +53,10 @@ pub struct Metrics {
     pub file_chunks_stored: Counter,
     /// Sealed file chunks served.
     pub file_chunks_served: Counter,
+    /// Invitation-code mailboxes opened.
+    pub codes_opened: Counter,
+    /// Invitation-code mailboxes claimed (each spends its code).
+    pub codes_claimed: Counter,
 }
 
 impl Metrics {
@@ -74,6 +78,8 @@ impl Metrics {
             commit_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 14)),
             file_chunks_stored: Counter::default(),
             file_chunks_served: Counter::default(),
+            codes_opened: Counter::default(),
+            codes_claimed: Counter::default(),
         };
         registry.register(
             "connections",
@@ -132,6 +138,16 @@ impl Metrics {
             "file_chunks_served",
             "Sealed file chunks served",
             m.file_chunks_served.clone(),
+        );
+        registry.register(
+            "codes_opened",
+            "Invitation-code mailboxes opened",
+            m.codes_opened.clone(),
+        );
+        registry.register(
+            "codes_claimed",
+            "Invitation-code mailboxes claimed (each spends its code)",
+            m.codes_claimed.clone(),
         );
         Self { registry, ..m }
     }

@@ -94,6 +94,7 @@ impl Relay {
             crate::blobs::BlobStore::open(&config.data_dir, config.files.clone())
                 .map_err(|e| RelayError::Files(e.to_string()))?,
         );
+        let codes = crate::codes::Mailboxes::new(limits.code_expiry);
         let shared = Arc::new(Shared {
             tickets,
             ledger,
@@ -107,6 +108,7 @@ impl Relay {
             next_id: std::sync::atomic::AtomicU64::new(1),
             keepalive,
             blobs,
+            codes,
         });
         Ok(Self {
             listener,

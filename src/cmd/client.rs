@@ -36,6 +36,11 @@ pub struct ClientArgs {
     /// or of a relay you were told.
     #[arg(long, env = "HUSH_EXPECT", value_name = "FINGERPRINT")]
     expect: Option<String>,
+    /// Use an invitation code someone made with /code (like
+    /// 417-crossover-clockwork): it tells the room, proves their key to you
+    /// and yours to them, and lets you in. --server is the inviter's relay.
+    #[arg(long, value_name = "CODE", conflicts_with = "listen")]
+    code: Option<String>,
     /// Your private key file (made with `hush keygen`). An encrypted one is
     /// unlocked with HUSH_PASSPHRASE if set (readable by the same user in
     /// /proc/PID/environ and passed to child processes), else asked for.
@@ -293,6 +298,13 @@ fn config(args: &ClientArgs) -> Result<ClientConfig> {
         })?),
         None => None,
     };
+    let code = match &args.code {
+        Some(text) => Some(
+            text.parse::<hush_proto::code::Code>()
+                .map_err(|e| anyhow::anyhow!("--code {text}: {e}"))?,
+        ),
+        None => None,
+    };
     let mut rooms: Vec<RoomName> = Vec::new();
     for typed in &args.room {
         let room = parse_room(typed).map_err(|e| anyhow::anyhow!("--room: {e}"))?;
@@ -331,6 +343,7 @@ fn config(args: &ClientArgs) -> Result<ClientConfig> {
         utc: args.utc,
         expect,
         greeting: Vec::new(),
+        code,
         download_dir: match args.download_dir.clone() {
             Some(d) => d,
             None => default_download_dir()?,

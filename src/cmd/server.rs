@@ -135,6 +135,10 @@ pub struct ServerArgs {
     /// share for files).
     #[arg(long, env = "HUSH_FILES_TOTAL", value_name = "SIZE", default_value = "100GiB", value_parser = parse_size)]
     files_total: u64,
+    /// How long an invitation code (/code) waits to be used before it is
+    /// void (e.g. 10m).
+    #[arg(long, env = "HUSH_CODE_EXPIRY", value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    code_expiry: Duration,
 }
 
 fn parse_frame_limit(text: &str) -> Result<usize, String> {
@@ -219,6 +223,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
         handshakes_per_ip_per_sec: args.handshakes_per_ip.max(1),
         ticket_lifetime: args.ticket_lifetime,
         tickets_per_identity: args.tickets_per_identity.max(1),
+        code_expiry: args.code_expiry.max(Duration::from_secs(1)),
     };
     let retention = Retention {
         max_events: args.retention_events,

@@ -233,7 +233,11 @@ impl ClientProcess {
         if !server.is_empty() {
             cmd.args(["--server", server]);
         }
-        cmd.args(["--room", room, "--key"])
+        // No room: it comes from elsewhere (--code, or the saved list).
+        if !room.is_empty() {
+            cmd.args(["--room", room]);
+        }
+        cmd.arg("--key")
             .arg(key)
             .arg("--data")
             .arg(data.path())
