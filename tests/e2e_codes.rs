@@ -146,3 +146,32 @@ fn expired_unknown_and_mistyped_codes_get_clear_errors() {
         typo.stderr
     );
 }
+
+#[test]
+fn codes_work_in_direct_mode_too() {
+    let port = common::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut alice = ClientProcess::start(
+        "",
+        "alice",
+        "us",
+        true,
+        &["--listen", &addr, "--invite-only"],
+    );
+    alice.wait_json("joined", |_| true);
+    alice.wait_json("epoch", |_| true);
+    alice.say("/code");
+    let code = alice.wait_json("code_issued", |_| true)["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut bob = ClientProcess::start(&addr, "bob", "", true, &["--code", &code]);
+    let accepted = bob.wait_json("code_accepted", |_| true);
+    // In direct mode the relay's key is alice's own.
+    let alice_fp = example_identity("alice").fingerprint().to_string();
+    assert_eq!(accepted["relay"], alice_fp.as_str());
+    assert_eq!(accepted["inviter"], alice_fp.as_str());
+    bob.wait_json("joined", |v| v["room"] == "us");
+    alice.say("no server, one code");
+    bob.wait_json("message", |v| v["text"] == "no server, one code");
+}
