@@ -62,6 +62,13 @@ const DIM: Style = Style::new().add_modifier(Modifier::DIM);
 const WARNING: Style = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
 /// Errors: red.
 const ERROR: Style = Style::new().fg(Color::Red);
+/// The verified mark beside the name of a person whose key the user
+/// verified (docs/CLIENT.md, "Verified contacts"): a star, apart from the
+/// ✓ of our own sent messages. Always after a space, which no nickname
+/// holds, so a name cannot draw it.
+pub const VERIFIED_MARK: &str = " ★";
+/// How the verified mark is drawn: bold, in no nick's colour (white).
+const VERIFIED: Style = Style::new().fg(Color::White).add_modifier(Modifier::BOLD);
 /// A mention of us: bold black on yellow.
 const MENTION: Style = Style::new()
     .fg(Color::Black)
@@ -258,7 +265,8 @@ fn online_count(members: &[MemberEntry]) -> Option<usize> {
 
 /// The member pane: a header "N members, M online" (on two rows when
 /// narrow), then one row each, as many as fit ("+K more" last):
-/// "● nick shortid" (● online, ○ offline, ? unknown), "(you)" for us.
+/// "● nick shortid" (● online, ○ offline, ? unknown), "(you)" for us, and
+/// "● nick ★ shortid" for someone whose key the user verified.
 fn draw_members(frame: &mut Frame, view: &View, area: Rect) {
     draw_border(frame, area.x, area);
     let x = area.x + 1;
@@ -304,13 +312,12 @@ fn draw_members(frame: &mut Frame, view: &View, area: Rect) {
         } else {
             Span::styled(m.fp.short_id(), DIM)
         };
-        let spans = vec![
-            dot,
-            Span::raw(" "),
-            Span::styled(sanitize(&m.nick), colour),
-            Span::raw(" "),
-            tag,
-        ];
+        let mut spans = vec![dot, Span::raw(" "), Span::styled(sanitize(&m.nick), colour)];
+        if !m.me && view.is_verified(&m.fp) {
+            spans.push(Span::styled(VERIFIED_MARK, VERIFIED));
+        }
+        spans.push(Span::raw(" "));
+        spans.push(tag);
         put(frame, x, y, w, Line::from(spans));
     }
     if overflow && rows > 0 {
@@ -489,6 +496,9 @@ fn line_rows(view: &View, line: &ConvLine, width: usize) -> Vec<Line<'static>> {
                 head.push(("* ".to_owned(), Style::new()));
             }
             head.push((sanitize(nick), nick_style));
+            if mine.is_none() && view.is_verified(from) {
+                head.push((VERIFIED_MARK.to_owned(), VERIFIED));
+            }
             if *same_nick {
                 // Two members share the name: the short id tells them
                 // apart (a colour can be matched by making keys).

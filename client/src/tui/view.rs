@@ -319,6 +319,9 @@ pub struct View {
     me: Fingerprint,
     nick: String,
     time: LocalTime,
+    /// The keys the user verified (the client's contacts): drawn with
+    /// the verified mark beside their names.
+    verified: std::collections::BTreeSet<Fingerprint>,
 }
 
 impl View {
@@ -336,7 +339,21 @@ impl View {
             me,
             nick,
             time,
+            verified: std::collections::BTreeSet::new(),
         }
+    }
+
+    /// Replaces the set of verified keys; returns whether it changed.
+    pub fn set_verified(&mut self, verified: std::collections::BTreeSet<Fingerprint>) -> bool {
+        let changed = self.verified != verified;
+        self.verified = verified;
+        changed
+    }
+
+    /// Whether `fp` is a key the user verified.
+    #[must_use]
+    pub fn is_verified(&self, fp: &Fingerprint) -> bool {
+        self.verified.contains(fp)
     }
 
     /// Our fingerprint.
