@@ -1132,6 +1132,45 @@ mod tests {
     }
 
     #[test]
+    fn a_verified_person_is_starred_in_the_members_and_by_their_messages() {
+        let mut v = busy();
+        v.set_verified([fp(1), fp(2)].into_iter().collect());
+        v.push(&msg("lobby", 3, "carol", "not verified", T), T);
+        v.push(
+            &Shown::Warning {
+                room: Some(room("lobby")),
+                seq: Some(4),
+                from: Some(hush_room::Peer {
+                    fingerprint: fp(9),
+                    nick: "bob".into(),
+                }),
+                warning: hush_room::Warning::Impostor {
+                    nick: "bob".into(),
+                    verified: hush_room::Peer {
+                        fingerprint: fp(2),
+                        nick: "bob".into(),
+                    },
+                },
+            },
+            T,
+        );
+        let t = render(&v, &EMPTY, 120, 24);
+        let s = screen(&t);
+        assert!(s.contains("bob ★: hello there"), "{s}");
+        assert!(s.contains("carol: not verified"), "{s}");
+        assert!(s.contains(&format!("○ bob ★ {}", fp(2).short_id())), "{s}");
+        assert!(s.contains(&format!("● carol {}", fp(3).short_id())), "{s}");
+        assert!(!s.contains("alice ★"), "never ourselves: {s}");
+        // The star is not the ✓ of our own sent lines, nor a nick's colour.
+        let (x, y) = find(&t, "★: hello").unwrap();
+        assert_eq!(style_at(&t, x, y).fg, Some(Color::White));
+        // The impostor warning is a red line and raises the flag.
+        let (x, y) = find(&t, "!! warning[impostor]").unwrap();
+        assert_eq!(style_at(&t, x, y).fg, Some(Color::Red));
+        assert!(s.contains("⚠ warnings"), "{s}");
+    }
+
+    #[test]
     fn mentions_same_nick_events_and_warnings_look_different() {
         let mut v = view();
         v.open_room(&room("ops"));
