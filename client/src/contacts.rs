@@ -17,8 +17,10 @@
 //!
 //! The file is sealed to our own key exactly as the room state is
 //! ([`StateStore::save_as`]): one file per identity, so two keys sharing
-//! a data folder never see each other's contacts. Without a data folder
-//! the contacts live in memory for the run.
+//! a data folder never see each other's contacts. Each change re-reads
+//! the file first, so two runs of one identity (on two relays) keep each
+//! other's marks. Without a data folder the contacts live in memory for
+//! the run.
 //!
 //! Names compare by [`hush_room::skeleton`], the folding the client
 //! already uses to tell members with the same-looking name apart (case,
@@ -120,25 +122,7 @@ impl Contacts {
             return Ok(Self::in_memory());
         };
         let store = StateStore::for_contacts(dir, identity);
-        let people = match store.load_as::<ContactsPickle>()? {
-            None => Vec::new(),
-            Some(p) if p.version == CONTACTS_VERSION => p
-                .people
-                .into_iter()
-                .map(|v| Verified {
-                    fingerprint: Fingerprint::from_bytes(v.fingerprint),
-                    nick: v.nick,
-                    by: v.by,
-                    at_ms: v.at_ms,
-                })
-                .collect(),
-            Some(p) => {
-                return Err(StateError::OtherVersion {
-                    path: store.path().display().to_string(),
-                    found: p.version,
-                });
-            }
-        };
+        let people = read(&store)?;
         Ok(Self {
             people,
             store: Some(store),
@@ -173,6 +157,7 @@ impl Contacts {
         by: VerifiedBy,
         now_ms: u64,
     ) -> Result<(), StateError> {
+        self.refresh();
         let entry = Verified {
             fingerprint,
             nick: nick.to_owned(),
@@ -197,6 +182,7 @@ impl Contacts {
     /// [`StateError::Io`] if the file cannot be written; the mark is
     /// still gone for this run.
     pub fn unmark(&mut self, fingerprint: &Fingerprint) -> Result<Option<Verified>, StateError> {
+        self.refresh();
         let Some(i) = self
             .people
             .iter()
@@ -275,6 +261,16 @@ impl Contacts {
         self.people.is_empty()
     }
 
+    /// Takes up what another run of the same identity saved meanwhile
+    /// (two clients on two relays share the data folder), so a change is
+    /// made to the newest list and neither run's marks are lost. A file
+    /// that no longer opens leaves the list as it is.
+    fn refresh(&mut self) {
+        if let Some(people) = self.store.as_ref().and_then(|s| read(s).ok()) {
+            self.people = people;
+        }
+    }
+
     fn save(&self) -> Result<(), StateError> {
         let Some(store) = &self.store else {
             return Ok(());
@@ -292,6 +288,27 @@ impl Contacts {
                 })
                 .collect(),
         })
+    }
+}
+
+/// The marks saved in `store` (none if there is no file).
+fn read(store: &StateStore) -> Result<Vec<Verified>, StateError> {
+    match store.load_as::<ContactsPickle>()? {
+        None => Ok(Vec::new()),
+        Some(p) if p.version == CONTACTS_VERSION => Ok(p
+            .people
+            .into_iter()
+            .map(|v| Verified {
+                fingerprint: Fingerprint::from_bytes(v.fingerprint),
+                nick: v.nick,
+                by: v.by,
+                at_ms: v.at_ms,
+            })
+            .collect()),
+        Some(p) => Err(StateError::OtherVersion {
+            path: store.path().display().to_string(),
+            found: p.version,
+        }),
     }
 }
 
@@ -355,6 +372,19 @@ mod tests {
             Contacts::load(Some(dir.path()), hush_testkit::keys::by_name("bob")),
             Err(StateError::Unreadable(_))
         ));
+    }
+
+    #[test]
+    fn two_runs_of_one_identity_keep_each_others_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut one = Contacts::load(Some(dir.path()), alice()).unwrap();
+        let mut two = Contacts::load(Some(dir.path()), alice()).unwrap();
+        one.mark(fp(1), "bob", VerifiedBy::Manual, 1).unwrap();
+        two.mark(fp(2), "carol", VerifiedBy::Manual, 2).unwrap();
+        assert!(two.is_verified(&fp(1)), "taken up before the change");
+        one.unmark(&fp(2)).unwrap();
+        let again = Contacts::load(Some(dir.path()), alice()).unwrap();
+        assert!(again.is_verified(&fp(1)) && !again.is_verified(&fp(2)));
     }
 
     #[test]
