@@ -602,7 +602,7 @@ fn draw_conversation(frame: &mut Frame, view: &View, area: Rect) {
 }
 
 /// The status line, reversed: relay, key pinned now, link state, #room,
-/// epoch, online, the warnings flag, unsent, scrolled back, then the note
+/// epoch, online, the impostor and warnings flags, unsent, scrolled back, then the note
 /// (or the confirmation question); "used/limit" at the right once the input
 /// uses more than 3/4 of its limit. When narrow, the least important items
 /// go first; the warnings flag and the note go last.
@@ -635,6 +635,9 @@ fn draw_status(frame: &mut Frame, view: &View, input: &InputLine, area: Rect) {
                 None => format!("{n} members"),
             };
             items.push((4, vec![Span::raw(text)]));
+        }
+        if room.impostor {
+            items.push((1, vec![Span::styled("⚠ impostor", ALARM)]));
         }
         if room.warned {
             items.push((1, vec![Span::styled("⚠ warnings", ALARM)]));
@@ -1168,6 +1171,8 @@ mod tests {
         let (x, y) = find(&t, "!! warning[impostor]").unwrap();
         assert_eq!(style_at(&t, x, y).fg, Some(Color::Red));
         assert!(s.contains("⚠ warnings"), "{s}");
+        let (x, y) = find(&t, "⚠ impostor").unwrap();
+        assert_eq!((y, style_at(&t, x, y).bg), (22, Some(Color::Red)));
     }
 
     #[test]
