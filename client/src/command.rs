@@ -284,6 +284,8 @@ fn parse_verify(args: &str) -> Result<Option<Input>, CommandError> {
 /// - [`CommandError::MissingArgument`] for `/nick` or `/whois` alone;
 /// - [`CommandError::TooManyArguments`] for arguments to `/members`,
 ///   `/leave`, `/quit`, `/help`, or more than one to `/whois`;
+/// - [`CommandError::UnknownOption`] for a `/verify` option other than
+///   `--mark` or `--unmark` (and `MissingArgument` for either without a name);
 /// - [`CommandError::BadNick`] for a `/nick` argument [`validate_nick`] refuses;
 /// - [`CommandError::TooLong`] for text longer than [`MAX_TEXT_BYTES`].
 pub fn parse_line(line: &str) -> Result<Option<Input>, CommandError> {
