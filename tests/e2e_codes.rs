@@ -72,10 +72,23 @@ fn a_code_lets_bob_into_an_invite_only_room_and_proves_both_keys() {
     alice.wait_json("epoch", |v| {
         v["members"].as_array().is_some_and(|m| m.len() == 2)
     });
+    // Each side now holds the other as verified: the code proved the key.
     alice.say("welcome, bob");
-    bob.wait_json("message", |v| v["text"] == "welcome, bob");
+    let seen = bob.wait_json("message", |v| v["text"] == "welcome, bob");
+    assert_eq!(seen["verified"], true, "{seen}");
     bob.say("thanks, alice");
-    alice.wait_json("message", |v| v["text"] == "thanks, alice");
+    let seen = alice.wait_json("message", |v| v["text"] == "thanks, alice");
+    assert_eq!(seen["verified"], true, "{seen}");
+    alice.say("/members");
+    let members = alice.wait_json("members", |_| true);
+    let bob_entry = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["fingerprint"] == bob_fp.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(bob_entry["verified"], true, "{members}");
 
     // The code is spent: carol typing it too is refused.
     let carol = use_code(&relay, "carol", &code);

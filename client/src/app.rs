@@ -29,7 +29,10 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use tokio::sync::mpsc;
 
 use crate::command::{Command, HELP, Input, parse_line};
-use crate::display::{LocalTime, refusal_text, render_json, render_line_in, shown_room};
+use crate::contacts::{Contacts, VerifiedBy};
+use crate::display::{
+    LocalTime, VERIFIED_MARK, refusal_text, render_json_marked, render_line_marked, shown_room,
+};
 use crate::files::{Step, TransferStore, Transfers};
 use crate::link::{Connection, LinkError, LinkWriter};
 use crate::pins::{KnownRelays, PinCheck, PinError};
@@ -152,6 +155,17 @@ struct Screen<W: Write> {
     /// The epoch each room was last shown joined at: a reconnect that
     /// joins again at the same epoch is not said again (usability F15).
     joined: std::collections::HashMap<RoomName, u64>,
+    /// The people whose keys we verified: the mark beside their names
+    /// and the impostor warning come from here, so everything shown
+    /// passes by it. Marked through [`Screen::mark_verified`] (by
+    /// `/verify NICK --mark`, and by a code exchange), which also tells
+    /// the chat screen.
+    contacts: Contacts,
+    /// Our own key: never an impostor of anyone.
+    me: Fingerprint,
+    /// The impostor warnings given this run, by (room, key, name used):
+    /// each is said once.
+    impostors_said: std::collections::HashSet<(RoomName, Fingerprint, String)>,
 }
 
 impl<W: Write> Screen<W> {
@@ -159,6 +173,12 @@ impl<W: Write> Screen<W> {
     /// starts in it.
     fn open(config: &ClientConfig, out: W, tui: Option<Tui>) -> Result<Self, ClientError> {
         let time = LocalTime::new(config.utc);
+        let contacts = Contacts::load(config.state_dir.as_deref(), config.identity.clone())
+            .map_err(|e| {
+                ClientError::Relay(format!(
+                    "cannot read your verified contacts: {e}. Move the file away to start without them (you would verify those people again)"
+                ))
+            })?;
         let transcript = match config.transcript.as_ref() {
             Some(p) => Some((
                 open_transcript(p).map_err(|e| {
@@ -181,6 +201,9 @@ impl<W: Write> Screen<W> {
             time,
             bar: None,
             joined: std::collections::HashMap::new(),
+            contacts,
+            me: config.identity.fingerprint(),
+            impostors_said: std::collections::HashSet::new(),
             bar_tty: {
                 use std::io::IsTerminal;
                 !config.json && std::io::stderr().is_terminal()
@@ -194,7 +217,146 @@ impl<W: Write> Screen<W> {
             config.server
         );
         screen.transcribe(&start);
+        screen.sync_verified();
         Ok(screen)
+    }
+
+    /// The chat screen's copy of who is verified follows the contacts.
+    fn sync_verified(&mut self) {
+        if let Some(tui) = &mut self.tui {
+            tui.set_verified(self.contacts.iter().map(|v| v.fingerprint).collect());
+        }
+    }
+
+    /// Marks `fp` verified as `nick` (saved at once), and says so: what
+    /// `/verify NICK --mark` does, and what a code exchange calls once it
+    /// has proved a key (`VerifiedBy::Code`). A file that cannot be
+    /// written is said as an error; the mark still holds for this run.
+    ///
+    /// # Errors
+    /// If the output cannot be written.
+    pub(crate) fn mark_verified(
+        &mut self,
+        room: Option<&RoomName>,
+        fp: Fingerprint,
+        nick: &str,
+        by: VerifiedBy,
+    ) -> std::io::Result<()> {
+        let saved = self.contacts.mark(fp, nick, by, now_ms());
+        self.sync_verified();
+        if let Some(tui) = &mut self.tui {
+            tui.touch();
+        }
+        let what = format!(
+            "marked {nick} ({fp}) as verified {}: their name now carries the verified mark, and anyone else using the name {nick} raises an impostor warning",
+            by.words()
+        );
+        match saved {
+            Ok(()) => self.notice(room, what),
+            Err(e) => self.error(format!(
+                "{what}; but it could not be saved, so it holds for this run only: {e}"
+            )),
+        }
+    }
+
+    /// Removes the mark of `fp` (saved at once), and says so.
+    ///
+    /// # Errors
+    /// If the output cannot be written.
+    fn unmark_verified(&mut self, room: Option<&RoomName>, fp: Fingerprint) -> std::io::Result<()> {
+        let gone = self.contacts.unmark(&fp);
+        self.sync_verified();
+        if let Some(tui) = &mut self.tui {
+            tui.touch();
+        }
+        match gone {
+            Ok(Some(v)) => self.notice(
+                room,
+                format!(
+                    "{} ({fp}) is no longer marked verified; compare the safety number again to mark it",
+                    v.nick
+                ),
+            ),
+            Ok(None) => self.error(format!("{fp} was not marked verified")),
+            Err(e) => self.error(format!(
+                "the mark of {fp} is gone for this run, but the change could not be saved: {e}"
+            )),
+        }
+    }
+
+    /// The impostor warnings an event calls for: someone showing up (in
+    /// a message or file offer, admitted in an epoch, or taking a new
+    /// name) with the name of a verified person and another key. Each
+    /// (room, key, name) is warned about once per run.
+    fn impostors_in(&mut self, ev: &Shown) -> Vec<Shown> {
+        if self.contacts.is_empty() {
+            return Vec::new();
+        }
+        let (room, seq, people): (&RoomName, Option<u64>, Vec<(Fingerprint, &str)>) = match ev {
+            Shown::Message {
+                room,
+                seq,
+                from,
+                nick,
+                ..
+            }
+            | Shown::FileOffered {
+                room,
+                seq,
+                from,
+                nick,
+                ..
+            } => (room, Some(*seq), vec![(*from, nick.as_str())]),
+            Shown::MemberJoined {
+                room,
+                seq,
+                member,
+                nick,
+            } => (room, Some(*seq), vec![(*member, nick.as_str())]),
+            Shown::Epoch {
+                room, seq, members, ..
+            } => (
+                room,
+                Some(*seq),
+                members.iter().map(|(fp, n)| (*fp, n.as_str())).collect(),
+            ),
+            Shown::Notice {
+                room: Some(room),
+                notice: Notice::NickChanged { member, new, .. },
+            } => (room, None, vec![(*member, new.as_str())]),
+            _ => return Vec::new(),
+        };
+        let mut out = Vec::new();
+        for (fp, nick) in people {
+            if fp == self.me {
+                continue;
+            }
+            let Some(real) = self.contacts.impostor(nick, &fp) else {
+                continue;
+            };
+            if !self
+                .impostors_said
+                .insert((room.clone(), fp, nick.to_owned()))
+            {
+                continue;
+            }
+            out.push(Shown::Warning {
+                room: Some(room.clone()),
+                seq,
+                from: Some(hush_room::Peer {
+                    fingerprint: fp,
+                    nick: nick.to_owned(),
+                }),
+                warning: Warning::Impostor {
+                    nick: nick.to_owned(),
+                    verified: hush_room::Peer {
+                        fingerprint: real.fingerprint,
+                        nick: real.nick.clone(),
+                    },
+                },
+            });
+        }
+        out
     }
 
     /// An event only `--json` prints (the user reads its notice).
@@ -313,7 +475,13 @@ impl<W: Write> Screen<W> {
             }
             _ => None,
         };
-        let mut line = render_line_in(ev, &self.time);
+        let contacts = &self.contacts;
+        let verified = |fp: &Fingerprint| contacts.is_verified(fp);
+        let mut line = render_line_marked(ev, &self.time, &verified);
+        let object = (self.json && self.tui.is_none())
+            .then(|| json.unwrap_or_else(|| render_json_marked(ev, &verified)));
+        // Shown right after the event that gave the impostor away.
+        let impostors = self.impostors_in(ev);
         if self.prefix_rooms
             && let Some(room) = shown_room(ev)
         {
@@ -326,10 +494,7 @@ impl<W: Write> Screen<W> {
         self.transcribe(&line);
         if let Some(tui) = &mut self.tui {
             tui.show(ev);
-            return Ok(());
-        }
-        if self.json {
-            let object = json.unwrap_or_else(|| render_json(ev));
+        } else if let Some(object) = object {
             writeln!(self.out, "{object}")?;
         } else {
             // A progress bar on the same terminal steps aside for the line.
@@ -346,7 +511,11 @@ impl<W: Write> Screen<W> {
                 let _ = write!(std::io::stderr(), "{bar}");
             }
         }
-        self.out.flush()
+        self.out.flush()?;
+        for warning in impostors {
+            self.show(&warning)?;
+        }
+        Ok(())
     }
 
     /// The transfers' progress: a bar on stderr in line mode on a
@@ -611,6 +780,7 @@ async fn run_on<W: Write>(
         abandon_transfers: false,
         said_transfers: false,
         codes: crate::code::Inviting::default(),
+        compared: std::collections::HashSet::new(),
     };
     // Transfers an earlier run left unfinished go on once connected.
     let resumed = state.files.resume();
@@ -807,6 +977,12 @@ async fn redeem_code<W: Write>(
         },
         Some(object.to_string()),
     )?;
+    screen.mark_verified(
+        Some(&redeemed.room),
+        fp,
+        &crate::display::sanitize(&inviter.nick),
+        crate::contacts::VerifiedBy::Code,
+    )?;
     config.rooms.retain(|r| *r != redeemed.room);
     config.rooms.insert(0, redeemed.room);
     Ok(())
@@ -876,6 +1052,10 @@ struct Session {
     said_transfers: bool,
     /// Invitation codes made on this link (`/code`).
     codes: crate::code::Inviting,
+    /// The keys whose safety number `/verify NICK` showed this run: only
+    /// those can be marked verified (`--mark` marks the key the user
+    /// compared, not whoever took the name since).
+    compared: std::collections::HashSet<Fingerprint>,
 }
 
 impl Session {
@@ -1289,6 +1469,7 @@ fn code_event<W: Write>(
     screen: &mut Screen<W>,
 ) -> Result<Vec<Action>, ClientError> {
     use crate::code::InviterEvent;
+    let mut mark = None;
     let (room, text, object, actions) = match event {
         InviterEvent::Issued {
             code,
@@ -1337,6 +1518,7 @@ fn code_event<W: Write>(
                     format!("; #{room} admits them when they ask")
                 }
             );
+            mark = Some((fp, nick.clone()));
             let object = serde_json::json!({
                 "type": "code_used",
                 "room": room.as_str(),
@@ -1358,11 +1540,14 @@ fn code_event<W: Write>(
     };
     screen.show_as(
         &Shown::Notice {
-            room,
+            room: room.clone(),
             notice: Notice::Text(text),
         },
         Some(object.to_string()),
     )?;
+    if let Some((fp, nick)) = mark {
+        screen.mark_verified(room.as_ref(), fp, &nick, crate::contacts::VerifiedBy::Code)?;
+    }
     Ok(actions)
 }
 
@@ -1503,6 +1688,7 @@ fn handle_line<W: Write>(
             let mut list = Vec::new();
             for (fp, nick, online) in members {
                 let offline = known && !online && fp != me;
+                let verified = screen.contacts.is_verified(&fp);
                 let mark = if fp == me {
                     " [you]"
                 } else if offline {
@@ -1510,12 +1696,14 @@ fn handle_line<W: Write>(
                 } else {
                     ""
                 };
-                text.push_str(&format!(" {nick} ({}){mark}", fp.short_id()));
+                let check = if verified { VERIFIED_MARK } else { "" };
+                text.push_str(&format!(" {nick} ({}){check}{mark}", fp.short_id()));
                 list.push(serde_json::json!({
                     "fingerprint": fp.to_string(),
                     "nick": nick,
                     "me": fp == me,
                     "online": if fp == me { Some(true) } else { known.then_some(online) },
+                    "verified": verified,
                 }));
             }
             // Bots get the list as data (usability F18).
@@ -1542,7 +1730,8 @@ fn handle_line<W: Write>(
                 ))?;
             }
             for (fp, nick) in found {
-                screen.notice(Some(&name), format!("{nick}: {fp}"))?;
+                let mark = verified_words(&screen.contacts, &fp, &nick);
+                screen.notice(Some(&name), format!("{nick}: {fp}{mark}"))?;
             }
             Vec::new()
         }
@@ -1563,9 +1752,25 @@ fn handle_line<W: Write>(
                     "nobody in #{name} is called {q}; /members lists who is"
                 ))?;
             }
+            let me = config.identity.fingerprint();
             for (fp, nick) in found {
+                let then = if fp == me {
+                    String::new()
+                } else if let Some(v) = screen.contacts.get(&fp) {
+                    format!(
+                        "; you marked this key verified {} (as {})",
+                        v.by.words(),
+                        v.nick
+                    )
+                } else {
+                    format!(
+                        "; once you have compared it, /verify {} --mark remembers this key as theirs",
+                        fp.short_id()
+                    )
+                };
+                state.compared.insert(fp);
                 screen.notice(Some(&name), format!(
-                    "safety number with {nick} ({fp}): {} (read it to each other out of band: the same digits mean neither key was swapped)",
+                    "safety number with {nick} ({fp}): {} (read it to each other out of band: the same digits mean neither key was swapped){then}",
                     room.safety_number(&fp)
                 ))?;
             }
@@ -1596,6 +1801,68 @@ fn handle_line<W: Write>(
                 }
                 None => vec![Action::Send(state.codes.request(name))],
             }
+        }
+        Input::Command(Command::Mark(q)) => {
+            let me = config.identity.fingerprint();
+            let found = room.whois(&q);
+            match found.as_slice() {
+                [] => screen.error(format!(
+                    "/verify {q} --mark: nobody in #{name} is called {q}; /members lists who is (give a name, short id or fingerprint)"
+                ))?,
+                [(fp, _)] if *fp == me => screen.error(format!(
+                    "/verify {q} --mark: that is you; mark the other person's key"
+                ))?,
+                [(fp, nick)] if !state.compared.contains(fp) => screen.error(format!(
+                    "/verify {q} --mark: first show your safety number with {nick} ({}) with /verify {}, and compare it with them out of band (in person, on a call); then mark it",
+                    fp.short_id(),
+                    fp.short_id()
+                ))?,
+                [(fp, nick)] => screen.mark_verified(Some(&name), *fp, nick, VerifiedBy::Manual)?,
+                many => {
+                    let keys: Vec<String> = many
+                        .iter()
+                        .map(|(fp, nick)| format!("{nick} ({})", fp.short_id()))
+                        .collect();
+                    screen.error(format!(
+                        "/verify {q} --mark: {q} names {} keys in #{name}: {}; give the short id or fingerprint of the one whose safety number you compared (/verify SHORTID --mark)",
+                        many.len(),
+                        keys.join(", ")
+                    ))?;
+                }
+            }
+            Vec::new()
+        }
+        Input::Command(Command::Unmark(q)) => {
+            // The keys the name names in the room that are marked, and
+            // the marks it names (a verified person need not be here).
+            let mut keys: Vec<Fingerprint> = room
+                .whois(&q)
+                .into_iter()
+                .map(|(fp, _)| fp)
+                .filter(|fp| screen.contacts.is_verified(fp))
+                .collect();
+            keys.extend(screen.contacts.find(&q).iter().map(|v| v.fingerprint));
+            keys.sort();
+            keys.dedup();
+            match keys.as_slice() {
+                [] => screen.error(format!(
+                    "/verify {q} --unmark: no key called {q} is marked verified"
+                ))?,
+                [fp] => screen.unmark_verified(Some(&name), *fp)?,
+                many => {
+                    let list: Vec<String> = many
+                        .iter()
+                        .filter_map(|fp| screen.contacts.get(fp))
+                        .map(|v| format!("{} ({})", v.nick, v.fingerprint.short_id()))
+                        .collect();
+                    screen.error(format!(
+                        "/verify {q} --unmark: {q} names {} verified keys: {}; give the short id or fingerprint of the one to unmark",
+                        many.len(),
+                        list.join(", ")
+                    ))?;
+                }
+            }
+            Vec::new()
         }
         Input::Command(Command::Invite(who)) => match room.invite(&who) {
             Ok(actions) => actions,
@@ -1650,6 +1917,18 @@ fn handle_line<W: Write>(
             | Command::Help,
         ) => Vec::new(),
     })
+}
+
+/// What `/whois` and `/verify` add for a verified key: the mark, and the
+/// name it was verified under if that is not the name it uses now.
+fn verified_words(contacts: &Contacts, fp: &Fingerprint, nick: &str) -> String {
+    match contacts.get(fp) {
+        None => String::new(),
+        Some(v) if hush_room::skeleton(&v.nick) == hush_room::skeleton(nick) => {
+            format!("{VERIFIED_MARK} ({})", v.by.words())
+        }
+        Some(v) => format!("{VERIFIED_MARK} (as {}, {})", v.nick, v.by.words()),
+    }
 }
 
 /// What the transfers ask for, as actions (sends, and the offer sealed

@@ -37,6 +37,12 @@ pub enum Command {
     /// `/verify [NICK|FINGERPRINT]`: the room fingerprint, or the safety
     /// number shared with one member.
     Verify(Option<String>),
+    /// `/verify NICK|SHORTID|FINGERPRINT --mark`: record that the key now
+    /// using that name is the person's (the user compared the safety
+    /// number `/verify NICK` showed).
+    Mark(String),
+    /// `/verify NICK|SHORTID|FINGERPRINT --unmark`: remove that mark.
+    Unmark(String),
     /// `/invite FINGERPRINT|NICK`: let someone into an invite-only room
     /// (its creator only).
     Invite(String),
@@ -90,6 +96,16 @@ pub enum CommandError {
         /// How to use it.
         usage: &'static str,
     },
+    /// An option a command does not take (`/verify bob --frob`).
+    #[error("/{command} has no option {option}: usage: {usage}")]
+    UnknownOption {
+        /// The command name, without the `/`.
+        command: &'static str,
+        /// The option as typed.
+        option: String,
+        /// How to use it.
+        usage: &'static str,
+    },
     /// Not a room name.
     #[error(
         "invalid room name {0}: use 1 to 64 letters, digits, '-', '_' or '.' (a leading # is fine), not starting with '.'"
@@ -124,6 +140,7 @@ pub const HELP: &str = "\
 /whois NICK|FINGERPRINT  show who uses a nickname, or the nickname of a fingerprint
 /verify                  show the room fingerprint: members who see the same one share the same room
 /verify NICK|FINGERPRINT show your safety number with one member, to compare out of band
+/verify NICK --mark      after comparing it: remember that key as verified (--unmark forgets it)
 /invite FINGERPRINT|NICK let someone into an invite-only room (its creator only)
 /kick FINGERPRINT|NICK   remove a member; the room is rekeyed without them (the creator only)
 /code                    make a one-time code (10 minutes) that lets one person in and proves both your keys
@@ -155,6 +172,8 @@ pub fn parse_room(typed: &str) -> Result<hush_proto::RoomName, CommandError> {
         .map_err(|_| CommandError::BadRoom(trimmed.to_owned()))
 }
 const USAGE_WHOIS: &str = "/whois NICK|FINGERPRINT";
+/// How `/verify` is used.
+const USAGE_VERIFY: &str = "/verify [NICK|SHORTID|FINGERPRINT [--mark|--unmark]]";
 
 /// What nicknames may look like, appended to every [`CommandError::BadNick`].
 const NICK_RULES: &str = "use 1 to 32 characters with no spaces, parentheses, control or invisible characters, not starting with /";
@@ -216,6 +235,39 @@ fn no_args(
     }
 }
 
+/// `/verify`'s arguments: nothing, one name, or one name and `--mark`
+/// or `--unmark` (either order).
+fn parse_verify(args: &str) -> Result<Option<Input>, CommandError> {
+    let (command, usage) = ("verify", USAGE_VERIFY);
+    let mut who = None;
+    let mut option: Option<&str> = None;
+    for word in args.split_whitespace() {
+        if word.starts_with("--") {
+            if !matches!(word, "--mark" | "--unmark") {
+                return Err(CommandError::UnknownOption {
+                    command,
+                    option: word.to_owned(),
+                    usage,
+                });
+            }
+            if option.is_some() {
+                return Err(CommandError::TooManyArguments { command, usage });
+            }
+            option = Some(word);
+        } else if who.replace(word).is_some() {
+            return Err(CommandError::TooManyArguments { command, usage });
+        }
+    }
+    let who = who.map(str::to_owned);
+    let cmd = match (option, who) {
+        (None, who) => Command::Verify(who),
+        (Some(_), None) => return Err(CommandError::MissingArgument { command, usage }),
+        (Some("--mark"), Some(who)) => Command::Mark(who),
+        (Some(_), Some(who)) => Command::Unmark(who),
+    };
+    Ok(Some(Input::Command(cmd)))
+}
+
 /// Parses one input line.
 ///
 /// Returns `Ok(None)` for lines that must not be sent: empty or
@@ -235,6 +287,8 @@ fn no_args(
 /// - [`CommandError::MissingArgument`] for `/nick` or `/whois` alone;
 /// - [`CommandError::TooManyArguments`] for arguments to `/members`,
 ///   `/leave`, `/quit`, `/help`, or more than one to `/whois`;
+/// - [`CommandError::UnknownOption`] for a `/verify` option other than
+///   `--mark` or `--unmark` (and `MissingArgument` for either without a name);
 /// - [`CommandError::BadNick`] for a `/nick` argument [`validate_nick`] refuses;
 /// - [`CommandError::TooLong`] for text longer than [`MAX_TEXT_BYTES`].
 pub fn parse_line(line: &str) -> Result<Option<Input>, CommandError> {
@@ -283,16 +337,7 @@ pub fn parse_line(line: &str) -> Result<Option<Input>, CommandError> {
             }
             Ok(Some(Input::Command(Command::Whois(args.to_owned()))))
         }
-        "verify" => {
-            if args.contains(char::is_whitespace) {
-                return Err(CommandError::TooManyArguments {
-                    command: "verify",
-                    usage: "/verify [NICK|FINGERPRINT]",
-                });
-            }
-            let who = (!args.is_empty()).then(|| args.to_owned());
-            Ok(Some(Input::Command(Command::Verify(who))))
-        }
+        "verify" => parse_verify(args),
         "invite" | "kick" => {
             let (command, usage): (&'static str, &'static str) =
                 if name.eq_ignore_ascii_case("invite") {
@@ -487,6 +532,55 @@ mod tests {
     }
 
     #[test]
+    fn verify_marks_and_unmarks_a_name_short_id_or_fingerprint() {
+        assert_eq!(cmd("/verify bob --mark"), Command::Mark("bob".into()));
+        assert_eq!(cmd("/verify --mark bob"), Command::Mark("bob".into()));
+        assert_eq!(cmd("/VERIFY  bob   --mark "), Command::Mark("bob".into()));
+        assert_eq!(cmd("/verify bob --unmark"), Command::Unmark("bob".into()));
+        let fp = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU";
+        assert_eq!(
+            cmd(&format!("/verify {fp} --mark")),
+            Command::Mark(fp.into())
+        );
+        assert_eq!(
+            cmd("/verify 47DEQpj8 --mark"),
+            Command::Mark("47DEQpj8".into())
+        );
+        // Without an option it is still the safety number.
+        assert_eq!(cmd("/verify bob"), Command::Verify(Some("bob".into())));
+        let e = parse_line("/verify --mark").unwrap_err();
+        assert_eq!(
+            e,
+            CommandError::MissingArgument {
+                command: "verify",
+                usage: USAGE_VERIFY
+            }
+        );
+        assert!(e.to_string().contains("--mark|--unmark"), "{e}");
+        for line in [
+            "/verify bob --mark --unmark",
+            "/verify bob --mark --mark",
+            "/verify bob carol --mark",
+        ] {
+            assert!(
+                matches!(
+                    parse_line(line),
+                    Err(CommandError::TooManyArguments {
+                        command: "verify",
+                        ..
+                    })
+                ),
+                "{line}"
+            );
+        }
+        let e = parse_line("/verify bob --marked").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/verify has no option --marked: usage: /verify [NICK|SHORTID|FINGERPRINT [--mark|--unmark]]"
+        );
+    }
+
+    #[test]
     fn a_message_of_several_lines_is_text_even_after_a_slash() {
         assert_eq!(
             txt("/etc/hosts\n127.0.0.1 localhost"),
@@ -676,7 +770,7 @@ mod tests {
             assert!(first.starts_with('/'), "{line}");
         }
         for name in [
-            "/nick", "/members", "/whois", "/code", "/leave", "/quit", "/help",
+            "/nick", "/members", "/whois", "/verify", "/code", "/leave", "/quit", "/help",
         ] {
             assert!(
                 HELP.lines().any(|l| l.starts_with(&format!("{name} "))),
@@ -685,5 +779,12 @@ mod tests {
             // The name HELP shows parses as a command (never Unknown).
             assert!(!matches!(parse_line(name), Err(CommandError::Unknown(_))));
         }
+        // Marking a verified key is in the list, and parses as shown.
+        let mark = HELP
+            .lines()
+            .find(|l| l.contains("--mark"))
+            .expect("/verify --mark in HELP");
+        assert!(mark.contains("--unmark"), "{mark}");
+        assert_eq!(cmd("/verify NICK --mark"), Command::Mark("NICK".into()));
     }
 }

@@ -15,6 +15,8 @@
 //! - [`command`]: what the user types.
 //! - [`code`]: invitation codes: `/code` in a session, `--code` before one.
 //! - [`state`]: the room state saved between runs, sealed to our own key.
+//! - [`contacts`]: the people whose keys we verified, sealed the same way,
+//!   shown with a mark and guarded against impostors using their names.
 //! - `rooms`: the rooms open on the one link, and what a typed line does
 //!   to them (`/join`, `/part`, `/leave`).
 //! - [`tui`]: the terminal app (room list, conversation, members,
@@ -29,6 +31,7 @@
 pub mod app;
 pub mod code;
 pub mod command;
+pub mod contacts;
 pub mod display;
 pub mod files;
 pub mod link;

@@ -258,6 +258,23 @@ impl StateStore {
         }
     }
 
+    /// Where the verified contacts of the identity `identity` are kept
+    /// (`contacts/`, one file per identity: a data folder may serve
+    /// several keys). Not per relay: a person's key is the same on every
+    /// relay.
+    #[must_use]
+    pub fn for_contacts(dir: &Path, identity: Arc<Identity>) -> Self {
+        let fp = identity.fingerprint().to_string();
+        let file_id = format!("+contacts/{fp}").into_bytes();
+        Self {
+            path: dir
+                .join("contacts")
+                .join(format!("{}.state", file_tag(fp.as_bytes()))),
+            identity,
+            file_id,
+        }
+    }
+
     /// Deletes the file (a finished transfer); a missing one is fine.
     pub fn remove(&self) {
         let _ = std::fs::remove_file(&self.path);

@@ -139,6 +139,16 @@ pub enum Warning {
     /// A file offered in the room is not what its offer says: nothing of
     /// it is (or will be) saved.
     BadFile(BadFile),
+    /// Someone uses the nickname of a person we verified, with another key
+    /// (the client's verified contacts find this, not the room; the
+    /// impostor travels as the warning's `from`).
+    Impostor {
+        /// The name they use here.
+        nick: String,
+        /// The verified person it is the name of: the key we verified and
+        /// the name it was verified under.
+        verified: Peer,
+    },
 }
 
 /// What is wrong with an offered file.
@@ -338,6 +348,7 @@ impl Warning {
             Self::StateUnreadable { .. } => "state_unreadable",
             Self::StateNotSaved { .. } => "state_not_saved",
             Self::BadFile(_) => "bad_file",
+            Self::Impostor { .. } => "impostor",
         }
     }
 
@@ -396,6 +407,13 @@ impl Warning {
                 error: "disk full".into(),
             },
             Self::BadFile(BadFile::Chunk { index: 3 }),
+            Self::Impostor {
+                nick: "bob".into(),
+                verified: Peer {
+                    fingerprint: Fingerprint::from_bytes([8; 32]),
+                    nick: "bob".into(),
+                },
+            },
         ]
     }
 }

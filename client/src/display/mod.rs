@@ -111,6 +111,29 @@ pub fn format_rfc3339(ms_since_epoch: u64) -> String {
     )
 }
 
+/// What line mode writes after `nick (shortid)` of a person whose key the
+/// user verified (docs/CLIENT.md, "Verified contacts"). A nickname can
+/// hold neither spaces nor parentheses, so it cannot forge the mark.
+pub const VERIFIED_MARK: &str = " [verified]";
+
+/// Tells which keys the user verified (the client's contacts): the mark
+/// beside their names, and `"verified"` in `--json`.
+pub type IsVerified<'a> = &'a dyn Fn(&Fingerprint) -> bool;
+
+/// No key is verified (for renderings without contacts).
+fn nobody(_: &Fingerprint) -> bool {
+    false
+}
+
+/// [`who`], then [`VERIFIED_MARK`] if `fp` is verified.
+fn who_marked(nick: &str, fp: &Fingerprint, verified: IsVerified<'_>) -> String {
+    let mut s = who(nick, fp);
+    if verified(fp) {
+        s.push_str(VERIFIED_MARK);
+    }
+    s
+}
+
 /// `nick (shortid)`, nick sanitized; the short id alone for someone who
 /// has not named themselves yet.
 fn who(nick: &str, fp: &Fingerprint) -> String {
@@ -173,6 +196,14 @@ pub fn render_line(ev: &Shown) -> String {
 /// local time).
 #[must_use]
 pub fn render_line_in(ev: &Shown, time: &LocalTime) -> String {
+    render_line_marked(ev, time, &nobody)
+}
+
+/// [`render_line_in`] with [`VERIFIED_MARK`] after each name whose key
+/// `verified` says the user verified (messages, file offers, members
+/// joining and leaving, epochs).
+#[must_use]
+pub fn render_line_marked(ev: &Shown, time: &LocalTime, verified: IsVerified<'_>) -> String {
     match ev {
         Shown::Joined {
             room,
@@ -197,7 +228,11 @@ pub fn render_line_in(ev: &Shown, time: &LocalTime) -> String {
             ..
         } => {
             let star = if *action { "* " } else { "" };
-            let mut line = format!("[{}] {star}{}", time.hhmm(*received_at_ms), who(nick, from));
+            let mut line = format!(
+                "[{}] {star}{}",
+                time.hhmm(*received_at_ms),
+                who_marked(nick, from, verified)
+            );
             if !same_nick.is_empty() {
                 let ids: Vec<String> = same_nick.iter().map(Fingerprint::short_id).collect();
                 let _ = write!(line, " [same name as {}]", ids.join(", "));
@@ -218,14 +253,14 @@ pub fn render_line_in(ev: &Shown, time: &LocalTime) -> String {
         } => format!(
             "[{}] {}",
             time.hhmm(*received_at_ms),
-            offer_text(from, nick, offer)
+            offer_text_marked(from, nick, offer, verified)
         ),
         Shown::MemberJoined {
             room, member, nick, ..
-        } => format!("-- {} joined #{room}", who(nick, member)),
+        } => format!("-- {} joined #{room}", who_marked(nick, member, verified)),
         Shown::MemberLeft {
             room, member, nick, ..
-        } => format!("-- {} left #{room}", who(nick, member)),
+        } => format!("-- {} left #{room}", who_marked(nick, member, verified)),
         Shown::Epoch {
             room,
             epoch,
@@ -239,7 +274,7 @@ pub fn render_line_in(ev: &Shown, time: &LocalTime) -> String {
                 let list: Vec<String> = members
                     .iter()
                     .take(EPOCH_LINE_NAMES)
-                    .map(|(fp, n)| who(n, fp))
+                    .map(|(fp, n)| who_marked(n, fp, verified))
                     .collect();
                 let _ = write!(line, ": {}", list.join(", "));
                 if count > EPOCH_LINE_NAMES {
@@ -272,9 +307,19 @@ pub fn render_line_in(ev: &Shown, time: &LocalTime) -> String {
 /// report.pdf (1.2 MiB): /save 3f2a1b9c saves it`.
 #[must_use]
 pub fn offer_text(from: &Fingerprint, nick: &str, offer: &hush_proto::e2e::FileOffer) -> String {
+    offer_text_marked(from, nick, offer, &nobody)
+}
+
+/// [`offer_text`] with [`VERIFIED_MARK`] after a verified sender.
+fn offer_text_marked(
+    from: &Fingerprint,
+    nick: &str,
+    offer: &hush_proto::e2e::FileOffer,
+    verified: IsVerified<'_>,
+) -> String {
     format!(
         "{} offers the file {} ({}): /save {} saves it",
-        who(nick, from),
+        who_marked(nick, from, verified),
         sanitize(&offer.name),
         human_size(offer.size),
         file_short_id(&offer.id)
@@ -321,15 +366,27 @@ fn room_value(room: Option<&RoomName>) -> Value {
 /// - `joined`: `me`, `nick`, `epoch`.
 /// - `message`: `seq`, `from`, `nick`, `text`, `sent_at` (RFC 3339),
 ///   `sent_at_ms`, `received_at` (RFC 3339), `received_at_ms`,
-///   `verified` (always true: only verified messages become message
-///   events), `same_nick` (array of fingerprints, usually empty).
-/// - `member_joined` / `member_left`: `seq`, `from` (the member), `nick`.
-/// - `epoch`: `seq`, `epoch`, `members` (array of `{"fingerprint", "nick"}`).
+///   `verified` (the sender's key is one the user verified; every
+///   message event's signature is verified, or it is not shown),
+///   `same_nick` (array of fingerprints, usually empty).
+/// - `member_joined` / `member_left`: `seq`, `from` (the member), `nick`,
+///   `verified`.
+/// - `epoch`: `seq`, `epoch`, `members` (array of `{"fingerprint", "nick",
+///   "verified"}`).
 /// - `notice`: `text`.
-/// - `warning`: `kind`, `text`, `seq` (or null), `from` (or null).
+/// - `warning`: `kind`, `text`, `seq` (or null), `from` (or null); an
+///   `impostor` warning adds `nick` (the name used), `verified_fingerprint`
+///   and `verified_nick` (the verified person's key and name).
 /// - `error`: `kind` (`relay_refused`, `queue_full` or `client`), `text`.
 #[must_use]
 pub fn render_json(ev: &Shown) -> String {
+    render_json_marked(ev, &nobody)
+}
+
+/// [`render_json`] with `"verified"` true for the keys `verified` says
+/// the user verified.
+#[must_use]
+pub fn render_json_marked(ev: &Shown, verified: IsVerified<'_>) -> String {
     let value = match ev {
         Shown::Joined {
             room,
@@ -365,7 +422,7 @@ pub fn render_json(ev: &Shown) -> String {
             "sent_at_ms": sent_at_ms,
             "received_at": format_rfc3339(*received_at_ms),
             "received_at_ms": received_at_ms,
-            "verified": true,
+            "verified": verified(from),
             "same_nick": same_nick.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }),
         Shown::FileOffered {
@@ -389,6 +446,7 @@ pub fn render_json(ev: &Shown) -> String {
             "sha256": hex(&offer.sha256),
             "received_at": format_rfc3339(*received_at_ms),
             "received_at_ms": received_at_ms,
+            "verified": verified(from),
         }),
         Shown::MemberJoined {
             room,
@@ -401,6 +459,7 @@ pub fn render_json(ev: &Shown) -> String {
             "seq": seq,
             "from": member.to_string(),
             "nick": nick,
+            "verified": verified(member),
         }),
         Shown::MemberLeft {
             room,
@@ -413,6 +472,7 @@ pub fn render_json(ev: &Shown) -> String {
             "seq": seq,
             "from": member.to_string(),
             "nick": nick,
+            "verified": verified(member),
         }),
         Shown::Epoch {
             room,
@@ -426,7 +486,9 @@ pub fn render_json(ev: &Shown) -> String {
             "epoch": epoch,
             "members": members
                 .iter()
-                .map(|(fp, nick)| json!({"fingerprint": fp.to_string(), "nick": nick}))
+                .map(|(fp, nick)| {
+                    json!({"fingerprint": fp.to_string(), "nick": nick, "verified": verified(fp)})
+                })
                 .collect::<Vec<_>>(),
         }),
         Shown::Notice { room, notice } => json!({
@@ -439,14 +501,27 @@ pub fn render_json(ev: &Shown) -> String {
             seq,
             from,
             warning,
-        } => json!({
-            "type": "warning",
-            "room": room_value(room.as_ref()),
-            "seq": seq,
-            "from": from.as_ref().map(|p| p.fingerprint.to_string()),
-            "kind": warning.kind(),
-            "text": warning_text(room.as_ref(), *seq, from.as_ref(), warning),
-        }),
+        } => {
+            let mut v = json!({
+                "type": "warning",
+                "room": room_value(room.as_ref()),
+                "seq": seq,
+                "from": from.as_ref().map(|p| p.fingerprint.to_string()),
+                "kind": warning.kind(),
+                "text": warning_text(room.as_ref(), *seq, from.as_ref(), warning),
+            });
+            if let (hush_room::Warning::Impostor { nick, verified }, Some(obj)) =
+                (warning, v.as_object_mut())
+            {
+                obj.insert("nick".into(), json!(nick));
+                obj.insert(
+                    "verified_fingerprint".into(),
+                    json!(verified.fingerprint.to_string()),
+                );
+                obj.insert("verified_nick".into(), json!(verified.nick));
+            }
+            v
+        }
         Shown::Error { .. } | Shown::Refused { .. } | Shown::QueueFull { .. } => json!({
             "type": "error",
             "room": Value::Null,
@@ -777,7 +852,8 @@ mod tests {
         assert_eq!(v["from"], fp(1).to_string());
         assert_eq!(v["nick"], "al\x07ice");
         assert_eq!(v["text"], text);
-        assert_eq!(v["verified"], true);
+        // Nobody marked the key verified (render_json knows no contacts).
+        assert_eq!(v["verified"], false);
         assert_eq!(v["sent_at"], "2023-11-14T22:13:19Z");
         assert_eq!(v["sent_at_ms"], T - 1_000);
         assert_eq!(v["received_at"], "2023-11-14T22:13:20Z");
@@ -845,8 +921,8 @@ mod tests {
         assert_eq!(
             v["members"],
             json!([
-                {"fingerprint": fp(1).to_string(), "nick": "alice"},
-                {"fingerprint": fp(2).to_string(), "nick": "bob"},
+                {"fingerprint": fp(1).to_string(), "nick": "alice", "verified": false},
+                {"fingerprint": fp(2).to_string(), "nick": "bob", "verified": false},
             ])
         );
 
@@ -942,6 +1018,83 @@ mod tests {
         assert_eq!(human_size(1536), "1.5 KiB");
         assert_eq!(human_size(100 << 20), "100.0 MiB");
         assert_eq!(human_size(u64::MAX), "16777215.9 TiB");
+    }
+
+    #[test]
+    fn a_verified_key_is_marked_in_lines_and_json_and_nobody_else() {
+        let id = fp(1).short_id();
+        let only_alice = |f: &Fingerprint| *f == fp(1);
+        let utc = LocalTime::utc();
+        let ev = message("hi", T, vec![]);
+        assert_eq!(
+            render_line_marked(&ev, &utc, &only_alice),
+            format!("[22:13] alice ({id}) [verified]: hi")
+        );
+        assert_eq!(render_line(&ev), format!("[22:13] alice ({id}): hi"));
+        let v: Value = serde_json::from_str(&render_json_marked(&ev, &only_alice)).unwrap();
+        assert_eq!(v["verified"], true);
+        let joined = Shown::MemberJoined {
+            room: room(),
+            seq: 2,
+            member: fp(1),
+            nick: "alice".into(),
+        };
+        assert_eq!(
+            render_line_marked(&joined, &utc, &only_alice),
+            format!("-- alice ({id}) [verified] joined #ops")
+        );
+        let v: Value = serde_json::from_str(&render_json_marked(&joined, &only_alice)).unwrap();
+        assert_eq!(v["verified"], true);
+        let epoch = Shown::Epoch {
+            room: room(),
+            seq: 3,
+            epoch: 2,
+            members: vec![(fp(1), "alice".into()), (fp(2), "bob".into())],
+        };
+        assert_eq!(
+            render_line_marked(&epoch, &utc, &only_alice),
+            format!(
+                "-- #ops is now at epoch 2 with 2 members: alice ({id}) [verified], bob ({})",
+                fp(2).short_id()
+            )
+        );
+        let v: Value = serde_json::from_str(&render_json_marked(&epoch, &only_alice)).unwrap();
+        assert_eq!(v["members"][0]["verified"], true);
+        assert_eq!(v["members"][1]["verified"], false);
+        // A name cannot hold the mark: no spaces, no parentheses.
+        assert!(crate::command::validate_nick("alice [verified]").is_err());
+    }
+
+    #[test]
+    fn an_impostor_warning_names_both_keys() {
+        let ev = Shown::Warning {
+            room: Some(room()),
+            seq: Some(5),
+            from: Some(Peer {
+                fingerprint: fp(9),
+                nick: "bob".into(),
+            }),
+            warning: Warning::Impostor {
+                nick: "bob".into(),
+                verified: Peer {
+                    fingerprint: fp(2),
+                    nick: "bob".into(),
+                },
+            },
+        };
+        let line = render_line(&ev);
+        assert!(line.starts_with("!! warning[impostor]: bob ("), "{line}");
+        assert!(
+            line.contains(&fp(2).to_string()) && line.contains(&fp(9).to_string()),
+            "{line}"
+        );
+        let v = parse(&ev);
+        assert_eq!(v["type"], "warning");
+        assert_eq!(v["kind"], "impostor");
+        assert_eq!(v["from"], fp(9).to_string());
+        assert_eq!(v["nick"], "bob");
+        assert_eq!(v["verified_fingerprint"], fp(2).to_string());
+        assert_eq!(v["verified_nick"], "bob");
     }
 
     #[test]

@@ -282,6 +282,14 @@ pub fn warning_text(
             )
         }
         Warning::StateNotSaved { error } => format!("could not save the room state: {error}"),
+        Warning::Impostor { nick, verified } => format!(
+            "{who} uses the name {nick}, but the {} you verified has the key {}, and this is {}: it may be someone posing as them. Do not trust it; ask {} through another channel, and compare safety numbers with /verify {}",
+            verified.nick,
+            verified.fingerprint,
+            from.map_or_else(|| "another key".to_owned(), |p| p.fingerprint.to_string()),
+            verified.nick,
+            from.map_or_else(|| nick.clone(), |p| p.fingerprint.short_id()),
+        ),
         Warning::BadFile(BadFile::Offer) => format!(
             "a file offer from {who} in {r} (seq {at}) does not hold together (its size, chunk count or name): it is not offered"
         ),

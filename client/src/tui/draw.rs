@@ -62,6 +62,13 @@ const DIM: Style = Style::new().add_modifier(Modifier::DIM);
 const WARNING: Style = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
 /// Errors: red.
 const ERROR: Style = Style::new().fg(Color::Red);
+/// The verified mark beside the name of a person whose key the user
+/// verified (docs/CLIENT.md, "Verified contacts"): a star, apart from the
+/// ✓ of our own sent messages. Always after a space, which no nickname
+/// holds, so a name cannot draw it.
+pub const VERIFIED_MARK: &str = " ★";
+/// How the verified mark is drawn: bold, in no nick's colour (white).
+const VERIFIED: Style = Style::new().fg(Color::White).add_modifier(Modifier::BOLD);
 /// A mention of us: bold black on yellow.
 const MENTION: Style = Style::new()
     .fg(Color::Black)
@@ -258,7 +265,8 @@ fn online_count(members: &[MemberEntry]) -> Option<usize> {
 
 /// The member pane: a header "N members, M online" (on two rows when
 /// narrow), then one row each, as many as fit ("+K more" last):
-/// "● nick shortid" (● online, ○ offline, ? unknown), "(you)" for us.
+/// "● nick shortid" (● online, ○ offline, ? unknown), "(you)" for us, and
+/// "● nick ★ shortid" for someone whose key the user verified.
 fn draw_members(frame: &mut Frame, view: &View, area: Rect) {
     draw_border(frame, area.x, area);
     let x = area.x + 1;
@@ -304,13 +312,12 @@ fn draw_members(frame: &mut Frame, view: &View, area: Rect) {
         } else {
             Span::styled(m.fp.short_id(), DIM)
         };
-        let spans = vec![
-            dot,
-            Span::raw(" "),
-            Span::styled(sanitize(&m.nick), colour),
-            Span::raw(" "),
-            tag,
-        ];
+        let mut spans = vec![dot, Span::raw(" "), Span::styled(sanitize(&m.nick), colour)];
+        if !m.me && view.is_verified(&m.fp) {
+            spans.push(Span::styled(VERIFIED_MARK, VERIFIED));
+        }
+        spans.push(Span::raw(" "));
+        spans.push(tag);
         put(frame, x, y, w, Line::from(spans));
     }
     if overflow && rows > 0 {
@@ -489,6 +496,9 @@ fn line_rows(view: &View, line: &ConvLine, width: usize) -> Vec<Line<'static>> {
                 head.push(("* ".to_owned(), Style::new()));
             }
             head.push((sanitize(nick), nick_style));
+            if mine.is_none() && view.is_verified(from) {
+                head.push((VERIFIED_MARK.to_owned(), VERIFIED));
+            }
             if *same_nick {
                 // Two members share the name: the short id tells them
                 // apart (a colour can be matched by making keys).
@@ -592,7 +602,7 @@ fn draw_conversation(frame: &mut Frame, view: &View, area: Rect) {
 }
 
 /// The status line, reversed: relay, key pinned now, link state, #room,
-/// epoch, online, the warnings flag, unsent, scrolled back, then the note
+/// epoch, online, the impostor and warnings flags, unsent, scrolled back, then the note
 /// (or the confirmation question); "used/limit" at the right once the input
 /// uses more than 3/4 of its limit. When narrow, the least important items
 /// go first; the warnings flag and the note go last.
@@ -625,6 +635,9 @@ fn draw_status(frame: &mut Frame, view: &View, input: &InputLine, area: Rect) {
                 None => format!("{n} members"),
             };
             items.push((4, vec![Span::raw(text)]));
+        }
+        if room.impostor {
+            items.push((1, vec![Span::styled("⚠ impostor", ALARM)]));
         }
         if room.warned {
             items.push((1, vec![Span::styled("⚠ warnings", ALARM)]));
@@ -1119,6 +1132,47 @@ mod tests {
         v.fail_pending();
         let s = screen(&render(&v, &EMPTY, 80, 24));
         assert!(s.contains("alice: queued ✗ not sent"), "{s}");
+    }
+
+    #[test]
+    fn a_verified_person_is_starred_in_the_members_and_by_their_messages() {
+        let mut v = busy();
+        v.set_verified([fp(1), fp(2)].into_iter().collect());
+        v.push(&msg("lobby", 3, "carol", "not verified", T), T);
+        v.push(
+            &Shown::Warning {
+                room: Some(room("lobby")),
+                seq: Some(4),
+                from: Some(hush_room::Peer {
+                    fingerprint: fp(9),
+                    nick: "bob".into(),
+                }),
+                warning: hush_room::Warning::Impostor {
+                    nick: "bob".into(),
+                    verified: hush_room::Peer {
+                        fingerprint: fp(2),
+                        nick: "bob".into(),
+                    },
+                },
+            },
+            T,
+        );
+        let t = render(&v, &EMPTY, 120, 24);
+        let s = screen(&t);
+        assert!(s.contains("bob ★: hello there"), "{s}");
+        assert!(s.contains("carol: not verified"), "{s}");
+        assert!(s.contains(&format!("○ bob ★ {}", fp(2).short_id())), "{s}");
+        assert!(s.contains(&format!("● carol {}", fp(3).short_id())), "{s}");
+        assert!(!s.contains("alice ★"), "never ourselves: {s}");
+        // The star is not the ✓ of our own sent lines, nor a nick's colour.
+        let (x, y) = find(&t, "★: hello").unwrap();
+        assert_eq!(style_at(&t, x, y).fg, Some(Color::White));
+        // The impostor warning is a red line and raises the flag.
+        let (x, y) = find(&t, "!! warning[impostor]").unwrap();
+        assert_eq!(style_at(&t, x, y).fg, Some(Color::Red));
+        assert!(s.contains("⚠ warnings"), "{s}");
+        let (x, y) = find(&t, "⚠ impostor").unwrap();
+        assert_eq!((y, style_at(&t, x, y).bg), (22, Some(Color::Red)));
     }
 
     #[test]

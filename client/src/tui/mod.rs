@@ -326,6 +326,13 @@ impl Tui {
         }
     }
 
+    /// The keys the user verified, drawn with the verified mark.
+    pub fn set_verified(&mut self, verified: std::collections::BTreeSet<Fingerprint>) {
+        if self.view.set_verified(verified) {
+            self.dirty = true;
+        }
+    }
+
     /// Our fingerprint.
     #[must_use]
     pub fn me(&self) -> Fingerprint {

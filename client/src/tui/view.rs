@@ -210,6 +210,10 @@ pub struct RoomEntry {
     /// A warning was raised in this room this run (the status line shows
     /// an integrity flag).
     pub warned: bool,
+    /// An impostor warning was raised in this room this run: someone
+    /// used a verified person's name with another key (the status line
+    /// says so beside the integrity flag).
+    pub impostor: bool,
     /// Screen rows of the conversation hidden below the pane (0 =
     /// following the newest).
     pub scroll: usize,
@@ -234,6 +238,7 @@ impl RoomEntry {
             members: Vec::new(),
             epoch: 0,
             warned: false,
+            impostor: false,
             scroll: 0,
             nick: None,
             label: None,
@@ -319,6 +324,9 @@ pub struct View {
     me: Fingerprint,
     nick: String,
     time: LocalTime,
+    /// The keys the user verified (the client's contacts): drawn with
+    /// the verified mark beside their names.
+    verified: std::collections::BTreeSet<Fingerprint>,
 }
 
 impl View {
@@ -336,7 +344,21 @@ impl View {
             me,
             nick,
             time,
+            verified: std::collections::BTreeSet::new(),
         }
+    }
+
+    /// Replaces the set of verified keys; returns whether it changed.
+    pub fn set_verified(&mut self, verified: std::collections::BTreeSet<Fingerprint>) -> bool {
+        let changed = self.verified != verified;
+        self.verified = verified;
+        changed
+    }
+
+    /// Whether `fp` is a key the user verified.
+    #[must_use]
+    pub fn is_verified(&self, fp: &Fingerprint) -> bool {
+        self.verified.contains(fp)
     }
 
     /// Our fingerprint.
@@ -574,8 +596,9 @@ impl View {
         let mut mention = false;
         match ev {
             Shown::Joined { epoch, .. } | Shown::Epoch { epoch, .. } => room.epoch = *epoch,
-            Shown::Warning { .. } => {
+            Shown::Warning { warning, .. } => {
                 room.warned |= !foreign;
+                room.impostor |= !foreign && matches!(warning, hush_room::Warning::Impostor { .. });
                 counts = true;
             }
             // The line just typed was not taken: the queue was full, or
