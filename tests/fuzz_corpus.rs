@@ -43,3 +43,8 @@ fn key_file_corpus() {
 fn command_line_corpus() {
     run("command_line", entries::command_line);
 }
+
+#[test]
+fn code_step_corpus() {
+    run("code_step", entries::code_step);
+}

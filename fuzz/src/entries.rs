@@ -232,3 +232,28 @@ pub fn command_line(data: &[u8]) {
     let _ = hush_client::command::validate_nick(text);
     let _ = hush_client::display::sanitize(text);
 }
+
+/// Invitation codes: a typed code, and any step a hostile peer or relay
+/// posts into an exchange at either side, at either stage.
+pub fn code_step(data: &[u8]) {
+    use hush_proto::code::{Code, InviteeExchange, InviterExchange, Step};
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = text.parse::<Code>();
+    }
+    let Ok(step) = Step::decode(data) else {
+        return;
+    };
+    let me = alice();
+    let room = RoomName::new("fuzz").unwrap();
+    let code = Code::random(1);
+    // The inviter, before and after the invitee's SPAKE2 message.
+    let (mut a, _) = InviterExchange::start(code, room.clone(), relay().fingerprint());
+    let _ = a.receive(step.clone(), &me, "alice");
+    let (mut a, _) = InviterExchange::start(code, room, relay().fingerprint());
+    let (_, b1) = InviteeExchange::start(code);
+    let _ = a.receive(b1, &me, "alice");
+    let _ = a.receive(step.clone(), &me, "alice");
+    // The invitee, likewise.
+    let (mut b, _) = InviteeExchange::start(code);
+    let _ = b.receive(step, &me, "bob");
+}
