@@ -1,4 +1,4 @@
-//! Invitation codes in the client (issue #17; PROTOCOL.md §12).
+//! Invitation codes in the client (issue #17; PROTOCOL.md §10).
 //!
 //! ```text
 //!  inviter, in a session                     invitee, before its session

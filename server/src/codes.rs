@@ -1,5 +1,5 @@
 //! Mailboxes for invitation codes: the relay's whole part in a code
-//! exchange (PROTOCOL.md §12). It forwards opaque steps between the one
+//! exchange (PROTOCOL.md §10). It forwards opaque steps between the one
 //! connection that opened a mailbox and the first that claims it, and
 //! reads nothing of them: SPAKE2 runs end to end, so the relay, which
 //! sees every step, still cannot test a guess of the code offline.

@@ -1,5 +1,5 @@
 //! Invitation codes: a short code read over the phone introduces two
-//! people *and* verifies their keys (issue #17; PROTOCOL.md §12).
+//! people *and* verifies their keys (issue #17; PROTOCOL.md §10).
 //!
 //! A code is `NUMBER-WORD-WORD`, e.g. `417-crossover-clockwork`. The
 //! number names a mailbox on the relay (it is not secret); the two words,
