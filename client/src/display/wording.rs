@@ -73,7 +73,7 @@ pub fn notice_text(room: Option<&RoomName>, notice: &Notice) -> String {
         // rules are sealed to the members), so both cases are said
         // (usability F13).
         Notice::AskingToJoin => format!(
-            "asking the members of {r} to admit you (if it is invite-only, only its creator can: give them your fingerprint, which `hush fingerprint` prints for your key file)"
+            "asking the members of {r} to admit you (if it is invite-only, only once its creator invited you: by a code they made with /code, or by your fingerprint, which `hush fingerprint` prints for your key file)"
         ),
         // Sealed for an epoch we were not in: before our admission, or
         // while we were out of the room after a /leave (usability B13).
