@@ -52,8 +52,12 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 /// What the client needs to run.
 pub struct ClientConfig {
-    /// `host:port` of the relay.
+    /// `host:port` of the relay (the first of `servers`): names the saved
+    /// state, which is the cluster's, whichever node serves it.
     pub server: String,
+    /// Every relay to try, in order: nodes of one cluster (`--server A,B`),
+    /// which must all present one key. Empty means `server` alone.
+    pub servers: Vec<String>,
     /// Our identity.
     pub identity: Arc<Identity>,
     /// The rooms named on the command line, the first one current (the
@@ -799,32 +803,64 @@ async fn run_on<W: Write>(
     }
     // Said at once: a relay that accepts and never answers takes the
     // handshake timeout to fail (usability F11).
-    screen.notice(None, format!("connecting to {}", config.server))?;
+    let servers = if config.servers.is_empty() {
+        vec![config.server.clone()]
+    } else {
+        config.servers.clone()
+    };
+    screen.notice(
+        None,
+        match servers.as_slice() {
+            [_, rest @ ..] if !rest.is_empty() => format!(
+                "connecting to {} (then {} if it does not answer: one cluster, one key)",
+                servers[0],
+                rest.join(", ")
+            ),
+            _ => format!("connecting to {}", config.server),
+        },
+    )?;
+    // Which of `servers` to try next, and how many failed in a row: the
+    // client backs off only once every node failed.
+    let mut at = 0;
+    let mut failed = 0;
 
     loop {
         let pins = config.known_relays.clone();
-        let server = config.server.clone();
+        let server = servers[at % servers.len()].clone();
         let expect = config.expect;
+        // A cluster has one key: a node not pinned yet must present the
+        // key another node of the list is pinned to.
+        let cluster_pin = servers
+            .iter()
+            .filter(|s| **s != server)
+            .find_map(|s| pins.pinned(s).ok().flatten().map(|fp| (s.clone(), fp)));
         let pinned = std::sync::Mutex::new(None);
         let attempt = Connection::connect_resuming(
-            &config.server,
+            &server,
             config.identity.clone(),
             config.max_frame,
             ticket.clone(),
-            |relay| match expect.filter(|e| *e != relay.fingerprint()) {
-                Some(e) => Err(format!(
-                    "the relay at {server} presents the key {}, not {e} that --expect names: it is not who you meant to reach; check the address and the fingerprint you were given",
-                    relay.fingerprint()
-                )),
-                None => match pins.check(&server, relay.fingerprint()) {
-                Ok(check) => {
-                    if let Ok(mut p) = pinned.lock() {
-                        *p = Some((check, relay.fingerprint()));
-                    }
-                    Ok(())
+            |relay| {
+                let presented = relay.fingerprint();
+                if let Some(e) = expect.filter(|e| *e != presented) {
+                    return Err(format!(
+                        "the relay at {server} presents the key {presented}, not {e} that --expect names: it is not who you meant to reach; check the address and the fingerprint you were given"
+                    ));
                 }
-                Err(e) => Err(e.to_string()),
-                },
+                if let Some((other, fp)) = cluster_pin.as_ref().filter(|(_, fp)| *fp != presented) {
+                    return Err(format!(
+                        "the relay at {server} presents the key {presented}, but {other}, listed with it in --server, is pinned to {fp}: every node of one cluster presents the same key, so this one is not part of it (or someone is intercepting the connection); check the list with the operator"
+                    ));
+                }
+                match pins.check(&server, presented) {
+                    Ok(check) => {
+                        if let Ok(mut p) = pinned.lock() {
+                            *p = Some((check, presented));
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
             },
         )
         .await;
@@ -838,12 +874,31 @@ async fn run_on<W: Write>(
                     } else {
                         LinkState::Connecting
                     });
+                    at += 1;
+                    failed += 1;
+                    if failed < servers.len() {
+                        screen.notice(
+                            None,
+                            format!(
+                                "cannot reach the relay at {server} ({why}); trying {}",
+                                servers[at % servers.len()]
+                            ),
+                        )?;
+                        continue;
+                    }
+                    failed = 0;
                     if !said_waiting {
                         said_waiting = true;
-                        screen.notice(None, format!(
-                            "cannot reach the relay at {} ({why}); retrying until it answers (Ctrl-C to stop)",
-                            config.server
-                        ))?;
+                        screen.notice(None, if servers.len() > 1 {
+                            format!(
+                                "cannot reach any of {} ({why}); retrying until one answers (Ctrl-C to stop)",
+                                servers.join(", ")
+                            )
+                        } else {
+                            format!(
+                                "cannot reach the relay at {server} ({why}); retrying until it answers (Ctrl-C to stop)"
+                            )
+                        })?;
                     }
                     if wait_offline(
                         &config,
@@ -864,6 +919,7 @@ async fn run_on<W: Write>(
         };
         backoff = BACKOFF_START;
         said_waiting = false;
+        failed = 0;
         ticket = conn.ticket.take().or(ticket);
         if let Ok(Some((check, fp))) = pinned.into_inner()
             && check == PinCheck::Pinned
@@ -871,11 +927,16 @@ async fn run_on<W: Write>(
             if let Some(tui) = &mut screen.tui {
                 tui.pinned_now();
             }
-            screen.notice(None, format!(
-                "first contact with {}: pinned its key {fp} in {} (compare it with the relay operator's)",
-                config.server,
-                config.known_relays.path().display()
-            ))?;
+            screen.notice(None, match &cluster_pin {
+                Some((other, _)) => format!(
+                    "first contact with {server}: it presents the key {other} is pinned to (one cluster), pinned in {}",
+                    config.known_relays.path().display()
+                ),
+                None => format!(
+                    "first contact with {server}: pinned its key {fp} in {} (compare it with the relay operator's)",
+                    config.known_relays.path().display()
+                ),
+            })?;
         }
         let verb = if ever_connected {
             "reconnected"
@@ -886,11 +947,10 @@ async fn run_on<W: Write>(
             Some(fp) if !ever_connected => screen.notice(
                 None,
                 format!(
-                    "connected directly to the owner of {fp} at {} (the key --expect names)",
-                    config.server
+                    "connected directly to the owner of {fp} at {server} (the key --expect names)"
                 ),
             )?,
-            _ => screen.notice(None, format!("{verb} to {}", config.server))?,
+            _ => screen.notice(None, format!("{verb} to {server}"))?,
         }
         screen.link(LinkState::Connected);
         ever_connected = true;
@@ -918,6 +978,18 @@ async fn run_on<W: Write>(
         }
         match end {
             SessionEnd::Done => return finish(&mut rooms, &mut screen, &state),
+            SessionEnd::Reconnect(why) if servers.len() > 1 => {
+                // Fail over: the next node serves the same rooms, and each
+                // room backfills from the last seq it processed.
+                at += 1;
+                screen.notice(
+                    None,
+                    format!(
+                        "connection to {server} lost ({why}); trying {}",
+                        servers[at % servers.len()]
+                    ),
+                )?;
+            }
             SessionEnd::Reconnect(why) => {
                 screen.notice(
                     None,

@@ -18,14 +18,17 @@ use crate::paths::{default_data_dir, parse_duration};
 
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
-    /// The relay: HOST or HOST:PORT (port 40623 if none is given).
+    /// The relay: HOST or HOST:PORT (port 40623 if none is given). Several
+    /// (repeat it, or separate with commas) are nodes of one cluster, tried
+    /// in order: on a drop the client moves to the next and catches up.
     #[arg(
         long,
         env = "HUSH_SERVER",
         value_name = "HOST[:PORT]",
+        value_delimiter = ',',
         required_unless_present = "listen"
     )]
-    server: Option<String>,
+    server: Vec<String>,
     /// Direct mode: be the relay yourself, on ADDR (default 0.0.0.0:40623),
     /// with your own key; others connect with --server YOUR-HOST and
     /// --expect YOUR-FINGERPRINT.
@@ -170,7 +173,7 @@ pub fn send(args: SendArgs) -> Result<()> {
     if args.client.room.len() != 1 {
         bail!("hush send: give the room with exactly one --room NAME");
     }
-    if args.client.server.is_none() {
+    if args.client.server.is_empty() {
         bail!("hush send: give the relay with --server HOST (it does not --listen)");
     }
     let shown = args.file.display().to_string();
@@ -274,6 +277,7 @@ fn listen(
     }));
     let fp = config.identity.fingerprint();
     config.server = format!("127.0.0.1:{port}");
+    config.servers = vec![config.server.clone()];
     // Our own key is the relay's: nothing else may answer here.
     config.expect = Some(fp);
     config.greeting = vec![
@@ -287,11 +291,15 @@ fn listen(
 
 /// The client's settings from its flags.
 fn config(args: &ClientArgs) -> Result<ClientConfig> {
-    let server = match &args.server {
-        Some(s) => with_default_port(s)?,
-        // Direct mode: the client's own relay, set by `run`.
-        None => String::new(),
-    };
+    let mut servers = Vec::new();
+    for typed in &args.server {
+        let s = with_default_port(typed)?;
+        if !servers.contains(&s) {
+            servers.push(s);
+        }
+    }
+    // Direct mode (no --server): the client's own relay, set by `run`.
+    let server = servers.first().cloned().unwrap_or_default();
     let expect = match &args.expect {
         Some(text) => Some(text.trim().parse::<hush_crypto::Fingerprint>().map_err(|_| {
             anyhow::anyhow!("--expect {text}: not a fingerprint; give the SHA256:... form that `hush fingerprint` prints")
@@ -335,6 +343,7 @@ fn config(args: &ClientArgs) -> Result<ClientConfig> {
         .unwrap_or_else(|| data.join("known_relays"));
     let config = ClientConfig {
         server,
+        servers,
         identity,
         rooms,
         nick_given: args.nick.is_some(),
