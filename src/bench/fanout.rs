@@ -17,6 +17,7 @@ use super::child_relay::{
     bench_identity, pin, proc_usage, runtime, start_relay, start_relay_in, usage_between,
 };
 use super::fanout_full::run_fanout_full;
+use super::fanout_redis::{run_fanout_redis, start_redis};
 use super::live::join;
 use super::load::{Crypto, FanoutArgs, FanoutResult, allowed};
 use super::stats::{Tally, latency_us, ns_since, percentile};
@@ -33,6 +34,20 @@ pub(crate) fn fanout(a: FanoutArgs) -> Result<()> {
         bail!("--size must be at least {HEADER} bytes");
     }
     let window = a.window.unwrap_or(32).max(1);
+    if a.redis {
+        let redis = start_redis(&a.redis_server)?;
+        if let Some(cpus) = &a.relay_cpus {
+            pin(redis.child.id(), cpus)?;
+        }
+        if let Some(cpus) = &a.client_cpus {
+            pin(std::process::id(), cpus)?;
+        }
+        let pid = Some(redis.child.id());
+        let result = runtime()?.block_on(run_fanout_redis(&a, window, &redis.addr, pid))?;
+        drop(redis);
+        print_results(&a, window, &result);
+        return Ok(());
+    }
     let (identity, key_path) = bench_identity()?;
     let relay = match &a.server {
         Some(_) => None,
@@ -98,11 +113,7 @@ async fn run_fanout(
         let stop = stop.clone();
         let mine = echoed.get(i).cloned();
         readers.push(tokio::spawn(async move {
-            let mut samples = Vec::new();
-            let mut n = 0u64;
-            // Counted here and added to the shared tally in steps, so 100
-            // readers do not all contend for one cache line per delivery.
-            let mut unflushed = 0u64;
+            let mut seen = Seen::new(i, t0, mine, tally.clone());
             loop {
                 // Closing the members' sending halves ends these reads;
                 // the stop signal only frees a reader whose relay never
@@ -115,35 +126,13 @@ async fn run_fanout(
                 };
                 let Ok(msg) = msg else { break };
                 if let RelayMsg::Event(e) = msg {
-                    let b = &e.event.body;
-                    if b.len() >= HEADER {
-                        let publisher = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
-                        n += 1;
-                        if n.is_multiple_of(8) {
-                            let sent_ns = u64::from_be_bytes([
-                                b[12], b[13], b[14], b[15], b[16], b[17], b[18], b[19],
-                            ]);
-                            samples.push(latency_us(t0, sent_ns));
-                        }
-                        if publisher == i
-                            && let Some(m) = &mine
-                        {
-                            m.0.fetch_add(1, Ordering::Relaxed);
-                            m.1.notify_one();
-                        }
-                    }
-                    unflushed += 1;
-                    if unflushed == 64 {
-                        tally.deliveries.fetch_add(unflushed, Ordering::Relaxed);
-                        unflushed = 0;
-                    }
+                    seen.body(&e.event.body);
                 }
             }
-            tally.deliveries.fetch_add(unflushed, Ordering::Relaxed);
             tally
                 .bytes
                 .fetch_add(reader.bytes_read(), Ordering::Relaxed);
-            samples
+            seen.finish()
         }));
         writers.push(writer);
     }
@@ -183,11 +172,7 @@ async fn run_fanout(
                 }
                 let mut batch = Vec::with_capacity(allowed as usize);
                 for _ in 0..allowed {
-                    let mut body = vec![0u8; size];
-                    body[..4].copy_from_slice(&(p as u32).to_be_bytes());
-                    body[4..12].copy_from_slice(&sent.to_be_bytes());
-                    let ns = ns_since(t0);
-                    body[12..20].copy_from_slice(&ns.to_be_bytes());
+                    let body = bench_body(p, sent, t0, size);
                     batch.push(ClientMsg::Publish {
                         request: sent,
                         event: RoomEvent {
@@ -238,6 +223,82 @@ async fn run_fanout(
     })
 }
 
+/// A bench body of `size` bytes: publisher `p`, its counter, the send time.
+pub(crate) fn bench_body(p: usize, sent: u64, t0: Instant, size: usize) -> Vec<u8> {
+    let mut body = vec![0u8; size];
+    body[..4].copy_from_slice(&u32::try_from(p).unwrap_or(u32::MAX).to_be_bytes());
+    body[4..12].copy_from_slice(&sent.to_be_bytes());
+    body[12..20].copy_from_slice(&ns_since(t0).to_be_bytes());
+    body
+}
+
+/// What one member's reader does with each bench body it receives: count
+/// it, sample every 8th latency, and, for its own publisher's events,
+/// open the publisher's window.
+pub(crate) struct Seen {
+    me: usize,
+    t0: Instant,
+    mine: Option<Arc<(AtomicU64, Notify)>>,
+    tally: Arc<Tally>,
+    n: u64,
+    /// Counted here and added to the shared tally in steps, so 100 readers
+    /// do not all contend for one cache line per delivery.
+    unflushed: u64,
+    samples: Vec<u64>,
+}
+
+impl Seen {
+    pub(crate) fn new(
+        me: usize,
+        t0: Instant,
+        mine: Option<Arc<(AtomicU64, Notify)>>,
+        tally: Arc<Tally>,
+    ) -> Self {
+        Self {
+            me,
+            t0,
+            mine,
+            tally,
+            n: 0,
+            unflushed: 0,
+            samples: Vec::new(),
+        }
+    }
+
+    pub(crate) fn body(&mut self, b: &[u8]) {
+        if b.len() >= HEADER {
+            let publisher = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+            self.n += 1;
+            if self.n.is_multiple_of(8) {
+                let sent_ns =
+                    u64::from_be_bytes([b[12], b[13], b[14], b[15], b[16], b[17], b[18], b[19]]);
+                self.samples.push(latency_us(self.t0, sent_ns));
+            }
+            if publisher == self.me
+                && let Some(m) = &self.mine
+            {
+                m.0.fetch_add(1, Ordering::Relaxed);
+                m.1.notify_one();
+            }
+        }
+        self.unflushed += 1;
+        if self.unflushed == 64 {
+            self.tally
+                .deliveries
+                .fetch_add(self.unflushed, Ordering::Relaxed);
+            self.unflushed = 0;
+        }
+    }
+
+    /// The latency samples, once the reader stops.
+    pub(crate) fn finish(self) -> Vec<u64> {
+        self.tally
+            .deliveries
+            .fetch_add(self.unflushed, Ordering::Relaxed);
+        self.samples
+    }
+}
+
 /// Prints the table (or the JSON line) of a fanout run.
 fn print_results(a: &FanoutArgs, window: u64, r: &FanoutResult) {
     let expected = r.published * a.members as u64;
@@ -254,6 +315,7 @@ fn print_results(a: &FanoutArgs, window: u64, r: &FanoutResult) {
     let (cpu, rss) = r.relay.map_or((None, None), |(c, m)| (Some(c), Some(m)));
     let cpu_per = cpu.map(|c| c / r.deliveries.max(1) as f64 * 1e6);
     let crypto = match a.crypto {
+        _ if a.redis => "redis",
         Crypto::Relay => "relay",
         Crypto::Full => "full",
     };
@@ -280,8 +342,16 @@ fn print_results(a: &FanoutArgs, window: u64, r: &FanoutResult) {
         );
         return;
     }
+    let (title, server) = if a.redis {
+        (
+            "hush bench fanout --redis (Redis pub/sub, the same load)",
+            "redis ",
+        )
+    } else {
+        ("hush bench fanout", "relay ")
+    };
     println!(
-        "hush bench fanout: {} members, {} publishers, {} B bodies, crypto {crypto}, {}",
+        "{title}: {} members, {} publishers, {} B bodies, crypto {crypto}, {}",
         a.members,
         a.publishers,
         a.size,
@@ -298,8 +368,8 @@ fn print_results(a: &FanoutArgs, window: u64, r: &FanoutResult) {
     println!("  wire bytes / delivery  {:>12.1}", bytes);
     match (cpu_per, rss) {
         (Some(c), Some(m)) => {
-            println!("  relay CPU / delivery   {c:>10.3} µs");
-            println!("  relay peak RSS         {:>10} KiB", m);
+            println!("  {server}CPU / delivery   {c:>10.3} µs");
+            println!("  {server}peak RSS         {:>10} KiB", m);
         }
         _ => println!("  relay CPU and RSS      (only measured for a relay the bench starts)"),
     }

@@ -50,6 +50,14 @@ pub(crate) struct FanoutArgs {
     /// Pin the load generator (this process) to these CPUs (e.g. 0).
     #[arg(long, value_name = "LIST")]
     pub(crate) client_cpus: Option<String>,
+    /// Run the same load against Redis pub/sub instead (`redis-server`
+    /// started on a loopback port, pinned with --relay-cpus), for a
+    /// same-run comparison.
+    #[arg(long, conflicts_with_all = ["server", "crypto", "log_dir"])]
+    pub(crate) redis: bool,
+    /// The Redis server program for --redis.
+    #[arg(long, value_name = "PATH", default_value = "redis-server")]
+    pub(crate) redis_server: String,
     /// Print the results as JSON.
     #[arg(long)]
     pub(crate) json: bool,

@@ -18,7 +18,7 @@
 //! share the helpers below them and never import upward:
 //!
 //! ```text
-//!   mod.rs ──▶ fanout ──▶ fanout_full ──▶ load (FanoutArgs, FanoutResult, pacing)
+//!   mod.rs ──▶ fanout ──▶ fanout_full, fanout_redis ──▶ load (FanoutArgs, FanoutResult, pacing)
 //!          ├─▶ idle, handshake, crypto, file
 //!          └─▶ admit ──▶ admit_rounds, identities
 //!   helpers: child_relay (the relay, /proc, bench identity), live (joined
@@ -31,6 +31,7 @@ mod child_relay;
 mod crypto;
 mod fanout;
 mod fanout_full;
+mod fanout_redis;
 mod file;
 mod handshake;
 mod identities;
