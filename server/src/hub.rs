@@ -112,6 +112,34 @@ impl Outbox {
         }
     }
 
+    /// Queues every message of `msgs`, in order, under one lock and with
+    /// one wake-up of the writer (a committed batch's events for one
+    /// room); a full queue cuts the connection off, as [`Self::deliver`].
+    pub(crate) fn deliver_all(&self, msgs: &[Outbound]) {
+        let refused = {
+            let mut st = self.lock();
+            if st.closed {
+                return;
+            }
+            let bytes: usize = msgs.iter().map(|m| m.len()).sum();
+            if st.queue.len().saturating_add(msgs.len()) > self.max_messages
+                || st.bytes.saturating_add(bytes) > self.max_bytes
+            {
+                true
+            } else {
+                st.bytes += bytes;
+                st.queue.extend(msgs.iter().cloned());
+                false
+            }
+        };
+        if refused {
+            crate::metrics::metrics().slow_consumers.inc();
+            self.stop(Stop::Tell(CloseReason::TooSlow));
+        } else {
+            self.ready.notify_one();
+        }
+    }
+
     /// Queues `msg` and wakes the writer.
     pub(crate) fn push(&self, msg: Outbound) -> Result<(), Refused> {
         {
@@ -412,14 +440,16 @@ impl Hub {
     }
 
     /// Delivers committed events of one room, in order, and advances its
-    /// committed head.
+    /// committed head to the last one's `seq`, `epoch` and chain `head`.
+    /// Each member's queue takes the whole run at once: one lock and one
+    /// wake-up of its writer per run, not per event.
     pub(crate) fn fan_out(
         &self,
         room: &RoomName,
         seq: u64,
         epoch: u64,
         head: Option<[u8; 32]>,
-        msg: &Outbound,
+        msgs: &[Outbound],
     ) {
         let mut st = self.lock();
         // Nobody in the room: nothing to deliver, nothing to hold.
@@ -430,10 +460,10 @@ impl Hub {
         r.epoch = epoch;
         r.head = head;
         for peer in r.members.values() {
-            peer.deliver(msg.clone());
+            peer.outbox.deliver_all(msgs);
         }
         crate::metrics::metrics()
             .events_delivered
-            .inc_by(r.members.len() as u64);
+            .inc_by((r.members.len() * msgs.len()) as u64);
     }
 }

@@ -34,7 +34,7 @@ use hush_proto::msg::encode;
 use hush_proto::{EventKind, Rejection, RelayMsg, RoomEvent, RoomName, SequencedEvent};
 use tokio::sync::mpsc;
 
-use crate::hub::{Hub, JoinInfo, Peer};
+use crate::hub::{Hub, JoinInfo, Outbound, Peer};
 use crate::log::{EventLog, LogError, PruneCursor, Retention, RoomHead};
 
 /// Most events committed in one transaction. Large enough that a burst
@@ -506,12 +506,25 @@ fn commit_batch(
     match appended {
         Ok(()) => {
             m.events_appended.inc_by(rows.len() as u64);
-            for (row, (_, _, epoch, chain)) in rows.into_iter().zip(accepted) {
+            // Consecutive events of one room go to its members as one run;
+            // a checkpoint is asked for only once its seq was delivered.
+            let mut run: Vec<Outbound> = Vec::new();
+            let mut due = None;
+            let mut rows = rows.into_iter().zip(accepted).peekable();
+            while let Some((row, (_, _, epoch, chain))) = rows.next() {
                 let (seq, room) = (row.seq, row.event.room.clone());
-                let msg = encode(&RelayMsg::Event(row));
-                hub.fan_out(&room, seq, epoch, chain, &msg.into());
+                run.push(encode(&RelayMsg::Event(row)).into());
                 if let Some(head) = chain
                     && seq % CHECKPOINT_EVERY == 0
+                {
+                    due = Some((seq, head));
+                }
+                if rows.peek().is_some_and(|(next, _)| next.event.room == room) {
+                    continue;
+                }
+                hub.fan_out(&room, seq, epoch, chain, &run);
+                run.clear();
+                if let Some((seq, head)) = due.take()
                     && let Some(h) = heads.resident.get_mut(&room)
                     && h.last_checkpoint
                         .is_none_or(|t| t.elapsed() >= CHECKPOINT_MIN_INTERVAL)
