@@ -38,6 +38,44 @@ fn a_small_fanout_bench_delivers_everything_and_reports_json() {
 }
 
 #[test]
+fn the_same_fanout_runs_against_redis_for_a_same_run_comparison() {
+    // .ci/run installs redis-server (pinned); elsewhere install it first.
+    let out = run(hush().args([
+        "bench",
+        "fanout",
+        "--redis",
+        "--members",
+        "5",
+        "--publishers",
+        "2",
+        "--size",
+        "64",
+        "--duration",
+        "1s",
+        "--json",
+    ]));
+    assert!(out.ok, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["crypto"], "redis");
+    let published = v["published"].as_u64().unwrap();
+    assert!(published > 0);
+    assert_eq!(v["deliveries"].as_u64().unwrap(), published * 5);
+    assert!(v["relay_cpu_us_per_delivery"].as_f64().unwrap() > 0.0);
+    // A Redis that is not there is named, with what to do.
+    let missing = run(hush().args([
+        "bench",
+        "fanout",
+        "--redis",
+        "--redis-server",
+        "/nonexistent/redis-server",
+        "--duration",
+        "1s",
+    ]));
+    assert!(!missing.ok);
+    assert!(missing.stderr.contains("install Redis"), "{}", missing.stderr);
+}
+
+#[test]
 fn bench_flags_are_checked() {
     let out = run(hush().args(["bench", "fanout", "--window", "4", "--rate", "10"]));
     assert!(

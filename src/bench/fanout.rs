@@ -19,7 +19,7 @@ use super::child_relay::{
 use super::fanout_full::run_fanout_full;
 use super::fanout_redis::{run_fanout_redis, start_redis};
 use super::live::join;
-use super::load::{Crypto, FanoutArgs, FanoutResult, allowed};
+use super::load::{Crypto, FanoutArgs, FanoutResult, next_allowed};
 use super::stats::{Tally, latency_us, ns_since, percentile};
 
 /// Bytes at the start of every bench body: publisher, counter, send time.
@@ -96,21 +96,16 @@ async fn run_fanout(
             .with_context(|| format!("member {i} could not join"))?;
         conns.push(c);
     }
-    let before = pid.and_then(proc_usage);
-    let t0 = Instant::now();
-    let stop = Arc::new(Notify::new());
-    let tally = Arc::new(Tally::default());
-    let echoed: Vec<Arc<(AtomicU64, Notify)>> = (0..a.publishers)
-        .map(|_| Arc::new((AtomicU64::new(0), Notify::new())))
-        .collect();
+    let run = Run::start(a, pid);
+    let (t0, echoed) = (run.t0, run.echoed.clone());
     let mut readers = Vec::new();
     let mut writers = Vec::new();
     for (i, c) in conns.into_iter().enumerate() {
         let Connection {
             mut reader, writer, ..
         } = c;
-        let tally = tally.clone();
-        let stop = stop.clone();
+        let tally = run.tally.clone();
+        let stop = run.stop.clone();
         let mine = echoed.get(i).cloned();
         readers.push(tokio::spawn(async move {
             let mut seen = Seen::new(i, t0, mine, tally.clone());
@@ -159,17 +154,8 @@ async fn run_fanout(
         publishers.push(tokio::spawn(async move {
             let mut sent = 0u64;
             let start = Instant::now();
-            while Instant::now() < deadline {
-                let allowed = allowed(rate, start, sent, echo.0.load(Ordering::Relaxed), window);
-                if allowed == 0 {
-                    if rate.is_some() {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    } else {
-                        let _ = tokio::time::timeout(Duration::from_millis(50), echo.1.notified())
-                            .await;
-                    }
-                    continue;
-                }
+            while let Some(allowed) = next_allowed(rate, start, sent, &echo, window, deadline).await
+            {
                 let mut batch = Vec::with_capacity(allowed as usize);
                 for _ in 0..allowed {
                     let body = bench_body(p, sent, t0, size);
@@ -192,35 +178,79 @@ async fn run_fanout(
             (sent, writer)
         }));
     }
-    let mut published = 0;
-    let mut keep = Vec::new();
-    for p in publishers {
-        let (sent, writer) = p.await?;
-        published += sent;
-        keep.push(writer);
+    run.finish(publishers, listeners, readers).await
+}
+
+/// A run's shared state, from the first publish to the result.
+pub(crate) struct Run {
+    pub(crate) t0: Instant,
+    members: usize,
+    pub(crate) tally: Arc<Tally>,
+    /// Frees the readers of a server that never closes.
+    pub(crate) stop: Arc<Notify>,
+    /// Per publisher: its own events seen back, and a wake-up for it.
+    pub(crate) echoed: Vec<Arc<(AtomicU64, Notify)>>,
+    /// The server's CPU and memory when publishing started.
+    before: Option<(f64, u64)>,
+    pid: Option<u32>,
+}
+
+impl Run {
+    /// Starts the clock, with the server's usage (process `pid`) now.
+    pub(crate) fn start(a: &FanoutArgs, pid: Option<u32>) -> Self {
+        Self {
+            before: pid.and_then(proc_usage),
+            t0: Instant::now(),
+            members: a.members,
+            tally: Arc::new(Tally::default()),
+            stop: Arc::new(Notify::new()),
+            echoed: (0..a.publishers)
+                .map(|_| Arc::new((AtomicU64::new(0), Notify::new())))
+                .collect(),
+            pid,
+        }
     }
-    let seconds = t0.elapsed().as_secs_f64();
-    // Let the last deliveries arrive.
-    tally.published.store(published, Ordering::Relaxed);
-    tally.drain(a.members).await;
-    let after = pid.and_then(proc_usage);
-    drop(keep);
-    drop(listeners);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.notify_waiters();
-    let mut latencies_us = Vec::new();
-    for r in readers {
-        latencies_us.extend(r.await?);
+
+    /// Once the publishers stop: lets the last deliveries arrive, reads
+    /// the server's usage, closes the members' sending halves (`W`, held
+    /// until then: dropping one closes its connection) and collects the
+    /// readers' latency samples.
+    pub(crate) async fn finish<W: Send + 'static>(
+        self,
+        publishers: Vec<tokio::task::JoinHandle<(u64, W)>>,
+        listeners: Vec<W>,
+        readers: Vec<tokio::task::JoinHandle<Vec<u64>>>,
+    ) -> Result<FanoutResult> {
+        let mut published = 0;
+        let mut keep = Vec::new();
+        for p in publishers {
+            let (sent, writer) = p.await?;
+            published += sent;
+            keep.push(writer);
+        }
+        let seconds = self.t0.elapsed().as_secs_f64();
+        // Let the last deliveries arrive.
+        self.tally.published.store(published, Ordering::Relaxed);
+        self.tally.drain(self.members).await;
+        let after = self.pid.and_then(proc_usage);
+        drop(keep);
+        drop(listeners);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.stop.notify_waiters();
+        let mut latencies_us = Vec::new();
+        for r in readers {
+            latencies_us.extend(r.await?);
+        }
+        latencies_us.sort_unstable();
+        Ok(FanoutResult {
+            published,
+            deliveries: self.tally.deliveries.load(Ordering::Relaxed),
+            seconds,
+            latencies_us,
+            wire_bytes: self.tally.bytes.load(Ordering::Relaxed),
+            relay: usage_between(self.before, after),
+        })
     }
-    latencies_us.sort_unstable();
-    Ok(FanoutResult {
-        published,
-        deliveries: tally.deliveries.load(Ordering::Relaxed),
-        seconds,
-        latencies_us,
-        wire_bytes: tally.bytes.load(Ordering::Relaxed),
-        relay: usage_between(before, after),
-    })
 }
 
 /// A bench body of `size` bytes: publisher `p`, its counter, the send time.

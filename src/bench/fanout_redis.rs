@@ -15,19 +15,15 @@
 //! differs is only the wire: Redis sends each subscriber the bytes as they
 //! are, hush seals them per link and logs them durably first.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 
-use super::child_relay::{proc_usage, usage_between};
-use super::fanout::{Seen, bench_body};
-use super::load::{FanoutArgs, FanoutResult, allowed};
-use super::stats::Tally;
+use super::fanout::{Run, Seen, bench_body};
+use super::load::{FanoutArgs, FanoutResult, next_allowed};
 
 const CHANNEL: &str = "bench";
 
@@ -201,19 +197,14 @@ pub(crate) async fn run_fanout_redis(
                 .with_context(|| format!("subscriber {i} could not subscribe"))?,
         );
     }
-    let before = pid.and_then(proc_usage);
-    let t0 = Instant::now();
-    let stop = Arc::new(Notify::new());
-    let tally = Arc::new(Tally::default());
-    let echoed: Vec<Arc<(AtomicU64, Notify)>> = (0..a.publishers)
-        .map(|_| Arc::new((AtomicU64::new(0), Notify::new())))
-        .collect();
+    let run = Run::start(a, pid);
+    let (t0, echoed) = (run.t0, run.echoed.clone());
     let mut readers = Vec::new();
     let mut writers = Vec::new();
     for (i, (stream, mut buf)) in conns.into_iter().enumerate() {
         let (mut rd, wr) = stream.into_split();
-        let tally = tally.clone();
-        let stop = stop.clone();
+        let tally = run.tally.clone();
+        let stop = run.stop.clone();
         let mine = echoed.get(i).cloned();
         readers.push(tokio::spawn(async move {
             let mut seen = Seen::new(i, t0, mine, tally.clone());
@@ -260,17 +251,8 @@ pub(crate) async fn run_fanout_redis(
             let mut sent = 0u64;
             let start = Instant::now();
             let mut out = Vec::new();
-            while Instant::now() < deadline {
-                let allowed = allowed(rate, start, sent, echo.0.load(Ordering::Relaxed), window);
-                if allowed == 0 {
-                    if rate.is_some() {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    } else {
-                        let _ = tokio::time::timeout(Duration::from_millis(50), echo.1.notified())
-                            .await;
-                    }
-                    continue;
-                }
+            while let Some(allowed) = next_allowed(rate, start, sent, &echo, window, deadline).await
+            {
                 out.clear();
                 for _ in 0..allowed {
                     publish(&mut out, &bench_body(p, sent, t0, size));
@@ -283,34 +265,7 @@ pub(crate) async fn run_fanout_redis(
             (sent, wr)
         }));
     }
-    let mut published = 0;
-    let mut keep = Vec::new();
-    for p in publishers {
-        let (sent, wr) = p.await?;
-        published += sent;
-        keep.push(wr);
-    }
-    let seconds = t0.elapsed().as_secs_f64();
-    tally.published.store(published, Ordering::Relaxed);
-    tally.drain(a.members).await;
-    let after = pid.and_then(proc_usage);
-    drop(keep);
-    drop(listeners);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.notify_waiters();
-    let mut latencies_us = Vec::new();
-    for r in readers {
-        latencies_us.extend(r.await?);
-    }
-    latencies_us.sort_unstable();
-    Ok(FanoutResult {
-        published,
-        deliveries: tally.deliveries.load(Ordering::Relaxed),
-        seconds,
-        latencies_us,
-        wire_bytes: tally.bytes.load(Ordering::Relaxed),
-        relay: usage_between(before, after),
-    })
+    run.finish(publishers, listeners, readers).await
 }
 
 #[cfg(test)]

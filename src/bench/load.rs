@@ -82,6 +82,38 @@ pub(crate) struct FanoutResult {
     pub(crate) relay: Option<(f64, u64)>,
 }
 
+/// Waits until a publisher that has sent `sent` since `start` may send
+/// more (see [`allowed`]), and says how many; `None` once `deadline`
+/// passed. `echo` counts the publisher's own events back and wakes it.
+pub(crate) async fn next_allowed(
+    rate: Option<f64>,
+    start: Instant,
+    sent: u64,
+    echo: &(std::sync::atomic::AtomicU64, tokio::sync::Notify),
+    window: u64,
+    deadline: Instant,
+) -> Option<u64> {
+    while Instant::now() < deadline {
+        let n = allowed(
+            rate,
+            start,
+            sent,
+            echo.0.load(std::sync::atomic::Ordering::Relaxed),
+            window,
+        );
+        if n > 0 {
+            return Some(n);
+        }
+        if rate.is_some() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        } else {
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_millis(50), echo.1.notified()).await;
+        }
+    }
+    None
+}
+
 /// How many events a publisher may send now, having sent `sent`: at
 /// `rate` per second since `start` (at most 256 at once), or else as many
 /// as keep `window` of them unconfirmed beyond the `echoed` ones.
