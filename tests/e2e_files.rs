@@ -118,14 +118,15 @@ fn a_chunk_changed_in_the_relays_store_never_becomes_a_file() {
     std::fs::write(&path, noise(100_000, 3)).unwrap();
     alice.say(&format!("/send {}", path.display()));
     let offer = bob.wait_json("file_offered", |v| v["name"] == "notes.txt");
-    // The relay operator flips a byte of chunk 1.
-    let chunk = files_under(&data.path().join("blobs"))
+    // The relay operator flips a byte of chunk 1 (its slot starts at the
+    // relay's largest chunk, 33 KiB, into the file's data).
+    let chunks = files_under(&data.path().join("blobs"))
         .into_iter()
-        .find(|p| p.file_name().is_some_and(|n| n == "1"))
-        .expect("chunk 1 on disk");
-    let mut bytes = std::fs::read(&chunk).unwrap();
-    bytes[100] ^= 0x20;
-    std::fs::write(&chunk, &bytes).unwrap();
+        .find(|p| p.file_name().is_some_and(|n| n == "data"))
+        .expect("the file's chunks on disk");
+    let mut bytes = std::fs::read(&chunks).unwrap();
+    bytes[33 * 1024 + 100] ^= 0x20;
+    std::fs::write(&chunks, &bytes).unwrap();
 
     let saves = tempfile::tempdir().unwrap();
     bob.say(&format!(
