@@ -5,9 +5,11 @@
 //!
 //! ```text
 //!  /send PATH ─▶ hash the file ─▶ FileDeclare ─▶ FileStatus (what the relay holds)
-//!             ─▶ FilePut × missing chunks (WINDOW at a time) ─▶ FileStored ...
+//!             ─▶ FilePut × missing chunks (UPLOAD_WINDOW unacknowledged)
+//!             ─▶ FileStored ... (the relay acknowledges synced groups)
 //!             ─▶ all stored ─▶ Content::File offer, sealed and signed (room)
-//!  /save ID   ─▶ FileGet × chunks (WINDOW at a time) ─▶ FileChunk ─▶ open (STREAM)
+//!  /save ID   ─▶ FileGetRange × ranges (DOWNLOAD_WINDOW chunks asked)
+//!             ─▶ FileChunk ─▶ open (STREAM)
 //!             ─▶ unpad ─▶ hash, write to .NAME.ID.part (0600)
 //!             ─▶ all in and the hash matches ─▶ link to NAME (never over a file)
 //!             ─▶ any chunk that does not open, or another hash: delete, bad_file
@@ -35,9 +37,24 @@ use hush_proto::{ClientMsg, FileRefusal, RelayMsg, RoomName};
 use hush_room::{BadFile, OfferedFile};
 use sha2::{Digest, Sha256};
 
-/// Chunks in flight per transfer: enough to keep a link busy (8 × 32 KiB),
-/// few enough that chat waits behind at most one.
-pub const WINDOW: u32 = 8;
+/// Chunks of an upload sent and not yet acknowledged (8 MiB). The relay
+/// acknowledges a chunk once it is durable, syncing every chunk that
+/// arrived meanwhile together, so the window has to cover a sync of the
+/// disk (tens of ms) at the link's rate; a window of 8 chunks (one fsync
+/// pair each) held uploads at 33–51 MiB/s. The relay writes each chunk
+/// to its page cache as it reads it and never waits for a sync before
+/// reading on, so a chat message waits only behind the chunks still in
+/// the socket ahead of it, not behind the window.
+pub const UPLOAD_WINDOW: u32 = 256;
+
+/// Chunks of a download asked for and not yet received (4 MiB), asked in
+/// ranges of [`DOWNLOAD_RANGE`]: the relay answers a range from one read,
+/// and chat from the relay waits behind at most this much file data.
+pub const DOWNLOAD_WINDOW: u32 = 128;
+
+/// Chunks asked for per `FileGetRange` (1 MiB; at most
+/// [`hush_proto::msg::MAX_FILE_RANGE`]).
+pub const DOWNLOAD_RANGE: u32 = 32;
 
 /// What the app is to do for a transfer.
 #[derive(Debug)]
@@ -227,8 +244,9 @@ pub struct Transfers {
     failed: usize,
     /// Where they are kept between runs (none: not kept).
     store: Option<TransferStore>,
-    /// Where each file saved this run went.
-    saved: HashMap<[u8; 16], PathBuf>,
+    /// Each room's offers, from this run and earlier ones, and what
+    /// became of them (kept beside the transfers).
+    offers: crate::offers::OfferIndex,
 }
 
 impl Transfers {
@@ -242,28 +260,66 @@ impl Transfers {
             download_dir,
             failed: 0,
             store,
-            saved: HashMap::new(),
+            offers: crate::offers::OfferIndex::default(),
         }
     }
 
-    /// What `/files` says of a file's transfer: `saving 45%`, `saved to
-    /// PATH`, or nothing.
-    #[must_use]
-    pub fn state_of(&self, id: &[u8; 16]) -> Option<String> {
+    /// Remembers an offer the room verified and showed, for `/files` and
+    /// `/save` in this run and later ones (written at the next
+    /// [`Transfers::flush_offers`]).
+    pub fn remember_offer(&mut self, room: &RoomName, offered: &OfferedFile) {
+        self.offers.remember(self.store.as_ref(), room, offered);
+    }
+
+    /// The offers of `room` this client has seen, in this run or earlier
+    /// ones, oldest first.
+    pub fn offers_of(&mut self, room: &RoomName) -> Vec<crate::offers::KnownOffer> {
+        self.offers.list(self.store.as_ref(), room).to_vec()
+    }
+
+    /// The offer of `room` whose hex id starts with `id`, if exactly one
+    /// does (this run's or an earlier run's).
+    pub fn find_offer(&mut self, room: &RoomName, id: &str) -> Option<OfferedFile> {
+        self.offers.find(self.store.as_ref(), room, id)
+    }
+
+    /// Writes the offer lists that changed; what went wrong, for the user.
+    pub fn flush_offers(&mut self) -> Vec<String> {
+        self.offers.flush(self.store.as_ref())
+    }
+
+    fn outcome(&mut self, room: &RoomName, id: &[u8; 16], outcome: crate::offers::Outcome) {
+        self.offers
+            .set_outcome(self.store.as_ref(), room, id, outcome);
+    }
+
+    /// What `/files` says of a file: its transfer under way (`saving 45%`,
+    /// `sending 45%`), or what became of it (`saved to PATH`, `failed:
+    /// WHY`), or `offered`.
+    pub fn state_of(&mut self, room: &RoomName, id: &[u8; 16]) -> String {
+        if let Some(s) = self.transfer_state(id) {
+            return s;
+        }
+        let known = self.offers.list(self.store.as_ref(), room);
+        match known.iter().find(|k| k.offer.id == *id).map(|k| &k.outcome) {
+            Some(crate::offers::Outcome::Saved(p)) => format!("saved to {}", p.display()),
+            Some(crate::offers::Outcome::Failed(why)) => {
+                format!("failed: {}", crate::display::sanitize(why))
+            }
+            _ => "offered".to_owned(),
+        }
+    }
+
+    /// A transfer under way: `saving 45%`, `sending 45%`.
+    fn transfer_state(&self, id: &[u8; 16]) -> Option<String> {
         if let Some(d) = self.downloads.get(id) {
             let pct = u64::from(d.next_take) * 100 / u64::from(d.offer.chunks.max(1));
             return Some(format!("saving {pct}%"));
         }
-        if let Some(u) = self.uploads.get(id) {
+        self.uploads.get(id).map(|u| {
             let done = u64::from(u.stored_count);
-            return Some(format!(
-                "sending {}%",
-                done * 100 / u64::from(u.total.max(1))
-            ));
-        }
-        self.saved
-            .get(id)
-            .map(|p| format!("saved to {}", p.display()))
+            format!("sending {}%", done * 100 / u64::from(u.total.max(1)))
+        })
     }
 
     /// Keeps a transfer's state for a restart (a failure to write it only
@@ -762,7 +818,7 @@ impl Transfers {
         }
         // One pass over the file: each chunk the relay lacks goes out once
         // (a reconnect starts the pass again, from what the relay holds).
-        while u.in_flight < WINDOW && u.cursor < u.total {
+        while u.in_flight < UPLOAD_WINDOW && u.cursor < u.total {
             let i = u.cursor;
             u.cursor += 1;
             if u.stored.get(i as usize).copied().unwrap_or(true) {
@@ -888,7 +944,7 @@ impl Transfers {
         match link_unique(&d.tmp, &d.dest) {
             Ok(saved) => {
                 let _ = std::fs::remove_file(&d.tmp);
-                self.saved.insert(id, saved.clone());
+                self.outcome(&d.room, &id, crate::offers::Outcome::Saved(saved.clone()));
                 vec![
                     Step::Event(serde_json::json!({
                         "type": "file_saved",
@@ -915,10 +971,9 @@ impl Transfers {
             Err(e) => {
                 let _ = std::fs::remove_file(&d.tmp);
                 self.failed += 1;
-                vec![Step::Failed(format!(
-                    "/save: cannot save {}: {e}",
-                    d.dest.display()
-                ))]
+                let why = format!("/save: cannot save {}: {e}", d.dest.display());
+                self.outcome(&d.room, &id, crate::offers::Outcome::Failed(why.clone()));
+                vec![Step::Failed(why)]
             }
         }
     }
@@ -930,6 +985,11 @@ impl Transfers {
         };
         self.failed += 1;
         let _ = std::fs::remove_file(&d.tmp);
+        self.outcome(
+            &d.room,
+            &id,
+            crate::offers::Outcome::Failed(format!("bad_file ({})", what_text(&what))),
+        );
         vec![
             failed(&d.room, &d.id, &d.offer.name, "bad_file"),
             Step::Bad {
@@ -947,6 +1007,7 @@ impl Transfers {
         self.failed += 1;
         if let Some(d) = self.take_download(&id) {
             let _ = std::fs::remove_file(&d.tmp);
+            self.outcome(&d.room, &id, crate::offers::Outcome::Failed(why.clone()));
             steps.push(failed(&d.room, &d.id, &d.offer.name, &why));
         }
         steps.push(Step::Failed(why));
@@ -989,19 +1050,25 @@ impl Download {
         }
     }
 
-    /// Asks for chunks up to the window.
+    /// Asks for chunks up to the window, a range at a time (a range is
+    /// asked once a whole one fits, or the last, shorter one).
     fn ask(&mut self) -> Vec<Step> {
         let mut steps = Vec::new();
-        while self.in_flight < WINDOW && self.next_ask < self.offer.chunks {
-            steps.push(Step::Send(ClientMsg::FileGet {
+        loop {
+            let left = self.offer.chunks.saturating_sub(self.next_ask);
+            let count = left.min(DOWNLOAD_RANGE);
+            if count == 0 || self.in_flight + count > DOWNLOAD_WINDOW {
+                return steps;
+            }
+            steps.push(Step::Send(ClientMsg::FileGetRange {
                 room: self.room.clone(),
                 file: self.id.0,
-                index: self.next_ask,
+                first: self.next_ask,
+                count,
             }));
-            self.next_ask += 1;
-            self.in_flight += 1;
+            self.next_ask += count;
+            self.in_flight += count;
         }
-        steps
     }
 }
 
@@ -1174,6 +1241,15 @@ fn media_type(name: &str) -> &'static str {
     }
 }
 
+/// What was wrong with a bad file, in a few words for `/files`.
+fn what_text(what: &BadFile) -> String {
+    match what {
+        BadFile::Offer => "its offer does not hold together".to_owned(),
+        BadFile::Chunk { index } => format!("chunk {index} did not open"),
+        BadFile::Hash => "its SHA-256 is not the signed one".to_owned(),
+    }
+}
+
 /// Why the relay refused, for the user.
 fn refusal_text(reason: FileRefusal) -> String {
     match reason {
@@ -1259,7 +1335,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut t = Transfers::new(dir.path().to_path_buf(), None);
         let room = RoomName::new("r").unwrap();
-        let (of, sealed) = offered(40 * CHUNK_PLAIN as u64);
+        let (of, sealed) = offered(300 * CHUNK_PLAIN as u64);
         t.save(&room, &of, Some(dir.path())).unwrap();
         let chunk = |index: u32| RelayMsg::FileChunk {
             room: room.clone(),
@@ -1268,9 +1344,9 @@ mod tests {
             data: sealed[index as usize].clone(),
         };
         let total = u32::try_from(sealed.len()).unwrap();
-        assert!(total > WINDOW * 2);
+        assert!(total > DOWNLOAD_WINDOW * 2);
         // Chunks past the window, pushed unasked, are dropped.
-        for i in WINDOW..total {
+        for i in DOWNLOAD_WINDOW..total {
             t.on_relay(&chunk(i));
         }
         assert!(t.downloads[&of.offer.id].early.is_empty());
@@ -1287,7 +1363,7 @@ mod tests {
         assert!(t.downloads.is_empty());
         assert_eq!(
             std::fs::read(dir.path().join("f.bin")).unwrap(),
-            vec![7u8; 40 * CHUNK_PLAIN]
+            vec![7u8; 300 * CHUNK_PLAIN]
         );
     }
 
