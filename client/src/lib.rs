@@ -14,6 +14,8 @@
 //!   received neutralised before it reaches a terminal.
 //! - [`command`]: what the user types.
 //! - [`state`]: the room state saved between runs, sealed to our own key.
+//! - [`files`]: sending and saving files; [`offers`]: each room's file
+//!   offers, kept across runs for `/files`.
 //! - `rooms`: the rooms open on the one link, and what a typed line does
 //!   to them (`/join`, `/part`, `/leave`).
 //! - [`tui`]: the terminal app (room list, conversation, members,
@@ -30,6 +32,7 @@ pub mod command;
 pub mod display;
 pub mod files;
 pub mod link;
+pub mod offers;
 pub mod pins;
 mod rooms;
 pub mod state;
