@@ -247,6 +247,8 @@ pub struct Transfers {
     /// Each room's offers, from this run and earlier ones, and what
     /// became of them (kept beside the transfers).
     offers: crate::offers::OfferIndex,
+    /// What went wrong keeping the offers, not yet said.
+    offer_problems: Vec<String>,
 }
 
 impl Transfers {
@@ -261,6 +263,7 @@ impl Transfers {
             failed: 0,
             store,
             offers: crate::offers::OfferIndex::default(),
+            offer_problems: Vec::new(),
         }
     }
 
@@ -285,12 +288,18 @@ impl Transfers {
 
     /// Writes the offer lists that changed; what went wrong, for the user.
     pub fn flush_offers(&mut self) -> Vec<String> {
-        self.offers.flush(self.store.as_ref())
+        let mut problems = std::mem::take(&mut self.offer_problems);
+        problems.extend(self.offers.flush(self.store.as_ref()));
+        problems
     }
 
+    /// Records what became of a save, and writes it at once: before the
+    /// user is told, so a client stopped right after still lists it.
     fn outcome(&mut self, room: &RoomName, id: &[u8; 16], outcome: crate::offers::Outcome) {
         self.offers
             .set_outcome(self.store.as_ref(), room, id, outcome);
+        let problems = self.offers.flush(self.store.as_ref());
+        self.offer_problems.extend(problems);
     }
 
     /// What `/files` says of a file: its transfer under way (`saving 45%`,
