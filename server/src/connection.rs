@@ -17,7 +17,7 @@
 //! `keepalive.rs`), not by a timer per connection: the reader only notes
 //! when it last heard from its client.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -280,7 +280,7 @@ async fn establish(
         peer,
         rooms: JoinedRooms::default(),
         last_checkpoint: None,
-        acks: HashMap::new(),
+        acks: Arc::default(),
         rd,
         fb,
         opener,
@@ -302,7 +302,7 @@ struct Connection {
     /// acknowledged, per (room, file): a commit makes them durable and
     /// sends their `FileStored`, off the reader, so chat on the link never
     /// waits behind an fsync.
-    acks: HashMap<(RoomName, [u8; 16]), Arc<std::sync::Mutex<OwedAcks>>>,
+    acks: Arc<std::sync::Mutex<OwedAcks>>,
     rd: OwnedReadHalf,
     fb: FrameBuffer,
     opener: RecordOpener,
@@ -515,10 +515,7 @@ impl Connection {
                 data,
             } => {
                 let owner = self.peer.fingerprint;
-                let acks = self
-                    .rooms
-                    .contains(&room)
-                    .then(|| self.acks.entry((room.clone(), file)).or_default().clone());
+                let acks = self.rooms.contains(&room).then(|| self.acks.clone());
                 self.file_op(room, file, move |store, room| {
                     match store.put(room, file, &owner, index, &data)? {
                         crate::blobs::Put::Held => Ok(vec![RelayMsg::FileStored {
@@ -529,7 +526,11 @@ impl Connection {
                         crate::blobs::Put::Written => {
                             // Acknowledged once a commit made it durable.
                             if let Some(acks) = acks {
-                                lock_acks(&acks).owed.push(index);
+                                lock_acks(&acks)
+                                    .owed
+                                    .entry((room.clone(), file))
+                                    .or_default()
+                                    .push(index);
                             }
                             Ok(Vec::new())
                         }
@@ -643,68 +644,70 @@ impl Connection {
         }
     }
 
-    /// Starts a commit for each file this connection wrote chunks of and
-    /// has not acknowledged, unless one is under way (it takes them up
-    /// when it is done): group commit, so one fdatasync pair covers every
-    /// chunk that arrived while the previous one ran. The commit runs on
-    /// the blocking pool and sends the `FileStored`s itself; the reader
-    /// goes on. Files with nothing owed are forgotten.
+    /// Starts committing what this connection wrote and has not
+    /// acknowledged, unless its commit task is under way (it takes the new
+    /// chunks up when it is done): group commit, so one fdatasync pair per
+    /// file covers every chunk that arrived while the previous one ran.
+    /// One task per connection, on the blocking pool, going through the
+    /// files it owes in turn and sending their `FileStored`s itself; the
+    /// reader goes on.
     fn commit_written(&mut self) {
-        self.acks.retain(|(room, file), acks| {
-            {
-                let mut a = lock_acks(acks);
-                if a.running {
-                    return true;
-                }
-                if a.owed.is_empty() {
-                    return false;
-                }
-                a.running = true;
+        {
+            let mut a = lock_acks(&self.acks);
+            if a.running || a.owed.is_empty() {
+                return;
             }
-            let (store, peer, acks) = (self.shared.blobs.clone(), self.peer.clone(), acks.clone());
-            let (room, file) = (room.clone(), *file);
-            tokio::task::spawn_blocking(move || {
-                loop {
-                    let owed = {
-                        let mut a = lock_acks(&acks);
-                        if a.owed.is_empty() {
-                            a.running = false;
-                            return;
-                        }
-                        std::mem::take(&mut a.owed)
-                    };
-                    let m = crate::metrics::metrics();
-                    match store.commit(&room, file, &owed) {
+            a.running = true;
+        }
+        let (store, peer, acks) = (
+            self.shared.blobs.clone(),
+            self.peer.clone(),
+            self.acks.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            loop {
+                let owed = {
+                    let mut a = lock_acks(&acks);
+                    if a.owed.is_empty() {
+                        a.running = false;
+                        return;
+                    }
+                    std::mem::take(&mut a.owed)
+                };
+                for ((room, file), mut indices) in owed {
+                    // A chunk sent twice before its commit is acknowledged once.
+                    indices.sort_unstable();
+                    indices.dedup();
+                    let answers = match store.commit(&room, file, &indices) {
                         Ok(held) => {
-                            for index in held {
-                                m.file_chunks_stored.inc();
-                                peer.deliver(
-                                    encode(&RelayMsg::FileStored {
+                            let m = crate::metrics::metrics();
+                            held.into_iter()
+                                .map(|index| {
+                                    m.file_chunks_stored.inc();
+                                    RelayMsg::FileStored {
                                         room: room.clone(),
                                         file,
                                         index,
-                                    })
-                                    .into(),
-                                );
-                            }
+                                    }
+                                })
+                                .collect()
                         }
                         Err(e) => {
                             if let crate::blobs::BlobError::Io(why) = &e {
                                 tracing::warn!(error = %why, "file store");
                             }
-                            peer.deliver(
-                                encode(&RelayMsg::FileRefused {
-                                    room: room.clone(),
-                                    file,
-                                    reason: refusal(&e),
-                                })
-                                .into(),
-                            );
+                            vec![RelayMsg::FileRefused {
+                                room: room.clone(),
+                                file,
+                                reason: refusal(&e),
+                            }]
                         }
+                    };
+                    for msg in &answers {
+                        peer.deliver(encode(msg).into());
                     }
                 }
-            });
-            true
+            }
         });
     }
 
@@ -923,11 +926,13 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut sealer: RecordSealer, outbox: Ar
     let _ = tokio::time::timeout(CLOSING_GRACE, wr.shutdown()).await;
 }
 
-/// Chunks written for one file and not yet acknowledged, and whether a
-/// commit task is taking them.
+/// Chunks a connection wrote and has not acknowledged, per (room, file),
+/// and whether its commit task is taking them. Bounded by what the client
+/// sent: four bytes per chunk message written (32 KiB), until the next
+/// commit takes them.
 #[derive(Default)]
 struct OwedAcks {
-    owed: Vec<u32>,
+    owed: BTreeMap<(RoomName, [u8; 16]), Vec<u32>>,
     running: bool,
 }
 
