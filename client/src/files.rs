@@ -37,20 +37,68 @@ use hush_proto::{ClientMsg, FileRefusal, RelayMsg, RoomName};
 use hush_room::{BadFile, OfferedFile};
 use sha2::{Digest, Sha256};
 
-/// Chunks of an upload sent and not yet acknowledged (8 MiB). The relay
-/// acknowledges a chunk once it is durable, syncing every chunk that
-/// arrived meanwhile together, so the window has to cover a sync of the
-/// disk (tens of ms) at the link's rate; a window of 8 chunks (one fsync
-/// pair each) held uploads at 33–51 MiB/s. The relay writes each chunk
-/// to its page cache as it reads it and never waits for a sync before
-/// reading on, so a chat message waits only behind the chunks still in
-/// the socket ahead of it, not behind the window.
+/// Most chunks of an upload sent and not yet acknowledged (8 MiB). The
+/// relay acknowledges a chunk once it is durable, syncing every chunk
+/// that arrived meanwhile together, so the window has to cover a sync of
+/// the disk (tens of ms) at the link's rate; a window of 8 chunks held
+/// uploads at 24–116 MiB/s. The window in use adapts ([`Window`]), so on a
+/// slow link a chat line does not queue behind 8 MiB.
 pub const UPLOAD_WINDOW: u32 = 256;
 
-/// Chunks of a download asked for and not yet received (4 MiB), asked in
-/// ranges of [`DOWNLOAD_RANGE`]: the relay answers a range from one read,
-/// and chat from the relay waits behind at most this much file data.
+/// Most chunks of a download asked for and not yet received (4 MiB),
+/// asked in ranges of up to [`DOWNLOAD_RANGE`]: the relay answers a range
+/// from one read. Adapts like the upload's ([`Window`]).
 pub const DOWNLOAD_WINDOW: u32 = 128;
+
+/// Fewest chunks a transfer keeps in flight (256 KiB): the window of
+/// earlier versions, and where a window starts.
+pub const MIN_WINDOW: u32 = 8;
+
+/// How often a window is fitted to the link's rate.
+const WINDOW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// How many chunks a transfer keeps in flight: twice what completed in
+/// the last [`WINDOW_INTERVAL`], between [`MIN_WINDOW`] and a maximum. On
+/// a fast link it reaches the maximum within the first interval (it also
+/// grows as soon as completions run ahead of it); on a slow one it stays
+/// near half a second of the link's rate, so a chat line sent during a
+/// transfer waits behind about that much file data, not a fixed 8 MiB.
+#[derive(Debug)]
+struct Window {
+    max: u32,
+    now: u32,
+    since: std::time::Instant,
+    done: u32,
+}
+
+impl Window {
+    fn new(max: u32) -> Self {
+        Self {
+            max,
+            now: MIN_WINDOW.min(max),
+            since: std::time::Instant::now(),
+            done: 0,
+        }
+    }
+
+    /// How many chunks may be in flight now.
+    fn size(&self) -> u32 {
+        self.now
+    }
+
+    /// `n` chunks completed (stored, or arrived).
+    fn completed(&mut self, n: u32) {
+        self.done = self.done.saturating_add(n);
+        let fitted = self.done.saturating_mul(2).clamp(MIN_WINDOW, self.max);
+        if self.since.elapsed() >= WINDOW_INTERVAL {
+            self.now = fitted;
+            self.since = std::time::Instant::now();
+            self.done = 0;
+        } else {
+            self.now = self.now.max(fitted);
+        }
+    }
+}
 
 /// Chunks asked for per `FileGetRange` (1 MiB; at most
 /// [`hush_proto::msg::MAX_FILE_RANGE`]).
@@ -104,6 +152,8 @@ struct Upload {
     cursor: u32,
     /// Chunks sent and not yet stored.
     in_flight: u32,
+    /// How many may be.
+    window: Window,
     /// The relay answered the declaration (chunks may be sent).
     declared: bool,
     /// The last quarter announced.
@@ -137,6 +187,7 @@ impl Upload {
             stored_count: 0,
             cursor: 0,
             in_flight: 0,
+            window: Window::new(UPLOAD_WINDOW),
             declared: false,
             told: 0,
             started: std::time::Instant::now(),
@@ -184,6 +235,8 @@ struct Download {
     early: BTreeMap<u32, Vec<u8>>,
     hasher: Sha256,
     in_flight: u32,
+    /// How many chunks may be asked for and not yet in.
+    window: Window,
     told: u64,
     started: std::time::Instant,
 }
@@ -501,6 +554,7 @@ impl Transfers {
                         early: BTreeMap::new(),
                         hasher,
                         in_flight: 0,
+                        window: Window::new(DOWNLOAD_WINDOW),
                         told: 0,
                         started: std::time::Instant::now(),
                     },
@@ -703,6 +757,7 @@ impl Transfers {
             early: BTreeMap::new(),
             hasher: Sha256::new(),
             in_flight: 0,
+            window: Window::new(DOWNLOAD_WINDOW),
             told: 0,
             started: std::time::Instant::now(),
         };
@@ -759,6 +814,7 @@ impl Transfers {
                 Some(u) => {
                     u.mark_stored(*index);
                     u.in_flight = u.in_flight.saturating_sub(1);
+                    u.window.completed(1);
                     self.upload_next(*file)
                 }
                 None => Vec::new(),
@@ -827,7 +883,7 @@ impl Transfers {
         }
         // One pass over the file: each chunk the relay lacks goes out once
         // (a reconnect starts the pass again, from what the relay holds).
-        while u.in_flight < UPLOAD_WINDOW && u.cursor < u.total {
+        while u.in_flight < u.window.size() && u.cursor < u.total {
             let i = u.cursor;
             u.cursor += 1;
             if u.stored.get(i as usize).copied().unwrap_or(true) {
@@ -869,6 +925,7 @@ impl Transfers {
             return Vec::new();
         }
         d.in_flight = d.in_flight.saturating_sub(1);
+        d.window.completed(1);
         let opened = open_chunk(&d.key, &d.id, index, d.offer.chunks, data)
             .ok()
             .and_then(|plain| {
@@ -1059,14 +1116,17 @@ impl Download {
         }
     }
 
-    /// Asks for chunks up to the window, a range at a time (a range is
-    /// asked once a whole one fits, or the last, shorter one).
+    /// Asks for chunks up to the window, a range at a time: ranges of a
+    /// quarter of the window (at most [`DOWNLOAD_RANGE`]), each asked once
+    /// it fits whole (or the last, shorter one).
     fn ask(&mut self) -> Vec<Step> {
         let mut steps = Vec::new();
+        let window = self.window.size();
+        let range = (window / 4).clamp(1, DOWNLOAD_RANGE);
         loop {
             let left = self.offer.chunks.saturating_sub(self.next_ask);
-            let count = left.min(DOWNLOAD_RANGE);
-            if count == 0 || self.in_flight + count > DOWNLOAD_WINDOW {
+            let count = left.min(range);
+            if count == 0 || self.in_flight + count > window {
                 return steps;
             }
             steps.push(Step::Send(ClientMsg::FileGetRange {
@@ -1374,6 +1434,80 @@ mod tests {
             std::fs::read(dir.path().join("f.bin")).unwrap(),
             vec![7u8; 300 * CHUNK_PLAIN]
         );
+    }
+
+    #[test]
+    fn a_window_starts_small_grows_with_the_link_and_shrinks_when_it_slows() {
+        let mut w = Window::new(UPLOAD_WINDOW);
+        assert_eq!(
+            w.size(),
+            MIN_WINDOW,
+            "a transfer starts at 256 KiB in flight"
+        );
+        // Completions coming fast: it doubles with them, up to its maximum.
+        w.completed(8);
+        assert_eq!(w.size(), 16);
+        w.completed(8);
+        assert_eq!(w.size(), 32);
+        w.completed(1000);
+        assert_eq!(w.size(), UPLOAD_WINDOW);
+        // The interval ends (made to, rather than slept through): fitted
+        // to it, still the maximum; then a slow one brings it down to
+        // twice what completed then, and never below the minimum.
+        w.since -= WINDOW_INTERVAL;
+        w.completed(1);
+        assert_eq!(w.size(), UPLOAD_WINDOW);
+        w.since -= WINDOW_INTERVAL;
+        w.completed(5);
+        assert_eq!(w.size(), 10);
+        w.since -= WINDOW_INTERVAL;
+        w.completed(1);
+        assert_eq!(w.size(), MIN_WINDOW);
+        assert_eq!(Window::new(4).size(), 4, "nor above a smaller maximum");
+    }
+
+    #[test]
+    fn a_save_asks_small_ranges_first_and_larger_ones_as_chunks_come() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Transfers::new(dir.path().to_path_buf(), None);
+        let room = RoomName::new("r").unwrap();
+        let (of, sealed) = offered(300 * CHUNK_PLAIN as u64);
+        let asks = |steps: &[Step]| -> Vec<(u32, u32)> {
+            steps
+                .iter()
+                .filter_map(|s| match s {
+                    Step::Send(ClientMsg::FileGetRange { first, count, .. }) => {
+                        Some((*first, *count))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let first = t.save(&room, &of, Some(dir.path())).unwrap();
+        assert_eq!(asks(&first), [(0, 2), (2, 2), (4, 2), (6, 2)]);
+        let mut asked = 8;
+        let mut largest = 0;
+        for i in 0..u32::try_from(sealed.len()).unwrap() {
+            let steps = t
+                .on_relay(&RelayMsg::FileChunk {
+                    room: room.clone(),
+                    file: of.offer.id,
+                    index: i,
+                    data: sealed[i as usize].clone(),
+                })
+                .unwrap();
+            for (first, count) in asks(&steps) {
+                assert_eq!(first, asked, "ranges follow one another");
+                asked += count;
+                largest = largest.max(count);
+            }
+            assert!(
+                asked - i - 1 <= DOWNLOAD_WINDOW,
+                "never more than the window asked"
+            );
+        }
+        assert_eq!(largest, DOWNLOAD_RANGE, "ranges grew to the largest");
+        assert!(t.downloads.is_empty(), "saved");
     }
 
     #[test]
