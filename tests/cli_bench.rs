@@ -72,7 +72,11 @@ fn the_same_fanout_runs_against_redis_for_a_same_run_comparison() {
         "1s",
     ]));
     assert!(!missing.ok);
-    assert!(missing.stderr.contains("install Redis"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("install Redis"),
+        "{}",
+        missing.stderr
+    );
 }
 
 #[test]

@@ -118,14 +118,15 @@ fn a_chunk_changed_in_the_relays_store_never_becomes_a_file() {
     std::fs::write(&path, noise(100_000, 3)).unwrap();
     alice.say(&format!("/send {}", path.display()));
     let offer = bob.wait_json("file_offered", |v| v["name"] == "notes.txt");
-    // The relay operator flips a byte of chunk 1.
-    let chunk = files_under(&data.path().join("blobs"))
+    // The relay operator flips a byte of chunk 1 (its slot starts at the
+    // relay's largest chunk, 33 KiB, into the file's data).
+    let chunks = files_under(&data.path().join("blobs"))
         .into_iter()
-        .find(|p| p.file_name().is_some_and(|n| n == "1"))
-        .expect("chunk 1 on disk");
-    let mut bytes = std::fs::read(&chunk).unwrap();
-    bytes[100] ^= 0x20;
-    std::fs::write(&chunk, &bytes).unwrap();
+        .find(|p| p.file_name().is_some_and(|n| n == "data"))
+        .expect("the file's chunks on disk");
+    let mut bytes = std::fs::read(&chunks).unwrap();
+    bytes[33 * 1024 + 100] ^= 0x20;
+    std::fs::write(&chunks, &bytes).unwrap();
 
     let saves = tempfile::tempdir().unwrap();
     bob.say(&format!(
@@ -325,5 +326,63 @@ fn a_client_restarted_mid_transfer_resumes_where_the_relay_left_it() {
     assert!(
         saved == content,
         "the file survived both clients' restarts whole"
+    );
+}
+
+#[test]
+fn files_lists_offers_from_earlier_runs_with_what_became_of_them() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &[]);
+    let (mut alice, mut bob) = two(&relay, &relay.addr, "history");
+    let work = tempfile::tempdir().unwrap();
+    let (kept, later) = (work.path().join("kept.txt"), work.path().join("later.bin"));
+    std::fs::write(&kept, noise(50_000, 21)).unwrap();
+    std::fs::write(&later, noise(70_000, 22)).unwrap();
+    alice.say(&format!("/send {}", kept.display()));
+    let first = bob.wait_json("file_offered", |v| v["name"] == "kept.txt");
+    alice.say(&format!("/send {}", later.display()));
+    let second = bob.wait_json("file_offered", |v| v["name"] == "later.bin");
+    let saves = tempfile::tempdir().unwrap();
+    bob.say(&format!(
+        "/save {} {}",
+        first["short_id"].as_str().unwrap(),
+        saves.path().display()
+    ));
+    bob.wait_json("file_saved", |v| v["name"] == "kept.txt");
+
+    // bob's client quits and starts again: its room state resumes after
+    // both offers, so they are not shown again and only the kept list
+    // can name them.
+    bob.say("/quit");
+    assert!(bob.wait_exit().success());
+    let (key_dir, key) = common::example_key("bob");
+    let bob_data = bob.into_data();
+    let mut bob =
+        ClientProcess::start_with(&relay.addr, &key, bob_data, key_dir, "history", true, &[]);
+    bob.wait_json("joined", |_| true);
+    bob.say("/files");
+    let line = |v: &serde_json::Value, id: &serde_json::Value, what: &str| {
+        v["text"].as_str().is_some_and(|t| {
+            t.starts_with(id.as_str().unwrap()) && t.contains("from alice") && t.contains(what)
+        })
+    };
+    bob.wait_json("notice", |v| {
+        line(v, &first["short_id"], "kept.txt (")
+            && line(v, &first["short_id"], "just now: saved to ")
+    });
+    bob.wait_json("notice", |v| {
+        line(v, &second["short_id"], "later.bin (") && line(v, &second["short_id"], ": offered")
+    });
+    // And an earlier run's offer can still be saved.
+    bob.say(&format!(
+        "/save {} {}",
+        second["short_id"].as_str().unwrap(),
+        saves.path().display()
+    ));
+    let done = bob.wait_json("file_saved", |v| v["name"] == "later.bin");
+    assert!(std::fs::read(done["path"].as_str().unwrap()).unwrap() == noise(70_000, 22));
+    assert!(
+        bob.json_events("file_offered").is_empty(),
+        "the offers were not seen again: the list kept them"
     );
 }

@@ -1400,7 +1400,7 @@ async fn session<W: Write>(
     }
     // Unfinished transfers go on where the relay left them.
     join.extend(file_steps(state.files.on_connected(), rooms, screen)?);
-    if let Err(e) = perform(join, &mut writer, screen).await? {
+    if let Err(e) = perform(join, &mut writer, screen, &mut state.files).await? {
         return Ok(SessionEnd::Reconnect(e));
     }
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -1411,7 +1411,7 @@ async fn session<W: Write>(
                 last.extend(r.room.on_quit());
             }
             // The link is closing anyway: a failure to send changes nothing.
-            let _ = perform(last, &mut writer, screen).await?;
+            let _ = perform(last, &mut writer, screen, &mut state.files).await?;
             let _ = writer.shutdown().await;
             return Ok(SessionEnd::Done);
         }
@@ -1437,29 +1437,56 @@ async fn session<W: Write>(
                 rooms.tick(Instant::now(), &config.identity.fingerprint())
             }
         };
-        if let Err(e) = perform(actions, &mut writer, screen).await? {
+        if let Err(e) = perform(actions, &mut writer, screen, &mut state.files).await? {
             return Ok(SessionEnd::Reconnect(e));
         }
         screen.progress(state.files.summary());
     }
 }
 
-/// Shows what is to be shown and sends what is to be sent, in order. The
-/// outer error is fatal (output); the inner one means the link broke.
+/// Shows what is to be shown and sends what is to be sent, in order;
+/// file offers shown are remembered for `/files` (written once per call).
+/// The outer error is fatal (output); the inner one means the link broke.
 async fn perform<W: Write>(
     actions: Vec<Action>,
     writer: &mut LinkWriter,
     screen: &mut Screen<W>,
+    files: &mut Transfers,
 ) -> Result<Result<(), String>, ClientError> {
     let mut outgoing = Vec::new();
     for a in actions {
         match a {
-            Action::Show(ev) => screen.show(&ev)?,
+            Action::Show(ev) => {
+                if let Shown::FileOffered {
+                    room,
+                    seq,
+                    from,
+                    nick,
+                    offer,
+                    received_at_ms,
+                } = &ev
+                {
+                    files.remember_offer(
+                        room,
+                        &hush_room::OfferedFile {
+                            seq: *seq,
+                            from: *from,
+                            nick: nick.clone(),
+                            offer: offer.clone(),
+                            received_at_ms: *received_at_ms,
+                        },
+                    );
+                }
+                screen.show(&ev)?;
+            }
             Action::Publish { request, event } => {
                 outgoing.push(ClientMsg::Publish { request, event })
             }
             Action::Send(msg) => outgoing.push(msg),
         }
+    }
+    for problem in files.flush_offers() {
+        screen.error(problem)?;
     }
     if !outgoing.is_empty()
         && let Err(e) = writer.send_all(&outgoing).await
@@ -1954,11 +1981,15 @@ fn handle_line<W: Write>(
             return file_steps(steps, rooms, screen);
         }
         Input::Command(Command::Files) => {
-            list_files(room, &state.files, screen)?;
+            list_files(room, &mut state.files, screen)?;
             Vec::new()
         }
         Input::Command(Command::Save(id, to)) => {
-            let Some(offered) = room.offered_file(&id).cloned() else {
+            let found = room
+                .offered_file(&id)
+                .cloned()
+                .or_else(|| state.files.find_offer(&name, &id));
+            let Some(offered) = found else {
                 screen.error(format!(
                     "/save {id}: no file of #{name} has that id; /files lists them"
                 ))?;
@@ -2042,38 +2073,46 @@ fn file_steps<W: Write>(
     Ok(actions)
 }
 
-/// `/files`: the offers of the room this run, newest last, and how far
-/// their transfers are.
+/// `/files`: the offers of the room, this run's and earlier runs', oldest
+/// first: short id, name, size, sender, when and how long ago, and what
+/// became of it (`offered`, `saving 30%`, `saved to PATH`, `failed: WHY`).
 fn list_files<W: Write>(
     room: &Room,
-    files: &Transfers,
+    files: &mut Transfers,
     screen: &mut Screen<W>,
 ) -> Result<(), ClientError> {
     let name = room.name().clone();
-    let mut any = false;
+    // The room's own list is remembered as it is shown; this catches any
+    // offer shown before the list could be written.
     for f in room.offered_files() {
-        any = true;
+        files.remember_offer(&name, f);
+    }
+    let known = files.offers_of(&name);
+    let now = now_ms();
+    for k in &known {
+        let state = files.state_of(&name, &k.offer.id);
         screen.notice(
             Some(&name),
             format!(
-                "{} {} ({}) from {} ({}), {}",
-                crate::display::file_short_id(&f.offer.id),
-                crate::display::sanitize(&f.offer.name),
-                crate::display::human_size(f.offer.size),
-                crate::display::sanitize(&f.nick),
-                f.from.short_id(),
-                screen.time.hhmm(f.received_at_ms),
-            ) + &files
-                .state_of(&f.offer.id)
-                .map(|s| format!(": {s}"))
-                .unwrap_or_default(),
+                "{} {} ({}) from {} ({}), {}, {}: {state}",
+                crate::display::file_short_id(&k.offer.id),
+                crate::display::sanitize(&k.offer.name),
+                crate::display::human_size(k.offer.size),
+                crate::display::sanitize(&k.nick),
+                hush_crypto::Fingerprint::from_bytes(k.from).short_id(),
+                screen.time.hhmm(k.received_at_ms),
+                crate::offers::age(now, k.received_at_ms),
+            ),
         )?;
     }
-    if !any {
+    if known.is_empty() {
         screen.notice(
             Some(&name),
-            format!("no files were offered in #{name} since this client started"),
+            format!("no files were offered in #{name} that this client saw"),
         )?;
+    }
+    for problem in files.flush_offers() {
+        screen.error(problem)?;
     }
     Ok(())
 }

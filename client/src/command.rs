@@ -52,7 +52,7 @@ pub enum Command {
     Code,
     /// `/send PATH`: offer a file to the room (sealed, through the relay).
     Send(std::path::PathBuf),
-    /// `/files`: the files offered in the room this run.
+    /// `/files`: the files offered in the room, this run and earlier ones.
     Files,
     /// `/save ID [DIR|PATH]`: fetch, verify and save an offered file.
     Save(String, Option<std::path::PathBuf>),

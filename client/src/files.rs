@@ -5,9 +5,11 @@
 //!
 //! ```text
 //!  /send PATH ─▶ hash the file ─▶ FileDeclare ─▶ FileStatus (what the relay holds)
-//!             ─▶ FilePut × missing chunks (WINDOW at a time) ─▶ FileStored ...
+//!             ─▶ FilePut × missing chunks (UPLOAD_WINDOW unacknowledged)
+//!             ─▶ FileStored ... (the relay acknowledges synced groups)
 //!             ─▶ all stored ─▶ Content::File offer, sealed and signed (room)
-//!  /save ID   ─▶ FileGet × chunks (WINDOW at a time) ─▶ FileChunk ─▶ open (STREAM)
+//!  /save ID   ─▶ FileGetRange × ranges (DOWNLOAD_WINDOW chunks asked)
+//!             ─▶ FileChunk ─▶ open (STREAM)
 //!             ─▶ unpad ─▶ hash, write to .NAME.ID.part (0600)
 //!             ─▶ all in and the hash matches ─▶ link to NAME (never over a file)
 //!             ─▶ any chunk that does not open, or another hash: delete, bad_file
@@ -35,9 +37,72 @@ use hush_proto::{ClientMsg, FileRefusal, RelayMsg, RoomName};
 use hush_room::{BadFile, OfferedFile};
 use sha2::{Digest, Sha256};
 
-/// Chunks in flight per transfer: enough to keep a link busy (8 × 32 KiB),
-/// few enough that chat waits behind at most one.
-pub const WINDOW: u32 = 8;
+/// Most chunks of an upload sent and not yet acknowledged (8 MiB). The
+/// relay acknowledges a chunk once it is durable, syncing every chunk
+/// that arrived meanwhile together, so the window has to cover a sync of
+/// the disk (tens of ms) at the link's rate; a window of 8 chunks held
+/// uploads at 24–116 MiB/s. The window in use adapts ([`Window`]), so on a
+/// slow link a chat line does not queue behind 8 MiB.
+pub const UPLOAD_WINDOW: u32 = 256;
+
+/// Most chunks of a download asked for and not yet received (4 MiB),
+/// asked in ranges of up to [`DOWNLOAD_RANGE`]: the relay answers a range
+/// from one read. Adapts like the upload's ([`Window`]).
+pub const DOWNLOAD_WINDOW: u32 = 128;
+
+/// Fewest chunks a transfer keeps in flight (256 KiB): the window of
+/// earlier versions, and where a window starts.
+pub const MIN_WINDOW: u32 = 8;
+
+/// How often a window is fitted to the link's rate.
+const WINDOW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// How many chunks a transfer keeps in flight: twice what completed in
+/// the last [`WINDOW_INTERVAL`], between [`MIN_WINDOW`] and a maximum. On
+/// a fast link it reaches the maximum within the first interval (it also
+/// grows as soon as completions run ahead of it); on a slow one it stays
+/// near half a second of the link's rate, so a chat line sent during a
+/// transfer waits behind about that much file data, not a fixed 8 MiB.
+#[derive(Debug)]
+struct Window {
+    max: u32,
+    now: u32,
+    since: std::time::Instant,
+    done: u32,
+}
+
+impl Window {
+    fn new(max: u32) -> Self {
+        Self {
+            max,
+            now: MIN_WINDOW.min(max),
+            since: std::time::Instant::now(),
+            done: 0,
+        }
+    }
+
+    /// How many chunks may be in flight now.
+    fn size(&self) -> u32 {
+        self.now
+    }
+
+    /// `n` chunks completed (stored, or arrived).
+    fn completed(&mut self, n: u32) {
+        self.done = self.done.saturating_add(n);
+        let fitted = self.done.saturating_mul(2).clamp(MIN_WINDOW, self.max);
+        if self.since.elapsed() >= WINDOW_INTERVAL {
+            self.now = fitted;
+            self.since = std::time::Instant::now();
+            self.done = 0;
+        } else {
+            self.now = self.now.max(fitted);
+        }
+    }
+}
+
+/// Chunks asked for per `FileGetRange` (1 MiB; at most
+/// [`hush_proto::msg::MAX_FILE_RANGE`]).
+pub const DOWNLOAD_RANGE: u32 = 32;
 
 /// What the app is to do for a transfer.
 #[derive(Debug)]
@@ -87,6 +152,8 @@ struct Upload {
     cursor: u32,
     /// Chunks sent and not yet stored.
     in_flight: u32,
+    /// How many may be.
+    window: Window,
     /// The relay answered the declaration (chunks may be sent).
     declared: bool,
     /// The last quarter announced.
@@ -120,6 +187,7 @@ impl Upload {
             stored_count: 0,
             cursor: 0,
             in_flight: 0,
+            window: Window::new(UPLOAD_WINDOW),
             declared: false,
             told: 0,
             started: std::time::Instant::now(),
@@ -167,6 +235,8 @@ struct Download {
     early: BTreeMap<u32, Vec<u8>>,
     hasher: Sha256,
     in_flight: u32,
+    /// How many chunks may be asked for and not yet in.
+    window: Window,
     told: u64,
     started: std::time::Instant,
 }
@@ -227,8 +297,11 @@ pub struct Transfers {
     failed: usize,
     /// Where they are kept between runs (none: not kept).
     store: Option<TransferStore>,
-    /// Where each file saved this run went.
-    saved: HashMap<[u8; 16], PathBuf>,
+    /// Each room's offers, from this run and earlier ones, and what
+    /// became of them (kept beside the transfers).
+    offers: crate::offers::OfferIndex,
+    /// What went wrong keeping the offers, not yet said.
+    offer_problems: Vec<String>,
 }
 
 impl Transfers {
@@ -242,28 +315,73 @@ impl Transfers {
             download_dir,
             failed: 0,
             store,
-            saved: HashMap::new(),
+            offers: crate::offers::OfferIndex::default(),
+            offer_problems: Vec::new(),
         }
     }
 
-    /// What `/files` says of a file's transfer: `saving 45%`, `saved to
-    /// PATH`, or nothing.
-    #[must_use]
-    pub fn state_of(&self, id: &[u8; 16]) -> Option<String> {
+    /// Remembers an offer the room verified and showed, for `/files` and
+    /// `/save` in this run and later ones (written at the next
+    /// [`Transfers::flush_offers`]).
+    pub fn remember_offer(&mut self, room: &RoomName, offered: &OfferedFile) {
+        self.offers.remember(self.store.as_ref(), room, offered);
+    }
+
+    /// The offers of `room` this client has seen, in this run or earlier
+    /// ones, oldest first.
+    pub fn offers_of(&mut self, room: &RoomName) -> Vec<crate::offers::KnownOffer> {
+        self.offers.list(self.store.as_ref(), room).to_vec()
+    }
+
+    /// The offer of `room` whose hex id starts with `id`, if exactly one
+    /// does (this run's or an earlier run's).
+    pub fn find_offer(&mut self, room: &RoomName, id: &str) -> Option<OfferedFile> {
+        self.offers.find(self.store.as_ref(), room, id)
+    }
+
+    /// Writes the offer lists that changed; what went wrong, for the user.
+    pub fn flush_offers(&mut self) -> Vec<String> {
+        let mut problems = std::mem::take(&mut self.offer_problems);
+        problems.extend(self.offers.flush(self.store.as_ref()));
+        problems
+    }
+
+    /// Records what became of a save, and writes it at once: before the
+    /// user is told, so a client stopped right after still lists it.
+    fn outcome(&mut self, room: &RoomName, id: &[u8; 16], outcome: crate::offers::Outcome) {
+        self.offers
+            .set_outcome(self.store.as_ref(), room, id, outcome);
+        let problems = self.offers.flush(self.store.as_ref());
+        self.offer_problems.extend(problems);
+    }
+
+    /// What `/files` says of a file: its transfer under way (`saving 45%`,
+    /// `sending 45%`), or what became of it (`saved to PATH`, `failed:
+    /// WHY`), or `offered`.
+    pub fn state_of(&mut self, room: &RoomName, id: &[u8; 16]) -> String {
+        if let Some(s) = self.transfer_state(id) {
+            return s;
+        }
+        let known = self.offers.list(self.store.as_ref(), room);
+        match known.iter().find(|k| k.offer.id == *id).map(|k| &k.outcome) {
+            Some(crate::offers::Outcome::Saved(p)) => format!("saved to {}", p.display()),
+            Some(crate::offers::Outcome::Failed(why)) => {
+                format!("failed: {}", crate::display::sanitize(why))
+            }
+            _ => "offered".to_owned(),
+        }
+    }
+
+    /// A transfer under way: `saving 45%`, `sending 45%`.
+    fn transfer_state(&self, id: &[u8; 16]) -> Option<String> {
         if let Some(d) = self.downloads.get(id) {
             let pct = u64::from(d.next_take) * 100 / u64::from(d.offer.chunks.max(1));
             return Some(format!("saving {pct}%"));
         }
-        if let Some(u) = self.uploads.get(id) {
+        self.uploads.get(id).map(|u| {
             let done = u64::from(u.stored_count);
-            return Some(format!(
-                "sending {}%",
-                done * 100 / u64::from(u.total.max(1))
-            ));
-        }
-        self.saved
-            .get(id)
-            .map(|p| format!("saved to {}", p.display()))
+            format!("sending {}%", done * 100 / u64::from(u.total.max(1)))
+        })
     }
 
     /// Keeps a transfer's state for a restart (a failure to write it only
@@ -436,6 +554,7 @@ impl Transfers {
                         early: BTreeMap::new(),
                         hasher,
                         in_flight: 0,
+                        window: Window::new(DOWNLOAD_WINDOW),
                         told: 0,
                         started: std::time::Instant::now(),
                     },
@@ -638,6 +757,7 @@ impl Transfers {
             early: BTreeMap::new(),
             hasher: Sha256::new(),
             in_flight: 0,
+            window: Window::new(DOWNLOAD_WINDOW),
             told: 0,
             started: std::time::Instant::now(),
         };
@@ -694,6 +814,7 @@ impl Transfers {
                 Some(u) => {
                     u.mark_stored(*index);
                     u.in_flight = u.in_flight.saturating_sub(1);
+                    u.window.completed(1);
                     self.upload_next(*file)
                 }
                 None => Vec::new(),
@@ -762,7 +883,7 @@ impl Transfers {
         }
         // One pass over the file: each chunk the relay lacks goes out once
         // (a reconnect starts the pass again, from what the relay holds).
-        while u.in_flight < WINDOW && u.cursor < u.total {
+        while u.in_flight < u.window.size() && u.cursor < u.total {
             let i = u.cursor;
             u.cursor += 1;
             if u.stored.get(i as usize).copied().unwrap_or(true) {
@@ -804,6 +925,7 @@ impl Transfers {
             return Vec::new();
         }
         d.in_flight = d.in_flight.saturating_sub(1);
+        d.window.completed(1);
         let opened = open_chunk(&d.key, &d.id, index, d.offer.chunks, data)
             .ok()
             .and_then(|plain| {
@@ -888,7 +1010,7 @@ impl Transfers {
         match link_unique(&d.tmp, &d.dest) {
             Ok(saved) => {
                 let _ = std::fs::remove_file(&d.tmp);
-                self.saved.insert(id, saved.clone());
+                self.outcome(&d.room, &id, crate::offers::Outcome::Saved(saved.clone()));
                 vec![
                     Step::Event(serde_json::json!({
                         "type": "file_saved",
@@ -915,10 +1037,9 @@ impl Transfers {
             Err(e) => {
                 let _ = std::fs::remove_file(&d.tmp);
                 self.failed += 1;
-                vec![Step::Failed(format!(
-                    "/save: cannot save {}: {e}",
-                    d.dest.display()
-                ))]
+                let why = format!("/save: cannot save {}: {e}", d.dest.display());
+                self.outcome(&d.room, &id, crate::offers::Outcome::Failed(why.clone()));
+                vec![Step::Failed(why)]
             }
         }
     }
@@ -930,6 +1051,11 @@ impl Transfers {
         };
         self.failed += 1;
         let _ = std::fs::remove_file(&d.tmp);
+        self.outcome(
+            &d.room,
+            &id,
+            crate::offers::Outcome::Failed(format!("bad_file ({})", what_text(&what))),
+        );
         vec![
             failed(&d.room, &d.id, &d.offer.name, "bad_file"),
             Step::Bad {
@@ -947,6 +1073,7 @@ impl Transfers {
         self.failed += 1;
         if let Some(d) = self.take_download(&id) {
             let _ = std::fs::remove_file(&d.tmp);
+            self.outcome(&d.room, &id, crate::offers::Outcome::Failed(why.clone()));
             steps.push(failed(&d.room, &d.id, &d.offer.name, &why));
         }
         steps.push(Step::Failed(why));
@@ -989,19 +1116,28 @@ impl Download {
         }
     }
 
-    /// Asks for chunks up to the window.
+    /// Asks for chunks up to the window, a range at a time: ranges of a
+    /// quarter of the window (at most [`DOWNLOAD_RANGE`]), each asked once
+    /// it fits whole (or the last, shorter one).
     fn ask(&mut self) -> Vec<Step> {
         let mut steps = Vec::new();
-        while self.in_flight < WINDOW && self.next_ask < self.offer.chunks {
-            steps.push(Step::Send(ClientMsg::FileGet {
+        let window = self.window.size();
+        let range = (window / 4).clamp(1, DOWNLOAD_RANGE);
+        loop {
+            let left = self.offer.chunks.saturating_sub(self.next_ask);
+            let count = left.min(range);
+            if count == 0 || self.in_flight + count > window {
+                return steps;
+            }
+            steps.push(Step::Send(ClientMsg::FileGetRange {
                 room: self.room.clone(),
                 file: self.id.0,
-                index: self.next_ask,
+                first: self.next_ask,
+                count,
             }));
-            self.next_ask += 1;
-            self.in_flight += 1;
+            self.next_ask += count;
+            self.in_flight += count;
         }
-        steps
     }
 }
 
@@ -1174,6 +1310,15 @@ fn media_type(name: &str) -> &'static str {
     }
 }
 
+/// What was wrong with a bad file, in a few words for `/files`.
+fn what_text(what: &BadFile) -> String {
+    match what {
+        BadFile::Offer => "its offer does not hold together".to_owned(),
+        BadFile::Chunk { index } => format!("chunk {index} did not open"),
+        BadFile::Hash => "its SHA-256 is not the signed one".to_owned(),
+    }
+}
+
 /// Why the relay refused, for the user.
 fn refusal_text(reason: FileRefusal) -> String {
     match reason {
@@ -1259,7 +1404,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut t = Transfers::new(dir.path().to_path_buf(), None);
         let room = RoomName::new("r").unwrap();
-        let (of, sealed) = offered(40 * CHUNK_PLAIN as u64);
+        let (of, sealed) = offered(300 * CHUNK_PLAIN as u64);
         t.save(&room, &of, Some(dir.path())).unwrap();
         let chunk = |index: u32| RelayMsg::FileChunk {
             room: room.clone(),
@@ -1268,9 +1413,9 @@ mod tests {
             data: sealed[index as usize].clone(),
         };
         let total = u32::try_from(sealed.len()).unwrap();
-        assert!(total > WINDOW * 2);
+        assert!(total > DOWNLOAD_WINDOW * 2);
         // Chunks past the window, pushed unasked, are dropped.
-        for i in WINDOW..total {
+        for i in DOWNLOAD_WINDOW..total {
             t.on_relay(&chunk(i));
         }
         assert!(t.downloads[&of.offer.id].early.is_empty());
@@ -1287,8 +1432,82 @@ mod tests {
         assert!(t.downloads.is_empty());
         assert_eq!(
             std::fs::read(dir.path().join("f.bin")).unwrap(),
-            vec![7u8; 40 * CHUNK_PLAIN]
+            vec![7u8; 300 * CHUNK_PLAIN]
         );
+    }
+
+    #[test]
+    fn a_window_starts_small_grows_with_the_link_and_shrinks_when_it_slows() {
+        let mut w = Window::new(UPLOAD_WINDOW);
+        assert_eq!(
+            w.size(),
+            MIN_WINDOW,
+            "a transfer starts at 256 KiB in flight"
+        );
+        // Completions coming fast: it doubles with them, up to its maximum.
+        w.completed(8);
+        assert_eq!(w.size(), 16);
+        w.completed(8);
+        assert_eq!(w.size(), 32);
+        w.completed(1000);
+        assert_eq!(w.size(), UPLOAD_WINDOW);
+        // The interval ends (made to, rather than slept through): fitted
+        // to it, still the maximum; then a slow one brings it down to
+        // twice what completed then, and never below the minimum.
+        w.since -= WINDOW_INTERVAL;
+        w.completed(1);
+        assert_eq!(w.size(), UPLOAD_WINDOW);
+        w.since -= WINDOW_INTERVAL;
+        w.completed(5);
+        assert_eq!(w.size(), 10);
+        w.since -= WINDOW_INTERVAL;
+        w.completed(1);
+        assert_eq!(w.size(), MIN_WINDOW);
+        assert_eq!(Window::new(4).size(), 4, "nor above a smaller maximum");
+    }
+
+    #[test]
+    fn a_save_asks_small_ranges_first_and_larger_ones_as_chunks_come() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Transfers::new(dir.path().to_path_buf(), None);
+        let room = RoomName::new("r").unwrap();
+        let (of, sealed) = offered(300 * CHUNK_PLAIN as u64);
+        let asks = |steps: &[Step]| -> Vec<(u32, u32)> {
+            steps
+                .iter()
+                .filter_map(|s| match s {
+                    Step::Send(ClientMsg::FileGetRange { first, count, .. }) => {
+                        Some((*first, *count))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let first = t.save(&room, &of, Some(dir.path())).unwrap();
+        assert_eq!(asks(&first), [(0, 2), (2, 2), (4, 2), (6, 2)]);
+        let mut asked = 8;
+        let mut largest = 0;
+        for i in 0..u32::try_from(sealed.len()).unwrap() {
+            let steps = t
+                .on_relay(&RelayMsg::FileChunk {
+                    room: room.clone(),
+                    file: of.offer.id,
+                    index: i,
+                    data: sealed[i as usize].clone(),
+                })
+                .unwrap();
+            for (first, count) in asks(&steps) {
+                assert_eq!(first, asked, "ranges follow one another");
+                asked += count;
+                largest = largest.max(count);
+            }
+            assert!(
+                asked - i - 1 <= DOWNLOAD_WINDOW,
+                "never more than the window asked"
+            );
+        }
+        assert_eq!(largest, DOWNLOAD_RANGE, "ranges grew to the largest");
+        assert!(t.downloads.is_empty(), "saved");
     }
 
     #[test]

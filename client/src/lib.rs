@@ -17,6 +17,8 @@
 //! - [`state`]: the room state saved between runs, sealed to our own key.
 //! - [`contacts`]: the people whose keys we verified, sealed the same way,
 //!   shown with a mark and guarded against impostors using their names.
+//! - [`files`]: sending and saving files; [`offers`]: each room's file
+//!   offers, kept across runs for `/files`.
 //! - `rooms`: the rooms open on the one link, and what a typed line does
 //!   to them (`/join`, `/part`, `/leave`).
 //! - [`tui`]: the terminal app (room list, conversation, members,
@@ -35,6 +37,7 @@ pub mod contacts;
 pub mod display;
 pub mod files;
 pub mod link;
+pub mod offers;
 pub mod pins;
 mod rooms;
 pub mod state;

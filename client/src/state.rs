@@ -275,6 +275,20 @@ impl StateStore {
         }
     }
 
+    /// Where the file offers of `room` on relay `server` are kept
+    /// (`offers/`, sealed like a room's state: offers carry file keys).
+    #[must_use]
+    pub fn for_offers(dir: &Path, server: &str, room: &str, identity: Arc<Identity>) -> Self {
+        let file_id = format!("{server}/+offers/{room}").into_bytes();
+        let relay = file_tag(server.as_bytes());
+        let name = file_tag(&file_id);
+        Self {
+            path: dir.join("offers").join(format!("{relay}-{name}.state")),
+            identity,
+            file_id,
+        }
+    }
+
     /// Deletes the file (a finished transfer); a missing one is fine.
     pub fn remove(&self) {
         let _ = std::fs::remove_file(&self.path);

@@ -403,6 +403,21 @@ pub enum ClientMsg {
         /// Which chunk.
         index: u32,
     },
+    /// Ask for chunks `first .. first + count` of a stored file, at most
+    /// [`MAX_FILE_RANGE`]; answered by a [`RelayMsg::FileChunk`] for each,
+    /// in order, or by one [`RelayMsg::FileRefused`] (and no chunk) if the
+    /// range is too long or not all of it is held. One request per range
+    /// instead of per chunk; the client keeps a bounded number in flight.
+    FileGetRange {
+        /// Which room (must be joined).
+        room: RoomName,
+        /// The file.
+        file: [u8; 16],
+        /// The first chunk.
+        first: u32,
+        /// How many, from 1 to [`MAX_FILE_RANGE`].
+        count: u32,
+    },
     /// Ask which chunks of a file the relay holds ([`RelayMsg::FileStatus`]).
     FileQuery {
         /// Which room (must be joined).
@@ -537,7 +552,8 @@ pub enum RelayMsg {
         /// The indices held, ascending.
         have: Vec<u32>,
     },
-    /// A chunk is stored (durably).
+    /// A chunk is stored durably. The relay may hold it back until it
+    /// has synced several chunks together (PROTOCOL.md §8.7).
     FileStored {
         /// Which room.
         room: RoomName,
@@ -649,6 +665,11 @@ pub enum FileRefusal {
     /// The relay could not read or write its store; try again later.
     StorageFailed,
 }
+
+/// Most chunks one [`ClientMsg::FileGetRange`] may ask for (2 MiB of
+/// 32 KiB chunks): what the relay reads and queues for one request, and
+/// so what a chat message on the link can wait behind per range.
+pub const MAX_FILE_RANGE: u32 = 64;
 
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

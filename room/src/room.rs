@@ -91,8 +91,9 @@ pub struct Room {
     /// The rules we give the room if we create it.
     pub(crate) create_as: (bool, HistoryVisibility),
     /// The files offered in the room this run, newest last (at most
-    /// [`crate::limits::MAX_OFFERED_FILES`]; not saved: a file is fetched
-    /// in the run that saw its offer).
+    /// [`crate::limits::MAX_OFFERED_FILES`]; not in the snapshot: the
+    /// client keeps the offers it was shown across runs, sealed, in
+    /// `client/src/offers.rs`).
     pub(crate) files: std::collections::VecDeque<OfferedFile>,
 }
 

@@ -171,16 +171,29 @@ fn copy_private(from: &Path, to: &Path) -> Result<(), AdminError> {
     set_private(to)
 }
 
-/// Copies a folder's files (0600) and folders (0700); chunk files appear
-/// whole or not at all (the relay renames them into place), and a file
-/// that vanishes meanwhile (an expired one) is skipped.
+/// Copies a folder's files (0600) and folders (0700), and a file that
+/// vanishes meanwhile (an expired one) is skipped. In a blob file's folder
+/// the manifest and the held log are copied before the data: the relay
+/// appends a chunk's record only after its bytes are synced and never
+/// rewrites a held slot, so every chunk the copied log holds is whole in
+/// the copied data (chunks written meanwhile are simply not held in the
+/// copy, and are uploaded again).
 fn copy_tree(from: &Path, to: &Path) -> Result<usize, AdminError> {
     let Ok(entries) = std::fs::read_dir(from) else {
         return Ok(0);
     };
     private_dir(to)?;
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| {
+        let name = e.file_name();
+        match name.to_str() {
+            Some(crate::blobs::MANIFEST_FILE) => 0,
+            Some(crate::blobs::HELD_FILE) => 1,
+            _ => 2,
+        }
+    });
     let mut n = 0;
-    for entry in entries.flatten() {
+    for entry in entries {
         let path = entry.path();
         let name = entry.file_name();
         if name.to_string_lossy().ends_with(".tmp") {

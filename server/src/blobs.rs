@@ -3,32 +3,43 @@
 //!
 //! The relay never sees a plaintext or a key: a chunk is opaque bytes it
 //! stores and returns. Nothing a client sends becomes a path: the room
-//! name is hashed, the file id is 16 bytes written as hex, a chunk index is
-//! a `u32` written in decimal.
+//! name is hashed, the file id is 16 bytes written as hex, and a chunk is
+//! a slot at a fixed offset in one data file.
 //!
 //! ```text
 //!  data dir/blobs/                          0700
 //!    <hex sha256("hush-blob-room" ‖ room)[..16]>/       0700, one per room
 //!      <hex file id>/                       0700, one per declared file
-//!        manifest                           76 bytes, 0600: owner, chunks,
-//!                                           bytes, declared_ms, checksum
-//!        0, 1, 2 …                          one sealed chunk each, 0600
+//!        manifest                           80 bytes, 0600: owner, chunks,
+//!                                           bytes, declared_ms, slot, checksum
+//!        data                               0600: chunk i at i × slot, the
+//!                                           rest of its slot unused
+//!        held                               0600: 16-byte records (index,
+//!                                           length, check), one per chunk held
 //!        <name>.tmp                         being written; removed at open
 //!
 //!  declare ─▶ checks spec, quota ─▶ manifest.tmp ─fsync─▶ rename ─fsync dir─▶ known
-//!  put     ─▶ checks owner, index, size, total ─▶ <i>.tmp ─fsync─▶ rename <i> ─fsync dir─▶ held
-//!  get     ─▶ reads <i> (only if held)
+//!  put     ─▶ checks owner, index, size, total ─▶ pwrite slot i of data  ─▶ written
+//!  commit  ─▶ fdatasync data ─▶ append a record per written chunk to held ─▶ fdatasync held ─▶ held
+//!  get     ─▶ reads slot i (only if held)
 //!  sweep   ─▶ expired: manifest removed first (the file is gone), then its folder
-//!  open    ─▶ reads every manifest (quotas and resumes survive a restart),
-//!             deletes temp files, folders with no manifest, corrupted
-//!             manifests' folders, and chunk files the manifest rules out
+//!  open    ─▶ reads every manifest and held log (quotas and resumes
+//!             survive a restart), deletes temp files, folders with no
+//!             manifest or a corrupted one, and drops held records that
+//!             are torn, out of range or past the data file's end
 //! ```
 //!
-//! Durability: a chunk is held exactly when its final file exists, and that
-//! file only ever appears by `rename` of a temp file already fsynced, so a
-//! crash mid-write never leaves a partial chunk held; the folder is fsynced
-//! after the rename, so a chunk reported held survives a crash. The same
-//! goes for the manifest.
+//! Durability: a chunk is held exactly when its record is in `held`, and a
+//! record is only ever appended after the chunk's bytes were fdatasynced,
+//! so a chunk reported held survives a crash; a crash mid-write leaves a
+//! slot without a record (not held, so it is uploaded again on resume) or a
+//! torn last record (its check fails, so it is dropped at open). A held
+//! slot is never written again (a re-put of a held chunk is answered
+//! "stored" without a write), so no crash can tear a held chunk. `put`
+//! only writes; [`BlobStore::commit`] makes what was written durable, for
+//! every chunk written before it began, with two fdatasyncs however many
+//! chunks that is: the relay acknowledges chunks a group at a time
+//! (issue #16: one fsync pair per 32 KiB chunk held uploads at 33–51 MiB/s).
 //!
 //! Accounting: quota counts *declared* bytes, reserved at declare time, so
 //! a client cannot exceed it by declaring small and uploading more (`put`
@@ -36,25 +47,29 @@
 //! an identity may hold at most [`BlobLimits::max_files_per_identity`]
 //! files, all identities together at most [`BlobLimits::max_total_bytes`]
 //! of estimated disk (declared bytes plus a block per folder, manifest and
-//! chunk file), and a declaration may have at most one chunk per
+//! chunk), and a declaration may have at most one chunk per
 //! [`MIN_MEAN_CHUNK_BYTES`] (plus one), so tiny chunks cannot use up the
-//! disk's inodes under a small byte count.
+//! disk under a small byte count.
 //!
 //! Corruption: a manifest that is not exactly a valid one (length, magic,
 //! checksum, or a spec no declaration could have had) is logged with its
 //! path and its folder deleted: the file is then unknown, and its owner's
 //! quota is not charged. Chunk contents are not checked here (the
-//! downloading member's AEAD does); a chunk file whose size changed since it
-//! was stored is an [`BlobError::Io`] naming it.
+//! downloading member's AEAD does); a data file shorter than its held
+//! chunks is an [`BlobError::Io`] naming it.
 //!
 //! Concurrency: one `Mutex` guards the index of files and the accounting;
-//! each file has its own `Mutex`, held while its chunks are written or read,
-//! so uploads of different files proceed in parallel. Lock order is always
-//! index, then file.
+//! each file has a state `Mutex`, held while a chunk is written or read (so
+//! uploads of different files proceed in parallel), and a sync `Mutex`,
+//! held by a commit for its fdatasyncs (so commits of one file run one at
+//! a time while puts go on). Lock order: index, then sync, then state. No
+//! file descriptor is kept open between calls: a relay may hold many
+//! thousands of files.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -66,18 +81,23 @@ use hush_proto::RoomName;
 pub const BLOBS_DIR: &str = "blobs";
 /// Name of a file's manifest inside its folder.
 pub const MANIFEST_FILE: &str = "manifest";
+/// Name of a file's chunk slots inside its folder.
+pub const DATA_FILE: &str = "data";
+/// Name of a file's log of held chunks inside its folder.
+pub const HELD_FILE: &str = "held";
 /// A declaration may have at most `1 + bytes / MIN_MEAN_CHUNK_BYTES`
 /// chunks. Honest files have 32 KiB chunks (the last one shorter), far
-/// above this; a file of many tiny chunks would cost a disk block and an
-/// inode per byte or two of quota.
+/// above this; a file of many tiny chunks would cost a disk block per
+/// byte or two of quota.
 pub const MIN_MEAN_CHUNK_BYTES: u64 = 4096;
 
-/// What a folder, a manifest or a chunk file costs on disk beyond its
-/// bytes, at most (one filesystem block), for [`BlobLimits::max_total_bytes`].
+/// What a folder, a manifest or a chunk costs on disk beyond its bytes,
+/// at most (one filesystem block), for [`BlobLimits::max_total_bytes`].
 pub const BLOCK_BYTES: u64 = 4096;
 
 /// Disk a file may take: its bytes, and a block per folder, manifest and
-/// chunk file.
+/// chunk (a chunk's slot starts on a fresh block at worst, and its held
+/// record is 16 bytes).
 fn disk_cost(spec: &BlobSpec) -> u64 {
     spec.bytes.saturating_add(
         u64::from(spec.chunks)
@@ -86,10 +106,15 @@ fn disk_cost(spec: &BlobSpec) -> u64 {
     )
 }
 
-/// First bytes of a manifest: format and version.
-const MANIFEST_MAGIC: &[u8; 8] = b"HUSHBLB1";
-/// Manifest length: magic, owner, chunks, bytes, declared_ms, checksum.
-const MANIFEST_LEN: usize = 8 + 32 + 4 + 8 + 8 + 16;
+/// First bytes of a manifest: format and version. (`HUSHBLB1`, one file
+/// per chunk, was never released; such a folder is removed at open.)
+const MANIFEST_MAGIC: &[u8; 8] = b"HUSHBLB2";
+/// The unreleased first layout's magic, recognised only to say so.
+const OLD_MANIFEST_MAGIC: &[u8; 8] = b"HUSHBLB1";
+/// Manifest length: magic, owner, chunks, bytes, declared_ms, slot, checksum.
+const MANIFEST_LEN: usize = 8 + 32 + 4 + 8 + 8 + 4 + 16;
+/// One held record: index (u32 LE), length (u32 LE), check (8 bytes).
+const HELD_RECORD: usize = 16;
 /// Suffix of files being written.
 const TMP_SUFFIX: &str = ".tmp";
 
@@ -104,7 +129,7 @@ pub struct BlobLimits {
     /// A file is deleted this long after it was declared (7 days).
     pub expiry: Duration,
     /// Largest sealed chunk accepted (33 KiB: 32 KiB plus a 16-byte tag plus
-    /// slack).
+    /// slack). It is also the slot size of files declared under it.
     pub max_chunk_bytes: usize,
     /// Files one identity may have declared at once (4,096): each costs a
     /// folder and a manifest whatever its size.
@@ -112,7 +137,7 @@ pub struct BlobLimits {
     /// Disk all identities together may have reserved (100 GiB):
     /// identities are cheap to make, disks are not endless. Each file
     /// counts its declared bytes plus [`BLOCK_BYTES`] for its folder, its
-    /// manifest and each chunk file, so many tiny files are not free.
+    /// manifest and each chunk, so many tiny files are not free.
     pub max_total_bytes: u64,
 }
 
@@ -146,10 +171,21 @@ pub struct BlobStatus {
     pub chunks: u32,
     /// Sealed bytes declared.
     pub bytes: u64,
-    /// Indices held, sorted.
+    /// Indices held (durably), sorted.
     pub have: Vec<u32>,
     /// Every chunk is held and together they are exactly `bytes` long.
     pub complete: bool,
+}
+
+/// What a [`BlobStore::put`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    /// The chunk was held already (durably): nothing was written, and it
+    /// may be acknowledged now.
+    Held,
+    /// The chunk is written but not yet durable: it is held once a
+    /// [`BlobStore::commit`] that began after this put returns.
+    Written,
 }
 
 /// Why a blob operation was refused or failed.
@@ -229,10 +265,17 @@ struct FileState {
     chunks: u32,
     bytes: u64,
     declared_ms: u64,
-    /// Held chunk index → its sealed length.
+    /// Bytes per slot of the data file: chunk `i` is at `i × slot`.
+    slot: u32,
+    /// Held (durable) chunk index → its sealed length.
     held: BTreeMap<u32, u64>,
-    /// Sum of `held`'s lengths.
-    held_bytes: u64,
+    /// Written since the last commit began, not yet durable.
+    written: BTreeMap<u32, u64>,
+    /// Taken by the commit under way (being made durable): not written
+    /// again until it is done.
+    syncing: BTreeMap<u32, u64>,
+    /// Sum of the lengths in `held`, `written` and `syncing`.
+    used_bytes: u64,
     /// Its folder.
     dir: PathBuf,
     /// Swept: set under the file's lock, so a waiting `put` sees it.
@@ -242,14 +285,37 @@ struct FileState {
 impl FileState {
     fn status(&self) -> BlobStatus {
         let have: Vec<u32> = self.held.keys().copied().collect();
+        let held_bytes: u64 = self.held.values().sum();
         let complete = u64::try_from(have.len()).ok() == Some(u64::from(self.chunks))
-            && self.held_bytes == self.bytes;
+            && held_bytes == self.bytes;
         BlobStatus {
             chunks: self.chunks,
             bytes: self.bytes,
             have,
             complete,
         }
+    }
+
+    fn slot_offset(&self, index: u32) -> u64 {
+        u64::from(index) * u64::from(self.slot)
+    }
+}
+
+/// One declared file: its state, and the lock its commits take.
+#[derive(Debug)]
+struct FileEntry {
+    /// Held by a commit while it syncs: commits of one file run one at a
+    /// time, while puts (which take only `state`) go on.
+    sync: Mutex<()>,
+    state: Mutex<FileState>,
+}
+
+impl FileEntry {
+    fn new(state: FileState) -> Arc<Self> {
+        Arc::new(Self {
+            sync: Mutex::new(()),
+            state: Mutex::new(state),
+        })
     }
 }
 
@@ -264,7 +330,7 @@ struct Usage {
 
 #[derive(Debug, Default)]
 struct Index {
-    files: HashMap<Key, Arc<Mutex<FileState>>>,
+    files: HashMap<Key, Arc<FileEntry>>,
     used: HashMap<Fingerprint, Usage>,
     /// Sum of [`disk_cost`] over all files.
     total: u64,
@@ -333,16 +399,6 @@ fn unhex16(s: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
-/// Parses a chunk file name: a decimal `u32` with no sign and no leading
-/// zero (so each index has one name).
-fn parse_index(s: &str) -> Option<u32> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
-    {
-        return None;
-    }
-    s.parse().ok()
-}
-
 /// The folder name of a room: a hash, so no room name reaches the disk.
 fn room_tag(room: &RoomName) -> [u8; 16] {
     let mut input = b"hush-blob-room\0".to_vec();
@@ -360,20 +416,22 @@ fn checksum(body: &[u8]) -> [u8; 16] {
     c
 }
 
-fn encode_manifest(owner: &Fingerprint, spec: &BlobSpec, declared_ms: u64) -> Vec<u8> {
+fn encode_manifest(owner: &Fingerprint, spec: &BlobSpec, declared_ms: u64, slot: u32) -> Vec<u8> {
     let mut m = Vec::with_capacity(MANIFEST_LEN);
     m.extend_from_slice(MANIFEST_MAGIC);
     m.extend_from_slice(owner.as_bytes());
     m.extend_from_slice(&spec.chunks.to_le_bytes());
     m.extend_from_slice(&spec.bytes.to_le_bytes());
     m.extend_from_slice(&declared_ms.to_le_bytes());
+    m.extend_from_slice(&slot.to_le_bytes());
     let c = checksum(&m);
     m.extend_from_slice(&c);
     m
 }
 
-/// Owner, spec and declared time, if `m` is a whole, valid manifest.
-fn decode_manifest(m: &[u8]) -> Option<(Fingerprint, BlobSpec, u64)> {
+/// Owner, spec, declared time and slot size, if `m` is a whole, valid
+/// manifest.
+fn decode_manifest(m: &[u8]) -> Option<(Fingerprint, BlobSpec, u64, u32)> {
     if m.len() != MANIFEST_LEN || !m.starts_with(MANIFEST_MAGIC) {
         return None;
     }
@@ -385,8 +443,44 @@ fn decode_manifest(m: &[u8]) -> Option<(Fingerprint, BlobSpec, u64)> {
     let chunks = u32::from_le_bytes(body.get(40..44)?.try_into().ok()?);
     let bytes = u64::from_le_bytes(body.get(44..52)?.try_into().ok()?);
     let declared_ms = u64::from_le_bytes(body.get(52..60)?.try_into().ok()?);
+    let slot = u32::from_le_bytes(body.get(60..64)?.try_into().ok()?);
     let spec = BlobSpec { chunks, bytes };
-    spec_shape_ok(&spec, u64::MAX).then_some((Fingerprint::from_bytes(owner), spec, declared_ms))
+    (slot > 0 && spec_shape_ok(&spec, u64::from(slot))).then_some((
+        Fingerprint::from_bytes(owner),
+        spec,
+        declared_ms,
+        slot,
+    ))
+}
+
+/// The check of a held record: binds index and length, so a torn or
+/// garbled record is never taken as one.
+fn held_check(index: u32, len: u32) -> [u8; 8] {
+    let mut input = b"hush-blob-held\0".to_vec();
+    input.extend_from_slice(&index.to_le_bytes());
+    input.extend_from_slice(&len.to_le_bytes());
+    let digest = hush_crypto::sha256(&input);
+    let mut c = [0u8; 8];
+    c.copy_from_slice(&digest[..8]);
+    c
+}
+
+fn encode_held(index: u32, len: u32) -> [u8; HELD_RECORD] {
+    let mut r = [0u8; HELD_RECORD];
+    r[..4].copy_from_slice(&index.to_le_bytes());
+    r[4..8].copy_from_slice(&len.to_le_bytes());
+    r[8..].copy_from_slice(&held_check(index, len));
+    r
+}
+
+/// Index and length, if `r` is a whole, valid record.
+fn decode_held(r: &[u8]) -> Option<(u32, u32)> {
+    if r.len() != HELD_RECORD {
+        return None;
+    }
+    let index = u32::from_le_bytes(r.get(..4)?.try_into().ok()?);
+    let len = u32::from_le_bytes(r.get(4..8)?.try_into().ok()?);
+    (r.get(8..)? == held_check(index, len)).then_some((index, len))
 }
 
 /// Whether some file could have this shape with chunks of at most
@@ -423,6 +517,23 @@ fn sync_dir(path: &Path) -> Result<(), BlobError> {
     #[cfg(not(unix))]
     let _ = path;
     Ok(())
+}
+
+/// Opens `path` for writing (created 0600 if missing, never truncated).
+fn open_private(path: &Path, append: bool) -> Result<File, BlobError> {
+    let mut opts = OpenOptions::new();
+    if append {
+        opts.append(true);
+    } else {
+        opts.write(true);
+    }
+    opts.create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path).map_err(|e| io_err("cannot open", path, &e))
 }
 
 /// Writes `data` to `dir/name` atomically and durably: a temp file,
@@ -471,10 +582,10 @@ fn remove_file_logged(path: &Path, why: &str) {
 
 impl BlobStore {
     /// Opens (creating, mode 0700) `data_dir/blobs`; reads the manifests
-    /// already there, so quotas and resumes survive a restart; deletes
-    /// half-written temp files, folders left without a manifest, folders of
-    /// corrupted manifests (logged with their path), and chunk files the
-    /// manifest rules out.
+    /// and held logs already there, so quotas and resumes survive a
+    /// restart; deletes half-written temp files, folders left without a
+    /// manifest, folders of corrupted manifests (logged with their path),
+    /// and held records a crash tore or the data file does not cover.
     ///
     /// # Errors
     /// [`BlobError::Io`] naming the path if the folder cannot be made, is
@@ -503,7 +614,7 @@ impl BlobStore {
         })
     }
 
-    fn find(&self, room: &RoomName, id: [u8; 16]) -> Result<Arc<Mutex<FileState>>, BlobError> {
+    fn find(&self, room: &RoomName, id: [u8; 16]) -> Result<Arc<FileEntry>, BlobError> {
         lock(&self.index)
             .files
             .get(&(room_tag(room), id))
@@ -531,7 +642,7 @@ impl BlobStore {
         let key = (room_tag(room), id);
         let mut index = lock(&self.index);
         if let Some(file) = index.files.get(&key) {
-            let f = lock(file);
+            let f = lock(&file.state);
             if f.owner != *owner {
                 return Err(BlobError::NotOwner);
             }
@@ -570,6 +681,9 @@ impl BlobStore {
                 max: l.max_total_bytes,
             });
         }
+        // A slot holds the largest chunk accepted, or the whole file if it
+        // is smaller (a one-chunk file has a slot of its size).
+        let slot = u32::try_from(max_chunk.min(spec.bytes)).unwrap_or(u32::MAX);
 
         let room_dir = self.root.join(hex(&key.0));
         let dir = room_dir.join(hex(&key.1));
@@ -579,9 +693,18 @@ impl BlobStore {
         remove_tree(&dir);
         let written = (|| {
             private_dir(&dir)?;
+            // Made before the manifest, so a known file always has them
+            // (empty: nothing held).
+            for name in [DATA_FILE, HELD_FILE] {
+                open_private(&dir.join(name), false)?;
+            }
             sync_dir(&room_dir)?;
             sync_dir(&self.root)?;
-            write_atomic(&dir, MANIFEST_FILE, &encode_manifest(owner, &spec, now_ms))
+            write_atomic(
+                &dir,
+                MANIFEST_FILE,
+                &encode_manifest(owner, &spec, now_ms, slot),
+            )
         })();
         if let Err(e) = written {
             remove_tree(&dir);
@@ -592,22 +715,26 @@ impl BlobStore {
             chunks: spec.chunks,
             bytes: spec.bytes,
             declared_ms: now_ms,
+            slot,
             held: BTreeMap::new(),
-            held_bytes: 0,
+            written: BTreeMap::new(),
+            syncing: BTreeMap::new(),
+            used_bytes: 0,
             dir,
             gone: false,
         };
         let status = state.status();
         index.charge(*owner, &spec);
-        index.files.insert(key, Arc::new(Mutex::new(state)));
+        index.files.insert(key, FileEntry::new(state));
         Ok(status)
     }
 
-    /// Stores chunk `index` (only the owner may; storing the same chunk
-    /// again is fine: last write wins, accounted once). Durable before it
-    /// returns: the chunk is written to a temp file, fsynced, renamed into
-    /// place, and the folder fsynced; a crash mid-write leaves only a temp
-    /// file, which `open` removes.
+    /// Writes chunk `index` into its slot (only the owner may). Not yet
+    /// durable: it is held once a [`BlobStore::commit`] begun after this
+    /// returns has returned. A chunk held already is not written again
+    /// ([`Put::Held`]: a held slot is never rewritten, so a crash cannot
+    /// tear it); one written and not yet held may be written again (last
+    /// write wins, accounted once).
     ///
     /// # Errors
     /// [`BlobError::Unknown`], [`BlobError::NotOwner`],
@@ -620,9 +747,9 @@ impl BlobStore {
         owner: &Fingerprint,
         index: u32,
         sealed: &[u8],
-    ) -> Result<BlobStatus, BlobError> {
+    ) -> Result<Put, BlobError> {
         let file = self.find(room, id)?;
-        let mut f = lock(&file);
+        let mut f = lock(&file.state);
         if f.gone {
             return Err(BlobError::Unknown);
         }
@@ -631,18 +758,93 @@ impl BlobStore {
         }
         let len = u64::try_from(sealed.len()).unwrap_or(u64::MAX);
         let bad = BlobError::BadChunk { index };
-        if index >= f.chunks || sealed.is_empty() || sealed.len() > self.limits.max_chunk_bytes {
+        if index >= f.chunks
+            || sealed.is_empty()
+            || sealed.len() > self.limits.max_chunk_bytes
+            || len > u64::from(f.slot)
+        {
             return Err(bad);
         }
-        let previous = f.held.get(&index).copied().unwrap_or(0);
-        let new_total = f.held_bytes.saturating_sub(previous).saturating_add(len);
+        if f.held.contains_key(&index) {
+            return Ok(Put::Held);
+        }
+        if f.syncing.contains_key(&index) {
+            // The commit under way makes it durable; the bytes being
+            // synced are not changed under it.
+            return Ok(Put::Written);
+        }
+        let previous = f.written.get(&index).copied().unwrap_or(0);
+        let new_total = f.used_bytes.saturating_sub(previous).saturating_add(len);
         if new_total > f.bytes {
             return Err(bad);
         }
-        write_atomic(&f.dir, &index.to_string(), sealed)?;
-        f.held.insert(index, len);
-        f.held_bytes = new_total;
-        Ok(f.status())
+        let path = f.dir.join(DATA_FILE);
+        open_private(&path, false)?
+            .write_all_at(sealed, f.slot_offset(index))
+            .map_err(|e| io_err("cannot write", &path, &e))?;
+        f.written.insert(index, len);
+        f.used_bytes = new_total;
+        Ok(Put::Written)
+    }
+
+    /// Makes every chunk written before this call durable, then says which
+    /// of `asked` are held. Two fdatasyncs however many chunks: the data
+    /// file, then the held log after their records are appended. Commits
+    /// of one file run one at a time (puts go on meanwhile), so a chunk
+    /// another commit was syncing is held when this one returns.
+    ///
+    /// # Errors
+    /// [`BlobError::Unknown`]; [`BlobError::Io`] if a sync or the log
+    /// write fails (the chunks this commit took are then not held, and are
+    /// to be uploaded again).
+    pub fn commit(
+        &self,
+        room: &RoomName,
+        id: [u8; 16],
+        asked: &[u32],
+    ) -> Result<Vec<u32>, BlobError> {
+        let file = self.find(room, id)?;
+        let _sync = lock(&file.sync);
+        let (taken, dir) = {
+            let mut f = lock(&file.state);
+            if f.gone {
+                return Err(BlobError::Unknown);
+            }
+            let taken = std::mem::take(&mut f.written);
+            f.syncing.clone_from(&taken);
+            (taken, f.dir.clone())
+        };
+        if !taken.is_empty() {
+            let synced = (|| {
+                let data = dir.join(DATA_FILE);
+                File::open(&data)
+                    .and_then(|d| d.sync_data())
+                    .map_err(|e| io_err("cannot sync", &data, &e))?;
+                let mut records = Vec::with_capacity(taken.len() * HELD_RECORD);
+                for (&i, &len) in &taken {
+                    records.extend_from_slice(&encode_held(i, u32::try_from(len).unwrap_or(0)));
+                }
+                let log = dir.join(HELD_FILE);
+                let mut f = open_private(&log, true)?;
+                f.write_all(&records)
+                    .and_then(|()| f.sync_data())
+                    .map_err(|e| io_err("cannot write", &log, &e))
+            })();
+            let mut f = lock(&file.state);
+            let syncing = std::mem::take(&mut f.syncing);
+            if let Err(e) = synced {
+                let lost: u64 = syncing.values().sum();
+                f.used_bytes = f.used_bytes.saturating_sub(lost);
+                return Err(e);
+            }
+            f.held.extend(syncing);
+        }
+        let f = lock(&file.state);
+        Ok(asked
+            .iter()
+            .copied()
+            .filter(|i| f.held.contains_key(i))
+            .collect())
     }
 
     /// Returns chunk `index` (to anyone the relay lets ask: the caller
@@ -651,33 +853,58 @@ impl BlobStore {
     /// # Errors
     /// [`BlobError::Unknown`], [`BlobError::BadChunk`] for an index not
     /// below the chunk count, [`BlobError::Missing`] for one not held,
-    /// [`BlobError::Io`] naming the chunk file if it cannot be read or its
-    /// size changed since it was stored.
+    /// [`BlobError::Io`] naming the data file if it cannot be read or is
+    /// shorter than the chunk.
     pub fn get(&self, room: &RoomName, id: [u8; 16], index: u32) -> Result<Vec<u8>, BlobError> {
+        self.get_range(room, id, index, 1)
+            .map(|mut v| v.pop().unwrap_or_default())
+    }
+
+    /// Returns chunks `first .. first + count`, in order, read with one
+    /// open of the data file (a range request's answer).
+    ///
+    /// # Errors
+    /// As [`BlobStore::get`], for the first chunk of the range that fails;
+    /// [`BlobError::BadChunk`] for an empty range.
+    pub fn get_range(
+        &self,
+        room: &RoomName,
+        id: [u8; 16],
+        first: u32,
+        count: u32,
+    ) -> Result<Vec<Vec<u8>>, BlobError> {
         let file = self.find(room, id)?;
-        let f = lock(&file);
+        let f = lock(&file.state);
         if f.gone {
             return Err(BlobError::Unknown);
         }
-        if index >= f.chunks {
-            return Err(BlobError::BadChunk { index });
-        }
-        let Some(&len) = f.held.get(&index) else {
-            return Err(BlobError::Missing { index });
+        let end = first.checked_add(count).filter(|&e| e <= f.chunks);
+        let Some(end) = end.filter(|_| count > 0) else {
+            return Err(BlobError::BadChunk { index: first });
         };
-        let path = f.dir.join(index.to_string());
-        let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0).min(1 << 20));
-        File::open(&path)
-            .and_then(|file| file.take(len.saturating_add(1)).read_to_end(&mut buf))
-            .map_err(|e| io_err("cannot read", &path, &e))?;
-        if u64::try_from(buf.len()).ok() != Some(len) {
-            return Err(BlobError::Io(format!(
-                "{} is {} bytes, was stored as {len}: changed on disk",
-                path.display(),
-                buf.len()
-            )));
+        let mut lens = Vec::with_capacity(count as usize);
+        for index in first..end {
+            let Some(&len) = f.held.get(&index) else {
+                return Err(BlobError::Missing { index });
+            };
+            lens.push((index, len));
         }
-        Ok(buf)
+        let path = f.dir.join(DATA_FILE);
+        let data = File::open(&path).map_err(|e| io_err("cannot read", &path, &e))?;
+        let mut out = Vec::with_capacity(lens.len());
+        for (index, len) in lens {
+            let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
+            data.read_exact_at(&mut buf, f.slot_offset(index))
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => BlobError::Io(format!(
+                        "{} is shorter than its held chunk {index}: changed on disk",
+                        path.display()
+                    )),
+                    _ => io_err("cannot read", &path, &e),
+                })?;
+            out.push(buf);
+        }
+        Ok(out)
     }
 
     /// What is held of a file.
@@ -686,7 +913,7 @@ impl BlobStore {
     /// [`BlobError::Unknown`].
     pub fn status(&self, room: &RoomName, id: [u8; 16]) -> Result<BlobStatus, BlobError> {
         let file = self.find(room, id)?;
-        let f = lock(&file);
+        let f = lock(&file.state);
         if f.gone {
             return Err(BlobError::Unknown);
         }
@@ -709,7 +936,7 @@ impl BlobStore {
         let expired: Vec<Key> = index
             .files
             .iter()
-            .filter(|(_, file)| now_ms.saturating_sub(lock(file).declared_ms) > expiry)
+            .filter(|(_, file)| now_ms.saturating_sub(lock(&file.state).declared_ms) > expiry)
             .map(|(k, _)| *k)
             .collect();
         let mut swept = 0;
@@ -719,7 +946,7 @@ impl BlobStore {
             let Some(file) = index.files.get(&key).cloned() else {
                 continue;
             };
-            let mut f = lock(&file);
+            let mut f = lock(&file.state);
             let manifest = f.dir.join(MANIFEST_FILE);
             match fs::remove_file(&manifest) {
                 Ok(()) => {}
@@ -788,7 +1015,7 @@ fn load_room(room_dir: &Path, tag: [u8; 16], index: &mut Index) -> Result<(), Bl
                         bytes: state.bytes,
                     };
                     index.charge(state.owner, &spec);
-                    index.files.insert((tag, id), Arc::new(Mutex::new(state)));
+                    index.files.insert((tag, id), FileEntry::new(state));
                     kept += 1;
                 }
             }
@@ -827,7 +1054,15 @@ fn load_file(dir: &Path) -> Result<Option<FileState>, BlobError> {
         }
         Err(e) => return Err(io_err("cannot read", &manifest, &e)),
     }
-    let Some((owner, spec, declared_ms)) = decode_manifest(&raw) else {
+    if raw.starts_with(OLD_MANIFEST_MAGIC) {
+        tracing::warn!(
+            path = %dir.display(),
+            "blob folder of the unreleased one-file-per-chunk layout; removed (its sender's client uploads it again when it resumes)"
+        );
+        remove_tree(dir);
+        return Ok(None);
+    }
+    let Some((owner, spec, declared_ms, slot)) = decode_manifest(&raw) else {
         tracing::warn!(
             path = %manifest.display(),
             "corrupted blob manifest; the file is dropped and its folder removed"
@@ -835,45 +1070,72 @@ fn load_file(dir: &Path) -> Result<Option<FileState>, BlobError> {
         remove_tree(dir);
         return Ok(None);
     };
-    let mut chunks: Vec<(u32, PathBuf, u64)> = Vec::new();
     for entry in read_dir(dir)? {
-        let path = entry.path();
         let name = entry.file_name();
         let name = name.to_str().unwrap_or("");
-        if name == MANIFEST_FILE {
-            continue;
-        }
-        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        if name.ends_with(TMP_SUFFIX) && is_file {
-            remove_file_logged(&path, "half-written chunk");
-            continue;
-        }
-        let len = entry.metadata().map_or(0, |m| m.len());
-        match parse_index(name) {
-            Some(i) if is_file && i < spec.chunks && len > 0 => chunks.push((i, path, len)),
-            Some(_) if is_file => remove_file_logged(&path, "chunk file the manifest rules out"),
-            _ => tracing::warn!(path = %path.display(), "not a chunk file; left alone"),
+        if name.ends_with(TMP_SUFFIX) && entry.file_type().is_ok_and(|t| t.is_file()) {
+            remove_file_logged(&entry.path(), "half-written file");
         }
     }
-    chunks.sort_unstable_by_key(|c| c.0);
+    let data = dir.join(DATA_FILE);
+    let data_len = match fs::metadata(&data) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(io_err("cannot read", &data, &e)),
+    };
+    let log = dir.join(HELD_FILE);
+    let raw_log = match fs::read(&log) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io_err("cannot read", &log, &e)),
+    };
     let mut held = BTreeMap::new();
     let mut held_bytes = 0u64;
-    for (i, path, len) in chunks {
-        match held_bytes.checked_add(len) {
-            Some(sum) if sum <= spec.bytes => {
-                held.insert(i, len);
-                held_bytes = sum;
-            }
-            _ => remove_file_logged(&path, "chunk past the declared total"),
+    let mut dropped = raw_log.len() % HELD_RECORD != 0;
+    for r in raw_log.chunks(HELD_RECORD) {
+        let Some((i, len)) = decode_held(r) else {
+            dropped = true;
+            continue;
+        };
+        let len = u64::from(len);
+        let end = (u64::from(i) * u64::from(slot)).saturating_add(len);
+        let fits = i < spec.chunks
+            && len > 0
+            && len <= u64::from(slot)
+            && end <= data_len
+            && held_bytes.saturating_add(len) <= spec.bytes
+            && !held.contains_key(&i);
+        if fits {
+            held.insert(i, len);
+            held_bytes += len;
+        } else {
+            dropped = true;
         }
+    }
+    if dropped {
+        // A record torn by a crash, or one the manifest or the data file
+        // rules out: the chunk is not held (it is uploaded again), and the
+        // log is rewritten without it.
+        tracing::warn!(
+            path = %log.display(),
+            "held chunk records torn, out of range or past the data's end; those chunks are not held"
+        );
+        let mut clean = Vec::with_capacity(held.len() * HELD_RECORD);
+        for (&i, &len) in &held {
+            clean.extend_from_slice(&encode_held(i, u32::try_from(len).unwrap_or(0)));
+        }
+        write_atomic(dir, HELD_FILE, &clean)?;
     }
     Ok(Some(FileState {
         owner,
         chunks: spec.chunks,
         bytes: spec.bytes,
         declared_ms,
+        slot,
+        used_bytes: held_bytes,
         held,
-        held_bytes,
+        written: BTreeMap::new(),
+        syncing: BTreeMap::new(),
         dir: dir.to_path_buf(),
         gone: false,
     }))
@@ -914,6 +1176,20 @@ mod tests {
         data.join(BLOBS_DIR).join(hex(&room_tag(r))).join(hex(&id))
     }
 
+    /// A put and then a commit: the chunk held, as the relay acknowledges it.
+    fn put(
+        s: &BlobStore,
+        r: &RoomName,
+        id: [u8; 16],
+        owner: &Fingerprint,
+        index: u32,
+        data: &[u8],
+    ) -> Result<BlobStatus, BlobError> {
+        s.put(r, id, owner, index, data)?;
+        assert_eq!(s.commit(r, id, &[index])?, vec![index]);
+        s.status(r, id)
+    }
+
     #[test]
     fn declare_put_get_round_trip() {
         let dir = tempfile::tempdir().unwrap();
@@ -930,7 +1206,7 @@ mod tests {
             }
         );
         for i in [2, 0, 1] {
-            let st = s.put(&r, ID, &ALICE, i, &chunk(i)).unwrap();
+            let st = put(&s, &r, ID, &ALICE, i, &chunk(i)).unwrap();
             assert_eq!(st.complete, i == 1);
         }
         for i in 0..3 {
@@ -952,7 +1228,7 @@ mod tests {
         {
             let s = open(dir.path());
             s.declare(&r, ID, &ALICE, spec3(), 1_000).unwrap();
-            s.put(&r, ID, &ALICE, 1, &chunk(1)).unwrap();
+            put(&s, &r, ID, &ALICE, 1, &chunk(1)).unwrap();
             let st = s.declare(&r, ID, &ALICE, spec3(), 2_000).unwrap();
             assert_eq!(st.have, vec![1]);
             assert_eq!(s.used_by(&ALICE), spec3().bytes, "charged once");
@@ -963,8 +1239,8 @@ mod tests {
         let st = s.declare(&r, ID, &ALICE, spec3(), 3_000).unwrap();
         assert_eq!(st.have, vec![1]);
         assert_eq!(s.get(&r, ID, 1).unwrap(), chunk(1));
-        s.put(&r, ID, &ALICE, 0, &chunk(0)).unwrap();
-        let st = s.put(&r, ID, &ALICE, 2, &chunk(2)).unwrap();
+        put(&s, &r, ID, &ALICE, 0, &chunk(0)).unwrap();
+        let st = put(&s, &r, ID, &ALICE, 2, &chunk(2)).unwrap();
         assert!(st.complete);
         // The resume did not move the declaration time: it expires as declared.
         assert_eq!(s.sweep(1_000 + 7 * DAY_MS + 1).unwrap(), 1);
@@ -1047,7 +1323,10 @@ mod tests {
         let s = open(dir.path());
         let r = room("lobby");
         s.declare(&r, ID, &ALICE, spec3(), 0).unwrap();
-        assert_eq!(s.put(&r, ID, &BOB, 0, &chunk(0)), Err(BlobError::NotOwner));
+        assert_eq!(
+            put(&s, &r, ID, &BOB, 0, &chunk(0)),
+            Err(BlobError::NotOwner)
+        );
         assert_eq!(
             s.declare(&r, ID, &BOB, spec3(), 0),
             Err(BlobError::NotOwner)
@@ -1085,7 +1364,7 @@ mod tests {
         s.declare(&r, ID, &ALICE, spec3(), 0).unwrap();
         for index in [3, 4, u32::MAX] {
             assert_eq!(
-                s.put(&r, ID, &ALICE, index, &chunk(0)),
+                put(&s, &r, ID, &ALICE, index, &chunk(0)),
                 Err(BlobError::BadChunk { index })
             );
             assert_eq!(s.get(&r, ID, index), Err(BlobError::BadChunk { index }));
@@ -1104,14 +1383,14 @@ mod tests {
         s.declare(&r, ID, &ALICE, spec, 0).unwrap();
         let max = BlobLimits::default().max_chunk_bytes;
         assert_eq!(
-            s.put(&r, ID, &ALICE, 0, &vec![1; max + 1]),
+            put(&s, &r, ID, &ALICE, 0, &vec![1; max + 1]),
             Err(BlobError::BadChunk { index: 0 })
         );
         assert_eq!(
-            s.put(&r, ID, &ALICE, 0, &[]),
+            put(&s, &r, ID, &ALICE, 0, &[]),
             Err(BlobError::BadChunk { index: 0 })
         );
-        s.put(&r, ID, &ALICE, 0, &vec![1; max]).unwrap();
+        put(&s, &r, ID, &ALICE, 0, &vec![1; max]).unwrap();
     }
 
     #[test]
@@ -1120,20 +1399,29 @@ mod tests {
         let s = open(dir.path());
         let r = room("lobby");
         s.declare(&r, ID, &ALICE, spec3(), 0).unwrap();
-        s.put(&r, ID, &ALICE, 0, &chunk(0)).unwrap();
-        s.put(&r, ID, &ALICE, 1, &chunk(1)).unwrap();
+        put(&s, &r, ID, &ALICE, 0, &chunk(0)).unwrap();
+        put(&s, &r, ID, &ALICE, 1, &chunk(1)).unwrap();
         assert_eq!(
-            s.put(&r, ID, &ALICE, 2, &vec![2; CHUNK + 1]),
+            put(&s, &r, ID, &ALICE, 2, &vec![2; CHUNK + 1]),
             Err(BlobError::BadChunk { index: 2 })
         );
-        // Storing chunk 1 again, even larger, replaces it: still fits.
-        s.put(&r, ID, &ALICE, 1, &vec![9; CHUNK + 1]).unwrap();
-        assert_eq!(s.get(&r, ID, 1).unwrap(), vec![9; CHUNK + 1]);
+        // A held chunk is never written again (a crash cannot tear it): a
+        // re-put is answered "held", and the bytes stay.
+        assert_eq!(s.put(&r, ID, &ALICE, 1, &vec![9; CHUNK + 1]), Ok(Put::Held));
+        assert_eq!(s.get(&r, ID, 1).unwrap(), chunk(1));
+        // One written and not yet held is replaced, and counted once.
         assert_eq!(
-            s.put(&r, ID, &ALICE, 2, &chunk(2)),
-            Err(BlobError::BadChunk { index: 2 })
+            s.put(&r, ID, &ALICE, 2, &vec![3; CHUNK - 2]),
+            Ok(Put::Written)
         );
-        let st = s.put(&r, ID, &ALICE, 2, &vec![2; CHUNK - 1]).unwrap();
+        assert_eq!(s.put(&r, ID, &ALICE, 2, &chunk(2)), Ok(Put::Written));
+        assert!(
+            !s.status(&r, ID).unwrap().complete,
+            "not held before a commit"
+        );
+        assert_eq!(s.commit(&r, ID, &[2]).unwrap(), vec![2]);
+        assert_eq!(s.get(&r, ID, 2).unwrap(), chunk(2));
+        let st = s.status(&r, ID).unwrap();
         assert!(st.complete, "all held and exactly the declared bytes");
         assert_eq!(s.used_by(&ALICE), spec3().bytes);
     }
@@ -1144,9 +1432,12 @@ mod tests {
         let s = open(dir.path());
         let r = room("lobby");
         assert_eq!(s.get(&r, ID, 0), Err(BlobError::Unknown));
-        assert_eq!(s.put(&r, ID, &ALICE, 0, &chunk(0)), Err(BlobError::Unknown));
+        assert_eq!(
+            put(&s, &r, ID, &ALICE, 0, &chunk(0)),
+            Err(BlobError::Unknown)
+        );
         s.declare(&r, ID, &ALICE, spec3(), 0).unwrap();
-        s.put(&r, ID, &ALICE, 0, &chunk(0)).unwrap();
+        put(&s, &r, ID, &ALICE, 0, &chunk(0)).unwrap();
         assert_eq!(s.get(&r, ID, 1), Err(BlobError::Missing { index: 1 }));
         assert_eq!(s.get(&r, ID, 2), Err(BlobError::Missing { index: 2 }));
     }
@@ -1159,7 +1450,7 @@ mod tests {
         {
             let s = open(dir.path());
             s.declare(&r, ID, &ALICE, spec3(), 1_000).unwrap();
-            s.put(&r, ID, &ALICE, 0, &chunk(0)).unwrap();
+            put(&s, &r, ID, &ALICE, 0, &chunk(0)).unwrap();
             s.declare(&r, [8; 16], &ALICE, spec3(), 1_000 + DAY_MS)
                 .unwrap();
             assert_eq!(s.sweep(1_000 + 7 * DAY_MS).unwrap(), 0, "not yet");
@@ -1190,19 +1481,19 @@ mod tests {
         {
             let s = open(dir.path());
             s.declare(&r, ID, &ALICE, spec3(), 0).unwrap();
-            s.put(&r, ID, &ALICE, 0, &chunk(0)).unwrap();
+            put(&s, &r, ID, &ALICE, 0, &chunk(0)).unwrap();
         }
-        // A put of chunk 1 and a manifest rewrite cut short by a crash.
-        fs::write(fdir.join("1.tmp"), &chunk(1)[..100]).unwrap();
+        // A manifest and a held log rewrite cut short by a crash.
+        fs::write(fdir.join("held.tmp"), b"half").unwrap();
         fs::write(fdir.join("manifest.tmp"), b"half").unwrap();
         let s = open(dir.path());
-        assert!(!fdir.join("1.tmp").exists());
+        assert!(!fdir.join("held.tmp").exists());
         assert!(!fdir.join("manifest.tmp").exists());
         let st = s.status(&r, ID).unwrap();
         assert_eq!(st.have, vec![0], "the half-written chunk is not held");
         assert_eq!(s.get(&r, ID, 1), Err(BlobError::Missing { index: 1 }));
         // And the put can be retried.
-        s.put(&r, ID, &ALICE, 1, &chunk(1)).unwrap();
+        put(&s, &r, ID, &ALICE, 1, &chunk(1)).unwrap();
         assert_eq!(s.get(&r, ID, 1).unwrap(), chunk(1));
     }
 
@@ -1215,18 +1506,26 @@ mod tests {
         {
             let s = open(dir.path());
             s.declare(&r, ID, &ALICE, spec3(), 0).unwrap();
-            s.put(&r, ID, &ALICE, 0, &chunk(0)).unwrap();
+            put(&s, &r, ID, &ALICE, 0, &chunk(0)).unwrap();
         }
-        // Out of range, an empty chunk, a non-canonical name, and a folder
-        // whose declaration crashed before its manifest landed.
-        fs::write(fdir.join("3"), b"x").unwrap();
-        fs::write(fdir.join("1"), b"").unwrap();
+        // Held records out of range, empty, larger than a slot, past the
+        // declared total, a repeat, a stray file, and a folder whose
+        // declaration crashed before its manifest landed.
+        let log = fdir.join(HELD_FILE);
+        let mut records = fs::read(&log).unwrap();
+        for (i, len) in [(3, 10), (1, 0), (1, 20_000), (0, 5000), (2, 10_001)] {
+            records.extend_from_slice(&encode_held(i, len));
+        }
+        fs::write(&log, &records).unwrap();
         fs::write(fdir.join("01"), b"x").unwrap();
         fs::create_dir(&orphan).unwrap();
-        fs::write(orphan.join("0"), b"x").unwrap();
+        fs::write(orphan.join(DATA_FILE), b"x").unwrap();
         let s = open(dir.path());
-        assert!(!fdir.join("3").exists());
-        assert!(!fdir.join("1").exists());
+        assert_eq!(
+            fs::read(&log).unwrap(),
+            encode_held(0, 5000),
+            "the log is rewritten with what is held"
+        );
         assert!(fdir.join("01").exists(), "not ours: left alone");
         assert!(!orphan.exists());
         assert_eq!(s.status(&r, ID).unwrap().have, vec![0]);
@@ -1242,7 +1541,7 @@ mod tests {
         {
             let s = open(dir.path());
             s.declare(&r, ID, &ALICE, spec3(), 0).unwrap();
-            s.put(&r, ID, &ALICE, 0, &chunk(0)).unwrap();
+            put(&s, &r, ID, &ALICE, 0, &chunk(0)).unwrap();
             s.declare(&r, [8; 16], &ALICE, spec3(), 0).unwrap();
         }
         let manifest = fdir.join(MANIFEST_FILE);
@@ -1281,8 +1580,14 @@ mod tests {
                 bytes: 1,
             },
             0,
+            1,
         );
         assert!(decode_manifest(&forged).is_none());
+        // And so is one with a slot too small for its bytes, or none.
+        for slot in [0, 4999] {
+            let small = encode_manifest(&ALICE, &spec3(), 0, slot);
+            assert!(decode_manifest(&small).is_none(), "{slot}");
+        }
     }
 
     #[test]
@@ -1296,7 +1601,7 @@ mod tests {
         for name in ["a..b", "x.", "a-_.9"] {
             let r = room(name);
             s.declare(&r, [0x2e; 16], &ALICE, spec3(), 0).unwrap();
-            s.put(&r, [0x2e; 16], &ALICE, 0, &chunk(0)).unwrap();
+            put(&s, &r, [0x2e; 16], &ALICE, 0, &chunk(0)).unwrap();
         }
         let root = dir.path().join(BLOBS_DIR);
         let rooms = read_dir(&root).unwrap();
@@ -1323,14 +1628,15 @@ mod tests {
         let s = open(dir.path());
         let r = room("lobby");
         s.declare(&r, ID, &ALICE, spec3(), 0).unwrap();
-        s.put(&r, ID, &ALICE, 0, &chunk(0)).unwrap();
+        put(&s, &r, ID, &ALICE, 0, &chunk(0)).unwrap();
         let fdir = file_dir(dir.path(), &r, ID);
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir.path().join(BLOBS_DIR)), 0o700);
         assert_eq!(mode(fdir.parent().unwrap()), 0o700);
         assert_eq!(mode(&fdir), 0o700);
         assert_eq!(mode(&fdir.join(MANIFEST_FILE)), 0o600);
-        assert_eq!(mode(&fdir.join("0")), 0o600);
+        assert_eq!(mode(&fdir.join(DATA_FILE)), 0o600);
+        assert_eq!(mode(&fdir.join(HELD_FILE)), 0o600);
         // A blob folder open to others is refused, naming the fix.
         drop(s);
         let root = dir.path().join(BLOBS_DIR);
@@ -1390,9 +1696,14 @@ mod tests {
         let s = open(dir.path());
         let r = room("lobby");
         s.declare(&r, ID, &ALICE, spec3(), 0).unwrap();
-        s.put(&r, ID, &ALICE, 0, &chunk(0)).unwrap();
-        let path = file_dir(dir.path(), &r, ID).join("0");
-        fs::write(&path, vec![0; 10 * CHUNK]).unwrap();
+        put(&s, &r, ID, &ALICE, 0, &chunk(0)).unwrap();
+        let path = file_dir(dir.path(), &r, ID).join(DATA_FILE);
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(100)
+            .unwrap();
         match s.get(&r, ID, 0) {
             Err(BlobError::Io(msg)) => assert!(msg.contains(&path.display().to_string())),
             other => panic!("{other:?}"),
@@ -1419,10 +1730,10 @@ mod tests {
             for i in 0..8u32 {
                 let (s, r) = (&s, &r);
                 t.spawn(move || {
-                    s.put(r, [1; 16], &ALICE, i, &chunk(i)).unwrap();
-                    s.put(r, [2; 16], &BOB, i, &chunk(i)).unwrap();
+                    put(s, r, [1; 16], &ALICE, i, &chunk(i)).unwrap();
+                    put(s, r, [2; 16], &BOB, i, &chunk(i)).unwrap();
                     // Racing re-puts of one chunk are accounted once.
-                    s.put(r, [1; 16], &ALICE, 0, &chunk(0)).unwrap();
+                    put(s, r, [1; 16], &ALICE, 0, &chunk(0)).unwrap();
                 });
             }
         });
@@ -1431,12 +1742,149 @@ mod tests {
     }
 
     #[test]
-    fn names_parse_strictly() {
-        assert_eq!(parse_index("0"), Some(0));
-        assert_eq!(parse_index("4294967295"), Some(u32::MAX));
-        for bad in ["", "01", "+1", "-1", "4294967296", "1.tmp", " 1"] {
-            assert_eq!(parse_index(bad), None, "{bad}");
+    fn a_written_chunk_is_served_only_once_a_commit_made_it_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let r = room("lobby");
+        s.declare(&r, ID, &ALICE, spec3(), 0).unwrap();
+        assert_eq!(s.put(&r, ID, &ALICE, 0, &chunk(0)), Ok(Put::Written));
+        assert_eq!(s.put(&r, ID, &ALICE, 1, &chunk(1)), Ok(Put::Written));
+        assert_eq!(s.get(&r, ID, 0), Err(BlobError::Missing { index: 0 }));
+        assert!(s.status(&r, ID).unwrap().have.is_empty());
+        // One commit makes both durable, and says which of those asked are.
+        assert_eq!(s.commit(&r, ID, &[0, 1, 2]).unwrap(), vec![0, 1]);
+        assert_eq!(s.get(&r, ID, 1).unwrap(), chunk(1));
+        assert_eq!(s.status(&r, ID).unwrap().have, vec![0, 1]);
+        // A commit with nothing written only reports.
+        assert_eq!(s.commit(&r, ID, &[1]).unwrap(), vec![1]);
+        assert_eq!(
+            fs::read(file_dir(dir.path(), &r, ID).join(HELD_FILE))
+                .unwrap()
+                .len(),
+            2 * HELD_RECORD
+        );
+    }
+
+    #[test]
+    fn a_crash_before_the_commit_loses_only_chunks_never_reported_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = room("lobby");
+        {
+            let s = open(dir.path());
+            s.declare(&r, ID, &ALICE, spec3(), 0).unwrap();
+            put(&s, &r, ID, &ALICE, 0, &chunk(0)).unwrap();
+            // Written, never committed: the relay "crashes" here.
+            s.put(&r, ID, &ALICE, 1, &chunk(1)).unwrap();
         }
+        let s = open(dir.path());
+        let st = s.declare(&r, ID, &ALICE, spec3(), 0).unwrap();
+        assert_eq!(st.have, vec![0], "only the committed chunk is held");
+        assert_eq!(s.get(&r, ID, 1), Err(BlobError::Missing { index: 1 }));
+        assert_eq!(s.used_by(&ALICE), spec3().bytes);
+        // The resume uploads it again and the file completes.
+        put(&s, &r, ID, &ALICE, 1, &chunk(1)).unwrap();
+        assert!(put(&s, &r, ID, &ALICE, 2, &chunk(2)).unwrap().complete);
+        assert_eq!(s.get(&r, ID, 1).unwrap(), chunk(1));
+    }
+
+    #[test]
+    fn a_torn_record_or_a_truncated_slot_after_a_crash_is_missing_and_uploaded_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = room("lobby");
+        let fdir = file_dir(dir.path(), &r, ID);
+        {
+            let s = open(dir.path());
+            s.declare(&r, ID, &ALICE, spec3(), 0).unwrap();
+            put(&s, &r, ID, &ALICE, 0, &chunk(0)).unwrap();
+            put(&s, &r, ID, &ALICE, 2, &chunk(2)).unwrap();
+        }
+        // The crash: half of chunk 1's record reached the log, and the data
+        // file lost the end of chunk 2's slot (a disk that lied about a sync).
+        let log = fdir.join(HELD_FILE);
+        let mut records = fs::read(&log).unwrap();
+        records.extend_from_slice(&encode_held(1, 5000)[..9]);
+        fs::write(&log, &records).unwrap();
+        let data = fdir.join(DATA_FILE);
+        let slot = spec3().bytes; // a file smaller than a chunk limit: one slot is all of it
+        let len = fs::metadata(&data).unwrap().len();
+        assert_eq!(len, 2 * slot + CHUNK as u64);
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&data)
+            .unwrap()
+            .set_len(len - 1)
+            .unwrap();
+        let s = open(dir.path());
+        let st = s.declare(&r, ID, &ALICE, spec3(), 0).unwrap();
+        assert_eq!(
+            st.have,
+            vec![0],
+            "neither the torn record nor the cut slot is held"
+        );
+        assert_eq!(s.get(&r, ID, 2), Err(BlobError::Missing { index: 2 }));
+        assert_eq!(fs::read(&log).unwrap(), encode_held(0, 5000));
+        // Uploaded again, both are held, and survive another restart.
+        put(&s, &r, ID, &ALICE, 1, &chunk(1)).unwrap();
+        put(&s, &r, ID, &ALICE, 2, &chunk(2)).unwrap();
+        drop(s);
+        let s = open(dir.path());
+        assert!(s.status(&r, ID).unwrap().complete);
+        for i in 0..3 {
+            assert_eq!(s.get(&r, ID, i).unwrap(), chunk(i));
+        }
+        // No truncation or flipped byte of a record decodes.
+        let good = encode_held(7, 5000);
+        assert_eq!(decode_held(&good), Some((7, 5000)));
+        for n in 0..HELD_RECORD {
+            assert!(decode_held(&good[..n]).is_none());
+        }
+        for i in 0..HELD_RECORD {
+            let mut b = good;
+            b[i] ^= 1;
+            assert!(decode_held(&b).is_none(), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn a_range_is_read_in_order_and_refused_past_what_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let r = room("lobby");
+        s.declare(&r, ID, &ALICE, spec3(), 0).unwrap();
+        put(&s, &r, ID, &ALICE, 0, &chunk(0)).unwrap();
+        put(&s, &r, ID, &ALICE, 1, &chunk(1)).unwrap();
+        assert_eq!(s.get_range(&r, ID, 0, 2).unwrap(), vec![chunk(0), chunk(1)]);
+        assert_eq!(
+            s.get_range(&r, ID, 1, 2),
+            Err(BlobError::Missing { index: 2 })
+        );
+        for (first, count) in [(0, 0), (2, 2), (u32::MAX, 2), (0, u32::MAX)] {
+            assert_eq!(
+                s.get_range(&r, ID, first, count),
+                Err(BlobError::BadChunk { index: first }),
+                "{first} {count}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_old_layout_folder_is_removed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = room("lobby");
+        let fdir = file_dir(dir.path(), &r, ID);
+        drop(open(dir.path()));
+        fs::create_dir_all(&fdir).unwrap();
+        let mut old = OLD_MANIFEST_MAGIC.to_vec();
+        old.resize(76, 0);
+        fs::write(fdir.join(MANIFEST_FILE), old).unwrap();
+        fs::write(fdir.join("0"), b"x").unwrap();
+        let s = open(dir.path());
+        assert!(!fdir.exists());
+        assert_eq!(s.status(&r, ID), Err(BlobError::Unknown));
+    }
+
+    #[test]
+    fn names_parse_strictly() {
         assert_eq!(unhex16(&hex(&[0xab; 16])), Some([0xab; 16]));
         assert_eq!(unhex16(&"AB".repeat(16)), None);
         assert_eq!(unhex16(&"ab".repeat(15)), None);

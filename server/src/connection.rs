@@ -17,6 +17,7 @@
 //! `keepalive.rs`), not by a timer per connection: the reader only notes
 //! when it last heard from its client.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -281,6 +282,7 @@ async fn establish(
         peer,
         rooms: JoinedRooms::default(),
         last_checkpoint: None,
+        acks: Arc::default(),
         rd,
         fb,
         opener,
@@ -298,6 +300,11 @@ struct Connection {
     /// When this connection last had a checkpoint signed on request: each
     /// costs an RSA signature from the pool handshakes use.
     last_checkpoint: Option<Instant>,
+    /// Chunks this connection wrote to the blob store and has not yet
+    /// acknowledged, per (room, file): a commit makes them durable and
+    /// sends their `FileStored`, off the reader, so chat on the link never
+    /// waits behind an fsync.
+    acks: Arc<std::sync::Mutex<OwedAcks>>,
     rd: OwnedReadHalf,
     fb: FrameBuffer,
     opener: RecordOpener,
@@ -419,6 +426,9 @@ impl Connection {
                             }
                         }
                     }
+                    // Everything read so far is handled: what it wrote is
+                    // made durable as one group.
+                    self.commit_written();
                     if self.fb.buffered() == 0 {
                         self.fb.release_if_empty();
                         self.opener.release_memory();
@@ -497,7 +507,7 @@ impl Connection {
                 self.file_op(room, file, move |store, room| {
                     store
                         .declare(room, file, &owner, spec, now)
-                        .map(|s| status_msg(room, file, s))
+                        .map(|s| vec![status_msg(room, file, s)])
                 })
                 .await;
             }
@@ -508,27 +518,62 @@ impl Connection {
                 data,
             } => {
                 let owner = self.peer.fingerprint;
+                let acks = self.rooms.contains(&room).then(|| self.acks.clone());
                 self.file_op(room, file, move |store, room| {
-                    store
-                        .put(room, file, &owner, index, &data)
-                        .map(|_| RelayMsg::FileStored {
+                    match store.put(room, file, &owner, index, &data)? {
+                        crate::blobs::Put::Held => Ok(vec![RelayMsg::FileStored {
                             room: room.clone(),
                             file,
                             index,
-                        })
+                        }]),
+                        crate::blobs::Put::Written => {
+                            // Acknowledged once a commit made it durable.
+                            if let Some(acks) = acks {
+                                lock_acks(&acks)
+                                    .owed
+                                    .entry((room.clone(), file))
+                                    .or_default()
+                                    .push(index);
+                            }
+                            Ok(Vec::new())
+                        }
+                    }
                 })
                 .await;
             }
             ClientMsg::FileGet { room, file, index } => {
                 self.file_op(room, file, move |store, room| {
-                    store
-                        .get(room, file, index)
-                        .map(|data| RelayMsg::FileChunk {
+                    store.get(room, file, index).map(|data| {
+                        vec![RelayMsg::FileChunk {
+                            room: room.clone(),
+                            file,
+                            index,
+                            data,
+                        }]
+                    })
+                })
+                .await;
+            }
+            ClientMsg::FileGetRange {
+                room,
+                file,
+                first,
+                count,
+            } => {
+                self.file_op(room, file, move |store, room| {
+                    if count > hush_proto::msg::MAX_FILE_RANGE {
+                        return Err(crate::blobs::BlobError::BadChunk { index: first });
+                    }
+                    let chunks = store.get_range(room, file, first, count)?;
+                    Ok((first..)
+                        .zip(chunks)
+                        .map(|(index, data)| RelayMsg::FileChunk {
                             room: room.clone(),
                             file,
                             index,
                             data,
                         })
+                        .collect())
                 })
                 .await;
             }
@@ -547,7 +592,9 @@ impl Connection {
             ClientMsg::CodeClose { number } => self.shared.codes.close(&self.peer, number),
             ClientMsg::FileQuery { room, file } => {
                 self.file_op(room, file, move |store, room| {
-                    store.status(room, file).map(|s| status_msg(room, file, s))
+                    store
+                        .status(room, file)
+                        .map(|s| vec![status_msg(room, file, s)])
                 })
                 .await;
             }
@@ -555,9 +602,11 @@ impl Connection {
     }
 
     /// A file request on a joined room, run on the blocking pool (the
-    /// store writes and fsyncs); its answer, or a `FileRefused`, goes
-    /// back. The connection reads nothing else meanwhile, so a client
-    /// uploading fast is paced by the disk through TCP.
+    /// store reads and writes; a put does not wait for an fsync, see
+    /// [`Connection::commit_written`]); its answers, or a `FileRefused`,
+    /// go back. The connection reads nothing else meanwhile, so chat waits
+    /// behind at most the page-cache write of each chunk queued ahead of
+    /// it, or the read of one range.
     async fn file_op(
         &mut self,
         room: RoomName,
@@ -565,7 +614,7 @@ impl Connection {
         op: impl FnOnce(
             &crate::blobs::BlobStore,
             &RoomName,
-        ) -> Result<RelayMsg, crate::blobs::BlobError>
+        ) -> Result<Vec<RelayMsg>, crate::blobs::BlobError>
         + Send
         + 'static,
     ) {
@@ -587,14 +636,16 @@ impl Connection {
             return;
         };
         match result {
-            Ok(msg) => {
+            Ok(msgs) => {
                 let m = crate::metrics::metrics();
-                match msg {
-                    RelayMsg::FileStored { .. } => m.file_chunks_stored.inc(),
-                    RelayMsg::FileChunk { .. } => m.file_chunks_served.inc(),
-                    _ => 0,
-                };
-                self.send(&msg);
+                for msg in &msgs {
+                    match msg {
+                        RelayMsg::FileStored { .. } => m.file_chunks_stored.inc(),
+                        RelayMsg::FileChunk { .. } => m.file_chunks_served.inc(),
+                        _ => 0,
+                    };
+                    self.send(msg);
+                }
             }
             Err(e) => {
                 if let crate::blobs::BlobError::Io(why) = &e {
@@ -607,6 +658,73 @@ impl Connection {
                 });
             }
         }
+    }
+
+    /// Starts committing what this connection wrote and has not
+    /// acknowledged, unless its commit task is under way (it takes the new
+    /// chunks up when it is done): group commit, so one fdatasync pair per
+    /// file covers every chunk that arrived while the previous one ran.
+    /// One task per connection, on the blocking pool, going through the
+    /// files it owes in turn and sending their `FileStored`s itself; the
+    /// reader goes on.
+    fn commit_written(&mut self) {
+        {
+            let mut a = lock_acks(&self.acks);
+            if a.running || a.owed.is_empty() {
+                return;
+            }
+            a.running = true;
+        }
+        let (store, peer, acks) = (
+            self.shared.blobs.clone(),
+            self.peer.clone(),
+            self.acks.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            loop {
+                let owed = {
+                    let mut a = lock_acks(&acks);
+                    if a.owed.is_empty() {
+                        a.running = false;
+                        return;
+                    }
+                    std::mem::take(&mut a.owed)
+                };
+                for ((room, file), mut indices) in owed {
+                    // A chunk sent twice before its commit is acknowledged once.
+                    indices.sort_unstable();
+                    indices.dedup();
+                    let answers = match store.commit(&room, file, &indices) {
+                        Ok(held) => {
+                            let m = crate::metrics::metrics();
+                            held.into_iter()
+                                .map(|index| {
+                                    m.file_chunks_stored.inc();
+                                    RelayMsg::FileStored {
+                                        room: room.clone(),
+                                        file,
+                                        index,
+                                    }
+                                })
+                                .collect()
+                        }
+                        Err(e) => {
+                            if let crate::blobs::BlobError::Io(why) = &e {
+                                tracing::warn!(error = %why, "file store");
+                            }
+                            vec![RelayMsg::FileRefused {
+                                room: room.clone(),
+                                file,
+                                reason: refusal(&e),
+                            }]
+                        }
+                    };
+                    for msg in &answers {
+                        peer.deliver(encode(msg).into());
+                    }
+                }
+            }
+        });
     }
 
     /// Over the rate: wait for a token instead of reading on, so TCP pushes
@@ -822,6 +940,22 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut sealer: RecordSealer, outbox: Ar
     }
     outbox.close();
     let _ = tokio::time::timeout(CLOSING_GRACE, wr.shutdown()).await;
+}
+
+/// Chunks a connection wrote and has not acknowledged, per (room, file),
+/// and whether its commit task is taking them. Bounded by what the client
+/// sent: four bytes per chunk message written (32 KiB), until the next
+/// commit takes them.
+#[derive(Default)]
+struct OwedAcks {
+    owed: BTreeMap<(RoomName, [u8; 16]), Vec<u32>>,
+    running: bool,
+}
+
+fn lock_acks(m: &std::sync::Mutex<OwedAcks>) -> std::sync::MutexGuard<'_, OwedAcks> {
+    // Only a push or a take happens under it: nothing can leave it
+    // half-updated, so a poisoned lock is still sound.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A store status as the wire's `FileStatus`.

@@ -1385,3 +1385,103 @@ async fn files_are_stored_for_their_declarer_served_to_the_room_and_survive_a_re
     assert!(matches!(a.next().await, RelayMsg::FileChunk { ref data, .. } if *data == chunk(2)));
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_of_chunks_is_acknowledged_once_synced_chat_goes_on_and_ranges_come_in_order() {
+    use hush_proto::FileRefusal;
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path(), Limits::default()).await;
+    let mut a = Client::connect(&relay, alice()).await;
+    a.join("lobby").await;
+    let file = [9u8; 16];
+    let chunk = |i: u32| vec![u8::try_from(i % 251).unwrap(); 32 * 1024 + 16];
+    let total = 200u32;
+    a.send(ClientMsg::FileDeclare {
+        room: room("lobby"),
+        file,
+        chunks: total,
+        bytes: u64::from(total) * (32 * 1024 + 16),
+    })
+    .await;
+    assert!(matches!(a.next().await, RelayMsg::FileStatus { .. }));
+    // The whole file at once, without waiting, with a chat message in the
+    // middle: every chunk is acknowledged exactly once, and the message
+    // is sequenced and delivered as usual.
+    let mut msgs: Vec<ClientMsg> = (0..total)
+        .map(|index| ClientMsg::FilePut {
+            room: room("lobby"),
+            file,
+            index,
+            data: chunk(index),
+        })
+        .collect();
+    msgs.insert(
+        100,
+        ClientMsg::Publish {
+            request: 1,
+            event: event(&alice(), "lobby", EventKind::Message, 0, b"still here"),
+        },
+    );
+    for m in &msgs {
+        a.conn.writer.send(m).await.unwrap();
+    }
+    let mut stored = vec![false; total as usize];
+    let mut chat = false;
+    while !chat || stored.iter().any(|s| !s) {
+        match a.next().await {
+            RelayMsg::FileStored { index, .. } => {
+                assert!(!stored[index as usize], "chunk {index} acknowledged twice");
+                stored[index as usize] = true;
+            }
+            RelayMsg::Event(e) => {
+                assert_eq!(e.event.body, b"still here");
+                chat = true;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // A held chunk sent again is acknowledged at once, and not rewritten.
+    a.send(ClientMsg::FilePut {
+        room: room("lobby"),
+        file,
+        index: 3,
+        data: vec![0xee; 100],
+    })
+    .await;
+    assert!(matches!(
+        a.next().await,
+        RelayMsg::FileStored { index: 3, .. }
+    ));
+    // A range comes back in order; one too long is refused, and nothing sent.
+    a.send(ClientMsg::FileGetRange {
+        room: room("lobby"),
+        file,
+        first: 2,
+        count: hush_proto::msg::MAX_FILE_RANGE,
+    })
+    .await;
+    for index in 2..2 + hush_proto::msg::MAX_FILE_RANGE {
+        match a.next().await {
+            RelayMsg::FileChunk { index: i, data, .. } => {
+                assert_eq!(i, index);
+                assert!(data == chunk(index), "chunk {index}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    a.send(ClientMsg::FileGetRange {
+        room: room("lobby"),
+        file,
+        first: 0,
+        count: hush_proto::msg::MAX_FILE_RANGE + 1,
+    })
+    .await;
+    assert!(matches!(
+        a.next().await,
+        RelayMsg::FileRefused {
+            reason: FileRefusal::BadChunk { index: 0 },
+            ..
+        }
+    ));
+    relay.shutdown().await;
+}

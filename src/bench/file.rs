@@ -4,17 +4,22 @@
 //! ```text
 //!   seal only     ── the file's chunks sealed and opened in memory (one core)
 //!   loopback copy ── the same bytes through a 127.0.0.1 TCP socket, raw
-//!   upload        ── FileDeclare, then FilePut × chunks (WINDOW in flight),
-//!                    each sealed as the client seals it, until every
-//!                    FileStored is back (the relay fsyncs each chunk)
-//!   download      ── FileGet × chunks (WINDOW in flight), each opened and
-//!                    unpadded, until the last is in
+//!   disk sync     ── the same bytes written to a file in the relay's
+//!                    temporary folder and fdatasynced every 8 MiB: what
+//!                    durable storage allows here
+//!   upload        ── FileDeclare, then FilePut × chunks (UPLOAD_WINDOW
+//!                    unacknowledged), each sealed as the client seals it,
+//!                    until every FileStored is back (the relay syncs the
+//!                    chunks that arrived together, then acknowledges them)
+//!   download      ── FileGetRange × ranges (DOWNLOAD_WINDOW chunks asked),
+//!                    each chunk opened and unpadded, until the last is in
 //! ```
 //!
 //! The relay is a child `hush server`, as for the other workloads; the
 //! client is this process, speaking the link protocol with the same
-//! sealing code (`hush_crypto::file`) and window (`files::WINDOW`) the
-//! client uses.
+//! sealing code (`hush_crypto::file`) and windows (`files::UPLOAD_WINDOW`,
+//! `DOWNLOAD_WINDOW`, `DOWNLOAD_RANGE`) the client uses. The flags change
+//! the windows, for the A/B runs of docs/PERFORMANCE.md.
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +41,15 @@ pub(crate) struct FileArgs {
     /// The file's size (e.g. 100MiB).
     #[arg(long, default_value = "100MiB", value_parser = parse_size)]
     size: u64,
+    /// Chunks of the upload sent and not yet acknowledged.
+    #[arg(long, default_value_t = hush_client::files::UPLOAD_WINDOW)]
+    upload_window: u32,
+    /// Chunks of the download asked for and not yet received.
+    #[arg(long, default_value_t = hush_client::files::DOWNLOAD_WINDOW)]
+    download_window: u32,
+    /// Chunks per range request; 0 asks with one FileGet per chunk.
+    #[arg(long, default_value_t = hush_client::files::DOWNLOAD_RANGE)]
+    range: u32,
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
@@ -55,6 +69,15 @@ fn mib_s(bytes: u64, took: Duration) -> f64 {
 pub(crate) fn file(a: &FileArgs) -> Result<()> {
     if a.size == 0 || a.size > hush_crypto::file::MAX_FILE_BYTES {
         bail!("--size must be between 1 byte and 4 GiB");
+    }
+    if a.upload_window == 0 || a.download_window == 0 {
+        bail!("--upload-window and --download-window must be at least 1");
+    }
+    if a.range > hush_proto::msg::MAX_FILE_RANGE || a.range > a.download_window {
+        bail!(
+            "--range must be at most {} and at most --download-window",
+            hush_proto::msg::MAX_FILE_RANGE
+        );
     }
     let (identity, key_path) = bench_identity()?;
     let limit = format!("{}", a.size.saturating_mul(2));
@@ -82,16 +105,28 @@ pub(crate) fn file(a: &FileArgs) -> Result<()> {
             what: "raw loopback TCP copy",
             mib_s: mib_s(size, loopback_copy(&data).await?),
         });
+        rates.push(Rate {
+            what: "disk write, fdatasync / 8 MiB",
+            mib_s: mib_s(size, disk_sync(&data)?),
+        });
         let room = RoomName::new("bench-files").context("room name")?;
         let mut c = join(&relay.addr, &identity, &room, hush_proto::DEFAULT_MAX_FRAME).await?;
         let key = FileKey::random();
         let id = FileId::random();
-        let up = upload(&mut c, &room, &key, &id, &data).await?;
+        let up = upload(&mut c, &room, &key, &id, &data, a.upload_window).await?;
         rates.push(Rate {
             what: "upload through the relay",
             mib_s: mib_s(size, up),
         });
-        let down = download(&mut c, &room, &key, &id, &data).await?;
+        let down = download(
+            &mut c,
+            &room,
+            &key,
+            &id,
+            &data,
+            (a.download_window, a.range),
+        )
+        .await?;
         rates.push(Rate {
             what: "download through the relay",
             mib_s: mib_s(size, down),
@@ -111,9 +146,12 @@ pub(crate) fn file(a: &FileArgs) -> Result<()> {
         );
     } else {
         println!(
-            "file of {} in {} chunks of 32 KiB:",
+            "file of {} in {} chunks of 32 KiB (upload window {}, download window {}, range {}):",
             hush_client::display::human_size(size),
-            chunk_count(padded_len(size))
+            chunk_count(padded_len(size)),
+            a.upload_window,
+            a.download_window,
+            a.range
         );
         for r in &rates {
             println!("  {:<32} {:>9.1} MiB/s", r.what, r.mib_s);
@@ -178,13 +216,32 @@ async fn loopback_copy(data: &[u8]) -> Result<Duration> {
     Ok(start.elapsed())
 }
 
-/// Declares and uploads every chunk, `WINDOW` in flight.
+/// The bytes written to a file beside the relay's data (the system
+/// temporary folder), fdatasynced every 8 MiB and at the end.
+fn disk_sync(data: &[u8]) -> Result<Duration> {
+    use std::io::Write;
+    let path = std::env::temp_dir().join(format!("hush-bench-sync-{}", std::process::id()));
+    let mut f = std::fs::File::create(&path).with_context(|| format!("{}", path.display()))?;
+    let start = Instant::now();
+    let written = data.chunks(8 << 20).try_for_each(|group| {
+        f.write_all(group)?;
+        f.sync_data()
+    });
+    let took = start.elapsed();
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    written?;
+    Ok(took)
+}
+
+/// Declares and uploads every chunk, `window` unacknowledged.
 async fn upload(
     c: &mut hush_client::link::Connection,
     room: &RoomName,
     key: &FileKey,
     id: &FileId,
     data: &[u8],
+    window: u32,
 ) -> Result<Duration> {
     let size = data.len() as u64;
     let padded = padded_len(size);
@@ -201,7 +258,7 @@ async fn upload(
     wait_for(c, |m| matches!(m, RelayMsg::FileStatus { .. })).await?;
     let (mut next, mut stored) = (0u32, 0u32);
     while stored < total {
-        while next < total && next - stored < hush_client::files::WINDOW {
+        while next < total && next - stored < window {
             let r = chunk_range(size, next);
             let plain = padded_chunk(slice(data, &r), padded, next)?;
             let sealed = seal_chunk(key, id, next, total, &plain)?;
@@ -221,28 +278,45 @@ async fn upload(
     Ok(start.elapsed())
 }
 
-/// Fetches, opens and checks every chunk, `WINDOW` in flight.
+/// Fetches, opens and checks every chunk, `window` asked for at once, in
+/// ranges of `range` chunks (0: a `FileGet` each).
 async fn download(
     c: &mut hush_client::link::Connection,
     room: &RoomName,
     key: &FileKey,
     id: &FileId,
     data: &[u8],
+    (window, range): (u32, u32),
 ) -> Result<Duration> {
     let size = data.len() as u64;
     let total = chunk_count(padded_len(size));
     let start = Instant::now();
     let (mut next, mut got) = (0u32, 0u32);
     while got < total {
-        while next < total && next - got < hush_client::files::WINDOW {
-            c.writer
-                .send(&ClientMsg::FileGet {
+        let mut asks = Vec::new();
+        loop {
+            let count = (total - next).min(range.max(1));
+            if count == 0 || next - got + count > window {
+                break;
+            }
+            asks.push(if range == 0 {
+                ClientMsg::FileGet {
                     room: room.clone(),
                     file: id.0,
                     index: next,
-                })
-                .await?;
-            next += 1;
+                }
+            } else {
+                ClientMsg::FileGetRange {
+                    room: room.clone(),
+                    file: id.0,
+                    first: next,
+                    count,
+                }
+            });
+            next += count;
+        }
+        if !asks.is_empty() {
+            c.writer.send_all(&asks).await?;
         }
         let msg = wait_for(c, |m| matches!(m, RelayMsg::FileChunk { .. })).await?;
         if let RelayMsg::FileChunk {
