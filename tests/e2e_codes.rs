@@ -185,6 +185,10 @@ fn codes_work_in_direct_mode_too() {
     assert_eq!(accepted["relay"], alice_fp.as_str());
     assert_eq!(accepted["inviter"], alice_fp.as_str());
     bob.wait_json("joined", |v| v["room"] == "us");
+    // Listener first, connector second: the connector pinned the
+    // listener's own key, learned from the code.
+    let pins = std::fs::read_to_string(bob.data.path().join("known_relays")).unwrap();
+    assert_eq!(pins.trim(), format!("{addr} {alice_fp}"), "{pins}");
     alice.say("no server, one code");
     bob.wait_json("message", |v| v["text"] == "no server, one code");
 }

@@ -24,6 +24,9 @@ fn two_people_talk_with_no_server_one_waiting_one_connecting() {
     });
     assert!(direct.contains(&alice_fp), "{direct}");
     bob.wait_for("bob joined", |l| l.contains("joined #us"));
+    // bob's pin for alice's address is alice's own key.
+    let pins = std::fs::read_to_string(bob.data.path().join("known_relays")).unwrap();
+    assert_eq!(pins.trim(), format!("{addr} {alice_fp}"), "{pins}");
     alice.say("hi bob, no server between us");
     bob.wait_for("alice's line", |l| {
         l.ends_with(": hi bob, no server between us")
