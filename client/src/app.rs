@@ -1025,6 +1025,9 @@ async fn redeem_code<W: Write>(
     let inviter = &redeemed.inviter;
     let fp = inviter.key.fingerprint();
     if redeemed.pinned_now {
+        if let Some(tui) = &mut screen.tui {
+            tui.pinned_now();
+        }
         screen.notice(None, format!(
             "first contact with {}: pinned its key {} (confirmed by the code: it is the relay your inviter uses)",
             config.server, redeemed.relay
