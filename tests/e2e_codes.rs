@@ -192,3 +192,36 @@ fn codes_work_in_direct_mode_too() {
     alice.say("no server, one code");
     bob.wait_json("message", |v| v["text"] == "no server, one code");
 }
+
+#[test]
+fn a_code_proves_a_key_not_a_name_so_a_verified_name_is_not_handed_out() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path(), 0, &[]);
+    let (mut alice, code) = alice_with_code(&relay, "club");
+    // carol comes in by a code: verified under her name.
+    let mut carol = ClientProcess::start(&relay.addr, "carol", "", true, &["--code", &code]);
+    carol.wait_json("code_accepted", |_| true);
+    alice.wait_json("code_used", |_| true);
+    // mallory, given a code of her own, calls herself carol.
+    alice.say("/code");
+    let second = alice.wait_json("code_issued", |v| v["code"] != code.as_str());
+    let second = second["code"].as_str().unwrap().to_owned();
+    let mut mallory = ClientProcess::start(
+        &relay.addr,
+        "mallory",
+        "",
+        true,
+        &["--code", &second, "--nick", "carol"],
+    );
+    mallory.wait_json("code_accepted", |_| true);
+    let refused = alice.wait_json("error", |v| {
+        v["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("NOT marked verified"))
+    });
+    let mallory_fp = example_identity("mallory").fingerprint().to_string();
+    assert!(
+        refused["text"].as_str().unwrap().contains(&mallory_fp),
+        "{refused}"
+    );
+}

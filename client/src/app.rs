@@ -96,6 +96,10 @@ pub struct ClientConfig {
     pub expect: Option<Fingerprint>,
     /// Notices to show at start (direct mode says how others connect).
     pub greeting: Vec<String>,
+    /// How others name this client's relay in a command they run, when
+    /// `server` is not it (direct mode: `YOUR-ADDRESS:PORT`, not the
+    /// loopback address this client itself uses).
+    pub reachable_as: Option<String>,
     /// `--code`: run this invitation code's exchange first, then open the
     /// room it names.
     pub code: Option<hush_proto::code::Code>,
@@ -1018,6 +1022,7 @@ async fn redeem_code<W: Write>(
         &config.nick,
         config.max_frame,
         &config.known_relays,
+        config.expect,
         code,
     )
     .await
@@ -1052,11 +1057,11 @@ async fn redeem_code<W: Write>(
         },
         Some(object.to_string()),
     )?;
-    screen.mark_verified(
+    mark_by_code(
+        screen,
         Some(&redeemed.room),
         fp,
-        &crate::display::sanitize(&inviter.nick),
-        crate::contacts::VerifiedBy::Code,
+        &code_name(&inviter.nick, &fp),
     )?;
     config.rooms.retain(|r| *r != redeemed.room);
     config.rooms.insert(0, redeemed.room);
@@ -1581,7 +1586,7 @@ fn code_event<W: Write>(
             let minutes = valid_for.as_secs().div_ceil(60);
             let text = format!(
                 "invitation code for #{room}: {code}  (valid {minutes} min, for one person and one try). Read it to them; they run: hush client --server {} --key THEIR-KEY.pem --code {code}",
-                config.server
+                config.reachable_as.as_deref().unwrap_or(&config.server)
             );
             let object = serde_json::json!({
                 "type": "code_issued",
@@ -1597,9 +1602,10 @@ fn code_event<W: Write>(
             invitee,
         } => {
             let fp = invitee.key.fingerprint();
-            let nick = crate::display::sanitize(&invitee.nick);
+            let nick = code_name(&invitee.nick, &fp);
             let mut actions = Vec::new();
             let mut invited = false;
+            let open_here = rooms.get(&room).is_some();
             if let Some(r) = rooms.get(&room) {
                 let invite_only = r.room.settings().is_some_and(|s| s.invite_only);
                 if invite_only {
@@ -1616,8 +1622,12 @@ fn code_event<W: Write>(
                 "code {code} used by {nick} ({fp}): the code proved their key{}",
                 if invited {
                     format!("; invited them to #{room}")
-                } else {
+                } else if open_here {
                     format!("; #{room} admits them when they ask")
+                } else {
+                    format!(
+                        "; but #{room} is not open here, so nobody invited them: /join {room}, then /invite {fp}"
+                    )
                 }
             );
             mark = Some((fp, nick.clone()));
@@ -1648,9 +1658,41 @@ fn code_event<W: Write>(
         Some(object.to_string()),
     )?;
     if let Some((fp, nick)) = mark {
-        screen.mark_verified(room.as_ref(), fp, &nick, crate::contacts::VerifiedBy::Code)?;
+        mark_by_code(screen, room.as_ref(), fp, &nick)?;
     }
     Ok(actions)
+}
+
+/// The name a code's other side gave, as a name may be (else their short
+/// id): chosen by them, so only shown and recorded, never trusted.
+fn code_name(given: &str, fp: &Fingerprint) -> String {
+    match hush_room::check_nick(given) {
+        Ok(nick) => crate::display::sanitize(&nick),
+        Err(_) => fp.short_id(),
+    }
+}
+
+/// Marks the key a code proved as verified under the name its holder
+/// gave, unless that name is a verified contact's with another key: a
+/// code proves a key, not a name, so it must not make someone pass for a
+/// person already verified.
+fn mark_by_code<W: Write>(
+    screen: &mut Screen<W>,
+    room: Option<&RoomName>,
+    fp: Fingerprint,
+    nick: &str,
+) -> Result<(), ClientError> {
+    if let Some(v) = screen.contacts.impostor(nick, &fp) {
+        let text = format!(
+            "{nick} ({fp}) proved the code, but {nick} is the name of {} ({}), whom you verified with another key: this key was NOT marked verified. If it is a new key of the same person, compare safety numbers and /verify it; if not, they are using someone else's name",
+            crate::display::sanitize(&v.nick),
+            v.fingerprint
+        );
+        screen.error(text)?;
+        return Ok(());
+    }
+    screen.mark_verified(room, fp, nick, crate::contacts::VerifiedBy::Code)?;
+    Ok(())
 }
 
 /// Sleeps until `at`, or for ever when there is no `at`.

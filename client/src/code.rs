@@ -188,6 +188,9 @@ fn inviter_failure(code: Code, failure: Failure) -> String {
         Failure::Malformed => format!(
             "code {code}: the other side broke the exchange; nobody was let in, and the code is spent"
         ),
+        Failure::OwnKey => format!(
+            "code {code} was used with your own key: a code is for someone else; it is spent, /code makes a new one"
+        ),
     }
 }
 
@@ -204,7 +207,7 @@ pub fn end_text(reason: CodeEnd) -> &'static str {
         CodeEnd::Expired => "this code expired (a code is valid for 10 minutes): ask for a new one",
         CodeEnd::Closed => "the other side ended the exchange",
         CodeEnd::Gone => {
-            "the other side's connection dropped before the exchange finished: ask for a new code"
+            "the other side's connection dropped, so the code is void: ask for a new one"
         }
         CodeEnd::Full => {
             "the relay holds as many open codes as it allows; wait for one to be used or to expire"
@@ -212,7 +215,9 @@ pub fn end_text(reason: CodeEnd) -> &'static str {
         CodeEnd::TooManyClaims => {
             "you tried more codes than the relay allows per hour; wait, then try again"
         }
-        CodeEnd::TooMuch => "the exchange sent more than a code exchange needs",
+        CodeEnd::TooMuch => {
+            "the other side sent more than a code exchange needs; the code is spent: make or ask for a new one"
+        }
     }
 }
 
@@ -242,10 +247,17 @@ pub async fn redeem(
     nick: &str,
     max_frame: usize,
     pins: &KnownRelays,
+    expect: Option<Fingerprint>,
     code: Code,
 ) -> Result<Redeemed, String> {
     let pinned = pins.pinned(server).map_err(|e| e.to_string())?;
     let mut conn = Connection::connect(server, identity.clone(), max_frame, |relay| {
+        if let Some(e) = expect.filter(|e| *e != relay.fingerprint()) {
+            return Err(format!(
+                "the relay at {server} presents the key {}, not {e} that --expect names: the code was not used; check the address and the fingerprint you were given",
+                relay.fingerprint()
+            ));
+        }
         match pinned.filter(|p| *p != relay.fingerprint()) {
             Some(p) => Err(format!(
                 "the relay at {server} presents the key {}, but {} pins {p}: someone may be intercepting the connection; do not use the code, and confirm the relay's key with its operator",
@@ -350,6 +362,9 @@ fn invitee_failure(code: Code, failure: Failure) -> String {
         ),
         Failure::Malformed => format!(
             "code {code}: the other side broke the exchange; nothing was joined. Ask for a new code"
+        ),
+        Failure::OwnKey => format!(
+            "code {code} was made with the key you used it with: give it to someone else, or use their key"
         ),
     }
 }

@@ -1,4 +1,6 @@
-//! SPAKE2 (RFC 9382, Ed25519 group) for invitation codes: two people who
+//! SPAKE2 (Ed25519 group, as the `spake2` crate and python-spake2 /
+//! magic-wormhole define it; not RFC 9382's variant) for invitation
+//! codes: two people who
 //! know the same short code derive one strong key, through a relay that
 //! sees every message and still cannot test a guess of the code offline.
 //!
@@ -122,6 +124,7 @@ impl Pake {
             seal,
             open,
             transcript,
+            sealed: std::cell::Cell::new(false),
         })
     }
 }
@@ -132,6 +135,8 @@ pub struct CodeKeys {
     seal: SealingKey,
     open: SealingKey,
     transcript: [u8; 32],
+    /// The one box was sealed: a second would reuse nonce 0.
+    sealed: std::cell::Cell<bool>,
 }
 
 impl CodeKeys {
@@ -145,8 +150,12 @@ impl CodeKeys {
     /// Seals our one box (nonce 0: each key seals exactly one message).
     ///
     /// # Errors
+    /// [`CryptoError::NonceExhausted`] for a second box; otherwise
     /// [`CryptoError::Internal`] only if AES-GCM fails.
     pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if self.sealed.replace(true) {
+            return Err(CryptoError::NonceExhausted);
+        }
         let nonce = NonceCounter::new().next_nonce()?;
         self.seal.seal(nonce, &self.transcript, plaintext)
     }
@@ -180,6 +189,13 @@ mod tests {
             b.open(&a.seal(b"from alice").unwrap()).unwrap(),
             b"from alice"
         );
+    }
+
+    #[test]
+    fn each_side_seals_one_box_only() {
+        let (a, _) = run(b"1-a-b", b"1-a-b");
+        assert!(a.seal(b"one").is_ok());
+        assert_eq!(a.seal(b"two"), Err(CryptoError::NonceExhausted));
     }
 
     #[test]

@@ -39,6 +39,16 @@ const OPEN_IN_ALL: usize = 2000;
 /// Claims one identity may make per hour: each spends a code, so a member
 /// cannot spend everyone's codes by claiming numbers in turn.
 const CLAIMS_PER_HOUR: usize = 20;
+/// Mailboxes one identity may open per hour: each number it closes is
+/// reserved for an hour, so an identity opening and closing in a loop
+/// must not reserve them all.
+const OPENS_PER_HOUR: usize = 30;
+/// Identities whose recent claims or opens are remembered; beyond, new
+/// ones are refused until the oldest age out.
+const RATIONED_IDENTITIES: usize = 100_000;
+/// How long a claimed exchange may take to finish (its four steps are
+/// sub-second; a claimer that goes silent must not hold the mailbox).
+const STEP_WINDOW: Duration = Duration::from_secs(120);
 /// Steps each side may post (SPAKE2 message, box, failure).
 const POSTS_PER_SIDE: u8 = 3;
 /// Numbers tried first, so codes stay short.
@@ -60,7 +70,37 @@ struct Inner {
     open: HashMap<u16, Mailbox>,
     spent: HashMap<u16, (CodeEnd, Instant)>,
     claims: HashMap<Fingerprint, VecDeque<Instant>>,
+    opens: HashMap<Fingerprint, VecDeque<Instant>>,
     generation: u64,
+}
+
+/// Takes one of `limit` uses per hour of `who` from `book` at `now`;
+/// false if none is left (or the book is full of other identities).
+fn ration(
+    book: &mut HashMap<Fingerprint, VecDeque<Instant>>,
+    who: Fingerprint,
+    limit: usize,
+    now: Instant,
+) -> bool {
+    let hour = Duration::from_secs(3600);
+    if book.len() >= RATIONED_IDENTITIES && !book.contains_key(&who) {
+        book.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < hour));
+        if book.len() >= RATIONED_IDENTITIES {
+            return false;
+        }
+    }
+    let uses = book.entry(who).or_default();
+    while uses
+        .front()
+        .is_some_and(|at| now.duration_since(*at) >= hour)
+    {
+        uses.pop_front();
+    }
+    if uses.len() >= limit {
+        return false;
+    }
+    uses.push_back(now);
+    true
 }
 
 /// The relay's code mailboxes.
@@ -105,10 +145,13 @@ impl Mailboxes {
             .values()
             .filter(|m| m.opener.fingerprint == peer.fingerprint)
             .count();
-        let number = if mine >= OPEN_PER_IDENTITY || inner.open.len() >= OPEN_IN_ALL {
+        let number = if mine >= OPEN_PER_IDENTITY
+            || inner.open.len() >= OPEN_IN_ALL
+            || !ration(&mut inner.opens, peer.fingerprint, OPENS_PER_HOUR, now)
+        {
             None
         } else {
-            free_number(&inner)
+            free_number(&mut inner)
         };
         let Some(number) = number else {
             drop(inner);
@@ -136,51 +179,54 @@ impl Mailboxes {
                 expires_in_ms,
             },
         );
-        let this = Arc::clone(self);
-        let expiry = self.expiry;
-        tokio::spawn(async move {
-            tokio::time::sleep(expiry).await;
-            this.expire(number, generation);
-        });
+        self.expire_after(number, generation, self.expiry);
         crate::metrics::metrics().codes_opened.inc();
     }
 
-    /// An unclaimed mailbox's time is up.
+    /// Closes mailbox `number` (if it is still the one of `generation`)
+    /// once `after` has passed.
+    fn expire_after(self: &Arc<Self>, number: u16, generation: u64, after: Duration) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            this.expire(number, generation);
+        });
+    }
+
+    /// A mailbox's time is up: unclaimed, or claimed and not finished
+    /// within the step window. Both sides are told.
     fn expire(&self, number: u16, generation: u64) {
         let mut inner = self.lock();
-        let due = inner
+        if inner
             .open
             .get(&number)
-            .is_some_and(|m| m.generation == generation && m.claimer.is_none());
-        if !due {
+            .is_none_or(|m| m.generation != generation)
+        {
             return;
         }
         if let Some(m) = inner.open.remove(&number) {
-            inner
-                .spent
-                .insert(number, (CodeEnd::Expired, Instant::now()));
+            let why = if m.claimer.is_some() {
+                CodeEnd::Used
+            } else {
+                CodeEnd::Expired
+            };
+            inner.spent.insert(number, (why, Instant::now()));
             drop(inner);
-            tell(&m.opener, &closed(number, CodeEnd::Expired));
+            for side in [Some(m.opener), m.claimer].into_iter().flatten() {
+                tell(&side, &closed(number, CodeEnd::Expired));
+            }
         }
     }
 
     /// `peer` claims mailbox `number` with its first step.
-    pub(crate) fn claim(&self, peer: &Peer, number: u16, data: Vec<u8>) {
+    pub(crate) fn claim(self: &Arc<Self>, peer: &Peer, number: u16, data: Vec<u8>) {
         let now = Instant::now();
         let mut inner = self.lock();
-        let claims = inner.claims.entry(peer.fingerprint).or_default();
-        while claims
-            .front()
-            .is_some_and(|at| now.duration_since(*at) >= Duration::from_secs(3600))
-        {
-            claims.pop_front();
-        }
-        if claims.len() >= CLAIMS_PER_HOUR {
+        if !ration(&mut inner.claims, peer.fingerprint, CLAIMS_PER_HOUR, now) {
             drop(inner);
             tell(peer, &closed(number, CodeEnd::TooManyClaims));
             return;
         }
-        claims.push_back(now);
         if data.len() > MAX_STEP {
             drop(inner);
             tell(peer, &closed(number, CodeEnd::TooMuch));
@@ -194,7 +240,8 @@ impl Mailboxes {
                     .map_or(CodeEnd::Unknown, |(why, _)| *why),
             ),
             Some(m) if m.claimer.is_some() => Some(CodeEnd::Used),
-            Some(m) if m.opener.id == peer.id => Some(CodeEnd::Used),
+            // Its own code, from any connection of the same key.
+            Some(m) if m.opener.fingerprint == peer.fingerprint => Some(CodeEnd::Used),
             Some(_) => None,
         };
         if let Some(why) = refusal {
@@ -209,7 +256,14 @@ impl Mailboxes {
         m.posts[1] = 1;
         let queued = std::mem::take(&mut m.queued);
         let opener = m.opener.clone();
+        // A claimed exchange gets its own, short, deadline.
+        inner.generation += 1;
+        let generation = inner.generation;
+        if let Some(m) = inner.open.get_mut(&number) {
+            m.generation = generation;
+        }
         drop(inner);
+        self.expire_after(number, generation, STEP_WINDOW.min(self.expiry));
         for data in queued {
             tell(peer, &RelayMsg::CodeData { number, data });
         }
@@ -316,8 +370,22 @@ impl Mailboxes {
 }
 
 /// A number neither open nor spent: random among the short ones while
-/// they are mostly free, else the first free one.
-fn free_number(inner: &Inner) -> Option<u16> {
+/// they are mostly free, else the first free one; with none free, the
+/// number spent longest ago is taken back.
+fn free_number(inner: &mut Inner) -> Option<u16> {
+    if let Some(n) = unused_number(inner) {
+        return Some(n);
+    }
+    let oldest = inner
+        .spent
+        .iter()
+        .min_by_key(|(_, (_, at))| *at)
+        .map(|(n, _)| *n)?;
+    inner.spent.remove(&oldest);
+    Some(oldest)
+}
+
+fn unused_number(inner: &Inner) -> Option<u16> {
     let taken = |n: &u16| inner.open.contains_key(n) || inner.spent.contains_key(n);
     let short_taken = (1..=SHORT_NUMBERS).filter(|n| taken(n)).count();
     if short_taken < usize::from(SHORT_NUMBERS) / 2 {
@@ -433,6 +501,37 @@ mod tests {
         boxes.disconnected(alice.id);
         assert_eq!(received(&bob), [closed(n, CodeEnd::Gone)]);
         assert_eq!(boxes.open_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_claimer_that_goes_silent_does_not_hold_the_mailbox() {
+        let boxes = Mailboxes::new(Duration::from_millis(80));
+        let (alice, mallory) = (peer(1, 1), peer(2, 2));
+        let n = opened(&boxes, &alice);
+        boxes.claim(&mallory, n, b"pake".to_vec());
+        let _ = received(&alice);
+        let _ = received(&mallory);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(received(&alice), [closed(n, CodeEnd::Expired)]);
+        assert_eq!(received(&mallory), [closed(n, CodeEnd::Expired)]);
+        assert_eq!(boxes.open_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_key_cannot_claim_its_own_code_nor_open_codes_without_end() {
+        let boxes = Mailboxes::new(Duration::from_secs(60));
+        let (alice, alice_again) = (peer(1, 1), peer(9, 1));
+        let n = opened(&boxes, &alice);
+        boxes.claim(&alice_again, n, Vec::new());
+        assert_eq!(received(&alice_again), [closed(n, CodeEnd::Used)]);
+        // Opening and closing in a loop reserves numbers: rationed.
+        boxes.close(&alice, n);
+        for _ in 1..OPENS_PER_HOUR {
+            let n = opened(&boxes, &alice);
+            boxes.close(&alice, n);
+        }
+        boxes.open(&alice);
+        assert_eq!(received(&alice), [closed(0, CodeEnd::Full)]);
     }
 
     #[tokio::test]

@@ -278,6 +278,7 @@ fn listen(
     let fp = config.identity.fingerprint();
     config.server = format!("127.0.0.1:{port}");
     config.servers = vec![config.server.clone()];
+    config.reachable_as = Some(format!("YOUR-ADDRESS:{port}"));
     // Our own key is the relay's: nothing else may answer here.
     config.expect = Some(fp);
     config.greeting = vec![
@@ -352,6 +353,7 @@ fn config(args: &ClientArgs) -> Result<ClientConfig> {
         utc: args.utc,
         expect,
         greeting: Vec::new(),
+        reachable_as: None,
         code,
         download_dir: match args.download_dir.clone() {
             Some(d) => d,

@@ -133,8 +133,9 @@ fn word_index(list: &[&str; 256], other: &[&str; 256], word: &str) -> Result<u8,
     let hint = if other.contains(&word) {
         " in this place (are the two words swapped?)".to_owned()
     } else {
+        let prefix: String = word.chars().take(4).collect();
         list.iter()
-            .find(|w| w.len() > 3 && (w.starts_with(&word[..word.len().min(4)])))
+            .find(|w| w.len() > 3 && w.starts_with(&prefix))
             .map(|w| format!(", did you mean {w:?}?"))
             .unwrap_or_default()
     };
@@ -207,6 +208,9 @@ pub enum Failure {
     /// A step that is not one this exchange expects now.
     #[error("the other side broke the exchange's protocol")]
     Malformed,
+    /// The other side's key is our own: someone used their own code.
+    #[error("the code was used with the key that made it")]
+    OwnKey,
 }
 
 /// The invitee's box: who they are.
@@ -235,7 +239,7 @@ pub struct InviterBox {
     /// The relay key the inviter sees (the invitee must see the same).
     #[serde(with = "crate::msg::fp_bytes")]
     pub relay: Fingerprint,
-    /// RSA-PSS, [`INVITER_CONTEXT`], over transcript ‖ room ‖ relay.
+    /// RSA-PSS, [`INVITER_CONTEXT`], over transcript ‖ relay ‖ room.
     #[serde(with = "crate::msg::bytes")]
     pub signature: Vec<u8>,
 }
@@ -350,7 +354,7 @@ impl InviterExchange {
                 let transcript = *keys.transcript();
                 let invitee = proven(&b.key, b.nick, INVITEE_CONTEXT, &transcript, &b.signature)?;
                 if invitee.key.fingerprint() == me.fingerprint() {
-                    return Err(Failure::BadProof);
+                    return Err(Failure::OwnKey);
                 }
                 let signed = inviter_signed(&transcript, &self.room, &self.relay);
                 let signature = me
@@ -430,6 +434,9 @@ impl InviteeExchange {
                 let b: InviterBox = decode(&plain).map_err(|_| Failure::Malformed)?;
                 let signed = inviter_signed(keys.transcript(), &b.room, &b.relay);
                 let inviter = proven(&b.key, b.nick, INVITER_CONTEXT, &signed, &b.signature)?;
+                if inviter.key.fingerprint() == me.fingerprint() {
+                    return Err(Failure::OwnKey);
+                }
                 Ok(Ok(Invited {
                     inviter,
                     room: b.room,
@@ -489,6 +496,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(typo.contains("crossover"), "{typo}");
+        // Not ASCII: an error, never a panic.
+        for odd in ["7-aéé-clockwork", "7-crossover-ñ", "7-日本語の-x"] {
+            assert!(matches!(odd.parse::<Code>(), Err(CodeError::Word { .. })));
+        }
     }
 
     #[test]
