@@ -16,7 +16,7 @@ use crate::config::{RelayConfig, TokenBucket};
 use crate::connection::{self, Shared};
 use crate::hub::Hub;
 use crate::keepalive::{self, Keepalive};
-use crate::log::{EventLog, ReaderPool};
+use crate::log::{ReaderPool, SqliteLog};
 use crate::{LOG_FILE, RelayError, create_private_dir, sequencer, tickets};
 
 /// How long shutdown waits for connections to close before it stops
@@ -62,7 +62,7 @@ impl Relay {
         let path = config.data_dir.join(LOG_FILE);
         // No room is loaded here: the sequencer reads each room's head from
         // the log when the room is next used.
-        let log = EventLog::open(&path)?;
+        let log = Box::new(SqliteLog::open(&path)?);
         let hub = Hub::default();
         let (sequencer_tx, sequencer) = sequencer::spawn(
             log,
@@ -104,7 +104,7 @@ impl Relay {
             limits,
             hub,
             sequencer: sequencer_tx,
-            readers: ReaderPool::new(path),
+            readers: Arc::new(ReaderPool::new(path)),
             next_id: std::sync::atomic::AtomicU64::new(1),
             keepalive,
             blobs,

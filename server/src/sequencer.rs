@@ -186,7 +186,7 @@ impl Heads {
 
     /// The room's head, read from the log if it is not resident (a room
     /// the log does not know is new); kept resident only if `keep`.
-    fn get(&mut self, log: &EventLog, room: &RoomName, keep: bool) -> Result<Head, LogError> {
+    fn get(&mut self, log: &dyn EventLog, room: &RoomName, keep: bool) -> Result<Head, LogError> {
         if let Some(h) = self.resident.get(room) {
             return Ok(*h);
         }
@@ -322,7 +322,7 @@ pub(crate) struct SequencerConfig {
 /// chunk, while requests keep being served between the chunks, so no room
 /// waits for more than one chunk (docs/ARCHITECTURE.md, "Retention").
 pub(crate) fn spawn(
-    mut log: EventLog,
+    mut log: Box<dyn EventLog>,
     hub: Hub,
     config: SequencerConfig,
 ) -> std::io::Result<(mpsc::Sender<Request>, std::thread::JoinHandle<()>)> {
@@ -376,10 +376,17 @@ pub(crate) fn spawn(
                             None
                         };
                     }
-                    commit_batch(&mut log, &mut heads, &mut quotas, &hub, &signer, &mut batch);
+                    commit_batch(
+                        &mut *log,
+                        &mut heads,
+                        &mut quotas,
+                        &hub,
+                        &signer,
+                        &mut batch,
+                    );
                     // After the batch's fan-out: the heads are exact.
                     for (room, peer, reply) in joins.drain(..) {
-                        let info = match heads.get(&log, &room, false) {
+                        let info = match heads.get(&*log, &room, false) {
                             Ok(h) => hub.join_at(&room, &peer, h.last_seq, h.epoch, h.chain),
                             Err(e) => {
                                 tracing::error!(error = %e, "could not read a room's head");
@@ -424,7 +431,7 @@ pub(crate) fn spawn(
 }
 
 fn commit_batch(
-    log: &mut EventLog,
+    log: &mut dyn EventLog,
     heads: &mut Heads,
     quotas: &mut Quotas,
     hub: &Hub,
