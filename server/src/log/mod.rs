@@ -86,6 +86,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 
 #[cfg(test)]
 pub(crate) mod conformance;
+pub mod jetstream;
 mod reader_pool;
 mod retention;
 

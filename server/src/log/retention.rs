@@ -32,12 +32,12 @@ const ROOMS_PER_CHUNK: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PruneCursor {
     /// The room to go on from.
-    from: String,
+    pub(super) from: String,
     /// Whether `from` itself still has messages to prune (a chunk ended
     /// inside it) or is done.
-    inclusive: bool,
+    pub(super) inclusive: bool,
     /// Messages deleted so far by this prune.
-    deleted: u64,
+    pub(super) deleted: u64,
 }
 
 impl Default for PruneCursor {
