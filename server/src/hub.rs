@@ -412,7 +412,10 @@ impl Hub {
     }
 
     /// Delivers committed events of one room, in order, and advances its
-    /// committed head.
+    /// committed head. An event at or below the head is dropped: in a
+    /// cluster a joiner's head may be read from the stream after the
+    /// consumer has taken the events up to it (`cluster.rs`). Returns
+    /// whether anyone here was sent it.
     pub(crate) fn fan_out(
         &self,
         room: &RoomName,
@@ -420,12 +423,15 @@ impl Hub {
         epoch: u64,
         head: Option<[u8; 32]>,
         msg: &Outbound,
-    ) {
+    ) -> bool {
         let mut st = self.lock();
         // Nobody in the room: nothing to deliver, nothing to hold.
         let Some(r) = st.rooms.get_mut(room) else {
-            return;
+            return false;
         };
+        if seq <= r.committed_seq {
+            return false;
+        }
         r.committed_seq = seq;
         r.epoch = epoch;
         r.head = head;
@@ -435,5 +441,6 @@ impl Hub {
         crate::metrics::metrics()
             .events_delivered
             .inc_by(r.members.len() as u64);
+        true
     }
 }

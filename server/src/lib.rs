@@ -44,6 +44,7 @@
 
 pub mod admin;
 pub mod blobs;
+mod cluster;
 mod codes;
 pub mod config;
 mod connection;

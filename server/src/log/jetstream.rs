@@ -209,6 +209,12 @@ pub(crate) struct Stored {
     pub(crate) event: Option<SequencedEvent>,
 }
 
+impl Stored {
+    /// The room's epoch and chain head after this message.
+    pub(crate) fn room_state(&self) -> (u64, Option<[u8; 32]>) {
+        (self.tail.epoch, self.tail.head)
+    }
+}
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).map(|v| v.as_str())
@@ -407,6 +413,16 @@ impl JetStreamHandle {
         }
     }
 
+    /// The room's last seq, epoch and chain head, read from the stream
+    /// leader now (all zero for a room with no events).
+    pub(crate) async fn room_tail(
+        &self,
+        room: &RoomName,
+    ) -> Result<(u64, u64, Option<[u8; 32]>), LogError> {
+        let t = self.tail(room).await?;
+        Ok((t.last_seq, t.epoch, t.head))
+    }
+
     async fn tail(&self, room: &RoomName) -> Result<Tail, LogError> {
         Ok(self.last(room).await?.map_or(Tail::EMPTY, |s| s.tail))
     }
@@ -567,10 +583,16 @@ impl JetStreamLog {
         let mut tails_after = Vec::with_capacity(events.len());
         for e in events {
             let name = e.event.room.as_str();
-            let tail = match planned.get(name) {
+            let mut tail = match planned.get(name) {
                 Some(t) => *t,
                 None => self.tail_of(&e.event.room).await?,
             };
+            if e.seq != tail.last_seq + 1 && !planned.contains_key(name) {
+                // This relay's view may be behind the caller's (which read
+                // the stream since): read the tail again before refusing.
+                self.tails.remove(name);
+                tail = self.tail_of(&e.event.room).await?;
+            }
             let expected = tail.last_seq + 1;
             if e.seq != expected {
                 return Err(LogError::SeqGap {
