@@ -61,7 +61,7 @@ pub(crate) struct Shared {
     /// How this relay issues session tickets (none if disabled).
     pub(crate) tickets: Option<handshake::TicketPolicy>,
     /// Which tickets have been used.
-    pub(crate) ledger: Option<crate::tickets::TicketLedger>,
+    pub(crate) ledger: Option<crate::tickets::Ledger>,
     pub(crate) limits: Limits,
     pub(crate) hub: Hub,
     pub(crate) sequencer: mpsc::Sender<Request>,

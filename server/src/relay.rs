@@ -131,20 +131,33 @@ impl Relay {
         )
         .map_err(RelayError::Thread)?;
         let limits = config.limits;
-        // Session tickets are per relay (a key and a ledger in its data
-        // folder): in a cluster a ticket from one relay would not open
-        // another, and a ledger per relay would let one ticket resume once
-        // on each. Cluster relays issue none (docs/CLUSTER.md).
-        let (tickets, ledger) = if limits.ticket_lifetime.is_zero() || cluster.is_some() {
+        // Session tickets: a key and a ledger in the data folder, or in a
+        // cluster one key and one ledger in KV buckets every relay shares,
+        // so a ticket from any relay resumes once, on any.
+        let lifetime_ms = u64::try_from(limits.ticket_lifetime.as_millis()).unwrap_or(u64::MAX);
+        let (tickets, ledger) = if limits.ticket_lifetime.is_zero() {
             (None, None)
         } else {
-            let key = tickets::load_or_create_key(&config.data_dir)
-                .map_err(|e| RelayError::Tickets(e.to_string()))?;
-            let ledger = tickets::TicketLedger::open(&config.data_dir, limits.tickets_per_identity)
-                .map_err(|e| RelayError::Tickets(e.to_string()))?;
+            let (key, ledger) = match &cluster {
+                None => {
+                    let key = tickets::load_or_create_key(&config.data_dir)
+                        .map_err(|e| RelayError::Tickets(e.to_string()))?;
+                    let ledger =
+                        tickets::TicketLedger::open(&config.data_dir, limits.tickets_per_identity)
+                            .map_err(|e| RelayError::Tickets(e.to_string()))?;
+                    (key, tickets::Ledger::Local(ledger))
+                }
+                Some((stream, _)) => {
+                    let (key, ledger) =
+                        tickets::ClusterLedger::open(stream, limits.ticket_lifetime)
+                            .await
+                            .map_err(RelayError::Tickets)?;
+                    (key, tickets::Ledger::Cluster(Box::new(ledger)))
+                }
+            };
             let policy = hush_proto::handshake::TicketPolicy {
                 key: Arc::new(hush_proto::ticket::TicketKey::new(key)),
-                lifetime_ms: u64::try_from(limits.ticket_lifetime.as_millis()).unwrap_or(u64::MAX),
+                lifetime_ms,
             };
             (Some(policy), Some(ledger))
         };

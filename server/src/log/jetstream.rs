@@ -309,6 +309,8 @@ pub struct JetStreamHandle {
     rt: tokio::runtime::Handle,
     js: jetstream::Context,
     stream: stream::Stream,
+    /// The stream's replicas (3 on a cluster of three or more servers).
+    replicas: usize,
 }
 
 /// The JetStream event log of one relay: the shared stream plus this
@@ -364,6 +366,7 @@ impl JetStreamHandle {
             rt: tokio::runtime::Handle::current(),
             js,
             stream,
+            replicas,
         })
     }
 
@@ -371,6 +374,12 @@ impl JetStreamHandle {
     #[must_use]
     pub fn context(&self) -> &jetstream::Context {
         &self.js
+    }
+
+    /// How many servers hold each message (what other buckets use too).
+    #[must_use]
+    pub fn replicas(&self) -> usize {
+        self.replicas
     }
 
     /// The stream.
