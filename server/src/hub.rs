@@ -275,6 +275,14 @@ impl Hub {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The rooms someone here is joined to, sorted (what a cluster relay
+    /// consumes from the shared stream).
+    pub(crate) fn held_rooms(&self) -> Vec<RoomName> {
+        let mut rooms: Vec<RoomName> = self.lock().rooms.keys().cloned().collect();
+        rooms.sort();
+        rooms
+    }
+
     /// A room's committed seq and chain head, for a checkpoint.
     pub(crate) fn head(&self, room: &RoomName) -> Option<(u64, [u8; 32])> {
         let st = self.lock();

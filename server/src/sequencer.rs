@@ -484,12 +484,13 @@ fn commit_batch(
         }
         // In a cluster other relays move rooms on too: a head this relay
         // holds may be behind, so an event that fails the epoch rule
-        // against it is judged again against the stream's head (unless
-        // this batch already holds events of the room).
+        // against it, or would create a room another relay may have
+        // created since, is judged against the stream's head (unless this
+        // batch already holds events of the room).
         if !out.fan_out
             && !before.contains_key(room)
             && let Some(h) = heads.resident.get(room)
-            && check_epoch(req.event.kind, req.event.epoch, h.epoch).is_err()
+            && (h.last_seq == 0 || check_epoch(req.event.kind, req.event.epoch, h.epoch).is_err())
         {
             heads.resident.remove(room);
             if let Err(e) = heads.get(log, room, true) {

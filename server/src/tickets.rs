@@ -611,31 +611,39 @@ impl ClusterLedger {
             storage: async_nats::jetstream::stream::StorageType::File,
             ..Default::default()
         };
-        let keys = js
-            .create_or_update_key_value(bucket(CLUSTER_KEY_BUCKET, Duration::ZERO, 1))
-            .await
-            .map_err(|e| format!("cannot use the KV bucket {CLUSTER_KEY_BUCKET}: {e}"))?;
-        let fresh = Secret32::random();
-        let key = match keys
-            .create(CLUSTER_KEY_ENTRY, fresh.expose_secret().to_vec().into())
-            .await
-        {
-            Ok(_) => fresh,
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                let stored = keys
-                    .get(CLUSTER_KEY_ENTRY)
-                    .await
-                    .map_err(|e| format!("cannot read the cluster's ticket key: {e}"))?
-                    .ok_or("the cluster's ticket key is missing")?;
-                Secret32::from_slice(&stored)
-                    .ok_or("the cluster's ticket key is not 32 bytes; delete the HUSH_TICKET_KEY bucket to make a new one")?
+        let keys = crate::log::jetstream::retry_starting("ticket key bucket", || {
+            js.create_or_update_key_value(bucket(CLUSTER_KEY_BUCKET, Duration::ZERO, 1))
+        })
+        .await
+        .map_err(|e| format!("cannot use the KV bucket {CLUSTER_KEY_BUCKET}: {e}"))?;
+        let key = crate::log::jetstream::retry_starting("ticket key", || async {
+            let fresh = Secret32::random();
+            match keys
+                .create(CLUSTER_KEY_ENTRY, fresh.expose_secret().to_vec().into())
+                .await
+            {
+                Ok(_) => Ok(fresh),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    let stored = keys
+                        .get(CLUSTER_KEY_ENTRY)
+                        .await
+                        .map_err(|e| format!("cannot read the cluster's ticket key: {e}"))?
+                        .ok_or("the cluster's ticket key is missing")?;
+                    Secret32::from_slice(&stored).ok_or_else(|| {
+                        "the cluster's ticket key is not 32 bytes; delete the HUSH_TICKET_KEY \
+                         bucket to make a new one"
+                            .to_owned()
+                    })
+                }
+                Err(e) => Err(format!("cannot store the cluster's ticket key: {e}")),
             }
-            Err(e) => return Err(format!("cannot store the cluster's ticket key: {e}")),
-        };
-        let used = js
-            .create_or_update_key_value(bucket(CLUSTER_LEDGER_BUCKET, lifetime, 1))
-            .await
-            .map_err(|e| format!("cannot use the KV bucket {CLUSTER_LEDGER_BUCKET}: {e}"))?;
+        })
+        .await?;
+        let used = crate::log::jetstream::retry_starting("ticket ledger bucket", || {
+            js.create_or_update_key_value(bucket(CLUSTER_LEDGER_BUCKET, lifetime, 1))
+        })
+        .await
+        .map_err(|e| format!("cannot use the KV bucket {CLUSTER_LEDGER_BUCKET}: {e}"))?;
         Ok((key, Self { kv: used }))
     }
 

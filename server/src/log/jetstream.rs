@@ -69,8 +69,45 @@ pub const SUBJECT_PREFIX: &str = "hush.room.";
 /// leader to be elected) before giving up on start.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Publishes of one message tried before an ack timeout is an error.
-const PUBLISH_ATTEMPTS: u32 = 4;
+/// How long a publish is retried before it is an error: longer than a
+/// stream takes to elect a new leader when its leader's node is lost
+/// (nats-server's Raft election timeout is 4 to 9 s), and than a client
+/// takes to move to another server. The sequencer waits meanwhile; no
+/// room could be written without a leader anyway.
+const PUBLISH_PATIENCE: Duration = Duration::from_secs(15);
+
+/// The pause before publish attempt `attempt + 1`: 100 ms, doubling, at
+/// most 1 s.
+fn publish_backoff(attempt: u32) -> Duration {
+    Duration::from_millis((100u64 << attempt.saturating_sub(1).min(4)).min(1000))
+}
+
+/// Runs `op` until it succeeds or [`START_TIMEOUT`] has passed (a cluster
+/// just started, or restarted, needs a few seconds to elect its JetStream
+/// leaders).
+///
+/// # Errors
+/// The last error, once the time is up.
+pub async fn retry_starting<
+    T,
+    E: std::fmt::Display,
+    F: std::future::Future<Output = Result<T, E>>,
+>(
+    what: &str,
+    mut op: impl FnMut() -> F,
+) -> Result<T, E> {
+    let started = std::time::Instant::now();
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if started.elapsed() < START_TIMEOUT => {
+                tracing::debug!(error = %e, what, "JetStream not ready yet");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
 
 /// How long JetStream dedupes a `Nats-Msg-Id`: longer than every retry.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
@@ -350,17 +387,9 @@ impl JetStreamHandle {
             deny_purge: true,
             ..Default::default()
         };
-        let started = std::time::Instant::now();
-        let stream = loop {
-            match js.get_or_create_stream(want.clone()).await {
-                Ok(s) => break s,
-                Err(e) if started.elapsed() < START_TIMEOUT => {
-                    tracing::debug!(error = %e, "JetStream not ready yet");
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                Err(e) => return Err(cluster("cannot create the HUSH_EVENTS stream", e)),
-            }
-        };
+        let stream = retry_starting("event stream", || js.get_or_create_stream(want.clone()))
+            .await
+            .map_err(|e| cluster("cannot create the HUSH_EVENTS stream", e))?;
         tracing::info!(stream = %config.stream, replicas, "cluster event log opened");
         Ok(Self {
             rt: tokio::runtime::Handle::current(),
@@ -422,14 +451,15 @@ impl JetStreamHandle {
         }
     }
 
-    /// The room's last seq, epoch and chain head, read from the stream
-    /// leader now (all zero for a room with no events).
+    /// The room's last seq, epoch and chain head, and the stream seq of
+    /// its last message, read from the stream leader now (all zero for a
+    /// room with no events).
     pub(crate) async fn room_tail(
         &self,
         room: &RoomName,
-    ) -> Result<(u64, u64, Option<[u8; 32]>), LogError> {
+    ) -> Result<(u64, u64, Option<[u8; 32]>, u64), LogError> {
         let t = self.tail(room).await?;
-        Ok((t.last_seq, t.epoch, t.head))
+        Ok((t.last_seq, t.epoch, t.head, t.stream_seq))
     }
 
     async fn tail(&self, room: &RoomName) -> Result<Tail, LogError> {
@@ -521,6 +551,7 @@ impl JetStreamHandle {
         msg_id: String,
         expect: u64,
     ) -> Result<u64, LogError> {
+        let started = std::time::Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -541,9 +572,9 @@ impl JetStreamHandle {
                         room: room.to_owned(),
                     });
                 }
-                Err(e) if attempt < PUBLISH_ATTEMPTS => {
+                Err(e) if started.elapsed() < PUBLISH_PATIENCE => {
                     tracing::debug!(error = %e, attempt, "publish not acknowledged; retrying");
-                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                    tokio::time::sleep(publish_backoff(attempt)).await;
                 }
                 Err(e) => return Err(cluster("publish not acknowledged by the cluster", e)),
             }
