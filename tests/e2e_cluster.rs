@@ -207,10 +207,6 @@ fn the_chat_goes_on_through_kill_9_of_a_nats_node_and_after_restarting_everythin
     for i in 0..3 {
         c.nats.restart(i);
     }
-    for (i, port) in ports.into_iter().enumerate() {
-        let r = c.relay(i, port);
-        c.relays.push(r);
-    }
     // A reader fresh to the stream backfills exactly the transcript.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let log = rt
@@ -221,9 +217,20 @@ fn the_chat_goes_on_through_kill_9_of_a_nats_node_and_after_restarting_everythin
         ))
         .unwrap();
     let room = hush_proto::RoomName::new("sturdy").unwrap();
+    // (The restarted cluster may still be electing its stream's leader.)
     let events = {
         use hush_server::log::EventLog as _;
-        log.events_after(&room, 0, 10_000).unwrap()
+        let started = std::time::Instant::now();
+        loop {
+            match log.events_after(&room, 0, 10_000) {
+                Ok(e) => break e,
+                Err(e) if started.elapsed() < Duration::from_secs(30) => {
+                    eprintln!("backfill not ready yet: {e}");
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                Err(e) => panic!("backfill after the restart: {e}"),
+            }
+        }
     };
     let all_seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     let last = *all_seqs.last().unwrap();
@@ -241,6 +248,10 @@ fn the_chat_goes_on_through_kill_9_of_a_nats_node_and_after_restarting_everythin
     drop(log);
     drop(rt);
 
+    for (i, port) in ports.into_iter().enumerate() {
+        let r = c.relay(i, port);
+        c.relays.push(r);
+    }
     // carol comes back on another relay and catches up on what she missed.
     let mut bob = ClientProcess::start(&c.addr(1), "bob", "sturdy", true, &[]);
     bob.wait_json("joined", |_| true);
