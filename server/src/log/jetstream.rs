@@ -112,6 +112,10 @@ pub async fn retry_starting<
 /// How long JetStream dedupes a `Nats-Msg-Id`: longer than every retry.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
+/// Room tails one relay's log keeps in memory before it starts over (the
+/// sequencer keeps its own heads bounded the same way).
+const MAX_CACHED_TAILS: usize = 65_536;
+
 /// Rooms one prune chunk visits, at most.
 const ROOMS_PER_CHUNK: usize = 256;
 
@@ -613,6 +617,10 @@ impl JetStreamLog {
             return Ok(*t);
         }
         let t = self.handle.tail(room).await?;
+        if self.tails.len() >= MAX_CACHED_TAILS {
+            // Only a cache: what goes is read again on next use.
+            self.tails.clear();
+        }
         self.tails.insert(room.as_str().to_owned(), t);
         Ok(t)
     }
