@@ -39,7 +39,7 @@ use tokio::time::Instant;
 use crate::config::{Limits, TokenBucket};
 use crate::hub::{Hub, Outbound, Outbox, Peer, Stop};
 use crate::keepalive::Keepalive;
-use crate::log::ReaderPool;
+use crate::log::LogReader;
 use crate::sequencer::{PublishRequest, Request, now_ms};
 
 /// Events sent per backfill answer; the client asks again for more.
@@ -62,14 +62,14 @@ pub(crate) struct Shared {
     /// How this relay issues session tickets (none if disabled).
     pub(crate) tickets: Option<handshake::TicketPolicy>,
     /// Which tickets have been used.
-    pub(crate) ledger: Option<crate::tickets::TicketLedger>,
+    pub(crate) ledger: Option<crate::tickets::Ledger>,
     pub(crate) limits: Limits,
     pub(crate) hub: Hub,
     pub(crate) sequencer: mpsc::Sender<Request>,
     pub(crate) handshake_pool: Arc<Semaphore>,
     /// Backfill reads at once, apart from the handshakes' RSA pool.
     pub(crate) backfill_pool: Arc<Semaphore>,
-    pub(crate) readers: ReaderPool,
+    pub(crate) readers: Arc<dyn LogReader>,
     pub(crate) next_id: std::sync::atomic::AtomicU64,
     pub(crate) keepalive: Arc<Keepalive>,
     /// Sealed file chunks, on disk apart from the log.
@@ -833,7 +833,7 @@ impl Connection {
             let _permit = permit;
             shared
                 .readers
-                .with_reader(|r| r.events_after_capped(&name, after_seq, page, BACKFILL_PAGE_BYTES))
+                .events_after_capped(&name, after_seq, page, BACKFILL_PAGE_BYTES)
         })
         .await;
         let rows = match rows {

@@ -115,20 +115,23 @@ impl Outbox {
     /// Queues every message of `msgs`, in order, under one lock and with
     /// one wake-up of the writer (a committed batch's events for one
     /// room); a full queue cuts the connection off, as [`Self::deliver`].
-    pub(crate) fn deliver_all(&self, msgs: &[Outbound]) {
+    pub(crate) fn deliver_all<'a>(
+        &self,
+        msgs: impl ExactSizeIterator<Item = &'a Outbound> + Clone,
+    ) {
         let refused = {
             let mut st = self.lock();
             if st.closed {
                 return;
             }
-            let bytes: usize = msgs.iter().map(|m| m.len()).sum();
+            let bytes: usize = msgs.clone().map(|m| m.len()).sum();
             if st.queue.len().saturating_add(msgs.len()) > self.max_messages
                 || st.bytes.saturating_add(bytes) > self.max_bytes
             {
                 true
             } else {
                 st.bytes += bytes;
-                st.queue.extend(msgs.iter().cloned());
+                st.queue.extend(msgs.cloned());
                 false
             }
         };
@@ -303,6 +306,14 @@ impl Hub {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The rooms someone here is joined to, sorted (what a cluster relay
+    /// consumes from the shared stream).
+    pub(crate) fn held_rooms(&self) -> Vec<RoomName> {
+        let mut rooms: Vec<RoomName> = self.lock().rooms.keys().cloned().collect();
+        rooms.sort();
+        rooms
+    }
+
     /// A room's committed seq and chain head, for a checkpoint.
     pub(crate) fn head(&self, room: &RoomName) -> Option<(u64, [u8; 32])> {
         let st = self.lock();
@@ -440,30 +451,39 @@ impl Hub {
     }
 
     /// Delivers committed events of one room, in order, and advances its
-    /// committed head to the last one's `seq`, `epoch` and chain `head`.
-    /// Each member's queue takes the whole run at once: one lock and one
-    /// wake-up of its writer per run, not per event.
+    /// committed head to the last one's seq, with `epoch` and chain `head`
+    /// as of it. Events at or below the head are dropped: in a cluster a
+    /// joiner's head may be read from the stream after the consumer has
+    /// taken the events up to it (`cluster.rs`). Each member's queue takes
+    /// the rest as one run: one lock and one wake-up of its writer per
+    /// run, not per event. Returns whether anyone here was sent anything.
     pub(crate) fn fan_out(
         &self,
         room: &RoomName,
-        seq: u64,
         epoch: u64,
         head: Option<[u8; 32]>,
-        msgs: &[Outbound],
-    ) {
+        events: &[(u64, Outbound)],
+    ) -> bool {
         let mut st = self.lock();
         // Nobody in the room: nothing to deliver, nothing to hold.
         let Some(r) = st.rooms.get_mut(room) else {
-            return;
+            return false;
         };
-        r.committed_seq = seq;
+        let Some(first) = events.iter().position(|(seq, _)| *seq > r.committed_seq) else {
+            return false;
+        };
+        let events = &events[first..];
+        if let Some((last, _)) = events.last() {
+            r.committed_seq = *last;
+        }
         r.epoch = epoch;
         r.head = head;
         for peer in r.members.values() {
-            peer.outbox.deliver_all(msgs);
+            peer.outbox.deliver_all(events.iter().map(|(_, m)| m));
         }
         crate::metrics::metrics()
             .events_delivered
-            .inc_by((r.members.len() * msgs.len()) as u64);
+            .inc_by((r.members.len() * events.len()) as u64);
+        true
     }
 }

@@ -22,8 +22,9 @@
 //! - `connection`: one client link; `keepalive`: the idle sweep over all.
 //! - `hub`: who is in which room, and the per-connection outbound queues.
 //! - `sequencer`: the single writer; orders, commits, then fans out.
-//! - [`log`]: the durable SQLite log (`log/retention.rs`: pruning;
-//!   `log/reader_pool.rs`: backfill readers).
+//! - [`log`]: the durable log behind the [`log::EventLog`] trait: SQLite
+//!   (`log/retention.rs`: pruning; `log/reader_pool.rs`: backfill readers;
+//!   `log/conformance.rs`: the suite every implementation passes).
 //! - [`config`]: limits; [`tickets`]: session-ticket key and ledger.
 //! - [`blobs`]: sealed file chunks on disk, with per-identity quotas and
 //!   expiry.
@@ -43,6 +44,7 @@
 
 pub mod admin;
 pub mod blobs;
+mod cluster;
 mod codes;
 pub mod config;
 mod connection;

@@ -16,7 +16,8 @@ use crate::config::{RelayConfig, TokenBucket};
 use crate::connection::{self, Shared};
 use crate::hub::Hub;
 use crate::keepalive::{self, Keepalive};
-use crate::log::{EventLog, ReaderPool};
+use crate::log::jetstream::{ClusterConfig, JetStreamHandle, JetStreamLog};
+use crate::log::{EventLog, LogReader, ReaderPool, SqliteLog};
 use crate::{LOG_FILE, RelayError, create_private_dir, sequencer, tickets};
 
 /// How long shutdown waits for connections to close before it stops
@@ -28,6 +29,8 @@ pub struct Relay {
     listener: TcpListener,
     shared: Arc<Shared>,
     sequencer: std::thread::JoinHandle<()>,
+    /// In a cluster: the shared stream, and the joins its consumer answers.
+    cluster: Option<(JetStreamHandle, mpsc::Receiver<crate::cluster::JoinRequest>)>,
 }
 
 impl Relay {
@@ -58,11 +61,62 @@ impl Relay {
         identity: Arc<Identity>,
         config: RelayConfig,
     ) -> Result<Self, RelayError> {
+        Self::start(listener, identity, config, None).await
+    }
+
+    /// [`Relay::on_listener`] as one relay of a cluster (`hush server
+    /// --cluster`): the log is the JetStream stream at `cluster`, shared
+    /// with every other relay of it, and this relay delivers what that
+    /// stream delivers (`cluster.rs`). The data folder still holds the
+    /// relay's files and key.
+    ///
+    /// # Errors
+    /// As [`Relay::on_listener`]; [`RelayError::Log`] if the cluster
+    /// cannot be reached.
+    pub async fn on_listener_clustered(
+        listener: TcpListener,
+        identity: Arc<Identity>,
+        config: RelayConfig,
+        cluster: ClusterConfig,
+    ) -> Result<Self, RelayError> {
+        Self::start(listener, identity, config, Some(cluster)).await
+    }
+
+    async fn start(
+        listener: TcpListener,
+        identity: Arc<Identity>,
+        config: RelayConfig,
+        cluster: Option<ClusterConfig>,
+    ) -> Result<Self, RelayError> {
         create_private_dir(&config.data_dir)?;
         let path = config.data_dir.join(LOG_FILE);
         // No room is loaded here: the sequencer reads each room's head from
         // the log when the room is next used.
-        let log = EventLog::open(&path)?;
+        type Backend = (
+            Box<dyn EventLog>,
+            Arc<dyn LogReader>,
+            Option<(JetStreamHandle, mpsc::Receiver<crate::cluster::JoinRequest>)>,
+            Option<mpsc::Sender<crate::cluster::JoinRequest>>,
+        );
+        let (log, readers, cluster, cluster_joins): Backend = match cluster {
+            None => (
+                Box::new(SqliteLog::open(&path)?),
+                Arc::new(ReaderPool::new(path)),
+                None,
+                None,
+            ),
+            Some(c) => {
+                let log = JetStreamLog::open(&c).await?;
+                let handle = log.handle();
+                let (joins_tx, joins_rx) = mpsc::channel(crate::cluster::JOIN_QUEUE);
+                (
+                    Box::new(log),
+                    Arc::new(handle.clone()),
+                    Some((handle, joins_rx)),
+                    Some(joins_tx),
+                )
+            }
+        };
         let hub = Hub::default();
         let (sequencer_tx, sequencer) = sequencer::spawn(
             log,
@@ -72,20 +126,38 @@ impl Relay {
                 retention: config.retention,
                 capacity: config.limits.outbound_queue.max(1024),
                 limits: config.limits.clone(),
+                cluster_joins,
             },
         )
         .map_err(RelayError::Thread)?;
         let limits = config.limits;
+        // Session tickets: a key and a ledger in the data folder, or in a
+        // cluster one key and one ledger in KV buckets every relay shares,
+        // so a ticket from any relay resumes once, on any.
+        let lifetime_ms = u64::try_from(limits.ticket_lifetime.as_millis()).unwrap_or(u64::MAX);
         let (tickets, ledger) = if limits.ticket_lifetime.is_zero() {
             (None, None)
         } else {
-            let key = tickets::load_or_create_key(&config.data_dir)
-                .map_err(|e| RelayError::Tickets(e.to_string()))?;
-            let ledger = tickets::TicketLedger::open(&config.data_dir, limits.tickets_per_identity)
-                .map_err(|e| RelayError::Tickets(e.to_string()))?;
+            let (key, ledger) = match &cluster {
+                None => {
+                    let key = tickets::load_or_create_key(&config.data_dir)
+                        .map_err(|e| RelayError::Tickets(e.to_string()))?;
+                    let ledger =
+                        tickets::TicketLedger::open(&config.data_dir, limits.tickets_per_identity)
+                            .map_err(|e| RelayError::Tickets(e.to_string()))?;
+                    (key, tickets::Ledger::Local(ledger))
+                }
+                Some((stream, _)) => {
+                    let (key, ledger) =
+                        tickets::ClusterLedger::open(stream, limits.ticket_lifetime)
+                            .await
+                            .map_err(RelayError::Tickets)?;
+                    (key, tickets::Ledger::Cluster(Box::new(ledger)))
+                }
+            };
             let policy = hush_proto::handshake::TicketPolicy {
                 key: Arc::new(hush_proto::ticket::TicketKey::new(key)),
-                lifetime_ms: u64::try_from(limits.ticket_lifetime.as_millis()).unwrap_or(u64::MAX),
+                lifetime_ms,
             };
             (Some(policy), Some(ledger))
         };
@@ -104,7 +176,7 @@ impl Relay {
             limits,
             hub,
             sequencer: sequencer_tx,
-            readers: ReaderPool::new(path),
+            readers,
             next_id: std::sync::atomic::AtomicU64::new(1),
             keepalive,
             blobs,
@@ -114,6 +186,7 @@ impl Relay {
             listener,
             shared,
             sequencer,
+            cluster,
         })
     }
 
@@ -133,6 +206,7 @@ impl Relay {
             listener,
             shared,
             sequencer,
+            cluster,
         } = self;
         let limits = shared.limits.clone();
         let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -146,6 +220,27 @@ impl Relay {
             stop_rx.clone(),
         ));
         tokio::spawn(sweep_files(shared.blobs.clone(), stop_rx.clone()));
+        let consumer = match cluster {
+            Some((stream, joins)) => {
+                match sequencer::spawn_checkpoint_signer(
+                    shared.hub.clone(),
+                    shared.identity.clone(),
+                ) {
+                    Ok(signer) => Some(tokio::spawn(crate::cluster::consume(
+                        stream,
+                        shared.hub.clone(),
+                        signer,
+                        joins,
+                        stop_rx.clone(),
+                    ))),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start the checkpoint signer; stopping");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
 
         loop {
             let permit = tokio::select! {
@@ -201,6 +296,9 @@ impl Relay {
         // it holds and exits.
         drop(shared);
         let _ = tokio::task::spawn_blocking(move || sequencer.join()).await;
+        if let Some(c) = consumer {
+            let _ = c.await;
+        }
         tracing::info!("relay stopped; every accepted event is committed");
     }
 }

@@ -186,7 +186,7 @@ impl Heads {
 
     /// The room's head, read from the log if it is not resident (a room
     /// the log does not know is new); kept resident only if `keep`.
-    fn get(&mut self, log: &EventLog, room: &RoomName, keep: bool) -> Result<Head, LogError> {
+    fn get(&mut self, log: &dyn EventLog, room: &RoomName, keep: bool) -> Result<Head, LogError> {
         if let Some(h) = self.resident.get(room) {
             return Ok(*h);
         }
@@ -243,12 +243,12 @@ pub const CHECKPOINT_MIN_INTERVAL: Duration = Duration::from_secs(1);
 const CHECKPOINT_QUEUE: usize = 64;
 
 /// A periodic checkpoint to sign: room, seq, chain head.
-type CheckpointJob = (RoomName, u64, [u8; 32]);
+pub(crate) type CheckpointJob = (RoomName, u64, [u8; 32]);
 
 /// Starts the thread that signs periodic checkpoints and broadcasts them,
 /// so the RSA signature never delays sequencing. It stops when the
 /// sequencer drops the returned sender.
-fn spawn_checkpoint_signer(
+pub(crate) fn spawn_checkpoint_signer(
     hub: Hub,
     identity: std::sync::Arc<Identity>,
 ) -> std::io::Result<std::sync::mpsc::SyncSender<CheckpointJob>> {
@@ -312,7 +312,16 @@ pub(crate) struct SequencerConfig {
     /// Requests queued before connections wait.
     pub(crate) capacity: usize,
     pub(crate) limits: crate::config::Limits,
+    /// In a cluster (`--cluster`): where joins of rooms the hub does not
+    /// hold go instead (the cluster consumer, the one place that fans
+    /// out, knows the exact head). `None` on SQLite: the sequencer fans
+    /// out itself, after each commit.
+    pub(crate) cluster_joins: Option<mpsc::Sender<crate::cluster::JoinRequest>>,
 }
+
+/// Times one batch's events are numbered afresh after another relay
+/// appended to their room first (cluster only), before they are refused.
+const CONFLICT_RETRIES: u32 = 8;
 
 /// Starts the sequencer thread. It runs until every sender of the returned
 /// channel is dropped, then commits what it has and exits.
@@ -322,7 +331,7 @@ pub(crate) struct SequencerConfig {
 /// chunk, while requests keep being served between the chunks, so no room
 /// waits for more than one chunk (docs/ARCHITECTURE.md, "Retention").
 pub(crate) fn spawn(
-    mut log: EventLog,
+    mut log: Box<dyn EventLog>,
     hub: Hub,
     config: SequencerConfig,
 ) -> std::io::Result<(mpsc::Sender<Request>, std::thread::JoinHandle<()>)> {
@@ -331,6 +340,7 @@ pub(crate) fn spawn(
         retention,
         capacity,
         limits,
+        cluster_joins,
     } = config;
     let (tx, mut rx) = mpsc::channel::<Request>(capacity);
     let mut heads = Heads::new(limits.room_idle_after, limits.max_resident_rooms);
@@ -368,7 +378,16 @@ pub(crate) fn spawn(
                     while let Some(req) = next {
                         match req {
                             Request::Publish(p) => batch.push(p),
-                            Request::Join { room, peer, reply } => joins.push((room, peer, reply)),
+                            Request::Join { room, peer, reply } => match &cluster_joins {
+                                Some(to) => {
+                                    let join = crate::cluster::JoinRequest { room, peer, reply };
+                                    if let Err(e) = to.blocking_send(join) {
+                                        let j = e.0;
+                                        reject(&j.peer, 0, j.room, Rejection::StorageFailed);
+                                    }
+                                }
+                                None => joins.push((room, peer, reply)),
+                            },
                         }
                         next = if batch.len() < MAX_BATCH {
                             rx.try_recv().ok()
@@ -376,10 +395,15 @@ pub(crate) fn spawn(
                             None
                         };
                     }
-                    commit_batch(&mut log, &mut heads, &mut quotas, &hub, &signer, &mut batch);
+                    let out = Outcome {
+                        hub: &hub,
+                        signer: &signer,
+                        fan_out: cluster_joins.is_none(),
+                    };
+                    commit_batch(&mut *log, &mut heads, &mut quotas, &out, &mut batch, 0);
                     // After the batch's fan-out: the heads are exact.
                     for (room, peer, reply) in joins.drain(..) {
-                        let info = match heads.get(&log, &room, false) {
+                        let info = match heads.get(&*log, &room, false) {
                             Ok(h) => hub.join_at(&room, &peer, h.last_seq, h.epoch, h.chain),
                             Err(e) => {
                                 tracing::error!(error = %e, "could not read a room's head");
@@ -423,14 +447,24 @@ pub(crate) fn spawn(
     Ok((tx, handle))
 }
 
+/// Where a committed batch goes: the hub (on SQLite, right after the
+/// commit; in a cluster the consumer of the shared stream delivers it,
+/// in the stream's order, on every relay alike).
+struct Outcome<'a> {
+    hub: &'a Hub,
+    signer: &'a std::sync::mpsc::SyncSender<CheckpointJob>,
+    fan_out: bool,
+}
+
 fn commit_batch(
-    log: &mut EventLog,
+    log: &mut dyn EventLog,
     heads: &mut Heads,
     quotas: &mut Quotas,
-    hub: &Hub,
-    signer: &std::sync::mpsc::SyncSender<CheckpointJob>,
+    out: &Outcome<'_>,
     batch: &mut Vec<PublishRequest>,
+    attempt: u32,
 ) {
+    let (hub, signer) = (out.hub, out.signer);
     let received_at_ms = now_ms();
     let mut before: HashMap<RoomName, Head> = HashMap::new();
     // Who sent each accepted row, and the room's epoch and chain after it.
@@ -447,6 +481,28 @@ fn commit_batch(
                 Rejection::StorageFailed,
             );
             continue;
+        }
+        // In a cluster other relays move rooms on too: a head this relay
+        // holds may be behind, so an event that fails the epoch rule
+        // against it, or would create a room another relay may have
+        // created since, is judged against the stream's head (unless this
+        // batch already holds events of the room).
+        if !out.fan_out
+            && !before.contains_key(room)
+            && let Some(h) = heads.resident.get(room)
+            && (h.last_seq == 0 || check_epoch(req.event.kind, req.event.epoch, h.epoch).is_err())
+        {
+            heads.resident.remove(room);
+            if let Err(e) = heads.get(log, room, true) {
+                tracing::error!(error = %e, "could not read a room's head");
+                reject(
+                    &req.peer,
+                    req.request,
+                    room.clone(),
+                    Rejection::StorageFailed,
+                );
+                continue;
+            }
         }
         // Present: `get` just kept it.
         let Some(head) = heads.resident.get_mut(room) else {
@@ -503,45 +559,82 @@ fn commit_batch(
     let appended = log.append_batch_with_heads(&rows, &new_heads);
     let m = crate::metrics::metrics();
     m.commit_seconds.observe(started.elapsed().as_secs_f64());
-    match appended {
-        Ok(()) => {
-            m.events_appended.inc_by(rows.len() as u64);
-            // Consecutive events of one room go to its members as one run;
-            // a checkpoint is asked for only once its seq was delivered.
-            let mut run: Vec<Outbound> = Vec::new();
-            let mut due = None;
-            let mut rows = rows.into_iter().zip(accepted).peekable();
-            while let Some((row, (_, _, epoch, chain))) = rows.next() {
-                let (seq, room) = (row.seq, row.event.room.clone());
-                run.push(encode(&RelayMsg::Event(row)).into());
-                if let Some(head) = chain
-                    && seq % CHECKPOINT_EVERY == 0
-                {
-                    due = Some((seq, head));
-                }
-                if rows.peek().is_some_and(|(next, _)| next.event.room == room) {
-                    continue;
-                }
-                hub.fan_out(&room, seq, epoch, chain, &run);
-                run.clear();
-                if let Some((seq, head)) = due.take()
-                    && let Some(h) = heads.resident.get_mut(&room)
-                    && h.last_checkpoint
-                        .is_none_or(|t| t.elapsed() >= CHECKPOINT_MIN_INTERVAL)
-                    && signer.try_send((room, seq, head)).is_ok()
-                {
-                    h.last_checkpoint = Some(Instant::now());
-                }
+    let (durable, failure) = match appended {
+        Ok(()) => (rows.len(), None),
+        // A shared log stored the first `durable` of the batch only.
+        Err(LogError::Partial { durable, cause }) => (durable.min(rows.len()), Some(*cause)),
+        Err(e) => (0, Some(e)),
+    };
+    m.events_appended.inc_by(durable as u64);
+    tracing::trace!(events = rows.len(), durable, "batch appended");
+    let failed_rows = rows.split_off(durable);
+    let failed = accepted.split_off(durable);
+    if out.fan_out {
+        // Consecutive events of one room go to its members as one run;
+        // a checkpoint is asked for only once its seq was delivered.
+        let mut run: Vec<(u64, Outbound)> = Vec::new();
+        let mut due = None;
+        let mut rows = rows.into_iter().zip(accepted).peekable();
+        while let Some((row, (_, _, epoch, chain))) = rows.next() {
+            let (seq, room) = (row.seq, row.event.room.clone());
+            run.push((seq, encode(&RelayMsg::Event(row)).into()));
+            if let Some(head) = chain
+                && seq % CHECKPOINT_EVERY == 0
+            {
+                due = Some((seq, head));
+            }
+            if rows.peek().is_some_and(|(next, _)| next.event.room == room) {
+                continue;
+            }
+            let _ = hub.fan_out(&room, epoch, chain, &run);
+            run.clear();
+            if let Some((seq, head)) = due.take()
+                && let Some(h) = heads.resident.get_mut(&room)
+                && h.last_checkpoint
+                    .is_none_or(|t| t.elapsed() >= CHECKPOINT_MIN_INTERVAL)
+                && signer.try_send((room, seq, head)).is_ok()
+            {
+                h.last_checkpoint = Some(Instant::now());
             }
         }
-        Err(e) => {
-            tracing::error!(error = %e, events = rows.len(), "could not commit events; refusing them");
-            for (room, head) in before {
-                heads.resident.insert(room, head);
-            }
-            for (row, (peer, request, _, _)) in rows.into_iter().zip(accepted) {
-                reject(&peer, request, row.event.room, Rejection::StorageFailed);
-            }
+    }
+    let Some(e) = failure else {
+        return;
+    };
+    if out.fan_out {
+        // SQLite rolled the whole batch back: the heads before it hold.
+        tracing::error!(error = %e, events = failed_rows.len(), "could not commit events; refusing them");
+        for (room, head) in before {
+            heads.resident.insert(room, head);
         }
+        for (row, (peer, request, _, _)) in failed_rows.into_iter().zip(failed) {
+            reject(&peer, request, row.event.room, Rejection::StorageFailed);
+        }
+        return;
+    }
+    // A shared log: the rooms of what was not stored are read again (the
+    // stream holds their truth, whatever happened), and if another relay
+    // appended first, the events are numbered afresh and tried again.
+    for row in &failed_rows {
+        heads.resident.remove(&row.event.room);
+    }
+    let moved = matches!(e, LogError::Conflict { .. } | LogError::SeqGap { .. });
+    if moved && attempt < CONFLICT_RETRIES {
+        tracing::debug!(error = %e, events = failed_rows.len(), attempt, "room moved on under another relay; renumbering");
+        let mut again: Vec<PublishRequest> = failed_rows
+            .into_iter()
+            .zip(failed)
+            .map(|(row, (peer, request, _, _))| PublishRequest {
+                peer,
+                request,
+                event: row.event,
+            })
+            .collect();
+        commit_batch(log, heads, quotas, out, &mut again, attempt + 1);
+        return;
+    }
+    tracing::error!(error = %e, events = failed_rows.len(), "could not commit events; refusing them");
+    for (row, (peer, request, _, _)) in failed_rows.into_iter().zip(failed) {
+        reject(&peer, request, row.event.room, Rejection::StorageFailed);
     }
 }

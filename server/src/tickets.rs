@@ -541,3 +541,129 @@ mod tests {
         assert!(err.contains("not a hush ticket key"), "{err}");
     }
 }
+
+/// The used-ticket ledger of a relay: its own SQLite file, or, in a
+/// cluster, a JetStream KV bucket every relay shares.
+#[derive(Clone)]
+pub(crate) enum Ledger {
+    /// `tickets.sqlite` in the data folder.
+    Local(TicketLedger),
+    /// The cluster's bucket.
+    Cluster(Box<ClusterLedger>),
+}
+
+impl Ledger {
+    /// Records that ticket `id`, issued to `client`, was used. True only
+    /// the first time, on any relay of the cluster.
+    pub(crate) async fn claim(
+        &self,
+        id: [u8; TICKET_ID_LEN],
+        client: Fingerprint,
+        expires_ms: u64,
+    ) -> bool {
+        match self {
+            Ledger::Local(l) => l.claim(id, client, expires_ms).await,
+            Ledger::Cluster(l) => l.claim(id, client, expires_ms).await,
+        }
+    }
+}
+
+/// KV bucket of used ticket ids in a cluster. Entries expire with the
+/// bucket's max age, the ticket lifetime: a ticket is claimed before it
+/// expires, so its entry outlives it.
+pub const CLUSTER_LEDGER_BUCKET: &str = "HUSH_TICKETS";
+/// KV bucket holding the cluster's one ticket key (kept, no expiry).
+pub const CLUSTER_KEY_BUCKET: &str = "HUSH_TICKET_KEY";
+/// The key's entry in [`CLUSTER_KEY_BUCKET`].
+const CLUSTER_KEY_ENTRY: &str = "key";
+
+/// The cluster's used-ticket ledger: a claim is a KV `create`, which the
+/// bucket refuses for a key that exists, atomically across relays (the
+/// same expected-last-subject-sequence check as the event log), and which
+/// returns only once the bucket's quorum holds it.
+#[derive(Clone)]
+pub(crate) struct ClusterLedger {
+    kv: async_nats::jetstream::kv::Store,
+}
+
+fn hex_id(id: &[u8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl ClusterLedger {
+    /// Opens (or creates) the cluster's ticket key and ledger buckets: the
+    /// first relay to start makes the key, every other one reads it, so a
+    /// ticket from one relay resumes on any.
+    ///
+    /// # Errors
+    /// A message naming the bucket that could not be used.
+    pub(crate) async fn open(
+        stream: &crate::log::jetstream::JetStreamHandle,
+        lifetime: Duration,
+    ) -> Result<(Secret32, Self), String> {
+        use async_nats::jetstream::kv;
+        let js = stream.context();
+        let bucket = |name: &str, max_age: Duration, history: i64| kv::Config {
+            bucket: name.to_owned(),
+            history,
+            max_age,
+            num_replicas: stream.replicas(),
+            storage: async_nats::jetstream::stream::StorageType::File,
+            ..Default::default()
+        };
+        let keys = crate::log::jetstream::retry_starting("ticket key bucket", || {
+            js.create_or_update_key_value(bucket(CLUSTER_KEY_BUCKET, Duration::ZERO, 1))
+        })
+        .await
+        .map_err(|e| format!("cannot use the KV bucket {CLUSTER_KEY_BUCKET}: {e}"))?;
+        let key = crate::log::jetstream::retry_starting("ticket key", || async {
+            let fresh = Secret32::random();
+            match keys
+                .create(CLUSTER_KEY_ENTRY, fresh.expose_secret().to_vec().into())
+                .await
+            {
+                Ok(_) => Ok(fresh),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    let stored = keys
+                        .get(CLUSTER_KEY_ENTRY)
+                        .await
+                        .map_err(|e| format!("cannot read the cluster's ticket key: {e}"))?
+                        .ok_or("the cluster's ticket key is missing")?;
+                    Secret32::from_slice(&stored).ok_or_else(|| {
+                        "the cluster's ticket key is not 32 bytes; delete the HUSH_TICKET_KEY \
+                         bucket to make a new one"
+                            .to_owned()
+                    })
+                }
+                Err(e) => Err(format!("cannot store the cluster's ticket key: {e}")),
+            }
+        })
+        .await?;
+        let used = crate::log::jetstream::retry_starting("ticket ledger bucket", || {
+            js.create_or_update_key_value(bucket(CLUSTER_LEDGER_BUCKET, lifetime, 1))
+        })
+        .await
+        .map_err(|e| format!("cannot use the KV bucket {CLUSTER_LEDGER_BUCKET}: {e}"))?;
+        Ok((key, Self { kv: used }))
+    }
+
+    async fn claim(&self, id: [u8; TICKET_ID_LEN], client: Fingerprint, expires_ms: u64) -> bool {
+        if expires_ms <= now_ms() {
+            return false;
+        }
+        match self
+            .kv
+            .create(hex_id(&id), client.as_bytes().to_vec().into())
+            .await
+        {
+            Ok(_) => true,
+            Err(e) => {
+                if e.kind() != async_nats::jetstream::kv::CreateErrorKind::AlreadyExists {
+                    // Unsure: a full handshake, never a replayable one.
+                    tracing::warn!(error = %e, "cannot record a ticket in the cluster ledger");
+                }
+                false
+            }
+        }
+    }
+}

@@ -139,6 +139,22 @@ pub struct ServerArgs {
     /// void (e.g. 10m).
     #[arg(long, env = "HUSH_CODE_EXPIRY", value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     code_expiry: Duration,
+    /// Run as one relay of a cluster: keep the event log in the NATS
+    /// JetStream stream HUSH_EVENTS on these servers (nats://HOST:PORT,
+    /// comma-separated; nats://USER:PASS@HOST:PORT for a password)
+    /// instead of the data folder's SQLite file. Every relay of the
+    /// cluster needs the same --key. See docs/CLUSTER.md.
+    #[arg(long, env = "HUSH_CLUSTER", value_name = "URLS", value_delimiter = ',')]
+    cluster: Vec<String>,
+    /// Verify the NATS servers' TLS certificates with this CA file (PEM),
+    /// and require TLS.
+    #[arg(
+        long,
+        env = "HUSH_CLUSTER_TLS_CA",
+        value_name = "FILE",
+        requires = "cluster"
+    )]
+    cluster_tls_ca: Option<PathBuf>,
 }
 
 fn parse_frame_limit(text: &str) -> Result<usize, String> {
@@ -252,7 +268,18 @@ pub fn run(args: ServerArgs) -> Result<()> {
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)
             .with_context(|| format!("cannot listen on {}", args.bind))?;
-        let relay = Relay::on_listener(listener, identity.clone(), config).await?;
+        let relay = if args.cluster.is_empty() {
+            Relay::on_listener(listener, identity.clone(), config).await?
+        } else {
+            let mut cluster = hush_server::log::jetstream::ClusterConfig::new(args.cluster.clone());
+            cluster.tls_ca = args.cluster_tls_ca.clone();
+            println!(
+                "cluster log: JetStream stream {} on {}",
+                cluster.stream,
+                redact(&args.cluster)
+            );
+            Relay::on_listener_clustered(listener, identity.clone(), config, cluster).await?
+        };
         let (_metrics_stop, stop) = tokio::sync::watch::channel(false);
         if let Some(l) = metrics {
             let l = tokio::net::TcpListener::from_std(l).context("cannot serve metrics")?;
@@ -268,6 +295,19 @@ pub fn run(args: ServerArgs) -> Result<()> {
         println!("hush relay stopped");
         Ok(())
     })
+}
+
+/// The cluster URLs without any password in them, for printing.
+fn redact(urls: &[String]) -> String {
+    urls.iter()
+        .map(|u| match (u.find("://"), u.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}***{}", &u[..scheme + 3], &u[at..])
+            }
+            _ => u.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn relay_identity(
@@ -339,7 +379,19 @@ pub enum LogFormat {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_bind;
+    use super::{parse_bind, redact};
+
+    #[test]
+    fn cluster_urls_are_printed_without_passwords() {
+        let urls = vec![
+            "nats://hush:s3cret@10.0.0.1:4222".to_owned(),
+            "nats://10.0.0.2:4222".to_owned(),
+        ];
+        assert_eq!(
+            redact(&urls),
+            "nats://***@10.0.0.1:4222,nats://10.0.0.2:4222"
+        );
+    }
 
     #[test]
     fn bind_takes_an_ip_with_or_without_a_port() {

@@ -20,4 +20,5 @@
 
 pub mod entropy;
 pub mod keys;
+pub mod nats;
 pub mod sim;

@@ -3,9 +3,16 @@
 //! Every room event the relay accepts is given a per-room sequence number
 //! (by the relay's in-memory room state) and appended here *before* any
 //! client is sent it. After a restart the relay rebuilds its room state from
-//! [`EventLog::room_heads`] and serves backfill from [`EventLog::events_after`].
+//! [`EventLog::room_head`] and serves backfill from [`EventLog::events_after`].
 //! The relay never sees plaintext: an event body is opaque bytes and is
 //! stored as a BLOB without interpretation.
+//!
+//! The sequencer and the backfill readers see the log only through two
+//! traits, [`EventLog`] (the writer) and [`LogReader`] (backfill), so that
+//! one relay can keep its log in SQLite ([`SqliteLog`], below: one machine,
+//! no extra service, the default) and a cluster of relays can share one in
+//! NATS JetStream (`hush server --cluster`). `log/conformance.rs` holds
+//! the one suite of cases every implementation must pass.
 //!
 //! # Schema
 //!
@@ -44,9 +51,9 @@
 //! # Durability
 //!
 //! A file-backed log runs in WAL mode with `synchronous=FULL`: the WAL is
-//! fsynced at every commit, so once [`EventLog::append_batch`] returns `Ok`
+//! fsynced at every commit, so once [`SqliteLog::append_batch`] returns `Ok`
 //! the batch survives a `kill -9` or a power loss. WAL also lets read-only
-//! connections ([`EventLog::open_reader`]) serve backfill concurrently with
+//! connections ([`SqliteLog::open_reader`]) serve backfill concurrently with
 //! the writer without blocking it. Connections wait up to 5 seconds for a
 //! lock (`busy_timeout`) before failing with `SQLITE_BUSY`.
 //!
@@ -54,7 +61,7 @@
 //!
 //! The fsync is the expensive part of a durable append, so the relay collects
 //! the events accepted during a short window and hands them to
-//! [`EventLog::append_batch`], which writes them all — and the updated room
+//! [`SqliteLog::append_batch`], which writes them all — and the updated room
 //! heads — in a single transaction: one fsync per batch, not per event. The
 //! batch is all-or-nothing: if any event fails validation (for instance a
 //! sequence number that does not continue its room, [`LogError::SeqGap`]) the
@@ -62,7 +69,7 @@
 //!
 //! # Retention
 //!
-//! [`EventLog::prune`] applies a [`Retention`] policy to every room: at most
+//! [`SqliteLog::prune`] applies a [`Retention`] policy to every room: at most
 //! `max_events` rows per room and nothing received more than `max_age_ms`
 //! ago. Two things are never lost to pruning: the room's most recent
 //! `Commit` event (so a client can always discover the current epoch), and
@@ -77,6 +84,9 @@ use hush_crypto::Fingerprint;
 use hush_proto::{EventKind, RoomEvent, RoomName, SequencedEvent};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+#[cfg(test)]
+pub(crate) mod conformance;
+pub mod jetstream;
 mod reader_pool;
 mod retention;
 
@@ -184,6 +194,202 @@ pub enum LogError {
     /// A reader was opened on a database whose schema was never created.
     #[error("event log has no schema yet (user_version 0); open it with the writer first")]
     Uninitialized,
+    /// The cluster log (NATS JetStream) failed: unreachable, timed out,
+    /// or refused the request.
+    #[error("cluster event log (NATS JetStream): {0}")]
+    Cluster(String),
+    /// Another relay appended to `room` first (a shared log only): the
+    /// caller's head for it is stale and must be read again.
+    #[error("event log: room {room:?} moved on under another relay; its head must be read again")]
+    Conflict {
+        /// The room whose head moved.
+        room: String,
+    },
+    /// A shared log failed part-way through a batch: the first `durable`
+    /// events of it are stored (and will be delivered), the rest are not.
+    #[error("event log: only {durable} events of the batch were stored: {cause}")]
+    Partial {
+        /// How many events, from the start of the batch, are durable.
+        durable: usize,
+        /// Why the rest were not stored.
+        cause: Box<LogError>,
+    },
+}
+
+/// What the sequencer and the backfill readers need of a durable log:
+/// the one contract both implementations keep ([`SqliteLog`], the embedded
+/// default, and the JetStream log of `hush server --cluster`), checked by
+/// one conformance suite (`log/conformance.rs`) run against each.
+///
+/// The contract, in the words of the SQLite log that defined it:
+/// - per room, seqs are `1, 2, 3, ...` with no gap; an append that does
+///   not continue its room is refused ([`LogError::SeqGap`]) and stores
+///   nothing of its batch;
+/// - once an append returns `Ok`, every event of it is durable (SQLite:
+///   fsynced; JetStream: acknowledged by the stream's quorum), and only
+///   then may anyone be sent it;
+/// - retention deletes messages only, never membership events, and never
+///   lowers a room's `last_seq`;
+/// - bodies come back byte for byte.
+///
+/// A log shared by several writers (JetStream) may also fail an append
+/// part-way, because another writer appended to a room first: it then
+/// says how much of the batch is durable ([`LogError::Partial`]).
+pub trait EventLog: Send {
+    /// Appends `events` and records each room's new hash-chain head (see
+    /// [`SqliteLog::append_batch_with_heads`]).
+    ///
+    /// # Errors
+    /// [`LogError::SeqGap`] (nothing stored), a storage failure (nothing
+    /// stored), or [`LogError::Partial`] (a prefix of the batch stored).
+    fn append_batch_with_heads(
+        &mut self,
+        events: &[SequencedEvent],
+        heads: &[(&str, [u8; 32])],
+    ) -> Result<(), LogError>;
+
+    /// [`Self::append_batch_with_heads`] without heads.
+    ///
+    /// # Errors
+    /// As [`Self::append_batch_with_heads`].
+    fn append_batch(&mut self, events: &[SequencedEvent]) -> Result<(), LogError> {
+        self.append_batch_with_heads(events, &[])
+    }
+
+    /// One room's head, if the log knows the room.
+    ///
+    /// # Errors
+    /// A storage failure, or a head that does not parse.
+    fn room_head(&self, room: &str) -> Result<Option<RoomHead>, LogError>;
+
+    /// All rooms' heads, ordered by room name.
+    ///
+    /// # Errors
+    /// As [`Self::room_head`].
+    fn room_heads(&self) -> Result<Vec<RoomHead>, LogError>;
+
+    /// Events of `room` with `seq > after_seq`, ascending, at most `limit`,
+    /// stopping once the bodies add up to `max_bytes` (at least one event
+    /// if there is one).
+    ///
+    /// # Errors
+    /// A storage failure, or a stored event that does not parse.
+    fn events_after_capped(
+        &self,
+        room: &RoomName,
+        after_seq: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<SequencedEvent>, LogError>;
+
+    /// [`Self::events_after_capped`] without a byte cap.
+    ///
+    /// # Errors
+    /// As [`Self::events_after_capped`].
+    fn events_after(
+        &self,
+        room: &RoomName,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<SequencedEvent>, LogError> {
+        self.events_after_capped(room, after_seq, limit, usize::MAX)
+    }
+
+    /// One bounded step of retention (see [`SqliteLog::prune_chunk`]).
+    ///
+    /// # Errors
+    /// A storage failure; nothing of this chunk is deleted then.
+    fn prune_chunk(
+        &mut self,
+        retention: Retention,
+        now_ms: u64,
+        cursor: &mut PruneCursor,
+        max_events: usize,
+    ) -> Result<PruneStep, LogError>;
+
+    /// Applies `retention` to every room, chunk by chunk; returns how many
+    /// messages were deleted.
+    ///
+    /// # Errors
+    /// As [`Self::prune_chunk`]; chunks already done stay pruned.
+    fn prune(&mut self, retention: Retention, now_ms: u64) -> Result<u64, LogError> {
+        let mut cursor = PruneCursor::default();
+        while !self
+            .prune_chunk(
+                retention,
+                now_ms,
+                &mut cursor,
+                retention::DEFAULT_CHUNK_EVENTS,
+            )?
+            .done
+        {}
+        Ok(cursor.deleted())
+    }
+
+    /// Number of stored events in `room`.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn count(&self, room: &str) -> Result<u64, LogError>;
+}
+
+impl EventLog for SqliteLog {
+    fn append_batch_with_heads(
+        &mut self,
+        events: &[SequencedEvent],
+        heads: &[(&str, [u8; 32])],
+    ) -> Result<(), LogError> {
+        SqliteLog::append_batch_with_heads(self, events, heads)
+    }
+
+    fn room_head(&self, room: &str) -> Result<Option<RoomHead>, LogError> {
+        SqliteLog::room_head(self, room)
+    }
+
+    fn room_heads(&self) -> Result<Vec<RoomHead>, LogError> {
+        SqliteLog::room_heads(self)
+    }
+
+    fn events_after_capped(
+        &self,
+        room: &RoomName,
+        after_seq: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<SequencedEvent>, LogError> {
+        SqliteLog::events_after_capped(self, room, after_seq, limit, max_bytes)
+    }
+
+    fn prune_chunk(
+        &mut self,
+        retention: Retention,
+        now_ms: u64,
+        cursor: &mut PruneCursor,
+        max_events: usize,
+    ) -> Result<PruneStep, LogError> {
+        SqliteLog::prune_chunk(self, retention, now_ms, cursor, max_events)
+    }
+
+    fn count(&self, room: &str) -> Result<u64, LogError> {
+        SqliteLog::count(self, room)
+    }
+}
+
+/// Backfill reads, concurrent with the writer: for SQLite a pool of
+/// read-only connections ([`ReaderPool`]), for JetStream a handle on the
+/// same stream. Called on the blocking pool.
+pub trait LogReader: Send + Sync {
+    /// As [`EventLog::events_after_capped`].
+    ///
+    /// # Errors
+    /// As [`EventLog::events_after_capped`].
+    fn events_after_capped(
+        &self,
+        room: &RoomName,
+        after_seq: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<SequencedEvent>, LogError>;
 }
 
 /// Converts a `u64` to the `i64` SQLite stores, refusing values above `i64::MAX`.
@@ -197,14 +403,14 @@ fn from_sql(field: &'static str, value: i64) -> Result<u64, LogError> {
         .map_err(|_| LogError::Corrupt(format!("negative {field} {value} in event log")))
 }
 
-/// A connection to the event log database: the single writer, or a
-/// read-only reader (see [`EventLog::open_reader`]).
+/// A connection to the SQLite event log database: the single writer, or a
+/// read-only reader (see [`SqliteLog::open_reader`]).
 #[derive(Debug)]
-pub struct EventLog {
+pub struct SqliteLog {
     conn: Connection,
 }
 
-impl EventLog {
+impl SqliteLog {
     /// Opens or creates the database at `path` (the parent directory must
     /// exist) in WAL mode with `synchronous=FULL` and a 5 s busy timeout,
     /// creating the schema if missing. A database with a newer schema
@@ -229,17 +435,17 @@ impl EventLog {
             );
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
-        let mut log = EventLog { conn };
+        let mut log = SqliteLog { conn };
         log.ensure_schema()?;
         tracing::debug!(path = %path.display(), "event log opened");
         Ok(log)
     }
 
     /// Same schema, in memory (for benchmarks and tests). Nothing is
-    /// durable, and [`EventLog::open_reader`] cannot attach to it.
+    /// durable, and [`SqliteLog::open_reader`] cannot attach to it.
     pub fn open_in_memory() -> Result<Self, LogError> {
         let conn = Connection::open_in_memory()?;
-        let mut log = EventLog { conn };
+        let mut log = SqliteLog { conn };
         log.ensure_schema()?;
         Ok(log)
     }
@@ -247,15 +453,15 @@ impl EventLog {
     /// A second, read-only connection to the file-backed log at `path`, for
     /// backfill reads concurrent with the writer (WAL mode means neither
     /// blocks the other). The database must already have been created by
-    /// [`EventLog::open`]; writes through a reader ([`EventLog::append_batch`],
-    /// [`EventLog::prune`]) fail with a SQLite "readonly database" error.
+    /// [`SqliteLog::open`]; writes through a reader ([`SqliteLog::append_batch`],
+    /// [`SqliteLog::prune`]) fail with a SQLite "readonly database" error.
     /// An in-memory log has no path and therefore cannot have readers.
     pub fn open_reader(path: &Path) -> Result<Self, LogError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         check_version(&conn, true)?;
-        Ok(EventLog { conn })
+        Ok(SqliteLog { conn })
     }
 
     /// Creates the schema if `user_version` is still 0. Done inside an

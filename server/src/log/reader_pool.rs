@@ -1,12 +1,14 @@
 //! Read-only connections to the log, for backfill.
 
-use super::{EventLog, LogError};
+use hush_proto::{RoomName, SequencedEvent};
+
+use super::{LogError, LogReader, SqliteLog};
 
 /// Read-only connections to the log, for backfill, reused between
 /// requests. WAL lets them read while the sequencer writes.
 pub(crate) struct ReaderPool {
     path: std::path::PathBuf,
-    idle: std::sync::Mutex<Vec<EventLog>>,
+    idle: std::sync::Mutex<Vec<SqliteLog>>,
 }
 
 /// Reader connections kept open between backfills.
@@ -22,7 +24,7 @@ impl ReaderPool {
 
     pub(crate) fn with_reader<T>(
         &self,
-        f: impl FnOnce(&EventLog) -> Result<T, LogError>,
+        f: impl FnOnce(&SqliteLog) -> Result<T, LogError>,
     ) -> Result<T, LogError> {
         let pooled = self
             .idle
@@ -31,7 +33,7 @@ impl ReaderPool {
             .pop();
         let reader = match pooled {
             Some(r) => r,
-            None => EventLog::open_reader(&self.path)?,
+            None => SqliteLog::open_reader(&self.path)?,
         };
         let out = f(&reader);
         let mut idle = self
@@ -42,5 +44,17 @@ impl ReaderPool {
             idle.push(reader);
         }
         out
+    }
+}
+
+impl LogReader for ReaderPool {
+    fn events_after_capped(
+        &self,
+        room: &RoomName,
+        after_seq: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<SequencedEvent>, LogError> {
+        self.with_reader(|r| r.events_after_capped(room, after_seq, limit, max_bytes))
     }
 }

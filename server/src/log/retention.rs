@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use hush_proto::EventKind;
 
-use super::{EventLog, LogError};
+use super::{LogError, SqliteLog};
 
 /// Retention policy: keep at most `max_events` messages per room and no
 /// message older than `max_age_ms`. `None` means unlimited.
@@ -24,7 +24,7 @@ pub struct Retention {
     pub max_age_ms: Option<u64>,
 }
 
-/// Rooms one [`EventLog::prune_chunk`] looks at, at most.
+/// Rooms one [`SqliteLog::prune_chunk`] looks at, at most.
 const ROOMS_PER_CHUNK: usize = 256;
 
 /// Where a prune that runs in chunks goes on from: every room before it
@@ -32,12 +32,12 @@ const ROOMS_PER_CHUNK: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PruneCursor {
     /// The room to go on from.
-    from: String,
+    pub(super) from: String,
     /// Whether `from` itself still has messages to prune (a chunk ended
     /// inside it) or is done.
-    inclusive: bool,
+    pub(super) inclusive: bool,
     /// Messages deleted so far by this prune.
-    deleted: u64,
+    pub(super) deleted: u64,
 }
 
 impl Default for PruneCursor {
@@ -67,7 +67,7 @@ pub struct PruneStep {
     pub done: bool,
 }
 
-impl EventLog {
+impl SqliteLog {
     /// Applies `retention` to every room's messages and returns how many
     /// rows were deleted: [`Self::prune_chunk`] until it is done, each
     /// chunk its own transaction. Messages count as too old when
@@ -200,7 +200,7 @@ impl EventLog {
 }
 
 /// Messages one chunk of [`EventLog::prune`] deletes at most.
-const DEFAULT_CHUNK_EVENTS: usize = 10_000;
+pub(super) const DEFAULT_CHUNK_EVENTS: usize = 10_000;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -37,10 +37,10 @@ pub(super) fn seqs(events: &[SequencedEvent]) -> Vec<u64> {
     events.iter().map(|e| e.seq).collect()
 }
 
-pub(super) fn temp_log() -> (TempDir, std::path::PathBuf, EventLog) {
+pub(super) fn temp_log() -> (TempDir, std::path::PathBuf, SqliteLog) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.sqlite");
-    let log = EventLog::open(&path).unwrap();
+    let log = SqliteLog::open(&path).unwrap();
     (dir, path, log)
 }
 #[test]
@@ -178,7 +178,7 @@ fn reopen_after_drop_keeps_everything() {
     let heads_before = log.room_heads().unwrap();
     drop(log);
 
-    let mut log = EventLog::open(&path).unwrap();
+    let mut log = SqliteLog::open(&path).unwrap();
     assert_eq!(log.room_heads().unwrap(), heads_before);
     assert_eq!(
         heads_before,
@@ -214,7 +214,7 @@ fn reopen_after_drop_keeps_everything() {
 
 #[test]
 fn room_heads_track_latest_commit_epoch() {
-    let log_mem = EventLog::open_in_memory().unwrap();
+    let log_mem = SqliteLog::open_in_memory().unwrap();
     assert!(log_mem.room_heads().unwrap().is_empty());
 
     let (_dir, _path, mut log) = temp_log();
@@ -269,7 +269,7 @@ fn room_heads_track_latest_commit_epoch() {
 #[test]
 fn reader_sees_committed_events() {
     let (_dir, path, mut writer) = temp_log();
-    let reader = EventLog::open_reader(&path).unwrap();
+    let reader = SqliteLog::open_reader(&path).unwrap();
     assert!(reader.room_heads().unwrap().is_empty());
 
     writer.append_batch(&msgs("r", 1..=3)).unwrap();
@@ -298,7 +298,7 @@ fn reader_refuses_missing_or_uninitialised_db() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.sqlite");
     assert!(matches!(
-        EventLog::open_reader(&missing),
+        SqliteLog::open_reader(&missing),
         Err(LogError::Sqlite(_))
     ));
     assert!(!missing.exists());
@@ -309,7 +309,7 @@ fn reader_refuses_missing_or_uninitialised_db() {
         .execute_batch("CREATE TABLE t (x)")
         .unwrap();
     assert!(matches!(
-        EventLog::open_reader(&blank),
+        SqliteLog::open_reader(&blank),
         Err(LogError::Uninitialized)
     ));
 }
@@ -330,7 +330,7 @@ fn a_protocol_1_log_with_events_is_refused_and_an_empty_one_taken_over() {
         )
         .unwrap();
     }
-    let Err(err) = EventLog::open(&path) else {
+    let Err(err) = SqliteLog::open(&path) else {
         panic!("a protocol 1 log is refused");
     };
     assert!(matches!(err, LogError::OldProtocol { found: 1 }), "{err}");
@@ -348,7 +348,7 @@ fn a_protocol_1_log_with_events_is_refused_and_an_empty_one_taken_over() {
     conn.execute_batch("DELETE FROM events; DELETE FROM rooms;")
         .unwrap();
     drop(conn);
-    let mut log = EventLog::open(&path).unwrap();
+    let mut log = SqliteLog::open(&path).unwrap();
     assert!(log.room_heads().unwrap().is_empty());
     let e = ev("new", 1, EventKind::Message, 0, 6);
     log.append_batch_with_heads(&[e], &[("new", [7; 32])])
@@ -364,7 +364,7 @@ fn newer_schema_version_is_refused() {
         .unwrap();
     drop(log);
 
-    let err = EventLog::open(&path).unwrap_err();
+    let err = SqliteLog::open(&path).unwrap_err();
     assert!(
         matches!(
             err,
@@ -381,7 +381,7 @@ fn newer_schema_version_is_refused() {
         "{msg}"
     );
     assert!(matches!(
-        EventLog::open_reader(&path),
+        SqliteLog::open_reader(&path),
         Err(LogError::UnsupportedSchema { .. })
     ));
     // The refused database was not modified.
@@ -469,7 +469,7 @@ fn multiple_rooms_are_independent() {
 
 #[test]
 fn corrupt_rows_are_reported() {
-    let mut log = EventLog::open_in_memory().unwrap();
+    let mut log = SqliteLog::open_in_memory().unwrap();
     log.append_batch(&msgs("r", 1..=1)).unwrap();
     log.conn
         .execute("UPDATE events SET sender = x'0102' WHERE seq = 1", [])
@@ -530,14 +530,21 @@ fn file_log_is_wal_with_full_sync() {
     assert_eq!(version, SCHEMA_VERSION);
     drop(log);
     // A reader can also open the file when no writer is running.
-    let reader = EventLog::open_reader(&path).unwrap();
+    let reader = SqliteLog::open_reader(&path).unwrap();
     assert!(reader.room_heads().unwrap().is_empty());
 }
 
 #[test]
 fn in_memory_log_works() {
-    let mut log = EventLog::open_in_memory().unwrap();
+    let mut log = SqliteLog::open_in_memory().unwrap();
     log.append_batch(&msgs("r", 1..=3)).unwrap();
     assert_eq!(log.count("r").unwrap(), 3);
     assert_eq!(log.room_heads().unwrap()[0].last_seq, 3);
+}
+
+#[test]
+fn the_sqlite_log_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.sqlite");
+    super::conformance::run_all(&mut || Box::new(SqliteLog::open(&path).unwrap()));
 }
