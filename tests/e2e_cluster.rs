@@ -320,3 +320,58 @@ fn the_chat_goes_on_through_kill_9_of_a_nats_node_and_after_restarting_everythin
         "shown once"
     );
 }
+
+#[test]
+fn kill_9_of_alices_relay_and_her_client_fails_over_and_catches_up_with_nothing_lost_or_twice() {
+    let mut c = Cluster::start();
+    let addrs: Vec<String> = (0..3).map(|i| c.addr(i)).collect();
+    // alice names two nodes of the cluster; bob and carol one each.
+    let list = format!("{},{}", addrs[0], addrs[1]);
+    let mut alice = ClientProcess::start(&list, "alice", "failover", true, &[]);
+    alice.wait_json("joined", |_| true);
+    let mut bob = ClientProcess::start(&addrs[1], "bob", "failover", true, &[]);
+    bob.wait_json("joined", |_| true);
+    let mut carol = ClientProcess::start(&addrs[2], "carol", "failover", true, &[]);
+    carol.wait_json("joined", |_| true);
+    for p in [&mut alice, &mut bob, &mut carol] {
+        p.wait_json("epoch", |v| {
+            v["members"].as_array().is_some_and(|m| m.len() == 3)
+        });
+    }
+    alice.say("before the crash");
+    wait_all(&mut [&mut alice, &mut bob, &mut carol], "before the crash");
+
+    // kill -9 of alice's relay (dropping the process kills it).
+    drop(c.relays.remove(0));
+    bob.say("while alice's relay is down");
+    carol.wait_json("message", |v| v["text"] == "while alice's relay is down");
+    // alice moves to the next node and catches up from her last seq.
+    alice.wait_json("message", |v| v["text"] == "while alice's relay is down");
+    alice.say("back, through relay 1");
+    wait_all(
+        &mut [&mut alice, &mut bob, &mut carol],
+        "back, through relay 1",
+    );
+    for p in [&mut alice, &mut bob, &mut carol] {
+        p.drain_for(Duration::from_millis(300));
+    }
+    let t = transcript(&alice);
+    assert_eq!(
+        t.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>(),
+        [
+            "before the crash",
+            "while alice's relay is down",
+            "back, through relay 1"
+        ],
+        "nothing lost or shown twice: {t:?}"
+    );
+    assert_eq!(transcript(&bob), t);
+    assert_eq!(transcript(&carol), t);
+    assert!(
+        alice
+            .seen_lines()
+            .iter()
+            .any(|l| l.contains(&format!("trying {}", addrs[1]))),
+        "alice's client said where it went"
+    );
+}
