@@ -49,32 +49,56 @@ pub(crate) fn fanout(a: FanoutArgs) -> Result<()> {
         return Ok(());
     }
     let (identity, key_path) = bench_identity()?;
-    let relay = match &a.server {
-        Some(_) => None,
-        None => Some(match &a.log_dir {
+    // The relays the bench starts: one, or with --cluster one per node of
+    // a cluster sharing the NATS servers named (each its own data folder).
+    let mut relays = Vec::new();
+    let mut node_dirs = Vec::new();
+    match (&a.server, &a.cluster) {
+        (Some(_), _) => {}
+        (None, Some(urls)) => {
+            for i in 0..a.relays.max(1) {
+                let base =
+                    std::env::temp_dir().join(format!("hush-bench-{}-node{i}", std::process::id()));
+                std::fs::create_dir_all(&base)?;
+                let extra = ["--cluster".to_owned(), urls.clone()];
+                relays.push(start_relay_in(&key_path, &base, &extra)?);
+                node_dirs.push(base);
+            }
+        }
+        (None, None) => relays.push(match &a.log_dir {
             Some(base) => start_relay_in(&key_path, base, &[])?,
             None => start_relay(&key_path)?,
         }),
+    }
+    let addrs: Vec<String> = match &a.server {
+        Some(s) => vec![s.clone()],
+        None => relays.iter().map(|r| r.addr.clone()).collect(),
     };
-    let addr = a
-        .server
-        .clone()
-        .or_else(|| relay.as_ref().map(|r| r.addr.clone()))
-        .context("no relay")?;
     // Pinned before the load's threads exist: they inherit it.
-    if let (Some(cpus), Some(r)) = (&a.relay_cpus, &relay) {
-        pin(r.child.id(), cpus)?;
+    if let Some(cpus) = &a.relay_cpus {
+        for r in &relays {
+            pin(r.child.id(), cpus)?;
+        }
     }
     if let Some(cpus) = &a.client_cpus {
         pin(std::process::id(), cpus)?;
     }
     let runtime = runtime()?;
-    let pid = relay.as_ref().map(|r| r.child.id());
+    let pids: Vec<u32> = relays.iter().map(|r| r.child.id()).collect();
     let result = match a.crypto {
-        Crypto::Relay => runtime.block_on(run_fanout(&a, window, &addr, identity, pid))?,
-        Crypto::Full => runtime.block_on(run_fanout_full(&a, window, &addr, identity, pid))?,
+        Crypto::Relay => runtime.block_on(run_fanout(&a, window, &addrs, identity, &pids))?,
+        Crypto::Full => runtime.block_on(run_fanout_full(
+            &a,
+            window,
+            &addrs[0],
+            identity,
+            pids.first().copied(),
+        ))?,
     };
-    drop(relay);
+    drop(relays);
+    for dir in node_dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     print_results(&a, window, &result);
     Ok(())
 }
@@ -83,20 +107,22 @@ pub(crate) fn fanout(a: FanoutArgs) -> Result<()> {
 async fn run_fanout(
     a: &FanoutArgs,
     window: u64,
-    addr: &str,
+    addrs: &[String],
     identity: Arc<Identity>,
-    pid: Option<u32>,
+    pids: &[u32],
 ) -> Result<FanoutResult> {
     let room = RoomName::new("bench")?;
-    eprintln!("connecting {} members to {addr}", a.members);
+    eprintln!("connecting {} members to {}", a.members, addrs.join(", "));
     let mut conns = Vec::with_capacity(a.members);
     for i in 0..a.members {
+        // Spread evenly over the relays, publishers too.
+        let addr = &addrs[i % addrs.len()];
         let c = join(addr, &identity, &room, hush_proto::DEFAULT_MAX_FRAME * 16)
             .await
             .with_context(|| format!("member {i} could not join"))?;
         conns.push(c);
     }
-    let run = Run::start(a, pid);
+    let run = Run::start(a, pids);
     let (t0, echoed) = (run.t0, run.echoed.clone());
     let mut readers = Vec::new();
     let mut writers = Vec::new();
@@ -190,16 +216,26 @@ pub(crate) struct Run {
     pub(crate) stop: Arc<Notify>,
     /// Per publisher: its own events seen back, and a wake-up for it.
     pub(crate) echoed: Vec<Arc<(AtomicU64, Notify)>>,
-    /// The server's CPU and memory when publishing started.
+    /// The servers' CPU and memory when publishing started.
     before: Option<(f64, u64)>,
-    pid: Option<u32>,
+    pids: Vec<u32>,
+}
+
+/// CPU seconds and peak RSS (KiB) of the server processes `pids`, summed.
+fn usage_of(pids: &[u32]) -> Option<(f64, u64)> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().try_fold((0.0, 0), |(c, m), pid| {
+        proc_usage(*pid).map(|(c1, m1)| (c + c1, m + m1))
+    })
 }
 
 impl Run {
-    /// Starts the clock, with the server's usage (process `pid`) now.
-    pub(crate) fn start(a: &FanoutArgs, pid: Option<u32>) -> Self {
+    /// Starts the clock, with the servers' usage (processes `pids`) now.
+    pub(crate) fn start(a: &FanoutArgs, pids: &[u32]) -> Self {
         Self {
-            before: pid.and_then(proc_usage),
+            before: usage_of(pids),
             t0: Instant::now(),
             members: a.members,
             tally: Arc::new(Tally::default()),
@@ -207,7 +243,7 @@ impl Run {
             echoed: (0..a.publishers)
                 .map(|_| Arc::new((AtomicU64::new(0), Notify::new())))
                 .collect(),
-            pid,
+            pids: pids.to_vec(),
         }
     }
 
@@ -232,7 +268,7 @@ impl Run {
         // Let the last deliveries arrive.
         self.tally.published.store(published, Ordering::Relaxed);
         self.tally.drain(self.members).await;
-        let after = self.pid.and_then(proc_usage);
+        let after = usage_of(&self.pids);
         drop(keep);
         drop(listeners);
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -351,7 +387,12 @@ fn print_results(a: &FanoutArgs, window: u64, r: &FanoutResult) {
     };
     if a.json {
         println!(
-            "{{\"workload\":\"fanout\",\"crypto\":\"{}\",\"members\":{},\"publishers\":{},\"size\":{},\"window\":{},\"rate\":{},\"seconds\":{:.2},\"published\":{},\"deliveries\":{},\"deliveries_per_s\":{:.0},\"lost\":{},\"latency_ms\":{{\"p50\":{:.3},\"p99\":{:.3},\"max\":{:.3}}},\"wire_bytes_per_delivery\":{:.1},\"relay_cpu_us_per_delivery\":{},\"relay_peak_rss_kib\":{}}}",
+            "{{\"workload\":\"fanout\",\"relays\":{},\"crypto\":\"{}\",\"members\":{},\"publishers\":{},\"size\":{},\"window\":{},\"rate\":{},\"seconds\":{:.2},\"published\":{},\"deliveries\":{},\"deliveries_per_s\":{:.0},\"lost\":{},\"latency_ms\":{{\"p50\":{:.3},\"p99\":{:.3},\"max\":{:.3}}},\"wire_bytes_per_delivery\":{:.1},\"relay_cpu_us_per_delivery\":{},\"relay_peak_rss_kib\":{}}}",
+            if a.cluster.is_some() {
+                a.relays.max(1)
+            } else {
+                1
+            },
             crypto,
             a.members,
             a.publishers,
@@ -374,11 +415,19 @@ fn print_results(a: &FanoutArgs, window: u64, r: &FanoutResult) {
     }
     let (title, server) = if a.redis {
         (
-            "hush bench fanout --redis (Redis pub/sub, the same load)",
+            "hush bench fanout --redis (Redis pub/sub, the same load)".to_owned(),
             "redis ",
         )
+    } else if a.cluster.is_some() {
+        (
+            format!(
+                "hush bench fanout --cluster ({} relays sharing the room through NATS; CPU and RSS summed)",
+                a.relays.max(1)
+            ),
+            "relays",
+        )
     } else {
-        ("hush bench fanout", "relay ")
+        ("hush bench fanout".to_owned(), "relay ")
     };
     println!(
         "{title}: {} members, {} publishers, {} B bodies, crypto {crypto}, {}",

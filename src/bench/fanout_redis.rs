@@ -197,7 +197,7 @@ pub(crate) async fn run_fanout_redis(
                 .with_context(|| format!("subscriber {i} could not subscribe"))?,
         );
     }
-    let run = Run::start(a, pid);
+    let run = Run::start(a, &Vec::from_iter(pid));
     let (t0, echoed) = (run.t0, run.echoed.clone());
     let mut readers = Vec::new();
     let mut writers = Vec::new();

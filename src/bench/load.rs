@@ -50,6 +50,14 @@ pub(crate) struct FanoutArgs {
     /// Pin the load generator (this process) to these CPUs (e.g. 0).
     #[arg(long, value_name = "LIST")]
     pub(crate) client_cpus: Option<String>,
+    /// Start the bench's relays as one cluster sharing the rooms through
+    /// these NATS servers (`hush server --cluster URLS`), members spread
+    /// evenly over them; CPU and memory are the relays' summed.
+    #[arg(long, value_name = "URLS", conflicts_with_all = ["server", "redis", "crypto", "log_dir"])]
+    pub(crate) cluster: Option<String>,
+    /// How many relays --cluster starts.
+    #[arg(long, default_value_t = 2, requires = "cluster")]
+    pub(crate) relays: usize,
     /// Run the same load against Redis pub/sub instead (`redis-server`
     /// started on a loopback port, pinned with --relay-cpus), for a
     /// same-run comparison.
