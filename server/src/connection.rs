@@ -282,7 +282,7 @@ async fn establish(
         peer,
         rooms: JoinedRooms::default(),
         last_checkpoint: None,
-        acks: Arc::default(),
+        acks: None,
         rd,
         fb,
         opener,
@@ -304,7 +304,9 @@ struct Connection {
     /// acknowledged, per (room, file): a commit makes them durable and
     /// sends their `FileStored`, off the reader, so chat on the link never
     /// waits behind an fsync.
-    acks: Arc<std::sync::Mutex<OwedAcks>>,
+    /// Chunks written and not yet acknowledged; made at the first upload,
+    /// so a connection that sends no file holds none of it.
+    acks: Option<Arc<std::sync::Mutex<OwedAcks>>>,
     rd: OwnedReadHalf,
     fb: FrameBuffer,
     opener: RecordOpener,
@@ -518,7 +520,10 @@ impl Connection {
                 data,
             } => {
                 let owner = self.peer.fingerprint;
-                let acks = self.rooms.contains(&room).then(|| self.acks.clone());
+                let acks = self
+                    .rooms
+                    .contains(&room)
+                    .then(|| Arc::clone(self.acks.get_or_insert_with(Arc::default)));
                 self.file_op(room, file, move |store, room| {
                     match store.put(room, file, &owner, index, &data)? {
                         crate::blobs::Put::Held => Ok(vec![RelayMsg::FileStored {
@@ -668,18 +673,17 @@ impl Connection {
     /// files it owes in turn and sending their `FileStored`s itself; the
     /// reader goes on.
     fn commit_written(&mut self) {
+        let Some(acks) = self.acks.clone() else {
+            return;
+        };
         {
-            let mut a = lock_acks(&self.acks);
+            let mut a = lock_acks(&acks);
             if a.running || a.owed.is_empty() {
                 return;
             }
             a.running = true;
         }
-        let (store, peer, acks) = (
-            self.shared.blobs.clone(),
-            self.peer.clone(),
-            self.acks.clone(),
-        );
+        let (store, peer) = (self.shared.blobs.clone(), self.peer.clone());
         tokio::task::spawn_blocking(move || {
             loop {
                 let owed = {
