@@ -982,23 +982,21 @@ async fn run_on<W: Write>(
         }
         match end {
             SessionEnd::Done => return finish(&mut rooms, &mut screen, &state),
-            SessionEnd::Reconnect(why) if servers.len() > 1 => {
-                // Fail over: the next node serves the same rooms, and each
-                // room backfills from the last seq it processed.
+            SessionEnd::Reconnect(why) => {
+                // With a cluster, fail over: the next node serves the same
+                // rooms, and each room backfills from the last seq it
+                // processed. Either way a short pause, so a node that
+                // accepts and drops at once is not retried in a spin.
                 at += 1;
-                screen.notice(
-                    None,
+                let text = if servers.len() > 1 {
                     format!(
                         "connection to {server} lost ({why}); trying {}",
                         servers[at % servers.len()]
-                    ),
-                )?;
-            }
-            SessionEnd::Reconnect(why) => {
-                screen.notice(
-                    None,
-                    format!("connection to the relay lost ({why}); reconnecting"),
-                )?;
+                    )
+                } else {
+                    format!("connection to the relay lost ({why}); reconnecting")
+                };
+                screen.notice(None, text)?;
                 tokio::time::sleep(BACKOFF_START).await;
             }
         }
