@@ -177,11 +177,17 @@ fn the_crypto_bench_reports_every_primitive() {
     assert!(out.ok, "{}", out.stderr);
     let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
     let ops = v["ops"].as_array().unwrap();
-    assert_eq!(ops.len(), 12);
-    assert!(
+    assert_eq!(ops.len(), 15);
+    let named = |part: &str| {
         ops.iter()
-            .any(|op| op["op"].as_str().unwrap().contains("hybrid kex"))
-    );
+            .filter(|op| op["op"].as_str().unwrap().contains(part))
+            .count()
+    };
+    assert!(named("hybrid kex") > 0);
+    // hush's AES-GCM (ring) beside RustCrypto's, at each size.
+    assert_eq!(named("AES-256-GCM seal"), 6);
+    assert_eq!(named("(hush: ring)"), 3);
+    assert_eq!(named("(RustCrypto aes-gcm)"), 3);
     for op in ops {
         assert!(op["per_s"].as_f64().unwrap() > 0.0, "{op}");
     }

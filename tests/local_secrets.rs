@@ -6,9 +6,12 @@ use std::os::unix::fs::PermissionsExt;
 
 #[test]
 fn the_aes_gcm_cipher_state_zeroizes_on_drop() {
-    // Compiles only with `aes-gcm`'s `zeroize` feature on, which the
-    // workspace sets for every crate (features unify).
+    // hush's AES-GCM keys (ring's) live in hush-wipe cells, zeroed on
+    // drop (hush-wipe's own tests check the bytes); RustCrypto's, used
+    // only by `hush bench crypto`, with `aes-gcm`'s `zeroize` feature on.
     fn zeroizes_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    zeroizes_on_drop::<hush_crypto::SealingKey>();
+    zeroizes_on_drop::<hush_wipe::Wiped<ring::aead::LessSafeKey>>();
     zeroizes_on_drop::<aes_gcm::Aes256Gcm>();
 }
 

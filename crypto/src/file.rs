@@ -55,10 +55,9 @@ use core::fmt;
 use std::ops::Range;
 use std::sync::OnceLock;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Key};
 use subtle::ConstantTimeEq;
 
+use crate::seal::{NONCE_LEN, SealingKey};
 use crate::secret::Secret32;
 
 /// Plaintext bytes per chunk (the last chunk may be shorter): 32 KiB, so a
@@ -192,8 +191,8 @@ impl FileKey {
         *self.0.expose_secret()
     }
 
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(&Key::<Aes256Gcm>::from(*self.0.expose_secret()))
+    fn cipher(&self) -> SealingKey {
+        SealingKey::new(&self.0)
     }
 }
 
@@ -379,11 +378,11 @@ pub fn sealed_chunk_len(padded_len: u64, index: u32) -> Option<usize> {
 
 /// STREAM nonce: chunk counter (88 bits, big-endian) ‖ 0x01 for the last
 /// chunk, 0x00 otherwise.
-fn chunk_nonce(index: u32, last: bool) -> aes_gcm::Nonce<aes_gcm::aes::cipher::consts::U12> {
-    let mut n = [0u8; 12];
+fn chunk_nonce(index: u32, last: bool) -> [u8; NONCE_LEN] {
+    let mut n = [0u8; NONCE_LEN];
     n[7..11].copy_from_slice(&index.to_be_bytes());
     n[11] = u8::from(last);
-    n.into()
+    n
 }
 
 /// `"hush/v2/file-chunk" ‖ id ‖ total (u32 BE)`: every part has a fixed
@@ -439,13 +438,7 @@ pub fn seal_chunk(
     }
     let aad = chunk_aad(id, total);
     key.cipher()
-        .encrypt(
-            &chunk_nonce(index, index == total - 1),
-            Payload {
-                msg: plain,
-                aad: &aad,
-            },
-        )
+        .seal_at(chunk_nonce(index, index == total - 1), &aad, plain)
         .map_err(|_| FileError::Internal)
 }
 
@@ -474,13 +467,7 @@ pub fn open_chunk(
     }
     let aad = chunk_aad(id, total);
     key.cipher()
-        .decrypt(
-            &chunk_nonce(index, index == total - 1),
-            Payload {
-                msg: sealed,
-                aad: &aad,
-            },
-        )
+        .open_at(chunk_nonce(index, index == total - 1), &aad, sealed)
         .map_err(|_| FileError::Open)
 }
 

@@ -52,11 +52,13 @@ pub const fn max_record_wire(max_frame: usize) -> usize {
 }
 
 /// One direction's key: the 32-byte secret always, the expanded AES-GCM
-/// key schedule (about 1 KiB) only while the link is busy. Expanding it
-/// again costs well under a microsecond, once per burst of records.
+/// key schedule only while the link is busy (a [`SealingKey`] keeps it in
+/// its own zeroed-on-drop heap cell, so an idle link holds a `None`).
+/// Expanding it again costs well under a microsecond, once per burst of
+/// records.
 struct LinkKey {
     secret: Secret32,
-    expanded: Option<Box<SealingKey>>,
+    expanded: Option<SealingKey>,
 }
 
 impl LinkKey {
@@ -69,7 +71,7 @@ impl LinkKey {
 
     fn get(&mut self) -> &SealingKey {
         self.expanded
-            .get_or_insert_with(|| Box::new(SealingKey::new(&self.secret)))
+            .get_or_insert_with(|| SealingKey::new(&self.secret))
     }
 
     fn release(&mut self) {

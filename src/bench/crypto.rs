@@ -109,10 +109,31 @@ pub(crate) fn crypto(a: &CryptoArgs) -> Result<()> {
             }
         });
         rows.push((
-            format!("AES-256-GCM seal, {size} B"),
+            format!("AES-256-GCM seal, {size} B (hush: ring)"),
             rate,
             Some(rate * size as f64 / 1e6),
         ));
+    }
+    // RustCrypto's aes-gcm, which hush used before: the comparison that
+    // chose the backend (docs/PERFORMANCE.md), rerunnable.
+    {
+        use aes_gcm::aead::{AeadInOut, KeyInit};
+        let cipher = aes_gcm::Aes256Gcm::new(&[2u8; 32].into());
+        for size in [256usize, 16 * 1024, 64 * 1024] {
+            let mut buf = vec![0u8; size];
+            let mut counter = 0u64;
+            let rate = ops_per_s(d, || {
+                counter += 1;
+                let mut nonce = [0u8; 12];
+                nonce[4..].copy_from_slice(&counter.to_be_bytes());
+                let _ = cipher.encrypt_inout_detached(&nonce.into(), b"aad", (&mut buf[..]).into());
+            });
+            rows.push((
+                format!("AES-256-GCM seal, {size} B (RustCrypto aes-gcm)"),
+                rate,
+                Some(rate * size as f64 / 1e6),
+            ));
+        }
     }
     let data = vec![0u8; 16 * 1024];
     let rate = ops_per_s(d, || {
