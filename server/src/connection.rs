@@ -400,33 +400,78 @@ impl Connection {
                         }
                         Err(_) => return Stop::Quiet,
                     };
-                    self.fb.advance(n);
-                    crate::metrics::metrics().bytes_in.inc_by(n as u64);
-                    self.peer.outbox.heard(self.shared.keepalive.now_ms());
+                    // File chunks are written to the store in batches, one
+                    // trip to the blocking pool for every chunk at hand
+                    // (consecutive `FilePut`s, across records and, while
+                    // the socket has more without waiting, across reads),
+                    // not one per chunk. Order is kept: the batch goes
+                    // before any other message.
+                    let mut puts: Vec<ChunkPut> = Vec::new();
+                    let mut n = n;
+                    let mut eof = false;
                     loop {
-                        let record = match self.fb.next_frame_mut() {
-                            Ok(Some(r)) => r,
-                            Ok(None) => break,
-                            Err(e) => {
-                                tracing::debug!(conn = self.peer.id, error = %e, "bad frame");
-                                return Stop::Tell(CloseReason::ProtocolViolation);
-                            }
-                        };
-                        let messages: Vec<ClientMsg> = match self.opener.open_in_place(record) {
-                            Ok(m) => m,
-                            Err(e) => {
-                                tracing::debug!(conn = self.peer.id, error = %e, "bad record");
-                                return Stop::Tell(CloseReason::ProtocolViolation);
-                            }
-                        };
-                        for m in messages {
-                            // A handler can wait (rate limit, a full
-                            // sequencer queue): never past a shutdown.
-                            tokio::select! {
-                                () = Box::pin(self.handle(m)) => {}
-                                _ = shutdown.changed() => return Stop::Tell(CloseReason::Shutdown),
+                        self.fb.advance(n);
+                        crate::metrics::metrics().bytes_in.inc_by(n as u64);
+                        self.peer.outbox.heard(self.shared.keepalive.now_ms());
+                        loop {
+                            let record = match self.fb.next_frame_mut() {
+                                Ok(Some(r)) => r,
+                                Ok(None) => break,
+                                Err(e) => {
+                                    tracing::debug!(conn = self.peer.id, error = %e, "bad frame");
+                                    return Stop::Tell(CloseReason::ProtocolViolation);
+                                }
+                            };
+                            let messages: Vec<ClientMsg> = match self.opener.open_in_place(record) {
+                                Ok(m) => m,
+                                Err(e) => {
+                                    tracing::debug!(conn = self.peer.id, error = %e, "bad record");
+                                    return Stop::Tell(CloseReason::ProtocolViolation);
+                                }
+                            };
+                            for m in messages {
+                                let m = match m {
+                                    ClientMsg::FilePut { room, file, index, data } => {
+                                        puts.push(ChunkPut { room, file, index, data });
+                                        continue;
+                                    }
+                                    other => other,
+                                };
+                                // A handler can wait (rate limit, a full
+                                // sequencer queue): never past a shutdown.
+                                tokio::select! {
+                                    () = Box::pin(self.put_chunks(std::mem::take(&mut puts))) => {}
+                                    _ = shutdown.changed() => return Stop::Tell(CloseReason::Shutdown),
+                                }
+                                tokio::select! {
+                                    () = Box::pin(self.handle(m)) => {}
+                                    _ = shutdown.changed() => return Stop::Tell(CloseReason::Shutdown),
+                                }
                             }
                         }
+                        if puts.is_empty() || puts.len() >= PUT_BATCH {
+                            break;
+                        }
+                        n = match self.rd.try_read(self.fb.read_space()) {
+                            Ok(0) => {
+                                eof = true;
+                                break;
+                            }
+                            Ok(more) => more,
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(_) => {
+                                eof = true;
+                                break;
+                            }
+                        };
+                    }
+                    tokio::select! {
+                        () = Box::pin(self.put_chunks(puts)) => {}
+                        _ = shutdown.changed() => return Stop::Tell(CloseReason::Shutdown),
+                    }
+                    if eof {
+                        self.commit_written();
+                        return Stop::Quiet;
                     }
                     // Everything read so far is handled: what it wrote is
                     // made durable as one group.
@@ -519,31 +564,12 @@ impl Connection {
                 index,
                 data,
             } => {
-                let owner = self.peer.fingerprint;
-                let acks = self
-                    .rooms
-                    .contains(&room)
-                    .then(|| Arc::clone(self.acks.get_or_insert_with(Arc::default)));
-                self.file_op(room, file, move |store, room| {
-                    match store.put(room, file, &owner, index, &data)? {
-                        crate::blobs::Put::Held => Ok(vec![RelayMsg::FileStored {
-                            room: room.clone(),
-                            file,
-                            index,
-                        }]),
-                        crate::blobs::Put::Written => {
-                            // Acknowledged once a commit made it durable.
-                            if let Some(acks) = acks {
-                                lock_acks(&acks)
-                                    .owed
-                                    .entry((room.clone(), file))
-                                    .or_default()
-                                    .push(index);
-                            }
-                            Ok(Vec::new())
-                        }
-                    }
-                })
+                self.put_chunks(vec![ChunkPut {
+                    room,
+                    file,
+                    index,
+                    data,
+                }])
                 .await;
             }
             ClientMsg::FileGet { room, file, index } => {
@@ -611,6 +637,7 @@ impl Connection {
     /// [`Connection::commit_written`]); its answers, or a `FileRefused`,
     /// go back. The connection reads nothing else meanwhile, so chat waits
     /// behind at most the page-cache write of each chunk queued ahead of
+    /// (for `FilePut`s, batched: [`Connection::put_chunks`])
     /// it, or the read of one range.
     async fn file_op(
         &mut self,
@@ -640,6 +667,73 @@ impl Connection {
         let Ok((room, result)) = answer else {
             return;
         };
+        self.answer_file_op(room, file, result);
+    }
+
+    /// Writes file chunks to the store, all of them in one trip to the
+    /// blocking pool (a page-cache write each: no fsync, see
+    /// [`Connection::commit_written`]). A chunk the store already holds is
+    /// acknowledged at once; one just written is owed a `FileStored` once
+    /// a commit made it durable; a refused one gets its `FileRefused`.
+    async fn put_chunks(&mut self, puts: Vec<ChunkPut>) {
+        if puts.is_empty() {
+            return;
+        }
+        let (joined, strangers): (Vec<ChunkPut>, Vec<ChunkPut>) =
+            puts.into_iter().partition(|p| self.rooms.contains(&p.room));
+        for p in strangers {
+            self.send(&RelayMsg::FileRefused {
+                room: p.room,
+                file: p.file,
+                reason: FileRefusal::NotJoined,
+            });
+        }
+        if joined.is_empty() {
+            return;
+        }
+        let owner = self.peer.fingerprint;
+        let acks = Arc::clone(self.acks.get_or_insert_with(Arc::default));
+        let store = self.shared.blobs.clone();
+        let answers = tokio::task::spawn_blocking(move || {
+            joined
+                .into_iter()
+                .map(|p| {
+                    let result = match store.put(&p.room, p.file, &owner, p.index, &p.data) {
+                        Ok(crate::blobs::Put::Held) => Ok(vec![RelayMsg::FileStored {
+                            room: p.room.clone(),
+                            file: p.file,
+                            index: p.index,
+                        }]),
+                        Ok(crate::blobs::Put::Written) => {
+                            lock_acks(&acks)
+                                .owed
+                                .entry((p.room.clone(), p.file))
+                                .or_default()
+                                .push(p.index);
+                            Ok(Vec::new())
+                        }
+                        Err(e) => Err(e),
+                    };
+                    (p.room, p.file, result)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let Ok(answers) = answers else {
+            return;
+        };
+        for (room, file, result) in answers {
+            self.answer_file_op(room, file, result);
+        }
+    }
+
+    /// Sends a file operation's answers, or its `FileRefused`.
+    fn answer_file_op(
+        &self,
+        room: RoomName,
+        file: [u8; 16],
+        result: Result<Vec<RelayMsg>, crate::blobs::BlobError>,
+    ) {
         match result {
             Ok(msgs) => {
                 let m = crate::metrics::metrics();
@@ -944,6 +1038,18 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut sealer: RecordSealer, outbox: Ar
     }
     outbox.close();
     let _ = tokio::time::timeout(CLOSING_GRACE, wr.shutdown()).await;
+}
+
+/// Consecutive `FilePut`s the reader writes in one trip to the blocking
+/// pool, at most: 64 chunks of 32 KiB, 2 MiB.
+const PUT_BATCH: usize = 64;
+
+/// One `FilePut`, as the reader batches it.
+struct ChunkPut {
+    room: RoomName,
+    file: [u8; 16],
+    index: u32,
+    data: Vec<u8>,
 }
 
 /// Chunks a connection wrote and has not acknowledged, per (room, file),
