@@ -148,10 +148,13 @@ impl Relay {
                     (key, tickets::Ledger::Local(ledger))
                 }
                 Some((stream, _)) => {
-                    let (key, ledger) =
-                        tickets::ClusterLedger::open(stream, limits.ticket_lifetime)
-                            .await
-                            .map_err(RelayError::Tickets)?;
+                    let (key, ledger) = tickets::ClusterLedger::open(
+                        stream,
+                        limits.ticket_lifetime,
+                        tickets::CLUSTER_LEDGER_MAX_BYTES,
+                    )
+                    .await
+                    .map_err(RelayError::Tickets)?;
                     (key, tickets::Ledger::Cluster(Box::new(ledger)))
                 }
             };

@@ -358,6 +358,52 @@ mod tests {
     const ALICE: Fingerprint = Fingerprint::from_bytes([0xa1; 32]);
     const BOB: Fingerprint = Fingerprint::from_bytes([0xb0; 32]);
 
+    #[test]
+    fn a_full_cluster_ledger_answers_used_and_leaves_the_event_stream_alone() {
+        // The bucket is bounded, so clients chaining resumptions cannot
+        // fill the NATS servers' disks; once full, a claim is "used" (a
+        // full handshake), never fresh twice.
+        let nats = hush_testkit::nats::NatsCluster::start(1);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = crate::log::jetstream::ClusterConfig::new(
+            nats.urls().split(',').map(str::to_owned).collect(),
+        );
+        let log = rt
+            .block_on(crate::log::jetstream::JetStreamLog::open(&config))
+            .unwrap();
+        let handle = log.handle();
+        let far = now_ms() + 600_000;
+        rt.block_on(async {
+            let (_, ledger) = ClusterLedger::open(&handle, Duration::from_secs(600), 4 * 1024)
+                .await
+                .unwrap();
+            let mut fresh = 0u32;
+            for i in 0..200u32 {
+                let mut id = [0u8; TICKET_ID_LEN];
+                id[..4].copy_from_slice(&i.to_be_bytes());
+                if ledger.claim(id, ALICE, far).await {
+                    fresh += 1;
+                } else {
+                    break;
+                }
+            }
+            assert!(
+                (1..200).contains(&fresh),
+                "4 KiB holds some entries, not 200: {fresh}"
+            );
+            // Full: a new id is refused, and so, still, is a used one.
+            assert!(!ledger.claim([0xee; TICKET_ID_LEN], BOB, far).await);
+            assert!(!ledger.claim([0; TICKET_ID_LEN], ALICE, far).await);
+            // The relay's event stream has its own limits.
+            let info = handle.stream().get_info().await.unwrap();
+            assert!(info.config.max_bytes <= 0, "{}", info.config.max_bytes);
+        });
+    }
+
     #[tokio::test]
     async fn a_ticket_id_is_fresh_once_even_across_a_restart() {
         let dir = tempfile::tempdir().unwrap();
@@ -572,6 +618,16 @@ impl Ledger {
 /// bucket's max age, the ticket lifetime: a ticket is claimed before it
 /// expires, so its entry outlives it.
 pub const CLUSTER_LEDGER_BUCKET: &str = "HUSH_TICKETS";
+/// Bytes the cluster's used-ticket bucket may hold, at most: about as many
+/// entries as the local ledger's [`MAX_LEDGER_ROWS`] (an entry is a
+/// 64-character key and a 32-byte value, with JetStream's headers about
+/// 200 bytes). Without a bound, clients chaining resumptions would grow it
+/// until the NATS servers' disks fill, taking the event stream with them.
+/// A full bucket refuses new entries (KV buckets discard new), so a claim
+/// answers "used" and the client makes a full handshake: never a
+/// replayable one.
+pub const CLUSTER_LEDGER_MAX_BYTES: i64 = 256 * 1024 * 1024;
+
 /// KV bucket holding the cluster's one ticket key (kept, no expiry).
 pub const CLUSTER_KEY_BUCKET: &str = "HUSH_TICKET_KEY";
 /// The key's entry in [`CLUSTER_KEY_BUCKET`].
@@ -600,6 +656,7 @@ impl ClusterLedger {
     pub(crate) async fn open(
         stream: &crate::log::jetstream::JetStreamHandle,
         lifetime: Duration,
+        max_bytes: i64,
     ) -> Result<(Secret32, Self), String> {
         use async_nats::jetstream::kv;
         let js = stream.context();
@@ -607,6 +664,11 @@ impl ClusterLedger {
             bucket: name.to_owned(),
             history,
             max_age,
+            max_bytes: if name == CLUSTER_LEDGER_BUCKET {
+                max_bytes
+            } else {
+                0 // no limit (the server's default)
+            },
             num_replicas: stream.replicas(),
             storage: async_nats::jetstream::stream::StorageType::File,
             ..Default::default()
