@@ -122,6 +122,12 @@ fn spawn_relay(
             "1000000",
             "--outbound-queue-bytes",
             "1073741824",
+            // The bench's clients share one identity but stand for as
+            // many people: one person's quota of used tickets (audit L2)
+            // would make all but 256 of them do full handshakes after a
+            // restart.
+            "--tickets-per-identity",
+            "1000000",
         ])
         .args(extra)
         .env("RUST_LOG", "warn")
