@@ -1387,6 +1387,83 @@ async fn files_are_stored_for_their_declarer_served_to_the_room_and_survive_a_re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_chunks_mixed_with_bad_ones_stores_the_good_and_refuses_each_bad_one() {
+    // The relay writes the chunks at hand in one batch: a bad chunk in
+    // the middle of one (another room, a wrong index, another file, too
+    // large for its slot) is refused on its own, the good ones around it are stored
+    // and acknowledged once, and the link goes on.
+    use hush_proto::FileRefusal;
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(dir.path(), Limits::default()).await;
+    let mut a = Client::connect(&relay, alice()).await;
+    a.join("lobby").await;
+    let file = [5u8; 16];
+    let size = 32 * 1024 + 16;
+    a.send(ClientMsg::FileDeclare {
+        room: room("lobby"),
+        file,
+        chunks: 4,
+        bytes: 4 * size as u64,
+    })
+    .await;
+    assert!(matches!(a.next().await, RelayMsg::FileStatus { .. }));
+    let put = |room_name: &str, file: [u8; 16], index: u32, len: usize| ClientMsg::FilePut {
+        room: room(room_name),
+        file,
+        index,
+        data: vec![7; len],
+    };
+    let burst = [
+        put("lobby", file, 0, size),
+        put("elsewhere", file, 1, size),
+        put("lobby", file, 99, size),
+        put("lobby", [6u8; 16], 1, size),
+        put("lobby", file, 1, size),
+        // Past the chunk's slot in the data file (32 KiB rounded up to
+        // 4 KiB blocks).
+        put("lobby", file, 2, size + 8192),
+        put("lobby", file, 2, size),
+    ];
+    for m in &burst {
+        a.conn.writer.send(m).await.unwrap();
+    }
+    let (mut stored, mut refused) = (Vec::new(), Vec::new());
+    while stored.len() + refused.len() < 7 {
+        match a.next().await {
+            RelayMsg::FileStored { index, .. } => stored.push(index),
+            RelayMsg::FileRefused {
+                room: r,
+                file: f,
+                reason,
+            } => {
+                refused.push((r.as_str().to_owned(), f, reason));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    stored.sort_unstable();
+    assert_eq!(stored, vec![0, 1, 2], "each good chunk acknowledged once");
+    refused.sort_by_key(|(r, f, _)| (r.clone(), *f));
+    assert_eq!(refused.len(), 4, "{refused:?}");
+    assert!(refused.contains(&("elsewhere".into(), file, FileRefusal::NotJoined)));
+    assert!(refused.contains(&("lobby".into(), file, FileRefusal::BadChunk { index: 99 })));
+    assert!(refused.contains(&("lobby".into(), [6u8; 16], FileRefusal::Unknown)));
+    assert!(refused.contains(&("lobby".into(), file, FileRefusal::BadChunk { index: 2 })));
+    // The link still serves: the store holds exactly the three.
+    a.send(ClientMsg::FileQuery {
+        room: room("lobby"),
+        file,
+    })
+    .await;
+    match a.next().await {
+        RelayMsg::FileStatus { have, chunks, .. } => {
+            assert_eq!((have, chunks), (vec![0, 1, 2], 4));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_of_chunks_is_acknowledged_once_synced_chat_goes_on_and_ranges_come_in_order() {
     use hush_proto::FileRefusal;
     let dir = tempfile::tempdir().unwrap();
