@@ -439,9 +439,11 @@ impl Connection {
                                 };
                                 // A handler can wait (rate limit, a full
                                 // sequencer queue): never past a shutdown.
-                                tokio::select! {
-                                    () = Box::pin(self.put_chunks(std::mem::take(&mut puts))) => {}
-                                    _ = shutdown.changed() => return Stop::Tell(CloseReason::Shutdown),
+                                if !puts.is_empty() {
+                                    tokio::select! {
+                                        () = Box::pin(self.put_chunks(std::mem::take(&mut puts))) => {}
+                                        _ = shutdown.changed() => return Stop::Tell(CloseReason::Shutdown),
+                                    }
                                 }
                                 tokio::select! {
                                     () = Box::pin(self.handle(m)) => {}
@@ -465,9 +467,11 @@ impl Connection {
                             }
                         };
                     }
-                    tokio::select! {
-                        () = Box::pin(self.put_chunks(puts)) => {}
-                        _ = shutdown.changed() => return Stop::Tell(CloseReason::Shutdown),
+                    if !puts.is_empty() {
+                        tokio::select! {
+                            () = Box::pin(self.put_chunks(puts)) => {}
+                            _ = shutdown.changed() => return Stop::Tell(CloseReason::Shutdown),
+                        }
                     }
                     if eof {
                         self.commit_written();
@@ -636,9 +640,9 @@ impl Connection {
     /// store reads and writes; a put does not wait for an fsync, see
     /// [`Connection::commit_written`]); its answers, or a `FileRefused`,
     /// go back. The connection reads nothing else meanwhile, so chat waits
-    /// behind at most the page-cache write of each chunk queued ahead of
-    /// (for `FilePut`s, batched: [`Connection::put_chunks`])
-    /// it, or the read of one range.
+    /// behind at most the page-cache writes of the chunks queued ahead of
+    /// it (written in batches by [`Connection::put_chunks`]), or the read
+    /// of one range.
     async fn file_op(
         &mut self,
         room: RoomName,

@@ -660,21 +660,18 @@ impl ClusterLedger {
     ) -> Result<(Secret32, Self), String> {
         use async_nats::jetstream::kv;
         let js = stream.context();
-        let bucket = |name: &str, max_age: Duration, history: i64| kv::Config {
+        // `max_bytes` 0: no limit (the server's default).
+        let bucket = |name: &str, max_age: Duration, history: i64, max_bytes: i64| kv::Config {
             bucket: name.to_owned(),
             history,
             max_age,
-            max_bytes: if name == CLUSTER_LEDGER_BUCKET {
-                max_bytes
-            } else {
-                0 // no limit (the server's default)
-            },
+            max_bytes,
             num_replicas: stream.replicas(),
             storage: async_nats::jetstream::stream::StorageType::File,
             ..Default::default()
         };
         let keys = crate::log::jetstream::retry_starting("ticket key bucket", || {
-            js.create_or_update_key_value(bucket(CLUSTER_KEY_BUCKET, Duration::ZERO, 1))
+            js.create_or_update_key_value(bucket(CLUSTER_KEY_BUCKET, Duration::ZERO, 1, 0))
         })
         .await
         .map_err(|e| format!("cannot use the KV bucket {CLUSTER_KEY_BUCKET}: {e}"))?;
@@ -702,7 +699,7 @@ impl ClusterLedger {
         })
         .await?;
         let used = crate::log::jetstream::retry_starting("ticket ledger bucket", || {
-            js.create_or_update_key_value(bucket(CLUSTER_LEDGER_BUCKET, lifetime, 1))
+            js.create_or_update_key_value(bucket(CLUSTER_LEDGER_BUCKET, lifetime, 1, max_bytes))
         })
         .await
         .map_err(|e| format!("cannot use the KV bucket {CLUSTER_LEDGER_BUCKET}: {e}"))?;
